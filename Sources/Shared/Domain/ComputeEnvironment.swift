@@ -1,0 +1,69 @@
+/// A compute environment: where jobs run and the limits they run under. Ocean's legacy environment
+/// object (`cpuNumber`, `ramGB`, `maxJobDuration`, …) is derived from it by the gateway.
+public struct ComputeEnvironment: Sendable, Hashable, Codable {
+    public var id: String
+    public var description: String
+    /// Longest run time of the algorithm step, in seconds.
+    public var maxJobDuration: Int
+    /// CPU cores one job may use.
+    public var cpus: Double
+    /// Memory one job may use, in MiB.
+    public var memoryMiB: Int
+    /// Disk one job may write (outputs and logs), in MiB.
+    public var diskMiB: Int
+    /// Jobs that may run at once in this environment.
+    public var maxJobs: Int
+    /// Whether algorithms may reach the network. Off by default: isolation is the default.
+    public var allowNetwork: Bool
+    /// Whether raw code (`rawcode`) algorithms are accepted.
+    public var allowRawAlgorithm: Bool
+    /// Seconds results are kept after a job finishes; 0 keeps them until deleted.
+    public var storageExpiry: Int
+
+    public init(
+        id: String, description: String = "", maxJobDuration: Int = 3600, cpus: Double = 1, memoryMiB: Int = 1024,
+        diskMiB: Int = 1024, maxJobs: Int = 2, allowNetwork: Bool = false, allowRawAlgorithm: Bool = true,
+        storageExpiry: Int = 0
+    ) {
+        self.id = id
+        self.description = description
+        self.maxJobDuration = maxJobDuration
+        self.cpus = cpus
+        self.memoryMiB = memoryMiB
+        self.diskMiB = diskMiB
+        self.maxJobs = maxJobs
+        self.allowNetwork = allowNetwork
+        self.allowRawAlgorithm = allowRawAlgorithm
+        self.storageExpiry = storageExpiry
+    }
+
+    enum CodingKeys: String, CodingKey {
+        case id, description, maxJobDuration, cpus, memoryMiB, diskMiB, maxJobs, allowNetwork, allowRawAlgorithm
+        case storageExpiry
+    }
+
+    /// Missing keys take the defaults above, so an environments file only states what differs.
+    public init(from decoder: any Decoder) throws {
+        let c = try decoder.container(keyedBy: CodingKeys.self)
+        let defaults = ComputeEnvironment(id: try c.decode(String.self, forKey: .id))
+        self = defaults
+        description = try c.decodeIfPresent(String.self, forKey: .description) ?? defaults.description
+        maxJobDuration = try c.decodeIfPresent(Int.self, forKey: .maxJobDuration) ?? defaults.maxJobDuration
+        cpus = try c.decodeIfPresent(Double.self, forKey: .cpus) ?? defaults.cpus
+        memoryMiB = try c.decodeIfPresent(Int.self, forKey: .memoryMiB) ?? defaults.memoryMiB
+        diskMiB = try c.decodeIfPresent(Int.self, forKey: .diskMiB) ?? defaults.diskMiB
+        maxJobs = try c.decodeIfPresent(Int.self, forKey: .maxJobs) ?? defaults.maxJobs
+        allowNetwork = try c.decodeIfPresent(Bool.self, forKey: .allowNetwork) ?? defaults.allowNetwork
+        allowRawAlgorithm = try c.decodeIfPresent(Bool.self, forKey: .allowRawAlgorithm) ?? defaults.allowRawAlgorithm
+        storageExpiry = try c.decodeIfPresent(Int.self, forKey: .storageExpiry) ?? defaults.storageExpiry
+    }
+
+    /// The environment c2d serves when nothing else is configured.
+    public static let oceanCompute = ComputeEnvironment(id: "ocean-compute", description: "c2d default environment")
+
+    /// Identifiers become queue names and routing keys, so they are kept to a safe alphabet.
+    public static func isValidID(_ id: String) -> Bool {
+        !id.isEmpty && id.utf8.count <= 63
+            && id.utf8.allSatisfy { ($0 >= 0x61 && $0 <= 0x7A) || ($0 >= 0x30 && $0 <= 0x39) || $0 == 0x2D }
+    }
+}

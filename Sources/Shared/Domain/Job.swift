@@ -1,0 +1,103 @@
+import Foundation
+
+/// A job as the source of truth (Postgres) records it.
+public struct Job: Sendable, Hashable {
+    public var id: JobID
+    public var environment: String
+    public var owner: String
+    public var agreementID: String?
+    public var status: JobStatus
+    public var outcome: JobOutcome?
+    public var failureReason: String?
+    public var exitCode: Int?
+    public var oomKilled: Bool
+    /// Ocean's `stopreq`: 0 none, 1 stop requested, 2 timed out.
+    public var stopRequest: Int
+    public var attempt: Int
+    public var workerID: String?
+    public var leaseUntil: Date?
+    public var createdAt: Date
+    public var startedAt: Date?
+    public var finishedAt: Date?
+    public var workflow: Workflow
+
+    public init(
+        id: JobID, environment: String, owner: String, agreementID: String? = nil, status: JobStatus = .queued,
+        outcome: JobOutcome? = nil, failureReason: String? = nil, exitCode: Int? = nil, oomKilled: Bool = false,
+        stopRequest: Int = 0, attempt: Int = 0, workerID: String? = nil, leaseUntil: Date? = nil,
+        createdAt: Date = Date(), startedAt: Date? = nil, finishedAt: Date? = nil, workflow: Workflow
+    ) {
+        self.id = id
+        self.environment = environment
+        self.owner = owner
+        self.agreementID = agreementID
+        self.status = status
+        self.outcome = outcome
+        self.failureReason = failureReason
+        self.exitCode = exitCode
+        self.oomKilled = oomKilled
+        self.stopRequest = stopRequest
+        self.attempt = attempt
+        self.workerID = workerID
+        self.leaseUntil = leaseUntil
+        self.createdAt = createdAt
+        self.startedAt = startedAt
+        self.finishedAt = finishedAt
+        self.workflow = workflow
+    }
+}
+
+/// What kind of file a result is; the raw values are Ocean's result `type`s (typo included).
+public enum ResultKind: String, Sendable, Codable, CaseIterable {
+    case output
+    case algorithmLog
+    case configurationLog = "configrationLog"
+    case publishLog
+}
+
+/// One stored output or log of a job. Results are listed outputs first, then logs, then admin logs,
+/// and a result's `index` is its position in that order (Ocean's `getResult` index).
+public struct ResultFile: Sendable, Hashable, Codable {
+    public var index: Int
+    public var name: String
+    public var kind: ResultKind
+    public var size: Int64
+    public var sha256: String
+    /// Where the ResultStore keeps it; never shown to clients.
+    public var location: String
+
+    public init(index: Int, name: String, kind: ResultKind, size: Int64, sha256: String, location: String) {
+        self.index = index
+        self.name = name
+        self.kind = kind
+        self.size = size
+        self.sha256 = sha256
+        self.location = location
+    }
+}
+
+/// How an execution ended, as the executor observed it.
+public struct ExecutionResult: Sendable, Hashable {
+    /// The terminal status to record.
+    public var status: JobStatus
+    public var outcome: JobOutcome
+    public var failureReason: String?
+    public var exitCode: Int?
+    public var oomKilled: Bool
+    /// Ocean's `stopreq` to record (2 after a timeout).
+    public var stopRequest: Int?
+    public var results: [ResultFile]
+
+    public init(
+        status: JobStatus, outcome: JobOutcome, failureReason: String? = nil, exitCode: Int? = nil,
+        oomKilled: Bool = false, stopRequest: Int? = nil, results: [ResultFile] = []
+    ) {
+        self.status = status
+        self.outcome = outcome
+        self.failureReason = failureReason
+        self.exitCode = exitCode
+        self.oomKilled = oomKilled
+        self.stopRequest = stopRequest
+        self.results = results
+    }
+}

@@ -1,0 +1,33 @@
+import Foundation
+
+/// Where outputs and logs are kept once a job publishes them.
+public protocol ResultStore: Sendable {
+    /// Copies the file at `file` into the store under the job, returning where it is and its size and digest.
+    func store(jobID: JobID, name: String, from file: URL) async throws -> StoredObject
+    /// A local file to stream to a client.
+    func file(at location: String) throws -> URL
+    /// Removes everything stored for a job.
+    func deleteAll(jobID: JobID) async throws
+}
+
+public struct StoredObject: Sendable, Hashable {
+    public var location: String
+    public var size: Int64
+    public var sha256: String
+
+    public init(location: String, size: Int64, sha256: String) {
+        self.location = location
+        self.size = size
+        self.sha256 = sha256
+    }
+}
+
+/// The running side of a job's steps, as the worker sees them.
+public protocol Executor: Sendable {
+    /// Runs configure → algorithm → publish for one attempt of a job, calling `progress` on each status
+    /// change, and returns the truthful end of it. It must not throw for a failure of the job itself (that is
+    /// an `ExecutionResult`); it throws only when the execution could not be carried out at all.
+    func execute(
+        job: Job, environment: ComputeEnvironment, progress: @escaping @Sendable (JobStatus) async throws -> Void
+    ) async throws -> ExecutionResult
+}
