@@ -1,0 +1,40 @@
+import Domain
+import Foundation
+import HTTPTypes
+import Hummingbird
+import NIOCore
+
+/// An error answered as JSON `{"code", "message"}` with a 4xx (or, for c2d's own faults, 5xx) status.
+public struct APIError: HTTPResponseError, Sendable {
+    public var status: HTTPResponse.Status
+    public var code: String
+    public var message: String
+
+    public init(_ status: HTTPResponse.Status, code: String, message: String) {
+        self.status = status
+        self.code = code
+        self.message = message
+    }
+
+    init(_ error: SubmissionError) {
+        self.init(.init(code: error.httpStatus), code: error.code, message: error.message)
+    }
+
+    public func response(from request: Request, context: some RequestContext) throws -> Response {
+        struct Body: Encodable {
+            var code: String
+            var message: String
+        }
+        let data = try JSONEncoder().encode(Body(code: code, message: message))
+        return Response(
+            status: status, headers: [.contentType: "application/json"],
+            body: .init(byteBuffer: ByteBuffer(bytes: data)))
+    }
+
+    static func jobNotFound(_ id: String) -> APIError {
+        APIError(.notFound, code: "job_not_found", message: "no job with id '\(id.prefix(64))'")
+    }
+
+    static let unavailable = APIError(
+        .serviceUnavailable, code: "store_unavailable", message: "the job store is unavailable; try again shortly")
+}

@@ -1,0 +1,48 @@
+import AMQP
+import Domain
+import Foundation
+import Hummingbird
+import Logging
+import Persistence
+
+/// Builds the gateway's HTTP application: the native API under `/v1` and health checks.
+public enum Gateway {
+    public static func buildApplication(
+        configuration: GatewayConfiguration, store: PostgresJobStore, amqp: AMQPClient, resultStore: any ResultStore,
+        logger: Logger
+    ) -> some ApplicationProtocol {
+        let router = Router()
+        router.middlewares.add(RequestIDMiddleware())
+        let submitter = JobSubmitter(configuration: configuration, store: store, amqp: amqp, logger: logger)
+        JobRoutes(configuration: configuration, submitter: submitter, store: store, resultStore: resultStore)
+            .register(on: router)
+        return Application(
+            router: router,
+            configuration: .init(address: .hostname(configuration.host, port: configuration.port), serverName: "c2d"),
+            logger: logger)
+    }
+}
+
+/// Gives every response the request id it was handled under (the caller's `X-Request-Id`, or a new one), so a
+/// client's report can be matched to c2d's logs and to the job's queue message.
+struct RequestIDMiddleware: RouterMiddleware {
+    typealias Context = BasicRequestContext
+
+    func handle(_ request: Request, context: Context, next: (Request, Context) async throws -> Response) async throws
+        -> Response
+    {
+        var request = request
+        let name = HTTPField.Name("x-request-id")!
+        let id = request.headers[name] ?? UUID().uuidString.lowercased()
+        request.headers[name] = id
+        do {
+            var response = try await next(request, context)
+            response.headers[name] = id
+            return response
+        } catch let error as any HTTPResponseError {
+            var response = try error.response(from: request, context: context)
+            response.headers[name] = id
+            return response
+        }
+    }
+}

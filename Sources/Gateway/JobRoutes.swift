@@ -1,0 +1,226 @@
+import Domain
+import Foundation
+import Hummingbird
+import Logging
+import NIOCore
+import Persistence
+
+
+/// The native API under `/v1` (DESIGN §4).
+struct JobRoutes: Sendable {
+    let configuration: GatewayConfiguration
+    let submitter: JobSubmitter
+    let store: PostgresJobStore
+    let resultStore: any ResultStore
+
+    func register(on router: Router<BasicRequestContext>) {
+        router.post("/v1/jobs", use: create)
+        router.get("/v1/jobs/{id}", use: get)
+        router.get("/v1/jobs/{id}/results", use: listResults)
+        router.get("/v1/jobs/{id}/results/{index}", use: downloadResult)
+        router.get("/healthz") { _, _ in Response(status: .ok, body: .init(byteBuffer: ByteBuffer(string: "ok\n"))) }
+    }
+
+    @Sendable func create(_ request: Request, context: BasicRequestContext) async throws -> Response {
+        let body: ByteBuffer
+        do {
+            body = try await request.body.collect(upTo: configuration.limits.maxBodyBytes)
+        } catch is NIOTooManyBytesError {
+            throw APIError(
+                .contentTooLarge, code: "body_too_large",
+                message: "the request body is larger than the limit of \(configuration.limits.maxBodyBytes) bytes")
+        }
+        let submission = try Self.decode(JobSubmitter.Request.self, from: body)
+        let requestID = request.headers[.init("x-request-id")!] ?? UUID().uuidString.lowercased()
+        let job = try await submitter.submit(submission, requestID: requestID)
+        return try Self.json(JobView(job), status: .created, headers: [.location: "/v1/jobs/\(job.id)"])
+    }
+
+    @Sendable func get(_ request: Request, context: BasicRequestContext) async throws -> Response {
+        let job = try await findJob(context)
+        return try Self.json(JobView(job))
+    }
+
+    @Sendable func listResults(_ request: Request, context: BasicRequestContext) async throws -> Response {
+        let job = try await findJob(context)
+        let results = try await unavailableOnStoreError { try await store.results(of: job.id) }
+        return try Self.json(ResultList(jobId: job.id.description, results: results.map(ResultView.init)))
+    }
+
+    @Sendable func downloadResult(_ request: Request, context: BasicRequestContext) async throws -> Response {
+        let job = try await findJob(context)
+        let indexText = context.parameters.get("index") ?? ""
+        guard let index = Int(indexText), index >= 0 else {
+            throw APIError(.badRequest, code: "invalid_index", message: "result index must be a non-negative integer")
+        }
+        let results = try await unavailableOnStoreError { try await store.results(of: job.id) }
+        guard let result = results.first(where: { $0.index == index }) else {
+            throw APIError(
+                .notFound, code: "result_not_found", message: "job \(job.id) has no result with index \(index)")
+        }
+        let file = try resultStore.file(at: result.location)
+        var headers: HTTPFields = [
+            .contentType: result.kind == .output ? "application/octet-stream" : "text/plain; charset=utf-8",
+            .contentDisposition: "attachment;filename=\(Self.quotedFilename(result.name))",
+            .acceptRanges: "bytes",
+        ]
+        if let rangeHeader = request.headers[.range] {
+            guard let range = ByteRange(rangeHeader, size: result.size) else {
+                headers[.contentRange] = "bytes */\(result.size)"
+                throw APIError(
+                    .rangeNotSatisfiable, code: "range_not_satisfiable",
+                    message: "range '\(rangeHeader.prefix(64))' does not fit a file of \(result.size) bytes")
+            }
+            headers[.contentRange] = "bytes \(range.lowerBound)-\(range.upperBound)/\(result.size)"
+            headers[.contentLength] = String(range.count)
+            let body = try await FileIO().loadFile(path: file.path, range: range, context: context)
+            return Response(status: .partialContent, headers: headers, body: body)
+        }
+        headers[.contentLength] = String(result.size)
+        let body = try await FileIO().loadFile(path: file.path, context: context)
+        return Response(status: .ok, headers: headers, body: body)
+    }
+
+    // MARK: Helpers
+
+    func findJob(_ context: BasicRequestContext) async throws -> Job {
+        let text = context.parameters.get("id") ?? ""
+        guard let id = JobID(text) else { throw APIError.jobNotFound(text) }
+        guard let job = try await unavailableOnStoreError({ try await store.job(id) }) else {
+            throw APIError.jobNotFound(text)
+        }
+        return job
+    }
+
+    /// A store that is down answers 503 promptly instead of a bare 500.
+    func unavailableOnStoreError<T>(_ body: () async throws -> T) async throws -> T {
+        do {
+            return try await body()
+        } catch is PostgresError {
+            throw APIError.unavailable
+        }
+    }
+
+    static func decode<T: Decodable>(_ type: T.Type, from body: ByteBuffer) throws -> T {
+        do {
+            return try JSONDecoder().decode(T.self, from: Data(buffer: body))
+        } catch DecodingError.keyNotFound(let key, let context) {
+            throw APIError(
+                .badRequest, code: "missing_field",
+                message: "missing field '\(Self.path(context.codingPath + [key]))'")
+        } catch DecodingError.typeMismatch(_, let context), DecodingError.valueNotFound(_, let context) {
+            throw APIError(
+                .badRequest, code: "invalid_field",
+                message: "field '\(Self.path(context.codingPath))' has the wrong type: \(context.debugDescription)")
+        } catch DecodingError.dataCorrupted(let context) where !context.codingPath.isEmpty {
+            throw APIError(
+                .badRequest, code: "invalid_field",
+                message: "field '\(Self.path(context.codingPath))' is invalid: \(context.debugDescription)")
+        } catch {
+            throw APIError(.badRequest, code: "invalid_json", message: "the request body is not valid JSON")
+        }
+    }
+
+    static func path(_ keys: [any CodingKey]) -> String {
+        keys.map { $0.intValue.map { "[\($0)]" } ?? ".\($0.stringValue)" }.joined().drop { $0 == "." }.description
+    }
+
+    static func json(_ value: some Encodable, status: HTTPResponse.Status = .ok, headers: HTTPFields = [:]) throws
+        -> Response
+    {
+        let encoder = JSONEncoder()
+        encoder.outputFormatting = [.sortedKeys]
+        encoder.dateEncodingStrategy = .iso8601
+        var headers = headers
+        headers[.contentType] = "application/json"
+        return Response(status: status, headers: headers, body: .init(byteBuffer: ByteBuffer(bytes: try encoder.encode(value))))
+    }
+
+    static func quotedFilename(_ name: String) -> String {
+        let base = name.split(separator: "/").last.map(String.init) ?? name
+        return "\"" + base.filter { $0 != "\"" && $0 != "\\" && !$0.isNewline } + "\""
+    }
+}
+
+/// A job as the native API shows it.
+struct JobView: Encodable {
+    var id: String
+    var environment: String
+    var owner: String
+    var status: Int
+    var statusText: String
+    var outcome: String?
+    var failureReason: String?
+    var exitCode: Int?
+    var oomKilled: Bool
+    var stopreq: Int
+    var attempt: Int
+    var dateCreated: Date
+    var dateStarted: Date?
+    var dateFinished: Date?
+    var algoDID: String
+    var inputDID: [String]
+
+    init(_ job: Job) {
+        id = job.id.description
+        environment = job.environment
+        owner = job.owner
+        status = job.status.rawValue
+        statusText = job.status.text
+        outcome = job.outcome?.rawValue
+        failureReason = job.failureReason
+        exitCode = job.exitCode
+        oomKilled = job.oomKilled
+        stopreq = job.stopRequest
+        attempt = job.attempt
+        dateCreated = job.createdAt
+        dateStarted = job.startedAt
+        dateFinished = job.finishedAt
+        algoDID = job.workflow.stage?.algorithm.didOrRaw ?? "raw"
+        inputDID = job.workflow.inputDIDs
+    }
+}
+
+struct ResultView: Encodable {
+    var index: Int
+    var filename: String
+    var type: String
+    var filesize: Int64
+    var sha256: String
+
+    init(_ result: ResultFile) {
+        index = result.index
+        filename = result.name
+        type = result.kind.rawValue
+        filesize = result.size
+        sha256 = result.sha256
+    }
+}
+
+struct ResultList: Encodable {
+    var jobId: String
+    var results: [ResultView]
+}
+
+/// One HTTP byte range (`bytes=a-b`, `bytes=a-`, `bytes=-n`), clamped to the file; multiple ranges are not served.
+struct ByteRange {
+    static func parse(_ header: String, size: Int64) -> ClosedRange<Int>? {
+        guard size > 0, header.hasPrefix("bytes="), !header.contains(",") else { return nil }
+        let spec = header.dropFirst("bytes=".count).split(separator: "-", maxSplits: 1, omittingEmptySubsequences: false)
+        guard spec.count == 2 else { return nil }
+        let last = Int(size - 1)
+        switch (Int(spec[0]), Int(spec[1])) {
+        case (let start?, let end?) where start <= end && start <= last: return start...min(end, last)
+        case (let start?, nil) where spec[1].isEmpty && start <= last: return start...last
+        case (nil, let suffix?) where spec[0].isEmpty && suffix > 0: return max(0, last - suffix + 1)...last
+        default: return nil
+        }
+    }
+}
+
+extension ClosedRange where Bound == Int {
+    init?(_ header: String, size: Int64) {
+        guard let range = ByteRange.parse(header, size: size) else { return nil }
+        self = range
+    }
+}

@@ -1,0 +1,303 @@
+import AMQP
+import Domain
+import Foundation
+import Logging
+import Persistence
+import ServiceLifecycle
+
+/// Consumes job messages, claims each job in Postgres, runs it with the executor, and records every status
+/// change fenced by the attempt it holds (DESIGN §2.2–2.5).
+///
+/// A delivery is acknowledged once the claim is durable and the job is launched; the worker never holds a
+/// delivery for the life of a job. A message for a job that is finished, or held by a live worker, is dropped.
+public final class JobWorker: Service, Sendable {
+    let configuration: WorkerConfiguration
+    let amqp: AMQPClient
+    let store: PostgresJobStore
+    let executor: any Executor
+    let logger: Logger
+    let slots: SlotPool
+
+    public init(
+        configuration: WorkerConfiguration, amqp: AMQPClient, store: PostgresJobStore, executor: any Executor,
+        logger: Logger
+    ) {
+        self.configuration = configuration
+        self.amqp = amqp
+        self.store = store
+        self.executor = executor
+        self.logger = logger
+        self.slots = SlotPool(count: configuration.slots)
+    }
+
+    public func run() async throws {
+        try await store.upsertEnvironments(configuration.environments)
+        logger.info(
+            "worker started",
+            metadata: ["worker": "\(configuration.workerID)", "slots": "\(configuration.slots)"])
+        await withDiscardingTaskGroup { group in
+            for environment in configuration.environments {
+                group.addTask { await self.serve(environment) }
+            }
+        }
+        logger.info("worker stopped", metadata: ["worker": "\(configuration.workerID)"])
+    }
+
+    /// Consumes one environment's queue until graceful shutdown; jobs it launched run on in the same task group
+    /// until they finish or their grace period ends.
+    func serve(_ environment: ComputeEnvironment) async {
+        let queue = JobQueueNames.queue(environment: environment.id)
+        await withDiscardingTaskGroup { jobs in
+            do {
+                for try await delivery in amqp.consume(queue: queue, prefetch: configuration.slots)
+                    .cancelOnGracefulShutdown()
+                {
+                    do {
+                        try await slots.acquire()
+                    } catch {
+                        // Shutting down while waiting for a slot: the delivery goes back to the queue.
+                        try? await delivery.nack(requeue: true)
+                        break
+                    }
+                    guard let job = await claim(delivery) else {
+                        await slots.release()
+                        continue
+                    }
+                    jobs.addTask {
+                        await self.runJob(job, environment: environment)
+                        await self.slots.release()
+                    }
+                }
+            } catch {
+                logger.error("consuming stopped", metadata: ["queue": "\(queue)", "error": "\(error)"])
+            }
+        }
+    }
+
+    /// Claims the delivery's job. Returns the claimed job (delivery acknowledged), or nil when there is nothing to
+    /// run (delivery acknowledged or rejected accordingly).
+    func claim(_ delivery: AMQPDelivery) async -> Job? {
+        guard let message = try? JSONDecoder().decode(JobMessage.self, from: Data(delivery.message.body)) else {
+            logger.error("undecodable job message; dead-lettering it", metadata: ["routing_key": "\(delivery.routingKey)"])
+            try? await delivery.reject(requeue: false)
+            return nil
+        }
+        var logger = self.logger
+        logger[metadataKey: "job"] = "\(message.jobId)"
+        if let requestID = delivery.message.headers[JobMessage.Header.requestID] {
+            logger[metadataKey: "request_id"] = "\(requestID)"
+        }
+        var observedLease: Date?
+        while true {
+            let result: PostgresJobStore.ClaimResult
+            do {
+                result = try await store.claim(
+                    jobID: message.jobId, workerID: configuration.workerID, lease: configuration.leaseDuration)
+            } catch {
+                // Postgres is unavailable: give the message back and let it come round again.
+                logger.warning("claim failed; requeueing", metadata: ["error": "\(error)"])
+                try? await Task.sleep(for: .seconds(1))
+                try? await delivery.nack(requeue: true)
+                return nil
+            }
+            switch result {
+            case .claimed(let job):
+                if configuration.exitAfterClaimForTesting {
+                    logger.critical("exiting after claim, before ack (fault injection)")
+                    exit(75)
+                }
+                do {
+                    try await delivery.ack()
+                } catch {
+                    // The broker will redeliver; the claim we hold makes the redelivery a no-op.
+                    logger.warning("ack failed after claim", metadata: ["error": "\(error)"])
+                }
+                logger.info("job claimed", metadata: ["attempt": "\(job.attempt)"])
+                return job
+            case .finished, .notFound:
+                logger.debug("dropping message for a finished or unknown job")
+                try? await delivery.ack()
+                return nil
+            case .heldByLiveWorker(let until, let owner):
+                if owner == configuration.workerID {
+                    try? await delivery.ack()
+                    return nil
+                }
+                if let observed = observedLease, until > observed {
+                    // The owner renewed its lease while we waited: it is alive and runs the job.
+                    logger.debug("job is running on a live worker; dropping duplicate", metadata: ["owner": "\(owner)"])
+                    try? await delivery.ack()
+                    return nil
+                }
+                // The owner may have died before acknowledging: wait for its lease to lapse, then try again.
+                observedLease = until
+                let wait = max(0, until.timeIntervalSinceNow) + 0.5
+                logger.info("job held by another worker; waiting for its lease", metadata: ["owner": "\(owner)"])
+                do {
+                    try await Task.sleep(for: .milliseconds(Int(wait * 1000)))
+                } catch {
+                    try? await delivery.nack(requeue: true)
+                    return nil
+                }
+            }
+        }
+    }
+
+    /// Runs one claimed attempt to its end: renews the lease meanwhile, records progress, and writes the terminal
+    /// status. At shutdown, a job still running after the grace period is handed back to the queue.
+    func runJob(_ job: Job, environment: ComputeEnvironment) async {
+        var logger = self.logger
+        logger[metadataKey: "job"] = "\(job.id)"
+        logger[metadataKey: "attempt"] = "\(job.attempt)"
+        let store = self.store
+        let attempt = job.attempt
+        let ending: JobEnding = await withTaskGroup(of: JobEnding.self) { group in
+            group.addTask {
+                do {
+                    let result = try await self.executor.execute(job: job, environment: environment) { status in
+                        try await store.recordStatus(jobID: job.id, attempt: attempt, status: status)
+                    }
+                    return .finished(result)
+                } catch let error as FencingError {
+                    return .lostLease(error.description)
+                } catch is CancellationError {
+                    return .handBack
+                } catch {
+                    return .finished(
+                        ExecutionResult(status: .finished, outcome: .failed, failureReason: "execution failed: \(error)"))
+                }
+            }
+            group.addTask { await self.keepLease(job) }
+            group.addTask {
+                do {
+                    try await gracefulShutdown()
+                    try await Task.sleep(for: self.configuration.shutdownGracePeriod)
+                    return .handBack
+                } catch {
+                    return .handBack
+                }
+            }
+            let first = await group.next() ?? .handBack
+            group.cancelAll()
+            return first
+        }
+        switch ending {
+        case .finished(let result):
+            await finish(job, result: result, logger: logger)
+        case .lostLease(let reason):
+            logger.warning("job attempt lost its claim; stopped without writing", metadata: ["reason": "\(reason)"])
+        case .handBack:
+            await handBack(job, logger: logger)
+        }
+    }
+
+    enum JobEnding: Sendable {
+        case finished(ExecutionResult)
+        case lostLease(String)
+        case handBack
+    }
+
+    /// Renews the lease every third of its duration; returns when the attempt no longer holds the job.
+    func keepLease(_ job: Job) async -> JobEnding {
+        let lease = configuration.leaseDuration
+        while !Task.isCancelled {
+            do {
+                try await Task.sleep(for: lease / 3)
+            } catch {
+                return .handBack
+            }
+            do {
+                if try await !store.renewLease(
+                    jobID: job.id, attempt: job.attempt, workerID: configuration.workerID, lease: lease)
+                {
+                    return .lostLease("lease renewal refused")
+                }
+            } catch {
+                // Postgres unavailable: keep running; the lease is long enough to ride out a short outage.
+                logger.warning("lease renewal failed", metadata: ["job": "\(job.id)", "error": "\(error)"])
+            }
+        }
+        return .handBack
+    }
+
+    /// Writes the terminal status, retrying while Postgres is unavailable (for up to a lease period: after that
+    /// another worker may take the job over, and our write would be refused anyway).
+    func finish(_ job: Job, result: ExecutionResult, logger: Logger) async {
+        let deadline = ContinuousClock.now + configuration.leaseDuration
+        var delay = Duration.milliseconds(200)
+        while true {
+            do {
+                try await store.finish(jobID: job.id, attempt: job.attempt, result: result)
+                logger.info(
+                    "job finished",
+                    metadata: [
+                        "status": "\(result.status.rawValue)", "outcome": "\(result.outcome.rawValue)",
+                        "reason": "\(result.failureReason ?? "")",
+                    ])
+                return
+            } catch let error as FencingError {
+                logger.warning("terminal write refused", metadata: ["reason": "\(error)"])
+                return
+            } catch {
+                guard ContinuousClock.now < deadline else {
+                    logger.error("could not record the job's end", metadata: ["error": "\(error)"])
+                    return
+                }
+                try? await Task.sleep(for: delay)
+                delay = min(delay * 2, .seconds(5))
+            }
+        }
+    }
+
+    func handBack(_ job: Job, logger: Logger) async {
+        let body = (try? JSONEncoder().encode(JobMessage(jobId: job.id, environment: job.environment))) ?? Data()
+        let message = PostgresJobStore.OutboxMessage(
+            jobID: job.id, exchange: JobQueueNames.jobsExchange, routingKey: job.environment,
+            headers: [JobMessage.Header.jobID: job.id.description], body: String(decoding: body, as: UTF8.self))
+        do {
+            try await store.release(
+                jobID: job.id, attempt: job.attempt, workerID: configuration.workerID, outbox: message)
+            logger.info("job handed back at shutdown")
+        } catch {
+            logger.warning("hand-back failed; the lease will expire instead", metadata: ["error": "\(error)"])
+        }
+    }
+}
+
+/// A counting semaphore for job slots; waiting is cancellable.
+actor SlotPool {
+    private var free: Int
+    private var waiters: [(id: UUID, continuation: CheckedContinuation<Void, any Error>)] = []
+
+    init(count: Int) {
+        free = max(1, count)
+    }
+
+    func acquire() async throws {
+        if free > 0 {
+            free -= 1
+            return
+        }
+        let id = UUID()
+        try await withTaskCancellationHandler {
+            try await withCheckedThrowingContinuation { continuation in
+                waiters.append((id, continuation))
+            }
+        } onCancel: {
+            Task { await self.cancel(id) }
+        }
+    }
+
+    func release() {
+        if waiters.isEmpty {
+            free += 1
+        } else {
+            waiters.removeFirst().continuation.resume()
+        }
+    }
+
+    private func cancel(_ id: UUID) {
+        guard let index = waiters.firstIndex(where: { $0.id == id }) else { return }
+        waiters.remove(at: index).continuation.resume(throwing: CancellationError())
+    }
+}

@@ -1,0 +1,13 @@
+import ArgumentParser
+
+@main
+struct C2D: AsyncParsableCommand {
+    static let configuration = CommandConfiguration(
+        commandName: "c2d",
+        abstract: "Compute-to-data: run consumers' algorithms next to data that never leaves.",
+        discussion: "Configuration comes from the environment; see README.md for every variable and its default.",
+        subcommands: [
+            DevCommand.self, GatewayCommand.self, WorkerCommand.self, SchedulerCommand.self, MigrateCommand.self,
+        ]
+    )
+}

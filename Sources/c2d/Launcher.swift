@@ -1,0 +1,124 @@
+import AMQP
+import ArgumentParser
+import AsyncHTTPClient
+import Domain
+import Foundation
+import Gateway
+import Logging
+import Persistence
+import Runtime
+import Scheduler
+import ServiceLifecycle
+import Storage
+import Worker
+
+/// Wires the parts of c2d a command asks for into one ServiceGroup with graceful shutdown on SIGTERM/SIGINT.
+enum Launcher {
+    enum Role {
+        case gateway, worker, scheduler
+    }
+
+    static func settings() throws -> Settings {
+        do {
+            return try Settings.load()
+        } catch {
+            throw ValidationError("\(error)")
+        }
+    }
+
+    static func logger(_ settings: Settings) -> Logger {
+        LoggingSystem.bootstrap { label in
+            var handler = StreamLogHandler.standardError(label: label)
+            handler.logLevel = settings.logLevel
+            return handler
+        }
+        return Logger(label: "c2d")
+    }
+
+    /// Turns a startup failure into one clear line and a non-zero exit instead of a stack of retries.
+    static func failClearly<T>(_ what: String, _ body: () async throws -> T) async throws -> T {
+        do {
+            return try await body()
+        } catch {
+            throw ValidationError("\(what): \(error)")
+        }
+    }
+
+    static func run(roles: Set<Role>, server: ServerOptions?, migrate: Bool) async throws {
+        let settings = try settings()
+        let logger = logger(settings)
+        let postgres = PostgresClient(configuration: settings.postgres, logger: logger)
+        _ = try await failClearly("cannot reach Postgres") { try await postgres.query("select 1") }
+        if migrate {
+            let applied = try await failClearly("migrate") {
+                try await MigrationRunner(client: postgres, directory: settings.migrationsDirectory, logger: logger)
+                    .apply()
+            }
+            if !applied.isEmpty { logger.info("migrations applied", metadata: ["versions": "\(applied)"]) }
+        }
+        let store = PostgresJobStore(client: postgres)
+        try await failClearly("cannot record environments") { try await store.upsertEnvironments(settings.environments) }
+        let topology = AMQPTopology.jobs(environments: settings.environments.map(\.id))
+        let resultStore = FileResultStore(root: settings.resultsDirectory)
+
+        var services: [any Service] = []
+        var clients: [AMQPClient] = []
+        func amqpClient(_ name: String) -> AMQPClient {
+            var logger = logger
+            logger[metadataKey: "amqp.client"] = "\(name)"
+            let client = AMQPClient(configuration: settings.amqp, topology: topology, logger: logger)
+            clients.append(client)
+            services.append(client)
+            return client
+        }
+
+        let httpClient = HTTPClient(eventLoopGroupProvider: .singleton)
+        if roles.contains(.scheduler) {
+            services.append(OutboxRelay(store: store, amqp: amqpClient("scheduler"), logger: logger))
+        }
+        if roles.contains(.worker) {
+            let executor = LocalExecutor(
+                configuration: LocalExecutorConfiguration(
+                    workRoot: settings.workDirectory, dataDirectory: settings.dataDirectory),
+                resultStore: resultStore, httpClient: httpClient, logger: logger)
+            try await failClearly("the local sandbox does not work on this machine") { try await executor.selfCheck() }
+            let configuration = WorkerConfiguration(
+                environments: settings.environments, slots: settings.workerSlots, leaseDuration: settings.leaseDuration,
+                exitAfterClaimForTesting: settings.exitAfterClaimForTesting)
+            services.append(
+                JobWorker(
+                    configuration: configuration, amqp: amqpClient("worker"), store: store, executor: executor,
+                    logger: logger))
+        }
+        if roles.contains(.gateway), let server {
+            var limits = SubmissionLimits()
+            limits.maxBodyBytes = settings.maxBodyBytes
+            let configuration = GatewayConfiguration(
+                host: server.host, port: server.port, environments: settings.environments, limits: limits)
+            services.append(
+                Gateway.buildApplication(
+                    configuration: configuration, store: store, amqp: amqpClient("gateway"),
+                    resultStore: resultStore, logger: logger))
+        }
+
+        // Start the AMQP clients first and fail fast, with one message, on a wrong URL or credentials.
+        let group = ServiceGroup(
+            configuration: .init(services: services, gracefulShutdownSignals: [.sigterm, .sigint], logger: logger))
+        try await withThrowingTaskGroup(of: Void.self) { tasks in
+            tasks.addTask { try await group.run() }
+            do {
+                for client in clients {
+                    try await client.waitUntilConnected(timeout: settings.amqp.connectTimeout * 3)
+                }
+            } catch {
+                await group.triggerGracefulShutdown()
+                tasks.cancelAll()
+                throw ValidationError("cannot connect to RabbitMQ: \(error)")
+            }
+            logger.info("c2d running", metadata: ["roles": "\(roles.map { "\($0)" }.sorted())"])
+            try await tasks.next()
+        }
+        try await httpClient.shutdown()
+        await postgres.shutdown()
+    }
+}

@@ -1,0 +1,97 @@
+import AMQP
+import Domain
+import Foundation
+import Logging
+import Persistence
+
+/// Everything the `c2d` command reads from its environment, with the defaults README's configuration table
+/// lists. Bad values stop the process with one clear message.
+struct Settings {
+    var postgres: PostgresConfiguration
+    var amqp: AMQPConfiguration
+    var environments: [ComputeEnvironment]
+    /// Where `path` inputs are read from (the publisher's data).
+    var dataDirectory: URL
+    /// Where job workspaces are made.
+    var workDirectory: URL
+    /// Where the filesystem result store keeps outputs and logs.
+    var resultsDirectory: URL
+    var migrationsDirectory: URL
+    var workerSlots: Int
+    var leaseDuration: Duration
+    var maxBodyBytes: Int
+    var logLevel: Logger.Level
+    var exitAfterClaimForTesting: Bool
+
+    struct Invalid: Error, CustomStringConvertible {
+        var description: String
+    }
+
+    static func load(_ env: [String: String] = ProcessInfo.processInfo.environment) throws -> Settings {
+        func integer(_ key: String, default value: Int, range: ClosedRange<Int>) throws -> Int {
+            guard let text = env[key], !text.isEmpty else { return value }
+            guard let number = Int(text), range.contains(number) else {
+                throw Invalid(description: "\(key) must be an integer in \(range.lowerBound)...\(range.upperBound)")
+            }
+            return number
+        }
+        func directory(_ key: String, default path: String) -> URL {
+            URL(fileURLWithPath: env[key].flatMap { $0.isEmpty ? nil : $0 } ?? path).standardizedFileURL
+        }
+        switch env["C2D_EXECUTOR"] ?? "local" {
+        case "", "local": break
+        case "kubernetes":
+            throw Invalid(description: "C2D_EXECUTOR=kubernetes: the Kubernetes executor is not part of this build yet")
+        case let other:
+            throw Invalid(description: "C2D_EXECUTOR must be 'local' or 'kubernetes', not '\(other)'")
+        }
+        let level = env["LOG_LEVEL"].flatMap(Logger.Level.init(rawValue:)) ?? .info
+        return Settings(
+            postgres: PostgresConfiguration.fromEnvironment(env),
+            amqp: AMQPConfiguration.fromEnvironment(env),
+            environments: try loadEnvironments(env["C2D_ENVIRONMENTS"]),
+            dataDirectory: directory("C2D_DATA_DIR", default: ".data/datasets"),
+            workDirectory: directory("C2D_WORK_DIR", default: ".data/work"),
+            resultsDirectory: directory("C2D_RESULTS_DIR", default: ".data/results"),
+            migrationsDirectory: env["C2D_MIGRATIONS_DIR"].map { URL(fileURLWithPath: $0) } ?? defaultMigrations(),
+            workerSlots: try integer("C2D_WORKER_SLOTS", default: 2, range: 1...256),
+            leaseDuration: .seconds(try integer("C2D_LEASE_SECONDS", default: 30, range: 2...3600)),
+            maxBodyBytes: try integer("C2D_MAX_BODY_BYTES", default: 1 << 20, range: 1024...(1 << 30)),
+            logLevel: level,
+            exitAfterClaimForTesting: env["C2D_FAULT_EXIT_AFTER_CLAIM"] == "1")
+    }
+
+    /// `C2D_ENVIRONMENTS` names a JSON file holding an array of environments; without it c2d serves
+    /// `ocean-compute` with default limits.
+    static func loadEnvironments(_ path: String?) throws -> [ComputeEnvironment] {
+        guard let path, !path.isEmpty else { return [.oceanCompute] }
+        let environments: [ComputeEnvironment]
+        do {
+            environments = try JSONDecoder().decode(
+                [ComputeEnvironment].self, from: Data(contentsOf: URL(fileURLWithPath: path)))
+        } catch {
+            throw Invalid(description: "C2D_ENVIRONMENTS: cannot read environments from \(path): \(error)")
+        }
+        guard !environments.isEmpty else { throw Invalid(description: "C2D_ENVIRONMENTS: \(path) lists none") }
+        for environment in environments where !ComputeEnvironment.isValidID(environment.id) {
+            throw Invalid(
+                description: "C2D_ENVIRONMENTS: environment id '\(environment.id)' must be lowercase letters, digits and '-'")
+        }
+        return environments
+    }
+
+    /// `migrations/` of the checkout the binary was built in (…/.build/<config>/c2d), else of the working
+    /// directory; the container image sets C2D_MIGRATIONS_DIR.
+    static func defaultMigrations() -> URL {
+        let executable = URL(fileURLWithPath: CommandLine.arguments[0]).resolvingSymlinksInPath()
+        var candidate = executable.deletingLastPathComponent()
+        for _ in 0..<5 {
+            candidate = candidate.deletingLastPathComponent()
+            let migrations = candidate.appendingPathComponent("migrations")
+            if FileManager.default.fileExists(atPath: migrations.appendingPathComponent("0001_jobs.sql").path) {
+                return migrations
+            }
+        }
+        return URL(fileURLWithPath: "migrations")
+    }
+}

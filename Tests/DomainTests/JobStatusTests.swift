@@ -1,0 +1,74 @@
+import Domain
+import Foundation
+import Testing
+
+@Suite("Job state machine")
+struct JobStatusTests {
+    /// Every legal move, written out independently of the implementation.
+    static let legal: [(JobStatus, JobStatus)] = [
+        (.queued, .expiredInQueue), (.queued, .started), (.queued, .configuringVolumes), (.queued, .finished),
+        (.started, .imagePullFailed), (.started, .configuringVolumes), (.started, .publishingResults),
+        (.started, .finished),
+        (.configuringVolumes, .volumeCreationFailed), (.configuringVolumes, .containerCreationFailed),
+        (.configuringVolumes, .provisioningSuccess), (.configuringVolumes, .dataProvisioningFailed),
+        (.configuringVolumes, .algorithmProvisioningFailed), (.configuringVolumes, .imagePullFailed),
+        (.configuringVolumes, .publishingResults), (.configuringVolumes, .finished),
+        (.provisioningSuccess, .runningAlgorithm), (.provisioningSuccess, .imagePullFailed),
+        (.provisioningSuccess, .publishingResults), (.provisioningSuccess, .finished),
+        (.runningAlgorithm, .algorithmFailed), (.runningAlgorithm, .diskQuotaExceeded),
+        (.runningAlgorithm, .filteringResults), (.runningAlgorithm, .publishingResults),
+        (.runningAlgorithm, .finished),
+        (.filteringResults, .publishingResults), (.filteringResults, .finished),
+        (.publishingResults, .resultsUploadFailed), (.publishingResults, .finished),
+    ]
+
+    @Test("every pair of statuses is legal exactly when the table says so")
+    func everyTransition() throws {
+        let legalSet = Set(Self.legal.map { "\($0.0.rawValue)>\($0.1.rawValue)" })
+        for from in JobStatus.allCases {
+            for to in JobStatus.allCases {
+                let expected = legalSet.contains("\(from.rawValue)>\(to.rawValue)")
+                #expect(from.canMove(to: to) == expected, "\(from) → \(to)")
+                if expected {
+                    #expect(try from.transition(to: to) == to)
+                } else {
+                    #expect(throws: IllegalTransition.self) { try from.transition(to: to) }
+                }
+            }
+        }
+    }
+
+    @Test("terminal statuses have no successors and non-terminal ones do")
+    func terminality() {
+        for status in JobStatus.allCases {
+            #expect(status.successors.isEmpty == status.isTerminal, "\(status)")
+        }
+    }
+
+    @Test("an illegal transition names both states")
+    func illegalMessage() {
+        let error = IllegalTransition(from: .finished, to: .runningAlgorithm)
+        #expect(error.description.contains("70"))
+        #expect(error.description.contains("40"))
+    }
+
+    @Test("Ocean's legacy texts are kept, trailing space included")
+    func texts() {
+        #expect(JobStatus.queued.text == "Warming up")
+        #expect(JobStatus.runningAlgorithm.text == "Running algorithm ")
+        #expect(JobStatus.finished.text == "Job finished")
+        #expect(JobStatus.dataProvisioningFailed.rawValue == 31)
+    }
+}
+
+@Suite("Job ids")
+struct JobIDTests {
+    @Test func roundTrip() throws {
+        let id = JobID()
+        #expect(id.description.count == 32)
+        #expect(JobID(id.description) == id)
+        #expect(JobID(id.uuid.uuidString) == id)
+        #expect(JobID("not-a-job") == nil)
+        #expect(JobID(String(repeating: "g", count: 32)) == nil)
+    }
+}

@@ -1,0 +1,226 @@
+import AsyncHTTPClient
+import Foundation
+import Logging
+import NIOCore
+import Persistence
+import Testing
+
+enum TestEnvironment {
+    static let repositoryRoot = URL(fileURLWithPath: #filePath)
+        .deletingLastPathComponent().deletingLastPathComponent().deletingLastPathComponent()
+        .deletingLastPathComponent()
+
+    /// Runs `scripts/services` (stop or start a service for fault tests).
+    static func services(_ arguments: String...) throws {
+        let process = Process()
+        process.executableURL = repositoryRoot.appendingPathComponent("scripts/services")
+        process.arguments = arguments
+        try process.run()
+        process.waitUntilExit()
+        guard process.terminationStatus == 0 else {
+            throw TestFailure("scripts/services \(arguments.joined(separator: " ")) failed")
+        }
+    }
+
+    static func freePort() throws -> Int {
+        let fd = socket(AF_INET, Int32(SOCK_STREAM.rawValue), 0)
+        defer { close(fd) }
+        var address = sockaddr_in()
+        address.sin_family = sa_family_t(AF_INET)
+        address.sin_addr.s_addr = inet_addr("127.0.0.1")
+        address.sin_port = 0
+        let bound = withUnsafePointer(to: &address) {
+            $0.withMemoryRebound(to: sockaddr.self, capacity: 1) { bind(fd, $0, socklen_t(MemoryLayout<sockaddr_in>.size)) }
+        }
+        guard bound == 0 else { throw TestFailure("no free port") }
+        var length = socklen_t(MemoryLayout<sockaddr_in>.size)
+        withUnsafeMutablePointer(to: &address) {
+            $0.withMemoryRebound(to: sockaddr.self, capacity: 1) { _ = getsockname(fd, $0, &length) }
+        }
+        return Int(UInt16(bigEndian: address.sin_port))
+    }
+}
+
+struct TestFailure: Error, CustomStringConvertible {
+    var description: String
+    init(_ description: String) { self.description = description }
+}
+
+/// One c2d deployment for a test: its own compute environment (so its own queue), data, work and result
+/// folders, and the `c2d` processes the test starts. Talks to it over HTTP like a client does.
+final class Deployment: @unchecked Sendable {
+    // @unchecked: processes are started and stopped by the test's own task only.
+    let environmentID: String
+    let directory: URL
+    let dataDirectory: URL
+    let port: Int
+    let postgres: PostgresClient
+    private(set) var processes: [C2DProcess] = []
+    var baseURL: String { "http://127.0.0.1:\(port)" }
+
+    init(maxJobDuration: Int = 60, extraEnvironment: [String: String] = [:]) throws {
+        environmentID = "t\(UInt32.random(in: 0...UInt32.max))"
+        directory = FileManager.default.temporaryDirectory.appendingPathComponent("c2d-it-\(environmentID)")
+        dataDirectory = directory.appendingPathComponent("data")
+        try FileManager.default.createDirectory(at: dataDirectory, withIntermediateDirectories: true)
+        port = try TestEnvironment.freePort()
+        let environments = """
+            [{"id": "\(environmentID)", "maxJobDuration": \(maxJobDuration), "memoryMiB": 1024, "maxJobs": 4}]
+            """
+        try environments.write(to: directory.appendingPathComponent("environments.json"), atomically: true, encoding: .utf8)
+        self.extraEnvironment = extraEnvironment
+        postgres = PostgresClient(configuration: .fromEnvironment(), logger: Logger(label: "test"))
+    }
+
+    private let extraEnvironment: [String: String]
+
+    var environment: [String: String] {
+        [
+            "C2D_ENVIRONMENTS": directory.appendingPathComponent("environments.json").path,
+            "C2D_DATA_DIR": dataDirectory.path,
+            "C2D_WORK_DIR": directory.appendingPathComponent("work").path,
+            "C2D_RESULTS_DIR": directory.appendingPathComponent("results").path,
+            "LOG_LEVEL": "debug",
+        ].merging(extraEnvironment) { $1 }
+    }
+
+    @discardableResult
+    func start(_ name: String, _ arguments: [String], environment extra: [String: String] = [:]) throws -> C2DProcess {
+        let process = try C2DProcess(
+            name: name, arguments: arguments, environment: environment.merging(extra) { $1 },
+            logDirectory: directory)
+        processes.append(process)
+        return process
+    }
+
+    /// `c2d dev` (gateway, worker and scheduler in one process), ready to take requests.
+    func startDev() async throws {
+        try start("dev", ["dev", "--port", String(port)])
+        try await waitUntilHealthy()
+    }
+
+    func waitUntilHealthy(timeout: Duration = .seconds(60)) async throws {
+        let deadline = ContinuousClock.now + timeout
+        while ContinuousClock.now < deadline {
+            if let response = try? await get("/healthz"), response.status == 200 { return }
+            if let dead = processes.first(where: { !$0.isRunning }) {
+                throw TestFailure("\(dead.name) exited early:\n\(dead.log.suffix(4000))")
+            }
+            try await Task.sleep(for: .milliseconds(100))
+        }
+        throw TestFailure("c2d did not become healthy:\n\(logs)")
+    }
+
+    var logs: String {
+        processes.map { "--- \($0.name) ---\n\($0.log.suffix(6000))" }.joined(separator: "\n")
+    }
+
+    func shutdown() async {
+        for process in processes { await process.stop() }
+        await postgres.shutdown()
+        try? FileManager.default.removeItem(at: directory)
+    }
+
+    // MARK: HTTP
+
+    struct HTTPResult {
+        var status: Int
+        var headers: [(String, String)]
+        var body: Data
+        var json: [String: Any] { (try? JSONSerialization.jsonObject(with: body)) as? [String: Any] ?? [:] }
+        var text: String { String(decoding: body, as: UTF8.self) }
+    }
+
+    func request(_ method: HTTPMethod, _ path: String, body: Data? = nil, headers: [String: String] = [:])
+        async throws -> HTTPResult
+    {
+        var request = HTTPClientRequest(url: baseURL + path)
+        request.method = method
+        for (name, value) in headers { request.headers.add(name: name, value: value) }
+        if let body { request.body = .bytes(ByteBuffer(bytes: body)) }
+        let response = try await HTTPClient.shared.execute(request, timeout: .seconds(30))
+        let collected = try await response.body.collect(upTo: 64 << 20)
+        return HTTPResult(
+            status: Int(response.status.code), headers: response.headers.map { ($0.name, $0.value) },
+            body: Data(buffer: collected))
+    }
+
+    func get(_ path: String, headers: [String: String] = [:]) async throws -> HTTPResult {
+        try await request(.GET, path, headers: headers)
+    }
+
+    func post(_ path: String, json: Any) async throws -> HTTPResult {
+        try await request(
+            .POST, path, body: try JSONSerialization.data(withJSONObject: json),
+            headers: ["content-type": "application/json"])
+    }
+
+    // MARK: Jobs
+
+    /// A workflow running `code` (Python) over the given inputs.
+    func jobRequest(code: String, inputs: [[String: Any]] = [], maxtime: Int? = nil) -> [String: Any] {
+        var stage: [String: Any] = [
+            "index": 0,
+            "input": inputs,
+            "algorithm": ["rawcode": code, "container": ["entrypoint": "python3 $ALGO", "image": "python"]],
+        ]
+        if let maxtime { stage["compute"] = ["maxtime": maxtime] }
+        return ["environment": environmentID, "owner": "tester", "workflow": ["stages": [stage]]]
+    }
+
+    func submit(_ request: [String: Any]) async throws -> String {
+        let response = try await post("/v1/jobs", json: request)
+        guard response.status == 201, let id = response.json["id"] as? String else {
+            throw TestFailure("submit answered \(response.status): \(response.text)\n\(logs)")
+        }
+        return id
+    }
+
+    /// Polls until the job has finished; returns its final JSON.
+    func waitForJob(_ id: String, timeout: Duration = .seconds(90)) async throws -> [String: Any] {
+        let deadline = ContinuousClock.now + timeout
+        while ContinuousClock.now < deadline {
+            let job = try await get("/v1/jobs/\(id)").json
+            if job["dateFinished"] is String { return job }
+            try await Task.sleep(for: .milliseconds(100))
+        }
+        throw TestFailure("job \(id) did not finish in time:\n\(logs)")
+    }
+
+    func results(_ id: String) async throws -> [[String: Any]] {
+        try await get("/v1/jobs/\(id)/results").json["results"] as? [[String: Any]] ?? []
+    }
+
+    func download(_ id: String, name: String) async throws -> String {
+        let results = try await results(id)
+        guard let index = results.first(where: { $0["filename"] as? String == name })?["index"] as? Int else {
+            throw TestFailure("job \(id) has no result \(name): \(results)")
+        }
+        let response = try await get("/v1/jobs/\(id)/results/\(index)")
+        #expect(response.status == 200)
+        return response.text
+    }
+
+    /// Jobs rows written for this deployment's environment.
+    func jobCount() async throws -> Int {
+        try await postgres.query("select count(*) as n from jobs where environment = $1", [.text(environmentID)])[0]
+            .int("n")
+    }
+}
+
+extension Deployment {
+    /// Runs `body` against a fresh deployment and always stops its processes afterwards.
+    static func with(
+        maxJobDuration: Int = 60, extraEnvironment: [String: String] = [:],
+        _ body: (Deployment) async throws -> Void
+    ) async throws {
+        let deployment = try Deployment(maxJobDuration: maxJobDuration, extraEnvironment: extraEnvironment)
+        do {
+            try await body(deployment)
+        } catch {
+            await deployment.shutdown()
+            throw error
+        }
+        await deployment.shutdown()
+    }
+}
