@@ -93,7 +93,9 @@ create table outbox (
     created_at   timestamptz not null default now(),
     sent_at      timestamptz,
     attempts     integer not null default 0,
+    -- a row whose publish failed waits before the relay tries it again (exponential, capped)
+    next_attempt_at  timestamptz not null default now(),
     last_error   text
 );
 
-create index outbox_unsent on outbox (id) where sent_at is null;
+create index outbox_unsent on outbox (next_attempt_at, id) where sent_at is null;

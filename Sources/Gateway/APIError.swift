@@ -5,12 +5,12 @@ import Hummingbird
 import NIOCore
 
 /// An error answered as JSON `{"code", "message"}` with a 4xx (or, for c2d's own faults, 5xx) status.
-public struct APIError: HTTPResponseError, Sendable {
-    public var status: HTTPResponse.Status
-    public var code: String
-    public var message: String
+package struct APIError: HTTPResponseError, Sendable {
+    package var status: HTTPResponse.Status
+    package var code: String
+    package var message: String
 
-    public init(_ status: HTTPResponse.Status, code: String, message: String) {
+    package init(_ status: HTTPResponse.Status, code: String, message: String) {
         self.status = status
         self.code = code
         self.message = message
@@ -20,12 +20,8 @@ public struct APIError: HTTPResponseError, Sendable {
         self.init(.init(code: error.httpStatus), code: error.code, message: error.message)
     }
 
-    public func response(from request: Request, context: some RequestContext) throws -> Response {
-        struct Body: Encodable {
-            var code: String
-            var message: String
-        }
-        let data = try JSONEncoder().encode(Body(code: code, message: message))
+    package func response(from request: Request, context: some RequestContext) throws -> Response {
+        let data = try JSONEncoder().encode(["code": code, "message": message])
         return Response(
             status: status, headers: [.contentType: "application/json"],
             body: .init(byteBuffer: ByteBuffer(bytes: data)))

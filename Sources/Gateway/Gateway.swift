@@ -1,13 +1,14 @@
 import AMQP
 import Domain
 import Foundation
+import HTTPTypes
 import Hummingbird
 import Logging
 import Persistence
 
 /// Builds the gateway's HTTP application: the native API under `/v1` and health checks.
-public enum Gateway {
-    public static func buildApplication(
+package enum Gateway {
+    package static func buildApplication(
         configuration: GatewayConfiguration, store: PostgresJobStore, amqp: AMQPClient, resultStore: any ResultStore,
         logger: Logger
     ) -> some ApplicationProtocol {
@@ -31,13 +32,12 @@ struct RequestIDMiddleware: RouterMiddleware {
     func handle(_ request: Request, context: Context, next: (Request, Context) async throws -> Response) async throws
         -> Response
     {
-        var request = request
-        let name = HTTPField.Name("x-request-id")!
+        let name = HTTPField.Name.requestID
         let id = request.headers[name] ?? UUID().uuidString.lowercased()
-        request.headers[name] = id
         do {
             var response = try await next(request, context)
-            response.headers[name] = id
+            // A handler that generated the id itself has already set it.
+            if response.headers[name] == nil { response.headers[name] = id }
             return response
         } catch let error as any HTTPResponseError {
             var response = try error.response(from: request, context: context)
@@ -45,4 +45,8 @@ struct RequestIDMiddleware: RouterMiddleware {
             return response
         }
     }
+}
+
+extension HTTPField.Name {
+    static let requestID = HTTPField.Name("x-request-id")!
 }

@@ -2,20 +2,20 @@ import Domain
 
 /// The gateway's settings. Defaults suit one machine; every value can be set from the environment by the
 /// `c2d` command (see README's configuration table).
-public struct GatewayConfiguration: Sendable {
+package struct GatewayConfiguration: Sendable {
     /// Address to listen on. Default 127.0.0.1.
-    public var host: String
+    package var host: String
     /// Port to listen on. Default 8080.
-    public var port: Int
+    package var port: Int
     /// The environments jobs may be submitted to. Default: `ocean-compute` only.
-    public var environments: [ComputeEnvironment]
+    package var environments: [ComputeEnvironment]
     /// Size and count limits on requests.
-    public var limits: SubmissionLimits
+    package var limits: SubmissionLimits
     /// How long a submit waits for RabbitMQ's confirm before leaving the message to the outbox relay.
     /// Default 2 s.
-    public var publishTimeout: Duration
+    package var publishTimeout: Duration
 
-    public init(
+    package init(
         host: String = "127.0.0.1", port: Int = 8080, environments: [ComputeEnvironment] = [.oceanCompute],
         limits: SubmissionLimits = SubmissionLimits(), publishTimeout: Duration = .seconds(2)
     ) {

@@ -1,8 +1,10 @@
 import Domain
 import Foundation
+import HTTPTypes
 import Hummingbird
 import Logging
 import NIOCore
+import NIOFoundationCompat
 import Persistence
 
 
@@ -31,9 +33,10 @@ struct JobRoutes: Sendable {
                 message: "the request body is larger than the limit of \(configuration.limits.maxBodyBytes) bytes")
         }
         let submission = try Self.decode(JobSubmitter.Request.self, from: body)
-        let requestID = request.headers[.init("x-request-id")!] ?? UUID().uuidString.lowercased()
+        let requestID = request.headers[.requestID] ?? UUID().uuidString.lowercased()
         let job = try await submitter.submit(submission, requestID: requestID)
-        return try Self.json(JobView(job), status: .created, headers: [.location: "/v1/jobs/\(job.id)"])
+        return try Self.json(
+            JobView(job), status: .created, headers: [.location: "/v1/jobs/\(job.id)", .requestID: requestID])
     }
 
     @Sendable func get(_ request: Request, context: BasicRequestContext) async throws -> Response {
@@ -65,7 +68,7 @@ struct JobRoutes: Sendable {
             .acceptRanges: "bytes",
         ]
         if let rangeHeader = request.headers[.range] {
-            guard let range = ByteRange(rangeHeader, size: result.size) else {
+            guard let range = ByteRange.parse(rangeHeader, size: result.size) else {
                 headers[.contentRange] = "bytes */\(result.size)"
                 throw APIError(
                     .rangeNotSatisfiable, code: "range_not_satisfiable",
@@ -215,12 +218,5 @@ struct ByteRange {
         case (nil, let suffix?) where spec[0].isEmpty && suffix > 0: return max(0, last - suffix + 1)...last
         default: return nil
         }
-    }
-}
-
-extension ClosedRange where Bound == Int {
-    init?(_ header: String, size: Int64) {
-        guard let range = ByteRange.parse(header, size: size) else { return nil }
-        self = range
     }
 }

@@ -1,20 +1,21 @@
 import AMQP
 import Domain
 import Foundation
+import HTTPTypes
 import Logging
 import Persistence
 
 /// Accepts jobs: validate, then one transaction that writes the job and its outbox row, then a confirmed
 /// publish, then the outbox row marked sent (DESIGN §2.1). If the publish fails the job is still accepted: the
 /// scheduler's relay publishes the outbox row once RabbitMQ is back.
-public struct JobSubmitter: Sendable {
+package struct JobSubmitter: Sendable {
     let configuration: GatewayConfiguration
     let store: PostgresJobStore
     let amqp: AMQPClient
     let validator: WorkflowValidator
     let logger: Logger
 
-    public init(configuration: GatewayConfiguration, store: PostgresJobStore, amqp: AMQPClient, logger: Logger) {
+    package init(configuration: GatewayConfiguration, store: PostgresJobStore, amqp: AMQPClient, logger: Logger) {
         self.configuration = configuration
         self.store = store
         self.amqp = amqp
@@ -23,13 +24,13 @@ public struct JobSubmitter: Sendable {
     }
 
     /// A job to create, as the native API receives it.
-    public struct Request: Sendable, Decodable {
-        public var environment: String
-        public var owner: String?
-        public var workflow: Workflow
+    package struct Request: Sendable, Decodable {
+        package var environment: String
+        package var owner: String?
+        package var workflow: Workflow
     }
 
-    public func submit(_ request: Request, requestID: String) async throws -> Job {
+    package func submit(_ request: Request, requestID: String) async throws -> Job {
         guard let environment = configuration.environment(request.environment) else {
             throw APIError(
                 .badRequest, code: "unknown_environment",

@@ -6,18 +6,18 @@ import ServiceLifecycle
 
 /// The scheduler's first duty: publish outbox rows that the gateway could not publish (RabbitMQ down, gateway
 /// killed between commit and publish), so every accepted job reaches a worker (DESIGN §2.1, §6.1).
-public final class OutboxRelay: Service, Sendable {
-    public struct Configuration: Sendable {
+package final class OutboxRelay: Service, Sendable {
+    package struct Configuration: Sendable {
         /// Time between passes when there is nothing to do. Default 1 s.
-        public var interval: Duration
+        package var interval: Duration
         /// Rows younger than this are left to the gateway that wrote them. Default 3 s.
-        public var minimumAge: Duration
+        package var minimumAge: Duration
         /// Rows per pass. Default 500.
-        public var batchSize: Int
+        package var batchSize: Int
         /// Limit on one pass's publishing. Default 10 s.
-        public var publishTimeout: Duration
+        package var publishTimeout: Duration
 
-        public init(
+        package init(
             interval: Duration = .seconds(1), minimumAge: Duration = .seconds(3), batchSize: Int = 500,
             publishTimeout: Duration = .seconds(10)
         ) {
@@ -33,7 +33,7 @@ public final class OutboxRelay: Service, Sendable {
     let amqp: AMQPClient
     let logger: Logger
 
-    public init(configuration: Configuration = Configuration(), store: PostgresJobStore, amqp: AMQPClient, logger: Logger)
+    package init(configuration: Configuration = Configuration(), store: PostgresJobStore, amqp: AMQPClient, logger: Logger)
     {
         self.configuration = configuration
         self.store = store
@@ -41,7 +41,7 @@ public final class OutboxRelay: Service, Sendable {
         self.logger = logger
     }
 
-    public func run() async throws {
+    package func run() async throws {
         while !Task.isShuttingDownGracefully && !Task.isCancelled {
             var sent = 0
             do {
@@ -58,27 +58,43 @@ public final class OutboxRelay: Service, Sendable {
 
     /// One pass: publishes up to a batch of waiting rows. Returns how many were sent and how many failed.
     @discardableResult
-    public func runOnce() async throws -> (sent: Int, failed: Int) {
+    package func runOnce() async throws -> (sent: Int, failed: Int) {
         guard amqp.isConnected else { return (0, 0) }
         let amqp = self.amqp
         let timeout = configuration.publishTimeout
         let result = try await store.relayOutbox(limit: configuration.batchSize, minimumAge: configuration.minimumAge) {
             messages in
-            do {
-                let batch = messages.map { message in
-                    (
-                        message: AMQPMessage(
-                            body: Array(message.body.utf8), headers: message.headers, contentType: "application/json",
-                            messageID: message.jobID.description),
-                        routingKey: message.routingKey
-                    )
+            // Published concurrently so the confirms pipeline, each with its own outcome: one unroutable
+            // message must not fail the batch.
+            await withTaskGroup(of: (Int, String?).self) { group in
+                for message in messages {
+                    group.addTask {
+                        do {
+                            try await withDeadline(timeout, operation: "outbox publish") {
+                                try await amqp.publish(
+                                    AMQPMessage(
+                                        body: Array(message.body.utf8), headers: message.headers,
+                                        contentType: "application/json", messageID: message.jobID.description),
+                                    exchange: message.exchange, routingKey: message.routingKey)
+                            }
+                            return (message.id, nil)
+                        } catch {
+                            return (message.id, "\(error)")
+                        }
+                    }
                 }
-                try await withDeadline(timeout, operation: "outbox publish") {
-                    try await amqp.publish(batch, exchange: JobQueueNames.jobsExchange)
+                var sent: [Int] = []
+                var failed: [Int] = []
+                var lastError: String?
+                for await (id, error) in group {
+                    if let error {
+                        failed.append(id)
+                        lastError = error
+                    } else {
+                        sent.append(id)
+                    }
                 }
-                return (messages.map(\.id), [], nil)
-            } catch {
-                return ([], messages.map(\.id), "\(error)")
+                return (sent, failed, lastError)
             }
         }
         if result.sent > 0 || result.failed > 0 {

@@ -10,7 +10,7 @@ import ServiceLifecycle
 ///
 /// A delivery is acknowledged once the claim is durable and the job is launched; the worker never holds a
 /// delivery for the life of a job. A message for a job that is finished, or held by a live worker, is dropped.
-public final class JobWorker: Service, Sendable {
+package final class JobWorker: Service, Sendable {
     let configuration: WorkerConfiguration
     let amqp: AMQPClient
     let store: PostgresJobStore
@@ -18,7 +18,7 @@ public final class JobWorker: Service, Sendable {
     let logger: Logger
     let slots: SlotPool
 
-    public init(
+    package init(
         configuration: WorkerConfiguration, amqp: AMQPClient, store: PostgresJobStore, executor: any Executor,
         logger: Logger
     ) {
@@ -30,7 +30,7 @@ public final class JobWorker: Service, Sendable {
         self.slots = SlotPool(count: configuration.slots)
     }
 
-    public func run() async throws {
+    package func run() async throws {
         try await store.upsertEnvironments(configuration.environments)
         logger.info(
             "worker started",

@@ -2,22 +2,22 @@ import Domain
 import Foundation
 
 /// The worker's settings, with defaults for one machine.
-public struct WorkerConfiguration: Sendable {
+package struct WorkerConfiguration: Sendable {
     /// This worker's identity in claims and logs. Default: host name, process id and a random suffix.
-    public var workerID: String
+    package var workerID: String
     /// The environments whose queues this worker consumes.
-    public var environments: [ComputeEnvironment]
+    package var environments: [ComputeEnvironment]
     /// Jobs this worker runs at once (and its prefetch). Default 2.
-    public var slots: Int
+    package var slots: Int
     /// How long a claim holds a job without renewal; renewed every third of it. Default 30 s.
-    public var leaseDuration: Duration
+    package var leaseDuration: Duration
     /// How long in-flight jobs may keep running after shutdown begins before they are handed back. Default 20 s.
-    public var shutdownGracePeriod: Duration
+    package var shutdownGracePeriod: Duration
     /// Fault injection for tests of at-least-once delivery: exit the process right after a claim commits, before
     /// the job is launched and its message acknowledged. Never set in production. Default false.
-    public var exitAfterClaimForTesting: Bool
+    package var exitAfterClaimForTesting: Bool
 
-    public init(
+    package init(
         workerID: String = WorkerConfiguration.defaultWorkerID(), environments: [ComputeEnvironment] = [.oceanCompute],
         slots: Int = 2, leaseDuration: Duration = .seconds(30), shutdownGracePeriod: Duration = .seconds(20),
         exitAfterClaimForTesting: Bool = false
@@ -30,7 +30,7 @@ public struct WorkerConfiguration: Sendable {
         self.exitAfterClaimForTesting = exitAfterClaimForTesting
     }
 
-    public static func defaultWorkerID() -> String {
+    package static func defaultWorkerID() -> String {
         let host = ProcessInfo.processInfo.hostName.split(separator: ".").first.map(String.init) ?? "worker"
         return "\(host)-\(ProcessInfo.processInfo.processIdentifier)-\(UInt32.random(in: 0...UInt32.max) % 100_000)"
     }

@@ -10,6 +10,7 @@ import Runtime
 import Scheduler
 import ServiceLifecycle
 import Storage
+import UnixSignals
 import Worker
 
 /// Wires the parts of c2d a command asks for into one ServiceGroup with graceful shutdown on SIGTERM/SIGINT.
@@ -72,15 +73,16 @@ enum Launcher {
             return client
         }
 
-        let httpClient = HTTPClient(eventLoopGroupProvider: .singleton)
+        let executorConfiguration = LocalExecutorConfiguration(
+            workRoot: settings.workDirectory, dataDirectory: settings.dataDirectory)
+        let httpClient = Provisioner.makeHTTPClient(configuration: executorConfiguration.provisioner)
         if roles.contains(.scheduler) {
             services.append(OutboxRelay(store: store, amqp: amqpClient("scheduler"), logger: logger))
         }
         if roles.contains(.worker) {
             let executor = LocalExecutor(
-                configuration: LocalExecutorConfiguration(
-                    workRoot: settings.workDirectory, dataDirectory: settings.dataDirectory),
-                resultStore: resultStore, httpClient: httpClient, logger: logger)
+                configuration: executorConfiguration,
+                httpClient: httpClient, resultStore: resultStore, logger: logger)
             try await failClearly("the local sandbox does not work on this machine") { try await executor.selfCheck() }
             let configuration = WorkerConfiguration(
                 environments: settings.environments, slots: settings.workerSlots, leaseDuration: settings.leaseDuration,

@@ -1,4 +1,6 @@
 import Foundation
+import NIOHTTP1
+import Persistence
 import Testing
 
 /// A real job end to end: HTTP → Postgres → RabbitMQ → worker → bubblewrap sandbox → result store → HTTP,

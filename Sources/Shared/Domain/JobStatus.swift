@@ -86,6 +86,12 @@ public enum JobStatus: Int, Sendable, Codable, CaseIterable, CustomStringConvert
 public struct IllegalTransition: Error, CustomStringConvertible, Sendable {
     public var from: JobStatus
     public var to: JobStatus
+
+    public init(from: JobStatus, to: JobStatus) {
+        self.from = from
+        self.to = to
+    }
+
     public var description: String { "a job cannot move from status \(from) to \(to)" }
 }
 

@@ -2,6 +2,8 @@ import AsyncHTTPClient
 import Foundation
 import Logging
 import NIOCore
+import NIOFoundationCompat
+import NIOHTTP1
 import Persistence
 import Testing
 
@@ -12,13 +14,18 @@ enum TestEnvironment {
 
     /// Runs `scripts/services` (stop or start a service for fault tests).
     static func services(_ arguments: String...) throws {
-        let process = Process()
-        process.executableURL = repositoryRoot.appendingPathComponent("scripts/services")
-        process.arguments = arguments
-        try process.run()
-        process.waitUntilExit()
-        guard process.terminationStatus == 0 else {
-            throw TestFailure("scripts/services \(arguments.joined(separator: " ")) failed")
+        let script = repositoryRoot.appendingPathComponent("scripts/services").path
+        let log = FileManager.default.temporaryDirectory.appendingPathComponent("c2d-services-\(UUID()).log")
+        let pid = try C2DProcess.spawn(
+            executable: script, arguments: [script] + arguments,
+            environment: ProcessInfo.processInfo.environment.map { "\($0.key)=\($0.value)" }, log: log.path,
+            directory: repositoryRoot.path)
+        var status: Int32 = 0
+        while waitpid(pid, &status, 0) == -1 && errno == EINTR {}
+        let output = (try? String(contentsOf: log, encoding: .utf8)) ?? ""
+        try? FileManager.default.removeItem(at: log)
+        guard status == 0 else {
+            throw TestFailure("scripts/services \(arguments.joined(separator: " ")) failed:\n\(output)")
         }
     }
 

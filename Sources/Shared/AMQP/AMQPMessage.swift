@@ -1,0 +1,93 @@
+/// A message to publish, or the content of one received.
+package struct AMQPMessage: Sendable, Hashable {
+    package var body: [UInt8]
+    /// Application headers. String values suffice for what we carry (job id, attempt, request id, `traceparent`);
+    /// received numeric or boolean headers are rendered as text.
+    package var headers: [String: String]
+    /// MIME type of the body, e.g. `application/json`.
+    package var contentType: String?
+    package var messageID: String?
+    /// Delivery mode 2 (written to disk by classic queues) when true, which is the default; quorum queues persist
+    /// everything anyway.
+    package var persistent: Bool
+
+    package init(
+        body: [UInt8],
+        headers: [String: String] = [:],
+        contentType: String? = nil,
+        messageID: String? = nil,
+        persistent: Bool = true
+    ) {
+        self.body = body
+        self.headers = headers
+        self.contentType = contentType
+        self.messageID = messageID
+        self.persistent = persistent
+    }
+}
+
+/// A message received by an ``AMQPConsumer``, to be settled exactly once with ``ack()``, ``nack(requeue:)`` or
+/// ``reject(requeue:)``. Settling after the connection that delivered it was lost throws `.connectionClosed` (the
+/// broker redelivers the message anyway).
+package struct AMQPDelivery: Sendable {
+    package var message: AMQPMessage
+    package var exchange: String
+    package var routingKey: String
+    /// The broker delivered this message before (to this or another consumer) without it being acked.
+    package var redelivered: Bool
+    /// The quorum queue's `x-delivery-count` header: how many times the message was returned to the queue before this
+    /// delivery. Nil on the first delivery and on classic queues.
+    package var deliveryCount: Int?
+
+    let settler: any DeliverySettler
+    let channel: UInt16
+    let deliveryTag: UInt64
+
+    init(
+        message: AMQPMessage,
+        exchange: String,
+        routingKey: String,
+        redelivered: Bool,
+        deliveryCount: Int?,
+        settler: any DeliverySettler,
+        channel: UInt16,
+        deliveryTag: UInt64
+    ) {
+        self.message = message
+        self.exchange = exchange
+        self.routingKey = routingKey
+        self.redelivered = redelivered
+        self.deliveryCount = deliveryCount
+        self.settler = settler
+        self.channel = channel
+        self.deliveryTag = deliveryTag
+    }
+
+    /// The message was handled: the broker forgets it.
+    package func ack() async throws {
+        try await settler.settle(channel: channel, deliveryTag: deliveryTag, as: .ack)
+    }
+
+    /// The message was not handled: back to the queue when `requeue` (a quorum queue counts this towards
+    /// `x-delivery-limit`), otherwise dropped or dead-lettered.
+    package func nack(requeue: Bool) async throws {
+        try await settler.settle(channel: channel, deliveryTag: deliveryTag, as: .nack(requeue: requeue))
+    }
+
+    /// Same effect as ``nack(requeue:)`` for a single message (basic.reject).
+    package func reject(requeue: Bool) async throws {
+        try await settler.settle(channel: channel, deliveryTag: deliveryTag, as: .reject(requeue: requeue))
+    }
+}
+
+/// How a delivery is settled.
+enum Settlement: Sendable, Hashable {
+    case ack
+    case nack(requeue: Bool)
+    case reject(requeue: Bool)
+}
+
+/// What a delivery calls back into to settle itself: the connection that delivered it.
+protocol DeliverySettler: Sendable {
+    func settle(channel: UInt16, deliveryTag: UInt64, as settlement: Settlement) async throws
+}

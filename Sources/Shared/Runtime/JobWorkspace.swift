@@ -1,0 +1,92 @@
+import Domain
+import Foundation
+import NIOPosix
+
+/// The files of one attempt of a job, in Ocean's volume layout. `data` is what the algorithm sees as `/data`:
+///
+/// ```
+/// data/inputs/<did>/<n>                dataset files, n = 0..files-1
+/// data/inputs/algoCustomData.json      the algorithm's custom data, when given
+/// data/transformations/algorithm       the algorithm
+/// data/ddos                            dataset descriptions (empty: c2d gets none)
+/// data/outputs                         written by the algorithm
+/// data/logs                            algorithm.log and the algorithm's own logs
+/// data/adminlogs                       configure.log, publish.log (never visible to the algorithm)
+/// ```
+///
+/// The local executor keeps it at `<workRoot>/<jobID>-<attempt>/data`; a pod uses its volume (`/data`) directly.
+public struct JobWorkspace: Sendable, Hashable {
+    /// The directory mounted as `/data`.
+    public let data: URL
+
+    public init(data: URL) {
+        self.data = data.standardizedFileURL
+    }
+
+    /// `<workRoot>/<jobID>-<attempt>/data`: deterministic, so a retried attempt never shares files with another.
+    public init(workRoot: URL, jobID: JobID, attempt: Int) {
+        self.init(
+            data: Self.directory(workRoot: workRoot, jobID: jobID, attempt: attempt).appendingPathComponent("data"))
+    }
+
+    /// The per-attempt directory that holds `data`.
+    public static func directory(workRoot: URL, jobID: JobID, attempt: Int) -> URL {
+        workRoot.appendingPathComponent("\(jobID)-\(attempt)", isDirectory: true)
+    }
+
+    /// The directory that holds `data` (and nothing else); `remove()` deletes it.
+    public var root: URL { data.deletingLastPathComponent() }
+
+    public var inputs: URL { data.appendingPathComponent("inputs", isDirectory: true) }
+    public var algoCustomData: URL { inputs.appendingPathComponent("algoCustomData.json") }
+    public var transformations: URL { data.appendingPathComponent("transformations", isDirectory: true) }
+    public var algorithm: URL { transformations.appendingPathComponent("algorithm") }
+    public var ddos: URL { data.appendingPathComponent("ddos", isDirectory: true) }
+    public var outputs: URL { data.appendingPathComponent("outputs", isDirectory: true) }
+    public var logs: URL { data.appendingPathComponent("logs", isDirectory: true) }
+    public var algorithmLog: URL { logs.appendingPathComponent("algorithm.log") }
+    public var adminLogs: URL { data.appendingPathComponent("adminlogs", isDirectory: true) }
+    public var configureLog: URL { adminLogs.appendingPathComponent("configure.log") }
+    public var publishLog: URL { adminLogs.appendingPathComponent("publish.log") }
+
+    /// Where file `n` of an input goes: `inputs/<inputDirectoryName>/<n>`.
+    public func inputFile(_ input: Workflow.Input, position: Int, file: Int) -> URL {
+        inputs.appendingPathComponent(WorkflowValidator.inputDirectoryName(input, position: position))
+            .appendingPathComponent(String(file))
+    }
+
+    /// Creates a fresh workspace for an attempt. Leftovers of the same attempt (a worker that died half way) are
+    /// removed first, so every attempt starts from an empty volume.
+    public static func create(
+        workRoot: URL, jobID: JobID, attempt: Int, threadPool: NIOThreadPool = .singleton
+    ) async throws -> JobWorkspace {
+        let workspace = JobWorkspace(workRoot: workRoot, jobID: jobID, attempt: attempt)
+        try await threadPool.runIfActive {
+            let root = workspace.root
+            if FileManager.default.fileExists(atPath: root.path) {
+                try FileManager.default.removeItem(at: root)
+            }
+            try workspace.createLayoutBlocking()
+        }
+        return workspace
+    }
+
+    /// Creates the layout's directories (idempotent). Blocking.
+    public func createLayoutBlocking() throws {
+        let directories = [inputs, transformations, ddos, outputs, logs, adminLogs]
+        for directory in directories {
+            // 0755: the sandbox maps its user to the worker's user, so owner-writable is enough for outputs/logs.
+            try FileManager.default.createDirectory(
+                at: directory, withIntermediateDirectories: true, attributes: [.posixPermissions: 0o755])
+        }
+    }
+
+    /// Deletes the attempt's directory and everything in it.
+    public func remove(threadPool: NIOThreadPool = .singleton) async throws {
+        let root = self.root
+        try await threadPool.runIfActive {
+            guard FileManager.default.fileExists(atPath: root.path) else { return }
+            try FileManager.default.removeItem(at: root)
+        }
+    }
+}

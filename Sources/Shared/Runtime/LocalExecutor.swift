@@ -1,0 +1,230 @@
+import AsyncHTTPClient
+import Domain
+import Foundation
+import Logging
+import NIOPosix
+import Storage
+
+/// Settings of the local executor (jobs as sandboxed processes on this machine).
+public struct LocalExecutorConfiguration: Sendable, Hashable {
+    /// Where per-attempt workspaces live (`<workRoot>/<jobID>-<attempt>/data`). Default `<tmp>/c2d-work`.
+    public var workRoot: URL
+    /// Keep workspaces after the job, for debugging. Default false.
+    public var keepWorkspaces: Bool
+    /// The configure step: data directory for `path` inputs (default none), download timeouts (connect 10 s,
+    /// whole download 5 min), size cap (10 GiB), redirects (5).
+    public var provisioner: ProvisionerConfiguration
+    /// The algorithm step: bwrap and prlimit paths, process and file limits, visible system files.
+    public var sandbox: SandboxConfiguration
+    /// The publish step: output file count limit.
+    public var publisher: ResultPublisherConfiguration
+
+    public init(
+        workRoot: URL = FileManager.default.temporaryDirectory.appendingPathComponent("c2d-work", isDirectory: true),
+        keepWorkspaces: Bool = false,
+        provisioner: ProvisionerConfiguration = ProvisionerConfiguration(),
+        sandbox: SandboxConfiguration = SandboxConfiguration(),
+        publisher: ResultPublisherConfiguration = ResultPublisherConfiguration()
+    ) {
+        self.workRoot = workRoot
+        self.keepWorkspaces = keepWorkspaces
+        self.provisioner = provisioner
+        self.sandbox = sandbox
+        self.publisher = publisher
+    }
+
+    /// The settings operators set most, by name; everything else keeps its default.
+    public init(
+        workRoot: URL, dataDirectory: URL?, bwrapPath: String = "/usr/bin/bwrap",
+        downloadConnectTimeout: Duration = .seconds(10), downloadTimeout: Duration = .seconds(300),
+        keepWorkspaces: Bool = false
+    ) {
+        self.init(
+            workRoot: workRoot, keepWorkspaces: keepWorkspaces,
+            provisioner: ProvisionerConfiguration(
+                dataDirectory: dataDirectory, connectTimeout: downloadConnectTimeout, downloadTimeout: downloadTimeout),
+            sandbox: SandboxConfiguration(bwrapPath: bwrapPath))
+    }
+}
+
+/// Runs jobs on this machine: configure (Provisioner) → algorithm (Sandbox) → publish (ResultPublisher), in a
+/// workspace per attempt that is removed afterwards. Cancelling the task that awaits `execute` is a stop: the
+/// sandbox is killed, the logs are still published, and the outcome is `stopped`.
+public struct LocalExecutor: Executor {
+    public let configuration: LocalExecutorConfiguration
+    private let provisioner: Provisioner
+    private let sandbox: Sandbox
+    private let publisher: ResultPublisher
+    private let threadPool: NIOThreadPool
+    private let logger: Logger
+
+    /// `httpClient` is the process's shared client (see `Provisioner.makeHTTPClient`).
+    public init(
+        configuration: LocalExecutorConfiguration, httpClient: HTTPClient, resultStore: any ResultStore,
+        threadPool: NIOThreadPool = .singleton, logger: Logger = Logger(label: "c2d.runtime")
+    ) {
+        self.configuration = configuration
+        self.provisioner = Provisioner(
+            configuration: configuration.provisioner, httpClient: httpClient, threadPool: threadPool)
+        self.sandbox = Sandbox(configuration: configuration.sandbox, threadPool: threadPool)
+        self.publisher = ResultPublisher(
+            store: resultStore, configuration: configuration.publisher, threadPool: threadPool)
+        self.threadPool = threadPool
+        self.logger = logger
+    }
+
+    /// Checks that the sandbox works on this machine; call it before taking jobs.
+    public func selfCheck() async throws(SandboxError) {
+        try await sandbox.selfCheck()
+    }
+
+    public func execute(
+        job: Job, environment: ComputeEnvironment, progress: @escaping @Sendable (JobStatus) async throws -> Void
+    ) async throws -> ExecutionResult {
+        var logger = self.logger
+        logger[metadataKey: "job-id"] = "\(job.id)"
+        logger[metadataKey: "attempt"] = "\(job.attempt)"
+        let workspace = try await JobWorkspace.create(
+            workRoot: configuration.workRoot, jobID: job.id, attempt: job.attempt, threadPool: threadPool)
+        let result: ExecutionResult
+        do {
+            result = try await run(
+                job: job, environment: environment, workspace: workspace, progress: progress,
+                logger: logger)
+        } catch {
+            await cleanUp(workspace, logger: logger)
+            throw error
+        }
+        await cleanUp(workspace, logger: logger)
+        logger.info(
+            "job ended",
+            metadata: ["status": "\(result.status.rawValue)", "outcome": "\(result.outcome.rawValue)"])
+        return result
+    }
+
+    private func run(
+        job: Job, environment: ComputeEnvironment, workspace: JobWorkspace,
+        progress: @escaping @Sendable (JobStatus) async throws -> Void, logger: Logger
+    ) async throws -> ExecutionResult {
+        let diskLimit = Int64(environment.diskMiB) << 20
+
+        // Configure.
+        try await progress(.configuringVolumes)
+        do {
+            try await provisioner.provision(job.workflow, into: workspace)
+        } catch {
+            if Task.isCancelled {
+                return await stopped(job: job, environment: environment, workspace: workspace, progress: progress)
+            }
+            logger.info("configuration failed", metadata: ["reason": "\(error.reason)"])
+            let report = await publishUncancelled(job: job, workspace: workspace, diskLimit: diskLimit, outputs: false)
+            return ExecutionResult(
+                status: error.status, outcome: .failed, failureReason: error.reason, results: report.results)
+        }
+        if Task.isCancelled {
+            return await stopped(job: job, environment: environment, workspace: workspace, progress: progress)
+        }
+        try await progress(.provisioningSuccess)
+
+        // Algorithm.
+        try await progress(.runningAlgorithm)
+        let specification = SandboxSpecification(job: job, environment: environment, workspace: workspace)
+        let termination = await sandbox.run(specification)
+        logger.info("algorithm ended", metadata: ["termination": "\(termination)"])
+
+        var result: ExecutionResult
+        switch termination {
+        case .stopped:
+            return await stopped(job: job, environment: environment, workspace: workspace, progress: progress)
+        case .couldNotStart(let reason):
+            // runningAlgorithm → algorithmFailed: the logs are archived without a publishing status.
+            let report = await publishUncancelled(job: job, workspace: workspace, diskLimit: diskLimit, outputs: false)
+            return ExecutionResult(
+                status: .algorithmFailed, outcome: .failed, failureReason: "the algorithm could not start: \(reason)",
+                results: report.results)
+        case .exited(0):
+            result = ExecutionResult(status: .finished, outcome: .succeeded, exitCode: 0)
+        case .exited(let code):
+            var reason = "algorithm exited with code \(code)"
+            if code > 128 && code < 128 + 65 { reason += " (killed by signal \(code - 128))" }
+            result = ExecutionResult(status: .finished, outcome: .failed, failureReason: reason, exitCode: Int(code))
+        case .killedBySignal(let signal):
+            result = ExecutionResult(
+                status: .finished, outcome: .failed, failureReason: "algorithm was killed by signal \(signal)")
+        case .timedOut(let limit):
+            result = ExecutionResult(
+                status: .finished, outcome: .timedOut,
+                failureReason: "algorithm exceeded its time limit of \(limit) s", stopRequest: 2)
+        }
+
+        // Disk quota, checked before the publishing status: runningAlgorithm → diskQuotaExceeded is the legal move.
+        if let listing = try? await publisher.list(workspace, attempt: job.attempt),
+            let problem = publisher.quotaProblem(listing, diskLimitBytes: diskLimit)
+        {
+            let report = await publishUncancelled(job: job, workspace: workspace, diskLimit: diskLimit, outputs: false)
+            return ExecutionResult(
+                status: .diskQuotaExceeded, outcome: .failed, failureReason: problem, exitCode: result.exitCode,
+                results: report.results)
+        }
+
+        // Publish.
+        try await progress(.publishingResults)
+        let report = await publishUncancelled(job: job, workspace: workspace, diskLimit: diskLimit, outputs: true)
+        result.results = report.results
+        if let failure = report.failure {
+            result.status = failure.status
+            result.outcome = .failed
+            result.failureReason = [result.failureReason, failure.reason].compactMap { $0 }.joined(separator: "; ")
+        }
+        return result
+    }
+
+    /// The end of a stopped job: logs are still published, then `finished` with outcome `stopped`.
+    private func stopped(
+        job: Job, environment: ComputeEnvironment, workspace: JobWorkspace,
+        progress: @escaping @Sendable (JobStatus) async throws -> Void
+    ) async -> ExecutionResult {
+        let publisher = self.publisher
+        let diskLimit = Int64(environment.diskMiB) << 20
+        let logger = self.logger
+        // A new task is not cancelled with ours: the stop must not also cancel archiving the logs.
+        let report = await Task {
+            do {
+                try await progress(.publishingResults)
+            } catch {
+                logger.debug("progress after a stop failed", metadata: ["error": "\(error)"])
+            }
+            return await publisher.publish(
+                jobID: job.id, attempt: job.attempt, workspace: workspace, diskLimitBytes: diskLimit,
+                includeOutputs: false)
+        }.value
+        return ExecutionResult(
+            status: .finished, outcome: .stopped, failureReason: "the job was stopped on request", stopRequest: 1,
+            results: report.results)
+    }
+
+    private func publishUncancelled(
+        job: Job, workspace: JobWorkspace, diskLimit: Int64, outputs: Bool
+    ) async -> PublishReport {
+        let publisher = self.publisher
+        return await Task {
+            await publisher.publish(
+                jobID: job.id, attempt: job.attempt, workspace: workspace, diskLimitBytes: diskLimit,
+                includeOutputs: outputs)
+        }.value
+    }
+
+    private func cleanUp(_ workspace: JobWorkspace, logger: Logger) async {
+        guard !configuration.keepWorkspaces else {
+            logger.debug("workspace kept", metadata: ["path": "\(workspace.root.path)"])
+            return
+        }
+        let threadPool = self.threadPool
+        do {
+            try await Task { try await workspace.remove(threadPool: threadPool) }.value
+        } catch {
+            logger.warning(
+                "cannot remove the workspace", metadata: ["path": "\(workspace.root.path)", "error": "\(error)"])
+        }
+    }
+}

@@ -1,0 +1,49 @@
+/// A failure of a storage operation: a stable machine-readable `code` and a human `message`.
+/// Messages name paths relative to the store, never credentials.
+public struct StorageError: Error, CustomStringConvertible, Sendable, Hashable {
+    /// What went wrong, as a stable value to branch on.
+    public struct Code: Hashable, Sendable, CustomStringConvertible {
+        private enum Base: String, Sendable {
+            case invalidName = "invalid_name"
+            case outsideRoot = "outside_root"
+            case notFound = "not_found"
+            case notARegularFile = "not_a_regular_file"
+            case sizeLimitExceeded = "size_limit_exceeded"
+            case io
+        }
+
+        private let base: Base
+
+        private init(_ base: Base) {
+            self.base = base
+        }
+
+        /// A result name that is empty, absolute, or climbs out with `..`.
+        public static let invalidName = Code(.invalidName)
+        /// A location that resolves (symbolic links included) outside the store's root.
+        public static let outsideRoot = Code(.outsideRoot)
+        /// Nothing is stored at the location.
+        public static let notFound = Code(.notFound)
+        /// The source or the stored object is a directory, link, device or pipe.
+        public static let notARegularFile = Code(.notARegularFile)
+        /// More bytes than the caller's limit.
+        public static let sizeLimitExceeded = Code(.sizeLimitExceeded)
+        /// An operating-system call failed.
+        public static let io = Code(.io)
+
+        public var description: String { base.rawValue }
+    }
+
+    public var code: Code
+    public var message: String
+    /// The `errno` of the failed system call, when there is one.
+    public var errno: Int32?
+
+    public init(code: Code, message: String, errno: Int32? = nil) {
+        self.code = code
+        self.message = message
+        self.errno = errno
+    }
+
+    public var description: String { "\(code): \(message)" }
+}

@@ -1,0 +1,167 @@
+import AsyncHTTPClient
+import Domain
+import Foundation
+import Runtime
+import Storage
+
+#if canImport(Glibc)
+    import Glibc
+#endif
+
+/// A scratch world for one test: a data directory, a result store, a work root, one HTTP client, an executor.
+/// Everything lives under one temporary directory that `close()` removes.
+struct RuntimeFixture {
+    let base: URL
+    let dataDirectory: URL
+    let workRoot: URL
+    let store: FileResultStore
+    let client: HTTPClient
+    let executor: LocalExecutor
+
+    init(keepWorkspaces: Bool = false) throws {
+        base = FileManager.default.temporaryDirectory.appendingPathComponent("c2d-runtime-test-\(UUID().uuidString)")
+        dataDirectory = base.appendingPathComponent("data-dir")
+        workRoot = base.appendingPathComponent("work")
+        try FileManager.default.createDirectory(at: dataDirectory, withIntermediateDirectories: true)
+        try FileManager.default.createDirectory(at: workRoot, withIntermediateDirectories: true)
+        store = FileResultStore(root: base.appendingPathComponent("results"))
+        let configuration = LocalExecutorConfiguration(
+            workRoot: workRoot, dataDirectory: dataDirectory, downloadConnectTimeout: .seconds(2),
+            downloadTimeout: .seconds(20), keepWorkspaces: keepWorkspaces)
+        client = Provisioner.makeHTTPClient(configuration: configuration.provisioner)
+        executor = LocalExecutor(configuration: configuration, httpClient: client, resultStore: store)
+    }
+
+    /// Runs `body` with a fresh fixture and closes it afterwards, whether `body` throws or not.
+    static func with(_ body: (RuntimeFixture) async throws -> Void) async throws {
+        let fixture = try RuntimeFixture()
+        do {
+            try await body(fixture)
+        } catch {
+            await fixture.close()
+            throw error
+        }
+        await fixture.close()
+    }
+
+    func close() async {
+        try? await client.shutdown()
+        try? FileManager.default.removeItem(at: base)
+    }
+
+    /// Writes a file into the data directory and returns its path relative to it.
+    @discardableResult
+    func writeData(_ relative: String, _ contents: String) throws -> String {
+        let url = dataDirectory.appendingPathComponent(relative)
+        try FileManager.default.createDirectory(at: url.deletingLastPathComponent(), withIntermediateDirectories: true)
+        try Data(contents.utf8).write(to: url)
+        return relative
+    }
+
+    /// Runs a job and records the statuses the executor reported.
+    func run(
+        _ workflow: Workflow, environment: ComputeEnvironment = RuntimeFixture.environment
+    ) async throws -> (result: ExecutionResult, statuses: [JobStatus]) {
+        let job = Job(id: JobID(), environment: environment.id, owner: "0xowner", attempt: 1, workflow: workflow)
+        let recorder = StatusRecorder()
+        let result = try await executor.execute(job: job, environment: environment) { await recorder.add($0) }
+        return (result, await recorder.statuses)
+    }
+
+    /// The stored text of a result.
+    func text(of result: ResultFile) throws -> String {
+        try String(contentsOf: store.file(at: result.location), encoding: .utf8)
+    }
+
+    static let environment = ComputeEnvironment(
+        id: "test", maxJobDuration: 60, memoryMiB: 1024, diskMiB: 64, allowNetwork: false)
+
+    static func workflow(
+        rawcode: String, inputs: [Workflow.Input] = [], maxtime: Int? = nil, entrypoint: String = "python3 $ALGO"
+    ) -> Workflow {
+        Workflow(stages: [
+            Workflow.Stage(
+                input: inputs,
+                algorithm: Workflow.Algorithm(
+                    rawcode: rawcode, container: Workflow.Container(entrypoint: entrypoint),
+                    algocustomdata: .object(["greeting": .string("hello")])),
+                compute: Workflow.Compute(maxtime: maxtime))
+        ])
+    }
+}
+
+actor StatusRecorder {
+    private(set) var statuses: [JobStatus] = []
+
+    func add(_ status: JobStatus) {
+        statuses.append(status)
+    }
+}
+
+/// Python's http.server on 127.0.0.1 with an ephemeral port, serving `root`, plus test routes:
+/// `/redirect/<path>` (302 to `/<path>`), `/redirect-ftp` (302 to an ftp URL), `/loop` (302 to itself).
+final class LocalHTTPServer: @unchecked Sendable {
+    let port: Int
+    private let process: Process
+
+    init(root: URL) async throws {
+        let script = root.appendingPathComponent("server.py")
+        let portFile = root.appendingPathComponent("port")
+        try Data(Self.script.utf8).write(to: script)
+        process = Process()
+        process.executableURL = URL(fileURLWithPath: "/usr/bin/python3")
+        process.arguments = [script.path, root.path, portFile.path]
+        process.standardOutput = FileHandle.nullDevice
+        process.standardError = FileHandle.nullDevice
+        try process.run()
+        let deadline = ContinuousClock.now + .seconds(10)
+        while true {
+            if let text = try? String(contentsOf: portFile, encoding: .utf8), let port = Int(text) {
+                self.port = port
+                return
+            }
+            guard ContinuousClock.now < deadline else {
+                process.terminate()
+                throw CocoaError(.fileReadNoSuchFile)
+            }
+            try await Task.sleep(for: .milliseconds(50))
+        }
+    }
+
+    /// SIGKILL, not SIGTERM: Foundation's `Process` hands the spawning thread's signal mask to the child, and
+    /// SIGTERM is usually blocked there.
+    func stop() {
+        kill(process.processIdentifier, SIGKILL)
+        process.waitUntilExit()
+    }
+
+    func url(_ path: String) -> String { "http://127.0.0.1:\(port)/\(path)" }
+
+    private static let script = """
+        import http.server, os, sys
+        root, port_file = sys.argv[1], sys.argv[2]
+        class Handler(http.server.SimpleHTTPRequestHandler):
+            def __init__(self, *args, **kwargs):
+                super().__init__(*args, directory=root, **kwargs)
+            def redirect(self, location):
+                self.send_response(302)
+                self.send_header("Location", location)
+                self.send_header("Content-Length", "0")
+                self.end_headers()
+            def do_GET(self):
+                if self.path.startswith("/redirect/"):
+                    return self.redirect(self.path[len("/redirect"):])
+                if self.path == "/redirect-ftp":
+                    return self.redirect("ftp://127.0.0.1/file")
+                if self.path == "/loop":
+                    return self.redirect("/loop")
+                return super().do_GET()
+            def log_message(self, *args):
+                pass
+        server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+        with open(port_file + ".tmp", "w") as f:
+            f.write(str(server.server_address[1]))
+        os.rename(port_file + ".tmp", port_file)
+        server.serve_forever()
+        """
+}
