@@ -7,7 +7,6 @@ import NIOCore
 import NIOFoundationCompat
 import Persistence
 
-
 /// The native API under `/v1` (DESIGN §4).
 struct JobRoutes: Sendable {
     let configuration: GatewayConfiguration
@@ -136,7 +135,8 @@ struct JobRoutes: Sendable {
         encoder.dateEncodingStrategy = .iso8601
         var headers = headers
         headers[.contentType] = "application/json"
-        return Response(status: status, headers: headers, body: .init(byteBuffer: ByteBuffer(bytes: try encoder.encode(value))))
+        return Response(
+            status: status, headers: headers, body: .init(byteBuffer: ByteBuffer(bytes: try encoder.encode(value))))
     }
 
     static func quotedFilename(_ name: String) -> String {
@@ -209,7 +209,8 @@ struct ResultList: Encodable {
 struct ByteRange {
     static func parse(_ header: String, size: Int64) -> ClosedRange<Int>? {
         guard size > 0, header.hasPrefix("bytes="), !header.contains(",") else { return nil }
-        let spec = header.dropFirst("bytes=".count).split(separator: "-", maxSplits: 1, omittingEmptySubsequences: false)
+        let spec = header.dropFirst("bytes=".count).split(
+            separator: "-", maxSplits: 1, omittingEmptySubsequences: false)
         guard spec.count == 2 else { return nil }
         let last = Int(size - 1)
         switch (Int(spec[0]), Int(spec[1])) {

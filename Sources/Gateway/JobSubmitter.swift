@@ -46,7 +46,8 @@ package struct JobSubmitter: Sendable {
             throw APIError(.badRequest, code: "field_too_long", message: "owner is too long")
         }
         let job = Job(id: JobID(), environment: environment.id, owner: owner, workflow: request.workflow)
-        let body = String(decoding: try JSONEncoder().encode(JobMessage(jobId: job.id, environment: job.environment)), as: UTF8.self)
+        let body = String(
+            decoding: try JSONEncoder().encode(JobMessage(jobId: job.id, environment: job.environment)), as: UTF8.self)
         let message = PostgresJobStore.OutboxMessage(
             jobID: job.id, exchange: JobQueueNames.jobsExchange, routingKey: environment.id,
             headers: [
@@ -86,7 +87,8 @@ package struct JobSubmitter: Sendable {
             try await store.markOutboxSent(ids: [message.id])
         } catch {
             // The message is out; the relay may publish it again, and the worker's claim drops the duplicate.
-            logger.warning("marking outbox row sent failed", metadata: ["job": "\(message.jobID)", "error": "\(error)"])
+            logger.warning(
+                "marking outbox row sent failed", metadata: ["job": "\(message.jobID)", "error": "\(error)"])
         }
     }
 

@@ -33,8 +33,9 @@ package final class OutboxRelay: Service, Sendable {
     let amqp: AMQPClient
     let logger: Logger
 
-    package init(configuration: Configuration = Configuration(), store: PostgresJobStore, amqp: AMQPClient, logger: Logger)
-    {
+    package init(
+        configuration: Configuration = Configuration(), store: PostgresJobStore, amqp: AMQPClient, logger: Logger
+    ) {
         self.configuration = configuration
         self.store = store
         self.amqp = amqp

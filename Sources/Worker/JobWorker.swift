@@ -78,7 +78,8 @@ package final class JobWorker: Service, Sendable {
     /// run (delivery acknowledged or rejected accordingly).
     func claim(_ delivery: AMQPDelivery) async -> Job? {
         guard let message = try? JSONDecoder().decode(JobMessage.self, from: Data(delivery.message.body)) else {
-            logger.error("undecodable job message; dead-lettering it", metadata: ["routing_key": "\(delivery.routingKey)"])
+            logger.error(
+                "undecodable job message; dead-lettering it", metadata: ["routing_key": "\(delivery.routingKey)"])
             try? await delivery.reject(requeue: false)
             return nil
         }
@@ -164,7 +165,8 @@ package final class JobWorker: Service, Sendable {
                     return .handBack
                 } catch {
                     return .finished(
-                        ExecutionResult(status: .finished, outcome: .failed, failureReason: "execution failed: \(error)"))
+                        ExecutionResult(
+                            status: .finished, outcome: .failed, failureReason: "execution failed: \(error)"))
                 }
             }
             group.addTask { await self.keepLease(job) }

@@ -17,11 +17,13 @@ extension AMQPTopology {
                         deadLetterExchange: JobQueueNames.deadLetterExchange)
                 },
             bindings: [
-                AMQPBinding(queue: JobQueueNames.deadLetterQueue, exchange: JobQueueNames.deadLetterExchange, routingKey: "")
+                AMQPBinding(
+                    queue: JobQueueNames.deadLetterQueue, exchange: JobQueueNames.deadLetterExchange, routingKey: "")
             ]
                 + environments.map {
                     AMQPBinding(
-                        queue: JobQueueNames.queue(environment: $0), exchange: JobQueueNames.jobsExchange, routingKey: $0)
+                        queue: JobQueueNames.queue(environment: $0), exchange: JobQueueNames.jobsExchange,
+                        routingKey: $0)
                 })
     }
 }

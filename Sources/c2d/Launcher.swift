@@ -58,7 +58,9 @@ enum Launcher {
             if !applied.isEmpty { logger.info("migrations applied", metadata: ["versions": "\(applied)"]) }
         }
         let store = PostgresJobStore(client: postgres)
-        try await failClearly("cannot record environments") { try await store.upsertEnvironments(settings.environments) }
+        try await failClearly("cannot record environments") {
+            try await store.upsertEnvironments(settings.environments)
+        }
         let topology = AMQPTopology.jobs(environments: settings.environments.map(\.id))
         let resultStore = FileResultStore(root: settings.resultsDirectory)
 

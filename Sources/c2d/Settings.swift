@@ -75,7 +75,8 @@ struct Settings {
         guard !environments.isEmpty else { throw Invalid(description: "C2D_ENVIRONMENTS: \(path) lists none") }
         for environment in environments where !ComputeEnvironment.isValidID(environment.id) {
             throw Invalid(
-                description: "C2D_ENVIRONMENTS: environment id '\(environment.id)' must be lowercase letters, digits and '-'")
+                description:
+                    "C2D_ENVIRONMENTS: environment id '\(environment.id)' must be lowercase letters, digits and '-'")
         }
         return environments
     }

@@ -46,7 +46,10 @@ struct WorkflowValidatorTests {
                 workflow(input: [Workflow.Input(id: "x", url: ["https://e.org/"], checksum: ["abc"])]),
                 "invalid_checksum"
             ),
-            (workflow(algorithm: Workflow.Algorithm(container: .init(entrypoint: "x"))), "meta_oneof_url_rawcode_remote"),
+            (
+                workflow(algorithm: Workflow.Algorithm(container: .init(entrypoint: "x"))),
+                "meta_oneof_url_rawcode_remote"
+            ),
             (workflow(algorithm: Workflow.Algorithm(rawcode: "print(1)")), "missing_entrypoint"),
             (workflow(maxtime: 601), "duration_exceeds_limit"),
         ])

@@ -92,8 +92,9 @@ struct JobStoreTests {
             else { throw TestFailure("first claim failed") }
             #expect(first.attempt == 1)
             // A live lease keeps others out.
-            guard case .heldByLiveWorker(_, let owner) = try await store.claim(
-                jobID: job.id, workerID: "b", lease: .seconds(60))
+            guard
+                case .heldByLiveWorker(_, let owner) = try await store.claim(
+                    jobID: job.id, workerID: "b", lease: .seconds(60))
             else { throw TestFailure("second claim should wait for the lease") }
             #expect(owner == "a")
             try await Task.sleep(for: .milliseconds(1200))

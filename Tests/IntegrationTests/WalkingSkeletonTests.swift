@@ -21,7 +21,8 @@ struct WalkingSkeletonTests {
     func jobRunsAndResultDownloads() async throws {
         try await Deployment.with() { deployment in
             let csv = "name,value\na,1\nb,2\nc,6\n"
-            try csv.write(to: deployment.dataDirectory.appendingPathComponent("values.csv"), atomically: true, encoding: .utf8)
+            try csv.write(
+                to: deployment.dataDirectory.appendingPathComponent("values.csv"), atomically: true, encoding: .utf8)
             try await deployment.startDev()
 
             let id = try await deployment.submit(
@@ -111,7 +112,10 @@ struct WalkingSkeletonTests {
                 ("missing workflow", with { $0["workflow"] = nil }, 400, "missing_field"),
                 ("missing environment", with { $0["environment"] = nil }, 400, "missing_field"),
                 ("unknown environment", with { $0["environment"] = "nowhere" }, 400, "unknown_environment"),
-                ("body over the limit", with { $0["padding"] = String(repeating: "x", count: 8192) }, 413, "body_too_large"),
+                (
+                    "body over the limit", with { $0["padding"] = String(repeating: "x", count: 8192) }, 413,
+                    "body_too_large"
+                ),
                 ("ftp input", input(["id": "d", "url": "ftp://example.org/x"]), 400, "invalid_input_url"),
                 ("file input", input(["id": "d", "url": "file:///etc/passwd"]), 400, "invalid_input_url"),
                 ("escaping path", input(["id": "d", "path": "../../etc/passwd"]), 400, "input_path_outside_data_dir"),

@@ -5,12 +5,14 @@ import Testing
 
 @Suite("Postgres text formats")
 struct PostgresTextTests {
-    @Test("array literals", arguments: [
-        ("{}", []),
-        ("{a,b}", ["a", "b"]),
-        (#"{"a,b","c \"d\"",NULL,"NULL",e\\f}"#, ["a,b", #"c "d""#, nil, "NULL", #"e\f"#]),
-        (#"[0:1]={x,""}"#, ["x", ""]),
-    ] as [(String, [String?])])
+    @Test(
+        "array literals",
+        arguments: [
+            ("{}", []),
+            ("{a,b}", ["a", "b"]),
+            (#"{"a,b","c \"d\"",NULL,"NULL",e\\f}"#, ["a,b", #"c "d""#, nil, "NULL", #"e\f"#]),
+            (#"[0:1]={x,""}"#, ["x", ""]),
+        ] as [(String, [String?])])
     func arrays(literal: String, expected: [String?]) {
         #expect(PostgresText.decodeArray(literal) == expected)
     }
@@ -26,15 +28,17 @@ struct PostgresTextTests {
         #expect(PostgresText.decodeArray(PostgresText.encodeArray(values)) == values)
     }
 
-    @Test("timestamps", arguments: [
-        ("2024-05-01 12:00:00+00", 1_714_564_800.0),
-        ("2024-05-01 12:00:00.5+00", 1_714_564_800.5),
-        ("2024-05-01 14:30:00.25+02:30", 1_714_564_800.25),
-        ("2024-05-01 12:00:00", 1_714_564_800.0),
-        ("2024-05-01", 1_714_521_600.0),
-        ("1969-12-31 23:59:59.999999+00", -0.000_001),
-        ("1900-02-28 00:00:00-05:17:32", -2_203_958_548.0),
-    ])
+    @Test(
+        "timestamps",
+        arguments: [
+            ("2024-05-01 12:00:00+00", 1_714_564_800.0),
+            ("2024-05-01 12:00:00.5+00", 1_714_564_800.5),
+            ("2024-05-01 14:30:00.25+02:30", 1_714_564_800.25),
+            ("2024-05-01 12:00:00", 1_714_564_800.0),
+            ("2024-05-01", 1_714_521_600.0),
+            ("1969-12-31 23:59:59.999999+00", -0.000_001),
+            ("1900-02-28 00:00:00-05:17:32", -2_203_958_548.0),
+        ])
     func timestamps(text: String, seconds: Double) throws {
         let date = try #require(PostgresText.decodeDate(text))
         #expect(abs(date.timeIntervalSince1970 - seconds) < 0.000_001)

@@ -109,7 +109,8 @@ package struct PostgresJobStore: Sendable {
                 OutboxMessage(
                     id: try row.int("id"), jobID: JobID(uuid: try row.uuid("job_id")),
                     exchange: try row.string("exchange"), routingKey: try row.string("routing_key"),
-                    headers: try JSONDecoder().decode([String: String].self, from: Data(try row.string("headers").utf8)),
+                    headers: try JSONDecoder().decode(
+                        [String: String].self, from: Data(try row.string("headers").utf8)),
                     body: try row.string("body"))
             }
             let outcome = await publish(messages)
@@ -173,7 +174,8 @@ package struct PostgresJobStore: Sendable {
             guard let row = rows.first else { return .notFound }
             if try row.optionalDate("finished_at") != nil { return .finished }
             return .heldByLiveWorker(
-                until: try row.optionalDate("lease_until") ?? Date(), workerID: try row.optionalString("worker_id") ?? "")
+                until: try row.optionalDate("lease_until") ?? Date(),
+                workerID: try row.optionalString("worker_id") ?? "")
         }
     }
 
@@ -221,7 +223,9 @@ package struct PostgresJobStore: Sendable {
         try await client.withTransaction { tx in
             let rows = try await tx.query(
                 "select status, attempt, finished_at from jobs where id = $1 for update", [.uuid(jobID.uuid)])
-            guard let row = rows.first else { throw FencingError(jobID: jobID, attempt: attempt, reason: "no such job") }
+            guard let row = rows.first else {
+                throw FencingError(jobID: jobID, attempt: attempt, reason: "no such job")
+            }
             let current = try row.int("status")
             guard try row.int("attempt") == attempt, try row.optionalDate("finished_at") == nil else {
                 throw FencingError(jobID: jobID, attempt: attempt, reason: "attempt is no longer current")

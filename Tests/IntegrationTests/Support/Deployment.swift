@@ -37,7 +37,9 @@ enum TestEnvironment {
         address.sin_addr.s_addr = inet_addr("127.0.0.1")
         address.sin_port = 0
         let bound = withUnsafePointer(to: &address) {
-            $0.withMemoryRebound(to: sockaddr.self, capacity: 1) { bind(fd, $0, socklen_t(MemoryLayout<sockaddr_in>.size)) }
+            $0.withMemoryRebound(to: sockaddr.self, capacity: 1) {
+                bind(fd, $0, socklen_t(MemoryLayout<sockaddr_in>.size))
+            }
         }
         guard bound == 0 else { throw TestFailure("no free port") }
         var length = socklen_t(MemoryLayout<sockaddr_in>.size)
@@ -74,7 +76,8 @@ final class Deployment: @unchecked Sendable {
         let environments = """
             [{"id": "\(environmentID)", "maxJobDuration": \(maxJobDuration), "memoryMiB": 1024, "maxJobs": 4}]
             """
-        try environments.write(to: directory.appendingPathComponent("environments.json"), atomically: true, encoding: .utf8)
+        try environments.write(
+            to: directory.appendingPathComponent("environments.json"), atomically: true, encoding: .utf8)
         self.extraEnvironment = extraEnvironment
         postgres = PostgresClient(configuration: .fromEnvironment(), logger: Logger(label: "test"))
     }
