@@ -1,5 +1,6 @@
 import AMQP
 import Domain
+import Scheduler
 
 extension AMQPTopology {
     /// c2d's job dispatch topology (DESIGN §3): direct exchange `c2d.jobs`, one quorum queue per environment
@@ -10,7 +11,9 @@ extension AMQPTopology {
                 AMQPExchange(name: JobQueueNames.jobsExchange, type: "direct"),
                 AMQPExchange(name: JobQueueNames.deadLetterExchange, type: "fanout"),
             ],
-            queues: [AMQPQueue.quorum(JobQueueNames.deadLetterQueue)]
+            // The dead-letter fanout feeds two queues: one kept for operators, one the scheduler's poison handler
+            // consumes.
+            queues: [AMQPQueue.quorum(JobQueueNames.deadLetterQueue), AMQPQueue.quorum(PoisonHandler.queue)]
                 + environments.map {
                     AMQPQueue.quorum(
                         JobQueueNames.queue(environment: $0), deliveryLimit: deliveryLimit,
@@ -18,7 +21,8 @@ extension AMQPTopology {
                 },
             bindings: [
                 AMQPBinding(
-                    queue: JobQueueNames.deadLetterQueue, exchange: JobQueueNames.deadLetterExchange, routingKey: "")
+                    queue: JobQueueNames.deadLetterQueue, exchange: JobQueueNames.deadLetterExchange, routingKey: ""),
+                AMQPBinding(queue: PoisonHandler.queue, exchange: JobQueueNames.deadLetterExchange, routingKey: ""),
             ]
                 + environments.map {
                     AMQPBinding(

@@ -302,12 +302,15 @@ package final class AMQPClient: Service, Sendable {
     // MARK: Consuming
 
     /// A consumer of `queue` with manual acknowledgement and `prefetch` unacknowledged deliveries at most. It starts on
-    /// the current connection (or the next one) and is started again on every reconnect. See ``AMQPConsumer``.
-    package func consume(queue: String, prefetch: Int) -> AMQPConsumer {
+    /// the current connection (or the next one) and is started again on every reconnect, with the same `arguments`
+    /// (a stream consumer given `x-stream-offset` therefore starts over from that offset after a reconnect, and must
+    /// skip what it has seen). See ``AMQPConsumer``.
+    package func consume(queue: String, prefetch: Int, arguments: [String: AMQPArgument] = [:]) -> AMQPConsumer {
         let (buffer, connection, stopped) = state.withLockedValue { state in
             let id = state.nextConsumerID
             state.nextConsumerID += 1
-            let buffer = ConsumerBuffer(id: id, queue: queue, prefetch: max(1, prefetch)) { [weak self] id in
+            let buffer = ConsumerBuffer(id: id, queue: queue, prefetch: max(1, prefetch), arguments: arguments) {
+                [weak self] id in
                 self?.consumerCancelled(id: id)
             }
             if !state.isShuttingDown { state.consumers[id] = buffer }
@@ -336,6 +339,18 @@ package final class AMQPClient: Service, Sendable {
     package func declare(_ topology: AMQPTopology) async throws {
         try await currentConnection().declare(topology)
         state.withLockedValue { $0.topology.merge(topology) }
+    }
+
+    /// Message and consumer counts of an existing queue (a passive `queue.declare`, which creates nothing). Throws
+    /// `.channelClosed` with reply code 404 when the queue does not exist.
+    package func queueStatus(_ name: String) async throws -> AMQPQueueStatus {
+        let connection = try currentConnection()
+        return try await withCheckedThrowingContinuation {
+            (continuation: CheckedContinuation<AMQPQueueStatus, any Error>) in
+            if let reason = connection.submit(.inspectQueue(name, continuation)) {
+                continuation.resume(throwing: RabbitMQConnection.notSent(reason))
+            }
+        }
     }
 
     /// Deletes a queue (and forgets its declaration and bindings). Deleting a missing queue succeeds.

@@ -66,12 +66,18 @@ final class ConsumerBuffer: Sendable {
     let id: Int
     let queue: String
     let prefetch: Int
+    /// `basic.consume` arguments, e.g. `x-stream-offset` for a stream queue.
+    let arguments: [String: AMQPArgument]
     private let state = NIOLockedValueBox(State())
 
-    init(id: Int, queue: String, prefetch: Int, onCancel: @escaping @Sendable (Int) -> Void) {
+    init(
+        id: Int, queue: String, prefetch: Int, arguments: [String: AMQPArgument] = [:],
+        onCancel: @escaping @Sendable (Int) -> Void
+    ) {
         self.id = id
         self.queue = queue
         self.prefetch = prefetch
+        self.arguments = arguments
         state.withLockedValue { $0.onCancel = onCancel }
     }
 

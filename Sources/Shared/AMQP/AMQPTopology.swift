@@ -1,8 +1,24 @@
-/// A value in a queue's or exchange's declaration arguments.
+import Foundation
+
+/// A value in a queue's or exchange's declaration arguments, or in a consumer's arguments.
 package enum AMQPArgument: Sendable, Hashable {
     case string(String)
     case int(Int64)
     case bool(Bool)
+    /// An AMQP timestamp (whole seconds since 1970), e.g. a stream consumer's `x-stream-offset`.
+    case timestamp(Date)
+}
+
+/// What a passive `queue.declare` reports about an existing queue.
+package struct AMQPQueueStatus: Sendable, Hashable {
+    /// Messages ready for delivery (not counting those delivered and not yet acknowledged).
+    package var messages: Int
+    package var consumers: Int
+
+    package init(messages: Int, consumers: Int) {
+        self.messages = messages
+        self.consumers = consumers
+    }
 }
 
 /// A queue declaration.

@@ -454,6 +454,26 @@ private final class ConnectionPump {
                     withAMQPBytes([name]) { amqp_exchange_delete(state, channel, $0[0], 0) != nil }
                 }
             }
+        case .inspectQueue(let name, let continuation):
+            var status = AMQPQueueStatus(messages: 0, consumers: 0)
+            do {
+                try rpc(controlChannel, "inspecting queue '\(name)'") { state, channel in
+                    withAMQPBytes([name]) { bytes in
+                        guard let ok = amqp_queue_declare(state, channel, bytes[0], 1, 0, 0, 0, amqp_empty_table)
+                        else { return false }
+                        status = AMQPQueueStatus(
+                            messages: Int(ok.pointee.message_count), consumers: Int(ok.pointee.consumer_count))
+                        return true
+                    }
+                }
+                continuation.resume(returning: status)
+            } catch let failure as ChannelFailure {
+                continuation.resume(throwing: failure.error)
+                controlChannel = try openChannel()
+            } catch {
+                continuation.resume(throwing: error)
+                throw error
+            }
         case .startConsumer(let buffer):
             try startConsumer(buffer)
         case .cancelConsumer(let id):
@@ -601,12 +621,13 @@ private final class ConnectionPump {
             var consumerTag = ""
             try rpc(channel, "consuming from queue '\(buffer.queue)'") { state, channel in
                 withAMQPBytes([buffer.queue]) { bytes in
-                    guard
-                        let ok = amqp_basic_consume(
-                            state, channel, bytes[0], amqp_empty_bytes, 0, 0, 0, amqp_empty_table)
-                    else { return false }
-                    consumerTag = String(amqpBytes: ok.pointee.consumer_tag)
-                    return true
+                    withAMQPTable(buffer.arguments) { arguments in
+                        guard
+                            let ok = amqp_basic_consume(state, channel, bytes[0], amqp_empty_bytes, 0, 0, 0, arguments)
+                        else { return false }
+                        consumerTag = String(amqpBytes: ok.pointee.consumer_tag)
+                        return true
+                    }
                 }
             }
             consumers[channel] = ConsumerSlot(buffer: buffer, consumerTag: consumerTag)
@@ -756,6 +777,8 @@ private final class ConnectionPump {
                 continuation.resume(throwing: RabbitMQConnection.settleError(reason))
             case .declare(_, let continuation), .deleteQueue(_, let continuation),
                 .deleteExchange(_, let continuation):
+                continuation.resume(throwing: RabbitMQConnection.notSent(reason))
+            case .inspectQueue(_, let continuation):
                 continuation.resume(throwing: RabbitMQConnection.notSent(reason))
             case .startConsumer, .cancelConsumer, .close:
                 break  // consumers are started again on the next connection by the client

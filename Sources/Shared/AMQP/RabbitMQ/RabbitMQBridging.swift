@@ -1,4 +1,5 @@
 import CRabbitMQ
+import Foundation
 
 // Conversions between Swift values and rabbitmq-c's C structures. Every `amqp_bytes_t` made here points into storage
 // owned by a `with…` scope and must not outlive the closure (a pointer to a temporary C string would dangle).
@@ -59,6 +60,9 @@ func withAMQPTable<R>(_ arguments: [String: AMQPArgument], _ body: (amqp_table_t
             case .bool(let flag):
                 entry.value.kind = UInt8(AMQP_FIELD_KIND_BOOLEAN.rawValue)
                 entry.value.value.boolean = flag ? 1 : 0
+            case .timestamp(let date):
+                entry.value.kind = UInt8(AMQP_FIELD_KIND_TIMESTAMP.rawValue)
+                entry.value.value.u64 = UInt64(max(0, date.timeIntervalSince1970.rounded(.down)))
             }
             entries.append(entry)
         }

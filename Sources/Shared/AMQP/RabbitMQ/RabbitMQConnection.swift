@@ -25,6 +25,7 @@ final class RabbitMQConnection: DeliverySettler, Sendable {
         case declare(AMQPTopology, CheckedContinuation<Void, any Error>)
         case deleteQueue(String, CheckedContinuation<Void, any Error>)
         case deleteExchange(String, CheckedContinuation<Void, any Error>)
+        case inspectQueue(String, CheckedContinuation<AMQPQueueStatus, any Error>)
         case startConsumer(ConsumerBuffer)
         case cancelConsumer(id: Int)
         /// Stop taking publishes, wait (up to the RPC timeout) for outstanding confirms, then connection.close 200.

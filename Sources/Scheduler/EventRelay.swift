@@ -1,0 +1,139 @@
+import AMQP
+import Domain
+import Foundation
+import Logging
+import Persistence
+import ServiceLifecycle
+
+/// Publishes every job status change (the `job_events` rows) to the `c2d.events` topic exchange, in id order, with
+/// publisher confirms; a cursor row in Postgres records the last id confirmed. An event is lost never, and published
+/// twice only if the relay dies between the confirm and the cursor update (readers dedupe by id).
+///
+/// Event ids come from a sequence, and transactions commit out of id order: id 11 may be visible while id 10 is still
+/// uncommitted. The relay therefore stops at a gap and passes it only once every transaction that was running when
+/// the gap was seen has ended (the Postgres snapshot horizon moved past it); an id still missing then was rolled back
+/// and never comes. Every writer of job_events updates or locks the job row first, so its transaction id exists
+/// before it takes an event id, which is what makes the horizon test sound.
+package final class EventRelay: Service, Sendable {
+    package struct Configuration: Sendable {
+        /// Time between passes when there is nothing to publish. Default 200 ms (the latency of events).
+        package var interval: Duration
+        /// Events per pass. Default 1,000.
+        package var batchSize: Int
+        /// Limit on one pass's publishing. Default 10 s.
+        package var publishTimeout: Duration
+        /// The cursor row's name in event_relay_cursor. Default `c2d.events`.
+        package var cursorName: String
+
+        package init(
+            interval: Duration = .milliseconds(200), batchSize: Int = 1_000, publishTimeout: Duration = .seconds(10),
+            cursorName: String = EventNames.exchange
+        ) {
+            self.interval = interval
+            self.batchSize = batchSize
+            self.publishTimeout = publishTimeout
+            self.cursorName = cursorName
+        }
+    }
+
+    /// A gap seen after `cursor`, and the transaction horizon when it was seen.
+    private struct Gap: Sendable {
+        var cursor: Int
+        var nextXID: UInt64
+    }
+
+    let configuration: Configuration
+    let store: PostgresJobStore
+    let amqp: AMQPClient
+    let logger: Logger
+
+    package init(
+        configuration: Configuration = Configuration(), store: PostgresJobStore, amqp: AMQPClient, logger: Logger
+    ) {
+        self.configuration = configuration
+        self.store = store
+        self.amqp = amqp
+        self.logger = logger
+    }
+
+    package func run() async throws {
+        var gap: Gap?
+        while !Task.isShuttingDownGracefully && !Task.isCancelled {
+            var published = 0
+            do {
+                (published, gap) = try await runOnce(gap: gap)
+            } catch {
+                logger.warning("event relay pass failed", metadata: ["error": "\(error)"])
+            }
+            // A full batch means more may be waiting; a pending gap usually settles within milliseconds.
+            if published < configuration.batchSize {
+                try? await Task.sleep(for: gap == nil ? configuration.interval : .milliseconds(50))
+            }
+        }
+    }
+
+    /// One pass. Returns how many events were published and the gap it stopped at, if any.
+    private func runOnce(gap: Gap?) async throws -> (Int, Gap?) {
+        guard amqp.isConnected else { return (0, gap) }
+        let amqp = self.amqp
+        let timeout = configuration.publishTimeout
+        let outcome = try await store.relayEvents(cursorName: configuration.cursorName, limit: configuration.batchSize)
+        { batch in
+            let publishable = Self.contiguous(batch, settledGap: gap)
+            if !publishable.isEmpty {
+                let messages = try publishable.map { event in
+                    (message: try Self.message(for: event), routingKey: event.routingKey)
+                }
+                // One batch on one channel: the broker stores them in this order. Not mandatory, since an event
+                // nobody listens to is not an error (the stream is always bound).
+                try await withDeadline(timeout, operation: "publishing \(messages.count) events") {
+                    try await amqp.publish(messages, exchange: EventNames.exchange, mandatory: false)
+                }
+            }
+            return publishable.last?.id ?? batch.cursor
+        }
+        guard let outcome else { return (0, gap) }
+        let published = outcome.to - outcome.from
+        // Remember a new gap with the horizon of this read; keep an older one for the same position.
+        let newGap = try await pendingGap(after: outcome.to, previous: gap)
+        return (published, newGap)
+    }
+
+    /// The gap (if any) right after `cursor`: the next id is missing while a later one exists.
+    private func pendingGap(after cursor: Int, previous: Gap?) async throws -> Gap? {
+        let rows = try await store.client.query(
+            """
+            select min(id) as next, pg_snapshot_xmax(pg_current_snapshot())::text as xmax
+            from job_events where id > $1
+            """,
+            [.int(Int64(cursor))])
+        guard let next = try rows.first?.optionalInt("next"), next > cursor + 1 else { return nil }
+        if let previous, previous.cursor == cursor { return previous }
+        return Gap(cursor: cursor, nextXID: UInt64(try rows[0].string("xmax")) ?? UInt64.max)
+    }
+
+    /// The events that follow the cursor without a gap, passing a gap that is known to be settled: every transaction
+    /// that could still have filled it has ended.
+    private static func contiguous(_ batch: PostgresJobStore.EventBatch, settledGap gap: Gap?) -> [JobEventMessage] {
+        var result: [JobEventMessage] = []
+        for event in batch.events {
+            let last = result.last?.id ?? batch.cursor
+            if event.id != last + 1 {
+                guard let gap, gap.cursor == last, batch.oldestRunningXID >= gap.nextXID else { break }
+            }
+            result.append(event)
+        }
+        return result
+    }
+
+    static func message(for event: JobEventMessage) throws -> AMQPMessage {
+        var headers = [
+            EventNames.eventIDHeader: String(event.id), JobMessage.Header.jobID: event.jobId,
+        ]
+        if let requestID = event.requestId { headers[JobMessage.Header.requestID] = requestID }
+        if let traceparent = event.traceparent { headers[JobMessage.Header.traceparent] = traceparent }
+        return AMQPMessage(
+            body: Array(try JSONEncoder().encode(event)), headers: headers, contentType: "application/json",
+            messageID: "event-\(event.id)")
+    }
+}

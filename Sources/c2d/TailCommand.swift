@@ -1,0 +1,121 @@
+import AMQP
+import ArgumentParser
+import Foundation
+import Logging
+import Persistence
+import Scheduler
+
+#if canImport(Glibc)
+    import Glibc
+#endif
+
+/// `c2d tail`: follows job status changes from the event stream, optionally replaying from an event id or a time.
+struct TailCommand: AsyncParsableCommand {
+    static let configuration = CommandConfiguration(
+        commandName: "tail",
+        abstract: "Follow job status changes as they happen (from the c2d.events.stream stream).",
+        discussion: """
+            Without --from, prints events from now on. With --from, first replays what the stream keeps after that \
+            point: resuming with the last event id printed loses and repeats nothing.
+            """)
+
+    @Option(name: .customLong("environment"), help: "Only events of this environment (repeatable).")
+    var environments: [String] = []
+
+    @Option(name: .customLong("status"), help: "Only events with this status code, e.g. 70 (repeatable).")
+    var statuses: [Int] = []
+
+    @Option(help: "Only events of this job.")
+    var job: String?
+
+    @Option(help: "Start after this event id, or at this ISO 8601 time (e.g. 2025-01-31T12:00:00Z).")
+    var from: String?
+
+    @Flag(help: "One JSON object per line.")
+    var json = false
+
+    /// The stream's timestamp offsets have one-second granularity and mark publish time, which follows the event's
+    /// time: starting this much earlier never misses an event; what comes before the point is skipped by id or time.
+    static let replayMargin: TimeInterval = 5
+
+    func run() async throws {
+        let settings = try Launcher.settings()
+        let logger = Launcher.logger(settings)
+        var skipThroughID = 0
+        var notBefore: Date?
+        var offset: AMQPArgument = .string("next")
+        if let from {
+            if let id = Int(from) {
+                skipThroughID = id
+                offset = await Self.offset(afterEventID: id, postgres: settings.postgres, logger: logger)
+            } else if let date = JobEventMessage.parse(from) {
+                notBefore = date
+                offset = .timestamp(date.addingTimeInterval(-Self.replayMargin))
+            } else {
+                throw ValidationError("--from must be an event id or an ISO 8601 time, not '\(from)'")
+            }
+        }
+        let jobFilter = job?.lowercased().replacingOccurrences(of: "-", with: "")
+        try await Launcher.failClearly("tail") {
+            try await AMQPClient.withConnectedClient(configuration: settings.amqp, logger: logger) { client in
+                // Stream consumers need a prefetch and manual acks.
+                let consumer = client.consume(
+                    queue: EventNames.stream, prefetch: 500, arguments: ["x-stream-offset": offset])
+                var lastID = skipThroughID
+                for try await delivery in consumer {
+                    try? await delivery.ack()
+                    guard let event = try? JSONDecoder().decode(JobEventMessage.self, from: Data(delivery.message.body))
+                    else { continue }
+                    // Replays (the start margin, a reconnect, a relay's duplicate after a crash) repeat ids.
+                    guard event.id > lastID else { continue }
+                    if let notBefore, let date = event.date, date < notBefore { continue }
+                    lastID = event.id
+                    if !environments.isEmpty && !environments.contains(event.environment) { continue }
+                    if !statuses.isEmpty && !statuses.contains(event.status) { continue }
+                    if let jobFilter, event.jobId.lowercased().replacingOccurrences(of: "-", with: "") != jobFilter {
+                        continue
+                    }
+                    print(json ? Self.jsonLine(event) : Self.humanLine(event))
+                    // Line by line even into a pipe or file: a reader resumes from the last id it saw.
+                    fflush(nil)
+                }
+            }
+        }
+    }
+
+    /// Where to start the stream to see everything after event `id`: a little before that event's time (looked up in
+    /// Postgres); the start of the stream if Postgres cannot tell.
+    static func offset(afterEventID id: Int, postgres: PostgresConfiguration, logger: Logger) async -> AMQPArgument {
+        let client = PostgresClient(configuration: postgres, logger: logger)
+        do {
+            let rows = try await client.query(
+                """
+                select coalesce((select created_at from job_events where id = $1),
+                    (select min(created_at) from job_events where id > $1), now()) as at
+                """,
+                [.int(Int64(id))])
+            let date = try rows[0].date("at")
+            await client.shutdown()
+            return .timestamp(date.addingTimeInterval(-replayMargin))
+        } catch {
+            logger.warning(
+                "cannot look up the event's time; replaying the whole stream", metadata: ["error": "\(error)"])
+            await client.shutdown()
+            return .string("first")
+        }
+    }
+
+    static func jsonLine(_ event: JobEventMessage) -> String {
+        let encoder = JSONEncoder()
+        encoder.outputFormatting = [.sortedKeys, .withoutEscapingSlashes]
+        return (try? encoder.encode(event)).map { String(decoding: $0, as: UTF8.self) } ?? "{}"
+    }
+
+    static func humanLine(_ event: JobEventMessage) -> String {
+        var line =
+            "\(event.time)  #\(event.id)  \(event.environment)  job \(event.jobId)  attempt \(event.attempt)  "
+            + "\(event.status) \(event.statusText.trimmingCharacters(in: .whitespaces))"
+        if let reason = event.reason, !reason.isEmpty { line += "  (\(reason))" }
+        return line
+    }
+}

@@ -1,0 +1,169 @@
+import AMQP
+import Foundation
+import Logging
+import Persistence
+import Testing
+
+/// Poison messages, the event stream and `c2d tail`, and startup errors, with the real `c2d` binary.
+@Suite("Messaging: poison, events, tail", .serialized)
+struct MessagingTests {
+    static let amqp = AMQPConfiguration.fromEnvironment()
+
+    @Test("a job whose worker dies every time is dead-lettered and fails with reason poison")
+    func poison() async throws {
+        let environment = ["C2D_LEASE_SECONDS": "2", "C2D_DELIVERY_LIMIT": "1"]
+        try await Deployment.with(extraEnvironment: environment) { deployment in
+            try deployment.start("gateway", ["gateway", "--port", String(deployment.port)])
+            try deployment.start("scheduler", ["scheduler"])
+            try await deployment.waitUntilHealthy()
+            let id = try await deployment.submit(deployment.jobRequest(code: "print('never runs to the end')"))
+
+            // Delivery limit 1: the second worker death dead-letters the message. Each doomed worker claims (after the
+            // previous one's lease lapses) and exits before acking.
+            var deaths = 0
+            var finished = false
+            for index in 1...5 where !finished {
+                let worker = try deployment.start(
+                    "worker-\(index)", ["worker"], environment: ["C2D_FAULT_EXIT_AFTER_CLAIM": "1"])
+                let deadline = ContinuousClock.now + .seconds(40)
+                while ContinuousClock.now < deadline {
+                    if !worker.isRunning {
+                        deaths += 1
+                        #expect(worker.exitCode == 75, "\(worker.log.suffix(2000))")
+                        break
+                    }
+                    if try await deployment.get("/v1/jobs/\(id)").json["dateFinished"] is String {
+                        finished = true
+                        break
+                    }
+                    try await Task.sleep(for: .milliseconds(100))
+                }
+                if worker.isRunning { await worker.stop() }
+            }
+            let job = try await deployment.waitForJob(id, timeout: .seconds(30))
+            #expect(job["outcome"] as? String == "failed", "\(job)\n\(deployment.logs)")
+            #expect((job["failureReason"] as? String ?? "").contains("poison"), "\(job)")
+            #expect(deaths == 2, "workers killed before the dead letter: \(deaths)")
+
+            // The dead letter is kept for operators in c2d.jobs.dead.
+            let found = try await Self.takeDeadLetter(jobID: id)
+            #expect(found, "the job's message is in c2d.jobs.dead")
+        }
+    }
+
+    /// Consumes c2d.jobs.dead looking for the job's message: acks it (cleanup), returns the others.
+    static func takeDeadLetter(jobID: String) async throws -> Bool {
+        let wanted = jobID.lowercased().replacingOccurrences(of: "-", with: "")
+        return try await AMQPClient.withConnectedClient(configuration: amqp, logger: Logger(label: "test")) { client in
+            let consumer = client.consume(queue: "c2d.jobs.dead", prefetch: 200)
+            let watchdog = Task {
+                try await Task.sleep(for: .seconds(10))
+                consumer.cancel()
+            }
+            defer { watchdog.cancel() }
+            var found = false
+            for try await delivery in consumer {
+                let id = (delivery.message.headers["c2d-job-id"] ?? "").lowercased().replacingOccurrences(
+                    of: "-", with: "")
+                if id == wanted {
+                    try await delivery.ack()
+                    found = true
+                    break
+                }
+                try await delivery.nack(requeue: true)
+            }
+            return found
+        }
+    }
+
+    @Test("every status change reaches the stream; tail --from across a disconnect loses and repeats nothing")
+    func tailResumes() async throws {
+        try await Deployment.with() { deployment in
+            try await deployment.startDev()
+            let start = try await deployment.postgres.query("select coalesce(max(id), 0) as n from job_events")[0]
+                .int("n")
+            let tail1 = try deployment.start(
+                "tail-1", ["tail", "--json", "--environment", deployment.environmentID, "--from", String(start)])
+
+            var jobs: [String] = []
+            for index in 0..<3 {
+                jobs.append(try await deployment.submit(deployment.jobRequest(code: "print(\(index))")))
+            }
+            for id in jobs { _ = try await deployment.waitForJob(id) }
+            var expected = try await Self.eventIDs(deployment, after: start)
+            try await Self.waitUntil("tail-1 printed the first jobs' events") {
+                Set(Self.printedIDs(tail1.log)).isSuperset(of: expected)
+            }
+            await tail1.kill9()
+            let first = Self.printedIDs(tail1.log)
+            let last = try #require(first.last)
+
+            // Events that happen while nobody tails.
+            var more: [String] = []
+            for index in 0..<3 {
+                more.append(try await deployment.submit(deployment.jobRequest(code: "print(\(index + 10))")))
+            }
+            for id in more { _ = try await deployment.waitForJob(id) }
+            expected = try await Self.eventIDs(deployment, after: start)
+
+            let tail2 = try deployment.start(
+                "tail-2", ["tail", "--json", "--environment", deployment.environmentID, "--from", String(last)])
+            try await Self.waitUntil("tail-2 caught up") {
+                Set(first + Self.printedIDs(tail2.log)).isSuperset(of: expected)
+            }
+            let all = first + Self.printedIDs(tail2.log)
+            #expect(all == expected, "every event once, in order:\n\(all)\n\(expected)")
+            await tail2.stop()
+
+            // The events carry the job's details and the submitting request's trace context.
+            let line = try #require(tail2.log.split(separator: "\n").first { $0.hasPrefix("{") })
+            let event = try #require(try JSONSerialization.jsonObject(with: Data(line.utf8)) as? [String: Any])
+            #expect(event["environment"] as? String == deployment.environmentID)
+            #expect(event["owner"] as? String == "tester")
+            #expect(event["statusText"] is String)
+            #expect((event["traceparent"] as? String ?? "").hasPrefix("00-"), "\(event)")
+            #expect(event["requestId"] is String, "\(event)")
+        }
+    }
+
+    @Test("wrong credentials: c2d worker exits non-zero with one clear error")
+    func wrongCredentials() async throws {
+        try await Deployment.with(extraEnvironment: ["AMQP_URL": "amqp://guest:wrong@127.0.0.1:5672/"]) {
+            deployment in
+            let worker = try deployment.start("worker", ["worker"])
+            #expect(await worker.waitForExit(timeout: .seconds(30)))
+            #expect(worker.exitCode != 0)
+            let errors = worker.log.split(separator: "\n").filter { $0.hasPrefix("Error:") }
+            #expect(errors.count == 1, "\(worker.log)")
+            #expect(errors.first?.contains("cannot connect to RabbitMQ") == true, "\(worker.log)")
+            #expect(errors.first?.contains("refused the login") == true, "\(worker.log)")
+        }
+    }
+
+    /// The ids of this deployment's job events after `start`, in order.
+    static func eventIDs(_ deployment: Deployment, after start: Int) async throws -> [Int] {
+        try await deployment.postgres.query(
+            """
+            select e.id from job_events e join jobs j on j.id = e.job_id
+            where j.environment = $1 and e.id > $2 order by e.id
+            """,
+            [.text(deployment.environmentID), .int(Int64(start))]
+        ).map { try $0.int("id") }
+    }
+
+    static func printedIDs(_ log: String) -> [Int] {
+        log.split(separator: "\n").filter { $0.hasPrefix("{") }.compactMap { line in
+            (try? JSONSerialization.jsonObject(with: Data(line.utf8)) as? [String: Any])?["id"] as? Int
+        }
+    }
+
+    static func waitUntil(_ what: String, timeout: Duration = .seconds(30), _ condition: () async throws -> Bool)
+        async throws
+    {
+        let deadline = ContinuousClock.now + timeout
+        while try await !condition() {
+            guard ContinuousClock.now < deadline else { throw TestFailure("timed out waiting until \(what)") }
+            try await Task.sleep(for: .milliseconds(100))
+        }
+    }
+}
