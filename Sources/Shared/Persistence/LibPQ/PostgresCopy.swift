@@ -90,7 +90,7 @@ enum PostgresCopy {
         case .int(let number):
             data.append(contentsOf: String(number).utf8)  // digits and '-' only: nothing to escape
         case .uuid(let uuid):
-            data.append(contentsOf: uuid.uuidString.utf8)
+            appendUUID(uuid, to: &data)
         case .text(let text), .json(let text):
             appendEscaped(text, to: &data)
         default:
@@ -99,27 +99,40 @@ enum PostgresCopy {
         }
     }
 
+    /// Appends the text, copying runs without special bytes in one go: most values (JSON documents, names) have
+    /// few or no tabs, newlines or backslashes, so this is mostly memcpy.
     private static func appendEscaped(_ text: String, to data: inout [UInt8]) {
         var text = text
         text.withUTF8 { bytes in
-            for byte in bytes {
-                switch byte {
-                case backslash:
-                    data.append(backslash)
-                    data.append(backslash)
-                case tab:
-                    data.append(backslash)
-                    data.append(UInt8(ascii: "t"))
-                case newline:
-                    data.append(backslash)
-                    data.append(UInt8(ascii: "n"))
-                case UInt8(ascii: "\r"):
-                    data.append(backslash)
-                    data.append(UInt8(ascii: "r"))
-                default:
-                    data.append(byte)
+            var runStart = 0
+            for index in 0..<bytes.count {
+                let escape: UInt8
+                switch bytes[index] {
+                case backslash: escape = backslash
+                case tab: escape = UInt8(ascii: "t")
+                case newline: escape = UInt8(ascii: "n")
+                case UInt8(ascii: "\r"): escape = UInt8(ascii: "r")
+                default: continue
                 }
+                data.append(contentsOf: UnsafeBufferPointer(rebasing: bytes[runStart..<index]))
+                data.append(backslash)
+                data.append(escape)
+                runStart = index + 1
+            }
+            data.append(contentsOf: UnsafeBufferPointer(rebasing: bytes[runStart...]))
+        }
+    }
+
+    /// The canonical lowercase form, without going through `uuidString` (which formats with sprintf).
+    private static func appendUUID(_ uuid: UUID, to data: inout [UInt8]) {
+        withUnsafeBytes(of: uuid.uuid) { bytes in
+            for (index, byte) in bytes.enumerated() {
+                if index == 4 || index == 6 || index == 8 || index == 10 { data.append(UInt8(ascii: "-")) }
+                data.append(hexDigits[Int(byte >> 4)])
+                data.append(hexDigits[Int(byte & 0x0F)])
             }
         }
     }
+
+    private static let hexDigits = Array("0123456789abcdef".utf8)
 }

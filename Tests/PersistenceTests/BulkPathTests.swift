@@ -1,0 +1,390 @@
+import Domain
+import Foundation
+import Testing
+
+@testable import Persistence
+
+@Suite("COPY text format")
+struct CopyFormatTests {
+    @Test("escapes backslash, tab, newline and carriage return; NULL is \\N; unicode passes through")
+    func encoding() throws {
+        let data = try PostgresCopy.encode(
+            rows: [
+                [.text("a\tb\nc\rd\\e"), .null, .int(-42)],
+                [.text("ünï 🚀"), .text("\\N"), .json(#"{"k":"v\"\n"}"#)],
+            ],
+            columnCount: 3)
+        let expected = "a\\tb\\nc\\rd\\\\e\t\\N\t-42\n" + "ünï 🚀\t\\\\N\t{\"k\":\"v\\\\\"\\\\n\"}\n"
+        #expect(String(decoding: data, as: UTF8.self) == expected)
+    }
+
+    @Test("uuids are written in canonical lowercase form")
+    func uuids() throws {
+        let uuid = try #require(UUID(uuidString: "0123ABCD-4567-89EF-0A1B-2C3D4E5F6071"))
+        let data = try PostgresCopy.encode(rows: [[.uuid(uuid), .text("x")]], columnCount: 2)
+        #expect(String(decoding: data, as: UTF8.self) == "0123abcd-4567-89ef-0a1b-2c3d4e5f6071\tx\n")
+    }
+
+    @Test("a row with the wrong number of values is refused before anything is sent")
+    func rowWidth() {
+        #expect(throws: PostgresError.self) {
+            try PostgresCopy.encode(rows: [[.int(1), .int(2)], [.int(3)]], columnCount: 2)
+        }
+    }
+
+    @Test("table and column names must be plain lowercase identifiers", arguments: [
+        ("jobs", ["id"], true), ("c2d.jobs", ["id", "created_at"], true), ("jobs; drop table x", ["id"], false),
+        ("Jobs", ["id"], false), ("jobs", ["id\""], false), ("a.b.c", ["id"], false), ("jobs", [], false),
+        ("", ["id"], false), ("jobs", ["1st"], false),
+    ])
+    func identifiers(table: String, columns: [String], valid: Bool) {
+        let statement = try? PostgresCopy.statement(table: table, columns: columns)
+        #expect((statement != nil) == valid)
+        if table == "c2d.jobs" {
+            #expect(statement == #"COPY "c2d"."jobs" ("id", "created_at") FROM STDIN"#)
+        }
+    }
+}
+
+extension PostgresIntegrationTests {
+    @Suite("Bulk path, idempotency and retention")
+    struct BulkPathTests {
+        // MARK: COPY
+
+        @Test("COPY round-trips awkward values: tabs, newlines, backslashes, NULL, unicode, jsonb, bytea, arrays")
+        func copyRoundTrip() async throws {
+            try await TestDatabase.withSchema { client, _ in
+                try await client.executeScript(
+                    """
+                    CREATE TABLE copy_test (
+                        n int PRIMARY KEY, t text, j jsonb, b bytea, tags text[], u uuid, ts timestamptz,
+                        flag boolean, d double precision
+                    )
+                    """)
+                let texts: [String?] = [
+                    "tab\there", "new\nline", "carriage\rreturn", "back\\slash", "\\N", "\\.", "", nil,
+                    "ünïcødé 🚀 日本語", "trailing backslash\\", "\t\n\\\r", "quote ' and \" both",
+                ]
+                let document = #"{"s": "tab\t nl\n bs\\ quote\" ü", "n": [1, null, true], "e": {}}"#
+                let bytes: [UInt8] = [0, 9, 10, 13, 0x5C, 0xFF, 0x4E]
+                let tags: [String?] = ["a\tb", "c\nd", "back\\slash", nil, "NULL", "", "{}", "ü"]
+                let uuid = UUID()
+                let date = Date(timeIntervalSince1970: 1_715_000_000.123456)
+                let rows: [[PostgresValue]] = texts.enumerated().map { index, text in
+                    [
+                        .int(index), .optional(text), index % 2 == 0 ? .json(document) : .null, .bytea(bytes),
+                        .textArray(tags), .uuid(uuid), .timestamp(date), .bool(index % 3 == 0), .double(-1.5e-7),
+                    ]
+                }
+                let copied = try await client.withTransaction { tx in
+                    try await tx.copy(
+                        into: "copy_test", columns: ["n", "t", "j", "b", "tags", "u", "ts", "flag", "d"], rows: rows)
+                }
+                #expect(copied == texts.count)
+
+                let read = try await client.query(
+                    "SELECT n, t, j = $1::jsonb AS same_json, j IS NULL AS no_json, b, tags, u, ts, flag, d "
+                        + "FROM copy_test ORDER BY n",
+                    [.json(document)])
+                #expect(read.count == texts.count)
+                for (index, row) in read.enumerated() {
+                    #expect(try row.optionalString("t") == texts[index], "row \(index)")
+                    if index % 2 == 0 {
+                        #expect(try row.bool("same_json"), "row \(index)")
+                    } else {
+                        #expect(try row.bool("no_json"), "row \(index)")
+                    }
+                    #expect(try row.bytes("b") == bytes)
+                    #expect(try row.optionalStringArray("tags") == tags)
+                    #expect(try row.uuid("u") == uuid)
+                    #expect(abs(try row.date("ts").timeIntervalSince(date)) < 0.000_001)
+                    #expect(try row.bool("flag") == (index % 3 == 0))
+                    #expect(try row.double("d") == -1.5e-7)
+                }
+            }
+        }
+
+        @Test("a failing COPY (unique violation) reports its SQLSTATE and leaves nothing behind")
+        func copyFailure() async throws {
+            try await TestDatabase.withSchema { client, _ in
+                try await client.executeScript("CREATE TABLE copy_unique (n int PRIMARY KEY, t text)")
+                let rows: [[PostgresValue]] = (0..<5000).map { [.int($0), .text("row \($0)")] } + [[.int(7), "dup"]]
+                let error = await #expect(throws: PostgresError.self) {
+                    try await client.withTransaction { tx in
+                        try await tx.copy(into: "copy_unique", columns: ["n", "t"], rows: rows)
+                    }
+                }
+                #expect(error?.isUniqueViolation == true)
+                #expect(try await client.query("SELECT count(*) AS n FROM copy_unique")[0].int("n") == 0)
+                // The connection is still usable afterwards.
+                try await client.withTransaction { tx in
+                    try await tx.copy(into: "copy_unique", columns: ["n", "t"], rows: [[.int(1), .null]])
+                }
+                #expect(try await client.query("SELECT count(*) AS n FROM copy_unique")[0].int("n") == 1)
+            }
+        }
+
+        @Test("statement_timeout bounds a COPY")
+        func copyTimeout() async throws {
+            try await TestDatabase.withSchema { client, _ in
+                try await client.executeScript(
+                    """
+                    CREATE TABLE copy_slow (n int);
+                    CREATE FUNCTION copy_slow_row() RETURNS trigger LANGUAGE plpgsql AS
+                        $$ BEGIN PERFORM pg_sleep(0.05); RETURN NEW; END $$;
+                    CREATE TRIGGER copy_slow BEFORE INSERT ON copy_slow FOR EACH ROW EXECUTE FUNCTION copy_slow_row();
+                    """)
+                let error = await #expect(throws: PostgresError.self) {
+                    try await client.withTransaction { tx in
+                        try await tx.executeScript("SET LOCAL statement_timeout = 200")
+                        try await tx.copy(into: "copy_slow", columns: ["n"], rows: (0..<100).map { [.int($0)] })
+                    }
+                }
+                #expect(error?.code == .timeout)
+            }
+        }
+
+        // MARK: Batch insert
+
+        @Test("insertBatch writes 10,000 jobs with their events and outbox rows in one transaction")
+        func batchInsert() async throws {
+            try await Self.withStore { store, environment in
+                let jobs = (0..<10_000).map { _ in Self.job(environment) }
+                let batchID = UUID()
+                let stored = try await store.insertBatch(jobs, batchID: batchID, outbox: jobs.map(Self.outbox))
+                #expect(stored.count == jobs.count)
+                #expect(stored.map(\.jobID) == jobs.map(\.id))
+                #expect(Set(stored.map(\.id)).count == jobs.count)
+                #expect(stored.map(\.id) == stored.map(\.id).sorted())
+
+                let client = store.client
+                let counts = try await client.query(
+                    """
+                    SELECT (SELECT count(*) FROM jobs WHERE batch_id = $1) AS jobs,
+                        (SELECT count(*) FROM job_events e JOIN jobs j ON j.id = e.job_id WHERE j.batch_id = $1)
+                            AS events,
+                        (SELECT count(*) FROM outbox o JOIN jobs j ON j.id = o.job_id WHERE j.batch_id = $1
+                            AND o.id = any($2::bigint[])) AS outbox
+                    """,
+                    [.uuid(batchID), .text("{" + stored.map { String($0.id) }.joined(separator: ",") + "}")])
+                #expect(try counts[0].int("jobs") == 10_000)
+                #expect(try counts[0].int("events") == 10_000)
+                #expect(try counts[0].int("outbox") == 10_000)
+                let sample = try #require(try await store.job(jobs[4321].id))
+                #expect(sample.workflow == jobs[4321].workflow)
+                #expect(sample.status == .queued)
+            }
+        }
+
+        @Test("insertBatch is all or nothing: a duplicate id in the batch writes nothing")
+        func batchAllOrNothing() async throws {
+            try await Self.withStore { store, environment in
+                var jobs = (0..<10_000).map { _ in Self.job(environment) }
+                jobs[9_999].id = jobs[17].id
+                let batchID = UUID()
+                let error = await #expect(throws: PostgresError.self) {
+                    try await store.insertBatch(jobs, batchID: batchID, outbox: jobs.map(Self.outbox))
+                }
+                #expect(error?.isUniqueViolation == true)
+                let rows = try await store.client.query(
+                    """
+                    SELECT (SELECT count(*) FROM jobs) AS jobs, (SELECT count(*) FROM job_events) AS events,
+                        (SELECT count(*) FROM outbox) AS outbox
+                    """)
+                #expect(try rows[0].int("jobs") == 0)
+                #expect(try rows[0].int("events") == 0)
+                #expect(try rows[0].int("outbox") == 0)
+            }
+        }
+
+        // MARK: Idempotency
+
+        @Test("an idempotent insert returns the existing job for the same owner and key")
+        func idempotentInsert() async throws {
+            try await Self.withStore { store, environment in
+                let first = Self.job(environment)
+                guard case .inserted(let message) = try await store.insert(
+                    first, idempotencyKey: "key-1", outbox: Self.outbox(first))
+                else { throw TestFailure("the first insert did not insert") }
+                #expect(message.id > 0)
+
+                let again = Self.job(environment)
+                guard case .existing(let existing) = try await store.insert(
+                    again, idempotencyKey: "key-1", outbox: Self.outbox(again))
+                else { throw TestFailure("the second insert was not recognised") }
+                #expect(existing.id == first.id)
+                #expect(try await store.job(again.id) == nil)
+
+                var otherOwner = Self.job(environment)
+                otherOwner.owner = "someone-else"
+                guard case .inserted = try await store.insert(
+                    otherOwner, idempotencyKey: "key-1", outbox: Self.outbox(otherOwner))
+                else { throw TestFailure("the same key of another owner must insert") }
+
+                // Concurrent submissions with one key: exactly one job.
+                let candidates = (0..<8).map { _ in Self.job(environment) }
+                let outcomes = try await withThrowingTaskGroup(of: JobID.self) { group in
+                    for candidate in candidates {
+                        group.addTask {
+                            switch try await store.insert(
+                                candidate, idempotencyKey: "key-2", outbox: Self.outbox(candidate))
+                            {
+                            case .inserted: candidate.id
+                            case .existing(let job): job.id
+                            }
+                        }
+                    }
+                    return try await group.reduce(into: [JobID]()) { $0.append($1) }
+                }
+                #expect(Set(outcomes).count == 1)
+                let stored = try await store.client.query(
+                    "SELECT count(*) AS n FROM jobs WHERE idempotency_key = 'key-2'")
+                #expect(try stored[0].int("n") == 1)
+                #expect(try await store.events(of: outcomes[0]).count == 1)
+            }
+        }
+
+        // MARK: Retention
+
+        @Test("purgeExpired deletes only terminal jobs past their environment's storage expiry, in batches")
+        func retention() async throws {
+            try await Self.withStore(expiry: 60) { store, expiring in
+                let keeping = ComputeEnvironment(id: "keep", storageExpiry: 0)
+                try await store.upsertEnvironments([keeping])
+                let now = Date()
+                // Five expired jobs (finished 2 min ago, expiry 1 min), one finished recently, one unfinished, and
+                // one in an environment that keeps results forever.
+                let expired = (0..<5).map { _ in Self.job(expiring) }
+                let recent = Self.job(expiring)
+                let running = Self.job(expiring)
+                let kept = Self.job(keeping)
+                let all = expired + [recent, running, kept]
+                _ = try await store.insertBatch(all, batchID: nil, outbox: all.map(Self.outbox))
+                for job in expired + [kept] { try await Self.finish(job, at: now - 120, store: store) }
+                try await Self.finish(recent, at: now - 10, store: store)
+
+                let removed = LockedList()
+                let result = try await store.purgeExpired(now: now, batchSize: 2) { removed.append($0) }
+                #expect(result.jobs == 5)
+                let expectedLocations = Set(expired.flatMap { ["results/\($0.id)/out", "logs/\($0.id)/algorithm.log"] })
+                #expect(Set(result.locations) == expectedLocations)
+                #expect(Set(removed.items) == expectedLocations)
+                for job in expired { #expect(try await store.job(job.id) == nil) }
+                for job in [recent, running, kept] { #expect(try await store.job(job.id) != nil) }
+                let leftovers = try await store.client.query(
+                    """
+                    SELECT (SELECT count(*) FROM job_results) AS results, (SELECT count(*) FROM job_logs) AS logs,
+                        (SELECT count(*) FROM job_events WHERE job_id = any($1::uuid[])) AS events,
+                        (SELECT count(*) FROM outbox WHERE job_id = any($1::uuid[])) AS outbox
+                    """,
+                    [.text("{" + expired.map(\.id.uuid.uuidString).joined(separator: ",") + "}")])
+                #expect(try leftovers[0].int("results") == 2)  // recent and kept
+                #expect(try leftovers[0].int("logs") == 2)
+                #expect(try leftovers[0].int("events") == 0)
+                #expect(try leftovers[0].int("outbox") == 0)
+
+                #expect(try await store.purgeExpired(now: now) == .init())
+                // A minute later the recent job has expired too; the kept one never does.
+                #expect(try await store.purgeExpired(now: now + 60).jobs == 1)
+                #expect(try await store.purgeExpired(now: now + 86_400 * 365).jobs == 0)
+            }
+        }
+
+        @Test("a failing file removal rolls the batch back, so rows outlive their files, never the reverse")
+        func retentionFileFailure() async throws {
+            try await Self.withStore(expiry: 1) { store, environment in
+                let job = Self.job(environment)
+                _ = try await store.insertBatch([job], batchID: nil, outbox: [])
+                try await Self.finish(job, at: Date() - 10, store: store)
+                await #expect(throws: TestFailure.self) {
+                    try await store.purgeExpired { _ in throw TestFailure("disk on fire") }
+                }
+                #expect(try await store.job(job.id) != nil)
+                #expect(try await store.purgeExpired().jobs == 1)
+            }
+        }
+
+        // MARK: Helpers
+
+        static func withStore(
+            expiry: Int = 0,
+            _ body: (PostgresJobStore, ComputeEnvironment) async throws -> Void
+        ) async throws {
+            try await TestDatabase.withSchema { client, _ in
+                _ = try await MigrationRunner(
+                    client: client, directory: migrationsDirectory, logger: TestDatabase.logger
+                ).apply()
+                let store = PostgresJobStore(client: client)
+                let environment = ComputeEnvironment(id: "bulk", storageExpiry: expiry)
+                try await store.upsertEnvironments([environment])
+                try await body(store, environment)
+            }
+        }
+
+        /// `<root>/migrations`, found from this file (symlinks resolved, for scratch packages).
+        static let migrationsDirectory = URL(fileURLWithPath: #filePath).resolvingSymlinksInPath()
+            .deletingLastPathComponent().deletingLastPathComponent().deletingLastPathComponent()
+            .appendingPathComponent("migrations")
+
+        static func job(_ environment: ComputeEnvironment) -> Job {
+            Job(
+                id: JobID(), environment: environment.id, owner: "tester",
+                workflow: Workflow(stages: [
+                    .init(
+                        input: [.init(id: "did:op:1", url: ["https://example.org/a\tb.csv"])],
+                        algorithm: .init(
+                            rawcode: "print('tab\\t, newline\\n, ü')\n",
+                            container: .init(entrypoint: "python3 $ALGO")))
+                ]))
+        }
+
+        static func outbox(_ job: Job) -> PostgresJobStore.OutboxMessage {
+            .init(
+                jobID: job.id, exchange: "c2d.jobs", routingKey: job.environment, headers: ["attempt": "0"],
+                body: #"{"jobId": "\#(job.id)"}"#)
+        }
+
+        /// Marks the job finished at `date`, with one result and one log file.
+        static func finish(_ job: Job, at date: Date, store: PostgresJobStore) async throws {
+            let client = store.client
+            try await client.execute(
+                "UPDATE jobs SET status = 70, outcome = 'succeeded', finished_at = $2 WHERE id = $1",
+                [.uuid(job.id.uuid), .timestamp(date)])
+            try await client.execute(
+                """
+                INSERT INTO job_results (job_id, position, attempt, name, kind, size, sha256, location)
+                VALUES ($1, 0, 1, 'out', 'output', 1, 'ab', $2)
+                """,
+                [.uuid(job.id.uuid), .text("results/\(job.id)/out")])
+            try await client.execute(
+                """
+                INSERT INTO job_logs (job_id, attempt, step, name, size, sha256, location)
+                VALUES ($1, 1, 'algorithm', 'algorithm.log', 1, 'cd', $2)
+                """,
+                [.uuid(job.id.uuid), .text("logs/\(job.id)/algorithm.log")])
+        }
+    }
+}
+
+/// Locations handed to a `removeFiles` closure, collected across its calls.
+private final class LockedList: @unchecked Sendable {
+    private let lock = NSLock()
+    private var storage: [String] = []  // guarded by lock
+
+    func append(_ items: [String]) {
+        lock.lock()
+        defer { lock.unlock() }
+        storage += items
+    }
+
+    var items: [String] {
+        lock.lock()
+        defer { lock.unlock() }
+        return storage
+    }
+}
+
+private struct TestFailure: Error, CustomStringConvertible {
+    var description: String
+    init(_ description: String) { self.description = description }
+}
