@@ -38,6 +38,12 @@ let package = Package(
             pkgConfig: "libpq",
             providers: [.apt(["libpq-dev"])]
         ),
+        .systemLibrary(
+            name: "CSecp256k1",
+            path: "Sources/Shared/CSecp256k1",
+            pkgConfig: "libsecp256k1",
+            providers: [.apt(["libsecp256k1-dev"])]
+        ),
 
         // MARK: Shared modules
         .target(
@@ -68,6 +74,12 @@ let package = Package(
                 .product(name: "NIOPosix", package: "swift-nio"),
             ],
             path: "Sources/Shared/Persistence",
+            swiftSettings: swiftSettings
+        ),
+        .target(
+            name: "Signatures",
+            dependencies: ["CSecp256k1"],
+            path: "Sources/Shared/Signatures",
             swiftSettings: swiftSettings
         ),
         .target(
@@ -180,6 +192,11 @@ let package = Package(
                 "Persistence",
                 .product(name: "Logging", package: "swift-log"),
             ],
+            swiftSettings: swiftSettings
+        ),
+        .testTarget(
+            name: "SignaturesTests",
+            dependencies: ["Signatures"],
             swiftSettings: swiftSettings
         ),
         .testTarget(

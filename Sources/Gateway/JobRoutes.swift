@@ -60,7 +60,14 @@ struct JobRoutes: Sendable {
             throw APIError(
                 .notFound, code: "result_not_found", message: "job \(job.id) has no result with index \(index)")
         }
-        let file = try resultStore.file(at: result.location)
+        let file: URL
+        do {
+            file = try resultStore.file(at: result.location)
+        } catch {
+            throw APIError(
+                .gone, code: "result_unavailable",
+                message: "result \(index) of job \(job.id) is recorded but its file is no longer stored")
+        }
         var headers: HTTPFields = [
             .contentType: result.kind == .output ? "application/octet-stream" : "text/plain; charset=utf-8",
             .contentDisposition: "attachment;filename=\(Self.quotedFilename(result.name))",

@@ -45,6 +45,9 @@ package struct JobSubmitter: Sendable {
         guard owner.utf8.count <= configuration.limits.maxFieldBytes else {
             throw APIError(.badRequest, code: "field_too_long", message: "owner is too long")
         }
+        guard !owner.contains("\0") else {
+            throw APIError(.badRequest, code: "invalid_character", message: "owner may not contain NUL characters")
+        }
         let job = Job(id: JobID(), environment: environment.id, owner: owner, workflow: request.workflow)
         let body = String(
             decoding: try JSONEncoder().encode(JobMessage(jobId: job.id, environment: job.environment)), as: UTF8.self)

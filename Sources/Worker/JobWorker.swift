@@ -88,6 +88,9 @@ package final class JobWorker: Service, Sendable {
         if let requestID = delivery.message.headers[JobMessage.Header.requestID] {
             logger[metadataKey: "request_id"] = "\(requestID)"
         }
+        if let traceparent = delivery.message.headers[JobMessage.Header.traceparent] {
+            logger[metadataKey: "traceparent"] = "\(traceparent)"
+        }
         var observedLease: Date?
         while true {
             let result: PostgresJobStore.ClaimResult
@@ -150,13 +153,11 @@ package final class JobWorker: Service, Sendable {
         var logger = self.logger
         logger[metadataKey: "job"] = "\(job.id)"
         logger[metadataKey: "attempt"] = "\(job.attempt)"
-        let store = self.store
-        let attempt = job.attempt
         let ending: JobEnding = await withTaskGroup(of: JobEnding.self) { group in
             group.addTask {
                 do {
                     let result = try await self.executor.execute(job: job, environment: environment) { status in
-                        try await store.recordStatus(jobID: job.id, attempt: attempt, status: status)
+                        try await self.recordProgress(job, status: status)
                     }
                     return .finished(result)
                 } catch let error as FencingError {
@@ -190,6 +191,24 @@ package final class JobWorker: Service, Sendable {
             logger.warning("job attempt lost its claim; stopped without writing", metadata: ["reason": "\(reason)"])
         case .handBack:
             await handBack(job, logger: logger)
+        }
+    }
+
+    /// Records a status change, riding out a short Postgres outage (up to a lease period) so a blip does not
+    /// fail a healthy job; a fenced or illegal write is final and stops the attempt.
+    func recordProgress(_ job: Job, status: JobStatus) async throws {
+        let deadline = ContinuousClock.now + configuration.leaseDuration
+        var delay = Duration.milliseconds(100)
+        while true {
+            do {
+                try await store.recordStatus(jobID: job.id, attempt: job.attempt, status: status)
+                return
+            } catch let error as PostgresError where error.isRetriable && ContinuousClock.now < deadline {
+                logger.warning(
+                    "recording progress failed; retrying", metadata: ["job": "\(job.id)", "error": "\(error)"])
+                try await Task.sleep(for: delay)
+                delay = min(delay * 2, .seconds(2))
+            }
         }
     }
 

@@ -8,6 +8,15 @@ struct C2D: AsyncParsableCommand {
         discussion: "Configuration comes from the environment; see README.md for every variable and its default.",
         subcommands: [
             DevCommand.self, GatewayCommand.self, WorkerCommand.self, SchedulerCommand.self, MigrateCommand.self,
+            TailCommand.self, QueuesCommand.self, BenchCommand.self,
         ]
+    )
+}
+
+struct BenchCommand: AsyncParsableCommand {
+    static let configuration = CommandConfiguration(
+        commandName: "bench",
+        abstract: "Benchmarks that print their figures, next to the physical ceiling measured in the same run.",
+        subcommands: [BenchDatabaseCommand.self, BenchAMQPCommand.self]
     )
 }

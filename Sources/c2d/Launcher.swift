@@ -61,15 +61,17 @@ enum Launcher {
         try await failClearly("cannot record environments") {
             try await store.upsertEnvironments(settings.environments)
         }
-        let topology = AMQPTopology.jobs(environments: settings.environments.map(\.id))
+        let messaging = try MessagingSettings.load()
+        let topology = AMQPTopology.jobs(
+            environments: settings.environments.map(\.id), deliveryLimit: messaging.deliveryLimit)
         let resultStore = FileResultStore(root: settings.resultsDirectory)
 
         var services: [any Service] = []
         var clients: [AMQPClient] = []
-        func amqpClient(_ name: String) -> AMQPClient {
+        func amqpClient(_ name: String, adding extra: AMQPTopology = AMQPTopology()) -> AMQPClient {
             var logger = logger
             logger[metadataKey: "amqp.client"] = "\(name)"
-            let client = AMQPClient(configuration: settings.amqp, topology: topology, logger: logger)
+            let client = AMQPClient(configuration: settings.amqp, topology: topology.adding(extra), logger: logger)
             clients.append(client)
             services.append(client)
             return client
@@ -79,7 +81,12 @@ enum Launcher {
             workRoot: settings.workDirectory, dataDirectory: settings.dataDirectory)
         let httpClient = Provisioner.makeHTTPClient(configuration: executorConfiguration.provisioner)
         if roles.contains(.scheduler) {
-            services.append(OutboxRelay(store: store, amqp: amqpClient("scheduler"), logger: logger))
+            let amqp = amqpClient("scheduler", adding: .events(maxAge: messaging.eventsMaxAge))
+            services.append(OutboxRelay(store: store, amqp: amqp, logger: logger))
+            services.append(
+                LeaseRecovery(
+                    configuration: .init(grace: settings.leaseGrace), store: store, logger: logger))
+            services += messaging.schedulerServices(store: store, amqp: amqp, logger: logger)
         }
         if roles.contains(.worker) {
             let executor = LocalExecutor(
@@ -108,19 +115,26 @@ enum Launcher {
         // Start the AMQP clients first and fail fast, with one message, on a wrong URL or credentials.
         let group = ServiceGroup(
             configuration: .init(services: services, gracefulShutdownSignals: [.sigterm, .sigint], logger: logger))
-        try await withThrowingTaskGroup(of: Void.self) { tasks in
-            tasks.addTask { try await group.run() }
-            do {
-                for client in clients {
-                    try await client.waitUntilConnected(timeout: settings.amqp.connectTimeout * 3)
+        do {
+            try await withThrowingTaskGroup(of: Void.self) { tasks in
+                tasks.addTask { try await group.run() }
+                do {
+                    for client in clients {
+                        try await client.waitUntilConnected(timeout: settings.amqp.connectTimeout * 3)
+                    }
+                } catch {
+                    await group.triggerGracefulShutdown()
+                    tasks.cancelAll()
+                    throw ValidationError("cannot connect to RabbitMQ: \(error)")
                 }
-            } catch {
-                await group.triggerGracefulShutdown()
-                tasks.cancelAll()
-                throw ValidationError("cannot connect to RabbitMQ: \(error)")
+                logger.info("c2d running", metadata: ["roles": "\(roles.map { "\($0)" }.sorted())"])
+                try await tasks.next()
             }
-            logger.info("c2d running", metadata: ["roles": "\(roles.map { "\($0)" }.sorted())"])
-            try await tasks.next()
+        } catch {
+            // An HTTPClient dropped without shutdown traps in debug builds, hiding the real error.
+            try? await httpClient.shutdown()
+            await postgres.shutdown()
+            throw error
         }
         try await httpClient.shutdown()
         await postgres.shutdown()

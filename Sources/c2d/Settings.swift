@@ -19,6 +19,8 @@ struct Settings {
     var migrationsDirectory: URL
     var workerSlots: Int
     var leaseDuration: Duration
+    /// How long after a worker's lease lapsed the scheduler hands its job to another worker.
+    var leaseGrace: Duration
     var maxBodyBytes: Int
     var logLevel: Logger.Level
     var exitAfterClaimForTesting: Bool
@@ -56,6 +58,7 @@ struct Settings {
             migrationsDirectory: env["C2D_MIGRATIONS_DIR"].map { URL(fileURLWithPath: $0) } ?? defaultMigrations(),
             workerSlots: try integer("C2D_WORKER_SLOTS", default: 2, range: 1...256),
             leaseDuration: .seconds(try integer("C2D_LEASE_SECONDS", default: 30, range: 2...3600)),
+            leaseGrace: .seconds(try integer("C2D_LEASE_GRACE_SECONDS", default: 10, range: 0...3600)),
             maxBodyBytes: try integer("C2D_MAX_BODY_BYTES", default: 1 << 20, range: 1024...(1 << 30)),
             logLevel: level,
             exitAfterClaimForTesting: env["C2D_FAULT_EXIT_AFTER_CLAIM"] == "1")

@@ -52,6 +52,11 @@ struct WorkflowValidatorTests {
             ),
             (workflow(algorithm: Workflow.Algorithm(rawcode: "print(1)")), "missing_entrypoint"),
             (workflow(maxtime: 601), "duration_exceeds_limit"),
+            (
+                workflow(
+                    algorithm: Workflow.Algorithm(rawcode: "print(1)\u{0}", container: .init(entrypoint: "python3 $ALGO"))),
+                "invalid_character"
+            ),
         ])
     func rejects(workflow: Workflow, expected: String) {
         #expect(code(workflow) == expected)

@@ -1,3 +1,5 @@
+import Foundation
+
 /// Checks a workflow against an environment and the configured limits before anything is written.
 /// Pure: the same input always gives the same verdict, and nothing is touched.
 public struct WorkflowValidator: Sendable {
@@ -28,6 +30,11 @@ public struct WorkflowValidator: Sendable {
                 throw SubmissionError(
                     code: "duplicate_input", message: "input \(position) repeats the dataset id '\(input.id)'")
             }
+        }
+        // Postgres's jsonb cannot hold NUL characters; refuse them here rather than fail at the insert.
+        if let encoded = try? JSONEncoder().encode(workflow), String(decoding: encoded, as: UTF8.self).contains("\\u0000") {
+            throw SubmissionError(
+                code: "invalid_character", message: "text in the workflow may not contain NUL (\\u0000) characters")
         }
         if let maxtime = stage.compute?.maxtime {
             guard maxtime > 0 else {
