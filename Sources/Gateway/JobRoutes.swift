@@ -17,6 +17,7 @@ struct JobRoutes: Sendable {
     func register(on router: Router<BasicRequestContext>) {
         router.post("/v1/jobs", use: create)
         router.get("/v1/jobs/{id}", use: get)
+        router.post("/v1/jobs/{id}/stop", use: stop)
         router.get("/v1/jobs/{id}/results", use: listResults)
         router.get("/v1/jobs/{id}/results/{index}", use: downloadResult)
         router.get("/healthz") { _, _ in Response(status: .ok, body: .init(byteBuffer: ByteBuffer(string: "ok\n"))) }
@@ -41,6 +42,14 @@ struct JobRoutes: Sendable {
     @Sendable func get(_ request: Request, context: BasicRequestContext) async throws -> Response {
         let job = try await findJob(context)
         return try Self.json(JobView(job))
+    }
+
+    /// Stops a job in any phase: a queued job ends at once, a running one when its worker sees the request.
+    @Sendable func stop(_ request: Request, context: BasicRequestContext) async throws -> Response {
+        let job = try await findJob(context)
+        try await unavailableOnStoreError { _ = try await store.requestStop(jobIDs: [job.id]) }
+        let current = try await unavailableOnStoreError { try await store.job(job.id) } ?? job
+        return try Self.json(JobView(current), status: .accepted)
     }
 
     @Sendable func listResults(_ request: Request, context: BasicRequestContext) async throws -> Response {

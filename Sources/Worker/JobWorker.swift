@@ -148,24 +148,25 @@ package final class JobWorker: Service, Sendable {
     }
 
     /// Runs one claimed attempt to its end: renews the lease meanwhile, records progress, and writes the terminal
-    /// status. At shutdown, a job still running after the grace period is handed back to the queue.
+    /// status. A stop request (seen at lease renewal) cancels the execution, whose logs are still published, and
+    /// records it as stopped. At shutdown, a job still running after the grace period is handed back to the queue.
     func runJob(_ job: Job, environment: ComputeEnvironment) async {
         var logger = self.logger
         logger[metadataKey: "job"] = "\(job.id)"
         logger[metadataKey: "attempt"] = "\(job.attempt)"
-        let ending: JobEnding = await withTaskGroup(of: JobEnding.self) { group in
+        let ending: JobEnding = await withTaskGroup(of: AttemptEvent.self) { group in
             group.addTask {
                 do {
                     let result = try await self.executor.execute(job: job, environment: environment) { status in
                         try await self.recordProgress(job, status: status)
                     }
-                    return .finished(result)
+                    return .executed(result)
                 } catch let error as FencingError {
                     return .lostLease(error.description)
                 } catch is CancellationError {
-                    return .handBack
+                    return .cancelled
                 } catch {
-                    return .finished(
+                    return .executed(
                         ExecutionResult(
                             status: .finished, outcome: .failed, failureReason: "execution failed: \(error)"))
                 }
@@ -175,23 +176,71 @@ package final class JobWorker: Service, Sendable {
                 do {
                     try await gracefulShutdown()
                     try await Task.sleep(for: self.configuration.shutdownGracePeriod)
-                    return .handBack
+                    return .shutdownGraceOver
                 } catch {
-                    return .handBack
+                    return .watcherEnded
                 }
             }
-            let first = await group.next() ?? .handBack
-            group.cancelAll()
-            return first
+            // The first decisive event wins; cancelling the group then ends the watchers and the execution, which
+            // still returns its (stopped) result with the logs published.
+            var decided: JobEnding?
+            while let event = await group.next() {
+                switch event {
+                case .executed(let result):
+                    group.cancelAll()
+                    if decided == nil || decided == .stop {
+                        var result = result
+                        if decided == .stop {
+                            result.outcome = .stopped
+                            result.stopRequest = 1
+                        }
+                        return .finished(result)
+                    }
+                case .cancelled, .watcherEnded:
+                    continue
+                case .stopRequested:
+                    logger.info("stop requested; stopping the job")
+                    decided = decided ?? .stop
+                    group.cancelAll()
+                case .lostLease(let reason):
+                    decided = decided ?? .lostLease(reason)
+                    group.cancelAll()
+                case .shutdownGraceOver:
+                    decided = decided ?? .handBack
+                    group.cancelAll()
+                }
+            }
+            if decided == .stop {
+                return .finished(
+                    ExecutionResult(status: .finished, outcome: .stopped, failureReason: "stopped", stopRequest: 1))
+            }
+            return decided ?? .handBack
         }
         switch ending {
         case .finished(let result):
             await finish(job, result: result, logger: logger)
         case .lostLease(let reason):
             logger.warning("job attempt lost its claim; stopped without writing", metadata: ["reason": "\(reason)"])
-        case .handBack:
+        case .handBack, .stop:
             await handBack(job, logger: logger)
         }
+    }
+
+    /// What can happen to a running attempt.
+    enum AttemptEvent: Sendable {
+        case executed(ExecutionResult)
+        case cancelled
+        case stopRequested
+        case lostLease(String)
+        case shutdownGraceOver
+        case watcherEnded
+    }
+
+    enum JobEnding: Sendable, Equatable {
+        case finished(ExecutionResult)
+        case stop
+        case lostLease(String)
+        case handBack
     }
 
     /// Records a status change, riding out a short Postgres outage (up to a lease period) so a blip does not
@@ -212,33 +261,30 @@ package final class JobWorker: Service, Sendable {
         }
     }
 
-    enum JobEnding: Sendable {
-        case finished(ExecutionResult)
-        case lostLease(String)
-        case handBack
-    }
-
-    /// Renews the lease every third of its duration; returns when the attempt no longer holds the job.
-    func keepLease(_ job: Job) async -> JobEnding {
+    /// Renews the lease every third of its duration (at most every 5 s, so a stop request is seen promptly);
+    /// returns when the attempt must end: stop requested, or the attempt no longer holds the job.
+    func keepLease(_ job: Job) async -> AttemptEvent {
         let lease = configuration.leaseDuration
         while !Task.isCancelled {
             do {
-                try await Task.sleep(for: lease / 3)
+                try await Task.sleep(for: min(lease / 3, .seconds(5)))
             } catch {
-                return .handBack
+                return .watcherEnded
             }
             do {
-                if try await !store.renewLease(
+                switch try await store.renewLease(
                     jobID: job.id, attempt: job.attempt, workerID: configuration.workerID, lease: lease)
                 {
-                    return .lostLease("lease renewal refused")
+                case .held: continue
+                case .stopRequested: return .stopRequested
+                case .lost: return .lostLease("lease renewal refused")
                 }
             } catch {
                 // Postgres unavailable: keep running; the lease is long enough to ride out a short outage.
                 logger.warning("lease renewal failed", metadata: ["job": "\(job.id)", "error": "\(error)"])
             }
         }
-        return .handBack
+        return .watcherEnded
     }
 
     /// Writes the terminal status, retrying while Postgres is unavailable (for up to a lease period: after that

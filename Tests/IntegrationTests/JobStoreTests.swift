@@ -105,7 +105,7 @@ struct JobStoreTests {
             await #expect(throws: FencingError.self) {
                 try await store.recordStatus(jobID: job.id, attempt: 1, status: .provisioningSuccess)
             }
-            #expect(try await store.renewLease(jobID: job.id, attempt: 1, workerID: "a", lease: .seconds(60)) == false)
+            #expect(try await store.renewLease(jobID: job.id, attempt: 1, workerID: "a", lease: .seconds(60)) == .lost)
             try await store.recordStatus(jobID: job.id, attempt: 2, status: .provisioningSuccess)
             await #expect(throws: IllegalTransition.self) {
                 try await store.recordStatus(jobID: job.id, attempt: 2, status: .configuringVolumes)

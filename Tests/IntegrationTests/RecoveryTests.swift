@@ -1,4 +1,5 @@
 import Foundation
+import NIOHTTP1
 import Persistence
 import Testing
 
@@ -35,6 +36,49 @@ struct RecoveryTests {
             #expect(reasons.contains { $0.contains("lease expired") }, "\(reasons)")
             let log = try await deployment.download(id, name: "algorithm.log")
             #expect(log.contains("done"))
+        }
+    }
+}
+
+@Suite("Stopping jobs", .serialized)
+struct StopTests {
+    @Test("a running job stops on request; its logs are kept and it says it was stopped")
+    func stopRunningJob() async throws {
+        try await Deployment.with(extraEnvironment: ["C2D_LEASE_SECONDS": "3"]) { deployment in
+            try await deployment.startDev()
+            let code = "import time\nprint('working', flush=True)\ntime.sleep(60)\nprint('never')\n"
+            let id = try await deployment.submit(deployment.jobRequest(code: code))
+            let deadline = ContinuousClock.now + .seconds(60)
+            while try await deployment.get("/v1/jobs/\(id)").json["status"] as? Int != 40 {
+                guard ContinuousClock.now < deadline else { throw TestFailure("job never ran:\n\(deployment.logs)") }
+                try await Task.sleep(for: .milliseconds(50))
+            }
+            let stop = try await deployment.request(.POST, "/v1/jobs/\(id)/stop")
+            #expect(stop.status == 202)
+            let started = ContinuousClock.now
+            let job = try await deployment.waitForJob(id, timeout: .seconds(30))
+            #expect(ContinuousClock.now - started < .seconds(10))
+            #expect(job["outcome"] as? String == "stopped", "\(job)")
+            #expect(job["stopreq"] as? Int == 1)
+            let log = try await deployment.download(id, name: "algorithm.log")
+            #expect(log.contains("working"))
+            #expect(!log.contains("never"))
+        }
+    }
+
+    @Test("a queued job that no worker took yet stops at once")
+    func stopQueuedJob() async throws {
+        try await Deployment.with { deployment in
+            // Gateway only: nobody consumes, so the job stays queued.
+            try deployment.start("gateway", ["gateway", "--port", String(deployment.port)])
+            try await deployment.waitUntilHealthy()
+            let id = try await deployment.submit(deployment.jobRequest(code: "print(1)"))
+            let stop = try await deployment.request(.POST, "/v1/jobs/\(id)/stop")
+            #expect(stop.status == 202)
+            #expect(stop.json["outcome"] as? String == "stopped", "\(stop.text)")
+            #expect(stop.json["status"] as? Int == 70)
+            let missing = try await deployment.request(.POST, "/v1/jobs/\(String(repeating: "1", count: 32))/stop")
+            #expect(missing.status == 404)
         }
     }
 }

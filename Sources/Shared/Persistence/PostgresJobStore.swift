@@ -148,6 +148,21 @@ package struct PostgresJobStore: Sendable {
     /// is not finished and nobody holds a live lease on it; the winner's attempt is the previous one plus one.
     package func claim(jobID: JobID, workerID: String, lease: Duration) async throws -> ClaimResult {
         try await client.withTransaction { tx in
+            // A job asked to stop whose worker is gone is finished as stopped rather than run again.
+            let stopped = try await tx.query(
+                """
+                update jobs set status = $2, outcome = 'stopped', failure_reason = 'stopped', finished_at = now(),
+                    lease_until = null, worker_id = null
+                where id = $1 and finished_at is null and stopreq = 1 and (lease_until is null or lease_until < now())
+                returning attempt
+                """,
+                [.uuid(jobID.uuid), .int(Int64(JobStatus.finished.rawValue))])
+            if let row = stopped.first {
+                try await tx.execute(
+                    "insert into job_events (job_id, attempt, status, reason) values ($1, $2, $3, 'stopped')",
+                    [.uuid(jobID.uuid), .int(Int64(try row.int("attempt"))), .int(Int64(JobStatus.finished.rawValue))])
+                return .finished
+            }
             let claimed = try await tx.query(
                 """
                 update jobs set attempt = attempt + 1, worker_id = $2, lease_until = now() + make_interval(secs => $3),
@@ -181,13 +196,54 @@ package struct PostgresJobStore: Sendable {
 
     /// Extends the lease of the attempt this worker holds; false when the attempt is no longer this worker's
     /// (finished, or taken over after the lease expired).
-    package func renewLease(jobID: JobID, attempt: Int, workerID: String, lease: Duration) async throws -> Bool {
-        try await client.execute(
+    package enum LeaseState: Sendable, Hashable {
+        /// The attempt still holds the job.
+        case held
+        /// The attempt holds the job and a stop was requested: stop it and record the stop.
+        case stopRequested
+        /// The attempt no longer holds the job (finished, or taken over after the lease lapsed).
+        case lost
+    }
+
+    /// Extends the lease of the attempt this worker holds, and says whether a stop was requested meanwhile.
+    package func renewLease(jobID: JobID, attempt: Int, workerID: String, lease: Duration) async throws -> LeaseState {
+        let rows = try await client.query(
             """
             update jobs set lease_until = now() + make_interval(secs => $4)
             where id = $1 and attempt = $2 and worker_id = $3 and finished_at is null
+            returning stopreq
             """,
-            [.uuid(jobID.uuid), .int(Int64(attempt)), .text(workerID), .double(lease.seconds)]) == 1
+            [.uuid(jobID.uuid), .int(Int64(attempt)), .text(workerID), .double(lease.seconds)])
+        guard let row = rows.first else { return .lost }
+        return try row.int("stopreq") == 0 ? .held : .stopRequested
+    }
+
+    /// Asks for jobs to stop, in any phase (Ocean's `stopreq` 1). A job no worker has claimed yet is finished at
+    /// once as stopped; a running one is stopped by its worker, which sees the request when it renews its lease.
+    /// Returns the ids of the unfinished jobs the request reached.
+    @discardableResult
+    package func requestStop(jobIDs: [JobID]) async throws -> [JobID] {
+        guard !jobIDs.isEmpty else { return [] }
+        let ids = "{" + jobIDs.map { $0.uuid.uuidString }.joined(separator: ",") + "}"
+        return try await client.withTransaction { tx in
+            let unclaimed = try await tx.query(
+                """
+                update jobs set stopreq = 1, status = $2, outcome = 'stopped', failure_reason = 'stopped before it ran',
+                    finished_at = now(), lease_until = null
+                where id = any($1::uuid[]) and finished_at is null and worker_id is null
+                    and (lease_until is null or lease_until < now())
+                returning id, attempt
+                """,
+                [.text(ids), .int(Int64(JobStatus.finished.rawValue))])
+            for row in unclaimed {
+                try await tx.execute(
+                    "insert into job_events (job_id, attempt, status, reason) values ($1, $2, $3, 'stopped before it ran')",
+                    [.uuid(try row.uuid("id")), .int(Int64(try row.int("attempt"))), .int(Int64(JobStatus.finished.rawValue))])
+            }
+            let running = try await tx.query(
+                "update jobs set stopreq = 1 where id = any($1::uuid[]) and finished_at is null returning id", [.text(ids)])
+            return try (unclaimed + running).map { JobID(uuid: try $0.uuid("id")) }
+        }
     }
 
     /// Gives a job back without finishing it (graceful shutdown): the lease ends now and a new message is queued
