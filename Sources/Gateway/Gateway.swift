@@ -17,6 +17,8 @@ package enum Gateway {
         let submitter = JobSubmitter(configuration: configuration, store: store, amqp: amqp, logger: logger)
         JobRoutes(configuration: configuration, submitter: submitter, store: store, resultStore: resultStore)
             .register(on: router)
+        OceanRoutes(configuration: configuration, submitter: submitter, store: store, resultStore: resultStore)
+            .register(on: router)
         return Application(
             router: router,
             configuration: .init(address: .hostname(configuration.host, port: configuration.port), serverName: "c2d"),

@@ -104,8 +104,10 @@ enum Launcher {
         if roles.contains(.gateway), let server {
             var limits = SubmissionLimits()
             limits.maxBodyBytes = settings.maxBodyBytes
-            let configuration = GatewayConfiguration(
+            var configuration = GatewayConfiguration(
                 host: server.host, port: server.port, environments: settings.environments, limits: limits)
+            configuration.allowedProviders = settings.allowedProviders
+            configuration.operatorAddress = settings.operatorAddress
             services.append(
                 Gateway.buildApplication(
                     configuration: configuration, store: store, amqp: amqpClient("gateway"),

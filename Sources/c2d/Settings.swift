@@ -1,6 +1,7 @@
 import AMQP
 import Domain
 import Foundation
+import Gateway
 import Logging
 import Persistence
 
@@ -22,6 +23,10 @@ struct Settings {
     /// How long after a worker's lease lapsed the scheduler hands its job to another worker.
     var leaseGrace: Duration
     var maxBodyBytes: Int
+    /// Ocean API: allowed Provider addresses (`C2D_ALLOWED_PROVIDERS`, comma-separated; default: any signer).
+    var allowedProviders: Set<String>
+    /// Ocean API: the operator's address (`C2D_OPERATOR_ADDRESS`; default none).
+    var operatorAddress: String?
     var logLevel: Logger.Level
     var exitAfterClaimForTesting: Bool
 
@@ -60,6 +65,8 @@ struct Settings {
             leaseDuration: .seconds(try integer("C2D_LEASE_SECONDS", default: 30, range: 2...3600)),
             leaseGrace: .seconds(try integer("C2D_LEASE_GRACE_SECONDS", default: 10, range: 0...3600)),
             maxBodyBytes: try integer("C2D_MAX_BODY_BYTES", default: 1 << 20, range: 1024...(1 << 30)),
+            allowedProviders: try GatewayConfiguration.parseAllowedProviders(env["C2D_ALLOWED_PROVIDERS"]),
+            operatorAddress: try GatewayConfiguration.parseOperatorAddress(env["C2D_OPERATOR_ADDRESS"]),
             logLevel: level,
             exitAfterClaimForTesting: env["C2D_FAULT_EXIT_AFTER_CLAIM"] == "1")
     }

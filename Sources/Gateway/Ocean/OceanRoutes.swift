@@ -1,0 +1,350 @@
+import AMQP
+import Domain
+import Foundation
+import HTTPTypes
+import Hummingbird
+import Logging
+import NIOCore
+import NIOFoundationCompat
+import Persistence
+
+/// Ocean's operator-service API under `/api/v1/operator`, plus `GET /` (ocean-c2d.md §2.1, §2.2), so Ocean's
+/// Provider can use c2d by pointing `OPERATOR_SERVICE_URL` at it. Routes, parameters, validation order, error
+/// texts, codes and the status object are Ocean's; the signature check is Ocean's scheme done right
+/// (``OceanAuthenticator``).
+struct OceanRoutes: Sendable {
+    static let base = "/api/v1/operator"
+    /// The operator-service version whose API this is (setup.py of operator-service v4main).
+    static let apiVersion = "1.0.1"
+
+    let configuration: GatewayConfiguration
+    let submitter: JobSubmitter
+    let store: PostgresJobStore
+    let resultStore: any ResultStore
+    let authenticator: OceanAuthenticator
+
+    init(
+        configuration: GatewayConfiguration, submitter: JobSubmitter, store: PostgresJobStore,
+        resultStore: any ResultStore
+    ) {
+        self.configuration = configuration
+        self.submitter = submitter
+        self.store = store
+        self.resultStore = resultStore
+        self.authenticator = OceanAuthenticator(allowedProviders: configuration.allowedProviders, store: store)
+    }
+
+    func register(on router: Router<BasicRequestContext>) {
+        router.get("/", use: info)
+        router.post("\(Self.base)/compute", use: start)
+        router.put("\(Self.base)/compute", use: stop)
+        router.get("\(Self.base)/compute", use: status)
+        // Kept by Ocean "for backwards compat": does nothing.
+        router.delete("\(Self.base)/compute") { _, _ in try Self.json("") }
+        router.get("\(Self.base)/runningjobs", use: runningJobs)
+        router.get("\(Self.base)/getResult", use: getResult)
+        router.get("\(Self.base)/environments", use: environments)
+    }
+
+    // MARK: Routes
+
+    @Sendable func info(_ request: Request, context: BasicRequestContext) async throws -> Response {
+        let primary = configuration.environments.first
+        return try Self.json(
+            OceanServiceInfo(
+                version: Self.apiVersion, address: configuration.operatorAddress,
+                algoTimeLimit: primary.map { String($0.maxJobDuration) },
+                storageExpiry: primary.map { String($0.storageExpiry) }))
+    }
+
+    /// Start a job: Ocean's checks in Ocean's order (§2.2), then the native submission path (one transaction
+    /// with the outbox row, then a confirmed publish).
+    @Sendable func start(_ request: Request, context: BasicRequestContext) async throws -> Response {
+        let parameters = try await Self.parameters(request, limit: configuration.limits.maxBodyBytes)
+        guard !parameters.isEmpty else { throw OceanError.payloadEmpty }
+        let required = ["workflow", "agreementId", "owner", "providerSignature", "environment", "nonce"]
+        if let missing = parameters.firstMissing(required) {
+            throw OceanError.missingAttribute(missing, call: "POST:/compute")
+        }
+        let workflowMembers = try Self.workflowMembers(parameters["workflow"])
+        let agreementID = parameters["agreementId"]?.text ?? ""
+        let owner = parameters["owner"]?.text ?? ""
+        for (name, value) in [("agreementId", agreementID), ("owner", owner)] {
+            guard value.utf8.count <= configuration.limits.maxFieldBytes, !value.contains("\0") else {
+                throw OceanError(code: "invalid_field", message: "\(name) is too long or contains NUL characters")
+            }
+        }
+        if try await Self.storeCall({ try await store.oceanAgreementInUse(agreementID) }) {
+            throw OceanError.agreementInUse
+        }
+        guard let environment = configuration.environment(parameters["environment"]?.text ?? "") else {
+            throw OceanError.environmentInvalid
+        }
+        _ = try await authenticator.authenticate(
+            signature: parameters["providerSignature"], message: owner, nonce: parameters["nonce"])
+
+        guard let stagesValue = workflowMembers["stages"], !stagesValue.isFalsy,
+            case .array(let stages) = stagesValue
+        else { throw OceanError.missingStages }
+        guard stages.count == 1 else { throw OceanError.multipleStages }
+        for name in ["algorithm", "compute", "input", "output"] {
+            guard case .object(let stage) = stages[0], stage[name] != nil else { throw OceanError.missingInStage(name) }
+        }
+        let workflow: Workflow
+        do {
+            workflow = try JSONDecoder().decode(Workflow.self, from: OceanValue.object(workflowMembers).json)
+        } catch {
+            throw OceanError(code: "invalid_workflow", message: "Invalid workflow: \(Self.describe(error))")
+        }
+        let requestID = request.headers[.requestID] ?? UUID().uuidString.lowercased()
+        let job = try await submitter.submitOcean(
+            workflow: workflow, environment: environment, owner: owner, agreementID: agreementID, requestID: requestID)
+        let records = try await Self.storeCall {
+            try await store.oceanJobs(agreementID: nil, jobID: job.id.description, owner: nil)
+        }
+        return try Self.json(records.map(OceanStatusView.init), headers: [.requestID: requestID])
+    }
+
+    /// Stop: `stopreq = 1` on every matching unfinished job (a job no worker holds yet is finished at once), then
+    /// their status.
+    @Sendable func stop(_ request: Request, context: BasicRequestContext) async throws -> Response {
+        let parameters = try await Self.parameters(request, limit: configuration.limits.maxBodyBytes)
+        guard !parameters.isEmpty else { throw OceanError.payloadEmpty }
+        if let missing = parameters.firstMissing(["owner", "providerSignature", "nonce"]) {
+            throw OceanError.missingAttribute(missing, call: "PUT:/compute")
+        }
+        let selection = try Selection(parameters)
+        _ = try await authenticator.authenticate(
+            signature: parameters["providerSignature"], message: selection.signedMessage, nonce: parameters["nonce"])
+        let matching = try await Self.storeCall { try await selection.jobs(in: store) }
+        let unfinished = matching.filter { $0.finishedEpoch == nil }.map(\.job.id)
+        if !unfinished.isEmpty {
+            try await Self.storeCall { try await store.requestStop(jobIDs: unfinished) }
+        }
+        let records = try await Self.storeCall { try await selection.jobs(in: store) }
+        return try Self.json(records.map(OceanStatusView.init))
+    }
+
+    /// Status. Signed by the Provider, but Ocean's own status route accepts unsigned calls; c2d does too unless
+    /// allowed providers are configured, in which case a signature from one of them is required.
+    @Sendable func status(_ request: Request, context: BasicRequestContext) async throws -> Response {
+        let parameters = try await Self.parameters(request, limit: configuration.limits.maxBodyBytes)
+        let selection = try Selection(parameters)
+        if let signature = parameters["providerSignature"], !signature.isFalsy {
+            _ = try await authenticator.authenticate(
+                signature: signature, message: selection.signedMessage, nonce: parameters["nonce"])
+        } else if !configuration.allowedProviders.isEmpty {
+            throw OceanError.signatureRequired
+        }
+        let records = try await Self.storeCall { try await selection.jobs(in: store) }
+        return try Self.json(records.map(OceanStatusView.init))
+    }
+
+    @Sendable func runningJobs(_ request: Request, context: BasicRequestContext) async throws -> Response {
+        let records = try await Self.storeCall { try await store.oceanRunningJobs() }
+        return try Self.json(records.map(OceanRunningJobView.init))
+    }
+
+    /// One result file, by Ocean's index (outputs, then logs, then admin logs), streamed with Range support.
+    @Sendable func getResult(_ request: Request, context: BasicRequestContext) async throws -> Response {
+        let parameters = try await Self.parameters(request, limit: configuration.limits.maxBodyBytes)
+        guard !parameters.isEmpty else { throw OceanError.payloadEmpty }
+        if let missing = parameters.firstMissing(["owner", "providerSignature", "nonce", "index", "jobId"]) {
+            throw OceanError.missingAttribute(missing, call: "GET:/getResult")
+        }
+        let owner = parameters["owner"]?.text ?? ""
+        let jobIDText = parameters["jobId"]?.text ?? ""
+        _ = try await authenticator.authenticate(
+            signature: parameters["providerSignature"], message: owner + jobIDText, nonce: parameters["nonce"])
+        let indexText = (parameters["index"]?.text ?? "").trimmingCharacters(in: .whitespaces)
+        guard let index = Int(indexText) else {
+            throw OceanError(
+                code: "invalid_index", message: "Error getResult: index '\(indexText.prefix(32))' is not an integer")
+        }
+        // A job that does not exist answers like another owner's job, so job ids leak nothing.
+        let job = try await Self.storeCall { try await JobID(jobIDText).asyncFlatMap { try await store.job($0) } }
+        guard let job, Self.sameOwner(job.owner, owner) else {
+            throw OceanError.ownerMismatch(owner: owner, jobID: jobIDText)
+        }
+        let results = try await Self.storeCall { try await store.results(of: job.id) }
+        guard !results.isEmpty else { throw OceanError.noResults(jobID: jobIDText) }
+        guard index >= 0 else { throw OceanError.negativeIndex(index) }
+        guard let result = results.first(where: { $0.index == index }) else { throw OceanError.noSuchIndex(index) }
+        do {
+            return try await ResultDownload(result: result, resultStore: resultStore).response(
+                request: request, context: context,
+                contentDisposition: "attachment;filename=\(ResultDownload.bareFilename(result.name))",
+                extraHeaders: [.accessControlExposeHeaders: "Content-Disposition"])
+        } catch ResultDownload.Failure.rangeNotSatisfiable(let range, let size) {
+            throw OceanError(
+                .rangeNotSatisfiable, code: "range_not_satisfiable",
+                message: "Range '\(range)' does not fit a file of \(size) bytes",
+                headers: [.contentRange: "bytes */\(size)"])
+        } catch ResultDownload.Failure.fileMissing {
+            throw OceanError(
+                .gone, code: "result_unavailable",
+                message: "Result \(index) of job \(jobIDText.prefix(64)) is recorded but no longer stored")
+        }
+    }
+
+    @Sendable func environments(_ request: Request, context: BasicRequestContext) async throws -> Response {
+        let state = try await Self.storeCall { try await store.oceanEnvironmentState() }
+        let now = String(format: "%.6f", Date().timeIntervalSince1970)
+        let views = configuration.environments.map { environment in
+            OceanEnvironmentView(
+                environment, currentJobs: state[environment.id]?.currentJobs ?? 0,
+                lastSeen: state[environment.id]?.lastSeenEpoch ?? now, consumerAddress: configuration.operatorAddress)
+        }
+        return try Self.json(views)
+    }
+
+    // MARK: Helpers
+
+    /// The job selectors of the status and stop calls, read as Ocean reads them.
+    struct Selection {
+        var agreementID: String?
+        var jobID: String?
+        var owner: String?
+
+        init(_ parameters: OceanParameters) throws {
+            agreementID = parameters.selector("agreementId")
+            jobID = parameters.selector("jobId")
+            owner = parameters.selector("owner")
+            guard agreementID != nil || jobID != nil || owner != nil else { throw OceanError.selectorRequired }
+        }
+
+        /// What the Provider signs (before the nonce): `owner + jobId`, or `owner`; Python prints a missing owner
+        /// as `None`.
+        var signedMessage: String { (owner ?? "None") + (jobID ?? "") }
+
+        func jobs(in store: PostgresJobStore) async throws -> [PostgresJobStore.OceanJobRecord] {
+            try await store.oceanJobs(agreementID: agreementID, jobID: jobID, owner: owner)
+        }
+    }
+
+    static func parameters(_ request: Request, limit: Int) async throws -> OceanParameters {
+        let body: ByteBuffer
+        do {
+            body = try await request.body.collect(upTo: limit)
+        } catch is NIOTooManyBytesError {
+            throw OceanError(
+                .contentTooLarge, code: "body_too_large",
+                message: "the request body is larger than the limit of \(limit) bytes")
+        }
+        return OceanParameters(query: request.uri.query, body: Data(buffer: body))
+    }
+
+    /// The workflow as a JSON object; a query string carries it as JSON text. Anything else is Ocean's
+    /// "workflow is required" error.
+    static func workflowMembers(_ value: OceanValue?) throws -> [String: OceanValue] {
+        guard let value, !value.isFalsy else { throw OceanError.workflowRequired }
+        switch value {
+        case .object(let members):
+            return members
+        case .string(let text):
+            var parser = OceanJSONParser(Array(text.utf8))
+            guard case .object(let members)? = try? parser.parseDocument(), !members.isEmpty else {
+                throw OceanError.workflowRequired
+            }
+            return members
+        default:
+            throw OceanError.workflowRequired
+        }
+    }
+
+    /// Owners are compared as addresses when both are addresses (case carries only a checksum), else exactly.
+    static func sameOwner(_ stored: String, _ given: String) -> Bool {
+        if stored == given { return true }
+        func isAddress(_ text: String) -> Bool {
+            text.utf8.count == 42 && text.hasPrefix("0x") && text.utf8.dropFirst(2).allSatisfy { $0.isASCIIHexDigit }
+        }
+        return isAddress(stored) && isAddress(given) && stored.lowercased() == given.lowercased()
+    }
+
+    static func describe(_ error: any Error) -> String {
+        switch error {
+        case DecodingError.keyNotFound(let key, let context):
+            return "missing field '\(JobRoutes.path(context.codingPath + [key]))'"
+        case DecodingError.typeMismatch(_, let context), DecodingError.valueNotFound(_, let context),
+            DecodingError.dataCorrupted(let context):
+            return "field '\(JobRoutes.path(context.codingPath))' is invalid: \(context.debugDescription)"
+        default:
+            return "\(error)"
+        }
+    }
+
+    /// A store that is down answers 503 promptly, in Ocean's error shape.
+    @discardableResult
+    static func storeCall<T>(_ body: () async throws -> T) async throws -> T {
+        do {
+            return try await body()
+        } catch is PostgresError {
+            throw OceanError.unavailable
+        }
+    }
+
+    static func json(_ value: some Encodable, headers: HTTPFields = [:]) throws -> Response {
+        let encoder = JSONEncoder()
+        encoder.outputFormatting = [.sortedKeys, .withoutEscapingSlashes]
+        var headers = headers
+        headers[.contentType] = "application/json"
+        return Response(
+            status: .ok, headers: headers, body: .init(byteBuffer: ByteBuffer(bytes: try encoder.encode(value))))
+    }
+}
+
+extension JobSubmitter {
+    /// Accepts a job for the Ocean API: the same validation, transaction (job + outbox) and confirmed publish as
+    /// ``submit(_:requestID:)``, with the agreement recorded. Two concurrent starts with one agreement cannot
+    /// both win: the loser hits the unique index of migration 0004 and gets Ocean's "already in use" error.
+    func submitOcean(
+        workflow: Workflow, environment: ComputeEnvironment, owner: String, agreementID: String, requestID: String
+    ) async throws -> Job {
+        do {
+            try validator.validate(workflow, environment: environment)
+        } catch {
+            throw OceanError(.init(code: error.httpStatus), code: error.code, message: error.message)
+        }
+        let job = Job(
+            id: JobID(), environment: environment.id, owner: owner, agreementID: agreementID, workflow: workflow)
+        let body = String(
+            decoding: try JSONEncoder().encode(JobMessage(jobId: job.id, environment: job.environment)), as: UTF8.self)
+        let message = PostgresJobStore.OutboxMessage(
+            jobID: job.id, exchange: JobQueueNames.jobsExchange, routingKey: environment.id,
+            headers: [
+                JobMessage.Header.jobID: job.id.description, JobMessage.Header.requestID: requestID,
+                JobMessage.Header.traceparent: Self.traceparent(),
+            ],
+            body: body)
+        let stored: PostgresJobStore.OutboxMessage
+        do {
+            stored = try await store.insert(job, outbox: message)
+        } catch let error as PostgresError
+            where error.isUniqueViolation && error.constraint == PostgresJobStore.activeAgreementIndex
+        {
+            throw OceanError.agreementInUse
+        } catch let error as PostgresError {
+            logger.error("job insert failed", metadata: ["error": "\(error)"])
+            throw OceanError.unavailable
+        }
+        await publish(stored)
+        return job
+    }
+}
+
+extension Optional {
+    fileprivate func asyncFlatMap<U>(_ transform: (Wrapped) async throws -> U?) async rethrows -> U? {
+        guard let value = self else { return nil }
+        return try await transform(value)
+    }
+}
+
+extension HTTPField.Name {
+    static let accessControlExposeHeaders = HTTPField.Name("Access-Control-Expose-Headers")!
+}
+
+extension UInt8 {
+    fileprivate var isASCIIHexDigit: Bool {
+        (0x30...0x39).contains(self) || (0x61...0x66).contains(self) || (0x41...0x46).contains(self)
+    }
+}

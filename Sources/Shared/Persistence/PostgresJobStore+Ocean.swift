@@ -1,0 +1,121 @@
+import Domain
+import Foundation
+
+/// The reads and writes behind Ocean's operator-service API (ocean-c2d.md §2.2).
+extension PostgresJobStore {
+    /// A job as the operator-service's status object needs it. Dates are Postgres's own `extract(epoch …)` text,
+    /// as the operator-service sends them (seconds with a fraction, as a string).
+    package struct OceanJobRecord: Sendable {
+        package var job: Job
+        package var removed: Bool
+        package var createdEpoch: String
+        package var finishedEpoch: String?
+        package var results: [ResultFile]
+    }
+
+    /// The name of the unique index that keeps one active job per agreement (migration 0004).
+    package static let activeAgreementIndex = "jobs_active_agreement"
+
+    /// Jobs matching every given selector (Ocean ANDs them), oldest first, with their results. A `jobID` that is
+    /// not a job id matches nothing.
+    package func oceanJobs(agreementID: String?, jobID: String?, owner: String?) async throws -> [OceanJobRecord] {
+        var conditions: [String] = []
+        var parameters: [PostgresValue] = []
+        if let agreementID {
+            parameters.append(.text(agreementID))
+            conditions.append("agreement_id = $\(parameters.count)")
+        }
+        if let jobID {
+            guard let id = JobID(jobID) else { return [] }
+            parameters.append(.uuid(id.uuid))
+            conditions.append("id = $\(parameters.count)")
+        }
+        if let owner {
+            parameters.append(.text(owner))
+            conditions.append("owner = $\(parameters.count)")
+        }
+        guard !conditions.isEmpty else { return [] }
+        return try await oceanRecords(where: conditions.joined(separator: " and "), parameters)
+    }
+
+    /// Jobs not finished yet (Ocean's `/runningjobs`: `dateFinished IS NULL`), oldest first.
+    package func oceanRunningJobs() async throws -> [OceanJobRecord] {
+        try await oceanRecords(where: "finished_at is null", [], withResults: false)
+    }
+
+    /// Whether an unfinished job already holds this agreement.
+    package func oceanAgreementInUse(_ agreementID: String) async throws -> Bool {
+        try await !client.query(
+            "select 1 from jobs where agreement_id = $1 and finished_at is null limit 1", [.text(agreementID)]
+        ).isEmpty
+    }
+
+    /// Records `nonce` as the signer's latest if it is greater than the stored one, atomically: of two requests
+    /// with the same nonce exactly one succeeds. Compared as numbers (Provider nonces are decimal text, some
+    /// with a fraction). False when the nonce is not greater, i.e. a replay.
+    package func acceptNonce(signer: String, nonce: String) async throws -> Bool {
+        try await !client.query(
+            """
+            insert into nonces (signer, nonce) values ($1, $2::numeric)
+            on conflict (signer) do update set nonce = excluded.nonce, updated_at = now()
+                where excluded.nonce > nonces.nonce
+            returning nonce
+            """,
+            [.text(signer), .text(nonce)]
+        ).isEmpty
+    }
+
+    /// Per environment: jobs a worker is running now, and when the environment was last announced.
+    package func oceanEnvironmentState() async throws -> [String: (currentJobs: Int, lastSeenEpoch: String)] {
+        let rows = try await client.query(
+            """
+            select e.id, extract(epoch from e.last_seen)::text as last_seen,
+                (select count(*) from jobs j
+                 where j.environment = e.id and j.finished_at is null and j.worker_id is not null) as current_jobs
+            from environments e
+            """)
+        var state: [String: (currentJobs: Int, lastSeenEpoch: String)] = [:]
+        for row in rows {
+            state[try row.string("id")] = (try row.int("current_jobs"), try row.string("last_seen"))
+        }
+        return state
+    }
+
+    private func oceanRecords(where condition: String, _ parameters: [PostgresValue], withResults: Bool = true)
+        async throws -> [OceanJobRecord]
+    {
+        let rows = try await client.query(
+            """
+            select \(Self.jobColumns), removed, extract(epoch from created_at)::text as created_epoch,
+                extract(epoch from finished_at)::text as finished_epoch
+            from jobs where \(condition) order by created_at, id
+            """,
+            parameters)
+        var records = try rows.map { row in
+            OceanJobRecord(
+                job: try Self.job(from: row), removed: try row.bool("removed"),
+                createdEpoch: try row.string("created_epoch"), finishedEpoch: try row.optionalString("finished_epoch"),
+                results: [])
+        }
+        guard withResults, !records.isEmpty else { return records }
+        let ids = "{" + records.map { $0.job.id.uuid.uuidString }.joined(separator: ",") + "}"
+        let resultRows = try await client.query(
+            """
+            select job_id, position, name, kind, size, sha256, location from job_results
+            where job_id = any($1::uuid[]) order by job_id, position
+            """,
+            [.text(ids)])
+        var byJob: [UUID: [ResultFile]] = [:]
+        for row in resultRows {
+            byJob[try row.uuid("job_id"), default: []].append(
+                ResultFile(
+                    index: try row.int("position"), name: try row.string("name"),
+                    kind: ResultKind(rawValue: try row.string("kind")) ?? .output, size: Int64(try row.int("size")),
+                    sha256: try row.string("sha256"), location: try row.string("location")))
+        }
+        for index in records.indices {
+            records[index].results = byJob[records[index].job.id.uuid] ?? []
+        }
+        return records
+    }
+}
