@@ -54,7 +54,8 @@ struct WorkflowValidatorTests {
             (workflow(maxtime: 601), "duration_exceeds_limit"),
             (
                 workflow(
-                    algorithm: Workflow.Algorithm(rawcode: "print(1)\u{0}", container: .init(entrypoint: "python3 $ALGO"))),
+                    algorithm: Workflow.Algorithm(
+                        rawcode: "print(1)\u{0}", container: .init(entrypoint: "python3 $ALGO"))),
                 "invalid_character"
             ),
         ])

@@ -32,11 +32,13 @@ struct CopyFormatTests {
         }
     }
 
-    @Test("table and column names must be plain lowercase identifiers", arguments: [
-        ("jobs", ["id"], true), ("c2d.jobs", ["id", "created_at"], true), ("jobs; drop table x", ["id"], false),
-        ("Jobs", ["id"], false), ("jobs", ["id\""], false), ("a.b.c", ["id"], false), ("jobs", [], false),
-        ("", ["id"], false), ("jobs", ["1st"], false),
-    ])
+    @Test(
+        "table and column names must be plain lowercase identifiers",
+        arguments: [
+            ("jobs", ["id"], true), ("c2d.jobs", ["id", "created_at"], true), ("jobs; drop table x", ["id"], false),
+            ("Jobs", ["id"], false), ("jobs", ["id\""], false), ("a.b.c", ["id"], false), ("jobs", [], false),
+            ("", ["id"], false), ("jobs", ["1st"], false),
+        ])
     func identifiers(table: String, columns: [String], valid: Bool) {
         let statement = try? PostgresCopy.statement(table: table, columns: columns)
         #expect((statement != nil) == valid)
@@ -203,22 +205,25 @@ extension PostgresIntegrationTests {
         func idempotentInsert() async throws {
             try await Self.withStore { store, environment in
                 let first = Self.job(environment)
-                guard case .inserted(let message) = try await store.insert(
-                    first, idempotencyKey: "key-1", outbox: Self.outbox(first))
+                guard
+                    case .inserted(let message) = try await store.insert(
+                        first, idempotencyKey: "key-1", outbox: Self.outbox(first))
                 else { throw TestFailure("the first insert did not insert") }
                 #expect(message.id > 0)
 
                 let again = Self.job(environment)
-                guard case .existing(let existing) = try await store.insert(
-                    again, idempotencyKey: "key-1", outbox: Self.outbox(again))
+                guard
+                    case .existing(let existing) = try await store.insert(
+                        again, idempotencyKey: "key-1", outbox: Self.outbox(again))
                 else { throw TestFailure("the second insert was not recognised") }
                 #expect(existing.id == first.id)
                 #expect(try await store.job(again.id) == nil)
 
                 var otherOwner = Self.job(environment)
                 otherOwner.owner = "someone-else"
-                guard case .inserted = try await store.insert(
-                    otherOwner, idempotencyKey: "key-1", outbox: Self.outbox(otherOwner))
+                guard
+                    case .inserted = try await store.insert(
+                        otherOwner, idempotencyKey: "key-1", outbox: Self.outbox(otherOwner))
                 else { throw TestFailure("the same key of another owner must insert") }
 
                 // Concurrent submissions with one key: exactly one job.
@@ -266,7 +271,8 @@ extension PostgresIntegrationTests {
                 let removed = LockedList()
                 let result = try await store.purgeExpired(now: now, batchSize: 2) { removed.append($0) }
                 #expect(result.jobs == 5)
-                let expectedLocations = Set(expired.flatMap { ["results/\($0.id)/out", "logs/\($0.id)/algorithm.log"] })
+                let expectedLocations = Set(
+                    expired.flatMap { ["results/\($0.id)/out", "logs/\($0.id)/algorithm.log"] })
                 #expect(Set(result.locations) == expectedLocations)
                 #expect(Set(removed.items) == expectedLocations)
                 for job in expired { #expect(try await store.job(job.id) == nil) }

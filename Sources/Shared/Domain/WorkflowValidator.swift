@@ -32,7 +32,9 @@ public struct WorkflowValidator: Sendable {
             }
         }
         // Postgres's jsonb cannot hold NUL characters; refuse them here rather than fail at the insert.
-        if let encoded = try? JSONEncoder().encode(workflow), String(decoding: encoded, as: UTF8.self).contains("\\u0000") {
+        if let encoded = try? JSONEncoder().encode(workflow),
+            String(decoding: encoded, as: UTF8.self).contains("\\u0000")
+        {
             throw SubmissionError(
                 code: "invalid_character", message: "text in the workflow may not contain NUL (\\u0000) characters")
         }

@@ -238,10 +238,14 @@ package struct PostgresJobStore: Sendable {
             for row in unclaimed {
                 try await tx.execute(
                     "insert into job_events (job_id, attempt, status, reason) values ($1, $2, $3, 'stopped before it ran')",
-                    [.uuid(try row.uuid("id")), .int(Int64(try row.int("attempt"))), .int(Int64(JobStatus.finished.rawValue))])
+                    [
+                        .uuid(try row.uuid("id")), .int(Int64(try row.int("attempt"))),
+                        .int(Int64(JobStatus.finished.rawValue)),
+                    ])
             }
             let running = try await tx.query(
-                "update jobs set stopreq = 1 where id = any($1::uuid[]) and finished_at is null returning id", [.text(ids)])
+                "update jobs set stopreq = 1 where id = any($1::uuid[]) and finished_at is null returning id",
+                [.text(ids)])
             return try (unclaimed + running).map { JobID(uuid: try $0.uuid("id")) }
         }
     }

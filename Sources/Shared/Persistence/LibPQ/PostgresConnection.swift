@@ -497,9 +497,10 @@ private final class ConnectionHandle: @unchecked Sendable {
         let terminated = sqlState.map { $0.hasPrefix("08") || $0.hasPrefix("57P") } ?? false
         let broken = PQstatus(connection) != CONNECTION_OK || terminated
         if broken { shared?.withLock { $0.broken = true } }
-        let primary = field("M") ?? result.map { String(cString: PQresultErrorMessage($0)) }.flatMap {
-            $0.isEmpty ? nil : $0
-        } ?? errorMessage(connection)
+        let primary =
+            field("M") ?? result.map { String(cString: PQresultErrorMessage($0)) }.flatMap {
+                $0.isEmpty ? nil : $0
+            } ?? errorMessage(connection)
         return PostgresError.fromServer(
             sqlState: sqlState,
             primary: primary,
