@@ -49,35 +49,15 @@ package struct PostgresJobStore: Sendable {
         }
     }
 
-    /// Inserts the job (status 1) and its outbox row in one transaction; returns the outbox row with its id.
+    /// Inserts the job (status 1), its first event and its outbox row atomically; returns the outbox row with its
+    /// id. One statement, so one round trip and one commit (see `insert(_:idempotencyKey:outbox:)`).
     package func insert(_ job: Job, outbox message: OutboxMessage) async throws -> OutboxMessage {
-        let workflow = String(decoding: try JSONEncoder().encode(job.workflow), as: UTF8.self)
-        let headers = String(decoding: try JSONEncoder().encode(message.headers), as: UTF8.self)
-        return try await client.withTransaction { tx in
-            try await tx.execute(
-                """
-                insert into jobs (id, environment, owner, agreement_id, status, created_at, workflow)
-                values ($1, $2, $3, $4, $5, $6, $7)
-                """,
-                [
-                    .uuid(job.id.uuid), .text(job.environment), .text(job.owner), .optional(job.agreementID),
-                    .int(Int64(job.status.rawValue)), .timestamp(job.createdAt), .json(workflow),
-                ])
-            try await tx.execute(
-                "insert into job_events (job_id, attempt, status) values ($1, 0, $2)",
-                [.uuid(job.id.uuid), .int(Int64(job.status.rawValue))])
-            let rows = try await tx.query(
-                """
-                insert into outbox (job_id, exchange, routing_key, headers, body) values ($1, $2, $3, $4, $5)
-                returning id
-                """,
-                [
-                    .uuid(job.id.uuid), .text(message.exchange), .text(message.routingKey), .json(headers),
-                    .text(message.body),
-                ])
-            var stored = message
-            stored.id = try rows[0].int("id")
+        switch try await insert(job, idempotencyKey: nil, outbox: message) {
+        case .inserted(let stored):
             return stored
+        case .existing:
+            // Without a key there is nothing to conflict with.
+            throw PostgresError(code: .server, message: "a job insert without an idempotency key found a duplicate")
         }
     }
 
