@@ -23,7 +23,6 @@ package final class AMQPClient: Service, Sendable {
         var connectWaiters: [Int: CheckedContinuation<Void, any Error>] = [:]
         var nextWaiterID = 1
         var isShuttingDown = false
-        var shutdownWaiters: [CheckedContinuation<Void, Never>] = []
     }
 
     package let configuration: AMQPConfiguration
@@ -62,19 +61,15 @@ package final class AMQPClient: Service, Sendable {
 
     /// Begins a graceful shutdown without ServiceLifecycle: ``run()`` closes the connection and returns.
     package func shutdown() {
-        let (connection, connectWaiters, shutdownWaiters) = state.withLockedValue { state in
+        let (connection, connectWaiters) = state.withLockedValue { state in
             state.isShuttingDown = true
-            defer {
-                state.connectWaiters.removeAll()
-                state.shutdownWaiters.removeAll()
-            }
-            return (state.connection, state.connectWaiters.values, state.shutdownWaiters)
+            defer { state.connectWaiters.removeAll() }
+            return (state.connection, state.connectWaiters.values)
         }
         connection?.requestClose()
         for waiter in connectWaiters {
             waiter.resume(throwing: AMQPError(code: .notConnected, message: "the AMQP client is shutting down"))
         }
-        for waiter in shutdownWaiters { waiter.resume() }
     }
 
     private func connectLoop(endpoint: AMQPEndpoint) async {
@@ -146,35 +141,16 @@ package final class AMQPClient: Service, Sendable {
         exponent >= 62 ? Double(Int64.max) : Double(Int64(1) << Int64(exponent))
     }
 
-    /// Sleeps for `delay`, or less if shutdown begins.
+    /// Sleeps for `delay`, or less if shutdown begins. Checks in short slices rather than racing a shutdown
+    /// waiter against the sleep: a waiter registered after the sleep won would never be resumed, and the
+    /// reconnect loop would hang for good.
     private func pause(_ delay: Duration) async {
-        await withTaskGroup(of: Void.self) { group in
-            group.addTask { try? await Task.sleep(for: delay) }
-            group.addTask { await self.waitForShutdown() }
-            await group.next()
-            group.cancelAll()
-            // The shutdown waiter only returns on shutdown; release it if the sleep won.
-            self.releaseShutdownWaiters()
+        let deadline = ContinuousClock.now + delay
+        while !Task.isCancelled && !state.withLockedValue({ $0.isShuttingDown }) {
+            let left = deadline - ContinuousClock.now
+            guard left > .zero else { return }
+            try? await Task.sleep(for: min(left, .milliseconds(100)))
         }
-    }
-
-    private func waitForShutdown() async {
-        await withCheckedContinuation { (continuation: CheckedContinuation<Void, Never>) in
-            let now = state.withLockedValue { state in
-                if state.isShuttingDown { return true }
-                state.shutdownWaiters.append(continuation)
-                return false
-            }
-            if now { continuation.resume() }
-        }
-    }
-
-    private func releaseShutdownWaiters() {
-        let waiters = state.withLockedValue { state in
-            defer { state.shutdownWaiters.removeAll() }
-            return state.shutdownWaiters
-        }
-        for waiter in waiters { waiter.resume() }
     }
 
     private func failConnectWaiters(with error: any Error) {
