@@ -51,4 +51,5 @@ struct RequestIDMiddleware: RouterMiddleware {
 
 extension HTTPField.Name {
     static let requestID = HTTPField.Name("x-request-id")!
+    static let idempotencyKey = HTTPField.Name("idempotency-key")!
 }

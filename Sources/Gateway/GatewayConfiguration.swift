@@ -21,6 +21,11 @@ package struct GatewayConfiguration: Sendable {
     /// Ocean API: the operator's address, shown as `address` on `GET /` and as environments' `consumerAddress`.
     /// Default none (null). `C2D_OPERATOR_ADDRESS`.
     package var operatorAddress: String?
+    /// Native API: most jobs one `POST /v1/batches` may carry (413 above). Default 10,000. `C2D_MAX_BATCH_JOBS`.
+    package var maxBatchJobs: Int = 10_000
+    /// Native API: largest `POST /v1/batches` body, in bytes (413 above); single creates keep `limits.maxBodyBytes`.
+    /// Default 64 MiB. `C2D_MAX_BATCH_BODY_BYTES`.
+    package var maxBatchBodyBytes: Int = 64 << 20
 
     package init(
         host: String = "127.0.0.1", port: Int = 8080, environments: [ComputeEnvironment] = [.oceanCompute],

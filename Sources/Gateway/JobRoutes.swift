@@ -20,6 +20,9 @@ struct JobRoutes: Sendable {
         router.post("/v1/jobs/{id}/stop", use: stop)
         router.get("/v1/jobs/{id}/results", use: listResults)
         router.get("/v1/jobs/{id}/results/{index}", use: downloadResult)
+        ListRoutes(store: store).register(on: router)
+        BatchRoutes(configuration: configuration, submitter: submitter).register(on: router)
+        HealthRoutes(configuration: configuration, store: store, amqp: submitter.amqp).register(on: router)
         router.get("/healthz") { _, _ in Response(status: .ok, body: .init(byteBuffer: ByteBuffer(string: "ok\n"))) }
     }
 
@@ -34,9 +37,11 @@ struct JobRoutes: Sendable {
         }
         let submission = try Self.decode(JobSubmitter.Request.self, from: body)
         let requestID = request.headers[.requestID] ?? UUID().uuidString.lowercased()
-        let job = try await submitter.submit(submission, requestID: requestID)
+        let (job, created) = try await submitter.submit(
+            submission, requestID: requestID, idempotencyKey: request.headers[.idempotencyKey])
         return try Self.json(
-            JobView(job), status: .created, headers: [.location: "/v1/jobs/\(job.id)", .requestID: requestID])
+            JobView(job), status: created ? .created : .ok,
+            headers: [.location: "/v1/jobs/\(job.id)", .requestID: requestID])
     }
 
     @Sendable func get(_ request: Request, context: BasicRequestContext) async throws -> Response {

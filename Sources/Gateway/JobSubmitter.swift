@@ -31,6 +31,28 @@ package struct JobSubmitter: Sendable {
     }
 
     package func submit(_ request: Request, requestID: String) async throws -> Job {
+        try await submit(request, requestID: requestID, idempotencyKey: nil).job
+    }
+
+    /// Longest `Idempotency-Key` accepted, in characters.
+    static let maxIdempotencyKeyLength = 200
+
+    /// Submits like ``submit(_:requestID:)``, unless the owner already submitted a job under `idempotencyKey`:
+    /// then that job is returned with `created` false, and nothing is written or published.
+    package func submit(
+        _ request: Request, requestID: String, idempotencyKey: String?
+    ) async throws -> (job: Job, created: Bool) {
+        if let idempotencyKey {
+            guard !idempotencyKey.isEmpty, idempotencyKey.count <= Self.maxIdempotencyKeyLength,
+                !idempotencyKey.contains("\0")
+            else {
+                throw APIError(
+                    .badRequest, code: "invalid_idempotency_key",
+                    message:
+                        "Idempotency-Key must be 1 to \(Self.maxIdempotencyKeyLength) characters without NUL characters"
+                )
+            }
+        }
         guard let environment = configuration.environment(request.environment) else {
             throw APIError(
                 .badRequest, code: "unknown_environment",
@@ -58,15 +80,20 @@ package struct JobSubmitter: Sendable {
                 JobMessage.Header.traceparent: Self.traceparent(),
             ],
             body: body)
-        let stored: PostgresJobStore.OutboxMessage
+        let outcome: PostgresJobStore.IdempotentInsert
         do {
-            stored = try await store.insert(job, outbox: message)
+            outcome = try await store.insert(job, idempotencyKey: idempotencyKey, outbox: message)
         } catch let error as PostgresError {
             logger.error("job insert failed", metadata: ["error": "\(error)"])
             throw APIError.unavailable
         }
-        await publish(stored)
-        return job
+        switch outcome {
+        case .inserted(let stored):
+            await publish(stored)
+            return (job, true)
+        case .existing(let existing):
+            return (existing, false)
+        }
     }
 
     /// Publishes with a confirm and marks the outbox row sent; any failure leaves the row to the relay.

@@ -108,6 +108,8 @@ enum Launcher {
                 host: server.host, port: server.port, environments: settings.environments, limits: limits)
             configuration.allowedProviders = settings.allowedProviders
             configuration.operatorAddress = settings.operatorAddress
+            configuration.maxBatchJobs = settings.maxBatchJobs
+            configuration.maxBatchBodyBytes = settings.maxBatchBodyBytes
             services.append(
                 Gateway.buildApplication(
                     configuration: configuration, store: store, amqp: amqpClient("gateway"),

@@ -23,6 +23,10 @@ struct Settings {
     /// How long after a worker's lease lapsed the scheduler hands its job to another worker.
     var leaseGrace: Duration
     var maxBodyBytes: Int
+    /// Native API: most jobs per `POST /v1/batches` (`C2D_MAX_BATCH_JOBS`, default 10,000).
+    var maxBatchJobs: Int
+    /// Native API: largest `POST /v1/batches` body (`C2D_MAX_BATCH_BODY_BYTES`, default 64 MiB).
+    var maxBatchBodyBytes: Int
     /// Ocean API: allowed Provider addresses (`C2D_ALLOWED_PROVIDERS`, comma-separated; default: any signer).
     var allowedProviders: Set<String>
     /// Ocean API: the operator's address (`C2D_OPERATOR_ADDRESS`; default none).
@@ -65,6 +69,8 @@ struct Settings {
             leaseDuration: .seconds(try integer("C2D_LEASE_SECONDS", default: 30, range: 2...3600)),
             leaseGrace: .seconds(try integer("C2D_LEASE_GRACE_SECONDS", default: 10, range: 0...3600)),
             maxBodyBytes: try integer("C2D_MAX_BODY_BYTES", default: 1 << 20, range: 1024...(1 << 30)),
+            maxBatchJobs: try integer("C2D_MAX_BATCH_JOBS", default: 10_000, range: 1...1_000_000),
+            maxBatchBodyBytes: try integer("C2D_MAX_BATCH_BODY_BYTES", default: 64 << 20, range: 1024...(1 << 32)),
             allowedProviders: try GatewayConfiguration.parseAllowedProviders(env["C2D_ALLOWED_PROVIDERS"]),
             operatorAddress: try GatewayConfiguration.parseOperatorAddress(env["C2D_OPERATOR_ADDRESS"]),
             logLevel: level,

@@ -1,0 +1,233 @@
+import AMQP
+import Domain
+import Foundation
+import Hummingbird
+import Logging
+import NIOCore
+import Persistence
+
+/// `POST /v1/batches`: many jobs in one request, for batch clients (DESIGN §4).
+///
+/// Body `{"environment", "owner"?, "jobs": [{"workflow": …}, …]}` with at most
+/// ``GatewayConfiguration/maxBatchJobs`` jobs (413 above) in at most ``GatewayConfiguration/maxBatchBodyBytes``
+/// (413 above). All or nothing: if any job is invalid, the answer is 400
+/// `{"code": "invalid_batch", "message", "errors": [{"index", "code", "message"}]}` and nothing is written.
+/// Otherwise every job, its event and its outbox row are written in one transaction under a new batch id, the
+/// messages are published pipelined, and the answer is 201 `{"batchId", "jobs": [ids in request order]}`.
+/// `GET /v1/jobs?batch=<batchId>` lists the batch's jobs.
+struct BatchRoutes: Sendable {
+    let configuration: GatewayConfiguration
+    let submitter: JobSubmitter
+
+    func register(on router: Router<BasicRequestContext>) {
+        router.post("/v1/batches", use: create)
+    }
+
+    struct Created: Encodable {
+        var batchId: String
+        var jobs: [String]
+    }
+
+    @Sendable func create(_ request: Request, context: BasicRequestContext) async throws -> Response {
+        let limit = configuration.maxBatchBodyBytes
+        let body: ByteBuffer
+        do {
+            body = try await request.body.collect(upTo: limit)
+        } catch is NIOTooManyBytesError {
+            throw APIError(
+                .contentTooLarge, code: "body_too_large",
+                message: "the request body is larger than the batch limit of \(limit) bytes")
+        }
+        let batch = try JobRoutes.decode(JobSubmitter.BatchRequest.self, from: body)
+        let requestID = request.headers[.requestID] ?? UUID().uuidString.lowercased()
+        let (batchID, jobs) = try await submitter.submitBatch(batch, requestID: requestID)
+        return try JobRoutes.json(
+            Created(batchId: batchID.uuidString.lowercased(), jobs: jobs.map(\.id.description)), status: .created,
+            headers: [.requestID: requestID])
+    }
+}
+
+/// The `errors` of an `invalid_batch` answer.
+struct BatchError: HTTPResponseError, Sendable {
+    struct Item: Encodable, Sendable {
+        var index: Int
+        var code: String
+        var message: String
+    }
+
+    var message: String
+    var errors: [Item]
+    var status: HTTPResponse.Status { .badRequest }
+
+    struct Body: Encodable {
+        var code = "invalid_batch"
+        var message: String
+        var errors: [Item]
+    }
+
+    func response(from request: Request, context: some RequestContext) throws -> Response {
+        let encoder = JSONEncoder()
+        encoder.outputFormatting = [.sortedKeys]
+        let data = try encoder.encode(Body(message: message, errors: errors))
+        return Response(
+            status: status, headers: [.contentType: "application/json"],
+            body: .init(byteBuffer: ByteBuffer(bytes: data)))
+    }
+}
+
+extension JobSubmitter {
+    /// A batch of jobs, as `POST /v1/batches` receives it.
+    package struct BatchRequest: Sendable, Decodable {
+        package var environment: String
+        package var owner: String?
+        package var jobs: [Item]
+
+        /// One job of a batch. A job whose JSON does not decode keeps its error, so the answer can name it
+        /// rather than fail the whole body as malformed.
+        package struct Item: Sendable, Decodable {
+            package var workflow: Result<Workflow, SubmissionError>
+
+            enum CodingKeys: String, CodingKey { case workflow }
+
+            package init(from decoder: any Decoder) throws {
+                do {
+                    let container = try decoder.container(keyedBy: CodingKeys.self)
+                    workflow = .success(try container.decode(Workflow.self, forKey: .workflow))
+                } catch DecodingError.keyNotFound(let key, let context) {
+                    let path = Self.path(context.codingPath + [key], from: decoder.codingPath.count)
+                    workflow = .failure(.init(code: "missing_field", message: "missing field '\(path)'"))
+                } catch DecodingError.typeMismatch(_, let context), DecodingError.valueNotFound(_, let context) {
+                    let path = Self.path(context.codingPath, from: decoder.codingPath.count)
+                    workflow = .failure(.init(code: "invalid_field", message: "field '\(path)' has the wrong type"))
+                } catch DecodingError.dataCorrupted(let context) {
+                    let path = Self.path(context.codingPath, from: decoder.codingPath.count)
+                    workflow = .failure(
+                        .init(
+                            code: "invalid_field",
+                            message: "field '\(path)' is invalid: \(context.debugDescription.prefix(200))"))
+                }
+            }
+
+            /// The path inside the item (without `jobs[i]`).
+            static func path(_ keys: [any CodingKey], from depth: Int) -> String {
+                JobRoutes.path(Array(keys.dropFirst(depth)))
+            }
+        }
+    }
+
+    /// Most per-item errors one `invalid_batch` answer lists; the message gives the total.
+    static let maxReportedBatchErrors = 100
+
+    /// Validates every job of the batch (all or nothing), writes them in one transaction under a new batch id,
+    /// then publishes them pipelined and marks their outbox rows sent. A failed publish leaves the rows to the
+    /// outbox relay; the jobs are accepted either way.
+    func submitBatch(_ request: BatchRequest, requestID: String) async throws -> (batchID: UUID, jobs: [Job]) {
+        guard !request.jobs.isEmpty else {
+            throw APIError(.badRequest, code: "empty_batch", message: "a batch needs at least one job")
+        }
+        guard request.jobs.count <= configuration.maxBatchJobs else {
+            throw APIError(
+                .contentTooLarge, code: "batch_too_large",
+                message:
+                    "the batch has \(request.jobs.count) jobs; the limit is \(configuration.maxBatchJobs) per request")
+        }
+        guard let environment = configuration.environment(request.environment) else {
+            throw APIError(
+                .badRequest, code: "unknown_environment",
+                message: "environment '\(request.environment.prefix(64))' does not exist")
+        }
+        let owner = request.owner ?? "anonymous"
+        guard owner.utf8.count <= configuration.limits.maxFieldBytes else {
+            throw APIError(.badRequest, code: "field_too_long", message: "owner is too long")
+        }
+        guard !owner.contains("\0") else {
+            throw APIError(.badRequest, code: "invalid_character", message: "owner may not contain NUL characters")
+        }
+
+        var errors: [BatchError.Item] = []
+        var workflows: [Workflow] = []
+        workflows.reserveCapacity(request.jobs.count)
+        for (index, item) in request.jobs.enumerated() {
+            do {
+                let workflow = try item.workflow.get()
+                try validator.validate(workflow, environment: environment)
+                workflows.append(workflow)
+            } catch {
+                errors.append(.init(index: index, code: error.code, message: error.message))
+            }
+        }
+        guard errors.isEmpty else {
+            let shown = errors.prefix(Self.maxReportedBatchErrors)
+            throw BatchError(
+                message:
+                    "\(errors.count) of \(request.jobs.count) jobs are invalid (\(shown.count) listed); nothing was written",
+                errors: Array(shown))
+        }
+
+        let batchID = UUID()
+        let createdAt = Date()
+        let encoder = JSONEncoder()
+        var jobs: [Job] = []
+        var messages: [PostgresJobStore.OutboxMessage] = []
+        jobs.reserveCapacity(workflows.count)
+        messages.reserveCapacity(workflows.count)
+        for workflow in workflows {
+            let job = Job(
+                id: JobID(), environment: environment.id, owner: owner, createdAt: createdAt, workflow: workflow)
+            let body = String(
+                decoding: try encoder.encode(JobMessage(jobId: job.id, environment: job.environment)), as: UTF8.self)
+            jobs.append(job)
+            messages.append(
+                PostgresJobStore.OutboxMessage(
+                    jobID: job.id, exchange: JobQueueNames.jobsExchange, routingKey: environment.id,
+                    headers: [
+                        JobMessage.Header.jobID: job.id.description, JobMessage.Header.requestID: requestID,
+                        JobMessage.Header.traceparent: Self.traceparent(),
+                    ],
+                    body: body))
+        }
+        let stored: [PostgresJobStore.OutboxMessage]
+        do {
+            stored = try await store.insertBatch(jobs, batchID: batchID, outbox: messages)
+        } catch let error as PostgresError {
+            logger.error("batch insert failed", metadata: ["batch": "\(batchID)", "error": "\(error)"])
+            throw APIError.unavailable
+        }
+        await publishBatch(stored, batchID: batchID)
+        return (batchID, jobs)
+    }
+
+    /// Publishes the batch's messages pipelined, waits for every confirm, and marks the rows sent; any failure
+    /// leaves the rows to the relay (a message that did go out may then be published twice; the worker's claim
+    /// drops the duplicate).
+    func publishBatch(_ messages: [PostgresJobStore.OutboxMessage], batchID: UUID) async {
+        guard let exchange = messages.first?.exchange else { return }
+        let amqp = self.amqp
+        let items = messages.map { message in
+            (
+                message: AMQPMessage(
+                    body: Array(message.body.utf8), headers: message.headers, contentType: "application/json",
+                    messageID: message.jobID.description),
+                routingKey: message.routingKey
+            )
+        }
+        // The single-job confirm timeout, plus a millisecond per message for a large batch's confirms.
+        let timeout = configuration.publishTimeout + .milliseconds(messages.count)
+        do {
+            try await withDeadline(timeout, operation: "batch publish") {
+                try await amqp.publish(items, exchange: exchange)
+            }
+        } catch {
+            logger.warning(
+                "batch publish failed; the outbox relay will retry",
+                metadata: ["batch": "\(batchID)", "jobs": "\(messages.count)", "error": "\(error)"])
+            return
+        }
+        do {
+            try await store.markOutboxSent(ids: messages.map(\.id))
+        } catch {
+            logger.warning(
+                "marking a batch's outbox rows sent failed", metadata: ["batch": "\(batchID)", "error": "\(error)"])
+        }
+    }
+}

@@ -1,0 +1,52 @@
+import AMQP
+import Domain
+import Foundation
+import Hummingbird
+import Persistence
+
+/// `GET /v1/environments` (the environments this gateway accepts jobs for) and `GET /readyz` (whether it can
+/// take jobs now: Postgres answers `select 1` within a second and RabbitMQ is connected).
+struct HealthRoutes: Sendable {
+    let configuration: GatewayConfiguration
+    let store: PostgresJobStore
+    let amqp: AMQPClient
+
+    static let postgresDeadline: Duration = .seconds(1)
+
+    func register(on router: Router<BasicRequestContext>) {
+        router.get("/v1/environments", use: environments)
+        router.get("/readyz", use: ready)
+    }
+
+    struct EnvironmentList: Encodable {
+        var environments: [ComputeEnvironment]
+    }
+
+    @Sendable func environments(_ request: Request, context: BasicRequestContext) async throws -> Response {
+        try JobRoutes.json(EnvironmentList(environments: configuration.environments))
+    }
+
+    struct Readiness: Encodable {
+        var ready: Bool
+        /// Per dependency: "ok", or what failed.
+        var checks: [String: String]
+    }
+
+    /// 200 when every check passes; otherwise 503, naming the ones that failed.
+    @Sendable func ready(_ request: Request, context: BasicRequestContext) async throws -> Response {
+        let client = store.client
+        var checks: [String: String] = [:]
+        do {
+            _ = try await withDeadline(Self.postgresDeadline, operation: "postgres readiness check") {
+                try await client.query("select 1 as ok").count
+            }
+            checks["postgres"] = "ok"
+        } catch {
+            checks["postgres"] = "failed: \(String(describing: error).prefix(200))"
+        }
+        checks["rabbitmq"] = amqp.isConnected ? "ok" : "failed: not connected"
+        let ready = checks.values.allSatisfy { $0 == "ok" }
+        return try JobRoutes.json(
+            Readiness(ready: ready, checks: checks), status: ready ? .ok : .serviceUnavailable)
+    }
+}
