@@ -78,7 +78,8 @@ enum Launcher {
         }
 
         let executorConfiguration = LocalExecutorConfiguration(
-            workRoot: settings.workDirectory, dataDirectory: settings.dataDirectory)
+            workRoot: settings.workDirectory, dataDirectory: settings.dataDirectory,
+            allowPrivateNetworks: settings.allowPrivateURLs)
         let httpClient = Provisioner.makeHTTPClient(configuration: executorConfiguration.provisioner)
         if roles.contains(.scheduler) {
             let amqp = amqpClient("scheduler", adding: .events(maxAge: messaging.eventsMaxAge))

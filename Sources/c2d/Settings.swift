@@ -13,6 +13,8 @@ struct Settings {
     var environments: [ComputeEnvironment]
     /// Where `path` inputs are read from (the publisher's data).
     var dataDirectory: URL
+    /// Whether input and algorithm URLs may point at loopback, private or link-local addresses.
+    var allowPrivateURLs: Bool
     /// Where job workspaces are made.
     var workDirectory: URL
     /// Where the filesystem result store keeps outputs and logs.
@@ -62,6 +64,7 @@ struct Settings {
             amqp: AMQPConfiguration.fromEnvironment(env),
             environments: try loadEnvironments(env["C2D_ENVIRONMENTS"]),
             dataDirectory: directory("C2D_DATA_DIR", default: ".data/datasets"),
+            allowPrivateURLs: env["C2D_ALLOW_PRIVATE_URLS"] == "1",
             workDirectory: directory("C2D_WORK_DIR", default: ".data/work"),
             resultsDirectory: directory("C2D_RESULTS_DIR", default: ".data/results"),
             migrationsDirectory: env["C2D_MIGRATIONS_DIR"].map { URL(fileURLWithPath: $0) } ?? defaultMigrations(),

@@ -18,7 +18,8 @@ struct RuntimeFixture {
     let client: HTTPClient
     let executor: LocalExecutor
 
-    init(keepWorkspaces: Bool = false) throws {
+    /// The tests' HTTP server listens on loopback, which the provisioner refuses unless allowed.
+    init(keepWorkspaces: Bool = false, allowPrivateNetworks: Bool = true) throws {
         base = FileManager.default.temporaryDirectory.appendingPathComponent("c2d-runtime-test-\(UUID().uuidString)")
         dataDirectory = base.appendingPathComponent("data-dir")
         workRoot = base.appendingPathComponent("work")
@@ -27,7 +28,8 @@ struct RuntimeFixture {
         store = FileResultStore(root: base.appendingPathComponent("results"))
         let configuration = LocalExecutorConfiguration(
             workRoot: workRoot, dataDirectory: dataDirectory, downloadConnectTimeout: .seconds(2),
-            downloadTimeout: .seconds(20), keepWorkspaces: keepWorkspaces)
+            downloadTimeout: .seconds(20), keepWorkspaces: keepWorkspaces,
+            allowPrivateNetworks: allowPrivateNetworks)
         client = Provisioner.makeHTTPClient(configuration: configuration.provisioner)
         executor = LocalExecutor(configuration: configuration, httpClient: client, resultStore: store)
     }

@@ -37,12 +37,13 @@ public struct LocalExecutorConfiguration: Sendable, Hashable {
     public init(
         workRoot: URL, dataDirectory: URL?, bwrapPath: String = "/usr/bin/bwrap",
         downloadConnectTimeout: Duration = .seconds(10), downloadTimeout: Duration = .seconds(300),
-        keepWorkspaces: Bool = false
+        keepWorkspaces: Bool = false, allowPrivateNetworks: Bool = false
     ) {
         self.init(
             workRoot: workRoot, keepWorkspaces: keepWorkspaces,
             provisioner: ProvisionerConfiguration(
-                dataDirectory: dataDirectory, connectTimeout: downloadConnectTimeout, downloadTimeout: downloadTimeout),
+                dataDirectory: dataDirectory, connectTimeout: downloadConnectTimeout, downloadTimeout: downloadTimeout,
+                allowPrivateNetworks: allowPrivateNetworks),
             sandbox: SandboxConfiguration(bwrapPath: bwrapPath))
     }
 }

@@ -24,11 +24,15 @@ public struct ProvisionerConfiguration: Sendable, Hashable {
     public var maxFileBytes: Int64
     /// Redirects followed per download; only to http and https. Default 5.
     public var maxRedirects: Int
+    /// Whether URLs may point at loopback, private, link-local (cloud metadata) and similar addresses. Off by
+    /// default, so a consumer's URL cannot make the worker fetch from the operator's own network. Default false.
+    public var allowPrivateNetworks: Bool
 
     public init(
         dataDirectory: URL? = nil, connectTimeout: Duration = .seconds(10), downloadTimeout: Duration = .seconds(300),
-        maxFileBytes: Int64 = 10 << 30, maxRedirects: Int = 5
+        maxFileBytes: Int64 = 10 << 30, maxRedirects: Int = 5, allowPrivateNetworks: Bool = false
     ) {
+        self.allowPrivateNetworks = allowPrivateNetworks
         self.dataDirectory = dataDirectory
         self.connectTimeout = connectTimeout
         self.downloadTimeout = downloadTimeout
@@ -232,6 +236,8 @@ public struct Provisioner: Sendable {
         let configuration = self.configuration
         let client = httpClient
         let threadPool = self.threadPool
+        let addressGuard = AddressGuard(
+            allowPrivateNetworks: configuration.allowPrivateNetworks, threadPool: threadPool)
         do {
             return try await withDeadline(configuration.downloadTimeout, operation: "download") {
                 var current = url
@@ -242,6 +248,8 @@ public struct Provisioner: Sendable {
                     else {
                         throw RuntimeIssue("\(AdminLog.redact(current)) is not an http or https URL")
                     }
+                    // Every hop is checked, so a public URL cannot redirect into the operator's network.
+                    try await addressGuard.check(host: parsed.host ?? "")
                     var request = HTTPClientRequest(url: current)
                     request.method = .GET
                     let response = try await client.execute(
