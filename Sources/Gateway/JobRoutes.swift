@@ -20,6 +20,8 @@ struct JobRoutes: Sendable {
         router.post("/v1/jobs/{id}/stop", use: stop)
         router.get("/v1/jobs/{id}/results", use: listResults)
         router.get("/v1/jobs/{id}/results/{index}", use: downloadResult)
+        router.get("/v1/jobs/{id}/logs", use: listLogs)
+        EventRoutes(store: store).register(on: router) { try await findJob($0) }
         ListRoutes(store: store).register(on: router)
         BatchRoutes(configuration: configuration, submitter: submitter).register(on: router)
         HealthRoutes(configuration: configuration, store: store, amqp: submitter.amqp).register(on: router)
@@ -61,6 +63,14 @@ struct JobRoutes: Sendable {
         let job = try await findJob(context)
         let results = try await unavailableOnStoreError { try await store.results(of: job.id) }
         return try Self.json(ResultList(jobId: job.id.description, results: results.map(ResultView.init)))
+    }
+
+    /// The archived logs (algorithm, configure, publish), with the result indexes they download under.
+    @Sendable func listLogs(_ request: Request, context: BasicRequestContext) async throws -> Response {
+        let job = try await findJob(context)
+        let results = try await unavailableOnStoreError { try await store.results(of: job.id) }
+        return try Self.json(
+            ResultList(jobId: job.id.description, results: results.filter { $0.kind != .output }.map(ResultView.init)))
     }
 
     @Sendable func downloadResult(_ request: Request, context: BasicRequestContext) async throws -> Response {

@@ -1,0 +1,108 @@
+import Domain
+import Foundation
+import HTTPTypes
+import Hummingbird
+import NIOCore
+import Persistence
+
+/// Job status changes as Server-Sent Events: `GET /v1/events` (all jobs, `?environment=` to narrow) and
+/// `GET /v1/jobs/{id}/events`. Each event carries its `job_events` id, so a client that reconnects with
+/// `Last-Event-ID` (or `?after=`) resumes with no gap and no duplicate. A comment line every `heartbeat` keeps
+/// proxies and clients from timing out; a job's stream ends after its terminal event.
+struct EventRoutes: Sendable {
+    let store: PostgresJobStore
+    /// How often the stream looks for new events. Default 250 ms.
+    var pollInterval: Duration = .milliseconds(250)
+    /// Time between heartbeat comments when nothing happens. Default 15 s.
+    var heartbeat: Duration = .seconds(15)
+
+    func register(
+        on router: Router<BasicRequestContext>, find: @escaping @Sendable (BasicRequestContext) async throws -> Job
+    ) {
+        router.get("/v1/events") { request, _ in
+            let environment = request.uri.queryParameters.get("environment")
+            return try stream(
+                after: try Self.startID(request), jobID: nil, environment: environment, endAtTerminal: false)
+        }
+        router.get("/v1/jobs/{id}/events") { request, context in
+            let job = try await find(context)
+            return try stream(after: try Self.startID(request), jobID: job.id, environment: nil, endAtTerminal: true)
+        }
+    }
+
+    static func startID(_ request: Request) throws -> Int {
+        let text = request.headers[.lastEventID] ?? request.uri.queryParameters.get("after") ?? "0"
+        guard let id = Int(text), id >= 0 else {
+            throw APIError(.badRequest, code: "invalid_event_id", message: "Last-Event-ID or after must be an event id")
+        }
+        return id
+    }
+
+    func stream(after start: Int, jobID: JobID?, environment: String?, endAtTerminal: Bool) throws -> Response {
+        let store = self.store
+        let pollInterval = self.pollInterval
+        let heartbeat = self.heartbeat
+        let body = ResponseBody { writer in
+            var last = start
+            var quietSince = ContinuousClock.now
+            let encoder = JSONEncoder()
+            encoder.outputFormatting = [.sortedKeys]
+            encoder.dateEncodingStrategy = .iso8601
+            while !Task.isCancelled {
+                let events = try await store.statusEvents(after: last, jobID: jobID, environment: environment)
+                var finished = false
+                for event in events {
+                    let data = try encoder.encode(EventView(event))
+                    var buffer = ByteBuffer(string: "id: \(event.id)\nevent: status\ndata: ")
+                    buffer.writeBytes(data)
+                    buffer.writeString("\n\n")
+                    try await writer.write(buffer)
+                    last = event.id
+                    finished = finished || (endAtTerminal && event.status.isTerminal)
+                }
+                if finished { break }
+                if events.isEmpty {
+                    if ContinuousClock.now - quietSince >= heartbeat {
+                        try await writer.write(ByteBuffer(string: ": heartbeat\n\n"))
+                        quietSince = ContinuousClock.now
+                    }
+                    try await Task.sleep(for: pollInterval)
+                } else {
+                    quietSince = ContinuousClock.now
+                }
+            }
+            try await writer.finish(nil)
+        }
+        return Response(
+            status: .ok, headers: [.contentType: "text/event-stream", .cacheControl: "no-cache"], body: body)
+    }
+}
+
+/// One event's data, shaped like the `c2d.events` messages.
+struct EventView: Encodable {
+    var eventId: Int
+    var jobId: String
+    var environment: String
+    var owner: String
+    var attempt: Int
+    var status: Int
+    var statusText: String
+    var reason: String?
+    var time: Date
+
+    init(_ event: PostgresJobStore.StatusEvent) {
+        eventId = event.id
+        jobId = event.jobID.description
+        environment = event.environment
+        owner = event.owner
+        attempt = event.attempt
+        status = event.status.rawValue
+        statusText = event.status.text
+        reason = event.reason
+        time = event.at
+    }
+}
+
+extension HTTPField.Name {
+    static let lastEventID = HTTPField.Name("last-event-id")!
+}
