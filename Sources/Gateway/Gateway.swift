@@ -13,12 +13,14 @@ package enum Gateway {
         logger: Logger
     ) -> some ApplicationProtocol {
         let router = Router()
-        router.middlewares.add(RequestIDMiddleware())
+        let requests = RequestCounter()
+        router.middlewares.add(RequestIDMiddleware(requests: requests))
         let submitter = JobSubmitter(configuration: configuration, store: store, amqp: amqp, logger: logger)
         JobRoutes(configuration: configuration, submitter: submitter, store: store, resultStore: resultStore)
             .register(on: router)
         OceanRoutes(configuration: configuration, submitter: submitter, store: store, resultStore: resultStore)
             .register(on: router)
+        MetricsRoutes(store: store, amqp: amqp, requests: requests).register(on: router)
         return Application(
             router: router,
             configuration: .init(address: .hostname(configuration.host, port: configuration.port), serverName: "c2d"),
@@ -27,9 +29,10 @@ package enum Gateway {
 }
 
 /// Gives every response the request id it was handled under (the caller's `X-Request-Id`, or a new one), so a
-/// client's report can be matched to c2d's logs and to the job's queue message.
+/// client's report can be matched to c2d's logs and to the job's queue message; counts responses for /metrics.
 struct RequestIDMiddleware: RouterMiddleware {
     typealias Context = BasicRequestContext
+    let requests: RequestCounter
 
     func handle(_ request: Request, context: Context, next: (Request, Context) async throws -> Response) async throws
         -> Response
@@ -40,11 +43,16 @@ struct RequestIDMiddleware: RouterMiddleware {
             var response = try await next(request, context)
             // A handler that generated the id itself has already set it.
             if response.headers[name] == nil { response.headers[name] = id }
+            requests.record(status: Int(response.status.code))
             return response
         } catch let error as any HTTPResponseError {
             var response = try error.response(from: request, context: context)
             response.headers[name] = id
+            requests.record(status: Int(response.status.code))
             return response
+        } catch {
+            requests.record(status: 500)
+            throw error
         }
     }
 }

@@ -51,3 +51,25 @@ struct EventStreamTests {
         }
     }
 }
+
+@Suite("Metrics", .serialized)
+struct MetricsTests {
+    @Test("/metrics exposes unfinished jobs, the outbox and response counts in Prometheus' format")
+    func metrics() async throws {
+        try await Deployment.with { deployment in
+            // Gateway only, so the job stays queued and shows up as unfinished.
+            try deployment.start("gateway", ["gateway", "--port", String(deployment.port)])
+            try await deployment.waitUntilHealthy()
+            _ = try await deployment.submit(deployment.jobRequest(code: "print(1)"))
+            let response = try await deployment.get("/metrics")
+            #expect(response.status == 200)
+            #expect(
+                response.text.contains(
+                    "c2d_jobs_unfinished{environment=\"\(deployment.environmentID)\",status=\"1\"} 1"),
+                "\(response.text)")
+            #expect(response.text.contains("c2d_outbox_unsent "))
+            #expect(response.text.contains("c2d_amqp_connected 1"))
+            #expect(response.text.contains("c2d_http_responses_total{class=\"2xx\"}"))
+        }
+    }
+}

@@ -1,0 +1,78 @@
+import AMQP
+import Domain
+import Foundation
+import Hummingbird
+import NIOCore
+import Persistence
+import Synchronization
+
+/// `GET /metrics` in Prometheus' text format: what operators alert on. Job and outbox gauges come from Postgres
+/// (the truth, shared by every gateway), read through the partial index over unfinished jobs; request counters
+/// are this process's own.
+struct MetricsRoutes: Sendable {
+    let store: PostgresJobStore
+    let amqp: AMQPClient
+    let requests: RequestCounter
+
+    func register(on router: Router<BasicRequestContext>) {
+        router.get("/metrics", use: metrics)
+    }
+
+    @Sendable func metrics(_ request: Request, context: BasicRequestContext) async throws -> Response {
+        let client = store.client
+        let (jobs, unsent) = try await withDeadline(.seconds(2), operation: "metrics query") {
+            let jobs = try await client.query(
+                "select environment, status, count(*) as n from jobs where finished_at is null group by 1, 2 order by 1, 2"
+            )
+            let unsent = try await client.query("select count(*) as n from outbox where sent_at is null")
+            return (
+                try jobs.map { (try $0.string("environment"), try $0.int("status"), try $0.int("n")) },
+                try unsent[0].int("n")
+            )
+        }
+        var text = """
+            # HELP c2d_jobs_unfinished Jobs not yet finished, by environment and Ocean status code.
+            # TYPE c2d_jobs_unfinished gauge
+
+            """
+        for (environment, status, count) in jobs {
+            text += "c2d_jobs_unfinished{environment=\"\(Self.escape(environment))\",status=\"\(status)\"} \(count)\n"
+        }
+        text += """
+            # HELP c2d_outbox_unsent Job messages written but not yet confirmed by RabbitMQ.
+            # TYPE c2d_outbox_unsent gauge
+            c2d_outbox_unsent \(unsent)
+            # HELP c2d_amqp_connected Whether this gateway's RabbitMQ connection is up.
+            # TYPE c2d_amqp_connected gauge
+            c2d_amqp_connected \(amqp.isConnected ? 1 : 0)
+            # HELP c2d_http_responses_total HTTP responses of this gateway, by status class.
+            # TYPE c2d_http_responses_total counter
+
+            """
+        for (statusClass, count) in requests.snapshot() {
+            text += "c2d_http_responses_total{class=\"\(statusClass)\"} \(count)\n"
+        }
+        return Response(
+            status: .ok, headers: [.contentType: "text/plain; version=0.0.4"],
+            body: .init(byteBuffer: ByteBuffer(string: text)))
+    }
+
+    static func escape(_ value: String) -> String {
+        value.replacingOccurrences(of: "\\", with: "\\\\").replacingOccurrences(of: "\"", with: "\\\"")
+            .replacingOccurrences(of: "\n", with: "\\n")
+    }
+}
+
+/// Responses by status class (2xx, 4xx, …), counted by `RequestIDMiddleware`.
+final class RequestCounter: Sendable {
+    private let counts = Mutex([String: Int]())
+
+    func record(status: Int) {
+        let statusClass = "\(status / 100)xx"
+        counts.withLock { $0[statusClass, default: 0] += 1 }
+    }
+
+    func snapshot() -> [(String, Int)] {
+        counts.withLock { $0.sorted { $0.key < $1.key }.map { ($0.key, $0.value) } }
+    }
+}
