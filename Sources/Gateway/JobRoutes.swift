@@ -84,34 +84,19 @@ struct JobRoutes: Sendable {
             throw APIError(
                 .notFound, code: "result_not_found", message: "job \(job.id) has no result with index \(index)")
         }
-        let file: URL
         do {
-            file = try resultStore.file(at: result.location)
-        } catch {
+            return try await ResultDownload(result: result, resultStore: resultStore).response(
+                request: request, context: context,
+                contentDisposition: "attachment;filename=\(Self.quotedFilename(result.name))")
+        } catch ResultDownload.Failure.rangeNotSatisfiable(let range, let size) {
+            throw APIError(
+                .rangeNotSatisfiable, code: "range_not_satisfiable",
+                message: "range '\(range)' does not fit a file of \(size) bytes")
+        } catch ResultDownload.Failure.fileMissing {
             throw APIError(
                 .gone, code: "result_unavailable",
                 message: "result \(index) of job \(job.id) is recorded but its file is no longer stored")
         }
-        var headers: HTTPFields = [
-            .contentType: result.kind == .output ? "application/octet-stream" : "text/plain; charset=utf-8",
-            .contentDisposition: "attachment;filename=\(Self.quotedFilename(result.name))",
-            .acceptRanges: "bytes",
-        ]
-        if let rangeHeader = request.headers[.range] {
-            guard let range = ByteRange.parse(rangeHeader, size: result.size) else {
-                headers[.contentRange] = "bytes */\(result.size)"
-                throw APIError(
-                    .rangeNotSatisfiable, code: "range_not_satisfiable",
-                    message: "range '\(rangeHeader.prefix(64))' does not fit a file of \(result.size) bytes")
-            }
-            headers[.contentRange] = "bytes \(range.lowerBound)-\(range.upperBound)/\(result.size)"
-            headers[.contentLength] = String(range.count)
-            let body = try await FileIO().loadFile(path: file.path, range: range, context: context)
-            return Response(status: .partialContent, headers: headers, body: body)
-        }
-        headers[.contentLength] = String(result.size)
-        let body = try await FileIO().loadFile(path: file.path, context: context)
-        return Response(status: .ok, headers: headers, body: body)
     }
 
     // MARK: Helpers

@@ -218,21 +218,4 @@ struct AMQPFaultTests {
         URL(fileURLWithPath: #filePath).resolvingSymlinksInPath().deletingLastPathComponent()
             .deletingLastPathComponent().deletingLastPathComponent()
     }
-
-    /// Runs `scripts/services` with posix_spawn (Foundation's Process leaks blocked signals and descriptors).
-    private func services(_ arguments: String...) async throws {
-        let script = repositoryRoot.appendingPathComponent("scripts/services").path
-        let command = ([script] + arguments).joined(separator: " ") + " >/dev/null 2>&1 </dev/null"
-        let argv: [UnsafeMutablePointer<CChar>?] =
-            ["/bin/sh", "-c", command].map { (argument: String) in strdup(argument) } + [nil]
-        defer { argv.forEach { free($0) } }
-        var pid: pid_t = 0
-        let spawned = posix_spawn(&pid, "/bin/sh", nil, nil, argv, environ)
-        try #require(spawned == 0, "posix_spawn failed: \(spawned)")
-        var status: Int32 = 0
-        while waitpid(pid, &status, WNOHANG) == 0 {
-            try await Task.sleep(for: .milliseconds(100))
-        }
-        #expect(status == 0, "scripts/services \(arguments.joined(separator: " ")) exited with status \(status)")
-    }
 }
