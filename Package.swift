@@ -148,12 +148,14 @@ let package = Package(
                 "Persistence",
                 "Signatures",
                 "Storage",
+                .product(name: "Crypto", package: "swift-crypto"),
                 .product(name: "HTTPTypes", package: "swift-http-types"),
                 .product(name: "Hummingbird", package: "hummingbird"),
                 .product(name: "Logging", package: "swift-log"),
                 .product(name: "NIOCore", package: "swift-nio"),
                 .product(name: "NIOFoundationCompat", package: "swift-nio"),
             ],
+            resources: [.copy("openapi.json")],
             swiftSettings: swiftSettings
         ),
         .target(

@@ -19,7 +19,7 @@ struct BatchRoutes: Sendable {
     let configuration: GatewayConfiguration
     let submitter: JobSubmitter
 
-    func register(on router: Router<BasicRequestContext>) {
+    func register(on router: Router<GatewayRequestContext>) {
         router.post("/v1/batches", use: create)
     }
 
@@ -28,7 +28,7 @@ struct BatchRoutes: Sendable {
         var jobs: [String]
     }
 
-    @Sendable func create(_ request: Request, context: BasicRequestContext) async throws -> Response {
+    @Sendable func create(_ request: Request, context: GatewayRequestContext) async throws -> Response {
         let limit = configuration.maxBatchBodyBytes
         let body: ByteBuffer
         do {
@@ -40,7 +40,8 @@ struct BatchRoutes: Sendable {
         }
         let batch = try JobRoutes.decode(JobSubmitter.BatchRequest.self, from: body)
         let requestID = request.headers[.requestID] ?? UUID().uuidString.lowercased()
-        let (batchID, jobs) = try await submitter.submitBatch(batch, requestID: requestID)
+        let principal = try context.caller(needing: .submit)
+        let (batchID, jobs) = try await submitter.submitBatch(batch, principal: principal, requestID: requestID)
         return try JobRoutes.json(
             Created(batchId: batchID.uuidString.lowercased(), jobs: jobs.map(\.id.description)), status: .created,
             headers: [.requestID: requestID])
@@ -80,6 +81,9 @@ extension JobSubmitter {
     package struct BatchRequest: Sendable, Decodable {
         package var environment: String
         package var owner: String?
+        /// Who else may read every job of the batch.
+        package var viewers: [String]?
+        package var chainId: Int?
         package var jobs: [Item]
 
         /// One job of a batch. A job whose JSON does not decode keeps its error, so the answer can name it
@@ -121,7 +125,9 @@ extension JobSubmitter {
     /// Validates every job of the batch (all or nothing), writes them in one transaction under a new batch id,
     /// then publishes them pipelined and marks their outbox rows sent. A failed publish leaves the rows to the
     /// outbox relay; the jobs are accepted either way.
-    func submitBatch(_ request: BatchRequest, requestID: String) async throws -> (batchID: UUID, jobs: [Job]) {
+    func submitBatch(
+        _ request: BatchRequest, principal: Principal, requestID: String
+    ) async throws -> (batchID: UUID, jobs: [Job]) {
         guard !request.jobs.isEmpty else {
             throw APIError(.badRequest, code: "empty_batch", message: "a batch needs at least one job")
         }
@@ -136,13 +142,8 @@ extension JobSubmitter {
                 .badRequest, code: "unknown_environment",
                 message: "environment '\(request.environment.prefix(64))' does not exist")
         }
-        let owner = request.owner ?? "anonymous"
-        guard owner.utf8.count <= configuration.limits.maxFieldBytes else {
-            throw APIError(.badRequest, code: "field_too_long", message: "owner is too long")
-        }
-        guard !owner.contains("\0") else {
-            throw APIError(.badRequest, code: "invalid_character", message: "owner may not contain NUL characters")
-        }
+        let owner = try owner(requested: request.owner, principal: principal)
+        let viewers = try viewers(request.viewers)
 
         var errors: [BatchError.Item] = []
         var workflows: [Workflow] = []
@@ -150,7 +151,7 @@ extension JobSubmitter {
         for (index, item) in request.jobs.enumerated() {
             do {
                 let workflow = try item.workflow.get()
-                try validator.validate(workflow, environment: environment)
+                try validate(workflow, environment: environment, chainID: request.chainId)
                 workflows.append(workflow)
             } catch {
                 errors.append(.init(index: index, code: error.code, message: error.message))
@@ -166,25 +167,16 @@ extension JobSubmitter {
 
         let batchID = UUID()
         let createdAt = Date()
-        let encoder = JSONEncoder()
         var jobs: [Job] = []
         var messages: [PostgresJobStore.OutboxMessage] = []
         jobs.reserveCapacity(workflows.count)
         messages.reserveCapacity(workflows.count)
         for workflow in workflows {
             let job = Job(
-                id: JobID(), environment: environment.id, owner: owner, createdAt: createdAt, workflow: workflow)
-            let body = String(
-                decoding: try encoder.encode(JobMessage(jobId: job.id, environment: job.environment)), as: UTF8.self)
+                id: JobID(), environment: environment.id, owner: owner, viewers: viewers, createdAt: createdAt,
+                workflow: workflow)
             jobs.append(job)
-            messages.append(
-                PostgresJobStore.OutboxMessage(
-                    jobID: job.id, exchange: JobQueueNames.jobsExchange, routingKey: environment.id,
-                    headers: [
-                        JobMessage.Header.jobID: job.id.description, JobMessage.Header.requestID: requestID,
-                        JobMessage.Header.traceparent: Self.traceparent(),
-                    ],
-                    body: body))
+            messages.append(try outboxMessage(for: job, requestID: requestID))
         }
         let stored: [PostgresJobStore.OutboxMessage]
         do {

@@ -17,9 +17,15 @@ struct EventRoutes: Sendable {
     var heartbeat: Duration = .seconds(15)
 
     func register(
-        on router: Router<BasicRequestContext>, find: @escaping @Sendable (BasicRequestContext) async throws -> Job
+        on router: Router<GatewayRequestContext>, find: @escaping @Sendable (GatewayRequestContext) async throws -> Job
     ) {
-        router.get("/v1/events") { request, _ in
+        router.get("/v1/events") { request, context in
+            guard let principal = context.principal else { throw APIError.unauthenticated }
+            guard principal.has(.operate) else {
+                throw APIError(
+                    .forbidden, code: "missing_scope",
+                    message: "the stream of all jobs needs 'operate'; follow your own jobs at /v1/jobs/{id}/events")
+            }
             let environment = request.uri.queryParameters.get("environment")
             return try stream(
                 after: try Self.startID(request), jobID: nil, environment: environment, endAtTerminal: false)

@@ -4,6 +4,7 @@ import Foundation
 import HTTPTypes
 import Hummingbird
 import Logging
+import NIOCore
 import Persistence
 
 /// Builds the gateway's HTTP application: the native API under `/v1` and health checks.
@@ -12,26 +13,55 @@ package enum Gateway {
         configuration: GatewayConfiguration, store: PostgresJobStore, amqp: AMQPClient, resultStore: any ResultStore,
         logger: Logger
     ) -> some ApplicationProtocol {
-        let router = Router()
+        Application(
+            router: buildRouter(
+                configuration: configuration, store: store, amqp: amqp, resultStore: resultStore, logger: logger),
+            configuration: .init(address: .hostname(configuration.host, port: configuration.port), serverName: "c2d"),
+            logger: logger)
+    }
+
+    /// Every route the gateway serves, with its middleware; the OpenAPI agreement test reads its route table.
+    package static func buildRouter(
+        configuration: GatewayConfiguration, store: PostgresJobStore, amqp: AMQPClient, resultStore: any ResultStore,
+        logger: Logger
+    ) -> Router<GatewayRequestContext> {
+        let router = Router(context: GatewayRequestContext.self)
         let requests = RequestCounter()
         router.middlewares.add(RequestIDMiddleware(requests: requests))
+        router.middlewares.add(
+            TokenAuthenticator(
+                mode: configuration.authMode, store: store, cache: TokenCache(ttl: configuration.tokenCacheTTL),
+                logger: logger))
         let submitter = JobSubmitter(configuration: configuration, store: store, amqp: amqp, logger: logger)
         JobRoutes(configuration: configuration, submitter: submitter, store: store, resultStore: resultStore)
             .register(on: router)
         OceanRoutes(configuration: configuration, submitter: submitter, store: store, resultStore: resultStore)
             .register(on: router)
         MetricsRoutes(store: store, amqp: amqp, requests: requests).register(on: router)
-        return Application(
-            router: router,
-            configuration: .init(address: .hostname(configuration.host, port: configuration.port), serverName: "c2d"),
-            logger: logger)
+        router.get("/v1/openapi.json") { _, _ in
+            Response(
+                status: .ok, headers: [.contentType: "application/json"],
+                body: .init(byteBuffer: ByteBuffer(bytes: try OpenAPIDocument.bytes())))
+        }
+        return router
+    }
+}
+
+/// The committed OpenAPI 3.1 document of `/v1` (`Sources/Gateway/openapi.json`), shipped as a resource.
+package enum OpenAPIDocument {
+    package static func bytes() throws -> [UInt8] {
+        guard let url = Bundle.module.url(forResource: "openapi", withExtension: "json") else {
+            throw APIError(
+                .internalServerError, code: "openapi_missing", message: "the OpenAPI document is not installed")
+        }
+        return Array(try Data(contentsOf: url))
     }
 }
 
 /// Gives every response the request id it was handled under (the caller's `X-Request-Id`, or a new one), so a
 /// client's report can be matched to c2d's logs and to the job's queue message; counts responses for /metrics.
 struct RequestIDMiddleware: RouterMiddleware {
-    typealias Context = BasicRequestContext
+    typealias Context = GatewayRequestContext
     let requests: RequestCounter
 
     func handle(_ request: Request, context: Context, next: (Request, Context) async throws -> Response) async throws

@@ -26,6 +26,11 @@ package struct GatewayConfiguration: Sendable {
     /// Native API: largest `POST /v1/batches` body, in bytes (413 above); single creates keep `limits.maxBodyBytes`.
     /// Default 64 MiB. `C2D_MAX_BATCH_BODY_BYTES`.
     package var maxBatchBodyBytes: Int = 64 << 20
+    /// Native API: how callers authenticate. Default bearer tokens. `C2D_API_AUTH` (`token` or `none`).
+    package var authMode: APIAuthMode = .token
+    /// Native API: how long a token lookup is cached; a revoked token keeps working at most this long.
+    /// Default 5 s. `C2D_TOKEN_CACHE_SECONDS`.
+    package var tokenCacheTTL: Duration = .seconds(5)
 
     package init(
         host: String = "127.0.0.1", port: Int = 8080, environments: [ComputeEnvironment] = [.oceanCompute],

@@ -13,7 +13,7 @@ struct HealthRoutes: Sendable {
 
     static let postgresDeadline: Duration = .seconds(1)
 
-    func register(on router: Router<BasicRequestContext>) {
+    func register(on router: Router<GatewayRequestContext>) {
         router.get("/v1/environments", use: environments)
         router.get("/readyz", use: ready)
     }
@@ -22,7 +22,7 @@ struct HealthRoutes: Sendable {
         var environments: [ComputeEnvironment]
     }
 
-    @Sendable func environments(_ request: Request, context: BasicRequestContext) async throws -> Response {
+    @Sendable func environments(_ request: Request, context: GatewayRequestContext) async throws -> Response {
         try JobRoutes.json(EnvironmentList(environments: configuration.environments))
     }
 
@@ -33,7 +33,7 @@ struct HealthRoutes: Sendable {
     }
 
     /// 200 when every check passes; otherwise 503, naming the ones that failed.
-    @Sendable func ready(_ request: Request, context: BasicRequestContext) async throws -> Response {
+    @Sendable func ready(_ request: Request, context: GatewayRequestContext) async throws -> Response {
         let client = store.client
         var checks: [String: String] = [:]
         do {

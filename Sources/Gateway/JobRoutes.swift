@@ -14,21 +14,21 @@ struct JobRoutes: Sendable {
     let store: PostgresJobStore
     let resultStore: any ResultStore
 
-    func register(on router: Router<BasicRequestContext>) {
+    func register(on router: Router<GatewayRequestContext>) {
         router.post("/v1/jobs", use: create)
         router.get("/v1/jobs/{id}", use: get)
         router.post("/v1/jobs/{id}/stop", use: stop)
         router.get("/v1/jobs/{id}/results", use: listResults)
         router.get("/v1/jobs/{id}/results/{index}", use: downloadResult)
         router.get("/v1/jobs/{id}/logs", use: listLogs)
-        EventRoutes(store: store).register(on: router) { try await findJob($0) }
+        EventRoutes(store: store).register(on: router) { try await findJob($0, for: .see) }
         ListRoutes(store: store).register(on: router)
         BatchRoutes(configuration: configuration, submitter: submitter).register(on: router)
         HealthRoutes(configuration: configuration, store: store, amqp: submitter.amqp).register(on: router)
         router.get("/healthz") { _, _ in Response(status: .ok, body: .init(byteBuffer: ByteBuffer(string: "ok\n"))) }
     }
 
-    @Sendable func create(_ request: Request, context: BasicRequestContext) async throws -> Response {
+    @Sendable func create(_ request: Request, context: GatewayRequestContext) async throws -> Response {
         let body: ByteBuffer
         do {
             body = try await request.body.collect(upTo: configuration.limits.maxBodyBytes)
@@ -37,44 +37,45 @@ struct JobRoutes: Sendable {
                 .contentTooLarge, code: "body_too_large",
                 message: "the request body is larger than the limit of \(configuration.limits.maxBodyBytes) bytes")
         }
+        let principal = try context.caller(needing: .submit)
         let submission = try Self.decode(JobSubmitter.Request.self, from: body)
         let requestID = request.headers[.requestID] ?? UUID().uuidString.lowercased()
         let (job, created) = try await submitter.submit(
-            submission, requestID: requestID, idempotencyKey: request.headers[.idempotencyKey])
+            submission, principal: principal, requestID: requestID, idempotencyKey: request.headers[.idempotencyKey])
         return try Self.json(
             JobView(job), status: created ? .created : .ok,
             headers: [.location: "/v1/jobs/\(job.id)", .requestID: requestID])
     }
 
-    @Sendable func get(_ request: Request, context: BasicRequestContext) async throws -> Response {
-        let job = try await findJob(context)
+    @Sendable func get(_ request: Request, context: GatewayRequestContext) async throws -> Response {
+        let job = try await findJob(context, for: .see)
         return try Self.json(JobView(job))
     }
 
     /// Stops a job in any phase: a queued job ends at once, a running one when its worker sees the request.
-    @Sendable func stop(_ request: Request, context: BasicRequestContext) async throws -> Response {
-        let job = try await findJob(context)
+    @Sendable func stop(_ request: Request, context: GatewayRequestContext) async throws -> Response {
+        let job = try await findJob(context, for: .stop)
         try await unavailableOnStoreError { _ = try await store.requestStop(jobIDs: [job.id]) }
         let current = try await unavailableOnStoreError { try await store.job(job.id) } ?? job
         return try Self.json(JobView(current), status: .accepted)
     }
 
-    @Sendable func listResults(_ request: Request, context: BasicRequestContext) async throws -> Response {
-        let job = try await findJob(context)
+    @Sendable func listResults(_ request: Request, context: GatewayRequestContext) async throws -> Response {
+        let job = try await findJob(context, for: .readResults)
         let results = try await unavailableOnStoreError { try await store.results(of: job.id) }
         return try Self.json(ResultList(jobId: job.id.description, results: results.map(ResultView.init)))
     }
 
     /// The archived logs (algorithm, configure, publish), with the result indexes they download under.
-    @Sendable func listLogs(_ request: Request, context: BasicRequestContext) async throws -> Response {
-        let job = try await findJob(context)
+    @Sendable func listLogs(_ request: Request, context: GatewayRequestContext) async throws -> Response {
+        let job = try await findJob(context, for: .see)
         let results = try await unavailableOnStoreError { try await store.results(of: job.id) }
         return try Self.json(
             ResultList(jobId: job.id.description, results: results.filter { $0.kind != .output }.map(ResultView.init)))
     }
 
-    @Sendable func downloadResult(_ request: Request, context: BasicRequestContext) async throws -> Response {
-        let job = try await findJob(context)
+    @Sendable func downloadResult(_ request: Request, context: GatewayRequestContext) async throws -> Response {
+        let job = try await findJob(context, for: .readResults)
         let indexText = context.parameters.get("index") ?? ""
         guard let index = Int(indexText), index >= 0 else {
             throw APIError(.badRequest, code: "invalid_index", message: "result index must be a non-negative integer")
@@ -101,11 +102,40 @@ struct JobRoutes: Sendable {
 
     // MARK: Helpers
 
-    func findJob(_ context: BasicRequestContext) async throws -> Job {
+    enum Access {
+        /// Status, events, the logs list.
+        case see
+        /// Result and log contents.
+        case readResults
+        case stop
+    }
+
+    /// The job named in the path, if the caller may see it; another owner's job answers 404 like a missing one,
+    /// so job ids reveal nothing. A job the caller may see but not act on in this way answers 403.
+    func findJob(_ context: GatewayRequestContext, for access: Access) async throws -> Job {
+        guard let principal = context.principal else { throw APIError.unauthenticated }
         let text = context.parameters.get("id") ?? ""
         guard let id = JobID(text) else { throw APIError.jobNotFound(text) }
-        guard let job = try await unavailableOnStoreError({ try await store.job(id) }) else {
+        guard let job = try await unavailableOnStoreError({ try await store.job(id) }),
+            principal.canSee(owner: job.owner, viewers: job.viewers)
+        else {
             throw APIError.jobNotFound(text)
+        }
+        switch access {
+        case .see:
+            break
+        case .readResults:
+            guard principal.canReadResults(owner: job.owner, viewers: job.viewers) else {
+                throw APIError(
+                    .forbidden, code: "results_private",
+                    message: "results are readable only by the job's owner, its viewers and admins")
+            }
+        case .stop:
+            guard principal.canStop(owner: job.owner) else {
+                throw APIError(
+                    .forbidden, code: "missing_scope",
+                    message: "stopping needs the owner's token with 'submit', or 'operate'")
+            }
         }
         return job
     }
@@ -166,6 +196,7 @@ struct JobView: Encodable {
     var id: String
     var environment: String
     var owner: String
+    var viewers: [String]
     var status: Int
     var statusText: String
     var outcome: String?
@@ -184,6 +215,7 @@ struct JobView: Encodable {
         id = job.id.description
         environment = job.environment
         owner = job.owner
+        viewers = job.viewers
         status = job.status.rawValue
         statusText = job.status.text
         outcome = job.outcome?.rawValue

@@ -26,12 +26,17 @@ package struct JobSubmitter: Sendable {
     /// A job to create, as the native API receives it.
     package struct Request: Sendable, Decodable {
         package var environment: String
+        /// Only an `admin` token (or a gateway without authentication) may name an owner other than itself.
         package var owner: String?
+        /// Who else may read the job and its results.
+        package var viewers: [String]?
+        /// The Ocean chain the job is for, where the environment serves only some chains.
+        package var chainId: Int?
         package var workflow: Workflow
     }
 
-    package func submit(_ request: Request, requestID: String) async throws -> Job {
-        try await submit(request, requestID: requestID, idempotencyKey: nil).job
+    package func submit(_ request: Request, principal: Principal, requestID: String) async throws -> Job {
+        try await submit(request, principal: principal, requestID: requestID, idempotencyKey: nil).job
     }
 
     /// Longest `Idempotency-Key` accepted, in characters.
@@ -40,7 +45,7 @@ package struct JobSubmitter: Sendable {
     /// Submits like ``submit(_:requestID:)``, unless the owner already submitted a job under `idempotencyKey`:
     /// then that job is returned with `created` false, and nothing is written or published.
     package func submit(
-        _ request: Request, requestID: String, idempotencyKey: String?
+        _ request: Request, principal: Principal, requestID: String, idempotencyKey: String?
     ) async throws -> (job: Job, created: Bool) {
         if let idempotencyKey {
             guard !idempotencyKey.isEmpty, idempotencyKey.count <= Self.maxIdempotencyKeyLength,
@@ -59,27 +64,15 @@ package struct JobSubmitter: Sendable {
                 message: "environment '\(request.environment.prefix(64))' does not exist")
         }
         do {
-            try validator.validate(request.workflow, environment: environment)
+            try validate(request.workflow, environment: environment, chainID: request.chainId)
         } catch {
             throw APIError(error)
         }
-        let owner = request.owner ?? "anonymous"
-        guard owner.utf8.count <= configuration.limits.maxFieldBytes else {
-            throw APIError(.badRequest, code: "field_too_long", message: "owner is too long")
-        }
-        guard !owner.contains("\0") else {
-            throw APIError(.badRequest, code: "invalid_character", message: "owner may not contain NUL characters")
-        }
-        let job = Job(id: JobID(), environment: environment.id, owner: owner, workflow: request.workflow)
-        let body = String(
-            decoding: try JSONEncoder().encode(JobMessage(jobId: job.id, environment: job.environment)), as: UTF8.self)
-        let message = PostgresJobStore.OutboxMessage(
-            jobID: job.id, exchange: JobQueueNames.jobsExchange, routingKey: environment.id,
-            headers: [
-                JobMessage.Header.jobID: job.id.description, JobMessage.Header.requestID: requestID,
-                JobMessage.Header.traceparent: Self.traceparent(),
-            ],
-            body: body)
+        let owner = try owner(requested: request.owner, principal: principal)
+        let job = Job(
+            id: JobID(), environment: environment.id, owner: owner, viewers: try viewers(request.viewers),
+            workflow: request.workflow)
+        let message = try outboxMessage(for: job, requestID: requestID)
         let outcome: PostgresJobStore.IdempotentInsert
         do {
             outcome = try await store.insert(job, idempotencyKey: idempotencyKey, outbox: message)
@@ -94,6 +87,68 @@ package struct JobSubmitter: Sendable {
         case .existing(let existing):
             return (existing, false)
         }
+    }
+
+    /// The validator's checks, then the environment's policy.
+    func validate(_ workflow: Workflow, environment: ComputeEnvironment, chainID: Int?) throws(SubmissionError) {
+        try validator.validate(workflow, environment: environment)
+        try SubmissionPolicy.check(workflow, environment: environment, chainID: chainID)
+    }
+
+    /// The owner a new job gets: the caller's own, unless an admin (or a gateway without authentication) names
+    /// another.
+    func owner(requested: String?, principal: Principal) throws -> String {
+        let owner: String
+        if let requested, !Principal.sameOwner(requested, principal.owner) {
+            guard principal.has(.admin) else {
+                throw APIError(
+                    .forbidden, code: "owner_mismatch",
+                    message: "a token may submit only for its own owner '\(principal.owner)'; omit 'owner'")
+            }
+            owner = requested
+        } else {
+            owner = principal.owner
+        }
+        try checkName(owner, field: "owner")
+        return owner
+    }
+
+    /// Most viewers one job may list.
+    static let maxViewers = 64
+
+    func viewers(_ viewers: [String]?) throws -> [String] {
+        let viewers = viewers ?? []
+        guard viewers.count <= Self.maxViewers else {
+            throw APIError(
+                .badRequest, code: "too_many_viewers",
+                message: "the job lists \(viewers.count) viewers; the limit is \(Self.maxViewers)")
+        }
+        for viewer in viewers { try checkName(viewer, field: "viewers") }
+        return viewers
+    }
+
+    private func checkName(_ name: String, field: String) throws {
+        guard !name.isEmpty, name.utf8.count <= configuration.limits.maxFieldBytes else {
+            throw APIError(
+                .badRequest, code: "field_too_long",
+                message: "\(field) must be 1 to \(configuration.limits.maxFieldBytes) bytes")
+        }
+        guard !name.contains("\0") else {
+            throw APIError(.badRequest, code: "invalid_character", message: "\(field) may not contain NUL characters")
+        }
+    }
+
+    /// The message that tells a worker to run `job`, as the outbox keeps it until it is confirmed.
+    func outboxMessage(for job: Job, requestID: String) throws -> PostgresJobStore.OutboxMessage {
+        let body = String(
+            decoding: try JSONEncoder().encode(JobMessage(jobId: job.id, environment: job.environment)), as: UTF8.self)
+        return PostgresJobStore.OutboxMessage(
+            jobID: job.id, exchange: JobQueueNames.jobsExchange, routingKey: job.environment,
+            headers: [
+                JobMessage.Header.jobID: job.id.description, JobMessage.Header.requestID: requestID,
+                JobMessage.Header.traceparent: Self.traceparent(),
+            ],
+            body: body)
     }
 
     /// Publishes with a confirm and marks the outbox row sent; any failure leaves the row to the relay.

@@ -15,7 +15,7 @@ struct ListRoutes: Sendable {
     /// Longest owner or environment filter, in bytes.
     static let maxFilterBytes = 1024
 
-    func register(on router: Router<BasicRequestContext>) {
+    func register(on router: Router<GatewayRequestContext>) {
         router.get("/v1/jobs", use: list)
     }
 
@@ -33,7 +33,11 @@ struct ListRoutes: Sendable {
         enum CodingKeys: String, CodingKey { case jobs, nextCursor }
     }
 
-    @Sendable func list(_ request: Request, context: BasicRequestContext) async throws -> Response {
+    @Sendable func list(_ request: Request, context: GatewayRequestContext) async throws -> Response {
+        guard let principal = context.principal else { throw APIError.unauthenticated }
+        guard principal.has(.read) || principal.has(.operate) else {
+            throw APIError(.forbidden, code: "missing_scope", message: "listing jobs needs 'read' or 'operate'")
+        }
         let query = request.uri.queryParameters
         var filter = PostgresJobStore.JobFilter()
         if let text = query.get("status") {
@@ -44,6 +48,13 @@ struct ListRoutes: Sendable {
             filter.status = status
         }
         filter.owner = try Self.textFilter("owner", query.get("owner"))
+        // Callers who may not see every job see their own: another owner's filter matches nothing for them.
+        if !(principal.has(.admin) || principal.has(.operate)) {
+            if let requested = filter.owner, !Principal.sameOwner(requested, principal.owner) {
+                return try JobRoutes.json(Page(jobs: [], nextCursor: nil))
+            }
+            filter.owner = principal.owner
+        }
         filter.environment = try Self.textFilter("environment", query.get("environment"))
         if let text = query.get("batch") {
             guard let batch = UUID(uuidString: text) else {

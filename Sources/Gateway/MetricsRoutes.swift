@@ -14,11 +14,11 @@ struct MetricsRoutes: Sendable {
     let amqp: AMQPClient
     let requests: RequestCounter
 
-    func register(on router: Router<BasicRequestContext>) {
+    func register(on router: Router<GatewayRequestContext>) {
         router.get("/metrics", use: metrics)
     }
 
-    @Sendable func metrics(_ request: Request, context: BasicRequestContext) async throws -> Response {
+    @Sendable func metrics(_ request: Request, context: GatewayRequestContext) async throws -> Response {
         let client = store.client
         let (jobs, unsent) = try await withDeadline(.seconds(2), operation: "metrics query") {
             let jobs = try await client.query(

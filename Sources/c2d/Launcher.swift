@@ -103,10 +103,10 @@ enum Launcher {
                     logger: logger))
         }
         if roles.contains(.gateway), let server {
-            var limits = SubmissionLimits()
-            limits.maxBodyBytes = settings.maxBodyBytes
             var configuration = GatewayConfiguration(
-                host: server.host, port: server.port, environments: settings.environments, limits: limits)
+                host: server.host, port: server.port, environments: settings.environments, limits: settings.limits)
+            configuration.authMode = settings.authMode
+            configuration.tokenCacheTTL = settings.tokenCacheTTL
             configuration.allowedProviders = settings.allowedProviders
             configuration.operatorAddress = settings.operatorAddress
             configuration.maxBatchJobs = settings.maxBatchJobs

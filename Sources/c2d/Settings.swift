@@ -24,7 +24,13 @@ struct Settings {
     var leaseDuration: Duration
     /// How long after a worker's lease lapsed the scheduler hands its job to another worker.
     var leaseGrace: Duration
-    var maxBodyBytes: Int
+    /// Size and count limits on submissions (`C2D_MAX_BODY_BYTES`, `C2D_MAX_INPUTS`, `C2D_MAX_FILES_PER_INPUT`,
+    /// `C2D_MAX_FIELD_BYTES`, `C2D_MAX_RAWCODE_BYTES`, `C2D_MAX_WORKFLOW_BYTES`).
+    var limits: SubmissionLimits
+    /// Native API authentication (`C2D_API_AUTH`: `token`, the default, or `none`).
+    var authMode: APIAuthMode
+    /// How long a token lookup is cached (`C2D_TOKEN_CACHE_SECONDS`, default 5).
+    var tokenCacheTTL: Duration
     /// Native API: most jobs per `POST /v1/batches` (`C2D_MAX_BATCH_JOBS`, default 10,000).
     var maxBatchJobs: Int
     /// Native API: largest `POST /v1/batches` body (`C2D_MAX_BATCH_BODY_BYTES`, default 64 MiB).
@@ -58,6 +64,22 @@ struct Settings {
         case let other:
             throw Invalid(description: "C2D_EXECUTOR must be 'local' or 'kubernetes', not '\(other)'")
         }
+        guard let authMode = APIAuthMode(rawValue: env["C2D_API_AUTH"].flatMap { $0.isEmpty ? nil : $0 } ?? "token")
+        else {
+            throw Invalid(description: "C2D_API_AUTH must be 'token' or 'none'")
+        }
+        let defaults = SubmissionLimits()
+        var limits = SubmissionLimits()
+        limits.maxBodyBytes = try integer("C2D_MAX_BODY_BYTES", default: defaults.maxBodyBytes, range: 1024...(1 << 30))
+        limits.maxInputs = try integer("C2D_MAX_INPUTS", default: defaults.maxInputs, range: 1...10_000)
+        limits.maxFilesPerInput = try integer(
+            "C2D_MAX_FILES_PER_INPUT", default: defaults.maxFilesPerInput, range: 1...10_000)
+        limits.maxFieldBytes = try integer(
+            "C2D_MAX_FIELD_BYTES", default: defaults.maxFieldBytes, range: 64...(1 << 20))
+        limits.maxRawCodeBytes = try integer(
+            "C2D_MAX_RAWCODE_BYTES", default: defaults.maxRawCodeBytes, range: 1...(1 << 30))
+        limits.maxWorkflowBytes = try integer(
+            "C2D_MAX_WORKFLOW_BYTES", default: defaults.maxWorkflowBytes, range: 1024...(1 << 30))
         let level = env["LOG_LEVEL"].flatMap(Logger.Level.init(rawValue:)) ?? .info
         return Settings(
             postgres: PostgresConfiguration.fromEnvironment(env),
@@ -71,7 +93,9 @@ struct Settings {
             workerSlots: try integer("C2D_WORKER_SLOTS", default: 2, range: 1...256),
             leaseDuration: .seconds(try integer("C2D_LEASE_SECONDS", default: 30, range: 2...3600)),
             leaseGrace: .seconds(try integer("C2D_LEASE_GRACE_SECONDS", default: 10, range: 0...3600)),
-            maxBodyBytes: try integer("C2D_MAX_BODY_BYTES", default: 1 << 20, range: 1024...(1 << 30)),
+            limits: limits,
+            authMode: authMode,
+            tokenCacheTTL: .seconds(try integer("C2D_TOKEN_CACHE_SECONDS", default: 5, range: 0...3600)),
             maxBatchJobs: try integer("C2D_MAX_BATCH_JOBS", default: 10_000, range: 1...1_000_000),
             maxBatchBodyBytes: try integer("C2D_MAX_BATCH_BODY_BYTES", default: 64 << 20, range: 1024...(1 << 32)),
             allowedProviders: try GatewayConfiguration.parseAllowedProviders(env["C2D_ALLOWED_PROVIDERS"]),

@@ -12,6 +12,7 @@ struct EventStreamTests {
         -> [(id: Int, status: Int)]
     {
         var request = HTTPClientRequest(url: deployment.baseURL + path)
+        request.headers.add(name: "authorization", value: try await deployment.defaultAuthorization())
         if let lastEventID { request.headers.add(name: "Last-Event-ID", value: String(lastEventID)) }
         let response = try await HTTPClient.shared.execute(request, timeout: .seconds(60))
         #expect(response.status == .ok)

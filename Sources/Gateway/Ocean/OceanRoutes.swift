@@ -34,7 +34,7 @@ struct OceanRoutes: Sendable {
         self.authenticator = OceanAuthenticator(allowedProviders: configuration.allowedProviders, store: store)
     }
 
-    func register(on router: Router<BasicRequestContext>) {
+    func register(on router: Router<GatewayRequestContext>) {
         router.get("/", use: info)
         router.post("\(Self.base)/compute", use: start)
         router.put("\(Self.base)/compute", use: stop)
@@ -48,7 +48,7 @@ struct OceanRoutes: Sendable {
 
     // MARK: Routes
 
-    @Sendable func info(_ request: Request, context: BasicRequestContext) async throws -> Response {
+    @Sendable func info(_ request: Request, context: GatewayRequestContext) async throws -> Response {
         let primary = configuration.environments.first
         return try Self.json(
             OceanServiceInfo(
@@ -59,7 +59,7 @@ struct OceanRoutes: Sendable {
 
     /// Start a job: Ocean's checks in Ocean's order (§2.2), then the native submission path (one transaction
     /// with the outbox row, then a confirmed publish).
-    @Sendable func start(_ request: Request, context: BasicRequestContext) async throws -> Response {
+    @Sendable func start(_ request: Request, context: GatewayRequestContext) async throws -> Response {
         let parameters = try await Self.parameters(request, limit: configuration.limits.maxBodyBytes)
         guard !parameters.isEmpty else { throw OceanError.payloadEmpty }
         let required = ["workflow", "agreementId", "owner", "providerSignature", "environment", "nonce"]
@@ -97,17 +97,27 @@ struct OceanRoutes: Sendable {
             throw OceanError(code: "invalid_workflow", message: "Invalid workflow: \(Self.describe(error))")
         }
         let requestID = request.headers[.requestID] ?? UUID().uuidString.lowercased()
-        let job = try await submitter.submitOcean(
-            workflow: workflow, environment: environment, owner: owner, agreementID: agreementID, requestID: requestID)
-        let records = try await Self.storeCall {
-            try await store.oceanJobs(agreementID: nil, jobID: job.id.description, owner: nil)
+        let (job, message) = try await submitter.insertOcean(
+            workflow: workflow, environment: environment, owner: owner, agreementID: agreementID,
+            chainID: parameters["chainId"].flatMap { Int($0.text) }, requestID: requestID)
+        // Read back before publishing, so the answer shows the job as created (status 1), as Ocean's does, and
+        // not whatever a fast worker made of it meanwhile.
+        let records: [PostgresJobStore.OceanJobRecord]
+        do {
+            records = try await Self.storeCall {
+                try await store.oceanJobs(agreementID: nil, jobID: job.id.description, owner: nil)
+            }
+        } catch {
+            await submitter.publish(message)
+            throw error
         }
+        await submitter.publish(message)
         return try Self.json(records.map(OceanStatusView.init), headers: [.requestID: requestID])
     }
 
     /// Stop: `stopreq = 1` on every matching unfinished job (a job no worker holds yet is finished at once), then
     /// their status.
-    @Sendable func stop(_ request: Request, context: BasicRequestContext) async throws -> Response {
+    @Sendable func stop(_ request: Request, context: GatewayRequestContext) async throws -> Response {
         let parameters = try await Self.parameters(request, limit: configuration.limits.maxBodyBytes)
         guard !parameters.isEmpty else { throw OceanError.payloadEmpty }
         if let missing = parameters.firstMissing(["owner", "providerSignature", "nonce"]) {
@@ -127,7 +137,7 @@ struct OceanRoutes: Sendable {
 
     /// Status. Signed by the Provider, but Ocean's own status route accepts unsigned calls; c2d does too unless
     /// allowed providers are configured, in which case a signature from one of them is required.
-    @Sendable func status(_ request: Request, context: BasicRequestContext) async throws -> Response {
+    @Sendable func status(_ request: Request, context: GatewayRequestContext) async throws -> Response {
         let parameters = try await Self.parameters(request, limit: configuration.limits.maxBodyBytes)
         let selection = try Selection(parameters)
         if let signature = parameters["providerSignature"], !signature.isFalsy {
@@ -140,13 +150,13 @@ struct OceanRoutes: Sendable {
         return try Self.json(records.map(OceanStatusView.init))
     }
 
-    @Sendable func runningJobs(_ request: Request, context: BasicRequestContext) async throws -> Response {
+    @Sendable func runningJobs(_ request: Request, context: GatewayRequestContext) async throws -> Response {
         let records = try await Self.storeCall { try await store.oceanRunningJobs() }
         return try Self.json(records.map(OceanRunningJobView.init))
     }
 
     /// One result file, by Ocean's index (outputs, then logs, then admin logs), streamed with Range support.
-    @Sendable func getResult(_ request: Request, context: BasicRequestContext) async throws -> Response {
+    @Sendable func getResult(_ request: Request, context: GatewayRequestContext) async throws -> Response {
         let parameters = try await Self.parameters(request, limit: configuration.limits.maxBodyBytes)
         guard !parameters.isEmpty else { throw OceanError.payloadEmpty }
         if let missing = parameters.firstMissing(["owner", "providerSignature", "nonce", "index", "jobId"]) {
@@ -187,7 +197,7 @@ struct OceanRoutes: Sendable {
         }
     }
 
-    @Sendable func environments(_ request: Request, context: BasicRequestContext) async throws -> Response {
+    @Sendable func environments(_ request: Request, context: GatewayRequestContext) async throws -> Response {
         let state = try await Self.storeCall { try await store.oceanEnvironmentState() }
         let now = String(format: "%.6f", Date().timeIntervalSince1970)
         let views = configuration.environments.map { environment in
@@ -294,28 +304,22 @@ struct OceanRoutes: Sendable {
 }
 
 extension JobSubmitter {
-    /// Accepts a job for the Ocean API: the same validation, transaction (job + outbox) and confirmed publish as
-    /// ``submit(_:requestID:)``, with the agreement recorded. Two concurrent starts with one agreement cannot
-    /// both win: the loser hits the unique index of migration 0004 and gets Ocean's "already in use" error.
-    func submitOcean(
-        workflow: Workflow, environment: ComputeEnvironment, owner: String, agreementID: String, requestID: String
-    ) async throws -> Job {
+    /// Accepts a job for the Ocean API: the same validation and transaction (job + outbox) as ``submit(_:requestID:)``,
+    /// with the agreement recorded; the caller publishes the returned message. Two concurrent starts with one
+    /// agreement cannot both win: the loser hits the unique index of migration 0004 and gets Ocean's "already in
+    /// use" error.
+    func insertOcean(
+        workflow: Workflow, environment: ComputeEnvironment, owner: String, agreementID: String, chainID: Int?,
+        requestID: String
+    ) async throws -> (Job, PostgresJobStore.OutboxMessage) {
         do {
-            try validator.validate(workflow, environment: environment)
+            try validate(workflow, environment: environment, chainID: chainID)
         } catch {
             throw OceanError(.init(code: error.httpStatus), code: error.code, message: error.message)
         }
         let job = Job(
             id: JobID(), environment: environment.id, owner: owner, agreementID: agreementID, workflow: workflow)
-        let body = String(
-            decoding: try JSONEncoder().encode(JobMessage(jobId: job.id, environment: job.environment)), as: UTF8.self)
-        let message = PostgresJobStore.OutboxMessage(
-            jobID: job.id, exchange: JobQueueNames.jobsExchange, routingKey: environment.id,
-            headers: [
-                JobMessage.Header.jobID: job.id.description, JobMessage.Header.requestID: requestID,
-                JobMessage.Header.traceparent: Self.traceparent(),
-            ],
-            body: body)
+        let message = try outboxMessage(for: job, requestID: requestID)
         let stored: PostgresJobStore.OutboxMessage
         do {
             stored = try await store.insert(job, outbox: message)
@@ -327,8 +331,7 @@ extension JobSubmitter {
             logger.error("job insert failed", metadata: ["error": "\(error)"])
             throw OceanError.unavailable
         }
-        await publish(stored)
-        return job
+        return (job, stored)
     }
 }
 

@@ -13,12 +13,40 @@ public struct ComputeEnvironment: Sendable, Hashable, Codable {
     public var diskMiB: Int
     /// Jobs that may run at once in this environment.
     public var maxJobs: Int
-    /// Whether algorithms may reach the network. Off by default: isolation is the default.
+    /// Whether algorithms may reach the network when a job asks for it (`compute.allowNetwork`). Off by default:
+    /// isolation is the default, and even where allowed a job gets network only by asking.
     public var allowNetwork: Bool
     /// Whether raw code (`rawcode`) algorithms are accepted.
     public var allowRawAlgorithm: Bool
     /// Seconds results are kept after a job finishes; 0 keeps them until deleted.
     public var storageExpiry: Int
+    /// Ocean chain ids whose jobs this environment accepts; empty (the default) accepts any chain.
+    public var chainIds: [Int] = []
+    /// Published (non-raw) algorithms this environment runs; empty (the default) runs any. Each entry's fields may
+    /// use `*` wildcards.
+    public var trustedAlgorithms: [TrustedAlgorithm] = []
+
+    /// One trusted algorithm, as Ocean's `publisherTrustedAlgorithms` entries: `did`, `filesChecksum` (the
+    /// algorithm file's sha-256 hex) and `containerSectionChecksum` (sha-256 hex of the entrypoint followed by the
+    /// container checksum). A missing field is `*`.
+    public struct TrustedAlgorithm: Sendable, Hashable, Codable {
+        public var did: String
+        public var filesChecksum: String
+        public var containerSectionChecksum: String
+
+        public init(did: String = "*", filesChecksum: String = "*", containerSectionChecksum: String = "*") {
+            self.did = did
+            self.filesChecksum = filesChecksum
+            self.containerSectionChecksum = containerSectionChecksum
+        }
+
+        public init(from decoder: any Decoder) throws {
+            let c = try decoder.container(keyedBy: CodingKeys.self)
+            did = try c.decodeIfPresent(String.self, forKey: .did) ?? "*"
+            filesChecksum = try c.decodeIfPresent(String.self, forKey: .filesChecksum) ?? "*"
+            containerSectionChecksum = try c.decodeIfPresent(String.self, forKey: .containerSectionChecksum) ?? "*"
+        }
+    }
 
     public init(
         id: String, description: String = "", maxJobDuration: Int = 3600, cpus: Double = 1, memoryMiB: Int = 1024,
@@ -39,7 +67,7 @@ public struct ComputeEnvironment: Sendable, Hashable, Codable {
 
     enum CodingKeys: String, CodingKey {
         case id, description, maxJobDuration, cpus, memoryMiB, diskMiB, maxJobs, allowNetwork, allowRawAlgorithm
-        case storageExpiry
+        case storageExpiry, chainIds, trustedAlgorithms
     }
 
     /// Missing keys take the defaults above, so an environments file only states what differs.
@@ -56,6 +84,8 @@ public struct ComputeEnvironment: Sendable, Hashable, Codable {
         allowNetwork = try c.decodeIfPresent(Bool.self, forKey: .allowNetwork) ?? defaults.allowNetwork
         allowRawAlgorithm = try c.decodeIfPresent(Bool.self, forKey: .allowRawAlgorithm) ?? defaults.allowRawAlgorithm
         storageExpiry = try c.decodeIfPresent(Int.self, forKey: .storageExpiry) ?? defaults.storageExpiry
+        chainIds = try c.decodeIfPresent([Int].self, forKey: .chainIds) ?? []
+        trustedAlgorithms = try c.decodeIfPresent([TrustedAlgorithm].self, forKey: .trustedAlgorithms) ?? []
     }
 
     /// The environment c2d serves when nothing else is configured.

@@ -5,6 +5,8 @@ public struct Job: Sendable, Hashable {
     public var id: JobID
     public var environment: String
     public var owner: String
+    /// Callers besides the owner who may read the job and its results (Ocean-node's `additionalViewers`).
+    public var viewers: [String]
     public var agreementID: String?
     public var status: JobStatus
     public var outcome: JobOutcome?
@@ -22,7 +24,8 @@ public struct Job: Sendable, Hashable {
     public var workflow: Workflow
 
     public init(
-        id: JobID, environment: String, owner: String, agreementID: String? = nil, status: JobStatus = .queued,
+        id: JobID, environment: String, owner: String, viewers: [String] = [], agreementID: String? = nil,
+        status: JobStatus = .queued,
         outcome: JobOutcome? = nil, failureReason: String? = nil, exitCode: Int? = nil, oomKilled: Bool = false,
         stopRequest: Int = 0, attempt: Int = 0, workerID: String? = nil, leaseUntil: Date? = nil,
         createdAt: Date = Date(), startedAt: Date? = nil, finishedAt: Date? = nil, workflow: Workflow
@@ -30,6 +33,7 @@ public struct Job: Sendable, Hashable {
         self.id = id
         self.environment = environment
         self.owner = owner
+        self.viewers = viewers
         self.agreementID = agreementID
         self.status = status
         self.outcome = outcome

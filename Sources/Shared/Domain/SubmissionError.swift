@@ -27,6 +27,8 @@ public struct SubmissionLimits: Sendable, Hashable {
     public var maxFieldBytes: Int
     /// Largest raw algorithm, in bytes. Default 512 KiB.
     public var maxRawCodeBytes: Int
+    /// Largest workflow, as JSON, in bytes. Default 768 KiB (room for the largest raw algorithm).
+    public var maxWorkflowBytes: Int = 768 << 10
 
     public init(
         maxBodyBytes: Int = 1 << 20, maxInputs: Int = 64, maxFilesPerInput: Int = 64, maxFieldBytes: Int = 4096,

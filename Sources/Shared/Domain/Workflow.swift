@@ -124,10 +124,31 @@ public struct Workflow: Sendable, Hashable, Codable {
         /// Requested maximum run time in seconds, capped by the environment's `maxJobDuration`.
         public var maxtime: Int?
         public var namespace: String?
+        /// Whether the algorithm asks to reach the network; granted only where the environment allows it, refused
+        /// at submit where it does not. Absent or false: no network.
+        public var allowNetwork: Bool?
+        /// Requested resources in ocean-node's shape, `[{"id": "cpu"|"ram"|"disk", "amount": n}]` (ram and disk in
+        /// GiB); each must fit the environment's limits.
+        public var resources: [ResourceRequest]?
 
-        public init(maxtime: Int? = nil, namespace: String? = nil) {
+        public init(
+            maxtime: Int? = nil, namespace: String? = nil, allowNetwork: Bool? = nil,
+            resources: [ResourceRequest]? = nil
+        ) {
             self.maxtime = maxtime
             self.namespace = namespace
+            self.allowNetwork = allowNetwork
+            self.resources = resources
+        }
+    }
+
+    public struct ResourceRequest: Sendable, Hashable, Codable {
+        public var id: String
+        public var amount: Double
+
+        public init(id: String, amount: Double) {
+            self.id = id
+            self.amount = amount
         }
     }
 

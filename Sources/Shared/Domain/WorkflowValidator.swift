@@ -31,13 +31,25 @@ public struct WorkflowValidator: Sendable {
                     code: "duplicate_input", message: "input \(position) repeats the dataset id '\(input.id)'")
             }
         }
-        // Postgres's jsonb cannot hold NUL characters; refuse them here rather than fail at the insert.
-        if let encoded = try? JSONEncoder().encode(workflow),
-            String(decoding: encoded, as: UTF8.self).contains("\\u0000")
-        {
-            throw SubmissionError(
-                code: "invalid_character", message: "text in the workflow may not contain NUL (\\u0000) characters")
+        if let encoded = try? JSONEncoder().encode(workflow) {
+            guard encoded.count <= limits.maxWorkflowBytes else {
+                throw SubmissionError(
+                    code: "workflow_too_large",
+                    message: "the workflow is \(encoded.count) bytes as JSON; the limit is \(limits.maxWorkflowBytes)",
+                    httpStatus: 413)
+            }
+            // Postgres's jsonb cannot hold NUL characters; refuse them here rather than fail at the insert.
+            guard !String(decoding: encoded, as: UTF8.self).contains("\\u0000") else {
+                throw SubmissionError(
+                    code: "invalid_character", message: "text in the workflow may not contain NUL (\\u0000) characters")
+            }
         }
+        if stage.compute?.allowNetwork == true, !environment.allowNetwork {
+            throw SubmissionError(
+                code: "network_not_allowed",
+                message: "environment '\(environment.id)' does not allow algorithms to reach the network")
+        }
+        try validate(stage.compute?.resources ?? [], environment: environment)
         if let maxtime = stage.compute?.maxtime {
             guard maxtime > 0 else {
                 throw SubmissionError(code: "invalid_maxtime", message: "compute.maxtime must be a positive number")
@@ -91,6 +103,35 @@ public struct WorkflowValidator: Sendable {
         }
         try checkField(entrypoint, name: "algorithm.container.entrypoint")
         try checkField(algorithm.id ?? "", name: "algorithm.id")
+    }
+
+    /// ocean-node's resource ids: `cpu` in cores, `ram` and `disk` in GiB.
+    private func validate(_ resources: [Workflow.ResourceRequest], environment: ComputeEnvironment)
+        throws(SubmissionError)
+    {
+        for resource in resources {
+            let limit: Double
+            let unit: String
+            switch resource.id {
+            case "cpu": (limit, unit) = (environment.cpus, "cores")
+            case "ram": (limit, unit) = (Double(environment.memoryMiB) / 1024, "GiB")
+            case "disk": (limit, unit) = (Double(environment.diskMiB) / 1024, "GiB")
+            default:
+                throw SubmissionError(
+                    code: "unknown_resource",
+                    message: "resource '\(resource.id.prefix(64))' is not one of cpu, ram, disk")
+            }
+            guard resource.amount > 0, resource.amount.isFinite else {
+                throw SubmissionError(
+                    code: "invalid_resource", message: "resource '\(resource.id)' needs a positive amount")
+            }
+            guard resource.amount <= limit else {
+                throw SubmissionError(
+                    code: "resources_exceed_limit",
+                    message: "\(resource.id) \(resource.amount) \(unit) exceeds environment '\(environment.id)' "
+                        + "limit of \(limit) \(unit)")
+            }
+        }
     }
 
     private func validate(_ input: Workflow.Input, position: Int) throws(SubmissionError) {

@@ -46,7 +46,8 @@ extension PostgresJobStore {
                 try await tx.copy(
                     into: "jobs",
                     columns: [
-                        "id", "environment", "owner", "agreement_id", "batch_id", "status", "created_at", "workflow",
+                        "id", "environment", "owner", "viewers", "agreement_id", "batch_id", "status", "created_at",
+                        "workflow",
                     ],
                     rows: jobRows)
                 jobRows = try await following
@@ -76,7 +77,8 @@ extension PostgresJobStore {
         return try jobs.map { job in
             let workflow = String(decoding: try encoder.encode(job.workflow), as: UTF8.self)
             return [
-                .uuid(job.id.uuid), .text(job.environment), .text(job.owner), .optional(job.agreementID), batch,
+                .uuid(job.id.uuid), .text(job.environment), .text(job.owner), .textArray(job.viewers),
+                .optional(job.agreementID), batch,
                 .int(Int64(job.status.rawValue)), .timestamp(job.createdAt), .json(workflow),
             ]
         }
@@ -111,8 +113,9 @@ extension PostgresJobStore {
         let rows = try await client.query(
             """
             with job as (
-                insert into jobs (id, environment, owner, agreement_id, idempotency_key, status, created_at, workflow)
-                values ($1, $2, $3, $4, $5, $6, $7, $8)
+                insert into jobs (
+                    id, environment, owner, agreement_id, idempotency_key, status, created_at, workflow, viewers)
+                values ($1, $2, $3, $4, $5, $6, $7, $8, $13)
                 on conflict (owner, idempotency_key) where idempotency_key is not null do nothing
                 returning id, status
             ), event as (
@@ -126,7 +129,7 @@ extension PostgresJobStore {
                 .uuid(job.id.uuid), .text(job.environment), .text(job.owner), .optional(job.agreementID),
                 .optional(idempotencyKey), .int(Int64(job.status.rawValue)), .timestamp(job.createdAt),
                 .json(workflow), .text(message.exchange), .text(message.routingKey), .json(headers),
-                .text(message.body),
+                .text(message.body), .textArray(job.viewers),
             ])
         if let row = rows.first {
             var stored = message

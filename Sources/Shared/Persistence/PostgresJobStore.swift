@@ -365,7 +365,7 @@ package struct PostgresJobStore: Sendable {
     // MARK: Row mapping
 
     static let jobColumns = """
-        id, environment, owner, agreement_id, status, outcome, failure_reason, exit_code, oom_killed, stopreq, \
+        id, environment, owner, viewers, agreement_id, status, outcome, failure_reason, exit_code, oom_killed, stopreq, \
         attempt, worker_id, lease_until, created_at, started_at, finished_at, workflow::text as workflow
         """
 
@@ -376,7 +376,8 @@ package struct PostgresJobStore: Sendable {
         }
         return Job(
             id: JobID(uuid: try row.uuid("id")), environment: try row.string("environment"),
-            owner: try row.string("owner"), agreementID: try row.optionalString("agreement_id"), status: jobStatus,
+            owner: try row.string("owner"), viewers: try row.stringArray("viewers"),
+            agreementID: try row.optionalString("agreement_id"), status: jobStatus,
             outcome: try row.optionalString("outcome").flatMap(JobOutcome.init(rawValue:)),
             failureReason: try row.optionalString("failure_reason"), exitCode: try row.optionalInt("exit_code"),
             oomKilled: try row.bool("oom_killed"), stopRequest: try row.int("stopreq"), attempt: try row.int("attempt"),

@@ -96,7 +96,7 @@ public struct SandboxSpecification: Sendable, Hashable {
             timeLimitSeconds: max(1, min(requested, environment.maxJobDuration)),
             memoryMiB: environment.memoryMiB,
             diskMiB: environment.diskMiB,
-            allowNetwork: environment.allowNetwork)
+            allowNetwork: environment.allowNetwork && stage?.compute?.allowNetwork == true)
     }
 
     static func stripDIDPrefix(_ did: String) -> String {

@@ -1,10 +1,12 @@
 import AsyncHTTPClient
 import Foundation
+import Gateway
 import Logging
 import NIOCore
 import NIOFoundationCompat
 import NIOHTTP1
 import Persistence
+import Synchronization
 import Testing
 
 enum TestEnvironment {
@@ -67,14 +69,16 @@ final class Deployment: @unchecked Sendable {
     private(set) var processes: [C2DProcess] = []
     var baseURL: String { "http://127.0.0.1:\(port)" }
 
-    init(maxJobDuration: Int = 60, extraEnvironment: [String: String] = [:]) throws {
+    /// `environmentFields`: more JSON members for the test's compute environment, e.g. `"allowNetwork": true`.
+    init(maxJobDuration: Int = 60, extraEnvironment: [String: String] = [:], environmentFields: String = "") throws {
         environmentID = "t\(UInt32.random(in: 0...UInt32.max))"
         directory = FileManager.default.temporaryDirectory.appendingPathComponent("c2d-it-\(environmentID)")
         dataDirectory = directory.appendingPathComponent("data")
         try FileManager.default.createDirectory(at: dataDirectory, withIntermediateDirectories: true)
         port = try TestEnvironment.freePort()
         let environments = """
-            [{"id": "\(environmentID)", "maxJobDuration": \(maxJobDuration), "memoryMiB": 1024, "maxJobs": 4}]
+            [{"id": "\(environmentID)", "maxJobDuration": \(maxJobDuration), "memoryMiB": 1024, "maxJobs": 4\(
+                environmentFields.isEmpty ? "" : ", " + environmentFields)}]
             """
         try environments.write(
             to: directory.appendingPathComponent("environments.json"), atomically: true, encoding: .utf8)
@@ -141,12 +145,34 @@ final class Deployment: @unchecked Sendable {
         var text: String { String(decoding: body, as: UTF8.self) }
     }
 
-    func request(_ method: HTTPMethod, _ path: String, body: Data? = nil, headers: [String: String] = [:])
-        async throws -> HTTPResult
-    {
+    /// A token owned by "tester" with every scope, sent on `/v1` requests that bring no Authorization of their own.
+    private let adminToken = Mutex<String?>(nil)
+
+    func token(owner: String, scopes: [APIScope]) async throws -> String {
+        let token = APIToken.generate()
+        _ = try await PostgresJobStore(client: postgres).createToken(
+            name: "test", owner: owner, scopes: scopes.map(\.rawValue), hash: APIToken.hash(token))
+        return token
+    }
+
+    func defaultAuthorization() async throws -> String {
+        if let token = adminToken.withLock({ $0 }) { return "Bearer " + token }
+        let token = try await token(owner: "tester", scopes: APIScope.allCases)
+        adminToken.withLock { $0 = token }
+        return "Bearer " + token
+    }
+
+    /// Sends the default token on `/v1` requests without an Authorization header, unless `authorize` is false.
+    func request(
+        _ method: HTTPMethod, _ path: String, body: Data? = nil, headers: [String: String] = [:],
+        authorize: Bool = true
+    ) async throws -> HTTPResult {
         var request = HTTPClientRequest(url: baseURL + path)
         request.method = method
         for (name, value) in headers { request.headers.add(name: name, value: value) }
+        if authorize, path.hasPrefix("/v1/"), !headers.keys.contains(where: { $0.lowercased() == "authorization" }) {
+            request.headers.add(name: "authorization", value: try await defaultAuthorization())
+        }
         if let body { request.body = .bytes(ByteBuffer(bytes: body)) }
         let response = try await HTTPClient.shared.execute(request, timeout: .seconds(30))
         let collected = try await response.body.collect(upTo: 64 << 20)
@@ -159,10 +185,14 @@ final class Deployment: @unchecked Sendable {
         try await request(.GET, path, headers: headers)
     }
 
-    func post(_ path: String, json: Any) async throws -> HTTPResult {
-        try await request(
-            .POST, path, body: try JSONSerialization.data(withJSONObject: json),
-            headers: ["content-type": "application/json"])
+    func post(_ path: String, json: Any, token: String? = nil) async throws -> HTTPResult {
+        var headers = ["content-type": "application/json"]
+        if let token { headers["authorization"] = "Bearer " + token }
+        return try await request(.POST, path, body: try JSONSerialization.data(withJSONObject: json), headers: headers)
+    }
+
+    func get(_ path: String, token: String) async throws -> HTTPResult {
+        try await request(.GET, path, headers: ["authorization": "Bearer " + token])
     }
 
     // MARK: Jobs
@@ -221,10 +251,11 @@ final class Deployment: @unchecked Sendable {
 extension Deployment {
     /// Runs `body` against a fresh deployment and always stops its processes afterwards.
     static func with(
-        maxJobDuration: Int = 60, extraEnvironment: [String: String] = [:],
+        maxJobDuration: Int = 60, extraEnvironment: [String: String] = [:], environmentFields: String = "",
         _ body: (Deployment) async throws -> Void
     ) async throws {
-        let deployment = try Deployment(maxJobDuration: maxJobDuration, extraEnvironment: extraEnvironment)
+        let deployment = try Deployment(
+            maxJobDuration: maxJobDuration, extraEnvironment: extraEnvironment, environmentFields: environmentFields)
         do {
             try await body(deployment)
         } catch {
