@@ -99,6 +99,7 @@ let package = Package(
             name: "Runtime",
             dependencies: [
                 "Domain",
+                "Signatures",
                 "Storage",
                 .product(name: "AsyncHTTPClient", package: "async-http-client"),
                 .product(name: "Crypto", package: "swift-crypto"),
@@ -193,6 +194,7 @@ let package = Package(
                 "Persistence",
                 "Runtime",
                 "Scheduler",
+                "Signatures",
                 "Storage",
                 "Worker",
                 .product(name: "ArgumentParser", package: "swift-argument-parser"),
@@ -239,6 +241,7 @@ let package = Package(
             dependencies: [
                 "Domain",
                 "Runtime",
+                "Signatures",
                 "Storage",
                 .product(name: "AsyncHTTPClient", package: "async-http-client"),
             ],

@@ -77,9 +77,10 @@ enum Launcher {
             return client
         }
 
-        let executorConfiguration = LocalExecutorConfiguration(
+        var executorConfiguration = LocalExecutorConfiguration(
             workRoot: settings.workDirectory, dataDirectory: settings.dataDirectory,
             allowPrivateNetworks: settings.allowPrivateURLs)
+        executorConfiguration.provisioner.operatorPrivateKey = settings.operatorPrivateKey
         let httpClient = Provisioner.makeHTTPClient(configuration: executorConfiguration.provisioner)
         if roles.contains(.scheduler) {
             let amqp = amqpClient("scheduler", adding: .events(maxAge: messaging.eventsMaxAge))

@@ -4,6 +4,7 @@ import Foundation
 import Gateway
 import Logging
 import Persistence
+import Signatures
 
 /// Everything the `c2d` command reads from its environment, with the defaults README's configuration table
 /// lists. Bad values stop the process with one clear message.
@@ -39,6 +40,9 @@ struct Settings {
     var allowedProviders: Set<String>
     /// Ocean API: the operator's address (`C2D_OPERATOR_ADDRESS`; default none).
     var operatorAddress: String?
+    /// Workers: the operator's key that signs Ocean Provider downloads of `remote` sources
+    /// (`C2D_OPERATOR_PRIVATE_KEY`, 64 hex digits; default none, which refuses `remote` sources).
+    var operatorPrivateKey: [UInt8]?
     var logLevel: Logger.Level
     var exitAfterClaimForTesting: Bool
 
@@ -100,8 +104,18 @@ struct Settings {
             maxBatchBodyBytes: try integer("C2D_MAX_BATCH_BODY_BYTES", default: 64 << 20, range: 1024...(1 << 32)),
             allowedProviders: try GatewayConfiguration.parseAllowedProviders(env["C2D_ALLOWED_PROVIDERS"]),
             operatorAddress: try GatewayConfiguration.parseOperatorAddress(env["C2D_OPERATOR_ADDRESS"]),
+            operatorPrivateKey: try parsePrivateKey(env["C2D_OPERATOR_PRIVATE_KEY"]),
             logLevel: level,
             exitAfterClaimForTesting: env["C2D_FAULT_EXIT_AFTER_CLAIM"] == "1")
+    }
+
+    static func parsePrivateKey(_ text: String?) throws -> [UInt8]? {
+        guard let text = text?.trimmingCharacters(in: .whitespaces), !text.isEmpty else { return nil }
+        guard let key = try? Hex.decode(text), key.count == 32, (try? Secp256k1.shared.address(privateKey: key)) != nil
+        else {
+            throw Invalid(description: "C2D_OPERATOR_PRIVATE_KEY must be a secp256k1 private key as 64 hex digits")
+        }
+        return key
     }
 
     /// `C2D_ENVIRONMENTS` names a JSON file holding an array of environments; without it c2d serves

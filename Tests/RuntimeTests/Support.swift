@@ -101,7 +101,10 @@ actor StatusRecorder {
 }
 
 /// Python's http.server on 127.0.0.1 with an ephemeral port, serving `root`, plus test routes:
-/// `/redirect/<path>` (302 to `/<path>`), `/redirect-ftp` (302 to an ftp URL), `/loop` (302 to itself).
+/// `/redirect/<path>` (302 to `/<path>`), `/redirect-ftp` (302 to an ftp URL), `/loop` (302 to itself), and an
+/// Ocean Aquarius + Provider pair: `/api/aquarius/assets/ddo/<did>` (a DDO whose service `svc1` points at
+/// `/provider`), `/provider` (its endpoint list), `POST /api/services/fileinfo` (two files) and
+/// `/api/services/download` (answers `file <fileIndex>` and appends the query to `downloads.log`).
 final class LocalHTTPServer: @unchecked Sendable {
     let port: Int
     private let process: Process
@@ -140,9 +143,22 @@ final class LocalHTTPServer: @unchecked Sendable {
     func url(_ path: String) -> String { "http://127.0.0.1:\(port)/\(path)" }
 
     private static let script = """
-        import http.server, os, sys
+        import http.server, json, os, sys, urllib.parse
         root, port_file = sys.argv[1], sys.argv[2]
         class Handler(http.server.SimpleHTTPRequestHandler):
+            def reply(self, body, content_type="application/json"):
+                data = body.encode() if isinstance(body, str) else json.dumps(body).encode()
+                self.send_response(200)
+                self.send_header("Content-Type", content_type)
+                self.send_header("Content-Length", str(len(data)))
+                self.end_headers()
+                self.wfile.write(data)
+            def do_POST(self):
+                length = int(self.headers.get("Content-Length", "0"))
+                request = json.loads(self.rfile.read(length) or b"{}")
+                if self.path == "/provider/api/services/fileinfo" and request.get("serviceId") == "svc1":
+                    return self.reply([{"index": 0, "valid": True}, {"index": 1, "valid": True}])
+                self.send_error(404)
             def __init__(self, *args, **kwargs):
                 super().__init__(*args, directory=root, **kwargs)
             def redirect(self, location):
@@ -157,6 +173,19 @@ final class LocalHTTPServer: @unchecked Sendable {
                     return self.redirect("ftp://127.0.0.1/file")
                 if self.path == "/loop":
                     return self.redirect("/loop")
+                base = "http://127.0.0.1:%d" % self.server.server_address[1]
+                if self.path.startswith("/api/aquarius/assets/ddo/"):
+                    did = self.path.rsplit("/", 1)[1]
+                    return self.reply({"id": did, "services": [{"id": "svc1", "serviceEndpoint": base + "/provider"}]})
+                if self.path == "/provider":
+                    return self.reply({"serviceEndpoints": {
+                        "fileinfo": ["POST", "/api/services/fileinfo"], "download": ["GET", "/api/services/download"]}})
+                if self.path.startswith("/provider/api/services/download?"):
+                    query = self.path.split("?", 1)[1]
+                    with open(os.path.join(root, "downloads.log"), "a") as log:
+                        log.write(query + "\\n")
+                    index = urllib.parse.parse_qs(query)["fileIndex"][0]
+                    return self.reply("file " + index, "application/octet-stream")
                 return super().do_GET()
             def log_message(self, *args):
                 pass

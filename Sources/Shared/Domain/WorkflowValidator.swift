@@ -66,11 +66,13 @@ public struct WorkflowValidator: Sendable {
     private func validate(_ algorithm: Workflow.Algorithm, environment: ComputeEnvironment) throws(SubmissionError) {
         let hasRaw = !(algorithm.rawcode ?? "").isEmpty
         let hasURL = !(algorithm.url ?? "").isEmpty
-        guard hasRaw != hasURL else {
+        let hasRemote = algorithm.remote != nil && algorithm.remote != .null
+        guard [hasRaw, hasURL, hasRemote].filter({ $0 }).count == 1 else {
             throw SubmissionError(
                 code: "meta_oneof_url_rawcode_remote",
-                message: "the algorithm needs exactly one of 'rawcode' or 'url'")
+                message: "the algorithm needs exactly one of 'rawcode', 'url' or 'remote'")
         }
+        if hasRemote { try validateRemote(algorithm.remote, name: "algorithm") }
         if hasRaw {
             guard environment.allowRawAlgorithm else {
                 throw SubmissionError(
@@ -142,14 +144,13 @@ public struct WorkflowValidator: Sendable {
                 code: "invalid_input_id",
                 message: "\(name) id '\(input.id)' may hold only letters, digits, ':', '.', '_' and '-'")
         }
-        if input.remote != nil {
-            throw SubmissionError(
-                code: "unsupported_input_source",
-                message: "\(name) uses 'remote', which needs a Provider download endpoint; give 'url' or 'path'")
-        }
         let files = input.url.count + input.path.count
+        if files == 0, input.remote != nil {
+            try validateRemote(input.remote, name: name)
+            return
+        }
         guard files > 0 else {
-            throw SubmissionError(code: "missing_input_source", message: "\(name) needs 'url' or 'path'")
+            throw SubmissionError(code: "missing_input_source", message: "\(name) needs 'url', 'path' or 'remote'")
         }
         guard files <= limits.maxFilesPerInput else {
             throw SubmissionError(
@@ -182,6 +183,25 @@ public struct WorkflowValidator: Sendable {
                 throw SubmissionError(
                     code: "invalid_checksum", message: "\(name) checksum '\(checksum.prefix(80))' is not sha-256 hex")
             }
+        }
+    }
+
+    /// Ocean's `remote`: `txId` and `serviceId` (strings) at least; `serviceEndpoint`, if given, http(s).
+    private func validateRemote(_ remote: JSONValue?, name: String) throws(SubmissionError) {
+        guard case .object(let fields) = remote, let txID = fields["txId"]?.stringValue,
+            let serviceID = fields["serviceId"]?.stringValue, !txID.isEmpty, !serviceID.isEmpty
+        else {
+            throw SubmissionError(
+                code: "invalid_remote", message: "\(name) 'remote' needs 'txId' and 'serviceId' strings")
+        }
+        try checkField(txID, name: "\(name) remote.txId")
+        try checkField(serviceID, name: "\(name) remote.serviceId")
+        if let endpoint = fields["serviceEndpoint"] {
+            guard let text = endpoint.stringValue, Self.isHTTPURL(text) else {
+                throw SubmissionError(
+                    code: "invalid_remote", message: "\(name) remote.serviceEndpoint must be an http(s) URL")
+            }
+            try checkField(text, name: "\(name) remote.serviceEndpoint")
         }
     }
 

@@ -27,6 +27,9 @@ public struct ProvisionerConfiguration: Sendable, Hashable {
     /// Whether URLs may point at loopback, private, link-local (cloud metadata) and similar addresses. Off by
     /// default, so a consumer's URL cannot make the worker fetch from the operator's own network. Default false.
     public var allowPrivateNetworks: Bool
+    /// The operator's secp256k1 private key (32 bytes), which signs downloads of `remote` sources from Ocean
+    /// Providers, as pod-configuration's PRIVATE_KEY does. nil refuses `remote` sources. `C2D_OPERATOR_PRIVATE_KEY`.
+    public var operatorPrivateKey: [UInt8]?
 
     public init(
         dataDirectory: URL? = nil, connectTimeout: Duration = .seconds(10), downloadTimeout: Duration = .seconds(300),
@@ -45,8 +48,8 @@ public struct ProvisionerConfiguration: Sendable, Hashable {
 /// every action to `adminlogs/configure.log`. Shared by the local executor and the in-pod `c2d pod configure`.
 public struct Provisioner: Sendable {
     public let configuration: ProvisionerConfiguration
-    private let httpClient: HTTPClient
-    private let threadPool: NIOThreadPool
+    let httpClient: HTTPClient
+    let threadPool: NIOThreadPool
 
     /// `httpClient` is the process's shared client (never one per job); make it with `makeHTTPClient` so that
     /// redirects are left to the provisioner, which refuses non-http(s) targets and counts hops.
@@ -99,24 +102,33 @@ public struct Provisioner: Sendable {
             throw ProvisioningError(code: .dataProvisioningFailed, reason: "the workflow has no stage")
         }
         await log.line("configuring \(stage.input.count) input(s) and the algorithm")
+        let metadataURI: String? =
+            if case .object(let output) = stage.output { output["metadataUri"]?.stringValue } else { nil }
         for (position, input) in stage.input.enumerated() {
-            try await provisionInput(input, position: position, workspace: workspace, log: log)
+            try await provisionInput(
+                input, position: position, metadataURI: metadataURI, workspace: workspace, log: log)
         }
-        try await provisionAlgorithm(stage.algorithm, workspace: workspace, log: log)
+        try await provisionAlgorithm(stage.algorithm, metadataURI: metadataURI, workspace: workspace, log: log)
     }
 
     // MARK: Inputs
 
     private func provisionInput(
-        _ input: Workflow.Input, position: Int, workspace: JobWorkspace, log: AdminLog
+        _ input: Workflow.Input, position: Int, metadataURI: String?, workspace: JobWorkspace, log: AdminLog
     ) async throws(ProvisioningError) {
         func fail(_ reason: String) -> ProvisioningError {
             ProvisioningError(code: .dataProvisioningFailed, reason: "input \(position) (\(input.id)): \(reason)")
         }
-        if input.remote != nil && input.url.isEmpty && input.path.isEmpty {
-            throw fail("'remote' inputs need a Provider download endpoint, which the local executor does not have")
+        var remoteURLs: [String] = []
+        if input.url.isEmpty && input.path.isEmpty, let remote = RemoteSource(input.remote, did: input.id) {
+            do {
+                remoteURLs = try await downloadURLs(
+                    for: remote, metadataURI: metadataURI, workspace: workspace, log: log, what: "input \(position)")
+            } catch {
+                throw fail(Self.describe(error))
+            }
         }
-        let sources = input.url.map { Source.url($0) } + input.path.map { Source.path($0) }
+        let sources = (input.url + remoteURLs).map { Source.url($0) } + input.path.map { Source.path($0) }
         guard !sources.isEmpty else { throw fail("no 'url' or 'path' given") }
         guard input.checksum.isEmpty || input.checksum.count == sources.count else {
             throw fail("\(input.checksum.count) checksums for \(sources.count) files")
@@ -142,7 +154,7 @@ public struct Provisioner: Sendable {
     // MARK: Algorithm
 
     private func provisionAlgorithm(
-        _ algorithm: Workflow.Algorithm, workspace: JobWorkspace, log: AdminLog
+        _ algorithm: Workflow.Algorithm, metadataURI: String?, workspace: JobWorkspace, log: AdminLog
     ) async throws(ProvisioningError) {
         func fail(_ reason: String) -> ProvisioningError {
             ProvisioningError(code: .algorithmProvisioningFailed, reason: "algorithm: \(reason)")
@@ -160,8 +172,14 @@ public struct Provisioner: Sendable {
             } else if let url = algorithm.url, !url.isEmpty {
                 digest = try await fetch(.url(url), to: destination, log: log, what: "algorithm")
                 await log.line("algorithm: \(digest.size) bytes, sha256 \(digest.sha256)")
+            } else if let remote = RemoteSource(algorithm.remote, did: algorithm.id ?? "") {
+                // pod-configuration's rule: the first file of the algorithm's service is the algorithm.
+                let urls = try await downloadURLs(
+                    for: remote, metadataURI: metadataURI, workspace: workspace, log: log, what: "algorithm")
+                digest = try await fetch(.url(urls[0]), to: destination, log: log, what: "algorithm")
+                await log.line("algorithm: \(digest.size) bytes, sha256 \(digest.sha256)")
             } else {
-                throw RuntimeIssue("the algorithm has neither 'rawcode' nor 'url'")
+                throw RuntimeIssue("the algorithm has none of 'rawcode', 'url' or 'remote'")
             }
             try verify(digest, expected: algorithm.checksum)
             if algorithm.checksum != nil { await log.line("algorithm: checksum verified") }
