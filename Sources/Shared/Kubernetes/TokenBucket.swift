@@ -1,0 +1,30 @@
+/// Client-side rate limit, the way client-go's token bucket works: up to `burst` requests at once, then
+/// `queriesPerSecond` on average. A pure value: given an instant it says how long the caller must wait; the caller
+/// sleeps. Each call reserves a token even when it must wait, so concurrent callers queue in arrival order.
+public struct TokenBucket: Sendable {
+    public let queriesPerSecond: Double
+    public let burst: Int
+    private var tokens: Double
+    private var last: ContinuousClock.Instant?
+
+    /// A non-positive `queriesPerSecond` disables the limit.
+    public init(queriesPerSecond: Double, burst: Int) {
+        self.queriesPerSecond = queriesPerSecond
+        self.burst = max(1, burst)
+        self.tokens = Double(self.burst)
+    }
+
+    /// Takes a token at `now` and returns how long to wait before using it (zero when one was available).
+    public mutating func reserve(at now: ContinuousClock.Instant) -> Duration {
+        guard queriesPerSecond > 0 else { return .zero }
+        if let last, now > last {
+            let elapsed = (now - last) / .seconds(1)
+            tokens = min(Double(burst), tokens + elapsed * queriesPerSecond)
+        }
+        if last.map({ now > $0 }) ?? true { last = now }
+        tokens -= 1
+        guard tokens < 0 else { return .zero }
+        // Whole nanoseconds, so waits compare exactly and floating-point dust does not show up in logs.
+        return .nanoseconds(Int64((-tokens / queriesPerSecond * 1e9).rounded()))
+    }
+}
