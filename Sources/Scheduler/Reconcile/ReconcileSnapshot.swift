@@ -1,0 +1,199 @@
+import Domain
+import Foundation
+
+/// Everything one reconcile pass decides on: job rows, the cluster's objects, the environments, and the time.
+///
+/// The reader must include every unfinished job, every finished job still holding results (for storage expiry),
+/// and the row of every job that a cluster object names, so an object whose job is missing from `jobs` really has
+/// no job. List the cluster *before* reading the jobs: an object then never looks newer than its job's claim.
+package struct ReconcileSnapshot: Sendable, Hashable {
+    /// The database's time when the jobs were read; the planner never reads a clock.
+    package var now: Date
+    package var jobs: [ReconcileJob]
+    package var cluster: ClusterSnapshot
+    package var environments: [ReconcileEnvironment]
+
+    package init(now: Date, jobs: [ReconcileJob], cluster: ClusterSnapshot, environments: [ReconcileEnvironment]) {
+        self.now = now
+        self.jobs = jobs
+        self.cluster = cluster
+        self.environments = environments
+    }
+}
+
+/// A job row as the reconciler reads it (migration 0001's `jobs`, plus the newest outbox row's time).
+package struct ReconcileJob: Sendable, Hashable {
+    package var id: JobID
+    package var environment: String
+    package var status: JobStatus
+    /// Claims so far; 0 means no worker ever claimed the job.
+    package var attempt: Int
+    package var workerID: String?
+    package var leaseUntil: Date?
+    package var createdAt: Date
+    /// The first claim's time (kept across attempts): run time counts from here.
+    package var startedAt: Date?
+    /// Set exactly when the job is terminal.
+    package var finishedAt: Date?
+    /// Ocean's `stopreq`: 0 none, 1 stop requested, 2 timed out.
+    package var stopRequest: Int
+    /// The job's run-time limit: the workflow's `maxtime` capped by the environment's `maxJobDuration`. Nil: none.
+    package var maxDuration: Duration?
+    /// Results and logs were deleted after the storage expiry.
+    package var removed: Bool
+    /// When a message for the job was last written to the outbox; nil means only at creation.
+    package var lastDispatchAt: Date?
+    package var changeSeq: Int64
+
+    package init(
+        id: JobID, environment: String, status: JobStatus = .queued, attempt: Int = 0, workerID: String? = nil,
+        leaseUntil: Date? = nil, createdAt: Date, startedAt: Date? = nil, finishedAt: Date? = nil,
+        stopRequest: Int = 0, maxDuration: Duration? = nil, removed: Bool = false, lastDispatchAt: Date? = nil,
+        changeSeq: Int64 = 0
+    ) {
+        self.id = id
+        self.environment = environment
+        self.status = status
+        self.attempt = attempt
+        self.workerID = workerID
+        self.leaseUntil = leaseUntil
+        self.createdAt = createdAt
+        self.startedAt = startedAt
+        self.finishedAt = finishedAt
+        self.stopRequest = stopRequest
+        self.maxDuration = maxDuration
+        self.removed = removed
+        self.lastDispatchAt = lastDispatchAt
+        self.changeSeq = changeSeq
+    }
+
+    package var isTerminal: Bool { finishedAt != nil }
+
+    /// Claimed at least once and not handed back to the queue before running: its objects should exist.
+    package var isLaunched: Bool { !isTerminal && attempt > 0 && status != .queued }
+
+    /// Never claimed: waiting in its environment's queue.
+    package var isQueued: Bool { !isTerminal && attempt == 0 && workerID == nil }
+}
+
+/// What the cluster holds, as a compact projection (anchors §9 G5: labels, phase, times; never whole objects).
+package enum ClusterSnapshot: Sendable, Hashable {
+    /// No cluster: the local executor runs jobs, so no object duties apply and nothing is missing.
+    case notConfigured
+    /// Listing failed (API down, timeout, 403): the planner must not infer absence from it.
+    case unavailable(reason: String)
+    case available([ClusterObject])
+}
+
+/// One Kubernetes object c2d created, from its labels (`c2d.io/job-id`, `c2d.io/attempt`, `c2d.io/step`) and status.
+package struct ClusterObject: Sendable, Hashable {
+    package enum Kind: String, Sendable, Hashable, CaseIterable {
+        case job = "Job"
+        case pod = "Pod"
+        case secret = "Secret"
+    }
+
+    package enum Step: String, Sendable, Hashable, CaseIterable, Comparable {
+        case configure, algorithm, publish
+
+        private var order: Int {
+            switch self {
+            case .configure: 0
+            case .algorithm: 1
+            case .publish: 2
+            }
+        }
+
+        package static func < (lhs: Step, rhs: Step) -> Bool { lhs.order < rhs.order }
+    }
+
+    package enum Phase: String, Sendable, Hashable, CaseIterable {
+        case pending, running, succeeded, failed
+
+        package var isFinished: Bool { self == .succeeded || self == .failed }
+    }
+
+    package var kind: Kind
+    package var name: String
+    package var jobID: JobID
+    package var attempt: Int
+    /// Nil for the per-attempt Secret.
+    package var step: Step?
+    /// Nil for Secrets.
+    package var phase: Phase?
+    /// The main container's exit code, once terminated (Pods).
+    package var exitCode: Int?
+    package var oomKilled: Bool
+    /// The Kubernetes reason (`DeadlineExceeded`, `Evicted`, `ImagePullBackOff` …).
+    package var reason: String?
+    package var createdAt: Date
+    /// A deletion timestamp is set: it is going away and counts as neither present nor orphaned.
+    package var deleting: Bool
+
+    package init(
+        kind: Kind, name: String? = nil, jobID: JobID, attempt: Int, step: Step?, phase: Phase? = nil,
+        exitCode: Int? = nil, oomKilled: Bool = false, reason: String? = nil, createdAt: Date, deleting: Bool = false
+    ) {
+        self.kind = kind
+        self.name = name ?? Self.name(jobID: jobID, attempt: attempt, step: step)
+        self.jobID = jobID
+        self.attempt = attempt
+        self.step = step
+        self.phase = phase
+        self.exitCode = exitCode
+        self.oomKilled = oomKilled
+        self.reason = reason
+        self.createdAt = createdAt
+        self.deleting = deleting
+    }
+
+    /// The deterministic name: `c2d-<jobid>-<attempt>-<step>`, or `c2d-<jobid>-<attempt>` for the Secret.
+    package static func name(jobID: JobID, attempt: Int, step: Step?) -> String {
+        let base = "c2d-\(jobID)-\(attempt)"
+        return step.map { "\(base)-\($0.rawValue)" } ?? base
+    }
+
+    /// A handle for deleting the object.
+    package var reference: Reference { Reference(kind: kind, name: name, jobID: jobID, attempt: attempt) }
+
+    package struct Reference: Sendable, Hashable {
+        package var kind: Kind
+        package var name: String
+        package var jobID: JobID
+        package var attempt: Int
+    }
+}
+
+/// An environment as the reconciler needs it (row of `environments` plus its definition's limits).
+package struct ReconcileEnvironment: Sendable, Hashable {
+    package var id: String
+    /// Jobs that may run at once; 0 or less means no limit.
+    package var maxJobs: Int
+    /// How long a job may wait for its first claim before it expires (status 2). Nil: forever.
+    package var maxQueueWait: Duration?
+    /// How long results are kept after a job finishes. Nil: forever.
+    package var storageExpiry: Duration?
+    /// Refreshed by every process that serves the environment.
+    package var lastSeen: Date
+    package var hidden: Bool
+
+    package init(
+        id: String, maxJobs: Int, maxQueueWait: Duration? = nil, storageExpiry: Duration? = nil, lastSeen: Date,
+        hidden: Bool = false
+    ) {
+        self.id = id
+        self.maxJobs = maxJobs
+        self.maxQueueWait = maxQueueWait
+        self.storageExpiry = storageExpiry
+        self.lastSeen = lastSeen
+        self.hidden = hidden
+    }
+}
+
+extension Date {
+    /// `self` moved by a Duration: the snapshot mixes wall-clock dates (from the database) with configured Durations.
+    func plus(_ duration: Duration) -> Date {
+        let (seconds, attoseconds) = duration.components
+        return addingTimeInterval(TimeInterval(seconds) + TimeInterval(attoseconds) / 1e18)
+    }
+}

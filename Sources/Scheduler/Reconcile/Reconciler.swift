@@ -1,0 +1,370 @@
+import Domain
+import Foundation
+import Logging
+import Persistence
+import ServiceLifecycle
+import Synchronization
+
+/// The Kubernetes side of reconciling, implemented with the Kubernetes client (absent with the local executor).
+package protocol ReconcileCluster: Sendable {
+    /// c2d's objects (label `app.kubernetes.io/managed-by=c2d`) as compact projections. Throwing puts the pass in
+    /// fail-safe mode: nothing is inferred from the absence of objects.
+    func listObjects() async throws -> [ClusterObject]
+    /// Deletes the objects; already gone counts as deleted.
+    func delete(_ objects: [ClusterObject.Reference]) async throws
+    /// Archives the attempt's step logs to the result store and records them in job_logs, before the objects that
+    /// hold them are deleted (DESIGN §2.5). Must be idempotent.
+    func archiveLogs(jobID: JobID, attempt: Int, objects: [ClusterObject.Reference]) async throws
+}
+
+/// What one ``Reconciler/runOnce(epoch:)`` did.
+package struct ReconcileResult: Sendable, Hashable {
+    /// Actions the planner chose, per kind.
+    package var planned: [ReconcileAction.Kind: Int] = [:]
+    /// Actions that took effect (a conditional write that found the row moved on does not count), per kind.
+    package var applied: [ReconcileAction.Kind: Int] = [:]
+    /// Actions whose application failed (retried by a later pass).
+    package var failed: Int = 0
+    package var failSafe: FailSafeReason?
+    /// Whether this pass re-read every unfinished job rather than the changes since the cursor.
+    package var fullPass: Bool = false
+    package var jobsRead: Int = 0
+}
+
+/// Keeps Postgres and the cluster in agreement (DESIGN §2.6, anchors §8 rule 4), as the leader only.
+///
+/// Each pass, under the leader's epoch:
+/// 1. List the cluster (if any) first, so no object looks newer than its job's claim.
+/// 2. Read the jobs: every unfinished one on a full pass (at leadership start and every
+///    ``Configuration/fullPassInterval``), else those changed after the `change_seq` cursor, merged into the cached
+///    set; plus the rows of jobs that objects name, finished jobs past storage expiry, and the environments.
+/// 3. Plan with ``ReconcilePlanner`` (pure).
+/// 4. Apply in batches, each in a fenced transaction; cluster effects go through ``ReconcileCluster`` (logs archived
+///    before a terminal record, objects deleted after it).
+///
+/// Transactions commit out of change_seq order, so an incremental read can miss a row committed late below the
+/// cursor; the periodic full pass bounds how long.
+package final class Reconciler: Service, Sendable {
+    package struct Configuration: Sendable {
+        /// Time between passes. Default 5 s.
+        package var interval: Duration
+        /// Time between full passes. Default 60 s.
+        package var fullPassInterval: Duration
+        /// Jobs per incremental read and actions per transaction. Default 500.
+        package var batchSize: Int
+        package var planner: ReconcilePlanner.Configuration
+
+        package init(
+            interval: Duration = .seconds(5), fullPassInterval: Duration = .seconds(60), batchSize: Int = 500,
+            planner: ReconcilePlanner.Configuration = .init()
+        ) {
+            self.interval = interval
+            self.fullPassInterval = fullPassInterval
+            self.batchSize = max(1, batchSize)
+            self.planner = planner
+        }
+    }
+
+    /// Between passes of one leadership term.
+    private struct State: Sendable {
+        var epoch: Int64?
+        var cursor: Int64?
+        var jobs: [JobID: ReconcileJob] = [:]
+        var plannerState = ReconcilePlanner.State()
+        var lastFullPass: ContinuousClock.Instant?
+    }
+
+    let configuration: Configuration
+    let store: PostgresReconcileStore
+    let leadership: SchedulerLeadership
+    let cluster: (any ReconcileCluster)?
+    let removeFiles: @Sendable ([String]) async throws -> Void
+    let logger: Logger
+    private let state = Mutex(State())
+
+    package init(
+        configuration: Configuration = Configuration(), store: PostgresReconcileStore, leadership: SchedulerLeadership,
+        cluster: (any ReconcileCluster)?, removeFiles: @escaping @Sendable ([String]) async throws -> Void,
+        logger: Logger
+    ) {
+        self.configuration = configuration
+        self.store = store
+        self.leadership = leadership
+        self.cluster = cluster
+        self.removeFiles = removeFiles
+        self.logger = logger
+    }
+
+    package func run() async throws {
+        await cancelWhenGracefulShutdown {
+            await self.leadership.whileLeader { epoch in
+                while !Task.isCancelled {
+                    do {
+                        let result = try await self.runOnce(epoch: epoch)
+                        if !result.planned.isEmpty || result.failSafe != nil {
+                            self.logger.info(
+                                "reconcile pass",
+                                metadata: [
+                                    "planned": "\(result.planned)", "applied": "\(result.applied)",
+                                    "failed": "\(result.failed)",
+                                    "failSafe": "\(result.failSafe.map(\.description) ?? "-")",
+                                ])
+                        }
+                    } catch is LeadershipError {
+                        return
+                    } catch {
+                        self.logger.warning("reconcile pass failed", metadata: ["error": "\(error)"])
+                    }
+                    try await Task.sleep(for: self.configuration.interval)
+                }
+            }
+        }
+    }
+
+    /// One pass as the leader of `epoch`. Throws ``LeadershipError`` once the epoch is fenced off.
+    @discardableResult
+    package func runOnce(epoch: Int64) async throws -> ReconcileResult {
+        var result = ReconcileResult()
+        let snapshot = try await readSnapshot(epoch: epoch, result: &result)
+        let previous = state.withLock { $0.plannerState }
+        let plan = ReconcilePlanner.plan(snapshot, configuration: configuration.planner, state: previous)
+        state.withLock { $0.plannerState = plan.nextState }
+        result.planned = plan.counts
+        result.failSafe = plan.failSafe
+        try await apply(plan, epoch: epoch, result: &result)
+        return result
+    }
+
+    // MARK: Reading
+
+    private func readSnapshot(epoch: Int64, result: inout ReconcileResult) async throws -> ReconcileSnapshot {
+        let cluster: ClusterSnapshot
+        if let source = self.cluster {
+            do {
+                cluster = .available(try await source.listObjects())
+            } catch {
+                cluster = .unavailable(reason: "\(error)")
+            }
+        } else {
+            cluster = .notConfigured
+        }
+        let (cursor, full) = state.withLock { state -> (Int64?, Bool) in
+            if state.epoch != epoch {
+                state = State(epoch: epoch)
+            }
+            let due = state.lastFullPass.map { ContinuousClock.now - $0 >= configuration.fullPassInterval } ?? true
+            return (due ? nil : state.cursor, due)
+        }
+        var jobs: [JobID: ReconcileJob]
+        var now: Date
+        var newCursor: Int64?
+        if full {
+            let start = try await store.currentChangeSeq()
+            let read = try await store.jobs(changedAfter: nil, limit: 0)
+            jobs = Dictionary(read.jobs.map { ($0.id, $0) }, uniquingKeysWith: { a, _ in a })
+            now = read.now
+            newCursor = start
+            result.jobsRead += read.jobs.count
+        } else {
+            jobs = state.withLock { $0.jobs }
+            newCursor = cursor
+            now = Date()
+            while true {
+                let read = try await store.jobs(changedAfter: newCursor, limit: configuration.batchSize)
+                for job in read.jobs {
+                    if job.isTerminal { jobs[job.id] = nil } else { jobs[job.id] = job }
+                }
+                now = read.now
+                newCursor = read.cursor ?? newCursor
+                result.jobsRead += read.jobs.count
+                if read.jobs.count < configuration.batchSize { break }
+            }
+        }
+        let cached = jobs
+        state.withLock { state in
+            state.jobs = cached
+            state.cursor = newCursor
+            if full { state.lastFullPass = .now }
+        }
+        result.fullPass = full
+        // Rows of jobs the cluster names that are not unfinished (finished, or unknown).
+        if case .available(let objects) = cluster {
+            let missing = Set(objects.map(\.jobID)).subtracting(jobs.keys)
+            for job in try await store.jobs(ids: Array(missing)) { jobs[job.id] = job }
+        }
+        for job in try await store.expiredResults(limit: configuration.batchSize) { jobs[job.id] = job }
+        return ReconcileSnapshot(
+            now: now, jobs: Array(jobs.values), cluster: cluster, environments: try await store.environments())
+    }
+
+    // MARK: Applying
+
+    private func apply(_ plan: ReconcilePlan, epoch: Int64, result: inout ReconcileResult) async throws {
+        var republish: [(id: JobID, attempt: Int)] = []
+        var handOver: [(id: JobID, attempt: Int)] = []
+        var retry: [(id: JobID, attempt: Int)] = []
+        var terminations: [(ReconcileAction.Kind, PostgresReconcileStore.Termination, [ClusterObject.Reference])] = []
+        var orphans: [ClusterObject.Reference] = []
+        var removals: [JobID] = []
+        var hide: [String] = []
+        var show: [String] = []
+        for action in plan.actions {
+            switch action {
+            case .republish(let id, _, let attempt): republish.append((id, attempt))
+            case .handOver(let id, _, let attempt, _): handOver.append((id, attempt))
+            case .retryLost(let id, _, let attempt): retry.append((id, attempt))
+            case .failLost(let id, let attempt):
+                terminations.append(
+                    (
+                        .failLost,
+                        .init(jobID: id, attempt: attempt, status: .finished, outcome: .failed, reason: "lost"), []
+                    ))
+            case .finalizeFromCluster(let id, let attempt, let final, let objects):
+                terminations.append(
+                    (
+                        .finalizeFromCluster,
+                        .init(
+                            jobID: id, attempt: attempt, status: final.status, outcome: final.outcome,
+                            reason: final.failureReason ?? final.outcome.rawValue, exitCode: final.exitCode,
+                            oomKilled: final.oomKilled, stopRequest: final.stopRequest),
+                        objects
+                    ))
+            case .timeOut(let id, let attempt, let objects):
+                terminations.append(
+                    (
+                        .timeOut,
+                        .init(
+                            jobID: id, attempt: attempt, status: .finished, outcome: .timedOut, reason: "timed out",
+                            stopRequest: 2),
+                        objects
+                    ))
+            case .finalizeStop(let id, let attempt, let objects):
+                terminations.append(
+                    (
+                        .finalizeStop,
+                        .init(jobID: id, attempt: attempt, status: .finished, outcome: .stopped, reason: "stopped"),
+                        objects
+                    ))
+            case .expireInQueue(let id):
+                terminations.append(
+                    (
+                        .expireInQueue,
+                        .init(
+                            jobID: id, attempt: 0, status: .expiredInQueue, outcome: .failed,
+                            reason: "expired in queue"),
+                        []
+                    ))
+            case .deleteOrphan(let object, _): orphans.append(object)
+            case .removeResults(let id): removals.append(id)
+            case .hideEnvironment(let id): hide.append(id)
+            case .showEnvironment(let id): show.append(id)
+            }
+        }
+
+        let batch = configuration.batchSize
+        for (kind, items, how, reason) in [
+            (ReconcileAction.Kind.republish, republish, PostgresReconcileStore.DispatchKind.unclaimed, "republished"),
+            (.handOver, handOver, .expiredLease, "lease expired; handed to another worker"),
+            (.retryLost, retry, .lostObjects, "cluster objects lost; retrying"),
+        ] {
+            for chunk in items.chunked(batch) {
+                try await attempt(kind, count: chunk.count, result: &result) {
+                    try await self.leadership.withFencedTransaction(epoch: epoch) { tx in
+                        try await self.store.dispatch(Array(chunk), clearing: how, reason: reason, in: tx).count
+                    }
+                }
+            }
+        }
+
+        // Terminal records: logs archived first, objects deleted after the record committed.
+        for chunk in terminations.chunked(batch) {
+            var ready: [(ReconcileAction.Kind, PostgresReconcileStore.Termination, [ClusterObject.Reference])] = []
+            for item in chunk {
+                guard !item.2.isEmpty, let cluster else {
+                    ready.append(item)
+                    continue
+                }
+                do {
+                    try await cluster.archiveLogs(jobID: item.1.jobID, attempt: item.1.attempt, objects: item.2)
+                    ready.append(item)
+                } catch {
+                    result.failed += 1
+                    logger.warning(
+                        "archiving logs failed; job left for the next pass",
+                        metadata: ["job": "\(item.1.jobID)", "error": "\(error)"])
+                }
+            }
+            guard !ready.isEmpty else { continue }
+            do {
+                let finished = Set(
+                    try await leadership.withFencedTransaction(epoch: epoch) { tx in
+                        try await self.store.terminate(ready.map { $0.1 }, in: tx)
+                    })
+                for item in ready where finished.contains(item.1.jobID) {
+                    result.applied[item.0, default: 0] += 1
+                    if !item.2.isEmpty, let cluster {
+                        do {
+                            try await cluster.delete(item.2)
+                        } catch {
+                            // The job is finished now, so a later pass deletes them as orphans.
+                            logger.warning("deleting objects failed", metadata: ["error": "\(error)"])
+                        }
+                    }
+                }
+            } catch let error as LeadershipError {
+                throw error
+            } catch {
+                result.failed += ready.count
+                logger.warning("recording terminal states failed", metadata: ["error": "\(error)"])
+            }
+        }
+
+        if let cluster, !orphans.isEmpty {
+            do {
+                try await cluster.delete(orphans)
+                result.applied[.deleteOrphan, default: 0] += orphans.count
+            } catch {
+                result.failed += orphans.count
+                logger.warning("deleting orphaned objects failed", metadata: ["error": "\(error)"])
+            }
+        }
+
+        for chunk in removals.chunked(batch) {
+            try await attempt(.removeResults, count: chunk.count, result: &result) {
+                try await self.leadership.withFencedTransaction(epoch: epoch) { tx in
+                    try await self.store.removeResults(Array(chunk), removeFiles: self.removeFiles, in: tx).count
+                }
+            }
+        }
+        for (kind, ids, hidden) in [
+            (ReconcileAction.Kind.hideEnvironment, hide, true), (.showEnvironment, show, false),
+        ]
+        where !ids.isEmpty {
+            try await attempt(kind, count: ids.count, result: &result) {
+                try await self.leadership.withFencedTransaction(epoch: epoch) { tx in
+                    try await self.store.setHidden(ids, hidden: hidden, in: tx)
+                }
+            }
+        }
+    }
+
+    /// Runs one fenced batch; a fencing failure ends the pass, any other failure is counted and left to the next.
+    private func attempt(
+        _ kind: ReconcileAction.Kind, count: Int, result: inout ReconcileResult, _ body: () async throws -> Int
+    ) async throws {
+        do {
+            result.applied[kind, default: 0] += try await body()
+        } catch let error as LeadershipError {
+            throw error
+        } catch {
+            result.failed += count
+            logger.warning("reconcile batch failed", metadata: ["kind": "\(kind)", "error": "\(error)"])
+        }
+    }
+}
+
+extension Array {
+    fileprivate func chunked(_ size: Int) -> [ArraySlice<Element>] {
+        stride(from: 0, to: count, by: size).map { self[$0..<Swift.min($0 + size, count)] }
+    }
+}

@@ -1,0 +1,182 @@
+import Domain
+import Foundation
+import Logging
+import Persistence
+import Scheduler
+import Testing
+
+/// A cluster that lists what the test put in it and records what the reconciler did to it.
+final class FakeCluster: ReconcileCluster {
+    struct Calls: Sendable {
+        var archived: [JobID] = []
+        var deleted: [String] = []
+    }
+
+    let objects: Locked<[ClusterObject]>
+    let calls = Locked(Calls())
+
+    init(_ objects: [ClusterObject]) { self.objects = Locked(objects) }
+
+    func listObjects() async throws -> [ClusterObject] { objects.withLock { $0 } }
+
+    func delete(_ references: [ClusterObject.Reference]) async throws {
+        let names = Set(references.map(\.name))
+        objects.withLock { $0.removeAll { names.contains($0.name) } }
+        calls.withLock { $0.deleted += references.map(\.name) }
+    }
+
+    func archiveLogs(jobID: JobID, attempt: Int, objects: [ClusterObject.Reference]) async throws {
+        calls.withLock { $0.archived.append(jobID) }
+    }
+}
+
+/// The reconciler end to end on a real schema: read, plan, apply under a fenced epoch.
+@Suite("Reconciler", .serialized)
+struct ReconcilerTests {
+    static func job(_ environment: String) -> Job {
+        Job(
+            id: JobID(), environment: environment, owner: "tester",
+            workflow: Workflow(stages: [
+                .init(
+                    input: [.init(id: "did:op:1", url: ["https://example.org/a.csv"])],
+                    algorithm: .init(rawcode: "print(1)\n", container: .init(entrypoint: "python3 $ALGO")))
+            ]))
+    }
+
+    @Test func appliesThePostgresDutiesAndTheClusterSideThroughTheProtocol() async throws {
+        try await SchedulerTestDatabase.withMigratedSchema { makeClient in
+            let client = makeClient()
+            let store = PostgresJobStore(client: client)
+            try await store.upsertEnvironments([
+                ComputeEnvironment(id: "env", maxJobs: 3, storageExpiry: 3600), ComputeEnvironment(id: "old"),
+            ])
+            try await client.execute(
+                """
+                update environments set definition = definition || '{"maxQueueWait": 300}' where id = 'env';
+                """)
+            try await client.execute("update environments set last_seen = now() - interval '1 hour' where id = 'old'")
+
+            func insert() async throws -> Job {
+                let job = Self.job("env")
+                _ = try await store.insert(
+                    job,
+                    outbox: .init(
+                        jobID: job.id, exchange: "c2d.jobs", routingKey: "env", headers: [:], body: "{}"))
+                return job
+            }
+            func claim(_ job: Job) async throws {
+                guard case .claimed = try await store.claim(jobID: job.id, workerID: "w1", lease: .seconds(30)) else {
+                    Issue.record("claim failed")
+                    return
+                }
+            }
+            func sql(_ statement: String, _ job: Job) async throws {
+                try await client.execute(statement, [.uuid(job.id.uuid)])
+            }
+
+            let expired = try await insert()
+            try await sql("update jobs set created_at = now() - interval '400 s' where id = $1", expired)
+            let overdue = try await insert()
+            try await claim(overdue)
+            try await sql("update jobs set started_at = now() - interval '4000 s' where id = $1", overdue)
+            let stopped = try await insert()
+            try await claim(stopped)
+            try await sql(
+                "update jobs set stopreq = 1, lease_until = now() - interval '20 s' where id = $1", stopped)
+            let orphaned = try await insert()
+            try await claim(orphaned)
+            try await sql("update jobs set lease_until = now() - interval '20 s' where id = $1", orphaned)
+            let failed = try await insert()
+            try await claim(failed)
+            try await sql("update jobs set lease_until = now() - interval '20 s' where id = $1", failed)
+            let old = try await insert()
+            try await store.finish(
+                jobID: old.id, attempt: 0,
+                result: ExecutionResult(
+                    status: .finished, outcome: .succeeded,
+                    results: [.init(index: 0, name: "out", kind: .output, size: 1, sha256: "x", location: "r/1")]))
+            try await sql("update jobs set finished_at = now() - interval '4000 s' where id = $1", old)
+            let waiting = try await insert()
+            try await sql("update outbox set created_at = now() - interval '100 s' where job_id = $1", waiting)
+            try await sql("update jobs set created_at = now() - interval '100 s' where id = $1", waiting)
+
+            let now = Date()
+            let cluster = FakeCluster([
+                ClusterObject(
+                    kind: .job, jobID: failed.id, attempt: 1, step: .algorithm, phase: .failed, createdAt: now),
+                ClusterObject(
+                    kind: .pod, name: "pod-x", jobID: failed.id, attempt: 1, step: .algorithm, phase: .failed,
+                    exitCode: 2, createdAt: now),
+                ClusterObject(
+                    kind: .job, jobID: JobID(), attempt: 1, step: .configure, phase: .running,
+                    createdAt: now.addingTimeInterval(-3600)),
+            ])
+            let leadership = SchedulerLeadership(
+                configuration: .init(holderID: "reconciler"), client: makeClient(), logger: SchedulerTestDatabase.logger
+            )
+            let leading = Task { try await leadership.run() }
+            #expect(await eventually(within: .seconds(10)) { leadership.role.epoch != nil })
+            let epoch = try #require(leadership.role.epoch)
+            let removed = Locked<[String]>([])
+            let reconciler = Reconciler(
+                store: PostgresReconcileStore(client: makeClient()), leadership: leadership, cluster: cluster,
+                removeFiles: { locations in removed.withLock { $0 += locations } }, logger: SchedulerTestDatabase.logger
+            )
+
+            let first = try await reconciler.runOnce(epoch: epoch)
+            #expect(first.fullPass)
+            #expect(first.failSafe == nil)
+            #expect(first.failed == 0)
+            #expect(
+                first.applied == [
+                    .expireInQueue: 1, .timeOut: 1, .finalizeStop: 1, .handOver: 1, .finalizeFromCluster: 1,
+                    .deleteOrphan: 1, .removeResults: 1, .republish: 1, .hideEnvironment: 1,
+                ])
+
+            func row(_ job: Job) async throws -> PostgresRow {
+                try await client.query(
+                    """
+                    select status, outcome, failure_reason, stopreq, exit_code, worker_id, removed,
+                        (select count(*) from outbox where job_id = jobs.id) as messages
+                    from jobs where id = $1
+                    """,
+                    [.uuid(job.id.uuid)])[0]
+            }
+            var r = try await row(expired)
+            #expect(try r.int("status") == 2 && r.optionalString("outcome") == "failed")
+            r = try await row(overdue)
+            #expect(try r.optionalString("outcome") == "timed_out" && r.int("stopreq") == 2)
+            r = try await row(stopped)
+            #expect(try r.optionalString("outcome") == "stopped" && r.int("status") == 70)
+            r = try await row(orphaned)
+            #expect(try r.optionalString("worker_id") == nil && r.int("messages") == 2)
+            r = try await row(failed)
+            #expect(try r.int("status") == 41 && r.optionalInt("exit_code") == 2)
+            r = try await row(old)
+            #expect(try r.bool("removed"))
+            r = try await row(waiting)
+            #expect(try r.int("messages") == 2)
+            #expect(removed.withLock { $0 } == ["r/1"])
+            #expect(try await client.query("select hidden from environments where id = 'old'")[0].bool("hidden"))
+            let calls = cluster.calls.withLock { $0 }
+            #expect(calls.archived == [failed.id])
+            #expect(calls.deleted.count == 3)
+
+            // The next pass reads only what changed and finds nothing new to do.
+            let second = try await reconciler.runOnce(epoch: epoch)
+            #expect(!second.fullPass)
+            #expect(second.applied.isEmpty)
+
+            // A deposed epoch's pass cannot write: hand the lease to someone else and try.
+            try await client.execute(
+                "update scheduler_lease set holder = 'other', epoch = epoch + 1, lease_until = now() + interval '1 h'")
+            let late = try await insert()
+            try await sql("update jobs set created_at = now() - interval '400 s' where id = $1", late)
+            await #expect(throws: LeadershipError.self) {
+                _ = try await reconciler.runOnce(epoch: epoch)
+            }
+            leadership.stop()
+            _ = await leading.result
+        }
+    }
+}
