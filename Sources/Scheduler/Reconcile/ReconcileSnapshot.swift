@@ -149,8 +149,10 @@ package struct ClusterObject: Sendable, Hashable {
 
     /// The deterministic name: `c2d-<jobid>-<attempt>-<step>`, or `c2d-<jobid>-<attempt>` for the Secret.
     package static func name(jobID: JobID, attempt: Int, step: Step?) -> String {
-        let base = "c2d-\(jobID)-\(attempt)"
-        return step.map { "\(base)-\($0.rawValue)" } ?? base
+        guard let step, let named = ClusterNaming.Step(rawValue: step.rawValue) else {
+            return ClusterNaming.attemptName(jobID: jobID, attempt: attempt)
+        }
+        return ClusterNaming.stepName(jobID: jobID, attempt: attempt, step: named)
     }
 
     /// A handle for deleting the object.
