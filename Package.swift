@@ -165,6 +165,7 @@ let package = Package(
             dependencies: [
                 "AMQP",
                 "Domain",
+                "Kubernetes",
                 "Persistence",
                 "Runtime",
                 "Storage",
@@ -178,6 +179,7 @@ let package = Package(
             dependencies: [
                 "AMQP",
                 "Domain",
+                "Kubernetes",
                 "Persistence",
                 .product(name: "Logging", package: "swift-log"),
                 .product(name: "ServiceLifecycle", package: "swift-service-lifecycle"),
@@ -284,6 +286,8 @@ let package = Package(
                 "AMQP",
                 "Domain",
                 "Gateway",
+                "Kubernetes",
+                "KubernetesEmulator",
                 "Persistence",
                 "Runtime",
                 "Scheduler",

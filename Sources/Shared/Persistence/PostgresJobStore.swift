@@ -124,8 +124,9 @@ package struct PostgresJobStore: Sendable {
         case notFound
     }
 
-    /// Claims a job for a new attempt: exactly one of many concurrent claimers wins. A job is claimable while it
-    /// is not finished and nobody holds a live lease on it; the winner's attempt is the previous one plus one.
+    /// Claims a job: exactly one of many concurrent claimers wins. A job is claimable while it is not finished and
+    /// nobody holds a live lease on it. The winner's attempt is the previous one plus one, unless the current
+    /// attempt was launched on a cluster (its objects exist): then the winner adopts that attempt, status kept.
     package func claim(jobID: JobID, workerID: String, lease: Duration) async throws -> ClaimResult {
         try await client.withTransaction { tx in
             // A job asked to stop whose worker is gone is finished as stopped rather than run again.
@@ -145,10 +146,13 @@ package struct PostgresJobStore: Sendable {
             }
             let claimed = try await tx.query(
                 """
-                update jobs set attempt = attempt + 1, worker_id = $2, lease_until = now() + make_interval(secs => $3),
-                    status = $4, started_at = coalesce(started_at, now())
+                update jobs set
+                    attempt = case when launched_attempt = attempt then attempt else attempt + 1 end,
+                    status = case when launched_attempt = attempt then status else $4 end,
+                    worker_id = $2, lease_until = now() + make_interval(secs => $3),
+                    started_at = coalesce(started_at, now())
                 where id = $1 and finished_at is null and (lease_until is null or lease_until < now())
-                returning \(Self.jobColumns)
+                returning \(Self.jobColumns), coalesce(launched_attempt = attempt, false) as adopted
                 """,
                 [
                     .uuid(jobID.uuid), .text(workerID), .double(lease.seconds),
@@ -156,11 +160,12 @@ package struct PostgresJobStore: Sendable {
                 ])
             if let row = claimed.first {
                 let job = try Self.job(from: row)
+                let adopted = try row.bool("adopted")
                 try await tx.execute(
                     "insert into job_events (job_id, attempt, status, reason) values ($1, $2, $3, $4)",
                     [
                         .uuid(jobID.uuid), .int(Int64(job.attempt)), .int(Int64(job.status.rawValue)),
-                        .text("claimed by \(workerID)"),
+                        .text("\(adopted ? "adopted" : "claimed") by \(workerID)"),
                     ])
                 return .claimed(job)
             }
@@ -171,6 +176,20 @@ package struct PostgresJobStore: Sendable {
             return .heldByLiveWorker(
                 until: try row.optionalDate("lease_until") ?? Date(),
                 workerID: try row.optionalString("worker_id") ?? "")
+        }
+    }
+
+    /// Records that the attempt's cluster objects exist, so a worker that takes the job over adopts them. Fenced:
+    /// only the worker holding this attempt may say so.
+    package func markLaunched(jobID: JobID, attempt: Int, workerID: String) async throws {
+        let updated = try await client.execute(
+            """
+            update jobs set launched_attempt = $2
+            where id = $1 and attempt = $2 and worker_id = $3 and finished_at is null
+            """,
+            [.uuid(jobID.uuid), .int(Int64(attempt)), .text(workerID)])
+        guard updated == 1 else {
+            throw FencingError(jobID: jobID, attempt: attempt, reason: "attempt is no longer this worker's")
         }
     }
 

@@ -17,6 +17,16 @@ final class C2DProcess: @unchecked Sendable {
         return TestEnvironment.repositoryRoot.appendingPathComponent(".build/debug/c2d")
     }
 
+    /// Any program, found on PATH through /usr/bin/env, its output in `<logDirectory>/<name>.log`.
+    init(name: String, program: String, arguments: [String], logDirectory: URL) throws {
+        self.name = name
+        logFile = logDirectory.appendingPathComponent("\(name).log")
+        pid = try Self.spawn(
+            executable: "/usr/bin/env", arguments: ["/usr/bin/env", program] + arguments,
+            environment: ProcessInfo.processInfo.environment.map { "\($0.key)=\($0.value)" }, log: logFile.path,
+            directory: TestEnvironment.repositoryRoot.path)
+    }
+
     init(name: String, arguments: [String], environment: [String: String], logDirectory: URL) throws {
         self.name = name
         logFile = logDirectory.appendingPathComponent("\(name).log")
