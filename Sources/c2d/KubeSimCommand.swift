@@ -1,0 +1,69 @@
+import ArgumentParser
+import Foundation
+import KubernetesEmulator
+import Logging
+import ServiceLifecycle
+import UnixSignals
+
+/// `c2d kube-sim`: the Kubernetes API emulator as a process, for kubectl and the Kubernetes executor.
+struct KubeSimCommand: AsyncParsableCommand {
+    static let configuration = CommandConfiguration(
+        commandName: "kube-sim",
+        abstract: "Run the Kubernetes API emulator (jobs, pods, secrets, PVCs, network policies) until SIGINT/SIGTERM.")
+
+    @Option(help: "Address to listen on.")
+    var host: String = "127.0.0.1"
+
+    @Option(help: "Port to listen on (0 picks a free port).")
+    var port: Int = 6443
+
+    @Option(help: "Write a kubeconfig for this emulator to this path.")
+    var kubeconfig: String?
+
+    @Option(help: "Namespace written into the kubeconfig.")
+    var namespace: String = "default"
+
+    @Option(help: "Multiplier on simulated pod runtimes and controller delays.")
+    var timeScale: Double = 1
+
+    @Option(help: "Seconds between watch bookmarks.")
+    var bookmarkInterval: Double = 1
+
+    @Option(help: "Seed for generated names, uids and fault decisions.")
+    var seed: UInt64 = 1
+
+    func run() async throws {
+        LoggingSystem.bootstrap { label in
+            var handler = StreamLogHandler.standardError(label: label)
+            handler.logLevel = .info
+            return handler
+        }
+        let logger = Logger(label: "c2d.kube-sim")
+        var configuration = KubernetesEmulatorConfiguration()
+        configuration.host = host
+        configuration.port = port
+        configuration.timeScale = timeScale
+        configuration.bookmarkInterval = .milliseconds(Int64(bookmarkInterval * 1000))
+        configuration.seed = seed
+        let emulator = KubernetesEmulator(configuration: configuration, logger: logger)
+        let group = ServiceGroup(
+            configuration: .init(services: [emulator], gracefulShutdownSignals: [.sigterm, .sigint], logger: logger))
+        try await withThrowingTaskGroup(of: Void.self) { tasks in
+            tasks.addTask { try await group.run() }
+            let deadline = ContinuousClock.now + .seconds(30)
+            while emulator.baseURL == nil && ContinuousClock.now < deadline {
+                try await Task.sleep(for: .milliseconds(10))
+            }
+            guard let url = emulator.baseURL else {
+                await group.triggerGracefulShutdown()
+                throw ValidationError("kube-sim could not listen on \(host):\(port)")
+            }
+            if let kubeconfig {
+                let text = KubernetesEmulator.kubeconfig(server: url, namespace: namespace)
+                try text.write(toFile: kubeconfig, atomically: true, encoding: .utf8)
+            }
+            logger.info("kube-sim listening", metadata: ["url": "\(url)", "kubeconfig": "\(kubeconfig ?? "-")"])
+            try await tasks.next()
+        }
+    }
+}
