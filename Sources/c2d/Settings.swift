@@ -44,6 +44,8 @@ struct Settings {
     /// (`C2D_OPERATOR_PRIVATE_KEY`, 64 hex digits; default none, which refuses `remote` sources).
     var operatorPrivateKey: [UInt8]?
     var logLevel: Logger.Level
+    /// `C2D_EXECUTOR=kubernetes`: jobs run as Kubernetes objects; nil runs them in the local sandbox.
+    var kubernetes: KubernetesSettings?
     var exitAfterClaimForTesting: Bool
 
     struct Invalid: Error, CustomStringConvertible {
@@ -61,10 +63,10 @@ struct Settings {
         func directory(_ key: String, default path: String) -> URL {
             URL(fileURLWithPath: env[key].flatMap { $0.isEmpty ? nil : $0 } ?? path).standardizedFileURL
         }
+        let useKubernetes: Bool
         switch env["C2D_EXECUTOR"] ?? "local" {
-        case "", "local": break
-        case "kubernetes":
-            throw Invalid(description: "C2D_EXECUTOR=kubernetes: the Kubernetes executor is not part of this build yet")
+        case "", "local": useKubernetes = false
+        case "kubernetes": useKubernetes = true
         case let other:
             throw Invalid(description: "C2D_EXECUTOR must be 'local' or 'kubernetes', not '\(other)'")
         }
@@ -85,7 +87,7 @@ struct Settings {
         limits.maxWorkflowBytes = try integer(
             "C2D_MAX_WORKFLOW_BYTES", default: defaults.maxWorkflowBytes, range: 1024...(1 << 30))
         let level = env["LOG_LEVEL"].flatMap(Logger.Level.init(rawValue:)) ?? .info
-        return Settings(
+        var settings = Settings(
             postgres: PostgresConfiguration.fromEnvironment(env),
             amqp: AMQPConfiguration.fromEnvironment(env),
             environments: try loadEnvironments(env["C2D_ENVIRONMENTS"]),
@@ -107,6 +109,8 @@ struct Settings {
             operatorPrivateKey: try parsePrivateKey(env["C2D_OPERATOR_PRIVATE_KEY"]),
             logLevel: level,
             exitAfterClaimForTesting: env["C2D_FAULT_EXIT_AFTER_CLAIM"] == "1")
+        if useKubernetes { settings.kubernetes = try KubernetesSettings.load(env, settings: settings) }
+        return settings
     }
 
     static func parsePrivateKey(_ text: String?) throws -> [UInt8]? {
