@@ -4,6 +4,7 @@ import AsyncHTTPClient
 import Domain
 import Foundation
 import Gateway
+import Kubernetes
 import Logging
 import Persistence
 import Runtime
@@ -90,14 +91,30 @@ enum Launcher {
                     configuration: .init(grace: settings.leaseGrace), store: store, logger: logger))
             services += messaging.schedulerServices(store: store, amqp: amqp, logger: logger)
         }
+        var kubernetesClients: [KubernetesClient] = []
         if roles.contains(.worker) {
-            let executor = LocalExecutor(
-                configuration: executorConfiguration,
-                httpClient: httpClient, resultStore: resultStore, logger: logger)
-            try await failClearly("the local sandbox does not work on this machine") { try await executor.selfCheck() }
             let configuration = WorkerConfiguration(
                 environments: settings.environments, slots: settings.workerSlots, leaseDuration: settings.leaseDuration,
                 exitAfterClaimForTesting: settings.exitAfterClaimForTesting)
+            let executor: any Executor
+            if let kubernetes = settings.kubernetes {
+                let client = try KubernetesClient(configuration: kubernetes.client, logger: logger)
+                kubernetesClients.append(client)
+                var monitoring = ClusterMonitor.Configuration(namespace: kubernetes.executor.namespace)
+                monitoring.imagePullTimeout = kubernetes.executor.imagePullTimeout
+                // Added before the worker: services stop in reverse order, so the watch outlives the jobs.
+                let monitor = ClusterMonitor(client: client, configuration: monitoring, logger: logger)
+                services.append(monitor)
+                executor = KubernetesExecutor(
+                    client: client, monitor: monitor, store: store, resultStore: resultStore,
+                    configuration: kubernetes.executor, workerID: configuration.workerID, logger: logger)
+            } else {
+                let local = LocalExecutor(
+                    configuration: executorConfiguration,
+                    httpClient: httpClient, resultStore: resultStore, logger: logger)
+                try await failClearly("the local sandbox does not work on this machine") { try await local.selfCheck() }
+                executor = local
+            }
             services.append(
                 JobWorker(
                     configuration: configuration, amqp: amqpClient("worker"), store: store, executor: executor,
@@ -138,10 +155,12 @@ enum Launcher {
             }
         } catch {
             // An HTTPClient dropped without shutdown traps in debug builds, hiding the real error.
+            for client in kubernetesClients { try? await client.shutdown() }
             try? await httpClient.shutdown()
             await postgres.shutdown()
             throw error
         }
+        for client in kubernetesClients { try? await client.shutdown() }
         try await httpClient.shutdown()
         await postgres.shutdown()
     }

@@ -53,7 +53,10 @@ struct TimerQueue: Sendable {
     }
 }
 
-/// What a simulated container does, from `sim.c2d.io/*` annotations or else its command.
+/// What a simulated container does, from `sim.c2d.io/*` annotations or else its command and image:
+/// `sleep N` runs N seconds, `exit N` exits N, `echo x` logs x, `head -c <N>M /dev/zero | tail` holds N MiB (above
+/// the container's memory limit: OOMKilled), and an image whose registry host ends in `.invalid` (a reserved TLD,
+/// so no real registry answers) never pulls.
 struct PodPlan: Sendable {
     var duration: Double?
     var exitCode = 0
@@ -84,6 +87,11 @@ struct PodPlan: Sendable {
                 duration = (duration ?? 0) + seconds
             } else if statement.hasPrefix("exit "), let code = Int(statement.dropFirst(5).trimmingSpaces()) {
                 exitCode = code
+            } else if let mebibytes = Self.allocation(statement), let limit = Self.memoryLimitMiB(container),
+                mebibytes > limit
+            {
+                oom = true
+                exitCode = 137
             } else if statement.hasPrefix("echo ") {
                 var text = statement.dropFirst(5).trimmingSpaces()
                 if text.count >= 2, let first = text.first, first == "\"" || first == "'", text.last == first {
@@ -99,10 +107,36 @@ struct PodPlan: Sendable {
             exitCode = 137
         }
         imagePullFails = annotations[Self.imagePullAnnotation] == "fail"
+        if let image = container["image"]?.string, let host = image.split(separator: "/").first, image.contains("/"),
+            host.hasSuffix(".invalid")
+        {
+            imagePullFails = true
+        }
         if let text = annotations[Self.logsAnnotation] {
             logs = text.split(separator: "\n", omittingEmptySubsequences: false).map(String.init)
             if logs.last == "" { logs.removeLast() }
         }
+    }
+}
+
+extension PodPlan {
+    /// MiB held by `head -c <N>M /dev/zero | tail` (tail buffers its whole input), else nil.
+    static func allocation(_ statement: String) -> Double? {
+        guard statement.contains("/dev/zero"), statement.contains("tail"), let range = statement.range(of: "head -c ")
+        else { return nil }
+        let size = statement[range.upperBound...].prefix { !$0.isWhitespace }
+        guard let unit = size.last, unit == "M" || unit == "G", let number = Double(size.dropLast()) else { return nil }
+        return unit == "G" ? number * 1024 : number
+    }
+
+    /// The first container's memory limit in MiB (`Mi`, `Gi`, `M`, `G` or bytes).
+    static func memoryLimitMiB(_ container: JSON) -> Double? {
+        guard let text = container[["resources", "limits", "memory"]]?.string else { return nil }
+        let units: [(String, Double)] = [("Gi", 1024), ("Mi", 1), ("Ki", 1.0 / 1024), ("G", 953.674), ("M", 0.953674)]
+        for (suffix, factor) in units where text.hasSuffix(suffix) {
+            return Double(text.dropLast(suffix.count)).map { $0 * factor }
+        }
+        return Double(text).map { $0 / 1_048_576 }
     }
 }
 
