@@ -8,7 +8,7 @@ struct C2D: AsyncParsableCommand {
         discussion: "Configuration comes from the environment; see README.md for every variable and its default.",
         subcommands: [
             DevCommand.self, GatewayCommand.self, WorkerCommand.self, SchedulerCommand.self, MigrateCommand.self,
-            TailCommand.self, QueuesCommand.self, TokenCommand.self, BenchCommand.self,
+            TailCommand.self, QueuesCommand.self, TokenCommand.self, BenchCommand.self, PodCommand.self,
         ]
     )
 }
