@@ -7,7 +7,8 @@ import Logging
 import NIOCore
 import Persistence
 
-/// Builds the gateway's HTTP application: the native API under `/v1` and health checks.
+/// Builds the gateway's HTTP application: the native API under `/v1`, the Ocean API, health checks and the internal
+/// upload endpoint of publish pods.
 package enum Gateway {
     package static func buildApplication(
         configuration: GatewayConfiguration, store: PostgresJobStore, amqp: AMQPClient, resultStore: any ResultStore,
@@ -38,6 +39,7 @@ package enum Gateway {
         OceanRoutes(configuration: configuration, submitter: submitter, store: store, resultStore: resultStore)
             .register(on: router)
         MetricsRoutes(store: store, amqp: amqp, requests: requests).register(on: router)
+        UploadRoutes(configuration: configuration, store: store, resultStore: resultStore).register(on: router)
         router.get("/v1/openapi.json") { _, _ in
             Response(
                 status: .ok, headers: [.contentType: "application/json"],

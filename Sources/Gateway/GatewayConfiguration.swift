@@ -1,4 +1,5 @@
 import Domain
+import Foundation
 
 /// The gateway's settings. Defaults suit one machine; every value can be set from the environment by the
 /// `c2d` command (see README's configuration table).
@@ -31,6 +32,13 @@ package struct GatewayConfiguration: Sendable {
     /// Native API: how long a token lookup is cached; a revoked token keeps working at most this long.
     /// Default 5 s. `C2D_TOKEN_CACHE_SECONDS`.
     package var tokenCacheTTL: Duration = .seconds(5)
+    /// Internal upload endpoint: largest result file a publish pod may upload (413 above). Default 10 GiB.
+    /// `C2D_MAX_UPLOAD_BYTES`.
+    package var maxUploadBytes: Int64 = 10 << 30
+    /// Internal upload endpoint: where upload bodies are spooled before they go to the result store (it needs room
+    /// for the largest concurrent uploads). Default the system's temporary directory. `C2D_UPLOAD_SPOOL_DIR`.
+    package var uploadSpoolDirectory: URL = FileManager.default.temporaryDirectory.appendingPathComponent(
+        "c2d-uploads", isDirectory: true)
 
     package init(
         host: String = "127.0.0.1", port: Int = 8080, environments: [ComputeEnvironment] = [.oceanCompute],

@@ -58,7 +58,8 @@ struct BenchClusterCommand: AsyncParsableCommand {
         try JSONEncoder().encode([environment]).write(to: environments)
 
         let port = try BenchSubmitCommand.freePort()
-        var gatewayConfiguration = GatewayConfiguration(port: port, environments: [environment], limits: settings.limits)
+        var gatewayConfiguration = GatewayConfiguration(
+            port: port, environments: [environment], limits: settings.limits)
         gatewayConfiguration.maxBatchJobs = 10_000
         let amqp = AMQPClient(
             configuration: settings.amqp, topology: .jobs(environments: [environment.id], deliveryLimit: 5),
@@ -70,7 +71,8 @@ struct BenchClusterCommand: AsyncParsableCommand {
         let token = try await BenchSubmitCommand.createToken(store)
         let worker = try Self.startWorker(
             binary: binary ?? CommandLine.arguments[0], kubeconfig: kubeconfig, namespace: namespace,
-            environments: environments, slots: max(monitored, 2_000) + 100, log: work.appendingPathComponent("worker.log"))
+            environments: environments, slots: max(monitored, 2_000) + 100,
+            log: work.appendingPathComponent("worker.log"))
         var kubernetes = try KubernetesConfiguration.kubeconfig(path: kubeconfig.path)
         kubernetes.queriesPerSecond = 100_000
         kubernetes.burst = 100_000
@@ -88,7 +90,8 @@ struct BenchClusterCommand: AsyncParsableCommand {
                 try await Task.sleep(for: .seconds(3))  // the worker connects and starts its watches
                 print("cluster benchmark: emulator on :\(emulatorPort), worker pid \(worker.processIdentifier)")
                 for rate in rates {
-                    try await latency(rate: rate, url: url, token: token.value, environment: environment.id, client: client)
+                    try await latency(
+                        rate: rate, url: url, token: token.value, environment: environment.id, client: client)
                 }
                 if monitored > 0 {
                     try await monitoring(
@@ -125,9 +128,16 @@ struct BenchClusterCommand: AsyncParsableCommand {
         try await Task.sleep(for: .milliseconds(200))
         let body = try BenchSubmitCommand.body([
             "environment": environment,
-            "workflow": ["stages": [["index": 0, "input": [] as [Any], "algorithm": [
-                "rawcode": "print(1)", "container": ["entrypoint": "sleep 0.1", "image": "python"],
-            ]]]],
+            "workflow": [
+                "stages": [
+                    [
+                        "index": 0, "input": [] as [Any],
+                        "algorithm": [
+                            "rawcode": "print(1)", "container": ["entrypoint": "sleep 0.1", "image": "python"],
+                        ],
+                    ]
+                ]
+            ],
         ])
         let total = rate * seconds
         let interval = Duration.nanoseconds(1_000_000_000 / rate)
@@ -175,7 +185,9 @@ struct BenchClusterCommand: AsyncParsableCommand {
             let count = min(500, monitored - submitted)
             let body = try BenchSubmitCommand.body([
                 "environment": environment,
-                "jobs": Array(repeating: ["workflow": ["stages": [["index": 0, "input": [] as [Any], "algorithm": algorithm]]]], count: count),
+                "jobs": Array(
+                    repeating: ["workflow": ["stages": [["index": 0, "input": [] as [Any], "algorithm": algorithm]]]],
+                    count: count),
             ])
             var request = HTTPClientRequest(url: url + "/v1/batches")
             request.method = .POST
@@ -255,7 +267,7 @@ struct BenchClusterCommand: AsyncParsableCommand {
         environment["C2D_LEASE_SECONDS"] = "60"
         environment["LOG_LEVEL"] = "warning"
         process.environment = environment
-        FileManager.default.createFile(atPath: log.path, contents: nil)
+        _ = FileManager.default.createFile(atPath: log.path, contents: nil)
         let handle = try FileHandle(forWritingTo: log)
         process.standardOutput = handle
         process.standardError = handle

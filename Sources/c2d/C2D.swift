@@ -9,6 +9,7 @@ struct C2D: AsyncParsableCommand {
         subcommands: [
             DevCommand.self, GatewayCommand.self, WorkerCommand.self, SchedulerCommand.self, MigrateCommand.self,
             TailCommand.self, QueuesCommand.self, TokenCommand.self, BenchCommand.self, KubeSimCommand.self,
+            PodCommand.self,
         ]
     )
 }
@@ -17,6 +18,8 @@ struct BenchCommand: AsyncParsableCommand {
     static let configuration = CommandConfiguration(
         commandName: "bench",
         abstract: "Benchmarks that print their figures, next to the physical ceiling measured in the same run.",
-        subcommands: [BenchDatabaseCommand.self, BenchAMQPCommand.self, BenchSubmitCommand.self, BenchClusterCommand.self]
+        subcommands: [
+            BenchDatabaseCommand.self, BenchAMQPCommand.self, BenchSubmitCommand.self, BenchClusterCommand.self,
+        ]
     )
 }

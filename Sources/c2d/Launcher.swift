@@ -129,6 +129,8 @@ enum Launcher {
             configuration.operatorAddress = settings.operatorAddress
             configuration.maxBatchJobs = settings.maxBatchJobs
             configuration.maxBatchBodyBytes = settings.maxBatchBodyBytes
+            configuration.maxUploadBytes = settings.maxUploadBytes
+            configuration.uploadSpoolDirectory = settings.uploadSpoolDirectory
             services.append(
                 Gateway.buildApplication(
                     configuration: configuration, store: store, amqp: amqpClient("gateway"),

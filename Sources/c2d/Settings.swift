@@ -36,6 +36,10 @@ struct Settings {
     var maxBatchJobs: Int
     /// Native API: largest `POST /v1/batches` body (`C2D_MAX_BATCH_BODY_BYTES`, default 64 MiB).
     var maxBatchBodyBytes: Int
+    /// Internal upload endpoint: largest file a publish pod may upload (`C2D_MAX_UPLOAD_BYTES`, default 10 GiB).
+    var maxUploadBytes: Int64
+    /// Internal upload endpoint: where upload bodies are spooled (`C2D_UPLOAD_SPOOL_DIR`, default `<tmp>/c2d-uploads`).
+    var uploadSpoolDirectory: URL
     /// Ocean API: allowed Provider addresses (`C2D_ALLOWED_PROVIDERS`, comma-separated; default: any signer).
     var allowedProviders: Set<String>
     /// Ocean API: the operator's address (`C2D_OPERATOR_ADDRESS`; default none).
@@ -104,6 +108,10 @@ struct Settings {
             tokenCacheTTL: .seconds(try integer("C2D_TOKEN_CACHE_SECONDS", default: 5, range: 0...3600)),
             maxBatchJobs: try integer("C2D_MAX_BATCH_JOBS", default: 10_000, range: 1...1_000_000),
             maxBatchBodyBytes: try integer("C2D_MAX_BATCH_BODY_BYTES", default: 64 << 20, range: 1024...(1 << 32)),
+            maxUploadBytes: Int64(try integer("C2D_MAX_UPLOAD_BYTES", default: 10 << 30, range: 1...(1 << 50))),
+            uploadSpoolDirectory: directory(
+                "C2D_UPLOAD_SPOOL_DIR",
+                default: FileManager.default.temporaryDirectory.appendingPathComponent("c2d-uploads").path),
             allowedProviders: try GatewayConfiguration.parseAllowedProviders(env["C2D_ALLOWED_PROVIDERS"]),
             operatorAddress: try GatewayConfiguration.parseOperatorAddress(env["C2D_OPERATOR_ADDRESS"]),
             operatorPrivateKey: try parsePrivateKey(env["C2D_OPERATOR_PRIVATE_KEY"]),

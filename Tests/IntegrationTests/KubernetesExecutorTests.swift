@@ -145,7 +145,8 @@ struct KubernetesExecutorTests {
                 let deadline = ContinuousClock.now + .seconds(10)
                 var left: [String] = []
                 repeat {
-                    left = try await cluster.objects(Secret.self, job: id) + cluster.objects(Kubernetes.Job.self, job: id)
+                    left =
+                        try await cluster.objects(Secret.self, job: id) + cluster.objects(Kubernetes.Job.self, job: id)
                     if left.isEmpty { break }
                     try await Task.sleep(for: .milliseconds(100))
                 } while ContinuousClock.now < deadline
@@ -214,7 +215,9 @@ struct KubernetesExecutorTests {
             faults.retryAfterSeconds = 1
             await cluster.emulator.setFaults(faults)
             var ids: [String] = []
-            for _ in 0..<5 { ids.append(try await deployment.submit(Self.request(deployment, entrypoint: "sleep 0.1"))) }
+            for _ in 0..<5 {
+                ids.append(try await deployment.submit(Self.request(deployment, entrypoint: "sleep 0.1")))
+            }
             for id in ids {
                 let job = try await deployment.waitForJob(id)
                 #expect(job["outcome"] as? String == "succeeded", "\(job)")
@@ -257,9 +260,11 @@ struct KubernetesExecutorTests {
                 }
                 #expect(reasons.contains { $0.hasPrefix("adopted by") }, "\(reasons)\n\(deployment.logs)")
                 let steps = try await cluster.objects(Kubernetes.Job.self, job: id)
-                #expect(Set(steps).isSubset(of: ClusterNaming.Step.allCases.map {
-                    ClusterNaming.stepName(jobID: jobID, attempt: 1, step: $0)
-                }), "only attempt 1's step Jobs exist, each once: \(steps)")
+                #expect(
+                    Set(steps).isSubset(
+                        of: ClusterNaming.Step.allCases.map {
+                            ClusterNaming.stepName(jobID: jobID, attempt: 1, step: $0)
+                        }), "only attempt 1's step Jobs exist, each once: \(steps)")
 
                 let job = try await deployment.waitForJob(id, timeout: .seconds(60))
                 #expect(job["outcome"] as? String == "succeeded", "\(job)\n\(deployment.logs)")
