@@ -91,10 +91,12 @@ struct KubernetesExecutorTests {
 
     static func withKubernetesDeployment(
         configure: (inout KubernetesEmulatorConfiguration) -> Void = { _ in }, maxJobDuration: Int = 60,
-        _ body: (Deployment, Cluster) async throws -> Void
+        environment: [String: String] = [:], _ body: (Deployment, Cluster) async throws -> Void
     ) async throws {
         try await Cluster.with(configure: configure) { cluster in
-            try await Deployment.with(maxJobDuration: maxJobDuration, extraEnvironment: cluster.environment) {
+            try await Deployment.with(
+                maxJobDuration: maxJobDuration, extraEnvironment: cluster.environment.merging(environment) { $1 }
+            ) {
                 deployment in
                 try await deployment.startDev()
                 try await body(deployment, cluster)
@@ -160,8 +162,11 @@ struct KubernetesExecutorTests {
 
     @Test("a stop in each of the three steps deletes the objects and records the job as stopped")
     func stopInEachStep() async throws {
-        // Configure and publish take 2 s each here; the algorithm sleeps 3 s.
-        try await Self.withKubernetesDeployment(configure: { $0.defaultPodDuration = .seconds(2) }) {
+        // Configure and publish take 3 s each here, the algorithm 3 s; a 3 s lease is renewed (and a stop request
+        // seen) every second.
+        try await Self.withKubernetesDeployment(
+            configure: { $0.defaultPodDuration = .seconds(3) }, environment: ["C2D_LEASE_SECONDS": "3"]
+        ) {
             deployment, cluster in
             for status in [20, 40, 60] {
                 let id = try await deployment.submit(Self.request(deployment, entrypoint: "sleep 3"))
@@ -198,8 +203,7 @@ struct KubernetesExecutorTests {
             let id = try await deployment.submit(Self.request(deployment, entrypoint: "sleep 2; echo done"))
             try await Self.waitForStatus(deployment, id, 40)
             let listsBefore = await cluster.emulator.statistics().requests(verb: "list", resource: "jobs")
-            await cluster.emulator.compact()
-            await cluster.emulator.dropWatches()
+            await cluster.emulator.expireWatches()
             let job = try await deployment.waitForJob(id)
             #expect(job["outcome"] as? String == "succeeded", "\(job)")
             let listsAfter = await cluster.emulator.statistics().requests(verb: "list", resource: "jobs")

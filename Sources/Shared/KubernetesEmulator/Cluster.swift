@@ -767,6 +767,22 @@ actor Cluster {
         watchers[id] = nil
     }
 
+    /// What an API server does when its watch cache loses the history its watchers stand on (etcd compaction
+    /// past them, a cache re-initialisation): each open watch gets an `ERROR` event with 410 Expired and ends, and
+    /// the history is compacted, so the client must relist.
+    func expireWatches() {
+        compactAll()
+        let status = APIStatus.expired(
+            "too old resource version: the watch cache was reinitialised (\(compactedRevision))")
+        var object = status.json
+        object["status"] = "Failure"
+        for watcher in watchers.values {
+            watcher.continuation.yield(Self.watchLine("ERROR", object.serialized()))
+            watcher.continuation.finish()
+        }
+        watchers = [:]
+    }
+
     func dropWatches() {
         for watcher in watchers.values { watcher.continuation.finish() }
         watchers = [:]

@@ -253,6 +253,10 @@ public final class KubernetesEmulator: Service, Sendable {
     /// Forgets all watch history now: watches and continue tokens from an older resourceVersion get 410.
     public func compact() async { await cluster.compactAll() }
 
+    /// Ends every open watch with an `ERROR` 410 Expired event after compacting the history, as a real API server
+    /// does when its watch cache is reinitialised: clients must relist.
+    public func expireWatches() async { await cluster.expireWatches() }
+
     /// Closes every open watch, as an API server restart does.
     public func dropWatches() async { await cluster.dropWatches() }
 

@@ -34,7 +34,8 @@ package struct KubernetesExecutor: Executor {
     }
 
     package func execute(
-        job: Domain.Job, environment: ComputeEnvironment, progress: @escaping @Sendable (Domain.JobStatus) async throws -> Void
+        job: Domain.Job, environment: ComputeEnvironment,
+        progress: @escaping @Sendable (Domain.JobStatus) async throws -> Void
     ) async throws -> ExecutionResult {
         let manifests = JobManifests(job: job, environment: environment, configuration: configuration)
         var logger = self.logger
@@ -292,7 +293,9 @@ package struct KubernetesExecutor: Executor {
 
     /// Whether `status` shows the attempt already went beyond `stage` (an adopted attempt resumes after it).
     static func isPast(_ status: Domain.JobStatus, _ stage: Domain.JobStatus) -> Bool {
-        let order: [Domain.JobStatus] = [.configuringVolumes, .provisioningSuccess, .runningAlgorithm, .publishingResults]
+        let order: [Domain.JobStatus] = [
+            .configuringVolumes, .provisioningSuccess, .runningAlgorithm, .publishingResults,
+        ]
         guard let current = order.firstIndex(of: status), let target = order.firstIndex(of: stage) else {
             return false
         }
