@@ -17,6 +17,8 @@ struct BenchCommand: AsyncParsableCommand {
     static let configuration = CommandConfiguration(
         commandName: "bench",
         abstract: "Benchmarks that print their figures, next to the physical ceiling measured in the same run.",
-        subcommands: [BenchDatabaseCommand.self, BenchAMQPCommand.self, BenchSubmitCommand.self]
+        subcommands: [
+            BenchDatabaseCommand.self, BenchAMQPCommand.self, BenchSubmitCommand.self, BenchReconcileCommand.self,
+        ]
     )
 }
