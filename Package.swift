@@ -182,6 +182,7 @@ let package = Package(
                 "Kubernetes",
                 "Persistence",
                 .product(name: "Logging", package: "swift-log"),
+                .product(name: "NIOCore", package: "swift-nio"),
                 .product(name: "ServiceLifecycle", package: "swift-service-lifecycle"),
             ],
             swiftSettings: swiftSettings
@@ -275,8 +276,11 @@ let package = Package(
             name: "SchedulerTests",
             dependencies: [
                 "Domain",
+                "Kubernetes",
+                "KubernetesEmulator",
                 "Persistence",
                 "Scheduler",
+                "Storage",
                 .product(name: "Logging", package: "swift-log"),
             ],
             swiftSettings: swiftSettings

@@ -85,11 +85,9 @@ enum Launcher {
         let httpClient = Provisioner.makeHTTPClient(configuration: executorConfiguration.provisioner)
         if roles.contains(.scheduler) {
             let amqp = amqpClient("scheduler", adding: .events(maxAge: messaging.eventsMaxAge))
-            services.append(OutboxRelay(store: store, amqp: amqp, logger: logger))
-            services.append(
-                LeaseRecovery(
-                    configuration: .init(grace: settings.leaseGrace), store: store, logger: logger))
-            services += messaging.schedulerServices(store: store, amqp: amqp, logger: logger)
+            services += try SchedulerServices.make(
+                settings: settings, postgres: postgres, store: store, amqp: amqp, messaging: messaging,
+                resultStore: resultStore, logger: logger)
         }
         var kubernetesClients: [KubernetesClient] = []
         if roles.contains(.worker) {

@@ -160,8 +160,11 @@ package struct PostgresReconcileStore: Sendable {
             condition = "j.worker_id is not null and j.lease_until < now()"
             change = "worker_id = null"
         case .lostObjects:
-            condition = "true"
-            change = "worker_id = null, lease_until = null"
+            // The attempt is over: back to the queue (status 1, so it no longer counts as launched), and not adoptable,
+            // so the next claim starts attempt + 1 (migration 0008). Only once: a second pass finds it queued.
+            condition = "j.status <> \(JobStatus.queued.rawValue)"
+            change =
+                "worker_id = null, lease_until = null, launched_attempt = null, status = \(JobStatus.queued.rawValue)"
         }
         let rows = try await tx.query(
             """

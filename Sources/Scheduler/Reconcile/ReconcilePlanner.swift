@@ -326,8 +326,8 @@ private struct Planning {
     mutating func planOrphans() {
         guard failSafe == nil, case .available(let list) = snapshot.cluster else { return }
         let jobs = Dictionary(snapshot.jobs.map { ($0.id, $0) }, uniquingKeysWith: { a, _ in a })
-        for object in list.sorted(by: { ($0.name, $0.kind.rawValue) < ($1.name, $1.kind.rawValue) })
-        where !object.deleting {
+        var orphans: [(ClusterObject, OrphanReason)] = []
+        for object in list where !object.deleting {
             guard object.createdAt.plus(configuration.orphanGrace) <= now else { continue }
             let reason: OrphanReason
             if let job = jobs[object.jobID] {
@@ -343,8 +343,11 @@ private struct Planning {
             } else {
                 reason = .unknownJob
             }
-            actions.append(.deleteOrphan(object.reference, reason: reason))
+            orphans.append((object, reason))
         }
+        // In name order, sorting only the orphans (sorting every object cost most of a 100,000-object pass).
+        orphans.sort { ($0.0.name, $0.0.kind.rawValue) < ($1.0.name, $1.0.kind.rawValue) }
+        for (object, reason) in orphans { actions.append(.deleteOrphan(object.reference, reason: reason)) }
     }
 
     // MARK: Duty 11 and 12

@@ -10,11 +10,18 @@ package protocol ReconcileCluster: Sendable {
     /// c2d's objects (label `app.kubernetes.io/managed-by=c2d`) as compact projections. Throwing puts the pass in
     /// fail-safe mode: nothing is inferred from the absence of objects.
     func listObjects() async throws -> [ClusterObject]
+    /// As ``listObjects()``; `full` asks for a fresh listing rather than a cached or watched one (full passes).
+    func listObjects(full: Bool) async throws -> [ClusterObject]
     /// Deletes the objects; already gone counts as deleted.
     func delete(_ objects: [ClusterObject.Reference]) async throws
     /// Archives the attempt's step logs to the result store and records them in job_logs, before the objects that
     /// hold them are deleted (DESIGN §2.5). Must be idempotent.
     func archiveLogs(jobID: JobID, attempt: Int, objects: [ClusterObject.Reference]) async throws
+}
+
+extension ReconcileCluster {
+    /// Implementations without a cache list the same way either way.
+    package func listObjects(full: Bool) async throws -> [ClusterObject] { try await listObjects() }
 }
 
 /// What one ``Reconciler/runOnce(epoch:)`` did.
@@ -29,6 +36,10 @@ package struct ReconcileResult: Sendable, Hashable {
     /// Whether this pass re-read every unfinished job rather than the changes since the cursor.
     package var fullPass: Bool = false
     package var jobsRead: Int = 0
+    /// Per environment: running, admitted and waiting jobs (duty 10).
+    package var capacity: [String: EnvironmentCapacity] = [:]
+    /// Wall time of the pass, reading through applying (recording the state row excluded).
+    package var duration: Duration = .zero
 }
 
 /// Keeps Postgres and the cluster in agreement (DESIGN §2.6, anchors §8 rule 4), as the leader only.
@@ -53,15 +64,19 @@ package final class Reconciler: Service, Sendable {
         /// Jobs per incremental read and actions per transaction. Default 500.
         package var batchSize: Int
         package var planner: ReconcilePlanner.Configuration
+        /// Whether each pass ends by writing the `scheduler_state` row (migration 0009) that `/metrics` serves.
+        /// Default true.
+        package var recordsState: Bool
 
         package init(
             interval: Duration = .seconds(5), fullPassInterval: Duration = .seconds(60), batchSize: Int = 500,
-            planner: ReconcilePlanner.Configuration = .init()
+            planner: ReconcilePlanner.Configuration = .init(), recordsState: Bool = true
         ) {
             self.interval = interval
             self.fullPassInterval = fullPassInterval
             self.batchSize = max(1, batchSize)
             self.planner = planner
+            self.recordsState = recordsState
         }
     }
 
@@ -124,6 +139,7 @@ package final class Reconciler: Service, Sendable {
     /// One pass as the leader of `epoch`. Throws ``LeadershipError`` once the epoch is fenced off.
     @discardableResult
     package func runOnce(epoch: Int64) async throws -> ReconcileResult {
+        let started = ContinuousClock.now
         var result = ReconcileResult()
         let snapshot = try await readSnapshot(epoch: epoch, result: &result)
         let previous = state.withLock { $0.plannerState }
@@ -131,29 +147,48 @@ package final class Reconciler: Service, Sendable {
         state.withLock { $0.plannerState = plan.nextState }
         result.planned = plan.counts
         result.failSafe = plan.failSafe
+        result.capacity = plan.capacity
         try await apply(plan, epoch: epoch, result: &result)
+        result.duration = ContinuousClock.now - started
+        if configuration.recordsState { try await record(result, epoch: epoch) }
         return result
+    }
+
+    /// Leaves the pass in `scheduler_state` for `/metrics`; a failure other than fencing only costs the metrics.
+    private func record(_ result: ReconcileResult, epoch: Int64) async throws {
+        let record = PostgresReconcileStore.PassRecord(
+            leaseName: leadership.configuration.leaseName, holder: leadership.configuration.holderID, epoch: epoch,
+            result: result)
+        do {
+            try await leadership.withFencedTransaction(epoch: epoch) { tx in
+                try await self.store.recordPass(record, in: tx)
+            }
+        } catch let error as LeadershipError {
+            throw error
+        } catch {
+            logger.warning("recording the reconcile pass failed", metadata: ["error": "\(error)"])
+        }
     }
 
     // MARK: Reading
 
     private func readSnapshot(epoch: Int64, result: inout ReconcileResult) async throws -> ReconcileSnapshot {
-        let cluster: ClusterSnapshot
-        if let source = self.cluster {
-            do {
-                cluster = .available(try await source.listObjects())
-            } catch {
-                cluster = .unavailable(reason: "\(error)")
-            }
-        } else {
-            cluster = .notConfigured
-        }
         let (cursor, full) = state.withLock { state -> (Int64?, Bool) in
             if state.epoch != epoch {
                 state = State(epoch: epoch)
             }
             let due = state.lastFullPass.map { ContinuousClock.now - $0 >= configuration.fullPassInterval } ?? true
             return (due ? nil : state.cursor, due)
+        }
+        let cluster: ClusterSnapshot
+        if let source = self.cluster {
+            do {
+                cluster = .available(try await source.listObjects(full: full))
+            } catch {
+                cluster = .unavailable(reason: "\(error)")
+            }
+        } else {
+            cluster = .notConfigured
         }
         var jobs: [JobID: ReconcileJob]
         var now: Date
