@@ -52,6 +52,10 @@ struct MetricsRoutes: Sendable {
         for (statusClass, count) in requests.snapshot() {
             text += "c2d_http_responses_total{class=\"\(statusClass)\"} \(count)\n"
         }
+        // The scheduler has no HTTP server; its leader records each pass in Postgres, and any gateway shows it.
+        text += try await withDeadline(.seconds(2), operation: "scheduler metrics") { [store] in
+            try await store.schedulerMetrics()
+        }
         return Response(
             status: .ok, headers: [.contentType: "text/plain; version=0.0.4"],
             body: .init(byteBuffer: ByteBuffer(string: text)))

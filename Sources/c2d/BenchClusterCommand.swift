@@ -88,7 +88,10 @@ struct BenchClusterCommand: AsyncParsableCommand {
                 let url = "http://127.0.0.1:\(port)"
                 try await BenchSubmitCommand.waitUntilHealthy(url)
                 try await Task.sleep(for: .seconds(3))  // the worker connects and starts its watches
-                print("cluster benchmark: emulator on :\(emulatorPort), worker pid \(worker.processIdentifier)")
+                guard worker.isRunning else {
+                    throw ValidationError("the worker exited; see \(work.appendingPathComponent("worker.log").path)")
+                }
+                Self.emit("cluster benchmark: emulator on :\(emulatorPort), worker pid \(worker.processIdentifier)")
                 for rate in rates {
                     try await latency(
                         rate: rate, url: url, token: token.value, environment: environment.id, client: client)
@@ -99,7 +102,7 @@ struct BenchClusterCommand: AsyncParsableCommand {
                         emulator: emulator, store: store)
                 }
             } catch {
-                print("benchmark failed: \(error); worker log: \(work.appendingPathComponent("worker.log").path)")
+                Self.emit("benchmark failed: \(error); worker log: \(work.appendingPathComponent("worker.log").path)")
             }
             try? await BenchSubmitCommand.cleanUp(environment.id, token: token.id, store: store, amqp: amqp)
             await group.triggerGracefulShutdown()
@@ -133,7 +136,7 @@ struct BenchClusterCommand: AsyncParsableCommand {
                     [
                         "index": 0, "input": [] as [Any],
                         "algorithm": [
-                            "rawcode": "print(1)", "container": ["entrypoint": "sleep 0.1", "image": "python"],
+                            "rawcode": "Self.emit(1)", "container": ["entrypoint": "sleep 0.1", "image": "python"],
                         ],
                     ]
                 ]
@@ -164,7 +167,7 @@ struct BenchClusterCommand: AsyncParsableCommand {
         func percentile(_ p: Double) -> String {
             sorted.isEmpty ? "n/a" : BenchSubmitCommand.ms(sorted[min(sorted.count - 1, Int(Double(sorted.count) * p))])
         }
-        print(
+        Self.emit(
             "submit → Job created at \(rate) jobs/s (\(total) jobs, \(sorted.count) created): p50 \(percentile(0.5)) ms, "
                 + "p99 \(percentile(0.99)) ms  (target p99 ≤ \(rate <= 100 ? 50 : 250) ms)")
     }
@@ -179,7 +182,7 @@ struct BenchClusterCommand: AsyncParsableCommand {
         let baselineRate = try await Self.requestRate(emulator)
         var submitted = 0
         let algorithm: [String: Any] = [
-            "rawcode": "print(1)", "container": ["entrypoint": "sleep 3600", "image": "python"],
+            "rawcode": "Self.emit(1)", "container": ["entrypoint": "sleep 3600", "image": "python"],
         ]
         while submitted < monitored {
             let count = min(500, monitored - submitted)
@@ -212,11 +215,11 @@ struct BenchClusterCommand: AsyncParsableCommand {
         let loaded = Self.rss(of: worker)
         let rate = try await Self.requestRate(emulator)
         let perJob = Double(loaded - baseline) / Double(max(running, 1))
-        print(
+        Self.emit(
             "worker monitoring \(running) running jobs: RSS \(loaded / 1024) MiB (baseline \(baseline / 1024) MiB), "
                 + String(format: "%.1f", perJob) + " KiB per job  (target ≤ 4 KiB)")
-        print(
-            "worker API requests/s: " + String(format: "%.1f", baselineRate) + " idle, "
+        Self.emit(
+            "worker API requests/s: " + String(format: "%.1f", baselineRate) + " before loading, "
                 + String(format: "%.1f", rate) + " while monitoring \(running) jobs  (target: does not grow)")
     }
 
@@ -273,6 +276,11 @@ struct BenchClusterCommand: AsyncParsableCommand {
         process.standardError = handle
         try process.run()
         return process
+    }
+
+    /// Writes a line at once (unbuffered), so figures appear as they are measured, also through a pipe.
+    static func emit(_ line: String) {
+        FileHandle.standardOutput.write(Data((line + "\n").utf8))
     }
 
     struct JobName: Decodable, Sendable {

@@ -100,7 +100,7 @@ struct Settings {
             workDirectory: directory("C2D_WORK_DIR", default: ".data/work"),
             resultsDirectory: directory("C2D_RESULTS_DIR", default: ".data/results"),
             migrationsDirectory: env["C2D_MIGRATIONS_DIR"].map { URL(fileURLWithPath: $0) } ?? defaultMigrations(),
-            workerSlots: try integer("C2D_WORKER_SLOTS", default: 2, range: 1...256),
+            workerSlots: try integer("C2D_WORKER_SLOTS", default: 2, range: 1...100_000),
             leaseDuration: .seconds(try integer("C2D_LEASE_SECONDS", default: 30, range: 2...3600)),
             leaseGrace: .seconds(try integer("C2D_LEASE_GRACE_SECONDS", default: 10, range: 0...3600)),
             limits: limits,
