@@ -73,8 +73,8 @@ struct SchedulerSettings {
 /// On every scheduler process: the outbox relay, the event relay and the poison handler (their writes are
 /// conditional and their cursors shared, so two at once only race harmlessly), the leader election, and a heartbeat
 /// that keeps the configured environments' `last_seen` fresh (duty 12 hides environments nobody refreshes).
-/// Only on the leader: the ``Reconciler`` (duties 2–12, including duty 3, which replaces the former
-/// `LeaseRecovery` service: a lapsed worker lease hands the job over, and the next worker adopts the attempt).
+/// Only on the leader: the ``Reconciler`` (duties 2–12; duty 3 hands a job whose worker's lease lapsed to another
+/// worker, which adopts the attempt if its cluster objects exist).
 enum SchedulerServices {
     static func make(
         settings: Settings, postgres: PostgresClient, store: PostgresJobStore, amqp: AMQPClient,
