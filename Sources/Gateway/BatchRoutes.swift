@@ -215,11 +215,6 @@ extension JobSubmitter {
                 metadata: ["batch": "\(batchID)", "jobs": "\(messages.count)", "error": "\(error)"])
             return
         }
-        do {
-            try await store.markOutboxSent(ids: messages.map(\.id))
-        } catch {
-            logger.warning(
-                "marking a batch's outbox rows sent failed", metadata: ["batch": "\(batchID)", "error": "\(error)"])
-        }
+        sentMarker.mark(messages.map(\.id))
     }
 }

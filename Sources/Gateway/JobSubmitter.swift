@@ -14,6 +14,7 @@ package struct JobSubmitter: Sendable {
     let amqp: AMQPClient
     let validator: WorkflowValidator
     let logger: Logger
+    let sentMarker: OutboxSentMarker
 
     package init(configuration: GatewayConfiguration, store: PostgresJobStore, amqp: AMQPClient, logger: Logger) {
         self.configuration = configuration
@@ -21,6 +22,7 @@ package struct JobSubmitter: Sendable {
         self.amqp = amqp
         self.validator = WorkflowValidator(limits: configuration.limits)
         self.logger = logger
+        self.sentMarker = OutboxSentMarker(store: store, logger: logger)
     }
 
     /// A job to create, as the native API receives it.
@@ -168,13 +170,7 @@ package struct JobSubmitter: Sendable {
                 metadata: ["job": "\(message.jobID)", "error": "\(error)"])
             return
         }
-        do {
-            try await store.markOutboxSent(ids: [message.id])
-        } catch {
-            // The message is out; the relay may publish it again, and the worker's claim drops the duplicate.
-            logger.warning(
-                "marking outbox row sent failed", metadata: ["job": "\(message.jobID)", "error": "\(error)"])
-        }
+        sentMarker.mark([message.id])
     }
 
     /// A fresh W3C trace context, so a job can be followed across gateway, queue and worker logs.

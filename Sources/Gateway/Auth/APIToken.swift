@@ -1,5 +1,5 @@
-import Crypto
 import Foundation
+import Storage
 
 /// What an API token allows (DESIGN §5). Scopes do not imply each other; a token lists each one it needs.
 package enum APIScope: String, Sendable, Hashable, CaseIterable, Codable {
@@ -79,29 +79,12 @@ package struct Principal: Sendable, Hashable {
     }
 }
 
-/// Bearer tokens: `c2d_` + 43 characters of base64url (32 random bytes). Only the SHA-256 of a token is stored,
-/// so a leaked database does not leak usable tokens, and lookups go by hash.
+/// Bearer tokens for the native API: `c2d_` + 43 characters of base64url (32 random bytes); only their hash is
+/// stored.
 package enum APIToken {
-    package static let prefix = "c2d_"
-
-    package static func generate() -> String {
-        var generator = SystemRandomNumberGenerator()
-        let bytes = (0..<32).map { _ in UInt8.random(in: 0...255, using: &generator) }
-        return prefix
-            + Data(bytes).base64EncodedString().replacingOccurrences(of: "+", with: "-")
-            .replacingOccurrences(of: "/", with: "_").replacingOccurrences(of: "=", with: "")
-    }
-
-    package static func hash(_ token: String) -> [UInt8] {
-        Array(SHA256.hash(data: Data(token.utf8)))
-    }
-
-    /// A token this gateway could have issued; anything else is refused before a database lookup.
-    package static func isWellFormed(_ token: String) -> Bool {
-        token.hasPrefix(prefix) && token.utf8.count == prefix.utf8.count + 43
-            && token.utf8.dropFirst(prefix.utf8.count).allSatisfy {
-                ($0 >= 0x41 && $0 <= 0x5A) || ($0 >= 0x61 && $0 <= 0x7A) || ($0 >= 0x30 && $0 <= 0x39) || $0 == 0x2D
-                    || $0 == 0x5F
-            }
-    }
+    package static let format = SecretTokenFormat(prefix: "c2d_")
+    package static var prefix: String { format.prefix }
+    package static func generate() -> String { format.generate() }
+    package static func hash(_ token: String) -> [UInt8] { format.hash(token) }
+    package static func isWellFormed(_ token: String) -> Bool { format.isWellFormed(token) }
 }
