@@ -1,5 +1,6 @@
 import Domain
 import Foundation
+import Persistence
 
 /// The gateway's settings. Defaults suit one machine; every value can be set from the environment by the
 /// `c2d` command (see README's configuration table).
@@ -53,5 +54,12 @@ package struct GatewayConfiguration: Sendable {
 
     func environment(_ id: String) -> ComputeEnvironment? {
         environments.first { $0.id == id }
+    }
+
+    /// The environments listings show: the configured ones the scheduler has not hidden as stale. If the store
+    /// cannot say, all of them (a listing is no reason to fail).
+    func listedEnvironments(_ store: PostgresJobStore) async -> [ComputeEnvironment] {
+        guard let hidden = try? await store.hiddenEnvironmentIDs(), !hidden.isEmpty else { return environments }
+        return environments.filter { !hidden.contains($0.id) }
     }
 }

@@ -23,7 +23,7 @@ struct HealthRoutes: Sendable {
     }
 
     @Sendable func environments(_ request: Request, context: GatewayRequestContext) async throws -> Response {
-        try JobRoutes.json(EnvironmentList(environments: configuration.environments))
+        try JobRoutes.json(EnvironmentList(environments: await configuration.listedEnvironments(store)))
     }
 
     struct Readiness: Encodable {

@@ -200,7 +200,7 @@ struct OceanRoutes: Sendable {
     @Sendable func environments(_ request: Request, context: GatewayRequestContext) async throws -> Response {
         let state = try await Self.storeCall { try await store.oceanEnvironmentState() }
         let now = String(format: "%.6f", Date().timeIntervalSince1970)
-        let views = configuration.environments.map { environment in
+        let views = await configuration.listedEnvironments(store).map { environment in
             OceanEnvironmentView(
                 environment, currentJobs: state[environment.id]?.currentJobs ?? 0,
                 lastSeen: state[environment.id]?.lastSeenEpoch ?? now, consumerAddress: configuration.operatorAddress)

@@ -20,6 +20,9 @@ public struct ComputeEnvironment: Sendable, Hashable, Codable {
     public var allowRawAlgorithm: Bool
     /// Seconds results are kept after a job finishes; 0 keeps them until deleted.
     public var storageExpiry: Int
+    /// Seconds a job may wait in the queue before it ends with status 2 (expired in queue); 0 (the default) waits
+    /// as long as it takes.
+    public var maxQueueWait: Int = 0
     /// Ocean chain ids whose jobs this environment accepts; empty (the default) accepts any chain.
     public var chainIds: [Int] = []
     /// Published (non-raw) algorithms this environment runs; empty (the default) runs any. Each entry's fields may
@@ -67,7 +70,7 @@ public struct ComputeEnvironment: Sendable, Hashable, Codable {
 
     enum CodingKeys: String, CodingKey {
         case id, description, maxJobDuration, cpus, memoryMiB, diskMiB, maxJobs, allowNetwork, allowRawAlgorithm
-        case storageExpiry, chainIds, trustedAlgorithms
+        case storageExpiry, chainIds, trustedAlgorithms, maxQueueWait
     }
 
     /// Missing keys take the defaults above, so an environments file only states what differs.
@@ -85,6 +88,7 @@ public struct ComputeEnvironment: Sendable, Hashable, Codable {
         allowRawAlgorithm = try c.decodeIfPresent(Bool.self, forKey: .allowRawAlgorithm) ?? defaults.allowRawAlgorithm
         storageExpiry = try c.decodeIfPresent(Int.self, forKey: .storageExpiry) ?? defaults.storageExpiry
         chainIds = try c.decodeIfPresent([Int].self, forKey: .chainIds) ?? []
+        maxQueueWait = try c.decodeIfPresent(Int.self, forKey: .maxQueueWait) ?? 0
         trustedAlgorithms = try c.decodeIfPresent([TrustedAlgorithm].self, forKey: .trustedAlgorithms) ?? []
     }
 

@@ -425,3 +425,10 @@ extension Duration {
         return Double(s) + Double(attoseconds) / 1e18
     }
 }
+
+extension PostgresJobStore {
+    /// Environments the scheduler hid because nothing served them lately (its duty 12); listings leave them out.
+    package func hiddenEnvironmentIDs() async throws -> Set<String> {
+        Set(try await client.query("select id from environments where hidden").map { try $0.string("id") })
+    }
+}

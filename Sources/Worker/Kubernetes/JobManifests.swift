@@ -184,9 +184,12 @@ package struct JobManifests: Sendable {
             WorkflowValidator.inputDirectoryName($0.element, position: $0.offset)
         }
         let dids = String(decoding: (try? JSONEncoder().encode(inputDIDs)) ?? Data("[]".utf8), as: UTF8.self)
-        let amounts = [
-            "cpu": Self.quantity(environment.cpus), "memory": "\(environment.memoryMiB)Mi",
-        ]
+        // What the job asked for (validated against the environment at submit), else the environment's amounts.
+        var requested: [String: Double] = [:]
+        for resource in job.workflow.stage?.compute?.resources ?? [] { requested[resource.id] = resource.amount }
+        let cpus = min(environment.cpus, requested["cpu"] ?? environment.cpus)
+        let memoryMiB = min(environment.memoryMiB, requested["ram"].map { Int($0 * 1024) } ?? environment.memoryMiB)
+        let amounts = ["cpu": Self.quantity(cpus), "memory": "\(max(1, memoryMiB))Mi"]
         return Container(
             name: "algorithm", image: reference, command: ["/bin/sh", "-c", algorithm?.container?.entrypoint ?? ""],
             env: stepEnvironment() + [

@@ -2,7 +2,8 @@ import Foundation
 
 /// Settings of the Kubernetes executor. Defaults suit a cluster where c2d's own image runs the in-pod steps.
 package struct KubernetesExecutorConfiguration: Sendable, Hashable {
-    /// Namespace of every job object. Default `c2d-jobs`. `C2D_KUBERNETES_NAMESPACE`.
+    /// Namespace of every job object. `C2D_KUBERNETES_NAMESPACE`; unset, the kubeconfig context's namespace (or the
+    /// in-cluster service account's). The value struct's own default is `c2d-jobs`.
     package var namespace: String
     /// The image that runs `c2d pod configure` and `c2d pod publish`. Default `c2d:latest`. `C2D_POD_IMAGE`.
     package var podImage: String
