@@ -96,7 +96,8 @@ package final class JobWorker: Service, Sendable {
             let result: PostgresJobStore.ClaimResult
             do {
                 result = try await store.claim(
-                    jobID: message.jobId, workerID: configuration.workerID, lease: configuration.leaseDuration)
+                    jobID: message.jobId, workerID: configuration.workerID, lease: configuration.leaseDuration,
+                    maxRunning: configuration.environments.first { $0.id == message.environment }?.maxJobs)
             } catch {
                 // Postgres is unavailable: give the message back and let it come round again.
                 logger.warning("claim failed; requeueing", metadata: ["error": "\(error)"])
@@ -118,6 +119,13 @@ package final class JobWorker: Service, Sendable {
                 }
                 logger.info("job claimed", metadata: ["attempt": "\(job.attempt)"])
                 return job
+            case .atCapacity:
+                // Holding or requeueing the message would either block the queue or count against its delivery
+                // limit; the job stays queued in Postgres and the scheduler publishes it again, in order, once the
+                // environment has room (reconcile duties 2 and 10).
+                logger.info("environment at capacity; the job waits for the scheduler to publish it again")
+                try? await delivery.ack()
+                return nil
             case .finished, .notFound:
                 logger.debug("dropping message for a finished or unknown job")
                 try? await delivery.ack()

@@ -83,6 +83,41 @@ struct JobStoreTests {
         }
     }
 
+    @Test("an environment's maxJobs: a claim beyond it is refused and the job stays queued; adoption is not refused")
+    func capacity() async throws {
+        try await Self.withStore { store, environment in
+            let first = Self.newJob(environment)
+            let second = Self.newJob(environment)
+            for job in [first, second] { _ = try await store.insert(job, outbox: Self.outbox(job)) }
+            guard
+                case .claimed(let running) = try await store.claim(
+                    jobID: first.id, workerID: "a", lease: .seconds(60), maxRunning: 1)
+            else { throw TestFailure("the first claim should win") }
+            guard
+                case .atCapacity = try await store.claim(
+                    jobID: second.id, workerID: "b", lease: .seconds(60), maxRunning: 1)
+            else { throw TestFailure("a second running job would exceed maxJobs 1") }
+            #expect(try await store.job(second.id)?.attempt == 0, "the refused job stays queued, untouched")
+            // The first job's attempt is launched on a cluster; its lease lapses; another worker adopts it even
+            // though the environment is full (the job is already running there).
+            try await store.markLaunched(jobID: first.id, attempt: running.attempt, workerID: "a")
+            _ = try await store.client.execute(
+                "update jobs set lease_until = now() - interval '1 second' where id = $1", [.uuid(first.id.uuid)])
+            guard
+                case .claimed(let adopted) = try await store.claim(
+                    jobID: first.id, workerID: "c", lease: .seconds(60), maxRunning: 1)
+            else { throw TestFailure("adoption must not be refused for capacity") }
+            #expect(adopted.attempt == running.attempt)
+            try await store.finish(
+                jobID: first.id, attempt: adopted.attempt,
+                result: ExecutionResult(status: .finished, outcome: .succeeded, exitCode: 0))
+            guard
+                case .claimed = try await store.claim(
+                    jobID: second.id, workerID: "b", lease: .seconds(60), maxRunning: 1)
+            else { throw TestFailure("with the first job finished there is room") }
+        }
+    }
+
     @Test("a stale attempt's write is rejected, the current attempt's is applied")
     func fencing() async throws {
         try await Self.withStore { store, environment in

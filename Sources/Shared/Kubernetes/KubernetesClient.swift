@@ -36,13 +36,14 @@ public final class KubernetesClient: Sendable {
         else {
             throw .configuration("server \"\(configuration.server)\" is not an http(s) URL")
         }
-        let httpConfiguration = HTTPClient.Configuration(
+        var httpConfiguration = HTTPClient.Configuration(
             tlsConfiguration: scheme == "https" ? try Self.makeTLSConfiguration(configuration) : nil,
             redirectConfiguration: .disallow,
             timeout: .init(
                 connect: TimeAmount(configuration.connectTimeout),
                 read: TimeAmount(configuration.streamIdleTimeout))
         )
+        httpConfiguration.connectionPool.concurrentHTTP1ConnectionsPerHostSoftLimit = max(1, configuration.maxConnections)
         self.configuration = configuration
         self.baseURL = server
         self.httpClient = HTTPClient(

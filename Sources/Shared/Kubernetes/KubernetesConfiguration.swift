@@ -39,6 +39,9 @@ public struct KubernetesConfiguration: Sendable {
     public var maxRetries: Int
     /// Largest response body accepted (default 256 MiB); page big lists with `limit`.
     public var maxResponseBytes: Int
+    /// HTTP/1.1 connections to the API server (default 64). Watches and log follows each hold one for their whole
+    /// life, and AsyncHTTPClient's default of 8 would queue a busy worker's requests behind them.
+    public var maxConnections: Int = 64
 
     public init(
         server: String,

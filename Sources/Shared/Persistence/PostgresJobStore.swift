@@ -119,6 +119,9 @@ package struct PostgresJobStore: Sendable {
         case claimed(Job)
         /// Another worker holds a live lease until the given time.
         case heldByLiveWorker(until: Date, workerID: String)
+        /// The job's environment already runs its `maxRunning` jobs; it stays queued (the scheduler publishes it
+        /// again, in queue order, once a slot frees).
+        case atCapacity
         /// The job has finished (or was stopped); nothing to do.
         case finished
         case notFound
@@ -127,7 +130,12 @@ package struct PostgresJobStore: Sendable {
     /// Claims a job: exactly one of many concurrent claimers wins. A job is claimable while it is not finished and
     /// nobody holds a live lease on it. The winner's attempt is the previous one plus one, unless the current
     /// attempt was launched on a cluster (its objects exist): then the winner adopts that attempt, status kept.
-    package func claim(jobID: JobID, workerID: String, lease: Duration) async throws -> ClaimResult {
+    ///
+    /// With `maxRunning`, a new attempt is started only while fewer jobs of the environment are held by live workers
+    /// (an environment's `maxJobs`); adopting a launched attempt is never refused, it is already running.
+    package func claim(
+        jobID: JobID, workerID: String, lease: Duration, maxRunning: Int? = nil
+    ) async throws -> ClaimResult {
         try await client.withTransaction { tx in
             // A job asked to stop whose worker is gone is finished as stopped rather than run again.
             let stopped = try await tx.query(
@@ -152,11 +160,20 @@ package struct PostgresJobStore: Sendable {
                     worker_id = $2, lease_until = now() + make_interval(secs => $3),
                     started_at = coalesce(started_at, now())
                 where id = $1 and finished_at is null and (lease_until is null or lease_until < now())
+                    and (
+                        $5::int is null or launched_attempt = attempt
+                        or (
+                            select count(*) from jobs running
+                            where running.environment = jobs.environment and running.finished_at is null
+                                and running.worker_id is not null and running.lease_until > now()
+                                and running.id <> jobs.id
+                        ) < $5::int
+                    )
                 returning \(Self.jobColumns), coalesce(launched_attempt = attempt, false) as adopted
                 """,
                 [
                     .uuid(jobID.uuid), .text(workerID), .double(lease.seconds),
-                    .int(Int64(JobStatus.configuringVolumes.rawValue)),
+                    .int(Int64(JobStatus.configuringVolumes.rawValue)), maxRunning.map { .int(Int64($0)) } ?? .null,
                 ])
             if let row = claimed.first {
                 let job = try Self.job(from: row)
@@ -170,9 +187,14 @@ package struct PostgresJobStore: Sendable {
                 return .claimed(job)
             }
             let rows = try await tx.query(
-                "select finished_at, lease_until, worker_id from jobs where id = $1", [.uuid(jobID.uuid)])
+                """
+                select finished_at, lease_until, worker_id, (lease_until is null or lease_until < now()) as free
+                from jobs where id = $1
+                """, [.uuid(jobID.uuid)])
             guard let row = rows.first else { return .notFound }
             if try row.optionalDate("finished_at") != nil { return .finished }
+            // Free to claim, yet not claimed: only the capacity condition can have refused it.
+            if try row.bool("free") { return .atCapacity }
             return .heldByLiveWorker(
                 until: try row.optionalDate("lease_until") ?? Date(),
                 workerID: try row.optionalString("worker_id") ?? "")
