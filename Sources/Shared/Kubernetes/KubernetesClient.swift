@@ -43,7 +43,8 @@ public final class KubernetesClient: Sendable {
                 connect: TimeAmount(configuration.connectTimeout),
                 read: TimeAmount(configuration.streamIdleTimeout))
         )
-        httpConfiguration.connectionPool.concurrentHTTP1ConnectionsPerHostSoftLimit = max(1, configuration.maxConnections)
+        httpConfiguration.connectionPool.concurrentHTTP1ConnectionsPerHostSoftLimit = max(
+            1, configuration.maxConnections)
         self.configuration = configuration
         self.baseURL = server
         self.httpClient = HTTPClient(
