@@ -59,12 +59,12 @@ package final class JobWorker: Service, Sendable {
                         try? await delivery.nack(requeue: true)
                         break
                     }
-                    guard let job = await claim(delivery) else {
-                        await slots.release()
-                        continue
-                    }
+                    // Claims run concurrently (each is a short transaction, or a wait for a dead worker's lease), so
+                    // one slow claim never holds back the deliveries behind it.
                     jobs.addTask {
-                        await self.runJob(job, environment: environment)
+                        if let job = await self.claim(delivery) {
+                            await self.runJob(job, environment: environment)
+                        }
                         await self.slots.release()
                     }
                 }

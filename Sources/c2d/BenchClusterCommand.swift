@@ -92,6 +92,7 @@ struct BenchClusterCommand: AsyncParsableCommand {
                     throw ValidationError("the worker exited; see \(work.appendingPathComponent("worker.log").path)")
                 }
                 Self.emit("cluster benchmark: emulator on :\(emulatorPort), worker pid \(worker.processIdentifier)")
+                let baseline = Self.rss(of: worker.processIdentifier)
                 for rate in rates {
                     try await latency(
                         rate: rate, url: url, token: token.value, environment: environment.id, client: client)
@@ -99,7 +100,7 @@ struct BenchClusterCommand: AsyncParsableCommand {
                 if monitored > 0 {
                     try await monitoring(
                         url: url, token: token.value, environment: environment.id, worker: worker.processIdentifier,
-                        emulator: emulator, store: store)
+                        baseline: baseline, emulator: emulator, store: store)
                 }
             } catch {
                 Self.emit("benchmark failed: \(error); worker log: \(work.appendingPathComponent("worker.log").path)")
@@ -114,7 +115,8 @@ struct BenchClusterCommand: AsyncParsableCommand {
         try? FileManager.default.removeItem(at: work)
     }
 
-    /// Submits at a fixed rate (open loop) and measures until each job's configure Job appears on a watch.
+    /// Submits at a fixed rate (open loop) and measures until each job's configure Job appears on a watch. The jobs'
+    /// algorithms run for an hour, so they stay monitored and later phases add to them.
     func latency(rate: Int, url: String, token: String, environment: String, client: KubernetesClient) async throws {
         let created = CreationLog()
         let watcher = Task {
@@ -136,7 +138,7 @@ struct BenchClusterCommand: AsyncParsableCommand {
                     [
                         "index": 0, "input": [] as [Any],
                         "algorithm": [
-                            "rawcode": "Self.emit(1)", "container": ["entrypoint": "sleep 0.1", "image": "python"],
+                            "rawcode": "print(1)", "container": ["entrypoint": "sleep 3600", "image": "python"],
                         ],
                     ]
                 ]
@@ -172,18 +174,21 @@ struct BenchClusterCommand: AsyncParsableCommand {
                 + "p99 \(percentile(0.99)) ms  (target p99 ≤ \(rate <= 100 ? 50 : 250) ms)")
     }
 
-    /// Keeps `monitored` jobs running (their algorithm sleeps an hour), then reads the worker's RSS and the API
-    /// requests it makes per second.
+    /// Keeps `monitored` jobs running (their algorithm sleeps an hour; the latency phases' jobs count), then reads
+    /// the worker's RSS against its RSS before any job, and the API requests it makes per second.
     func monitoring(
-        url: String, token: String, environment: String, worker: Int32, emulator: KubernetesEmulator,
+        url: String, token: String, environment: String, worker: Int32, baseline: Int, emulator: KubernetesEmulator,
         store: PostgresJobStore
     ) async throws {
-        let baseline = Self.rss(of: worker)
         let baselineRate = try await Self.requestRate(emulator)
         var submitted = 0
         let algorithm: [String: Any] = [
-            "rawcode": "Self.emit(1)", "container": ["entrypoint": "sleep 3600", "image": "python"],
+            "rawcode": "print(1)", "container": ["entrypoint": "sleep 3600", "image": "python"],
         ]
+        let already = try await store.client.query(
+            "select count(*) as n from jobs where environment = $1 and finished_at is null", [.text(environment)]
+        )[0].int("n")
+        submitted = min(already, monitored)
         while submitted < monitored {
             let count = min(500, monitored - submitted)
             let body = try BenchSubmitCommand.body([
