@@ -273,6 +273,7 @@ struct BenchClusterCommand: AsyncParsableCommand {
         environment["C2D_ENVIRONMENTS"] = environments.path
         environment["C2D_WORKER_SLOTS"] = String(min(slots, 100_000))
         environment["C2D_LEASE_SECONDS"] = "60"
+        environment["C2D_PG_MAX_CONNECTIONS"] = "16"
         environment["LOG_LEVEL"] = "warning"
         process.environment = environment
         _ = FileManager.default.createFile(atPath: log.path, contents: nil)

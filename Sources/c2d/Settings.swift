@@ -117,6 +117,8 @@ struct Settings {
             operatorPrivateKey: try parsePrivateKey(env["C2D_OPERATOR_PRIVATE_KEY"]),
             logLevel: level,
             exitAfterClaimForTesting: env["C2D_FAULT_EXIT_AFTER_CLAIM"] == "1")
+        settings.postgres.maximumConnections = try integer(
+            "C2D_PG_MAX_CONNECTIONS", default: settings.postgres.maximumConnections, range: 1...1_000)
         if useKubernetes { settings.kubernetes = try KubernetesSettings.load(env, settings: settings) }
         return settings
     }

@@ -154,6 +154,8 @@ package struct JobManifests: Sendable {
             name: "publish", image: configuration.podImage, command: ["c2d", "pod", "publish"],
             env: stepEnvironment() + [
                 EnvVar(name: "C2D_RESULTS_URL", value: configuration.resultsURL),
+                // Outputs above the environment's disk limit end the job with status 42, as on the local executor.
+                EnvVar(name: "C2D_DISK_LIMIT_BYTES", value: String(Int64(environment.diskMiB) << 20)),
                 EnvVar(
                     name: "C2D_UPLOAD_TOKEN",
                     valueFrom: EnvVarSource(secretKeyRef: .init(name: attemptName, key: Self.uploadTokenKey))),

@@ -152,7 +152,9 @@ package struct KubernetesExecutor: Executor {
     /// attempt's objects are removed: the Secret owns them all.
     private func end(_ manifests: JobManifests, _ result: ExecutionResult) async throws -> ExecutionResult {
         var result = result
-        result.results = try await store.uploads(jobID: manifests.job.id, attempt: manifests.job.attempt)
+        result.results = try await retrying("reading the attempt's results") {
+            try await store.uploads(jobID: manifests.job.id, attempt: manifests.job.attempt)
+        }
         await remove(manifests, propagation: .background)
         return result
     }
@@ -195,20 +197,27 @@ package struct KubernetesExecutor: Executor {
     private func launch(_ manifests: JobManifests, logger: Logger) async throws -> OwnerReference {
         let job = manifests.job
         let token = UploadToken.generate()
-        let secret: Secret
-        do {
+        try await retrying("registering the upload token") {
             try await store.registerUploadToken(jobID: job.id, attempt: job.attempt, hash: UploadToken.hash(token))
-            secret = try await createOrAdopt(try manifests.secret(uploadToken: token), manifests)
         }
-        try await store.markLaunched(jobID: job.id, attempt: job.attempt, workerID: workerID)
+        let secret = try await retrying("creating the Secret") {
+            try await createOrAdopt(try manifests.secret(uploadToken: token), manifests)
+        }
+        try await retrying("recording the launch") {
+            try await store.markLaunched(jobID: job.id, attempt: job.attempt, workerID: workerID)
+        }
         guard let uid = secret.metadata.uid else {
             throw KubernetesExecutorError(.unexpectedResponse, "the API returned a Secret without a uid")
         }
         let owner = OwnerReference(
             apiVersion: Secret.resource.apiVersion, kind: Secret.resource.kind, name: manifests.attemptName, uid: uid,
             controller: true, blockOwnerDeletion: true)
-        _ = try await createOrAdopt(manifests.volume(owner: owner), manifests)
-        if let policy = manifests.networkPolicy(owner: owner) { _ = try await createOrAdopt(policy, manifests) }
+        _ = try await retrying("creating the volume") {
+            try await createOrAdopt(manifests.volume(owner: owner), manifests)
+        }
+        if let policy = manifests.networkPolicy(owner: owner) {
+            _ = try await retrying("creating the network policy") { try await createOrAdopt(policy, manifests) }
+        }
         return owner
     }
 
@@ -235,7 +244,9 @@ package struct KubernetesExecutor: Executor {
     private func runStep(
         _ step: ClusterNaming.Step, _ manifests: JobManifests, owner: OwnerReference
     ) async throws -> StepOutcome {
-        _ = try await createOrAdopt(manifests.stepJob(step, owner: owner), manifests)
+        _ = try await retrying("creating the \(step.rawValue) Job") {
+            try await createOrAdopt(manifests.stepJob(step, owner: owner), manifests)
+        }
         let outcome = try await monitor.wait(forStep: manifests.stepName(step))
         await archiveLog(step, manifests, logger: logger)
         if case .imagePullFailed = outcome {
@@ -284,6 +295,30 @@ package struct KubernetesExecutor: Executor {
             logger.warning(
                 "archiving a step's log failed", metadata: ["step": "\(step.rawValue)", "error": "\(error)"])
         }
+    }
+
+    /// Rides out short outages of Postgres or the API server (a pool exhausted under load, a restart, 429s beyond
+    /// the client's own retries) for up to ``KubernetesExecutorConfiguration/transientRetryBudget``, so that an
+    /// infrastructure blip is not reported as the job's failure. Creates are safe to repeat: a create that did land
+    /// answers 409 the second time and is adopted.
+    private func retrying<T: Sendable>(_ what: String, _ body: () async throws -> T) async throws -> T {
+        let deadline = ContinuousClock.now + configuration.transientRetryBudget
+        var delay = Duration.milliseconds(200)
+        while true {
+            do {
+                return try await body()
+            } catch let error where Self.isTransient(error) && ContinuousClock.now + delay < deadline {
+                logger.warning("\(what) failed; retrying", metadata: ["error": "\(error)"])
+                try await Task.sleep(for: delay)
+                delay = min(delay * 2, .seconds(5))
+            }
+        }
+    }
+
+    static func isTransient(_ error: any Error) -> Bool {
+        if let error = error as? PostgresError { return error.isRetriable || error.code == .acquireTimeout }
+        if let error = error as? KubernetesError { return error.isTransient }
+        return false
     }
 
     struct PodName: Decodable, Sendable {

@@ -29,6 +29,9 @@ package struct KubernetesExecutorConfiguration: Sendable, Hashable {
     package var operatorPrivateKeyHex: String?
     /// Whether configure may fetch from private addresses (`C2D_ALLOW_PRIVATE_URLS`).
     package var allowPrivateURLs: Bool
+    /// How long a create or a Postgres write that failed for a transient reason (API 429/5xx/timeout, Postgres
+    /// unavailable or its pool exhausted) is retried before the attempt counts as not carried out. Default 120 s.
+    package var transientRetryBudget: Duration = .seconds(120)
 
     package init(
         namespace: String = "c2d-jobs", podImage: String = "c2d:latest", resultsURL: String = "http://c2d-gateway:8080",
