@@ -17,6 +17,7 @@ package final class JobWorker: Service, Sendable {
     let executor: any Executor
     let logger: Logger
     let slots: SlotPool
+    let leases: LeaseKeeper
 
     package init(
         configuration: WorkerConfiguration, amqp: AMQPClient, store: PostgresJobStore, executor: any Executor,
@@ -28,6 +29,8 @@ package final class JobWorker: Service, Sendable {
         self.executor = executor
         self.logger = logger
         self.slots = SlotPool(count: configuration.slots)
+        self.leases = LeaseKeeper(
+            store: store, workerID: configuration.workerID, lease: configuration.leaseDuration, logger: logger)
     }
 
     package func run() async throws {
@@ -35,10 +38,15 @@ package final class JobWorker: Service, Sendable {
         logger.info(
             "worker started",
             metadata: ["worker": "\(configuration.workerID)", "slots": "\(configuration.slots)"])
-        await withDiscardingTaskGroup { group in
-            for environment in configuration.environments {
-                group.addTask { await self.serve(environment) }
+        await withTaskGroup(of: Void.self) { group in
+            group.addTask { await self.leases.run() }
+            await withDiscardingTaskGroup { serving in
+                for environment in configuration.environments {
+                    serving.addTask { await self.serve(environment) }
+                }
             }
+            // Every job has ended or been handed back: nothing is left to renew.
+            group.cancelAll()
         }
         logger.info("worker stopped", metadata: ["worker": "\(configuration.workerID)"])
     }
@@ -260,7 +268,9 @@ package final class JobWorker: Service, Sendable {
             do {
                 try await store.recordStatus(jobID: job.id, attempt: job.attempt, status: status)
                 return
-            } catch let error as PostgresError where error.isRetriable && ContinuousClock.now < deadline {
+            } catch let error as PostgresError
+                where (error.isRetriable || error.code == .acquireTimeout) && ContinuousClock.now < deadline
+            {
                 logger.warning(
                     "recording progress failed; retrying", metadata: ["job": "\(job.id)", "error": "\(error)"])
                 try await Task.sleep(for: delay)
@@ -269,30 +279,14 @@ package final class JobWorker: Service, Sendable {
         }
     }
 
-    /// Renews the lease every third of its duration (at most every 5 s, so a stop request is seen promptly);
-    /// returns when the attempt must end: stop requested, or the attempt no longer holds the job.
+    /// Returns when the attempt must end: stop requested, or the attempt no longer holds the job. The worker's
+    /// ``LeaseKeeper`` renews all its leases in one statement, so the database load does not grow per job.
     func keepLease(_ job: Job) async -> AttemptEvent {
-        let lease = configuration.leaseDuration
-        while !Task.isCancelled {
-            do {
-                try await Task.sleep(for: min(lease / 3, .seconds(5)))
-            } catch {
-                return .watcherEnded
-            }
-            do {
-                switch try await store.renewLease(
-                    jobID: job.id, attempt: job.attempt, workerID: configuration.workerID, lease: lease)
-                {
-                case .held: continue
-                case .stopRequested: return .stopRequested
-                case .lost: return .lostLease("lease renewal refused")
-                }
-            } catch {
-                // Postgres unavailable: keep running; the lease is long enough to ride out a short outage.
-                logger.warning("lease renewal failed", metadata: ["job": "\(job.id)", "error": "\(error)"])
-            }
+        switch await leases.hold(jobID: job.id, attempt: job.attempt) {
+        case .held: return .watcherEnded
+        case .stopRequested: return .stopRequested
+        case .lost: return .lostLease("lease renewal refused")
         }
-        return .watcherEnded
     }
 
     /// Writes the terminal status, retrying while Postgres is unavailable (for up to a lease period: after that

@@ -239,6 +239,31 @@ package struct PostgresJobStore: Sendable {
         return try row.int("stopreq") == 0 ? .held : .stopRequested
     }
 
+    /// Extends the leases of many attempts one worker holds, in one statement; returns the state of each attempt
+    /// that still holds its job (absent: `.lost`).
+    package func renewLeases(
+        workerID: String, jobs: [(jobID: JobID, attempt: Int)], lease: Duration
+    ) async throws -> [JobID: LeaseState] {
+        guard !jobs.isEmpty else { return [:] }
+        let rows = try await client.query(
+            """
+            update jobs set lease_until = now() + make_interval(secs => $4)
+            from unnest($1::uuid[], $2::int[]) as held (id, attempt)
+            where jobs.id = held.id and jobs.attempt = held.attempt and jobs.worker_id = $3
+                and jobs.finished_at is null
+            returning jobs.id, jobs.stopreq
+            """,
+            [
+                .textArray(jobs.map { $0.jobID.uuid.uuidString }), .text(Self.arrayLiteral(jobs.map(\.attempt))),
+                .text(workerID), .double(lease.seconds),
+            ])
+        var states: [JobID: LeaseState] = [:]
+        for row in rows {
+            states[JobID(uuid: try row.uuid("id"))] = try row.int("stopreq") == 0 ? .held : .stopRequested
+        }
+        return states
+    }
+
     /// Asks for jobs to stop, in any phase (Ocean's `stopreq` 1). A job no worker has claimed yet is finished at
     /// once as stopped; a running one is stopped by its worker, which sees the request when it renews its lease.
     /// Returns the ids of the unfinished jobs the request reached.
