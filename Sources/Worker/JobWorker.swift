@@ -17,6 +17,8 @@ package final class JobWorker: Service, Sendable {
     let executor: any Executor
     let logger: Logger
     let slots: SlotPool
+    /// Claims in flight at once.
+    let claims: SlotPool
     let leases: LeaseKeeper
 
     package init(
@@ -29,6 +31,7 @@ package final class JobWorker: Service, Sendable {
         self.executor = executor
         self.logger = logger
         self.slots = SlotPool(count: configuration.slots)
+        self.claims = SlotPool(count: 4)
         self.leases = LeaseKeeper(
             store: store, workerID: configuration.workerID, lease: configuration.leaseDuration, logger: logger)
     }
@@ -68,11 +71,17 @@ package final class JobWorker: Service, Sendable {
                         break
                     }
                     // Claims run concurrently (each is a short transaction, or a wait for a dead worker's lease), so
-                    // one slow claim never holds back the deliveries behind it.
+                    // one slow claim never holds back the deliveries behind it; a few at a time, so thousands of
+                    // prefetched deliveries do not exhaust the Postgres pool.
                     jobs.addTask {
-                        if let job = await self.claim(delivery) {
-                            await self.runJob(job, environment: environment)
+                        var claimed: Job?
+                        if (try? await self.claims.acquire()) != nil {
+                            claimed = await self.claim(delivery)
+                            await self.claims.release()
+                        } else {
+                            try? await delivery.nack(requeue: true)
                         }
+                        if let job = claimed { await self.runJob(job, environment: environment) }
                         await self.slots.release()
                     }
                 }
@@ -100,12 +109,22 @@ package final class JobWorker: Service, Sendable {
             logger[metadataKey: "traceparent"] = "\(traceparent)"
         }
         var observedLease: Date?
+        var transientFailures = 0
         while true {
             let result: PostgresJobStore.ClaimResult
             do {
                 result = try await store.claim(
                     jobID: message.jobId, workerID: configuration.workerID, lease: configuration.leaseDuration,
                     maxRunning: configuration.environments.first { $0.id == message.environment }?.maxJobs)
+            } catch let error as PostgresError
+                where (error.isRetriable || error.code == .acquireTimeout) && transientFailures < 3
+            {
+                // A short outage or a busy pool: try again before giving the message back, since every
+                // redelivery counts against the queue's delivery limit.
+                transientFailures += 1
+                logger.info("claim failed; retrying", metadata: ["error": "\(error)"])
+                try? await Task.sleep(for: .milliseconds(500 * transientFailures))
+                continue
             } catch {
                 // Postgres is unavailable: give the message back and let it come round again.
                 logger.warning("claim failed; requeueing", metadata: ["error": "\(error)"])
