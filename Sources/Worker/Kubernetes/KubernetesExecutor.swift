@@ -3,6 +3,7 @@ import Foundation
 import Kubernetes
 import Logging
 import NIOCore
+import NIOPosix
 import Persistence
 import Storage
 
@@ -283,10 +284,17 @@ package struct KubernetesExecutor: Executor {
             let bytes = try await client.podLogs(
                 name: pod, namespace: configuration.namespace,
                 options: PodLogOptions(limitBytes: configuration.logLimitBytes))
+            // Files are written on NIO's thread pool: blocking I/O has no place on Swift's cooperative threads.
             let file = FileManager.default.temporaryDirectory.appendingPathComponent("c2d-log-\(UUID().uuidString)")
-            defer { try? FileManager.default.removeItem(at: file) }
-            try Data(bytes.readableBytesView).write(to: file)
-            let stored = try await resultStore.store(jobID: manifests.job.id, name: "logs/\(name)", from: file)
+            try await NIOThreadPool.singleton.runIfActive { try Data(bytes.readableBytesView).write(to: file) }
+            let stored: StoredObject
+            do {
+                stored = try await resultStore.store(jobID: manifests.job.id, name: "logs/\(name)", from: file)
+                try? await NIOThreadPool.singleton.runIfActive { try FileManager.default.removeItem(at: file) }
+            } catch {
+                try? await NIOThreadPool.singleton.runIfActive { try FileManager.default.removeItem(at: file) }
+                throw error
+            }
             try await store.recordUpload(
                 jobID: manifests.job.id, attempt: manifests.job.attempt, name: name, kind: kind, stored: stored)
         } catch let error as KubernetesError where error.code == .badRequest || error.code == .notFound {
