@@ -73,6 +73,7 @@ let package = Package(
                 "Domain",
                 .product(name: "Logging", package: "swift-log"),
                 .product(name: "NIOCore", package: "swift-nio"),
+                .product(name: "NIOFoundationCompat", package: "swift-nio"),
                 .product(name: "NIOPosix", package: "swift-nio"),
             ],
             path: "Sources/Shared/Persistence",
@@ -115,6 +116,7 @@ let package = Package(
         .target(
             name: "Kubernetes",
             dependencies: [
+                "Domain",
                 .product(name: "AsyncHTTPClient", package: "async-http-client"),
                 .product(name: "Logging", package: "swift-log"),
                 .product(name: "NIOCore", package: "swift-nio"),
@@ -256,6 +258,7 @@ let package = Package(
         .testTarget(
             name: "KubernetesTests",
             dependencies: [
+                "Domain",
                 "Kubernetes",
                 .product(name: "Logging", package: "swift-log"),
                 .product(name: "NIOCore", package: "swift-nio"),

@@ -40,6 +40,9 @@ package struct GatewayConfiguration: Sendable {
     /// for the largest concurrent uploads). Default the system's temporary directory. `C2D_UPLOAD_SPOOL_DIR`.
     package var uploadSpoolDirectory: URL = FileManager.default.temporaryDirectory.appendingPathComponent(
         "c2d-uploads", isDirectory: true)
+    /// Jobs run on Kubernetes (`C2D_EXECUTOR=kubernetes`): a `path` input is then refused at submit unless the
+    /// environment names a `dataVolumeClaim` its configure step can read the datasets from. Default false.
+    package var kubernetesExecutor = false
 
     package init(
         host: String = "127.0.0.1", port: Int = 8080, environments: [ComputeEnvironment] = [.oceanCompute],

@@ -95,6 +95,15 @@ package struct JobSubmitter: Sendable {
     func validate(_ workflow: Workflow, environment: ComputeEnvironment, chainID: Int?) throws(SubmissionError) {
         try validator.validate(workflow, environment: environment)
         try SubmissionPolicy.check(workflow, environment: environment, chainID: chainID)
+        if configuration.kubernetesExecutor, environment.dataVolumeClaim == nil,
+            workflow.stage?.input.contains(where: { !$0.path.isEmpty }) == true
+        {
+            throw SubmissionError(
+                code: "path_inputs_unavailable",
+                message: "environment '\(environment.id)' runs jobs on Kubernetes without a datasets volume, so "
+                    + "'path' inputs cannot be read; use 'url' or 'remote' inputs, or give the environment a "
+                    + "dataVolumeClaim")
+        }
     }
 
     /// The owner a new job gets: the caller's own, unless an admin (or a gateway without authentication) names

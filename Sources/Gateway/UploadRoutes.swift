@@ -17,9 +17,14 @@ import Storage
 ///
 /// Answers 200 with `{name, kind, size, sha256}`; 400 bad kind or name; 401 missing or wrong token; 404 unknown
 /// job; 409 the attempt is no longer current or the job finished; 413 body over the limit; 503 store down.
+///
+/// `GET /internal/v1/jobs/{id}/attempts/{attempt}/workflow` with the same token answers the job's workflow (JSON),
+/// which the configure step needs: no Kubernetes object carries it. Same errors (401, 404, 409, 503).
+///
 /// Not part of the public `/v1` API (nor its OpenAPI document): it authenticates with attempt tokens, not API tokens.
 struct UploadRoutes {
     static let path = "/internal/v1/jobs/{id}/attempts/{attempt}/results/{kind}/**"
+    static let workflowPath = "/internal/v1/jobs/{id}/attempts/{attempt}/workflow"
 
     let configuration: GatewayConfiguration
     let store: PostgresJobStore
@@ -27,14 +32,49 @@ struct UploadRoutes {
 
     func register(on router: Router<GatewayRequestContext>) {
         router.put(RouterPath(Self.path), use: upload)
+        router.get(RouterPath(Self.workflowPath), use: workflow)
     }
 
-    @Sendable func upload(_ request: Request, context: GatewayRequestContext) async throws -> Response {
+    /// The attempt's workflow, for its configure step.
+    @Sendable func workflow(_ request: Request, context: GatewayRequestContext) async throws -> Response {
+        let (jobID, attempt) = try Self.attempt(context)
+        try await authorize(jobID: jobID, attempt: attempt, request: request, context: context)
+        guard let job = try await unavailableOnStoreError({ try await store.job(jobID) }) else {
+            throw APIError.jobNotFound(jobID.description)
+        }
+        let encoder = JSONEncoder()
+        encoder.outputFormatting = [.sortedKeys]
+        let body = try encoder.encode(job.workflow)
+        return Response(
+            status: .ok, headers: [.contentType: "application/json"], body: .init(byteBuffer: ByteBuffer(bytes: body)))
+    }
+
+    static func attempt(_ context: GatewayRequestContext) throws -> (JobID, Int) {
         let idText = context.parameters.get("id") ?? ""
         guard let jobID = JobID(idText) else { throw APIError.jobNotFound(idText) }
         guard let attempt = context.parameters.get("attempt").flatMap({ Int($0) }), attempt > 0 else {
             throw APIError(.badRequest, code: "invalid_attempt", message: "the attempt must be a positive integer")
         }
+        return (jobID, attempt)
+    }
+
+    /// The token must be the attempt's, the attempt current and the job unfinished.
+    private func authorize(
+        jobID: JobID, attempt: Int, request: Request, context: GatewayRequestContext
+    ) async throws {
+        let hash = try Self.tokenHash(request.headers[.authorization])
+        switch try await unavailableOnStoreError({
+            try await store.uploadAuthorization(jobID: jobID, attempt: attempt, hash: hash)
+        }) {
+        case .allowed: break
+        case .unknownJob: throw APIError.jobNotFound(jobID.description)
+        case .invalidToken: throw APIError.invalidUploadToken
+        case .notCurrent: throw APIError.attemptNotCurrent(attempt)
+        }
+    }
+
+    @Sendable func upload(_ request: Request, context: GatewayRequestContext) async throws -> Response {
+        let (jobID, attempt) = try Self.attempt(context)
         guard let kind = context.parameters.get("kind").flatMap(ResultKind.init(rawValue:)) else {
             throw APIError(
                 .badRequest, code: "invalid_kind",
@@ -46,16 +86,7 @@ struct UploadRoutes {
                 message: "the result name must be a relative path of safe segments"
                     + (kind == .output || kind == .algorithmLog ? "" : " (one segment for admin logs)"))
         }
-        let hash = try Self.tokenHash(request.headers[.authorization])
-
-        switch try await unavailableOnStoreError({
-            try await store.uploadAuthorization(jobID: jobID, attempt: attempt, hash: hash)
-        }) {
-        case .allowed: break
-        case .unknownJob: throw APIError.jobNotFound(idText)
-        case .invalidToken: throw APIError.invalidUploadToken
-        case .notCurrent: throw APIError.attemptNotCurrent(attempt)
-        }
+        try await authorize(jobID: jobID, attempt: attempt, request: request, context: context)
         if let length = request.headers[.contentLength].flatMap({ Int64($0) }), length > configuration.maxUploadBytes {
             throw APIError.uploadTooLarge(configuration.maxUploadBytes)
         }

@@ -4,6 +4,7 @@ import Foundation
 import Logging
 import Persistence
 import ServiceLifecycle
+import Synchronization
 
 /// Consumes job messages, claims each job in Postgres, runs it with the executor, and records every status
 /// change fenced by the attempt it holds (DESIGN §2.2–2.5).
@@ -20,6 +21,8 @@ package final class JobWorker: Service, Sendable {
     /// Claims in flight at once.
     let claims: SlotPool
     let leases: LeaseKeeper
+    /// Attempts running now, for the shutdown timer.
+    let attempts = RunningAttempts()
 
     package init(
         configuration: WorkerConfiguration, amqp: AMQPClient, store: PostgresJobStore, executor: any Executor,
@@ -43,6 +46,13 @@ package final class JobWorker: Service, Sendable {
             metadata: ["worker": "\(configuration.workerID)", "slots": "\(configuration.slots)"])
         await withTaskGroup(of: Void.self) { group in
             group.addTask { await self.leases.run() }
+            group.addTask {
+                // One timer for every running attempt: after the grace period, whatever still runs is handed back.
+                guard (try? await gracefulShutdown()) != nil,
+                    (try? await Task.sleep(for: self.configuration.shutdownGracePeriod)) != nil
+                else { return }
+                self.attempts.interruptAll(.shutdown)
+            }
             await withDiscardingTaskGroup { serving in
                 for environment in configuration.environments {
                     serving.addTask { await self.serve(environment) }
@@ -182,100 +192,40 @@ package final class JobWorker: Service, Sendable {
         }
     }
 
-    /// Runs one claimed attempt to its end: renews the lease meanwhile, records progress, and writes the terminal
-    /// status. A stop request (seen at lease renewal) cancels the execution, whose logs are still published, and
-    /// records it as stopped. At shutdown, a job still running after the grace period is handed back to the queue.
+    /// Runs one claimed attempt to its end and records it: the executor runs the attempt while the worker's
+    /// ``LeaseKeeper`` (one renewal statement for all held jobs) and its shutdown timer interrupt it through the
+    /// attempt's ``AttemptControl`` — no task per attempt besides the one awaiting here. A stop request (seen at
+    /// lease renewal) ends it as stopped with its logs; a lost lease ends it without writing; at shutdown, an attempt
+    /// still running after the grace period is handed back to the queue.
     func runJob(_ job: Job, environment: ComputeEnvironment) async {
         var logger = self.logger
         logger[metadataKey: "job"] = "\(job.id)"
         logger[metadataKey: "attempt"] = "\(job.attempt)"
-        let ending: JobEnding = await withTaskGroup(of: AttemptEvent.self) { group in
-            group.addTask {
-                do {
-                    let result = try await self.executor.execute(job: job, environment: environment) { status in
-                        try await self.recordProgress(job, status: status)
-                    }
-                    return .executed(result)
-                } catch let error as FencingError {
-                    return .lostLease(error.description)
-                } catch is CancellationError {
-                    return .cancelled
-                } catch {
-                    return .executed(
-                        ExecutionResult(
-                            status: .finished, outcome: .failed, failureReason: "execution failed: \(error)"))
-                }
+        let control = AttemptControl()
+        keepLease(job, control: control)
+        attempts.register(job.id, control)
+        let progress: @Sendable (JobStatus) async throws -> Void = { status in
+            do {
+                try await self.recordProgress(job, status: status)
+            } catch let error as FencingError {
+                throw AttemptSuperseded(reason: error.description)
             }
-            group.addTask { await self.keepLease(job) }
-            group.addTask {
-                do {
-                    try await gracefulShutdown()
-                    try await Task.sleep(for: self.configuration.shutdownGracePeriod)
-                    return .shutdownGraceOver
-                } catch {
-                    return .watcherEnded
-                }
-            }
-            // The first decisive event wins; cancelling the group then ends the watchers and the execution, which
-            // still returns its (stopped) result with the logs published.
-            var decided: JobEnding?
-            while let event = await group.next() {
-                switch event {
-                case .executed(let result):
-                    group.cancelAll()
-                    if decided == nil || decided == .stop {
-                        var result = result
-                        if decided == .stop {
-                            result.outcome = .stopped
-                            result.stopRequest = 1
-                        }
-                        return .finished(result)
-                    }
-                case .cancelled, .watcherEnded:
-                    continue
-                case .stopRequested:
-                    logger.info("stop requested; stopping the job")
-                    decided = decided ?? .stop
-                    group.cancelAll()
-                case .lostLease(let reason):
-                    decided = decided ?? .lostLease(reason)
-                    group.cancelAll()
-                case .shutdownGraceOver:
-                    decided = decided ?? .handBack
-                    group.cancelAll()
-                }
-            }
-            if decided == .stop {
-                return .finished(
-                    ExecutionResult(status: .finished, outcome: .stopped, failureReason: "stopped", stopRequest: 1))
-            }
-            return decided ?? .handBack
         }
+        let run = AttemptRun(job: job, environment: environment, progress: progress, control: control)
+        let ending = await executor.run(run)
+        attempts.unregister(job.id, control)
+        await leases.release(jobID: job.id, attempt: job.attempt)
+        if control.interruption == .stopRequested { logger.info("stop requested; the job was stopped") }
         switch ending {
         case .finished(let result):
-            await finish(job, result: result, logger: logger)
+            if await finish(job, result: result, logger: logger) {
+                await executor.attemptRecorded(run, ending: ending)
+            }
         case .lostLease(let reason):
             logger.warning("job attempt lost its claim; stopped without writing", metadata: ["reason": "\(reason)"])
-        case .handBack, .stop:
+        case .handBack:
             await handBack(job, logger: logger)
         }
-    }
-
-    /// What can happen to a running attempt.
-    enum AttemptEvent: Sendable {
-        case executed(ExecutionResult)
-        case cancelled
-        case stopRequested
-        case lostLease(String)
-        case shutdownGraceOver
-        case watcherEnded
-    }
-
-    enum JobEnding: Sendable, Equatable {
-        case finished(ExecutionResult)
-        case stop
-        case lostLease(String)
-        case handBack
     }
 
     /// Records a status change, riding out a short Postgres outage (up to a lease period) so a blip does not
@@ -298,19 +248,22 @@ package final class JobWorker: Service, Sendable {
         }
     }
 
-    /// Returns when the attempt must end: stop requested, or the attempt no longer holds the job. The worker's
-    /// ``LeaseKeeper`` renews all its leases in one statement, so the database load does not grow per job.
-    func keepLease(_ job: Job) async -> AttemptEvent {
-        switch await leases.hold(jobID: job.id, attempt: job.attempt) {
-        case .held: return .watcherEnded
-        case .stopRequested: return .stopRequested
-        case .lost: return .lostLease("lease renewal refused")
+    /// Has the ``LeaseKeeper`` renew the attempt's lease with all the others and interrupt it when a stop is requested
+    /// or the attempt no longer holds the job.
+    func keepLease(_ job: Job, control: AttemptControl) {
+        leases.hold(jobID: job.id, attempt: job.attempt) { state in
+            switch state {
+            case .held: break
+            case .stopRequested: control.interrupt(.stopRequested)
+            case .lost: control.interrupt(.leaseLost("lease renewal refused"))
+            }
         }
     }
 
     /// Writes the terminal status, retrying while Postgres is unavailable (for up to a lease period: after that
-    /// another worker may take the job over, and our write would be refused anyway).
-    func finish(_ job: Job, result: ExecutionResult, logger: Logger) async {
+    /// another worker may take the job over, and our write would be refused anyway). True once it is recorded.
+    @discardableResult
+    func finish(_ job: Job, result: ExecutionResult, logger: Logger) async -> Bool {
         let deadline = ContinuousClock.now + configuration.leaseDuration
         var delay = Duration.milliseconds(200)
         while true {
@@ -322,14 +275,14 @@ package final class JobWorker: Service, Sendable {
                         "status": "\(result.status.rawValue)", "outcome": "\(result.outcome.rawValue)",
                         "reason": "\(result.failureReason ?? "")",
                     ])
-                return
+                return true
             } catch let error as FencingError {
                 logger.warning("terminal write refused", metadata: ["reason": "\(error)"])
-                return
+                return false
             } catch {
                 guard ContinuousClock.now < deadline else {
                     logger.error("could not record the job's end", metadata: ["error": "\(error)"])
-                    return
+                    return false
                 }
                 try? await Task.sleep(for: delay)
                 delay = min(delay * 2, .seconds(5))
@@ -387,5 +340,22 @@ actor SlotPool {
     private func cancel(_ id: UUID) {
         guard let index = waiters.firstIndex(where: { $0.id == id }) else { return }
         waiters.remove(at: index).continuation.resume(throwing: CancellationError())
+    }
+}
+
+/// The attempts a worker runs now, so one shutdown timer can interrupt them all.
+final class RunningAttempts: Sendable {
+    private let attempts = Mutex([JobID: AttemptControl]())
+
+    func register(_ id: JobID, _ control: AttemptControl) {
+        attempts.withLock { $0[id] = control }
+    }
+
+    func unregister(_ id: JobID, _ control: AttemptControl) {
+        attempts.withLock { if $0[id] === control { $0[id] = nil } }
+    }
+
+    func interruptAll(_ interruption: AttemptInterruption) {
+        for control in attempts.withLock({ Array($0.values) }) { control.interrupt(interruption) }
     }
 }

@@ -5,12 +5,13 @@ import Persistence
 
 /// Renews the leases of every job a worker holds in one statement every third of the lease (at most every 5 s, so a
 /// stop request is seen promptly), instead of one write per job: a worker monitoring thousands of Kubernetes jobs
-/// then costs the database a few statements a second, not thousands. Each held job waits here until its lease is
-/// refused (the attempt was taken over or finished) or a stop is requested.
+/// then costs the database a few statements a second, not thousands. A held job costs an entry here, not a task:
+/// its handler is called once, when its lease is refused (the attempt was taken over or finished) or a stop is
+/// requested.
 actor LeaseKeeper {
     private struct Holder {
         var attempt: Int
-        var waiter: CheckedContinuation<PostgresJobStore.LeaseState, Never>
+        var handler: @Sendable (PostgresJobStore.LeaseState) -> Void
     }
 
     private let store: PostgresJobStore
@@ -26,27 +27,36 @@ actor LeaseKeeper {
         self.logger = logger
     }
 
-    /// Suspends until the attempt must end (`.stopRequested` or `.lost`); cancelling the caller ends it with
-    /// `.held`, and the job is no longer renewed.
-    func hold(jobID: JobID, attempt: Int) async -> PostgresJobStore.LeaseState {
-        await withTaskCancellationHandler {
-            await withCheckedContinuation { continuation in
-                if Task.isCancelled {
-                    continuation.resume(returning: .held)
-                    return
-                }
-                holders[jobID]?.waiter.resume(returning: .held)
-                holders[jobID] = Holder(attempt: attempt, waiter: continuation)
-            }
-        } onCancel: {
-            Task { await self.release(jobID, attempt: attempt) }
-        }
+    /// Renews the attempt's lease from now on; `handler` hears `.stopRequested` or `.lost` (once, after which the
+    /// job is no longer renewed). Callable from synchronous code: the registration is queued on the actor.
+    nonisolated func hold(
+        jobID: JobID, attempt: Int, _ handler: @escaping @Sendable (PostgresJobStore.LeaseState) -> Void
+    ) {
+        Task { await self.register(jobID, attempt, handler) }
     }
 
-    private func release(_ jobID: JobID, attempt: Int) {
-        guard let holder = holders[jobID], holder.attempt == attempt else { return }
-        holders[jobID] = nil
-        holder.waiter.resume(returning: .held)
+    private func register(
+        _ jobID: JobID, _ attempt: Int, _ handler: @escaping @Sendable (PostgresJobStore.LeaseState) -> Void
+    ) {
+        if released.remove(Released(jobID: jobID, attempt: attempt)) != nil { return }
+        holders[jobID] = Holder(attempt: attempt, handler: handler)
+    }
+
+    private struct Released: Hashable {
+        var jobID: JobID
+        var attempt: Int
+    }
+
+    /// Releases that arrived before their registration (the registration is queued): they cancel it.
+    private var released: Set<Released> = []
+
+    /// Stops renewing the attempt's lease (it ended).
+    func release(jobID: JobID, attempt: Int) {
+        if let holder = holders[jobID], holder.attempt == attempt {
+            holders[jobID] = nil
+        } else {
+            released.insert(Released(jobID: jobID, attempt: attempt))
+        }
     }
 
     /// Renews until cancelled.
@@ -59,7 +69,6 @@ actor LeaseKeeper {
             }
             await renewAll()
         }
-        for holder in holders.values { holder.waiter.resume(returning: .held) }
         holders.removeAll()
     }
 
@@ -78,7 +87,7 @@ actor LeaseKeeper {
             let state = states[jobID] ?? .lost
             guard state != .held, let holder = holders[jobID], holder.attempt == attempt else { continue }
             holders[jobID] = nil
-            holder.waiter.resume(returning: state)
+            holder.handler(state)
         }
     }
 }

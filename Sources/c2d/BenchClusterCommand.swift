@@ -121,8 +121,8 @@ struct BenchClusterCommand: AsyncParsableCommand {
         let created = CreationLog()
         let watcher = Task {
             let stream = try await client.watch(
-                Kubernetes.Job.self, as: JobName.self,
-                options: WatchOptions(labelSelector: "\(ClusterNaming.stepLabel)=configure"))
+                Pod.self, as: JobName.self,
+                options: WatchOptions(labelSelector: "\(ClusterNaming.roleLabel)=algorithm"))
             for try await event in stream {
                 if case .added(let job) = event, let id = job.metadata.labels?[ClusterNaming.jobIDLabel] {
                     await created.record(id)

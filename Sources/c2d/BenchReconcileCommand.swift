@@ -127,7 +127,9 @@ private struct ReconcileBench {
         let cluster = KubernetesReconcileCluster(
             configuration: .init(namespace: namespace, pageSize: pageSize), client: kubernetes,
             resultStore: NoResultStore(), store: store, logger: logger)
-        defer { cluster.stop() }
+        let following = Task { await cluster.run() }
+        defer { following.cancel() }
+        await cluster.informer.waitUntilSynced()
 
         let leadership = SchedulerLeadership(
             configuration: .init(leaseDuration: .seconds(60), holderID: "bench"), client: client, logger: logger)
@@ -246,22 +248,36 @@ private struct ReconcileBench {
         return ids
     }
 
-    /// One running algorithm-step Job per job, stored directly in the emulator (no controller work).
+    /// Per job its attempt's Job and running algorithm pod, stored directly in the emulator (no controller work).
     private func preloadJobs(_ ids: [JobID], environment: String) async throws {
+        func labels(_ id: JobID, _ role: ClusterNaming.Role?) -> String {
+            ClusterNaming.labels(jobID: id, attempt: 1, environment: environment, role: role)
+                .map { "\"\($0.key)\":\"\($0.value)\"" }.joined(separator: ",")
+        }
         for start in stride(from: 0, to: ids.count, by: 10_000) {
-            let documents = ids[start..<min(start + 10_000, ids.count)].map { id -> [UInt8] in
-                let name = ClusterNaming.stepName(jobID: id, attempt: 1, step: .algorithm)
-                let labels = ClusterNaming.labels(jobID: id, attempt: 1, environment: environment, step: .algorithm)
-                    .map { "\"\($0.key)\":\"\($0.value)\"" }.joined(separator: ",")
+            let slice = ids[start..<min(start + 10_000, ids.count)]
+            let jobs = slice.map { id -> [UInt8] in
                 let json = """
-                    {"apiVersion":"batch/v1","kind":"Job","metadata":{"name":"\(name)","labels":{\(labels)}},\
-                    "spec":{"backoffLimit":0,"template":{"metadata":{"labels":{\(labels)}},"spec":{\
-                    "restartPolicy":"Never","containers":[{"name":"algorithm","image":"c2d:bench"}]}}},\
+                    {"apiVersion":"batch/v1","kind":"Job","metadata":{"name":"\(ClusterNaming.attemptName(jobID: id, attempt: 1))",\
+                    "labels":{\(labels(id, nil))}},\
+                    "spec":{"backoffLimit":0,"template":{"metadata":{"labels":{\(labels(id, .io))}},"spec":{\
+                    "restartPolicy":"Never","containers":[{"name":"publish","image":"c2d:bench"}]}}},\
                     "status":{"active":1,"ready":1}}
                     """
                 return Array(json.utf8)
             }
-            try await emulator.preload(resource: "jobs", namespace: namespace, objects: documents)
+            try await emulator.preload(resource: "jobs", namespace: namespace, objects: jobs)
+            let pods = slice.map { id -> [UInt8] in
+                let json = """
+                    {"apiVersion":"v1","kind":"Pod","metadata":{"name":"\(ClusterNaming.algorithmPodName(jobID: id, attempt: 1))",\
+                    "labels":{\(labels(id, .algorithm))}},"spec":{"restartPolicy":"Never",\
+                    "containers":[{"name":"algorithm","image":"python"}]},\
+                    "status":{"phase":"Running","containerStatuses":[{"name":"algorithm","image":"python",\
+                    "ready":true,"restartCount":0,"state":{"running":{"startedAt":"2026-01-01T00:00:00Z"}}}]}}
+                    """
+                return Array(json.utf8)
+            }
+            try await emulator.preload(resource: "pods", namespace: namespace, objects: pods)
         }
     }
 

@@ -36,9 +36,11 @@ struct KubernetesSettings {
         executor.imagePullTimeout = .seconds(
             try number("C2D_IMAGE_PULL_TIMEOUT_SECONDS", default: 300, range: 1...86_400))
         executor.allowPrivateURLs = settings.allowPrivateURLs
-        executor.operatorPrivateKeyHex = settings.operatorPrivateKey.map {
-            $0.map { String(format: "%02x", $0) }.joined()
-        }
+        executor.operatorKeySecret = value("C2D_KUBERNETES_OPERATOR_KEY_SECRET") ?? executor.operatorKeySecret
+        executor.finishedTTLSeconds = Int(
+            try number(
+                "C2D_KUBERNETES_FINISHED_TTL_SECONDS", default: Double(executor.finishedTTLSeconds),
+                range: 0...604_800))
         return KubernetesSettings(client: client, executor: executor)
     }
 }

@@ -98,14 +98,23 @@ enum Launcher {
             if let kubernetes = settings.kubernetes {
                 let client = try KubernetesClient(configuration: kubernetes.client, logger: logger)
                 kubernetesClients.append(client)
-                var monitoring = ClusterMonitor.Configuration(namespace: kubernetes.executor.namespace)
-                monitoring.imagePullTimeout = kubernetes.executor.imagePullTimeout
+                let informer = AttemptInformer(
+                    client: client, configuration: .init(namespace: kubernetes.executor.namespace), logger: logger)
+                var monitoring = AttemptMonitor.Configuration()
+                monitoring.startTimeout = kubernetes.executor.imagePullTimeout
+                monitoring.settleTimeout = kubernetes.executor.settleTimeout
                 // Added before the worker: services stop in reverse order, so the watch outlives the jobs.
-                let monitor = ClusterMonitor(client: client, configuration: monitoring, logger: logger)
+                let monitor = AttemptMonitor(
+                    informer: informer, client: client, namespace: kubernetes.executor.namespace,
+                    configuration: monitoring, logger: logger)
                 services.append(monitor)
-                executor = KubernetesExecutor(
+                let kubernetesExecutor = KubernetesExecutor(
                     client: client, monitor: monitor, store: store, resultStore: resultStore,
                     configuration: kubernetes.executor, workerID: configuration.workerID, logger: logger)
+                try await failClearly("cannot set up the jobs namespace's network policy") {
+                    try await kubernetesExecutor.prepare()
+                }
+                executor = kubernetesExecutor
             } else {
                 let local = LocalExecutor(
                     configuration: executorConfiguration,
@@ -129,6 +138,7 @@ enum Launcher {
             configuration.maxBatchBodyBytes = settings.maxBatchBodyBytes
             configuration.maxUploadBytes = settings.maxUploadBytes
             configuration.uploadSpoolDirectory = settings.uploadSpoolDirectory
+            configuration.kubernetesExecutor = settings.kubernetes != nil
             services.append(
                 Gateway.buildApplication(
                     configuration: configuration, store: store, amqp: amqpClient("gateway"),

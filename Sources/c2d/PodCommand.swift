@@ -5,15 +5,19 @@ import Foundation
 import NIOPosix
 import Runtime
 import Storage
+import UnixSignals
 
-/// `c2d pod configure|publish`: the steps the Kubernetes executor runs in a job's configure and publish pods, on the
-/// job's `/data` volume (Ocean's layout, `JobWorkspace`). They need neither Postgres nor RabbitMQ. A failure exits
-/// with the Ocean status code it stands for and writes its one-line reason to the container's termination message
-/// file, which the executor reads back from the pod's `terminated.message`.
+/// `c2d pod configure|await-inputs|signal-end|publish`: the steps the Kubernetes executor runs in an attempt's two
+/// pods, on the attempt's `/data` volume (Ocean's layout, `JobWorkspace`). They need neither Postgres nor RabbitMQ.
+/// The io pod runs `configure`, then `publish`; the algorithm pod runs `await-inputs`, the `signal-end` sidecar and
+/// the algorithm. The pods coordinate through marks in `/data/.c2d`, which the algorithm container never sees. A
+/// failure exits with the Ocean status code it stands for and writes its one-line reason to the container's
+/// termination message file (`--termination-log`, else `$C2D_TERMINATION_LOG`, else `/dev/termination-log`), which
+/// the worker and the scheduler read back from the pod's `terminated.message`.
 struct PodCommand: AsyncParsableCommand {
     static let configuration = CommandConfiguration(
         commandName: "pod", abstract: "Job steps that run inside the Kubernetes executor's pods.",
-        subcommands: [Configure.self, Publish.self])
+        subcommands: [Configure.self, AwaitInputs.self, SignalEnd.self, Publish.self])
 
     /// Kubernetes reads at most 4096 bytes of a termination message.
     static let terminationMessageLimit = 4000
@@ -26,6 +30,31 @@ struct PodCommand: AsyncParsableCommand {
 
     static func environment(_ key: String) -> String? {
         ProcessInfo.processInfo.environment[key].flatMap { $0.isEmpty ? nil : $0 }
+    }
+
+    /// The termination message file: the option, else `$C2D_TERMINATION_LOG`, else Kubernetes' default.
+    static func terminationLog(_ option: String?) -> String {
+        option ?? environment("C2D_TERMINATION_LOG") ?? "/dev/termination-log"
+    }
+
+    /// The coordination marks of the attempt's two pods, under `<data>/.c2d`.
+    static func marker(_ name: String, data: String) -> URL {
+        URL(fileURLWithPath: data).appendingPathComponent(ClusterNaming.Marker.directory)
+            .appendingPathComponent(name)
+    }
+
+    /// Writes a mark (and its directory), on NIO's thread pool.
+    static func mark(_ name: String, data: String, contents: String = "") async throws {
+        let url = marker(name, data: data)
+        try await NIOThreadPool.singleton.runIfActive {
+            try FileManager.default.createDirectory(
+                at: url.deletingLastPathComponent(), withIntermediateDirectories: true)
+            try Data(contents.utf8).write(to: url)
+        }
+    }
+
+    static func exists(_ url: URL) async -> Bool {
+        (try? await NIOThreadPool.singleton.runIfActive { FileManager.default.fileExists(atPath: url.path) }) ?? false
     }
 
     /// Ends the step: the reason to stderr and the termination message, then the exit code.
@@ -49,16 +78,32 @@ struct PodCommand: AsyncParsableCommand {
                 workflow, bad settings, unwritable volume). The reason of a failure is written to --termination-log.
                 """)
 
-        @Option(help: "The workflow JSON file (default: $C2D_WORKFLOW_FILE, else /c2d/secret/workflow.json).")
+        @Option(
+            help: """
+                The workflow JSON file (default: $C2D_WORKFLOW_FILE; unset, the workflow is downloaded from the \
+                gateway at $C2D_RESULTS_URL with the attempt's upload token).
+                """)
         var workflow: String?
         @Option(help: "The job's data directory, mounted as /data (default: $VOLUME, else /data).")
         var data: String?
         @Option(help: "Where to write a failure's reason for the pod's termination message.")
-        var terminationLog = "/dev/termination-log"
+        var terminationLog: String?
 
         func run() async throws {
-            let workflowPath = workflow ?? PodCommand.environment("C2D_WORKFLOW_FILE") ?? "/c2d/secret/workflow.json"
+            let terminationLog = PodCommand.terminationLog(self.terminationLog)
             let dataPath = data ?? PodCommand.environment("VOLUME") ?? "/data"
+            do {
+                try await configure(dataPath: dataPath, terminationLog: terminationLog)
+                try await PodCommand.mark(ClusterNaming.Marker.configured, data: dataPath)
+            } catch let exit as ExitCode {
+                // The algorithm pod waits for one of the two marks; a failure must never leave it waiting.
+                try? await PodCommand.mark(
+                    ClusterNaming.Marker.configureFailed, data: dataPath, contents: "\(exit.rawValue)")
+                throw exit
+            }
+        }
+
+        private func configure(dataPath: String, terminationLog: String) async throws {
             var provisioning = ProvisionerConfiguration(
                 dataDirectory: PodCommand.environment("C2D_DATA_DIR").map { URL(fileURLWithPath: $0) },
                 allowPrivateNetworks: PodCommand.environment("C2D_ALLOW_PRIVATE_URLS") == "1")
@@ -69,21 +114,11 @@ struct PodCommand: AsyncParsableCommand {
             } catch {
                 throw PodCommand.fail(1, "\(error)", terminationLog: terminationLog)
             }
-            let bytes: Data
-            do {
-                bytes = try await NIOThreadPool.singleton.runIfActive {
-                    try Data(contentsOf: URL(fileURLWithPath: workflowPath))
-                }
-            } catch {
-                throw PodCommand.fail(
-                    1, "cannot read the workflow \(workflowPath): \(error.localizedDescription)",
-                    terminationLog: terminationLog)
-            }
+            let bytes = try await workflowBytes(terminationLog: terminationLog)
             do {
                 parsedWorkflow = try JSONDecoder().decode(Workflow.self, from: bytes)
             } catch {
-                throw PodCommand.fail(
-                    1, "the workflow in \(workflowPath) is not a workflow: \(error)", terminationLog: terminationLog)
+                throw PodCommand.fail(1, "the attempt's workflow is not a workflow: \(error)", terminationLog: terminationLog)
             }
             let workspace = JobWorkspace(data: URL(fileURLWithPath: dataPath))
             do {
@@ -103,10 +138,127 @@ struct PodCommand: AsyncParsableCommand {
             }
             try await httpClient.shutdown()
             if let failure {
+                // The container's log stands in for configure.log when publish cannot upload it (it never runs
+                // after a failed configure): repeat the admin log there.
+                if let log = try? await NIOThreadPool.singleton.runIfActive({
+                    try Data(contentsOf: workspace.configureLog)
+                }) {
+                    FileHandle.standardError.write(log)
+                }
                 throw PodCommand.fail(
                     Int32(failure.status.rawValue), failure.reason, terminationLog: terminationLog)
             }
             print("c2d pod configure: configured \(dataPath)")
+        }
+
+        /// The workflow from the file, or from the gateway.
+        private func workflowBytes(terminationLog: String) async throws -> Data {
+            if let path = workflow ?? PodCommand.environment("C2D_WORKFLOW_FILE") {
+                do {
+                    return try await NIOThreadPool.singleton.runIfActive {
+                        try Data(contentsOf: URL(fileURLWithPath: path))
+                    }
+                } catch {
+                    throw PodCommand.fail(
+                        1, "cannot read the workflow \(path): \(error.localizedDescription)",
+                        terminationLog: terminationLog)
+                }
+            }
+            let upload = try PodCommand.uploadConfiguration(terminationLog: terminationLog, code: 1)
+            let httpClient = HTTPUploadResultStore.makeHTTPClient(configuration: upload)
+            let result: Result<Data, any Error>
+            do {
+                result = .success(
+                    try await HTTPUploadResultStore(configuration: upload, httpClient: httpClient).workflow())
+            } catch {
+                result = .failure(error)
+            }
+            try await httpClient.shutdown()
+            switch result {
+            case .success(let data): return data
+            case .failure(let error):
+                throw PodCommand.fail(1, "cannot download the workflow: \(error)", terminationLog: terminationLog)
+            }
+        }
+    }
+
+    /// The gateway, attempt and token from the environment (`C2D_RESULTS_URL`, `C2D_JOB_ID`, `C2D_ATTEMPT`,
+    /// `C2D_UPLOAD_TOKEN`), or a failure with `code`.
+    static func uploadConfiguration(
+        resultsURL: String? = nil, token: String? = nil, jobID: String? = nil, attempt: Int? = nil,
+        terminationLog: String, code: Int32
+    ) throws -> HTTPUploadConfiguration {
+        guard let baseURL = resultsURL ?? environment("C2D_RESULTS_URL"),
+            let scheme = URL(string: baseURL)?.scheme, scheme == "http" || scheme == "https"
+        else {
+            throw fail(code, "--results-url or C2D_RESULTS_URL must be the gateway's http(s) URL", terminationLog: terminationLog)
+        }
+        guard let token = token ?? environment("C2D_UPLOAD_TOKEN") else {
+            throw fail(code, "--token or C2D_UPLOAD_TOKEN is missing", terminationLog: terminationLog)
+        }
+        guard let jobText = jobID ?? environment("C2D_JOB_ID"), let job = JobID(jobText) else {
+            throw fail(code, "--job-id or C2D_JOB_ID must be a job id", terminationLog: terminationLog)
+        }
+        guard let attempt = attempt ?? environment("C2D_ATTEMPT").flatMap({ Int($0) }), attempt > 0 else {
+            throw fail(code, "--attempt or C2D_ATTEMPT must be a positive integer", terminationLog: terminationLog)
+        }
+        return HTTPUploadConfiguration(baseURL: baseURL, jobID: job, attempt: attempt, token: token)
+    }
+
+    // MARK: Await inputs
+
+    struct AwaitInputs: AsyncParsableCommand {
+        static let configuration = CommandConfiguration(
+            commandName: "await-inputs",
+            abstract: "Wait until the configure step has put the inputs in place (the algorithm pod's init step).",
+            discussion: """
+                Exit codes: 0 configure succeeded; 1 configure failed (the algorithm must not run), or nothing \
+                happened within --seconds.
+                """)
+
+        @Option(help: "The job's data directory (default: $VOLUME, else /data).")
+        var data: String?
+        @Option(help: "How long to wait (default: $C2D_AWAIT_SECONDS, else 1800).")
+        var seconds: Int?
+        @Option(help: "Where to write a failure's reason for the pod's termination message.")
+        var terminationLog: String?
+
+        func run() async throws {
+            let terminationLog = PodCommand.terminationLog(self.terminationLog)
+            let dataPath = data ?? PodCommand.environment("VOLUME") ?? "/data"
+            let limit = seconds ?? PodCommand.environment("C2D_AWAIT_SECONDS").flatMap { Int($0) } ?? 1800
+            let deadline = ContinuousClock.now + .seconds(limit)
+            while ContinuousClock.now < deadline {
+                if await PodCommand.exists(PodCommand.marker(ClusterNaming.Marker.configured, data: dataPath)) {
+                    return
+                }
+                if await PodCommand.exists(PodCommand.marker(ClusterNaming.Marker.configureFailed, data: dataPath)) {
+                    throw PodCommand.fail(1, "the configure step failed; the algorithm does not run", terminationLog: terminationLog)
+                }
+                try await Task.sleep(for: .milliseconds(100))
+            }
+            throw PodCommand.fail(1, "the inputs were not ready within \(limit) s", terminationLog: terminationLog)
+        }
+    }
+
+    // MARK: Signal end
+
+    struct SignalEnd: AsyncParsableCommand {
+        static let configuration = CommandConfiguration(
+            commandName: "signal-end",
+            abstract: "Mark the algorithm's end on the data volume when stopped (the algorithm pod's sidecar).",
+            discussion: """
+                Runs as a native sidecar: Kubernetes stops it (SIGTERM) once the algorithm container ended, for \
+                whatever reason, or when the pod is deleted; it then writes the mark the publish step waits for.
+                """)
+
+        @Option(help: "The job's data directory (default: $VOLUME, else /data).")
+        var data: String?
+
+        func run() async throws {
+            let dataPath = data ?? PodCommand.environment("VOLUME") ?? "/data"
+            for await _ in await UnixSignalsSequence(trapping: .sigterm, .sigint) { break }
+            try await PodCommand.mark(ClusterNaming.Marker.algorithmEnded, data: dataPath)
         }
     }
 
@@ -140,42 +292,41 @@ struct PodCommand: AsyncParsableCommand {
         var diskLimitBytes: Int64?
         @Flag(help: "Publish only the logs (after a failed configuration or a stop).")
         var logsOnly = false
+        @Flag(
+            help: """
+                Wait until the algorithm pod marked the algorithm's end, then publish; SIGTERM before that (the \
+                attempt was stopped) publishes the logs only.
+                """)
+        var afterAlgorithm = false
         @Option(help: "Where to write a failure's reason for the pod's termination message.")
-        var terminationLog = "/dev/termination-log"
+        var terminationLog: String?
 
         func run() async throws {
+            let terminationLog = PodCommand.terminationLog(self.terminationLog)
             let code = Int32(JobStatus.resultsUploadFailed.rawValue)
             let dataPath = data ?? PodCommand.environment("VOLUME") ?? "/data"
-            guard let baseURL = resultsURL ?? PodCommand.environment("C2D_RESULTS_URL"),
-                let scheme = URL(string: baseURL)?.scheme, scheme == "http" || scheme == "https"
-            else {
-                throw PodCommand.fail(
-                    code, "--results-url or C2D_RESULTS_URL must be the gateway's http(s) URL",
-                    terminationLog: terminationLog)
-            }
-            guard let token = token ?? PodCommand.environment("C2D_UPLOAD_TOKEN") else {
-                throw PodCommand.fail(code, "--token or C2D_UPLOAD_TOKEN is missing", terminationLog: terminationLog)
-            }
-            guard let jobText = jobID ?? PodCommand.environment("C2D_JOB_ID"), let job = JobID(jobText) else {
-                throw PodCommand.fail(code, "--job-id or C2D_JOB_ID must be a job id", terminationLog: terminationLog)
-            }
-            guard let attempt = attempt ?? PodCommand.environment("C2D_ATTEMPT").flatMap({ Int($0) }), attempt > 0
-            else {
-                throw PodCommand.fail(
-                    code, "--attempt or C2D_ATTEMPT must be a positive integer", terminationLog: terminationLog)
-            }
+            let upload = try PodCommand.uploadConfiguration(
+                resultsURL: resultsURL, token: token, jobID: jobID, attempt: attempt, terminationLog: terminationLog,
+                code: code)
             let diskLimit = diskLimitBytes ?? PodCommand.environment("C2D_DISK_LIMIT_BYTES").flatMap { Int64($0) }
+            var includeOutputs = !logsOnly
+            if afterAlgorithm {
+                let ended = await Self.waitForAlgorithm(dataPath: dataPath)
+                if !ended {
+                    print("c2d pod publish: stopped before the algorithm ended; publishing the logs only")
+                    includeOutputs = false
+                }
+            }
 
             let workspace = JobWorkspace(data: URL(fileURLWithPath: dataPath))
             // Idempotent; makes sure adminlogs/ exists for publish.log even if configuration never ran.
             try? await NIOThreadPool.singleton.runIfActive { try workspace.createLayoutBlocking() }
-            let upload = HTTPUploadConfiguration(baseURL: baseURL, jobID: job, attempt: attempt, token: token)
             let httpClient = HTTPUploadResultStore.makeHTTPClient(configuration: upload)
             let publisher = ResultPublisher(
                 store: HTTPUploadResultStore(configuration: upload, httpClient: httpClient))
             let report = await publisher.publish(
-                jobID: job, attempt: attempt, workspace: workspace, diskLimitBytes: diskLimit ?? .max,
-                includeOutputs: !logsOnly)
+                jobID: upload.jobID, attempt: upload.attempt, workspace: workspace, diskLimitBytes: diskLimit ?? .max,
+                includeOutputs: includeOutputs)
             try await httpClient.shutdown()
             for file in report.results {
                 print("c2d pod publish: \(file.kind.rawValue) \(file.name): \(file.size) bytes, sha256 \(file.sha256)")
@@ -184,6 +335,28 @@ struct PodCommand: AsyncParsableCommand {
                 throw PodCommand.fail(Int32(failure.status.rawValue), failure.reason, terminationLog: terminationLog)
             }
             print("c2d pod publish: uploaded \(report.results.count) file(s)")
+        }
+
+        /// True once the algorithm's end is marked; false when SIGTERM (or SIGINT) comes first.
+        static func waitForAlgorithm(dataPath: String) async -> Bool {
+            let mark = PodCommand.marker(ClusterNaming.Marker.algorithmEnded, data: dataPath)
+            let signals = await UnixSignalsSequence(trapping: .sigterm, .sigint)
+            return await withTaskGroup(of: Bool.self) { group in
+                group.addTask {
+                    while !Task.isCancelled {
+                        if await PodCommand.exists(mark) { return true }
+                        try? await Task.sleep(for: .milliseconds(200))
+                    }
+                    return false
+                }
+                group.addTask {
+                    for await _ in signals { return false }
+                    return false
+                }
+                let first = await group.next() ?? false
+                group.cancelAll()
+                return first
+            }
         }
     }
 }

@@ -46,7 +46,7 @@ struct SchedulerSettings {
         {
             .milliseconds(Int64((try number(key, default: value, range: range) * 1000).rounded()))
         }
-        let planner = ReconcilePlanner.Configuration(
+        var planner = ReconcilePlanner.Configuration(
             republishAfter: try seconds("C2D_SCHEDULER_REPUBLISH_AFTER_SECONDS", default: 60),
             leaseGrace: leaseGrace,
             missingObjectGrace: try seconds("C2D_SCHEDULER_MISSING_GRACE_SECONDS", default: 120),
@@ -56,6 +56,8 @@ struct SchedulerSettings {
             environmentStaleAfter: try seconds(
                 "C2D_SCHEDULER_ENVIRONMENT_STALE_SECONDS", default: 600, range: 1...86_400)
         )
+        // The worker's start time-out, so an attempt whose image never pulls ends the same whoever reads it.
+        planner.startTimeout = try seconds("C2D_IMAGE_PULL_TIMEOUT_SECONDS", default: 300, range: 1...86_400)
         return SchedulerSettings(
             leaderLease: try seconds("C2D_SCHEDULER_LEASE_SECONDS", default: 10, range: 1...3600),
             interval: try seconds("C2D_SCHEDULER_RECONCILE_INTERVAL_SECONDS", default: 2, range: 0.01...3600),
@@ -107,7 +109,7 @@ enum SchedulerServices {
             let kubernetesCluster = KubernetesReconcileCluster(
                 configuration: .init(
                     namespace: kubernetes.executor.namespace, pageSize: scheduler.listPageSize,
-                    logLimitBytes: scheduler.logLimitBytes, relistInterval: scheduler.fullPassInterval),
+                    logLimitBytes: scheduler.logLimitBytes),
                 client: client, resultStore: resultStore, store: store, logger: logger)
             services.append(KubernetesClientOwner(client: client, cluster: kubernetesCluster))
             cluster = kubernetesCluster
@@ -152,8 +154,7 @@ private struct KubernetesClientOwner: Service {
     let cluster: KubernetesReconcileCluster
 
     func run() async throws {
-        try? await gracefulShutdown()
-        cluster.stop()
+        await cancelWhenGracefulShutdown { await cluster.run() }
         try await client.shutdown()
     }
 }

@@ -213,11 +213,14 @@ package struct PostgresReconcileStore: Sendable {
         package var exitCode: Int?
         package var oomKilled: Bool
         package var stopRequest: Int?
+        /// Which of the attempt's uploads become the job's results.
+        package var results: ResultCopy
 
         package init(
             jobID: JobID, attempt: Int, status: JobStatus, outcome: JobOutcome, reason: String, exitCode: Int? = nil,
-            oomKilled: Bool = false, stopRequest: Int? = nil
+            oomKilled: Bool = false, stopRequest: Int? = nil, results: ResultCopy = .none
         ) {
+            self.results = results
             self.jobID = jobID
             self.attempt = attempt
             self.status = status
@@ -229,7 +232,14 @@ package struct PostgresReconcileStore: Sendable {
         }
     }
 
-    /// Finishes each job whose attempt is still current and unfinished, with an event; returns the jobs finished.
+    /// Which uploads of the attempt (`attempt_uploads`) a terminal record copies into `job_results`.
+    package enum ResultCopy: String, Sendable {
+        case none, logs, all
+    }
+
+    /// Finishes each job whose attempt is still current and unfinished, with an event, and copies the attempt's
+    /// uploads into its results in Ocean's order (what the worker's `finish` records from the same rows): one
+    /// result path whoever finalizes. Returns the jobs finished.
     package func terminate(_ terminations: [Termination], in tx: PostgresTransaction) async throws -> [JobID] {
         guard !terminations.isEmpty else { return [] }
         let rows = try await tx.query(
@@ -237,15 +247,28 @@ package struct PostgresReconcileStore: Sendable {
             with input as (
                 select * from unnest(
                     $1::text[]::uuid[], $2::text[]::int[], $3::text[]::smallint[], $4::text[], $5::text[],
-                    $6::text[]::int[], $7::text[]::boolean[], $8::text[]::smallint[]
-                ) as t(id, attempt, status, outcome, reason, exit_code, oom, stopreq)
+                    $6::text[]::int[], $7::text[]::boolean[], $8::text[]::smallint[], $9::text[]
+                ) as t(id, attempt, status, outcome, reason, exit_code, oom, stopreq, copy)
             ), done as (
                 update jobs j set status = i.status, outcome = i.outcome, failure_reason = i.reason,
                     exit_code = i.exit_code, oom_killed = i.oom, stopreq = coalesce(i.stopreq, j.stopreq),
                     finished_at = now(), lease_until = null, worker_id = null
                 from input i
                 where j.id = i.id and j.attempt = i.attempt and j.finished_at is null
-                returning j.id, j.attempt, j.status, j.failure_reason
+                returning j.id, j.attempt, j.status, j.failure_reason, i.copy
+            ), results as (
+                insert into job_results (job_id, position, attempt, name, kind, size, sha256, location)
+                select u.job_id,
+                    row_number() over (
+                        partition by u.job_id
+                        order by
+                            case u.kind when 'output' then 0 when 'algorithmLog' then 1
+                                when 'configrationLog' then 2 else 3 end,
+                            u.kind = 'algorithmLog' and u.name <> 'algorithm.log', u.name collate "C"
+                    ) - 1,
+                    u.attempt, u.name, u.kind, u.size, u.sha256, u.location
+                from attempt_uploads u join done d on u.job_id = d.id and u.attempt = d.attempt
+                where d.copy = 'all' or (d.copy = 'logs' and u.kind <> 'output')
             )
             insert into job_events (job_id, attempt, status, reason)
             select id, attempt, status, failure_reason from done
@@ -259,6 +282,7 @@ package struct PostgresReconcileStore: Sendable {
                 .textArray(terminations.map { $0.exitCode.map(String.init) }),
                 .textArray(terminations.map { $0.oomKilled ? "true" : "false" }),
                 .textArray(terminations.map { $0.stopRequest.map(String.init) }),
+                .textArray(terminations.map { $0.results.rawValue }),
             ])
         return try rows.map { JobID(uuid: try $0.uuid("job_id")) }
     }

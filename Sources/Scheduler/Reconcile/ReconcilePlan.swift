@@ -1,5 +1,6 @@
 import Domain
 import Foundation
+import Kubernetes
 
 /// One thing a reconcile pass decided to do. Each action carries what applying it needs and is idempotent: every
 /// Postgres-side action is a conditional write on (job id, attempt) that does nothing if the row moved on.
@@ -9,23 +10,27 @@ package enum ReconcileAction: Sendable, Hashable {
     /// Duty 3: the worker's lease expired past the grace period. Clear the worker and queue a new delivery; the
     /// next worker adopts the objects of `attempt` (deterministic names) instead of starting over.
     case handOver(jobID: JobID, environment: String, attempt: Int, workerID: String)
-    /// Duty 4: an object whose job is finished, unknown, or on a newer attempt. Destructive.
-    case deleteOrphan(ClusterObject.Reference, reason: OrphanReason)
+    /// Duty 4: an attempt's objects whose job is finished, unknown, or on a newer attempt: its Job is deleted, which
+    /// takes the rest. Destructive.
+    case deleteOrphan(AttemptKey, reason: OrphanReason)
     /// Duty 5: the launched attempt's objects are gone past the grace period and attempts remain: end this attempt
     /// and queue a new delivery (the claim makes attempt + 1). Destructive.
     case retryLost(jobID: JobID, environment: String, attempt: Int)
     /// Duty 5: as ``retryLost(jobID:environment:attempt:)`` with no attempts left: fail the job, reason `lost`.
     /// Destructive.
     case failLost(jobID: JobID, attempt: Int)
-    /// Duty 6: the attempt's objects finished but the row is not terminal and no worker holds it: archive the logs
-    /// first, then record the result read from the container states, then delete the objects.
-    case finalizeFromCluster(jobID: JobID, attempt: Int, result: Finalization, objects: [ClusterObject.Reference])
-    /// Duty 7: ran past its limit: delete the objects (logs archived first), record status 70, outcome
-    /// `timed_out`, stopreq 2.
-    case timeOut(jobID: JobID, attempt: Int, objects: [ClusterObject.Reference])
-    /// Duty 8: a stop was requested and no worker holds the job: delete the objects in whatever step they are
-    /// (logs archived first) and record status 70, outcome `stopped`.
-    case finalizeStop(jobID: JobID, attempt: Int, objects: [ClusterObject.Reference])
+    /// Duties 6 and 8: no worker holds the job and its attempt's end is settled in the cluster (`AttemptOutcome`, the
+    /// reading the worker uses): archive the step logs publish could not upload, record the verdict with the
+    /// attempt's uploads as results (logs only for a stop), then delete the objects.
+    case finalizeFromCluster(jobID: JobID, attempt: Int, result: Finalization, observed: ObservedAttempt)
+    /// Duties 6 and 8 before the end is settled: stop the attempt (a stop request, a start that will never happen,
+    /// an algorithm past its limit); publish then uploads the logs, and a later pass finalizes.
+    case intervene(AttemptKey, AttemptOutcome.Intervention)
+    /// Duty 7: ran past its limit plus the grace (nothing else ended it): record status 70, outcome `timed_out`,
+    /// stopreq 2, with the uploads so far, then delete the objects.
+    case timeOut(jobID: JobID, attempt: Int, deleteObjects: Bool)
+    /// Duty 8 with no objects to stop (none exist, or the cluster cannot be seen): record status 70, `stopped`.
+    case finalizeStop(jobID: JobID, attempt: Int, deleteObjects: Bool)
     /// Duty 9: never claimed within the environment's queue wait: status 2, expired in queue.
     case expireInQueue(jobID: JobID)
     /// Duty 11: storage expiry passed: delete the results and logs (files, then rows) and mark the job removed.
@@ -36,8 +41,8 @@ package enum ReconcileAction: Sendable, Hashable {
     case showEnvironment(id: String)
 
     package enum Kind: String, Sendable, Hashable, CaseIterable {
-        case republish, handOver, deleteOrphan, retryLost, failLost, finalizeFromCluster, timeOut, finalizeStop
-        case expireInQueue, removeResults, hideEnvironment, showEnvironment
+        case republish, handOver, deleteOrphan, retryLost, failLost, finalizeFromCluster, intervene, timeOut
+        case finalizeStop, expireInQueue, removeResults, hideEnvironment, showEnvironment
 
         /// Kinds that act on the absence of something; the fail-safe withholds them.
         package var isDestructive: Bool {
@@ -50,7 +55,7 @@ package enum ReconcileAction: Sendable, Hashable {
         /// Kinds applied by Kubernetes-side code (they need the cluster or the result store before Postgres).
         package var needsCluster: Bool {
             switch self {
-            case .deleteOrphan, .finalizeFromCluster: true
+            case .deleteOrphan, .finalizeFromCluster, .intervene: true
             default: false
             }
         }
@@ -64,6 +69,7 @@ package enum ReconcileAction: Sendable, Hashable {
         case .retryLost: .retryLost
         case .failLost: .failLost
         case .finalizeFromCluster: .finalizeFromCluster
+        case .intervene: .intervene
         case .timeOut: .timeOut
         case .finalizeStop: .finalizeStop
         case .expireInQueue: .expireInQueue
@@ -80,7 +86,7 @@ package enum ReconcileAction: Sendable, Hashable {
             .finalizeFromCluster(let id, _, _, _), .timeOut(let id, _, _), .finalizeStop(let id, _, _),
             .expireInQueue(let id), .removeResults(let id):
             id
-        case .deleteOrphan(let object, _): object.jobID
+        case .deleteOrphan(let key, _), .intervene(let key, _): key.jobID
         case .hideEnvironment, .showEnvironment: nil
         }
     }
@@ -96,30 +102,20 @@ package enum OrphanReason: String, Sendable, Hashable {
     case attemptSuperseded
 }
 
-/// The terminal record read from an attempt's finished objects (duty 6).
+/// The terminal record read from an attempt's objects (duties 6 and 8): `AttemptOutcome`'s verdict.
 package struct Finalization: Sendable, Hashable {
-    package var status: JobStatus
-    package var outcome: JobOutcome
-    package var failureReason: String?
-    package var exitCode: Int?
-    package var oomKilled: Bool
-    /// Ocean's stopreq to record (2 when the cluster's deadline ended the algorithm).
-    package var stopRequest: Int?
-    /// Always true: the logs are archived before the objects holding them are deleted (DESIGN §2.5).
-    package var archiveLogsFirst: Bool
+    package var verdict: AttemptOutcome.Verdict
 
-    package init(
-        status: JobStatus, outcome: JobOutcome, failureReason: String? = nil, exitCode: Int? = nil,
-        oomKilled: Bool = false, stopRequest: Int? = nil
-    ) {
-        self.status = status
-        self.outcome = outcome
-        self.failureReason = failureReason
-        self.exitCode = exitCode
-        self.oomKilled = oomKilled
-        self.stopRequest = stopRequest
-        self.archiveLogsFirst = true
+    package init(_ verdict: AttemptOutcome.Verdict) {
+        self.verdict = verdict
     }
+
+    package var status: JobStatus { verdict.status }
+    package var outcome: JobOutcome { verdict.outcome }
+    package var failureReason: String? { verdict.failureReason }
+    package var exitCode: Int? { verdict.exitCode }
+    package var oomKilled: Bool { verdict.oomKilled }
+    package var stopRequest: Int? { verdict.stopRequest }
 }
 
 /// Why the plan holds back destructive actions.

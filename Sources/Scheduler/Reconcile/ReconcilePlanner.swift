@@ -1,12 +1,15 @@
 import Domain
 import Foundation
+import Kubernetes
 
 /// The reconciler's decisions as a pure function over values (aesthetics §10.14): no I/O, no clock.
 ///
 /// Per unfinished job, the first matching rule wins, so a job gets at most one action per pass:
-/// 1. stop requested (stopreq 1) and no worker holds it → ``ReconcileAction/finalizeStop(jobID:attempt:objects:)``
-/// 2. its attempt's objects finished and no worker holds it → ``ReconcileAction/finalizeFromCluster(jobID:attempt:result:objects:)``
-/// 3. running past its limit plus the timeout grace → ``ReconcileAction/timeOut(jobID:attempt:objects:)``
+/// 1. no worker holds it and its attempt's end is settled in the cluster (read with `AttemptOutcome`, as the worker
+///    reads it; a stop request counts) → ``ReconcileAction/finalizeFromCluster(jobID:attempt:result:observed:)``; not
+///    settled yet but something must be stopped (a stop request, a start that will never happen) →
+///    ``ReconcileAction/intervene(_:_:)``; a stop with no objects to stop → ``ReconcileAction/finalizeStop(jobID:attempt:deleteObjects:)``
+/// 3. running past its limit plus the timeout grace → ``ReconcileAction/timeOut(jobID:attempt:deleteObjects:)``
 /// 4. launched, objects gone for the missing-object grace → retry as a new attempt, or fail `lost`
 /// 5. worker lease expired past the lease grace → ``ReconcileAction/handOver(jobID:environment:attempt:workerID:)``
 /// 6. never claimed: expire after the environment's queue wait; else, if admitted by capacity (duty 10) or already
@@ -41,6 +44,12 @@ package enum ReconcilePlanner {
         package var failSafeMaximumPresentShare: Double
         /// An environment not refreshed for this long is hidden. Default 10 min.
         package var environmentStaleAfter: Duration
+        /// Image pull and container creation problems end an attempt after this long (the worker's setting).
+        /// Default 300 s.
+        package var startTimeout: Duration = .seconds(300)
+        /// A decided attempt whose logs never arrive (its pods will not stop) is recorded anyway after this long.
+        /// Default 150 s.
+        package var settleTimeout: Duration = .seconds(150)
 
         package init(
             republishAfter: Duration = .seconds(60), leaseGrace: Duration = .seconds(10),
@@ -73,9 +82,12 @@ package enum ReconcilePlanner {
         }
 
         package var firstSeenMissing: [Attempt: Date]
+        /// When each attempt the scheduler finalizes was first seen decided but not settled.
+        package var firstDecided: [Attempt: Date]
 
-        package init(firstSeenMissing: [Attempt: Date] = [:]) {
+        package init(firstSeenMissing: [Attempt: Date] = [:], firstDecided: [Attempt: Date] = [:]) {
             self.firstSeenMissing = firstSeenMissing
+            self.firstDecided = firstDecided
         }
     }
 
@@ -97,8 +109,8 @@ private struct Planning {
     let previous: ReconcilePlanner.State
     var now: Date { snapshot.now }
 
-    /// Live (not deleting) objects per attempt; nil without a usable cluster listing.
-    var objects: [Attempt: [ClusterObject]]?
+    /// Every attempt the cluster shows (tombstones included); nil without a usable cluster listing.
+    var objects: [Attempt: ObservedAttempt]?
     var failSafe: FailSafeReason?
     var actions: [ReconcileAction] = []
     var nextState = ReconcilePlanner.State()
@@ -136,13 +148,14 @@ private struct Planning {
             objects = nil
             failSafe = .clusterUnavailable(reason)
         case .available(let list):
-            var byAttempt: [Attempt: [ClusterObject]] = [:]
-            for object in list where !object.deleting {
-                byAttempt[Attempt(jobID: object.jobID, attempt: object.attempt), default: []].append(object)
+            var byAttempt: [Attempt: ObservedAttempt] = [:]
+            byAttempt.reserveCapacity(list.count)
+            for attempt in list {
+                byAttempt[Attempt(jobID: attempt.key.jobID, attempt: attempt.key.attempt)] = attempt
             }
             objects = byAttempt
             let launched = snapshot.jobs.filter(\.isLaunched)
-            let present = launched.filter { byAttempt[Attempt(jobID: $0.id, attempt: $0.attempt)] != nil }.count
+            let present = launched.filter { live(Attempt(jobID: $0.id, attempt: $0.attempt)) }.count
             if launched.count >= configuration.failSafeMinimumExpected,
                 Double(present) <= Double(launched.count) * configuration.failSafeMaximumPresentShare
             {
@@ -151,11 +164,8 @@ private struct Planning {
         }
     }
 
-    /// The objects of a job's current attempt, as handles for deletion.
-    func references(_ job: ReconcileJob) -> [ClusterObject.Reference] {
-        (objects?[Attempt(jobID: job.id, attempt: job.attempt)] ?? []).map(\.reference)
-            .sorted { ($0.name, $0.kind.rawValue) < ($1.name, $1.kind.rawValue) }
-    }
+    /// Whether some object of the attempt exists and is not being deleted.
+    func live(_ key: Attempt) -> Bool { objects?[key]?.isLive ?? false }
 
     // MARK: Unfinished jobs
 
@@ -164,28 +174,27 @@ private struct Planning {
         handedBack: inout [ReconcileJob]
     ) {
         let key = Attempt(jobID: job.id, attempt: job.attempt)
-        let attemptObjects = objects?[key] ?? []
+        let observed = objects?[key]
+        let live = self.live(key)
         // Nobody holds the job: no worker, or its lease lapsed past the grace (a slow renewal is not a death).
         let workerGone =
             job.workerID == nil || job.leaseUntil.map { $0.plus(configuration.leaseGrace) <= now } ?? true
 
-        if job.stopRequest == 1 && workerGone {
-            finish(job, .finalizeStop(jobID: job.id, attempt: job.attempt, objects: references(job)))
-            return
+        if workerGone, let observed, job.attempt > 0 {
+            if planFromCluster(job, key: key, observed: observed) { return }
         }
-        if workerGone, let result = Self.finalization(of: attemptObjects) {
-            finish(
-                job, .finalizeFromCluster(jobID: job.id, attempt: job.attempt, result: result, objects: references(job))
-            )
+        if job.stopRequest == 1 && workerGone && (objects == nil || !live) {
+            finish(job, .finalizeStop(jobID: job.id, attempt: job.attempt, deleteObjects: false))
             return
         }
         if let started = job.startedAt, let limit = job.maxDuration,
             started.plus(limit).plus(configuration.timeoutGrace) <= now
         {
-            finish(job, .timeOut(jobID: job.id, attempt: job.attempt, objects: references(job)))
+            finish(job, .timeOut(jobID: job.id, attempt: job.attempt, deleteObjects: live))
             return
         }
-        if job.isLaunched, objects != nil, attemptObjects.isEmpty {
+        let decided = observed.map { assess(job, $0).verdict != nil } ?? false
+        if job.isLaunched, objects != nil, !live, !decided {
             if failSafe == nil {
                 let since = previous.firstSeenMissing[key] ?? now
                 nextState.firstSeenMissing[key] = since
@@ -218,6 +227,42 @@ private struct Planning {
         }
     }
 
+    /// The attempt read as the worker reads it (`AttemptOutcome`).
+    func assess(_ job: ReconcileJob, _ observed: ObservedAttempt) -> AttemptOutcome.Assessment {
+        let limit = job.maxDuration.map { Int($0.components.seconds) } ?? Int.max / 2
+        return AttemptOutcome.assess(
+            observed.observation,
+            AttemptOutcome.Context(
+                now: now, stopRequested: job.stopRequest == 1, algorithmTimeLimit: limit,
+                startTimeout: configuration.startTimeout / .seconds(1)))
+    }
+
+    /// Duties 6 and 8 for a job no worker holds: finalize a settled attempt, or stop what must be stopped. True when
+    /// the job got its action.
+    mutating func planFromCluster(_ job: ReconcileJob, key: Attempt, observed: ObservedAttempt) -> Bool {
+        let assessment = assess(job, observed)
+        guard let verdict = assessment.verdict else {
+            if assessment.intervention != .none {
+                actions.append(.intervene(AttemptKey(jobID: job.id, attempt: job.attempt), assessment.intervention))
+                return true
+            }
+            return false
+        }
+        let since = previous.firstDecided[key] ?? now
+        if assessment.settled || since.plus(configuration.settleTimeout) <= now {
+            finish(
+                job,
+                .finalizeFromCluster(
+                    jobID: job.id, attempt: job.attempt, result: Finalization(verdict), observed: observed))
+            return true
+        }
+        nextState.firstDecided[key] = since
+        if assessment.intervention != .none {
+            actions.append(.intervene(AttemptKey(jobID: job.id, attempt: job.attempt), assessment.intervention))
+        }
+        return true
+    }
+
     mutating func finish(_ job: ReconcileJob, _ action: ReconcileAction) {
         finishing.insert(job.id)
         actions.append(action)
@@ -225,61 +270,6 @@ private struct Planning {
 
     func dispatchIsStale(_ job: ReconcileJob) -> Bool {
         (job.lastDispatchAt ?? job.createdAt).plus(configuration.republishAfter) <= now
-    }
-
-    /// Reads the attempt's outcome from its objects once it has one: a failed step (the first in step order wins,
-    /// since later steps may run only to archive logs) or a succeeded publish. Nil while still in progress.
-    static func finalization(of objects: [ClusterObject]) -> Finalization? {
-        var phases: [ClusterObject.Step: ClusterObject.Phase] = [:]
-        var failedPods: [ClusterObject.Step: ClusterObject] = [:]
-        var jobReasons: [ClusterObject.Step: String] = [:]
-        for object in objects {
-            guard let step = object.step, let phase = object.phase else { continue }
-            switch object.kind {
-            case .job:
-                phases[step] = phase
-                if let reason = object.reason { jobReasons[step] = reason }
-            case .pod:
-                // The Job's own phase wins; a Pod speaks for its step only when the Job object is absent.
-                if phases[step] == nil { phases[step] = phase }
-                if phase == .failed || object.exitCode.map({ $0 != 0 }) ?? false || object.oomKilled {
-                    failedPods[step] = object
-                }
-            case .secret:
-                continue
-            }
-        }
-        let failedStep = ClusterObject.Step.allCases.first { phases[$0] == .failed }
-        guard let step = failedStep else {
-            return phases[.publish] == .succeeded
-                ? Finalization(status: .finished, outcome: .succeeded, exitCode: 0) : nil
-        }
-        let pod = failedPods[step]
-        let reason = pod?.reason ?? jobReasons[step]
-        switch step {
-        case .configure:
-            return Finalization(
-                status: .dataProvisioningFailed, outcome: .failed,
-                failureReason: "configure step failed" + (reason.map { ": \($0)" } ?? ""), exitCode: pod?.exitCode)
-        case .algorithm:
-            if pod?.oomKilled == true {
-                return Finalization(
-                    status: .algorithmFailed, outcome: .failed, failureReason: "oom", exitCode: pod?.exitCode,
-                    oomKilled: true)
-            }
-            if reason == "DeadlineExceeded" {
-                return Finalization(
-                    status: .finished, outcome: .timedOut, failureReason: "timed out", exitCode: pod?.exitCode,
-                    stopRequest: 2)
-            }
-            return Finalization(
-                status: .algorithmFailed, outcome: .failed,
-                failureReason: "algorithm failed" + (reason.map { ": \($0)" } ?? ""), exitCode: pod?.exitCode)
-        case .publish:
-            return Finalization(
-                status: .resultsUploadFailed, outcome: .failed,
-                failureReason: "publish step failed" + (reason.map { ": \($0)" } ?? ""), exitCode: pod?.exitCode)
-        }
     }
 
     // MARK: Duty 10: capacity, and duty 2: republish
@@ -324,18 +314,18 @@ private struct Planning {
     // MARK: Duty 4: orphans
 
     mutating func planOrphans() {
-        guard failSafe == nil, case .available(let list) = snapshot.cluster else { return }
+        guard failSafe == nil, let objects else { return }
         let jobs = Dictionary(snapshot.jobs.map { ($0.id, $0) }, uniquingKeysWith: { a, _ in a })
-        var orphans: [(ClusterObject, OrphanReason)] = []
-        for object in list where !object.deleting {
-            guard object.createdAt.plus(configuration.orphanGrace) <= now else { continue }
+        var orphans: [(AttemptKey, OrphanReason)] = []
+        for (key, attempt) in objects where attempt.isLive {
+            guard (attempt.createdAt ?? .distantPast).plus(configuration.orphanGrace) <= now else { continue }
             let reason: OrphanReason
-            if let job = jobs[object.jobID] {
+            if let job = jobs[key.jobID] {
                 if job.isTerminal {
                     // A job finished by this pass deletes its own objects as part of its action.
                     guard !finishing.contains(job.id) else { continue }
                     reason = .jobTerminal
-                } else if object.attempt < job.attempt {
+                } else if key.attempt < job.attempt {
                     reason = .attemptSuperseded
                 } else {
                     continue
@@ -343,11 +333,11 @@ private struct Planning {
             } else {
                 reason = .unknownJob
             }
-            orphans.append((object, reason))
+            orphans.append((attempt.key, reason))
         }
-        // In name order, sorting only the orphans (sorting every object cost most of a 100,000-object pass).
-        orphans.sort { ($0.0.name, $0.0.kind.rawValue) < ($1.0.name, $1.0.kind.rawValue) }
-        for (object, reason) in orphans { actions.append(.deleteOrphan(object.reference, reason: reason)) }
+        // In a stable order, sorting only the orphans (sorting every attempt would cost most of a large pass).
+        orphans.sort { ($0.0.jobID.description, $0.0.attempt) < ($1.0.jobID.description, $1.0.attempt) }
+        for (key, reason) in orphans { actions.append(.deleteOrphan(key, reason: reason)) }
     }
 
     // MARK: Duty 11 and 12

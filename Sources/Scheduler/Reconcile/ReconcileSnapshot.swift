@@ -1,5 +1,6 @@
 import Domain
 import Foundation
+import Kubernetes
 
 /// Everything one reconcile pass decides on: job rows, the cluster's objects, the environments, and the time.
 ///
@@ -76,94 +77,14 @@ package struct ReconcileJob: Sendable, Hashable {
     package var isQueued: Bool { !isTerminal && attempt == 0 && workerID == nil }
 }
 
-/// What the cluster holds, as a compact projection (anchors §9 G5: labels, phase, times; never whole objects).
+/// What the cluster holds, as the shared informer folds it: one compact ``ObservedAttempt`` per attempt (labels,
+/// phases, container states; never whole objects), tombstones of attempts whose objects are gone included.
 package enum ClusterSnapshot: Sendable, Hashable {
     /// No cluster: the local executor runs jobs, so no object duties apply and nothing is missing.
     case notConfigured
     /// Listing failed (API down, timeout, 403): the planner must not infer absence from it.
     case unavailable(reason: String)
-    case available([ClusterObject])
-}
-
-/// One Kubernetes object c2d created, from its labels (`c2d.io/job-id`, `c2d.io/attempt`, `c2d.io/step`) and status.
-package struct ClusterObject: Sendable, Hashable {
-    package enum Kind: String, Sendable, Hashable, CaseIterable {
-        case job = "Job"
-        case pod = "Pod"
-        case secret = "Secret"
-    }
-
-    package enum Step: String, Sendable, Hashable, CaseIterable, Comparable {
-        case configure, algorithm, publish
-
-        private var order: Int {
-            switch self {
-            case .configure: 0
-            case .algorithm: 1
-            case .publish: 2
-            }
-        }
-
-        package static func < (lhs: Step, rhs: Step) -> Bool { lhs.order < rhs.order }
-    }
-
-    package enum Phase: String, Sendable, Hashable, CaseIterable {
-        case pending, running, succeeded, failed
-
-        package var isFinished: Bool { self == .succeeded || self == .failed }
-    }
-
-    package var kind: Kind
-    package var name: String
-    package var jobID: JobID
-    package var attempt: Int
-    /// Nil for the per-attempt Secret.
-    package var step: Step?
-    /// Nil for Secrets.
-    package var phase: Phase?
-    /// The main container's exit code, once terminated (Pods).
-    package var exitCode: Int?
-    package var oomKilled: Bool
-    /// The Kubernetes reason (`DeadlineExceeded`, `Evicted`, `ImagePullBackOff` …).
-    package var reason: String?
-    package var createdAt: Date
-    /// A deletion timestamp is set: it is going away and counts as neither present nor orphaned.
-    package var deleting: Bool
-
-    package init(
-        kind: Kind, name: String? = nil, jobID: JobID, attempt: Int, step: Step?, phase: Phase? = nil,
-        exitCode: Int? = nil, oomKilled: Bool = false, reason: String? = nil, createdAt: Date, deleting: Bool = false
-    ) {
-        self.kind = kind
-        self.name = name ?? Self.name(jobID: jobID, attempt: attempt, step: step)
-        self.jobID = jobID
-        self.attempt = attempt
-        self.step = step
-        self.phase = phase
-        self.exitCode = exitCode
-        self.oomKilled = oomKilled
-        self.reason = reason
-        self.createdAt = createdAt
-        self.deleting = deleting
-    }
-
-    /// The deterministic name: `c2d-<jobid>-<attempt>-<step>`, or `c2d-<jobid>-<attempt>` for the Secret.
-    package static func name(jobID: JobID, attempt: Int, step: Step?) -> String {
-        guard let step, let named = ClusterNaming.Step(rawValue: step.rawValue) else {
-            return ClusterNaming.attemptName(jobID: jobID, attempt: attempt)
-        }
-        return ClusterNaming.stepName(jobID: jobID, attempt: attempt, step: named)
-    }
-
-    /// A handle for deleting the object.
-    package var reference: Reference { Reference(kind: kind, name: name, jobID: jobID, attempt: attempt) }
-
-    package struct Reference: Sendable, Hashable {
-        package var kind: Kind
-        package var name: String
-        package var jobID: JobID
-        package var attempt: Int
-    }
+    case available([ObservedAttempt])
 }
 
 /// An environment as the reconciler needs it (row of `environments` plus its definition's limits).

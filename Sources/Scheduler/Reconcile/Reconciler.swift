@@ -1,5 +1,6 @@
 import Domain
 import Foundation
+import Kubernetes
 import Logging
 import Persistence
 import ServiceLifecycle
@@ -7,21 +8,23 @@ import Synchronization
 
 /// The Kubernetes side of reconciling, implemented with the Kubernetes client (absent with the local executor).
 package protocol ReconcileCluster: Sendable {
-    /// c2d's objects (label `app.kubernetes.io/managed-by=c2d`) as compact projections. Throwing puts the pass in
-    /// fail-safe mode: nothing is inferred from the absence of objects.
-    func listObjects() async throws -> [ClusterObject]
-    /// As ``listObjects()``; `full` asks for a fresh listing rather than a cached or watched one (full passes).
-    func listObjects(full: Bool) async throws -> [ClusterObject]
-    /// Deletes the objects; already gone counts as deleted.
-    func delete(_ objects: [ClusterObject.Reference]) async throws
-    /// Archives the attempt's step logs to the result store and records them in job_logs, before the objects that
-    /// hold them are deleted (DESIGN §2.5). Must be idempotent.
-    func archiveLogs(jobID: JobID, attempt: Int, objects: [ClusterObject.Reference]) async throws
+    /// c2d's attempts (label `app.kubernetes.io/managed-by=c2d`) as the shared informer folds them. Throwing puts
+    /// the pass in fail-safe mode: nothing is inferred from the absence of objects.
+    func listObjects() async throws -> [ObservedAttempt]
+    /// As ``listObjects()``; `full` may ask for a fresh reading where the implementation can give one.
+    func listObjects(full: Bool) async throws -> [ObservedAttempt]
+    /// Deletes the attempts' objects (their Jobs, which take the rest); already gone counts as deleted.
+    func delete(_ attempts: [AttemptKey]) async throws
+    /// Stops what an attempt runs (``AttemptOutcome/Intervention``).
+    func intervene(_ attempt: AttemptKey, _ intervention: AttemptOutcome.Intervention) async throws
+    /// Archives the step logs the attempt's publish step could not upload (read from the API) as the attempt's
+    /// uploads, before its end is recorded. Must be idempotent.
+    func archiveLogs(_ attempt: ObservedAttempt) async throws
 }
 
 extension ReconcileCluster {
     /// Implementations without a cache list the same way either way.
-    package func listObjects(full: Bool) async throws -> [ClusterObject] { try await listObjects() }
+    package func listObjects(full: Bool) async throws -> [ObservedAttempt] { try await listObjects() }
 }
 
 /// What one ``Reconciler/runOnce(epoch:)`` did.
@@ -224,7 +227,7 @@ package final class Reconciler: Service, Sendable {
         result.fullPass = full
         // Rows of jobs the cluster names that are not unfinished (finished, or unknown).
         if case .available(let objects) = cluster {
-            let missing = Set(objects.map(\.jobID)).subtracting(jobs.keys)
+            let missing = Set(objects.filter(\.isLive).map(\.key.jobID)).subtracting(jobs.keys)
             for job in try await store.jobs(ids: Array(missing)) { jobs[job.id] = job }
         }
         for job in try await store.expiredResults(limit: configuration.batchSize) { jobs[job.id] = job }
@@ -238,8 +241,9 @@ package final class Reconciler: Service, Sendable {
         var republish: [(id: JobID, attempt: Int)] = []
         var handOver: [(id: JobID, attempt: Int)] = []
         var retry: [(id: JobID, attempt: Int)] = []
-        var terminations: [(ReconcileAction.Kind, PostgresReconcileStore.Termination, [ClusterObject.Reference])] = []
-        var orphans: [ClusterObject.Reference] = []
+        var terminations: [Terminating] = []
+        var orphans: [AttemptKey] = []
+        var interventions: [(AttemptKey, AttemptOutcome.Intervention)] = []
         var removals: [JobID] = []
         var hide: [String] = []
         var show: [String] = []
@@ -250,46 +254,45 @@ package final class Reconciler: Service, Sendable {
             case .retryLost(let id, _, let attempt): retry.append((id, attempt))
             case .failLost(let id, let attempt):
                 terminations.append(
-                    (
-                        .failLost,
-                        .init(jobID: id, attempt: attempt, status: .finished, outcome: .failed, reason: "lost"), []
-                    ))
-            case .finalizeFromCluster(let id, let attempt, let final, let objects):
+                    Terminating(
+                        kind: .failLost,
+                        termination: .init(
+                            jobID: id, attempt: attempt, status: .finished, outcome: .failed, reason: "lost")))
+            case .finalizeFromCluster(let id, let attempt, let final, let observed):
                 terminations.append(
-                    (
-                        .finalizeFromCluster,
-                        .init(
+                    Terminating(
+                        kind: .finalizeFromCluster,
+                        termination: .init(
                             jobID: id, attempt: attempt, status: final.status, outcome: final.outcome,
                             reason: final.failureReason ?? final.outcome.rawValue, exitCode: final.exitCode,
-                            oomKilled: final.oomKilled, stopRequest: final.stopRequest),
-                        objects
-                    ))
-            case .timeOut(let id, let attempt, let objects):
+                            oomKilled: final.oomKilled, stopRequest: final.stopRequest,
+                            results: final.verdict.logsOnly ? .logs : .all),
+                        observed: observed, deleteObjects: observed.isLive))
+            case .intervene(let key, let intervention): interventions.append((key, intervention))
+            case .timeOut(let id, let attempt, let deleteObjects):
                 terminations.append(
-                    (
-                        .timeOut,
-                        .init(
-                            jobID: id, attempt: attempt, status: .finished, outcome: .timedOut, reason: "timed out",
-                            stopRequest: 2),
-                        objects
-                    ))
-            case .finalizeStop(let id, let attempt, let objects):
+                    Terminating(
+                        kind: .timeOut,
+                        termination: .init(
+                            jobID: id, attempt: attempt, status: .finished, outcome: .timedOut,
+                            reason: "algorithm exceeded its time limit", stopRequest: 2, results: .all),
+                        deleteObjects: deleteObjects))
+            case .finalizeStop(let id, let attempt, let deleteObjects):
                 terminations.append(
-                    (
-                        .finalizeStop,
-                        .init(jobID: id, attempt: attempt, status: .finished, outcome: .stopped, reason: "stopped"),
-                        objects
-                    ))
+                    Terminating(
+                        kind: .finalizeStop,
+                        termination: .init(
+                            jobID: id, attempt: attempt, status: .finished, outcome: .stopped,
+                            reason: "the job was stopped on request", stopRequest: 1, results: .logs),
+                        deleteObjects: deleteObjects))
             case .expireInQueue(let id):
                 terminations.append(
-                    (
-                        .expireInQueue,
-                        .init(
+                    Terminating(
+                        kind: .expireInQueue,
+                        termination: .init(
                             jobID: id, attempt: 0, status: .expiredInQueue, outcome: .failed,
-                            reason: "expired in queue"),
-                        []
-                    ))
-            case .deleteOrphan(let object, _): orphans.append(object)
+                            reason: "expired in queue")))
+            case .deleteOrphan(let key, _): orphans.append(key)
             case .removeResults(let id): removals.append(id)
             case .hideEnvironment(let id): hide.append(id)
             case .showEnvironment(let id): show.append(id)
@@ -311,39 +314,44 @@ package final class Reconciler: Service, Sendable {
             }
         }
 
-        // Terminal records: logs archived first, objects deleted after the record committed.
+        // Terminal records: missing step logs archived first, the record (with the attempt's uploads as results)
+        // committed, then the objects deleted.
         for chunk in terminations.chunked(batch) {
-            var ready: [(ReconcileAction.Kind, PostgresReconcileStore.Termination, [ClusterObject.Reference])] = []
+            var ready: [Terminating] = []
             for item in chunk {
-                guard !item.2.isEmpty, let cluster else {
+                guard let observed = item.observed, let cluster else {
                     ready.append(item)
                     continue
                 }
                 do {
-                    try await cluster.archiveLogs(jobID: item.1.jobID, attempt: item.1.attempt, objects: item.2)
+                    try await cluster.archiveLogs(observed)
                     ready.append(item)
                 } catch {
                     result.failed += 1
                     logger.warning(
                         "archiving logs failed; job left for the next pass",
-                        metadata: ["job": "\(item.1.jobID)", "error": "\(error)"])
+                        metadata: ["job": "\(item.termination.jobID)", "error": "\(error)"])
                 }
             }
             guard !ready.isEmpty else { continue }
             do {
                 let finished = Set(
                     try await leadership.withFencedTransaction(epoch: epoch) { tx in
-                        try await self.store.terminate(ready.map { $0.1 }, in: tx)
+                        try await self.store.terminate(ready.map(\.termination), in: tx)
                     })
-                for item in ready where finished.contains(item.1.jobID) {
-                    result.applied[item.0, default: 0] += 1
-                    if !item.2.isEmpty, let cluster {
-                        do {
-                            try await cluster.delete(item.2)
-                        } catch {
-                            // The job is finished now, so a later pass deletes them as orphans.
-                            logger.warning("deleting objects failed", metadata: ["error": "\(error)"])
-                        }
+                var deletions: [AttemptKey] = []
+                for item in ready where finished.contains(item.termination.jobID) {
+                    result.applied[item.kind, default: 0] += 1
+                    if item.deleteObjects {
+                        deletions.append(AttemptKey(jobID: item.termination.jobID, attempt: item.termination.attempt))
+                    }
+                }
+                if !deletions.isEmpty, let cluster {
+                    do {
+                        try await cluster.delete(deletions)
+                    } catch {
+                        // The jobs are finished now, so a later pass deletes them as orphans.
+                        logger.warning("deleting objects failed", metadata: ["error": "\(error)"])
                     }
                 }
             } catch let error as LeadershipError {
@@ -351,6 +359,19 @@ package final class Reconciler: Service, Sendable {
             } catch {
                 result.failed += ready.count
                 logger.warning("recording terminal states failed", metadata: ["error": "\(error)"])
+            }
+        }
+
+        if let cluster {
+            for (key, intervention) in interventions {
+                do {
+                    try await cluster.intervene(key, intervention)
+                    result.applied[.intervene, default: 0] += 1
+                } catch {
+                    result.failed += 1
+                    logger.warning(
+                        "stopping an attempt failed", metadata: ["job": "\(key.jobID)", "error": "\(error)"])
+                }
             }
         }
 
@@ -396,6 +417,16 @@ package final class Reconciler: Service, Sendable {
             logger.warning("reconcile batch failed", metadata: ["kind": "\(kind)", "error": "\(error)"])
         }
     }
+}
+
+/// A terminal record to write, with what must happen around it.
+private struct Terminating: Sendable {
+    var kind: ReconcileAction.Kind
+    var termination: PostgresReconcileStore.Termination
+    /// The attempt whose missing step logs are archived first.
+    var observed: ObservedAttempt?
+    /// Delete the attempt's objects once the record committed.
+    var deleteObjects = false
 }
 
 extension Array {

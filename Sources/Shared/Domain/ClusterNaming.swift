@@ -1,39 +1,88 @@
-/// How c2d names and labels the Kubernetes objects of a job (DESIGN §3), shared by the worker that creates them
-/// and the scheduler that reconciles them. Names are deterministic from job id and attempt, so a retried create
-/// finds its own object ("already exists" means adopt) instead of making a second one.
+/// How c2d names and labels the Kubernetes objects of a job attempt (docs/architecture.md, "A job's life on
+/// Kubernetes"), shared by the worker that creates them and the scheduler that reconciles them. Names are
+/// deterministic from job id and attempt, so a retried create finds its own object ("already exists" means adopt)
+/// instead of making a second one.
+///
+/// An attempt is two pods sharing one data volume:
+/// - the *io* pod, from the batch/v1 Job `c2d-<id>-<attempt>` (the attempt's root object): init container
+///   `configure` fetches inputs and algorithm, main container `publish` uploads results once the algorithm ended;
+/// - the *algorithm* pod `c2d-<id>-<attempt>-algorithm` (owned by the Job): init container `await-inputs` waits for
+///   configure, native sidecar `signal-end` marks the algorithm's end on the volume, main container `algorithm`.
+///
+/// The volume is the algorithm pod's generic ephemeral volume, claim `c2d-<id>-<attempt>-algorithm-data`, which the
+/// io pod mounts by name. Deleting the Job deletes everything (owner references).
 public enum ClusterNaming {
-    /// The steps of an attempt, each a Kubernetes Job.
+    /// The logical steps of an attempt, each one container.
     public enum Step: String, Sendable, Hashable, CaseIterable {
         case configure, algorithm, publish
+    }
+
+    /// The two pods of an attempt.
+    public enum Role: String, Sendable, Hashable, CaseIterable {
+        /// configure and publish: c2d's own image, network to fetch inputs and to reach the gateway.
+        case io
+        /// the consumer's algorithm: no network (unless allowed), no credentials.
+        case algorithm
     }
 
     public static let managedByLabel = "app.kubernetes.io/managed-by"
     public static let managedByValue = "c2d"
     public static let jobIDLabel = "c2d.io/job-id"
     public static let attemptLabel = "c2d.io/attempt"
-    public static let stepLabel = "c2d.io/step"
+    public static let roleLabel = "c2d.io/role"
     public static let environmentLabel = "c2d.io/environment"
+    /// On algorithm pods: `none` (selected by the namespace's deny-all NetworkPolicy) or `allowed`.
+    public static let networkLabel = "c2d.io/network"
 
     /// The label selector of every object c2d manages.
     public static let selector = "\(managedByLabel)=\(managedByValue)"
 
-    /// `c2d-<job id>-<attempt>`: the attempt's Secret (owner of the rest), volume and network policy.
+    /// Container names.
+    public enum Container {
+        public static let configure = "configure"
+        public static let publish = "publish"
+        public static let awaitInputs = "await-inputs"
+        public static let signalEnd = "signal-end"
+        public static let algorithm = "algorithm"
+    }
+
+    /// `c2d-<job id>-<attempt>`: the attempt's Job (the io pod's controller and the owner of the rest).
     public static func attemptName(jobID: JobID, attempt: Int) -> String {
         "c2d-\(jobID)-\(attempt)"
     }
 
-    /// `c2d-<job id>-<attempt>-<step>`: 48 characters at most for attempts below 10, well inside the 63 a Job
-    /// name may have (its pods carry it as a label value).
-    public static func stepName(jobID: JobID, attempt: Int, step: Step) -> String {
-        "\(attemptName(jobID: jobID, attempt: attempt))-\(step.rawValue)"
+    /// `c2d-<job id>-<attempt>-algorithm`: the algorithm pod (48 characters for attempts below 10).
+    public static func algorithmPodName(jobID: JobID, attempt: Int) -> String {
+        "\(attemptName(jobID: jobID, attempt: attempt))-algorithm"
     }
 
-    public static func labels(jobID: JobID, attempt: Int, environment: String, step: Step?) -> [String: String] {
+    /// The name of the algorithm pod's ephemeral volume.
+    public static let dataVolume = "data"
+
+    /// `c2d-<job id>-<attempt>-algorithm-data`: the claim Kubernetes makes for the algorithm pod's ephemeral volume
+    /// (`<pod>-<volume>`), which the io pod mounts.
+    public static func dataClaimName(jobID: JobID, attempt: Int) -> String {
+        "\(algorithmPodName(jobID: jobID, attempt: attempt))-\(dataVolume)"
+    }
+
+    public static func labels(jobID: JobID, attempt: Int, environment: String, role: Role?) -> [String: String] {
         var labels = [
             managedByLabel: managedByValue, jobIDLabel: jobID.description, attemptLabel: String(attempt),
             environmentLabel: environment,
         ]
-        if let step { labels[stepLabel] = step.rawValue }
+        if let role { labels[roleLabel] = role.rawValue }
         return labels
+    }
+
+    /// Files on the data volume by which the two pods coordinate, under `/data/.c2d` (never mounted into the
+    /// algorithm container, so the algorithm cannot forge them).
+    public enum Marker {
+        public static let directory = ".c2d"
+        /// Written by configure when the inputs are in place.
+        public static let configured = "configured"
+        /// Written by configure when it failed (holds its exit code): the algorithm never starts.
+        public static let configureFailed = "configure-failed"
+        /// Written by the algorithm pod's `signal-end` sidecar once the algorithm container ended (for any reason).
+        public static let algorithmEnded = "algorithm-ended"
     }
 }

@@ -28,6 +28,10 @@ public struct ComputeEnvironment: Sendable, Hashable, Codable {
     /// Published (non-raw) algorithms this environment runs; empty (the default) runs any. Each entry's fields may
     /// use `*` wildcards.
     public var trustedAlgorithms: [TrustedAlgorithm] = []
+    /// Kubernetes executor: a `ReadOnlyMany` PersistentVolumeClaim in the jobs namespace holding the publisher's
+    /// datasets; the configure step mounts it read-only and `path` inputs are read from it. Without it (the
+    /// default) `path` inputs are refused at submit on Kubernetes.
+    public var dataVolumeClaim: String?
 
     /// One trusted algorithm, as Ocean's `publisherTrustedAlgorithms` entries: `did`, `filesChecksum` (the
     /// algorithm file's sha-256 hex) and `containerSectionChecksum` (sha-256 hex of the entrypoint followed by the
@@ -70,7 +74,7 @@ public struct ComputeEnvironment: Sendable, Hashable, Codable {
 
     enum CodingKeys: String, CodingKey {
         case id, description, maxJobDuration, cpus, memoryMiB, diskMiB, maxJobs, allowNetwork, allowRawAlgorithm
-        case storageExpiry, chainIds, trustedAlgorithms, maxQueueWait
+        case storageExpiry, chainIds, trustedAlgorithms, maxQueueWait, dataVolumeClaim
     }
 
     /// Missing keys take the defaults above, so an environments file only states what differs.
@@ -90,6 +94,7 @@ public struct ComputeEnvironment: Sendable, Hashable, Codable {
         chainIds = try c.decodeIfPresent([Int].self, forKey: .chainIds) ?? []
         maxQueueWait = try c.decodeIfPresent(Int.self, forKey: .maxQueueWait) ?? 0
         trustedAlgorithms = try c.decodeIfPresent([TrustedAlgorithm].self, forKey: .trustedAlgorithms) ?? []
+        dataVolumeClaim = try c.decodeIfPresent(String.self, forKey: .dataVolumeClaim)
     }
 
     /// The environment c2d serves when nothing else is configured.

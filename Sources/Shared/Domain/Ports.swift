@@ -22,12 +22,3 @@ public struct StoredObject: Sendable, Hashable {
     }
 }
 
-/// The running side of a job's steps, as the worker sees them.
-public protocol Executor: Sendable {
-    /// Runs configure → algorithm → publish for one attempt of a job, calling `progress` on each status
-    /// change, and returns the truthful end of it. It must not throw for a failure of the job itself (that is
-    /// an `ExecutionResult`); it throws only when the execution could not be carried out at all.
-    func execute(
-        job: Job, environment: ComputeEnvironment, progress: @escaping @Sendable (JobStatus) async throws -> Void
-    ) async throws -> ExecutionResult
-}

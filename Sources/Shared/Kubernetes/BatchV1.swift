@@ -8,9 +8,9 @@ public struct Job: KubernetesResource, Hashable {
     public var kind: String?
     public var metadata: ObjectMeta
     public var spec: JobSpec?
-    public var status: JobStatus?
+    public var status: Status?
 
-    public init(metadata: ObjectMeta, spec: JobSpec, status: JobStatus? = nil) {
+    public init(metadata: ObjectMeta, spec: JobSpec, status: Status? = nil) {
         self.apiVersion = Self.resource.apiVersion
         self.kind = Self.resource.kind
         self.metadata = metadata
@@ -94,35 +94,38 @@ public struct PodFailurePolicy: Codable, Sendable, Hashable {
     }
 }
 
-public struct JobStatus: Codable, Sendable, Hashable {
-    public var active: Int?
-    public var succeeded: Int?
-    public var failed: Int?
-    public var ready: Int?
-    public var startTime: Date?
-    public var completionTime: Date?
-    public var conditions: [JobCondition]?
+extension Job {
+    /// batch/v1 JobStatus (named `Job.Status` here so it never clashes with a job's own status).
+    public struct Status: Codable, Sendable, Hashable {
+        public var active: Int?
+        public var succeeded: Int?
+        public var failed: Int?
+        public var ready: Int?
+        public var startTime: Date?
+        public var completionTime: Date?
+        public var conditions: [JobCondition]?
 
-    public init(
-        active: Int? = nil, succeeded: Int? = nil, failed: Int? = nil, ready: Int? = nil, startTime: Date? = nil,
-        completionTime: Date? = nil, conditions: [JobCondition]? = nil
-    ) {
-        self.active = active
-        self.succeeded = succeeded
-        self.failed = failed
-        self.ready = ready
-        self.startTime = startTime
-        self.completionTime = completionTime
-        self.conditions = conditions
+        public init(
+            active: Int? = nil, succeeded: Int? = nil, failed: Int? = nil, ready: Int? = nil, startTime: Date? = nil,
+            completionTime: Date? = nil, conditions: [JobCondition]? = nil
+        ) {
+            self.active = active
+            self.succeeded = succeeded
+            self.failed = failed
+            self.ready = ready
+            self.startTime = startTime
+            self.completionTime = completionTime
+            self.conditions = conditions
+        }
+
+        /// The `True` condition of `type` (`Complete`, `Failed`, `SuccessCriteriaMet`, `FailureTarget`, `Suspended`).
+        public func condition(_ type: String) -> JobCondition? {
+            conditions?.first { $0.type == type && $0.status == "True" }
+        }
+
+        /// The Job finished: a `Complete` or `Failed` condition is `True`.
+        public var isFinished: Bool { condition("Complete") != nil || condition("Failed") != nil }
     }
-
-    /// The `True` condition of `type` (`Complete`, `Failed`, `SuccessCriteriaMet`, `FailureTarget`, `Suspended`).
-    public func condition(_ type: String) -> JobCondition? {
-        conditions?.first { $0.type == type && $0.status == "True" }
-    }
-
-    /// The Job finished: a `Complete` or `Failed` condition is `True`.
-    public var isFinished: Bool { condition("Complete") != nil || condition("Failed") != nil }
 }
 
 public struct JobCondition: Codable, Sendable, Hashable {

@@ -133,14 +133,16 @@ public struct PodSpec: Codable, Sendable, Hashable {
     public var enableServiceLinks: Bool?
     public var nodeSelector: [String: String]?
     public var nodeName: String?
+    public var affinity: Affinity?
 
     public init(
         containers: [Container], initContainers: [Container]? = nil, volumes: [Volume]? = nil,
         restartPolicy: String? = nil, activeDeadlineSeconds: Int? = nil, terminationGracePeriodSeconds: Int? = nil,
         automountServiceAccountToken: Bool? = nil, serviceAccountName: String? = nil,
         securityContext: PodSecurityContext? = nil, enableServiceLinks: Bool? = nil,
-        nodeSelector: [String: String]? = nil, nodeName: String? = nil
+        nodeSelector: [String: String]? = nil, nodeName: String? = nil, affinity: Affinity? = nil
     ) {
+        self.affinity = affinity
         self.containers = containers
         self.initContainers = initContainers
         self.volumes = volumes
@@ -153,6 +155,33 @@ public struct PodSpec: Codable, Sendable, Hashable {
         self.enableServiceLinks = enableServiceLinks
         self.nodeSelector = nodeSelector
         self.nodeName = nodeName
+    }
+}
+
+/// core/v1 Affinity, the pod-affinity part c2d uses (the io pod goes where its algorithm pod is).
+public struct Affinity: Codable, Sendable, Hashable {
+    public var podAffinity: PodAffinity?
+
+    public init(podAffinity: PodAffinity? = nil) {
+        self.podAffinity = podAffinity
+    }
+
+    public struct PodAffinity: Codable, Sendable, Hashable {
+        public var requiredDuringSchedulingIgnoredDuringExecution: [PodAffinityTerm]?
+
+        public init(requiredDuringSchedulingIgnoredDuringExecution: [PodAffinityTerm]? = nil) {
+            self.requiredDuringSchedulingIgnoredDuringExecution = requiredDuringSchedulingIgnoredDuringExecution
+        }
+    }
+
+    public struct PodAffinityTerm: Codable, Sendable, Hashable {
+        public var labelSelector: LabelSelector?
+        public var topologyKey: String
+
+        public init(labelSelector: LabelSelector? = nil, topologyKey: String) {
+            self.labelSelector = labelSelector
+            self.topologyKey = topologyKey
+        }
     }
 }
 
@@ -193,15 +222,37 @@ public struct Volume: Codable, Sendable, Hashable {
     public var secret: SecretVolumeSource?
     public var persistentVolumeClaim: PersistentVolumeClaimVolumeSource?
     public var emptyDir: EmptyDirVolumeSource?
+    /// A generic ephemeral volume: Kubernetes creates the claim `<pod>-<volume>`, owned by the pod.
+    public var ephemeral: EphemeralVolumeSource?
 
     public init(
         name: String, secret: SecretVolumeSource? = nil,
-        persistentVolumeClaim: PersistentVolumeClaimVolumeSource? = nil, emptyDir: EmptyDirVolumeSource? = nil
+        persistentVolumeClaim: PersistentVolumeClaimVolumeSource? = nil, emptyDir: EmptyDirVolumeSource? = nil,
+        ephemeral: EphemeralVolumeSource? = nil
     ) {
+        self.ephemeral = ephemeral
         self.name = name
         self.secret = secret
         self.persistentVolumeClaim = persistentVolumeClaim
         self.emptyDir = emptyDir
+    }
+}
+
+public struct EphemeralVolumeSource: Codable, Sendable, Hashable {
+    public var volumeClaimTemplate: ClaimTemplate
+
+    public init(volumeClaimTemplate: ClaimTemplate) {
+        self.volumeClaimTemplate = volumeClaimTemplate
+    }
+
+    public struct ClaimTemplate: Codable, Sendable, Hashable {
+        public var metadata: ObjectMeta?
+        public var spec: PersistentVolumeClaim.Spec
+
+        public init(metadata: ObjectMeta? = nil, spec: PersistentVolumeClaim.Spec) {
+            self.metadata = metadata
+            self.spec = spec
+        }
     }
 }
 
@@ -265,12 +316,16 @@ public struct Container: Codable, Sendable, Hashable {
     public var resources: ResourceRequirements?
     public var volumeMounts: [VolumeMount]?
     public var securityContext: SecurityContext?
+    /// On an init container, `Always` makes it a native sidecar (Kubernetes ≥ 1.29): started in order with the other
+    /// init containers, kept running, stopped after the main containers.
+    public var restartPolicy: String?
 
     public init(
         name: String, image: String? = nil, imagePullPolicy: String? = nil, command: [String]? = nil,
         args: [String]? = nil, env: [EnvVar]? = nil, workingDir: String? = nil, resources: ResourceRequirements? = nil,
-        volumeMounts: [VolumeMount]? = nil, securityContext: SecurityContext? = nil
+        volumeMounts: [VolumeMount]? = nil, securityContext: SecurityContext? = nil, restartPolicy: String? = nil
     ) {
+        self.restartPolicy = restartPolicy
         self.name = name
         self.image = image
         self.imagePullPolicy = imagePullPolicy

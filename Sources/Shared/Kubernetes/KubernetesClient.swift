@@ -22,7 +22,7 @@ public final class KubernetesClient: Sendable {
     public let configuration: KubernetesConfiguration
     private let httpClient: HTTPClient
     private let baseURL: String
-    private let limiter: RateLimiter
+    private let limiter: PriorityRateLimiter
     private let credentials: Credentials
     private let logger: Logger
 
@@ -50,7 +50,7 @@ public final class KubernetesClient: Sendable {
         self.httpClient = HTTPClient(
             eventLoopGroup: HTTPClient.defaultEventLoopGroup, configuration: httpConfiguration,
             backgroundActivityLogger: logger)
-        self.limiter = RateLimiter(
+        self.limiter = PriorityRateLimiter(
             TokenBucket(queriesPerSecond: configuration.queriesPerSecond, burst: configuration.burst))
         self.credentials = Credentials(configuration.authentication)
         self.logger = logger
@@ -65,7 +65,9 @@ public final class KubernetesClient: Sendable {
 
     /// Creates `object` (POST) and returns it as stored, with uid and resourceVersion. The namespace is `namespace`,
     /// else the object's, else the configured default.
-    public func create<R: KubernetesResource>(_ object: R, namespace: String? = nil) async throws -> R {
+    public func create<R: KubernetesResource>(
+        _ object: R, namespace: String? = nil, priority: RequestPriority = .starting
+    ) async throws -> R {
         var object = object
         object.apiVersion = R.resource.apiVersion
         object.kind = R.resource.kind
@@ -74,7 +76,8 @@ public final class KubernetesClient: Sendable {
         let call = Call(
             method: .POST, path: R.resource.collectionPath(namespace: namespace), body: body,
             contentType: "application/json",
-            context: "create \(R.resource.kind) \(object.metadata.name ?? object.metadata.generateName ?? "")")
+            context: "create \(R.resource.kind) \(object.metadata.name ?? object.metadata.generateName ?? "")",
+            priority: priority)
         return try decode(R.self, from: try await execute(call), context: call.context)
     }
 
@@ -137,14 +140,15 @@ public final class KubernetesClient: Sendable {
     /// for a while) or a `Status`; either is success. A missing object throws ``KubernetesError/Code-swift.struct/notFound``.
     public func delete<R: KubernetesResource>(
         _ type: R.Type, name: String, namespace: String? = nil,
-        propagationPolicy: PropagationPolicy? = .background, gracePeriodSeconds: Int? = nil
+        propagationPolicy: PropagationPolicy? = .background, gracePeriodSeconds: Int? = nil,
+        priority: RequestPriority = .finishing
     ) async throws {
         var query: [(String, String)] = []
         if let propagationPolicy { query.append(("propagationPolicy", propagationPolicy.rawValue)) }
         if let gracePeriodSeconds { query.append(("gracePeriodSeconds", String(gracePeriodSeconds))) }
         let call = Call(
             method: .DELETE, path: R.resource.objectPath(name: name, namespace: resolve(namespace)), query: query,
-            context: "delete \(R.resource.kind) \(name)")
+            context: "delete \(R.resource.kind) \(name)", priority: priority)
         _ = try await execute(call)
     }
 
@@ -157,7 +161,8 @@ public final class KubernetesClient: Sendable {
         let body = try encode(mergePatch, context: "encode patch of \(R.resource.kind) \(name)")
         let call = Call(
             method: .PATCH, path: R.resource.objectPath(name: name, namespace: resolve(namespace)), body: body,
-            contentType: "application/merge-patch+json", context: "patch \(R.resource.kind) \(name)")
+            contentType: "application/merge-patch+json", context: "patch \(R.resource.kind) \(name)",
+            priority: .finishing)
         return try decode(R.self, from: try await execute(call), context: call.context)
     }
 
@@ -252,8 +257,7 @@ public final class KubernetesClient: Sendable {
         var attempt = 0
         while true {
             attempt += 1
-            let wait = await limiter.reserve()
-            if wait > .zero { try await Task.sleep(for: wait) }
+            try await limiter.acquire(call.priority)
             let request = try await makeRequest(call)
             var logger = self.logger
             logger[metadataKey: "k8s.request"] = "\(call.method) \(call.path)"
@@ -519,6 +523,8 @@ private struct Call: Sendable {
     var accept = "application/json"
     /// What is being done, for error messages: "create Job c2d-1-0-algorithm".
     var context: String
+    /// Its place in the rate limiter's queue; by verb unless the caller says otherwise.
+    var priority: RequestPriority = .observing
 
     /// Reads may be repeated freely; writes only when they certainly were not received.
     var isIdempotent: Bool { method == .GET }
@@ -529,15 +535,6 @@ private struct HTTPFailure: Error {
     var status: HTTPResponseStatus
     var headers: HTTPHeaders
     var body: ByteBuffer
-}
-
-/// Serializes access to the token bucket; the caller sleeps outside, so waiting callers do not block the actor.
-private actor RateLimiter {
-    private var bucket: TokenBucket
-
-    init(_ bucket: TokenBucket) { self.bucket = bucket }
-
-    func reserve() -> Duration { bucket.reserve(at: .now) }
 }
 
 /// Supplies the bearer token, re-reading a token file when its modification time changes.

@@ -27,4 +27,30 @@ public struct TokenBucket: Sendable {
         // Whole nanoseconds, so waits compare exactly and floating-point dust does not show up in logs.
         return .nanoseconds(Int64((-tokens / queriesPerSecond * 1e9).rounded()))
     }
+
+    /// Takes a token if one is available at `now`, without going into debt.
+    public mutating func tryTake(at now: ContinuousClock.Instant) -> Bool {
+        guard queriesPerSecond > 0 else { return true }
+        refill(at: now)
+        guard tokens >= 1 else { return false }
+        tokens -= 1
+        return true
+    }
+
+    /// How long until a whole token is available (zero when one is).
+    public mutating func untilNextToken(at now: ContinuousClock.Instant) -> Duration {
+        guard queriesPerSecond > 0 else { return .zero }
+        refill(at: now)
+        guard tokens < 1 else { return .zero }
+        return .nanoseconds(Int64(((1 - tokens) / queriesPerSecond * 1e9).rounded(.up)))
+    }
+
+    private mutating func refill(at now: ContinuousClock.Instant) {
+        if let last, now > last {
+            let elapsed = (now - last) / .seconds(1)
+            tokens = min(Double(burst), tokens + elapsed * queriesPerSecond)
+        }
+        if last.map({ now > $0 }) ?? true { last = now }
+    }
 }
+

@@ -129,6 +129,10 @@ struct FieldErrors {
         causes.append(.init(reason: "FieldValueDuplicate", message: "Duplicate value: \"\(value)\"", field: field))
     }
 
+    mutating func notFound(_ field: String, _ value: String) {
+        causes.append(.init(reason: "FieldValueNotFound", message: "Not found: \"\(value)\"", field: field))
+    }
+
     mutating func forbidden(_ field: String, _ detail: String) {
         causes.append(.init(reason: "FieldValueForbidden", message: "Forbidden: \(detail)", field: field))
     }

@@ -75,6 +75,9 @@ struct HistoryEvent: Sendable {
     var resource: Int
     var type: EventType
     var bytes: [UInt8]
+    /// The object as it was before this event (modified and deleted), so a continued list can show the collection
+    /// as it was when the list began. Shares storage with the stored object it replaced.
+    var previous: [UInt8]?
     var old: SelectableFields?
     var new: SelectableFields?
     var at: ContinuousClock.Instant
@@ -148,6 +151,8 @@ actor Cluster {
     var compactedRevision: UInt64 = 1
     var history: [HistoryEvent] = []
     var historyStart = 0
+    /// Per list in progress (resource and resourceVersion): the objects changed since, as they were then.
+    var listSnapshots: [String: ListSnapshot] = [:]
     var watchers: [Int: Watcher] = [:]
     var nextWatcherID = 0
     var byUID: [String: ObjectRef] = [:]
@@ -162,9 +167,19 @@ actor Cluster {
     var tokensAt = ContinuousClock.now
     var requestCounts: [String: Int] = [:]
     var stopped = false
+    /// Pods waiting for a claim (`namespace/name`) to exist before they can be scheduled.
+    var claimWaiters: [String: Set<String>] = [:]
+    /// Coordination files c2d's simulated steps wrote on each claim, and the pods waiting for them.
+    var markers: [String: Set<String>] = [:]
+    var markerWaiters: [String: Set<String>] = [:]
+    /// Real step processes, when configured.
+    let processes: StepProcesses?
 
     init(configuration: KubernetesEmulatorConfiguration) {
         self.configuration = configuration
+        self.processes = configuration.stepRunner.map(StepProcesses.init)
+        self.resourceVersion = max(1, configuration.initialResourceVersion)
+        self.compactedRevision = max(1, configuration.initialResourceVersion)
         self.random = SeededGenerator(state: configuration.seed)
         self.faults = configuration.faults
         self.tokens = Double(configuration.faults.qpsBurst)
@@ -225,7 +240,7 @@ actor Cluster {
         for owner in stored.owners { dependents[owner, default: []].insert(ref) }
         tables[resource.index].objects[key] = stored
         byUID[stored.uid] = ref
-        record(resource, type, stored.bytes, old: previous?.fields, new: stored.fields)
+        record(resource, type, stored.bytes, old: previous?.fields, new: stored.fields, previous: previous?.bytes)
         return object
     }
 
@@ -250,15 +265,17 @@ actor Cluster {
         tables[ref.resource].removeKey(ref.key)
         byUID[stored.uid] = nil
         for owner in stored.owners { dependents[owner]?.remove(ref) }
-        record(ref.type, .deleted, bytes, old: stored.fields, new: stored.fields)
+        record(ref.type, .deleted, bytes, old: stored.fields, new: stored.fields, previous: stored.bytes)
         afterRemoval(ref, stored)
     }
 
     func record(
-        _ resource: ResourceType, _ type: EventType, _ bytes: [UInt8], old: SelectableFields?, new: SelectableFields?
+        _ resource: ResourceType, _ type: EventType, _ bytes: [UInt8], old: SelectableFields?, new: SelectableFields?,
+        previous: [UInt8]? = nil
     ) {
         let event = HistoryEvent(
             resourceVersion: resourceVersion, resource: resource.index, type: type, bytes: bytes,
+            previous: type == .added ? nil : previous,
             old: type == .added ? nil : old, new: new, at: .now)
         history.append(event)
         if history.count - historyStart > configuration.compaction.maxEvents {
@@ -396,10 +413,17 @@ actor Cluster {
             startKey = token.start
         }
         tables[resource.index].ensureSorted()
+        // A continued list shows the collection as of its first page (etcd serves it at that revision): objects
+        // changed since are shown as they were then, from the history.
+        let snapshot = listVersion < resourceVersion ? listSnapshot(resource, at: listVersion) : nil
         let table = tables[resource.index]
         let prefix = selection.namespace.map { $0 + "/" } ?? ""
         var index = table.lowerBound(max(prefix, startKey ?? ""))
         if let startKey, index < table.keys.count, table.keys[index] == startKey { index += 1 }
+        var changed = snapshot.map { $0.lowerBound(max(prefix, startKey ?? "")) } ?? 0
+        if let startKey, let snapshot, changed < snapshot.keys.count, snapshot.keys[changed] == startKey {
+            changed += 1
+        }
         var out = Array(
             "{\"kind\":\"\(resource.listKind)\",\"apiVersion\":\"\(resource.apiVersion)\",\"metadata\":{".utf8)
         var items: [UInt8] = []
@@ -407,27 +431,36 @@ actor Cluster {
         var lastKey: String?
         var more = false
         let filtered = !selection.labels.requirements.isEmpty || !selection.fields.requirements.isEmpty
-        while index < table.keys.count {
-            let key = table.keys[index]
+        while true {
+            // The next key in order from the live table or from the objects changed since the list began.
+            let live = index < table.keys.count ? table.keys[index] : nil
+            let old = snapshot.flatMap { changed < $0.keys.count ? $0.keys[changed] : nil }
+            guard let key = [live, old].compactMap({ $0 }).min() else { break }
             if !prefix.isEmpty && !key.hasPrefix(prefix) { break }
             if let limit, limit > 0, count >= limit {
                 more = true
                 break
             }
-            let stored = table.objects[key]!
-            if selection.matches(stored.fields) {
+            if key == live { index += 1 }
+            if key == old { changed += 1 }
+            let object: (bytes: [UInt8], fields: SelectableFields)?
+            if let snapshot, let then = snapshot.objects[key] {
+                object = then
+            } else {
+                object = table.objects[key].map { ($0.bytes, $0.fields) }
+            }
+            if let object, selection.matches(object.fields) {
                 if count > 0 { items.append(UInt8(ascii: ",")) }
-                items.append(contentsOf: stored.bytes)
+                items.append(contentsOf: object.bytes)
                 count += 1
             }
             lastKey = key
-            index += 1
         }
         out.append(contentsOf: "\"resourceVersion\":\"\(listVersion)\"".utf8)
         if more, let lastKey {
             let token = ContinueToken(resourceVersion: listVersion, start: lastKey).encoded
             out.append(contentsOf: ",\"continue\":\"\(token)\"".utf8)
-            if !filtered {
+            if !filtered && snapshot == nil {
                 var remaining = 0
                 if prefix.isEmpty {
                     remaining = table.keys.count - index
@@ -442,6 +475,37 @@ actor Cluster {
         out.append(contentsOf: items)
         out.append(contentsOf: "]}".utf8)
         return out
+    }
+
+    /// The objects of `resource` changed after `version`, as they were at `version` (nil: they did not exist yet),
+    /// kept up to date incrementally while the list goes on.
+    func listSnapshot(_ resource: ResourceType, at version: UInt64) -> ListSnapshot {
+        let id = "\(resource.index)/\(version)"
+        var snapshot = listSnapshots[id] ?? ListSnapshot(scannedThrough: version)
+        if listSnapshots[id] == nil && listSnapshots.count >= 16 { listSnapshots.removeAll() }
+        guard snapshot.scannedThrough < resourceVersion else { return snapshot }
+        var low = historyStart
+        var high = history.count
+        while low < high {
+            let middle = (low + high) / 2
+            if history[middle].resourceVersion <= snapshot.scannedThrough { low = middle + 1 } else { high = middle }
+        }
+        var added = false
+        for event in history[low...] where event.resource == resource.index {
+            guard let fields = event.old ?? event.new else { continue }
+            let key = fields.namespace + "/" + fields.name
+            guard snapshot.objects.index(forKey: key) == nil else { continue }
+            if event.type == .added {
+                snapshot.objects[key] = .some(nil)
+            } else if let previous = event.previous, let old = event.old {
+                snapshot.objects[key] = (previous, old)
+            }
+            added = true
+        }
+        snapshot.scannedThrough = resourceVersion
+        if added { snapshot.keys = snapshot.objects.keys.sorted() }
+        listSnapshots[id] = snapshot
+        return snapshot
     }
 
     enum UpdateKind {
@@ -656,6 +720,7 @@ actor Cluster {
                 schedule(after: scaled(configuration.garbageCollectionDelay), .foreground(stored.uid))
             }
             if running { beginTermination(stored.uid) }
+            if resource == .persistentVolumeClaims { releaseClaimProtection(ref.key) }
             return resource.returnsDeletedObject ? object : successStatus(resource, ref.name, uid: stored.uid)
         }
         remove(ref)
@@ -800,6 +865,7 @@ actor Cluster {
     func stop() {
         stopped = true
         dropWatches()
+        processes?.killAll()
     }
 
     // MARK: Housekeeping
@@ -838,6 +904,7 @@ actor Cluster {
         case .syncJob(let uid): syncJob(uid)
         case .podStep(let uid): podStep(uid)
         case .podTerminated(let uid): finishTermination(uid)
+        case .podDeadline(let uid): podDeadlinePassed(uid)
         case .collect(let uid): collectDependents(of: uid)
         case .foreground(let uid): processForeground(uid)
         case .ttl(let uid):
@@ -857,9 +924,10 @@ actor Cluster {
             }
         }
         if ref.resource == ResourceType.pods.index {
-            pods[stored.uid] = nil
+            podRemoved(stored.uid, ref)
             if let job = stored.controller { schedule(after: .zero, .syncJob(job)) }
         }
+        if ref.resource == ResourceType.persistentVolumeClaims.index { claimRemoved(ref) }
         if ref.resource == ResourceType.jobs.index { jobs[stored.uid] = nil }
     }
 
@@ -992,6 +1060,29 @@ actor Cluster {
 extension String {
     func leftPadded(_ width: Int) -> String {
         count >= width ? self : String(repeating: "0", count: width - count) + self
+    }
+}
+
+/// What a continued list needs to show the collection as of its first page.
+struct ListSnapshot: Sendable {
+    /// Objects changed since: their state then (the inner nil: created since, so absent then).
+    var objects: [String: (bytes: [UInt8], fields: SelectableFields)?] = [:]
+    /// Their keys, sorted.
+    var keys: [String] = []
+    var scannedThrough: UInt64
+
+    init(scannedThrough: UInt64) {
+        self.scannedThrough = scannedThrough
+    }
+
+    func lowerBound(_ key: String) -> Int {
+        var low = 0
+        var high = keys.count
+        while low < high {
+            let middle = (low + high) / 2
+            if keys[middle] < key { low = middle + 1 } else { high = middle }
+        }
+        return low
     }
 }
 

@@ -50,6 +50,24 @@ public struct KubernetesEmulatorConfiguration: Sendable {
     public var faults = KubernetesEmulatorFaults()
     /// Largest accepted request body (the real server's limit). Default 3 MiB.
     public var maxRequestBodyBytes = 3 * 1024 * 1024
+    /// The first resourceVersion the emulator hands out. A real API server starts from etcd's revision, far above 1,
+    /// and its watch cache begins there, so a watch from an old version such as `1` answers 410. Default 1,000.
+    public var initialResourceVersion: UInt64 = 1_000
+    /// Runs c2d's own step containers (`c2d pod …`) as real processes instead of simulating them. Default nil.
+    public var stepRunner: StepRunner?
+
+    /// How c2d's step containers run for real: which binary, and where their volumes and logs live.
+    public struct StepRunner: Sendable {
+        /// The `c2d` executable.
+        public var executable: String
+        /// A directory for volumes (`volumes/<namespace>_<claim>`), logs and termination messages (`pods/<uid>`).
+        public var workDirectory: String
+
+        public init(executable: String, workDirectory: String) {
+            self.executable = executable
+            self.workDirectory = workDirectory
+        }
+    }
 
     public init() {}
 }

@@ -112,6 +112,9 @@ enum Validation {
         }
     }
 
+    /// The finalizer that keeps a claim until no pod uses it.
+    static let claimProtection = "kubernetes.io/pvc-protection"
+
     static func validate(_ object: JSON, _ resource: ResourceType) throws {
         var errors = FieldErrors()
         metadata(object, resource, errors: &errors)
@@ -162,19 +165,56 @@ enum Validation {
             errors.required("\(field).containers")
             return
         }
-        var names: Set<String> = []
-        for (offset, container) in containers.enumerated() {
-            let path = "\(field).containers[\(offset)]"
-            let name = container["name"]?.string ?? ""
-            if name.isEmpty {
-                errors.required("\(path).name")
-            } else if !Names.isDNSLabel(name) {
+        var volumes: Set<String> = []
+        for (offset, volume) in (spec?["volumes"]?.array ?? []).enumerated() {
+            let path = "\(field).volumes[\(offset)]"
+            let name = volume["name"]?.string ?? ""
+            if !Names.isDNSLabel(name) {
                 errors.invalid("\(path).name", name, Names.labelMessage)
-            } else if !names.insert(name).inserted {
+            } else if !volumes.insert(name).inserted {
                 errors.duplicate("\(path).name", name)
             }
-            if (container["image"]?.string ?? "").isEmpty {
-                errors.required("\(path).image")
+            if let template = volume[["ephemeral", "volumeClaimTemplate"]] {
+                if (template[["spec", "accessModes"]]?.array ?? []).isEmpty {
+                    errors.required(
+                        "\(path).ephemeral.volumeClaimTemplate.spec.accessModes", "at least 1 access mode is required")
+                }
+                if template[["spec", "resources", "requests", "storage"]] == nil {
+                    errors.required("\(path).ephemeral.volumeClaimTemplate.spec.resources[storage]")
+                }
+            }
+        }
+        var names: Set<String> = []
+        let groups: [(String, [JSON])] = [
+            ("initContainers", spec?["initContainers"]?.array ?? []), ("containers", containers),
+        ]
+        for (group, list) in groups {
+            for (offset, container) in list.enumerated() {
+                let path = "\(field).\(group)[\(offset)]"
+                let name = container["name"]?.string ?? ""
+                if name.isEmpty {
+                    errors.required("\(path).name")
+                } else if !Names.isDNSLabel(name) {
+                    errors.invalid("\(path).name", name, Names.labelMessage)
+                } else if !names.insert(name).inserted {
+                    errors.duplicate("\(path).name", name)
+                }
+                if (container["image"]?.string ?? "").isEmpty {
+                    errors.required("\(path).image")
+                }
+                if let policy = container["restartPolicy"]?.string {
+                    if group == "containers" {
+                        errors.forbidden("\(path).restartPolicy", "may not be set for non-init containers")
+                    } else if policy != "Always" {
+                        errors.notSupported("\(path).restartPolicy", policy, ["Always"])
+                    }
+                }
+                for (mountOffset, mount) in (container["volumeMounts"]?.array ?? []).enumerated() {
+                    let volume = mount["name"]?.string ?? ""
+                    if !volumes.contains(volume) {
+                        errors.notFound("\(path).volumeMounts[\(mountOffset)].name", volume)
+                    }
+                }
             }
         }
         let policy = spec?["restartPolicy"]?.string ?? "Always"
@@ -259,6 +299,12 @@ enum Validation {
             }
         case .persistentVolumeClaims:
             if object[["spec", "volumeMode"]] == nil { object[["spec", "volumeMode"]] = "Filesystem" }
+            // The storage-object-in-use protection admission plugin adds this to every claim.
+            var finalizers = (object[["metadata", "finalizers"]]?.array ?? []).compactMap(\.string)
+            if !finalizers.contains(claimProtection) {
+                finalizers.append(claimProtection)
+                object[["metadata", "finalizers"]] = .array(finalizers.map { .string($0) })
+            }
             if object["status"] == nil { object["status"] = ["phase": "Pending"] }
         case .networkPolicies:
             if object[["spec", "podSelector"]] == nil { object[["spec", "podSelector"]] = [:] }
@@ -278,7 +324,8 @@ enum Validation {
         if spec["schedulerName"] == nil { spec["schedulerName"] = "default-scheduler" }
         if spec["terminationGracePeriodSeconds"] == nil { spec["terminationGracePeriodSeconds"] = 30 }
         if spec["securityContext"] == nil { spec["securityContext"] = [:] }
-        if var containers = spec["containers"]?.array {
+        for group in ["initContainers", "containers"] {
+            guard var containers = spec[group]?.array else { continue }
             for offset in containers.indices {
                 if containers[offset]["terminationMessagePath"] == nil {
                     containers[offset]["terminationMessagePath"] = "/dev/termination-log"
@@ -294,7 +341,7 @@ enum Validation {
                 }
                 if containers[offset]["resources"] == nil { containers[offset]["resources"] = [:] }
             }
-            spec["containers"] = .array(containers)
+            spec[group] = .array(containers)
         }
     }
 

@@ -1,5 +1,8 @@
 import Domain
 import Foundation
+import NIOCore
+import NIOFoundationCompat
+import NIOPosix
 
 /// Results uploaded by an attempt's publish pod (Kubernetes executor). The executor registers a secret per attempt,
 /// the pod uploads each file to the gateway with it, the gateway records the file here, and the executor hands
@@ -17,15 +20,34 @@ extension PostgresJobStore {
         case notCurrent
     }
 
-    /// Stores the sha-256 of the attempt's upload token, replacing one registered before (a relaunch of the same
-    /// attempt gets a fresh secret).
-    package func registerUploadToken(jobID: JobID, attempt: Int, hash: [UInt8]) async throws {
-        try await client.execute(
+    /// Stores the sha-256 of the attempt's upload token unless the attempt has one already. True when the stored
+    /// token is `hash` (registered now, or by an earlier try of the same launch): the caller launches the attempt
+    /// with it. False when another token is registered: the attempt was launched before (by a worker that died) and
+    /// is being adopted, and its running pods keep the token they hold — replacing it would refuse their uploads.
+    @discardableResult
+    package func registerUploadToken(jobID: JobID, attempt: Int, hash: [UInt8]) async throws -> Bool {
+        let rows = try await client.query(
             """
             insert into attempt_tokens (job_id, attempt, token_hash) values ($1, $2, $3)
-            on conflict (job_id, attempt) do update set token_hash = excluded.token_hash, created_at = now()
+            on conflict (job_id, attempt) do update set token_hash = attempt_tokens.token_hash
+            returning token_hash = $3 as ours
             """,
             [.uuid(jobID.uuid), .int(Int64(attempt)), .bytea(hash)])
+        return try rows.first?.bool("ours") ?? false
+    }
+
+    /// Stores a step's log read from the API as one of the attempt's uploads, under the name the publish step would
+    /// have used (`configure.log`, `publish.log`), so it is listed and served like every other result whoever
+    /// finalizes the job. Fenced like every upload.
+    package func archiveStepLog(
+        _ bytes: ByteBuffer, name: String, kind: ResultKind, jobID: JobID, attempt: Int, resultStore: any ResultStore
+    ) async throws {
+        // Files are written on NIO's thread pool: blocking I/O has no place on Swift's cooperative threads.
+        let file = FileManager.default.temporaryDirectory.appendingPathComponent("c2d-log-\(UUID().uuidString)")
+        try await NIOThreadPool.singleton.runIfActive { try Data(bytes.readableBytesView).write(to: file) }
+        defer { try? FileManager.default.removeItem(at: file) }
+        let stored = try await resultStore.store(jobID: jobID, name: "\(attempt)/adminlogs/\(name)", from: file)
+        try await recordUpload(jobID: jobID, attempt: attempt, name: name, kind: kind, stored: stored)
     }
 
     /// Checks an upload's token against the attempt, and the attempt against the job, in one query.

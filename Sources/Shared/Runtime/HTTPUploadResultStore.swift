@@ -187,6 +187,45 @@ package struct HTTPUploadResultStore: ResultStore {
         }
     }
 
+    /// The attempt's workflow from `GET /internal/v1/jobs/{id}/attempts/{attempt}/workflow` (the configure step's
+    /// input: the Kubernetes executor puts no workflow in any object), with the same tries as an upload. At most
+    /// `limit` bytes.
+    package func workflow(limit: Int = 8 << 20) async throws -> Data {
+        let base = configuration.baseURL.hasSuffix("/") ? String(configuration.baseURL.dropLast()) : configuration.baseURL
+        let url = "\(base)/internal/v1/jobs/\(configuration.jobID)/attempts/\(configuration.attempt)/workflow"
+        var backoff = configuration.initialBackoff
+        var lastFailure = UploadError(code: .unavailable, reason: "no try was made")
+        for attempt in 1...max(1, configuration.attempts) {
+            if attempt > 1 {
+                try await Task.sleep(for: backoff)
+                backoff = min(backoff * 2, configuration.maximumBackoff)
+            }
+            var request = HTTPClientRequest(url: url)
+            request.headers.add(name: "authorization", value: "Bearer \(configuration.token)")
+            let status: Int
+            let body: ByteBuffer
+            do {
+                let response = try await httpClient.execute(request, timeout: .seconds(60))
+                status = Int(response.status.code)
+                body = try await response.body.collect(upTo: limit)
+            } catch is CancellationError {
+                throw CancellationError()
+            } catch {
+                lastFailure = UploadError(
+                    code: .unavailable, reason: "fetching the workflow from \(Self.redacted(url)) failed: \(error)")
+                continue
+            }
+            if (200..<300).contains(status) { return Data(body.readableBytesView) }
+            let failure = UploadError(
+                code: status == 429 || status >= 500 ? .unavailable : .rejected,
+                reason: "the gateway answered \(status) to \(Self.redacted(url)): \(String(buffer: body).prefix(500))",
+                status: status)
+            guard failure.code == .unavailable else { throw failure }
+            lastFailure = failure
+        }
+        throw lastFailure
+    }
+
     // MARK: Names and URLs
 
     /// `<attempt>/outputs/<name>` → output, `<attempt>/logs/<name>` → algorithmLog, `<attempt>/adminlogs/publish.log`

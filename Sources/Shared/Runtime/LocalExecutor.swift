@@ -51,7 +51,7 @@ public struct LocalExecutorConfiguration: Sendable, Hashable {
 /// Runs jobs on this machine: configure (Provisioner) → algorithm (Sandbox) → publish (ResultPublisher), in a
 /// workspace per attempt that is removed afterwards. Cancelling the task that awaits `execute` is a stop: the
 /// sandbox is killed, the logs are still published, and the outcome is `stopped`.
-public struct LocalExecutor: Executor {
+public struct LocalExecutor: TaskExecutor {
     public let configuration: LocalExecutorConfiguration
     private let provisioner: Provisioner
     private let sandbox: Sandbox

@@ -2,9 +2,22 @@ import Domain
 import Foundation
 import Kubernetes
 
-/// The Kubernetes objects of one attempt of a job (DESIGN §3), built as values so they can be checked against the
-/// official schemas without a cluster. Ocean's volume layout: `/data/inputs/<did>/<n>`,
-/// `/data/transformations/algorithm`, `/data/ddos`, `/data/outputs`, `/data/logs`.
+/// The Kubernetes objects of one attempt of a job (docs/architecture.md, "A job's life on Kubernetes"), built as
+/// values so they can be checked against the official schemas without a cluster. Two writes launch an attempt:
+///
+/// 1. the batch/v1 Job `c2d-<id>-<n>` (the attempt's root): its *io* pod runs `c2d pod configure` as an init
+///    container (fetches the workflow from the gateway with the attempt's upload token, then inputs and algorithm),
+///    then `c2d pod publish` (waits for the algorithm's end, uploads outputs and logs). It has network to fetch and
+///    to reach the gateway (the `c2d-io` NetworkPolicy of deploy/ narrows that), and the upload token in its env;
+/// 2. the Pod `c2d-<id>-<n>-algorithm`, owned by the Job: `await-inputs` (init) waits for configure, the
+///    `signal-end` native sidecar marks the algorithm's end on the volume when Kubernetes stops it after the
+///    algorithm, and the algorithm runs in the consumer's image with no network (the namespace's
+///    `c2d-algorithm-isolation` policy selects it by label) and no credentials of any kind.
+///
+/// The data volume is the algorithm pod's generic ephemeral volume (sized to the environment's disk); the io pod
+/// mounts its claim by name and follows the algorithm pod onto its node. Ocean's layout: `/data/inputs/<did>/<n>`,
+/// `/data/transformations/algorithm`, `/data/ddos`, `/data/outputs`, `/data/logs`, plus `/data/adminlogs` and the
+/// coordination marks in `/data/.c2d`, which the algorithm container never sees.
 package struct JobManifests: Sendable {
     package let job: Domain.Job
     package let environment: ComputeEnvironment
@@ -16,44 +29,12 @@ package struct JobManifests: Sendable {
         self.configuration = configuration
     }
 
-    var attemptName: String { ClusterNaming.attemptName(jobID: job.id, attempt: job.attempt) }
+    package var rootName: String { ClusterNaming.attemptName(jobID: job.id, attempt: job.attempt) }
+    package var algorithmPodName: String { ClusterNaming.algorithmPodName(jobID: job.id, attempt: job.attempt) }
+    package var dataClaimName: String { ClusterNaming.dataClaimName(jobID: job.id, attempt: job.attempt) }
 
-    func stepName(_ step: ClusterNaming.Step) -> String {
-        ClusterNaming.stepName(jobID: job.id, attempt: job.attempt, step: step)
-    }
-
-    func labels(_ step: ClusterNaming.Step?) -> [String: String] {
-        ClusterNaming.labels(jobID: job.id, attempt: job.attempt, environment: job.environment, step: step)
-    }
-
-    /// Secret keys.
-    static let workflowKey = "workflow.json"
-    static let uploadTokenKey = "upload-token"
-    static let operatorKeyKey = "operator-key"
-
-    /// The attempt's Secret: the workflow and the per-attempt upload token. It owns every other object of the
-    /// attempt, so deleting it deletes them all.
-    package func secret(uploadToken: String) throws -> Secret {
-        let encoder = JSONEncoder()
-        encoder.outputFormatting = [.sortedKeys]
-        var data: [String: Data] = [
-            Self.workflowKey: try encoder.encode(job.workflow), Self.uploadTokenKey: Data(uploadToken.utf8),
-        ]
-        if let key = configuration.operatorPrivateKeyHex { data[Self.operatorKeyKey] = Data(key.utf8) }
-        return Secret(
-            metadata: ObjectMeta(name: attemptName, namespace: configuration.namespace, labels: labels(nil)),
-            type: "Opaque", data: data)
-    }
-
-    /// The `/data` volume, sized to the environment's disk limit.
-    package func volume(owner: OwnerReference) -> PersistentVolumeClaim {
-        PersistentVolumeClaim(
-            metadata: ObjectMeta(
-                name: attemptName, namespace: configuration.namespace, labels: labels(nil), ownerReferences: [owner]),
-            spec: .init(
-                accessModes: ["ReadWriteOnce"],
-                resources: VolumeResourceRequirements(requests: ["storage": "\(max(1, environment.diskMiB))Mi"]),
-                storageClassName: configuration.storageClassName))
+    func labels(_ role: ClusterNaming.Role?) -> [String: String] {
+        ClusterNaming.labels(jobID: job.id, attempt: job.attempt, environment: job.environment, role: role)
     }
 
     /// Whether the algorithm gets network: only where the environment allows it and the job asked for it.
@@ -61,140 +42,146 @@ package struct JobManifests: Sendable {
         environment.allowNetwork && job.workflow.stage?.compute?.allowNetwork == true
     }
 
-    /// Denies the algorithm pod all egress (and ingress); nil when the algorithm may use the network.
-    package func networkPolicy(owner: OwnerReference) -> NetworkPolicy? {
-        guard !algorithmHasNetwork else { return nil }
-        var selector = labels(.algorithm)
-        selector[ClusterNaming.environmentLabel] = nil
-        return NetworkPolicy(
-            metadata: ObjectMeta(
-                name: attemptName, namespace: configuration.namespace, labels: labels(nil), ownerReferences: [owner]),
-            spec: .init(
-                podSelector: LabelSelector(matchLabels: selector), policyTypes: ["Ingress", "Egress"], ingress: [],
-                egress: []))
-    }
-
     /// The run-time limit of the algorithm step: the workflow's `maxtime`, capped by the environment.
-    var algorithmDeadlineSeconds: Int {
+    package var algorithmDeadlineSeconds: Int {
         let requested = job.workflow.stage?.compute?.maxtime ?? environment.maxJobDuration
         return max(1, min(requested, environment.maxJobDuration))
     }
 
-    /// One step's Job: `backoffLimit` 0 (c2d decides about retries), a deadline, the hardened pod.
-    package func stepJob(_ step: ClusterNaming.Step, owner: OwnerReference) -> Kubernetes.Job {
-        let deadline: Int
-        let container: Container
-        switch step {
-        case .configure:
-            deadline = configuration.configureDeadlineSeconds
-            container = configureContainer()
-        case .algorithm:
-            deadline = algorithmDeadlineSeconds
-            container = algorithmContainer()
-        case .publish:
-            deadline = configuration.publishDeadlineSeconds
-            container = publishContainer()
-        }
-        let podSpec = PodSpec(
-            containers: [container],
-            volumes: [
-                Volume(name: "data", persistentVolumeClaim: .init(claimName: attemptName)),
-                Volume(name: "secret", secret: .init(secretName: attemptName, defaultMode: 0o400)),
-            ],
-            restartPolicy: "Never", automountServiceAccountToken: false,
-            securityContext: PodSecurityContext(
-                runAsNonRoot: true, runAsUser: configuration.runAsUser, runAsGroup: configuration.runAsUser,
-                fsGroup: configuration.runAsUser, seccompProfile: SeccompProfile(type: "RuntimeDefault")),
-            enableServiceLinks: false)
-        return Kubernetes.Job(
-            metadata: ObjectMeta(
-                name: stepName(step), namespace: configuration.namespace, labels: labels(step),
-                ownerReferences: [owner]),
-            spec: JobSpec(
-                template: PodTemplateSpec(metadata: ObjectMeta(labels: labels(step)), spec: podSpec),
-                backoffLimit: 0, activeDeadlineSeconds: deadline))
+    /// The algorithm's memory limit in MiB: what the job asked for in `compute.resources`, else the environment's.
+    package var algorithmMemoryMiB: Int {
+        let requested = job.workflow.stage?.compute?.resources?.first { $0.id == "ram" }?.amount
+        return max(1, min(environment.memoryMiB, requested.map { Int($0 * 1024) } ?? environment.memoryMiB))
     }
 
-    static let hardened = SecurityContext(
-        runAsNonRoot: true, allowPrivilegeEscalation: false, privileged: false,
-        capabilities: Capabilities(drop: ["ALL"]), seccompProfile: SeccompProfile(type: "RuntimeDefault"))
-
-    private func stepEnvironment() -> [EnvVar] {
-        [
-            EnvVar(name: "C2D_JOB_ID", value: job.id.description),
-            EnvVar(name: "C2D_ATTEMPT", value: String(job.attempt)),
-            EnvVar(name: "VOLUME", value: "/data"),
-        ]
-    }
-
-    private func configureContainer() -> Container {
-        var env =
-            stepEnvironment() + [
-                EnvVar(name: "C2D_WORKFLOW_FILE", value: "/c2d/secret/\(Self.workflowKey)"),
-                EnvVar(name: "C2D_ALLOW_PRIVATE_URLS", value: configuration.allowPrivateURLs ? "1" : "0"),
-            ]
-        if configuration.operatorPrivateKeyHex != nil {
-            env.append(
-                EnvVar(
-                    name: "C2D_OPERATOR_PRIVATE_KEY",
-                    valueFrom: EnvVarSource(secretKeyRef: .init(name: attemptName, key: Self.operatorKeyKey))))
-        }
-        return Container(
-            name: "configure", image: configuration.podImage, command: ["c2d", "pod", "configure"], env: env,
-            resources: stepResources,
-            volumeMounts: [
-                VolumeMount(name: "data", mountPath: "/data"),
-                VolumeMount(name: "secret", mountPath: "/c2d/secret", readOnly: true),
-            ],
-            securityContext: Self.hardened)
-    }
-
-    private func publishContainer() -> Container {
-        Container(
-            name: "publish", image: configuration.podImage, command: ["c2d", "pod", "publish"],
-            env: stepEnvironment() + [
-                EnvVar(name: "C2D_RESULTS_URL", value: configuration.resultsURL),
-                // Outputs above the environment's disk limit end the job with status 42, as on the local executor.
-                EnvVar(name: "C2D_DISK_LIMIT_BYTES", value: String(Int64(environment.diskMiB) << 20)),
-                EnvVar(
-                    name: "C2D_UPLOAD_TOKEN",
-                    valueFrom: EnvVarSource(secretKeyRef: .init(name: attemptName, key: Self.uploadTokenKey))),
-            ],
-            resources: stepResources,
-            volumeMounts: [VolumeMount(name: "data", mountPath: "/data", readOnly: true)],
-            securityContext: Self.hardened)
-    }
-
-    /// The configure and publish steps are c2d's own code: small, fixed requests.
-    private var stepResources: ResourceRequirements {
-        let amounts = ["cpu": "500m", "memory": "256Mi"]
-        return ResourceRequirements(limits: amounts, requests: amounts)
-    }
-
-    /// The consumer's algorithm: its image, its entrypoint with `$ALGO` set, inputs read-only, requests = limits.
-    private func algorithmContainer() -> Container {
+    package var algorithmImage: String {
         let algorithm = job.workflow.stage?.algorithm
         let image = algorithm?.container?.image ?? "python"
         let tag = algorithm?.container?.tag.flatMap { $0.isEmpty ? nil : $0 }
-        let reference =
-            if let checksum = algorithm?.container?.checksum, checksum.hasPrefix("sha256:") {
-                "\(image)@\(checksum)"
-            } else {
-                tag.map { "\(image):\($0)" } ?? image
-            }
+        if let checksum = algorithm?.container?.checksum, checksum.hasPrefix("sha256:") { return "\(image)@\(checksum)" }
+        return tag.map { "\(image):\($0)" } ?? image
+    }
+
+    // MARK: The root Job (io pod)
+
+    /// The attempt's Job. `uploadToken` authenticates its io pod to the gateway (workflow download, uploads); it is
+    /// in the configure and publish containers' environment only.
+    package func rootJob(uploadToken: String) -> Kubernetes.Job {
+        var volumes = [
+            Volume(name: "data", persistentVolumeClaim: .init(claimName: dataClaimName))
+        ]
+        var configureMounts = [VolumeMount(name: "data", mountPath: "/data")]
+        var configureEnv = stepEnvironment(token: uploadToken) + [
+            EnvVar(name: "C2D_ALLOW_PRIVATE_URLS", value: configuration.allowPrivateURLs ? "1" : "0"),
+            EnvVar(
+                name: "C2D_OPERATOR_PRIVATE_KEY",
+                valueFrom: EnvVarSource(
+                    secretKeyRef: .init(
+                        name: configuration.operatorKeySecret, key: KubernetesExecutorConfiguration.operatorKeyKey,
+                        optional: true))),
+        ]
+        if let claim = environment.dataVolumeClaim {
+            volumes.append(Volume(name: "datasets", persistentVolumeClaim: .init(claimName: claim, readOnly: true)))
+            configureMounts.append(VolumeMount(name: "datasets", mountPath: Self.datasetsPath, readOnly: true))
+            configureEnv.append(EnvVar(name: "C2D_DATA_DIR", value: Self.datasetsPath))
+        }
+        let configure = Container(
+            name: ClusterNaming.Container.configure, image: configuration.podImage, command: ["c2d", "pod", "configure"],
+            env: configureEnv, resources: stepResources, volumeMounts: configureMounts,
+            securityContext: Self.hardened)
+        let publish = Container(
+            name: ClusterNaming.Container.publish, image: configuration.podImage,
+            command: ["c2d", "pod", "publish", "--after-algorithm"],
+            env: stepEnvironment(token: uploadToken) + [
+                // Outputs above the environment's disk limit end the job with status 42, as on the local executor.
+                EnvVar(name: "C2D_DISK_LIMIT_BYTES", value: String(Int64(environment.diskMiB) << 20))
+            ],
+            resources: stepResources, volumeMounts: [VolumeMount(name: "data", mountPath: "/data")],
+            securityContext: Self.hardened)
+        let affinity = Affinity(
+            podAffinity: .init(requiredDuringSchedulingIgnoredDuringExecution: [
+                .init(
+                    labelSelector: LabelSelector(matchLabels: [
+                        ClusterNaming.jobIDLabel: job.id.description, ClusterNaming.attemptLabel: String(job.attempt),
+                        ClusterNaming.roleLabel: ClusterNaming.Role.algorithm.rawValue,
+                    ]), topologyKey: "kubernetes.io/hostname")
+            ]))
+        var pod = hardenedPod(containers: [publish], initContainers: [configure], volumes: volumes)
+        pod.affinity = affinity
+        // Long enough for publish to upload the logs when the attempt is stopped.
+        pod.terminationGracePeriodSeconds = configuration.publishGraceSeconds
+        return Kubernetes.Job(
+            metadata: ObjectMeta(name: rootName, namespace: configuration.namespace, labels: labels(nil)),
+            spec: JobSpec(
+                template: PodTemplateSpec(metadata: ObjectMeta(labels: labels(.io)), spec: pod),
+                backoffLimit: 0,
+                // A backstop: every step has its own limit; this ends an attempt nobody looks after.
+                activeDeadlineSeconds: configuration.configureDeadlineSeconds + algorithmDeadlineSeconds
+                    + configuration.publishDeadlineSeconds,
+                ttlSecondsAfterFinished: configuration.finishedTTLSeconds))
+    }
+
+    /// Where the environment's datasets claim is mounted in the configure container.
+    static let datasetsPath = "/c2d/datasets"
+
+    // MARK: The algorithm pod
+
+    /// The algorithm's pod, owned by the attempt's Job (`owner`, read back from the server for its uid).
+    package func algorithmPod(owner: OwnerReference) -> Pod {
+        let dataMount = VolumeMount(name: ClusterNaming.dataVolume, mountPath: "/data")
+        let awaitInputs = Container(
+            name: ClusterNaming.Container.awaitInputs, image: configuration.podImage,
+            command: ["c2d", "pod", "await-inputs"],
+            env: [
+                EnvVar(name: "VOLUME", value: "/data"),
+                EnvVar(name: "C2D_AWAIT_SECONDS", value: String(configuration.configureDeadlineSeconds)),
+            ], resources: markerResources, volumeMounts: [dataMount], securityContext: Self.hardened)
+        let signalEnd = Container(
+            name: ClusterNaming.Container.signalEnd, image: configuration.podImage,
+            command: ["c2d", "pod", "signal-end"], env: [EnvVar(name: "VOLUME", value: "/data")],
+            resources: markerResources, volumeMounts: [dataMount], securityContext: Self.hardened,
+            restartPolicy: "Always")
+        let claim = EphemeralVolumeSource(
+            volumeClaimTemplate: .init(
+                metadata: ObjectMeta(labels: labels(nil)),
+                spec: .init(
+                    accessModes: ["ReadWriteOnce"],
+                    resources: VolumeResourceRequirements(requests: ["storage": "\(max(1, environment.diskMiB))Mi"]),
+                    storageClassName: configuration.storageClassName)))
+        var pod = hardenedPod(
+            containers: [algorithmContainer()], initContainers: [awaitInputs, signalEnd],
+            volumes: [Volume(name: ClusterNaming.dataVolume, ephemeral: claim)])
+        // A backstop (the pod's clock includes waiting for the inputs); the monitor ends the algorithm at its limit.
+        pod.activeDeadlineSeconds = configuration.configureDeadlineSeconds + algorithmDeadlineSeconds
+        var labels = labels(.algorithm)
+        labels[ClusterNaming.networkLabel] = algorithmHasNetwork ? "allowed" : "none"
+        return Pod(
+            metadata: ObjectMeta(
+                name: algorithmPodName, namespace: configuration.namespace, labels: labels, ownerReferences: [owner]),
+            spec: pod)
+    }
+
+    /// The consumer's algorithm: its image, its entrypoint with `$ALGO` set and its output going to
+    /// `/data/logs/algorithm.log` (the publish step uploads it, as on the local executor), inputs read-only,
+    /// requests = limits.
+    private func algorithmContainer() -> Container {
+        let algorithm = job.workflow.stage?.algorithm
         let inputDIDs = (job.workflow.stage?.input ?? []).enumerated().map {
             WorkflowValidator.inputDirectoryName($0.element, position: $0.offset)
         }
         let dids = String(decoding: (try? JSONEncoder().encode(inputDIDs)) ?? Data("[]".utf8), as: UTF8.self)
-        // What the job asked for (validated against the environment at submit), else the environment's amounts.
         var requested: [String: Double] = [:]
         for resource in job.workflow.stage?.compute?.resources ?? [] { requested[resource.id] = resource.amount }
         let cpus = min(environment.cpus, requested["cpu"] ?? environment.cpus)
-        let memoryMiB = min(environment.memoryMiB, requested["ram"].map { Int($0 * 1024) } ?? environment.memoryMiB)
-        let amounts = ["cpu": Self.quantity(cpus), "memory": "\(max(1, memoryMiB))Mi"]
+        let amounts = ["cpu": Self.quantity(cpus), "memory": "\(algorithmMemoryMiB)Mi"]
+        let entrypoint = algorithm?.container?.entrypoint ?? ""
+        let volume = ClusterNaming.dataVolume
         return Container(
-            name: "algorithm", image: reference, command: ["/bin/sh", "-c", algorithm?.container?.entrypoint ?? ""],
-            env: stepEnvironment() + [
+            name: ClusterNaming.Container.algorithm, image: algorithmImage,
+            command: ["/bin/sh", "-c", "exec >>/data/logs/algorithm.log 2>&1\n" + entrypoint],
+            env: [
+                EnvVar(name: "C2D_JOB_ID", value: job.id.description),
+                EnvVar(name: "VOLUME", value: "/data"),
                 EnvVar(name: "ALGO", value: "/data/transformations/algorithm"),
                 EnvVar(name: "DIDS", value: dids),
                 EnvVar(name: "TRANSFORMATION_DID", value: algorithm?.id ?? ""),
@@ -205,14 +192,69 @@ package struct JobManifests: Sendable {
             workingDir: "/data",
             resources: ResourceRequirements(limits: amounts, requests: amounts),
             volumeMounts: [
-                VolumeMount(name: "data", mountPath: "/data/inputs", readOnly: true, subPath: "inputs"),
-                VolumeMount(
-                    name: "data", mountPath: "/data/transformations", readOnly: true, subPath: "transformations"),
-                VolumeMount(name: "data", mountPath: "/data/ddos", readOnly: true, subPath: "ddos"),
-                VolumeMount(name: "data", mountPath: "/data/outputs", subPath: "outputs"),
-                VolumeMount(name: "data", mountPath: "/data/logs", subPath: "logs"),
+                VolumeMount(name: volume, mountPath: "/data/inputs", readOnly: true, subPath: "inputs"),
+                VolumeMount(name: volume, mountPath: "/data/transformations", readOnly: true, subPath: "transformations"),
+                VolumeMount(name: volume, mountPath: "/data/ddos", readOnly: true, subPath: "ddos"),
+                VolumeMount(name: volume, mountPath: "/data/outputs", subPath: "outputs"),
+                VolumeMount(name: volume, mountPath: "/data/logs", subPath: "logs"),
             ],
             securityContext: Self.hardened)
+    }
+
+    // MARK: The namespace's policy (created once by each worker at start, not per job)
+
+    /// Denies every algorithm pod labelled `c2d.io/network=none` all ingress and egress.
+    package static func algorithmIsolation(namespace: String) -> NetworkPolicy {
+        NetworkPolicy(
+            metadata: ObjectMeta(
+                name: algorithmIsolationName, namespace: namespace,
+                labels: [ClusterNaming.managedByLabel: ClusterNaming.managedByValue]),
+            spec: .init(
+                podSelector: LabelSelector(matchLabels: [
+                    ClusterNaming.managedByLabel: ClusterNaming.managedByValue,
+                    ClusterNaming.roleLabel: ClusterNaming.Role.algorithm.rawValue,
+                    ClusterNaming.networkLabel: "none",
+                ]), policyTypes: ["Ingress", "Egress"], ingress: [], egress: []))
+    }
+
+    package static let algorithmIsolationName = "c2d-algorithm-isolation"
+
+    // MARK: Pieces
+
+    private func hardenedPod(containers: [Container], initContainers: [Container], volumes: [Volume]) -> PodSpec {
+        PodSpec(
+            containers: containers, initContainers: initContainers, volumes: volumes, restartPolicy: "Never",
+            automountServiceAccountToken: false,
+            securityContext: PodSecurityContext(
+                runAsNonRoot: true, runAsUser: configuration.runAsUser, runAsGroup: configuration.runAsUser,
+                fsGroup: configuration.runAsUser, seccompProfile: SeccompProfile(type: "RuntimeDefault")),
+            enableServiceLinks: false)
+    }
+
+    static let hardened = SecurityContext(
+        runAsNonRoot: true, allowPrivilegeEscalation: false, privileged: false,
+        capabilities: Capabilities(drop: ["ALL"]), seccompProfile: SeccompProfile(type: "RuntimeDefault"))
+
+    private func stepEnvironment(token: String) -> [EnvVar] {
+        [
+            EnvVar(name: "C2D_JOB_ID", value: job.id.description),
+            EnvVar(name: "C2D_ATTEMPT", value: String(job.attempt)),
+            EnvVar(name: "VOLUME", value: "/data"),
+            EnvVar(name: "C2D_RESULTS_URL", value: configuration.resultsURL),
+            EnvVar(name: "C2D_UPLOAD_TOKEN", value: token),
+        ]
+    }
+
+    /// The configure and publish steps are c2d's own code: small, fixed requests.
+    private var stepResources: ResourceRequirements {
+        let amounts = ["cpu": "500m", "memory": "256Mi"]
+        return ResourceRequirements(limits: amounts, requests: amounts)
+    }
+
+    /// `await-inputs` and `signal-end` only watch files.
+    private var markerResources: ResourceRequirements {
+        let amounts = ["cpu": "10m", "memory": "64Mi"]
+        return ResourceRequirements(limits: amounts, requests: amounts)
     }
 
     /// CPU as a Kubernetes quantity: whole cores as integers, fractions in millicores.

@@ -3,18 +3,19 @@ import Foundation
 import Kubernetes
 import Logging
 import NIOCore
-import NIOPosix
 import Persistence
 import Storage
 
-/// Runs a job's attempt as Kubernetes objects (DESIGN §3): a Secret that owns the rest, a data volume, a
-/// deny-egress NetworkPolicy, and the step Jobs configure → algorithm → publish, named from job id and attempt so
-/// that a retried create finds its own object ("already exists" means adopt after checking labels). Progress comes
-/// from the ``ClusterMonitor``'s watch, never from polling. Each step's log is archived to the result store
-/// before anything may delete the step (then its Job gets `ttlSecondsAfterFinished`).
+/// Runs a job's attempt as Kubernetes objects (docs/architecture.md, "A job's life on Kubernetes"): the attempt's
+/// Job (configure, then publish, in c2d's image) and its algorithm pod, launched with two creates, named from job id
+/// and attempt so that a retried create finds its own object ("already exists" means adopt after checking labels).
+/// The ``AttemptMonitor`` follows the attempt through the shared informer and settles its verdict with
+/// `AttemptOutcome`; the results are what the publish step uploaded (plus step logs read from the API when publish
+/// could not upload them); once the worker recorded the end, the attempt's Job is deleted (the third write), which
+/// takes the rest with it.
 package struct KubernetesExecutor: Executor {
     let client: KubernetesClient
-    let monitor: ClusterMonitor
+    let monitor: AttemptMonitor
     let store: PostgresJobStore
     let resultStore: any ResultStore
     let configuration: KubernetesExecutorConfiguration
@@ -22,7 +23,7 @@ package struct KubernetesExecutor: Executor {
     let logger: Logger
 
     package init(
-        client: KubernetesClient, monitor: ClusterMonitor, store: PostgresJobStore, resultStore: any ResultStore,
+        client: KubernetesClient, monitor: AttemptMonitor, store: PostgresJobStore, resultStore: any ResultStore,
         configuration: KubernetesExecutorConfiguration, workerID: String, logger: Logger
     ) {
         self.client = client
@@ -34,192 +35,130 @@ package struct KubernetesExecutor: Executor {
         self.logger = logger
     }
 
-    package func execute(
-        job: Domain.Job, environment: ComputeEnvironment,
-        progress: @escaping @Sendable (Domain.JobStatus) async throws -> Void
-    ) async throws -> ExecutionResult {
-        let manifests = JobManifests(job: job, environment: environment, configuration: configuration)
+    /// Makes sure the namespace's algorithm isolation policy exists and says what it should (create, else replace):
+    /// one policy selects every algorithm pod by label, so no attempt needs its own. Call before taking jobs.
+    package func prepare() async throws {
+        let policy = JobManifests.algorithmIsolation(namespace: configuration.namespace)
+        do {
+            _ = try await client.create(policy, namespace: configuration.namespace, priority: .finishing)
+        } catch let error as KubernetesError where error.code == .alreadyExists {
+            let existing = try await client.get(
+                NetworkPolicy.self, name: JobManifests.algorithmIsolationName, namespace: configuration.namespace)
+            guard existing.spec != policy.spec else { return }
+            _ = try await client.patch(
+                NetworkPolicy.self, name: JobManifests.algorithmIsolationName, namespace: configuration.namespace,
+                mergePatch: ["spec": policy.spec])
+        }
+    }
+
+    package func run(_ attempt: AttemptRun) async -> AttemptEnding {
+        let job = attempt.job
+        let manifests = JobManifests(job: job, environment: attempt.environment, configuration: configuration)
+        let key = AttemptKey(jobID: job.id, attempt: job.attempt)
         var logger = self.logger
         logger[metadataKey: "job"] = "\(job.id)"
         logger[metadataKey: "attempt"] = "\(job.attempt)"
-        await monitor.waitUntilReady()
+        if let ending = await waitForInformer(attempt.control) { return ending }
         do {
-            return try await run(manifests, from: job.status, progress: progress, logger: logger)
-        } catch is CancellationError {
-            // Cancelled: a stop request, a lost lease or shutdown. Only a stop removes the objects; otherwise the
-            // attempt keeps running in the cluster for the worker that adopts it. Cleanup must not inherit our
-            // cancellation, hence the unstructured task.
-            let stopped = await Task { await stopIfRequested(manifests, logger: logger) }.value
-            guard let stopped else { throw CancellationError() }
-            return stopped
+            try await launch(manifests, key: key, logger: logger)
+        } catch let error as FencingError {
+            return .lostLease(error.description)
+        } catch {
+            if let interruption = attempt.control.interruption { return Self.ending(interruption) }
+            logger.error("launching the attempt failed", metadata: ["error": "\(error)"])
+            return .finished(
+                ExecutionResult(
+                    status: .finished, outcome: .failed, failureReason: "execution failed: \(error)"))
         }
-    }
-
-    private func run(
-        _ manifests: JobManifests, from status: Domain.JobStatus,
-        progress: @escaping @Sendable (Domain.JobStatus) async throws -> Void, logger: Logger
-    ) async throws -> ExecutionResult {
-        let job = manifests.job
-        let owner = try await launch(manifests, logger: logger)
-
-        // configure: skipped when an adopted attempt is already past it.
-        if !Self.isPast(status, .provisioningSuccess) {
-            let outcome = try await runStep(.configure, manifests, owner: owner)
-            switch outcome {
-            case .succeeded:
-                try await progress(.provisioningSuccess)
-            case .failed(let code, _, let message, _):
-                let failed: Domain.JobStatus = code == 32 ? .algorithmProvisioningFailed : .dataProvisioningFailed
-                return try await end(
-                    manifests,
-                    ExecutionResult(
-                        status: failed, outcome: .failed,
-                        failureReason: message.flatMap { $0.isEmpty ? nil : $0 }
-                            ?? "configure step failed with exit code \(code.map(String.init) ?? "unknown")"))
-            case .deadlineExceeded:
-                return try await end(
-                    manifests,
-                    ExecutionResult(
-                        status: .dataProvisioningFailed, outcome: .failed,
-                        failureReason:
-                            "configure step exceeded its \(configuration.configureDeadlineSeconds) s deadline"))
-            case .imagePullFailed(let reason):
-                return try await end(
-                    manifests,
-                    ExecutionResult(
-                        status: .imagePullFailed, outcome: .failed,
-                        failureReason: "pulling c2d's image \(configuration.podImage) failed: \(reason)"))
-            case .vanished:
-                throw KubernetesExecutorError(
-                    .stepVanished, "the configure Job of \(job.id) vanished before it finished")
+        switch await monitor.monitor(
+            key, status: job.status, algorithmTimeLimit: manifests.algorithmDeadlineSeconds,
+            control: attempt.control, progress: attempt.progress)
+        {
+        case .interrupted(let interruption):
+            return Self.ending(interruption)
+        case .superseded(let reason):
+            return .lostLease(reason)
+        case .verdict(let verdict):
+            do {
+                let results = try await results(of: key, logger: logger)
+                return .finished(verdict.result(with: results))
+            } catch let error as FencingError {
+                return .lostLease(error.description)
+            } catch {
+                logger.error("reading the attempt's results failed", metadata: ["error": "\(error)"])
+                return .finished(verdict.result(with: []))
             }
         }
+    }
 
-        // algorithm
-        if !Self.isPast(status, .runningAlgorithm) { try await progress(.runningAlgorithm) }
-        var result: ExecutionResult
-        switch try await runStep(.algorithm, manifests, owner: owner) {
-        case .succeeded:
-            result = ExecutionResult(status: .finished, outcome: .succeeded, exitCode: 0)
-        case .failed(let code, let reason, _, let oomKilled):
-            let why =
-                oomKilled
-                ? "the algorithm ran out of memory (limit \(manifests.environment.memoryMiB) MiB)"
-                : "algorithm exited with code \(code.map(String.init) ?? "unknown")"
-                    + (reason.map { $0 == "Error" ? "" : " (\($0))" } ?? "")
-            result = ExecutionResult(
-                status: .finished, outcome: .failed, failureReason: why, exitCode: code, oomKilled: oomKilled)
-        case .deadlineExceeded:
-            result = ExecutionResult(
-                status: .finished, outcome: .timedOut,
-                failureReason: "algorithm exceeded its time limit of \(manifests.algorithmDeadlineSeconds) s",
-                stopRequest: 2)
-        case .imagePullFailed(let reason):
-            let image = job.workflow.stage?.algorithm.container?.image ?? "?"
-            return try await end(
-                manifests,
+    package func attemptRecorded(_ attempt: AttemptRun, ending: AttemptEnding) async {
+        guard case .finished = ending else { return }
+        await monitor.deleteRecorded(AttemptKey(jobID: attempt.job.id, attempt: attempt.job.attempt))
+    }
+
+    static func ending(_ interruption: AttemptInterruption) -> AttemptEnding {
+        switch interruption {
+        case .stopRequested:
+            .finished(
                 ExecutionResult(
-                    status: .imagePullFailed, outcome: .failed,
-                    failureReason: "the algorithm image \(image) could not be pulled within "
-                        + "\(configuration.imagePullTimeout): \(reason)"))
-        case .vanished:
-            throw KubernetesExecutorError(.stepVanished, "the algorithm Job of \(job.id) vanished before it finished")
+                    status: .finished, outcome: .stopped, failureReason: "the job was stopped on request",
+                    stopRequest: 1))
+        case .leaseLost(let reason): .lostLease(reason)
+        case .shutdown: .handBack
         }
-
-        // publish: outputs and logs, whatever the algorithm's outcome.
-        try await progress(.publishingResults)
-        switch try await runStep(.publish, manifests, owner: owner) {
-        case .succeeded:
-            break
-        case .failed(_, _, let message, _):
-            result.status = .resultsUploadFailed
-            result.outcome = .failed
-            result.failureReason = "publishing results failed: " + (message ?? "publish step failed")
-        case .deadlineExceeded:
-            result.status = .resultsUploadFailed
-            result.outcome = .failed
-            result.failureReason = "publishing results exceeded \(configuration.publishDeadlineSeconds) s"
-        case .imagePullFailed(let reason):
-            result.status = .resultsUploadFailed
-            result.outcome = .failed
-            result.failureReason = "pulling c2d's image \(configuration.podImage) for publishing failed: \(reason)"
-        case .vanished:
-            throw KubernetesExecutorError(.stepVanished, "the publish Job of \(job.id) vanished before it finished")
-        }
-        return try await end(manifests, result)
     }
 
-    /// The attempt's results as recorded (outputs uploaded by the publish step, logs archived by us), then the
-    /// attempt's objects are removed: the Secret owns them all.
-    private func end(_ manifests: JobManifests, _ result: ExecutionResult) async throws -> ExecutionResult {
-        var result = result
-        result.results = try await retrying("reading the attempt's results") {
-            try await store.uploads(jobID: manifests.job.id, attempt: manifests.job.attempt)
+    /// The informer must have listed the cluster before an attempt is launched or adopted: only then does "not
+    /// there" mean not there.
+    private func waitForInformer(_ control: AttemptControl) async -> AttemptEnding? {
+        while !monitor.informer.isSynced {
+            if let interruption = control.interruption { return Self.ending(interruption) }
+            try? await Task.sleep(for: .milliseconds(50))
         }
-        await remove(manifests, propagation: .background)
-        return result
+        return nil
     }
 
-    private func remove(_ manifests: JobManifests, propagation: PropagationPolicy) async {
-        do {
-            try await client.delete(
-                Secret.self, name: manifests.attemptName, namespace: configuration.namespace,
-                propagationPolicy: propagation)
-        } catch let error as KubernetesError where error.code == .notFound {
-        } catch {
-            // The scheduler deletes objects of finished jobs it finds (orphans); nothing is lost.
-            logger.warning("deleting the attempt's objects failed", metadata: ["error": "\(error)"])
-        }
-        for step in ClusterNaming.Step.allCases { await monitor.forget(step: manifests.stepName(step)) }
-    }
+    // MARK: Launching
 
-    /// On a stop request: archive what the current step logged, delete every object in the foreground, and return
-    /// the stopped result. nil when the cancellation was not a stop (shutdown or a lost lease).
-    private func stopIfRequested(_ manifests: JobManifests, logger: Logger) async -> ExecutionResult? {
-        guard let current = try? await store.job(manifests.job.id), current.stopRequest == 1,
-            current.attempt == manifests.job.attempt
-        else { return nil }
-        for step in ClusterNaming.Step.allCases {
-            await archiveLog(step, manifests, logger: logger)
-        }
-        await remove(manifests, propagation: .foreground)
-        let results = (try? await store.uploads(jobID: manifests.job.id, attempt: manifests.job.attempt)) ?? []
-        logger.info("job stopped; its objects are being deleted")
-        return ExecutionResult(
-            status: .finished, outcome: .stopped, failureReason: "the job was stopped on request", stopRequest: 1,
-            results: results)
-    }
-
-    // MARK: Objects
-
-    /// Creates (or adopts) the Secret, the volume and the network policy; returns the owner reference the step Jobs
-    /// carry. The upload token is registered before the Secret holding it exists, so a publish never meets an
-    /// unknown token; an adopted Secret keeps its token.
-    private func launch(_ manifests: JobManifests, logger: Logger) async throws -> OwnerReference {
+    /// Launches the attempt, or adopts it when another worker launched it: the upload token is registered only by
+    /// the worker that creates the attempt's Job, so an adopted attempt keeps the token its running pods hold.
+    private func launch(_ manifests: JobManifests, key: AttemptKey, logger: Logger) async throws {
         let job = manifests.job
         let token = UploadToken.generate()
-        try await retrying("registering the upload token") {
+        let fresh = try await retrying("registering the upload token", logger: logger) {
             try await store.registerUploadToken(jobID: job.id, attempt: job.attempt, hash: UploadToken.hash(token))
         }
-        let secret = try await retrying("creating the Secret") {
-            try await createOrAdopt(try manifests.secret(uploadToken: token), manifests)
+        let observed = monitor.informer.observed(key)?.observation
+        if !fresh {
+            // Adopting: the attempt's Job exists (it was created before the launch was recorded). Create its
+            // algorithm pod if the previous worker died before it could.
+            guard observed?.root == .present, observed?.algorithmPod.presence == .notSeen else { return }
+            logger.info("adopting the attempt; creating its algorithm pod")
+            let root = try await retrying("reading the attempt's Job", logger: logger) {
+                try await client.get(Kubernetes.Job.self, name: manifests.rootName, namespace: configuration.namespace)
+            }
+            try await createAlgorithmPod(manifests, root: root, logger: logger)
+            return
         }
-        try await retrying("recording the launch") {
+        let root = try await retrying("creating the attempt's Job", logger: logger) {
+            try await createOrAdopt(manifests.rootJob(uploadToken: token), manifests)
+        }
+        try await retrying("recording the launch", logger: logger) {
             try await store.markLaunched(jobID: job.id, attempt: job.attempt, workerID: workerID)
         }
-        guard let uid = secret.metadata.uid else {
-            throw KubernetesExecutorError(.unexpectedResponse, "the API returned a Secret without a uid")
+        try await createAlgorithmPod(manifests, root: root, logger: logger)
+    }
+
+    private func createAlgorithmPod(_ manifests: JobManifests, root: Kubernetes.Job, logger: Logger) async throws {
+        guard let uid = root.metadata.uid else {
+            throw KubernetesExecutorError(.unexpectedResponse, "the API returned a Job without a uid")
         }
         let owner = OwnerReference(
-            apiVersion: Secret.resource.apiVersion, kind: Secret.resource.kind, name: manifests.attemptName, uid: uid,
-            controller: true, blockOwnerDeletion: true)
-        _ = try await retrying("creating the volume") {
-            try await createOrAdopt(manifests.volume(owner: owner), manifests)
+            apiVersion: Kubernetes.Job.resource.apiVersion, kind: Kubernetes.Job.resource.kind,
+            name: manifests.rootName, uid: uid)
+        _ = try await retrying("creating the algorithm pod", logger: logger) {
+            try await createOrAdopt(manifests.algorithmPod(owner: owner), manifests)
         }
-        if let policy = manifests.networkPolicy(owner: owner) {
-            _ = try await retrying("creating the network policy") { try await createOrAdopt(policy, manifests) }
-        }
-        return owner
     }
 
     /// Creates the object; if one of that name exists it is adopted when its labels say it is this attempt's, and
@@ -241,75 +180,42 @@ package struct KubernetesExecutor: Executor {
         }
     }
 
-    /// Runs (or adopts) one step's Job and waits for its end through the monitor, then archives its log.
-    private func runStep(
-        _ step: ClusterNaming.Step, _ manifests: JobManifests, owner: OwnerReference
-    ) async throws -> StepOutcome {
-        _ = try await retrying("creating the \(step.rawValue) Job") {
-            try await createOrAdopt(manifests.stepJob(step, owner: owner), manifests)
-        }
-        let outcome = try await monitor.wait(forStep: manifests.stepName(step))
-        await archiveLog(step, manifests, logger: logger)
-        if case .imagePullFailed = outcome {
-            // A pod that will never start holds its node's slot: remove the step now.
-            try? await client.delete(
-                Kubernetes.Job.self, name: manifests.stepName(step), namespace: configuration.namespace,
-                propagationPolicy: .background)
-        } else {
-            do {
-                _ = try await client.patch(
-                    Kubernetes.Job.self, name: manifests.stepName(step), namespace: configuration.namespace,
-                    mergePatch: ["spec": ["ttlSecondsAfterFinished": configuration.finishedStepTTLSeconds]])
-            } catch {
-                logger.debug("setting a finished step's TTL failed", metadata: ["error": "\(error)"])
-            }
-        }
-        return outcome
-    }
+    // MARK: Results
 
-    /// Stores a step's pod log as the job's configure, algorithm or publish log. A step without a pod (never
-    /// scheduled, or already gone) has no log; that is noted, not an error.
-    private func archiveLog(_ step: ClusterNaming.Step, _ manifests: JobManifests, logger: Logger) async {
-        let (name, kind): (String, ResultKind) =
-            switch step {
-            case .configure: ("configure.log", .configurationLog)
-            case .algorithm: ("algorithm.log", .algorithmLog)
-            case .publish: ("publish.log", .publishLog)
-            }
-        do {
-            let pods = try await client.list(
-                Pod.self, as: PodName.self, namespace: configuration.namespace,
-                options: ListOptions(labelSelector: "job-name=\(manifests.stepName(step))"))
-            guard let pod = pods.items.first?.metadata.name else { return }
-            let bytes = try await client.podLogs(
-                name: pod, namespace: configuration.namespace,
-                options: PodLogOptions(limitBytes: configuration.logLimitBytes))
-            // Files are written on NIO's thread pool: blocking I/O has no place on Swift's cooperative threads.
-            let file = FileManager.default.temporaryDirectory.appendingPathComponent("c2d-log-\(UUID().uuidString)")
-            try await NIOThreadPool.singleton.runIfActive { try Data(bytes.readableBytesView).write(to: file) }
-            let stored: StoredObject
-            do {
-                stored = try await resultStore.store(jobID: manifests.job.id, name: "logs/\(name)", from: file)
-                try? await NIOThreadPool.singleton.runIfActive { try FileManager.default.removeItem(at: file) }
-            } catch {
-                try? await NIOThreadPool.singleton.runIfActive { try FileManager.default.removeItem(at: file) }
-                throw error
-            }
-            try await store.recordUpload(
-                jobID: manifests.job.id, attempt: manifests.job.attempt, name: name, kind: kind, stored: stored)
-        } catch let error as KubernetesError where error.code == .badRequest || error.code == .notFound {
-            logger.debug("no log for step", metadata: ["step": "\(step.rawValue)", "error": "\(error)"])
-        } catch {
-            logger.warning(
-                "archiving a step's log failed", metadata: ["step": "\(step.rawValue)", "error": "\(error)"])
+    /// What the publish step uploaded, after archiving the logs of c2d's steps that it could not upload (configure
+    /// failed before publish ran, or publish failed): the same path the scheduler takes when it finalizes.
+    private func results(of key: AttemptKey, logger: Logger) async throws -> [ResultFile] {
+        var uploads = try await retrying("reading the attempt's results", logger: logger) {
+            try await store.uploads(jobID: key.jobID, attempt: key.attempt)
         }
+        guard let observed = monitor.informer.observed(key) else { return uploads }
+        let missing = AttemptLogs.missing(observed, uploaded: Set(uploads.map(\.name)))
+        guard !missing.isEmpty else { return uploads }
+        for log in missing {
+            do {
+                guard
+                    let bytes = try await AttemptLogs.read(
+                        log, client: client, namespace: configuration.namespace, limit: configuration.logLimitBytes)
+                else { continue }
+                try await store.archiveStepLog(
+                    bytes, name: log.name, kind: log.kind, jobID: key.jobID, attempt: key.attempt,
+                    resultStore: resultStore)
+            } catch {
+                logger.warning(
+                    "archiving a step's log failed", metadata: ["container": "\(log.container)", "error": "\(error)"])
+            }
+        }
+        uploads = try await store.uploads(jobID: key.jobID, attempt: key.attempt)
+        return uploads
     }
 
     /// Rides out short outages of Postgres or the API server (a pool exhausted under load, a restart, 429s beyond
     /// the client's own retries) for up to ``KubernetesExecutorConfiguration/transientRetryBudget``, so that an
     /// infrastructure blip is not reported as the job's failure. Creates are safe to repeat: a create that did land
     /// answers 409 the second time and is adopted.
-    private func retrying<T: Sendable>(_ what: String, _ body: () async throws -> T) async throws -> T {
+    private func retrying<T: Sendable>(
+        _ what: String, logger: Logger, _ body: () async throws -> T
+    ) async throws -> T {
         let deadline = ContinuousClock.now + configuration.transientRetryBudget
         var delay = Duration.milliseconds(200)
         while true {
@@ -328,30 +234,12 @@ package struct KubernetesExecutor: Executor {
         if let error = error as? KubernetesError { return error.isTransient }
         return false
     }
-
-    struct PodName: Decodable, Sendable {
-        struct Meta: Decodable, Sendable { var name: String? }
-        var metadata: Meta
-    }
-
-    /// Whether `status` shows the attempt already went beyond `stage` (an adopted attempt resumes after it).
-    static func isPast(_ status: Domain.JobStatus, _ stage: Domain.JobStatus) -> Bool {
-        let order: [Domain.JobStatus] = [
-            .configuringVolumes, .provisioningSuccess, .runningAlgorithm, .publishingResults,
-        ]
-        guard let current = order.firstIndex(of: status), let target = order.firstIndex(of: stage) else {
-            return false
-        }
-        return current >= target
-    }
 }
 
 /// The executor could not carry out the attempt (not a failure of the job itself); the worker records it as a
 /// failed execution with this message.
 package struct KubernetesExecutorError: Error, CustomStringConvertible, Sendable {
     package enum Code: String, Sendable {
-        /// A step's Job disappeared before it ended.
-        case stepVanished
         /// An object of this attempt's name exists but belongs to another job or attempt.
         case foreignObject
         /// The API answered something unusable.

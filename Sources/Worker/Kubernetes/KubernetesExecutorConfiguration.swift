@@ -5,40 +5,52 @@ package struct KubernetesExecutorConfiguration: Sendable, Hashable {
     /// Namespace of every job object. `C2D_KUBERNETES_NAMESPACE`; unset, the kubeconfig context's namespace (or the
     /// in-cluster service account's). The value struct's own default is `c2d-jobs`.
     package var namespace: String
-    /// The image that runs `c2d pod configure` and `c2d pod publish`. Default `c2d:latest`. `C2D_POD_IMAGE`.
+    /// The image that runs `c2d pod configure|publish|await-inputs|signal-end`. Default `c2d:latest`.
+    /// `C2D_POD_IMAGE`.
     package var podImage: String
-    /// The gateway's base URL as pods reach it, for `c2d pod publish`'s uploads. Default
-    /// `http://c2d-gateway:8080`. `C2D_RESULTS_URL`.
+    /// The gateway's base URL as pods reach it: configure downloads the workflow from it, publish uploads to it.
+    /// Default `http://c2d-gateway:8080`. `C2D_RESULTS_URL`.
     package var resultsURL: String
-    /// How long an image may fail to pull before the job ends with status 11. Default 300 s.
-    /// `C2D_IMAGE_PULL_TIMEOUT_SECONDS`.
+    /// How long an image may fail to pull (or a container fail to be created) before the job ends with status 11
+    /// (or 22, 41). Default 300 s. `C2D_IMAGE_PULL_TIMEOUT_SECONDS`.
     package var imagePullTimeout: Duration
     /// Wall-clock budget of the configure and of the publish step. Default 1,800 s each.
     package var configureDeadlineSeconds: Int
     package var publishDeadlineSeconds: Int
-    /// `ttlSecondsAfterFinished` set on a step's Job once its log is archived. Default 3,600 s: long enough that a
-    /// worker adopting the attempt still finds every finished step.
-    package var finishedStepTTLSeconds: Int
-    /// Largest step log archived, in bytes. Default 16 MiB.
+    /// The io pod's `terminationGracePeriodSeconds`: how long publish may upload the logs of a stopped attempt.
+    /// Default 120 s.
+    package var publishGraceSeconds: Int
+    /// `ttlSecondsAfterFinished` of the attempt's Job: a backstop, since the finalizer deletes the attempt once its
+    /// end is recorded. Default 3,600 s. `C2D_KUBERNETES_FINISHED_TTL_SECONDS`.
+    package var finishedTTLSeconds: Int
+    /// Largest step log read from the API (configure's, when it failed before publish could upload it), in bytes.
+    /// Default 1 MiB.
     package var logLimitBytes: Int
-    /// Size of each attempt's data volume beyond the environment's disk limit. Default 0.
+    /// Storage class of each attempt's data volume. Default the cluster's default.
     package var storageClassName: String?
-    /// User and group the algorithm runs as (never root). Default 1000.
+    /// User and group the steps and the algorithm run as (never root). Default 1000.
     package var runAsUser: Int
-    /// Forwarded to `c2d pod configure` through the attempt's Secret, for `remote` inputs.
-    package var operatorPrivateKeyHex: String?
+    /// The Secret in the jobs namespace whose key `operator-key` holds the operator's key for signing `remote`
+    /// downloads; optional (without it `remote` sources fail). Create it once; c2d never writes Secrets.
+    /// Default `c2d-operator-key`. `C2D_KUBERNETES_OPERATOR_KEY_SECRET`.
+    package var operatorKeySecret: String
     /// Whether configure may fetch from private addresses (`C2D_ALLOW_PRIVATE_URLS`).
     package var allowPrivateURLs: Bool
     /// How long a create or a Postgres write that failed for a transient reason (API 429/5xx/timeout, Postgres
     /// unavailable or its pool exhausted) is retried before the attempt counts as not carried out. Default 120 s.
     package var transientRetryBudget: Duration = .seconds(120)
+    /// How long a stopped or failed attempt waits for its publish step to upload the logs before it is recorded
+    /// anyway. Default the publish grace plus 30 s.
+    package var settleTimeout: Duration { .seconds(publishGraceSeconds + 30) }
+
+    package static let operatorKeyKey = "operator-key"
 
     package init(
         namespace: String = "c2d-jobs", podImage: String = "c2d:latest", resultsURL: String = "http://c2d-gateway:8080",
         imagePullTimeout: Duration = .seconds(300), configureDeadlineSeconds: Int = 1_800,
-        publishDeadlineSeconds: Int = 1_800, finishedStepTTLSeconds: Int = 3_600, logLimitBytes: Int = 16 << 20,
-        storageClassName: String? = nil, runAsUser: Int = 1_000, operatorPrivateKeyHex: String? = nil,
-        allowPrivateURLs: Bool = false
+        publishDeadlineSeconds: Int = 1_800, publishGraceSeconds: Int = 120, finishedTTLSeconds: Int = 3_600,
+        logLimitBytes: Int = 1 << 20, storageClassName: String? = nil, runAsUser: Int = 1_000,
+        operatorKeySecret: String = "c2d-operator-key", allowPrivateURLs: Bool = false
     ) {
         self.namespace = namespace
         self.podImage = podImage
@@ -46,11 +58,12 @@ package struct KubernetesExecutorConfiguration: Sendable, Hashable {
         self.imagePullTimeout = imagePullTimeout
         self.configureDeadlineSeconds = configureDeadlineSeconds
         self.publishDeadlineSeconds = publishDeadlineSeconds
-        self.finishedStepTTLSeconds = finishedStepTTLSeconds
+        self.publishGraceSeconds = publishGraceSeconds
+        self.finishedTTLSeconds = finishedTTLSeconds
         self.logLimitBytes = logLimitBytes
         self.storageClassName = storageClassName
         self.runAsUser = runAsUser
-        self.operatorPrivateKeyHex = operatorPrivateKeyHex
+        self.operatorKeySecret = operatorKeySecret
         self.allowPrivateURLs = allowPrivateURLs
     }
 }

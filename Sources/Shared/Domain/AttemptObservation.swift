@@ -1,0 +1,125 @@
+import Foundation
+
+/// What one container of an attempt was last seen doing, as its pod's container status says.
+public enum ContainerObservation: Sendable, Hashable {
+    /// No status yet: the pod does not exist, is not scheduled, or has not reached this container.
+    case pending
+    /// Waiting to start; `reason` is the kubelet's (`PodInitializing`, `ContainerCreating`, `ErrImagePull`,
+    /// `ImagePullBackOff`, `CreateContainerConfigError` …) and `since` when a start problem was first seen.
+    case waiting(reason: String, message: String?, since: Date?)
+    case running(startedAt: Date?)
+    case terminated(ContainerTermination)
+
+    public var termination: ContainerTermination? {
+        if case .terminated(let termination) = self { return termination }
+        return nil
+    }
+
+    public var hasStarted: Bool {
+        switch self {
+        case .running, .terminated: true
+        case .pending, .waiting: false
+        }
+    }
+}
+
+/// A terminated container's state.
+public struct ContainerTermination: Sendable, Hashable {
+    public var exitCode: Int
+    /// `Completed`, `Error`, `OOMKilled`, `ContainerCannotRun`, `StartError`, `DeadlineExceeded` …
+    public var reason: String?
+    /// The container's termination message (c2d's own steps write their one-line reason there).
+    public var message: String?
+    public var startedAt: Date?
+    public var finishedAt: Date?
+
+    public init(
+        exitCode: Int, reason: String? = nil, message: String? = nil, startedAt: Date? = nil, finishedAt: Date? = nil
+    ) {
+        self.exitCode = exitCode
+        self.reason = reason
+        self.message = message
+        self.startedAt = startedAt
+        self.finishedAt = finishedAt
+    }
+
+    public var oomKilled: Bool { reason == "OOMKilled" }
+
+    /// How long the container ran, when both times are known.
+    public var ran: TimeInterval? {
+        guard let startedAt, let finishedAt else { return nil }
+        return finishedAt.timeIntervalSince(startedAt)
+    }
+}
+
+/// One pod of an attempt, as far as the outcome depends on it.
+public struct PodObservation: Sendable, Hashable {
+    public enum Presence: Sendable, Hashable {
+        /// Never seen (not created yet, or created and deleted while nobody watched).
+        case notSeen
+        case present
+        /// Seen, then deleted.
+        case gone
+    }
+
+    public var presence: Presence
+    /// `Pending`, `Running`, `Succeeded`, `Failed`.
+    public var phase: String?
+    /// The pod's own reason: `DeadlineExceeded` (activeDeadlineSeconds), `Evicted` …
+    public var reason: String?
+    /// A deletion was requested (stop, time-out, clean-up): its containers are being stopped.
+    public var deleting: Bool
+
+    public init(presence: Presence = .notSeen, phase: String? = nil, reason: String? = nil, deleting: Bool = false) {
+        self.presence = presence
+        self.phase = phase
+        self.reason = reason
+        self.deleting = deleting
+    }
+
+    public var isFinished: Bool { phase == "Succeeded" || phase == "Failed" }
+    /// Gone, or finished: none of its containers will do anything more.
+    public var isOver: Bool { presence == .gone || (presence == .present && isFinished) }
+}
+
+/// Everything the cluster shows about one attempt, reduced to what decides its outcome: the three steps'
+/// containers and the two pods. Built by the informer (`Kubernetes.AttemptInformer`) for the worker and the
+/// scheduler alike.
+public struct AttemptObservation: Sendable, Hashable {
+    /// The attempt's Job (root object): seen, and whether it still exists.
+    public var root: PodObservation.Presence
+    /// The root Job's failure reason (`DeadlineExceeded`, `BackoffLimitExceeded`), if it failed.
+    public var rootFailure: String?
+    public var ioPod: PodObservation
+    public var algorithmPod: PodObservation
+    public var configure: ContainerObservation
+    public var algorithm: ContainerObservation
+    public var publish: ContainerObservation
+    /// From the pods' specs, for messages: the algorithm's image and memory limit (`512Mi`), c2d's image.
+    public var algorithmImage: String?
+    public var algorithmMemoryLimit: String?
+    public var stepImage: String?
+
+    public init(
+        root: PodObservation.Presence = .notSeen, rootFailure: String? = nil, ioPod: PodObservation = .init(),
+        algorithmPod: PodObservation = .init(), configure: ContainerObservation = .pending,
+        algorithm: ContainerObservation = .pending, publish: ContainerObservation = .pending,
+        algorithmImage: String? = nil, algorithmMemoryLimit: String? = nil, stepImage: String? = nil
+    ) {
+        self.algorithmImage = algorithmImage
+        self.algorithmMemoryLimit = algorithmMemoryLimit
+        self.stepImage = stepImage
+        self.root = root
+        self.rootFailure = rootFailure
+        self.ioPod = ioPod
+        self.algorithmPod = algorithmPod
+        self.configure = configure
+        self.algorithm = algorithm
+        self.publish = publish
+    }
+
+    /// Nothing of the attempt exists any more (or ever did).
+    public var isGone: Bool {
+        root != .present && ioPod.presence != .present && algorithmPod.presence != .present
+    }
+}

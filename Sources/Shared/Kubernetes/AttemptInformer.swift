@@ -1,0 +1,520 @@
+import Domain
+import Foundation
+import Logging
+import Synchronization
+
+/// An attempt of a job: the key of everything c2d creates for it.
+public struct AttemptKey: Hashable, Sendable, CustomStringConvertible {
+    public var jobID: JobID
+    public var attempt: Int
+
+    public init(jobID: JobID, attempt: Int) {
+        self.jobID = jobID
+        self.attempt = attempt
+    }
+
+    public var description: String { "\(jobID)/\(attempt)" }
+}
+
+/// What the cluster shows of one attempt, kept by the ``AttemptInformer``.
+public struct ObservedAttempt: Sendable, Hashable {
+    public var key: AttemptKey
+    public var observation: AttemptObservation
+    /// The root Job's creation time (else the first pod's): orphans younger than a grace period are left alone.
+    public var createdAt: Date?
+    /// The io pod's name (the Job controller picks it), for reading its containers' logs.
+    public var ioPodName: String?
+    /// When the informer first saw every object of the attempt gone.
+    public var goneSince: Date?
+
+    public init(
+        key: AttemptKey, observation: AttemptObservation = AttemptObservation(), createdAt: Date? = nil,
+        ioPodName: String? = nil, goneSince: Date? = nil
+    ) {
+        self.key = key
+        self.observation = observation
+        self.createdAt = createdAt
+        self.ioPodName = ioPodName
+        self.goneSince = goneSince
+    }
+
+    /// Some object of the attempt exists and is not being deleted.
+    public var isLive: Bool {
+        let o = observation
+        return (o.root == .present) || (o.ioPod.presence == .present && !o.ioPod.deleting)
+            || (o.algorithmPod.presence == .present && !o.algorithmPod.deleting)
+    }
+}
+
+/// The one reading of the cluster that the worker's monitor and the scheduler's reconciler share: one ``Informer``
+/// for c2d's Jobs and one for its Pods (label `app.kubernetes.io/managed-by=c2d`), folded per attempt into an
+/// ``ObservedAttempt`` — a compact projection (a few hundred bytes per attempt), never whole objects. The outcome is
+/// then read from it by `Domain.AttemptOutcome`, the same function for both.
+///
+/// Objects a relist no longer shows were deleted while nobody watched: they are marked gone. Attempts whose objects
+/// are all gone are kept as tombstones (their last states decide their outcome) until ``prune(goneBefore:)``.
+public final class AttemptInformer: Sendable {
+    public struct Configuration: Sendable {
+        public var namespace: String
+        /// Items per list page. Default 500.
+        public var pageSize: Int
+        /// Server-side watch timeout. Default 300 s.
+        public var watchTimeoutSeconds: Int
+
+        public init(namespace: String, pageSize: Int = 500, watchTimeoutSeconds: Int = 300) {
+            self.namespace = namespace
+            self.pageSize = max(1, pageSize)
+            self.watchTimeoutSeconds = watchTimeoutSeconds
+        }
+    }
+
+    public struct Statistics: Sendable, Hashable {
+        public var jobs: Informer<Job, JobProjection>.Statistics
+        public var pods: Informer<Job, JobProjection>.Statistics
+        public var attempts: Int
+    }
+
+    private enum Kind: Int, CaseIterable {
+        case root = 0
+        case ioPod = 1
+        case algorithmPod = 2
+    }
+
+    private struct Entry {
+        var observed: ObservedAttempt
+        /// The list generation in which each kind of object was last listed or watched.
+        var seen: (root: UInt32, ioPod: UInt32, algorithmPod: UInt32) = (0, 0, 0)
+    }
+
+    private struct State {
+        var entries: [AttemptKey: Entry] = [:]
+        var listing: (jobs: UInt32, pods: UInt32) = (0, 0)
+        var listed: (jobs: Bool, pods: Bool) = (false, false)
+        var syncWaiters: [CheckedContinuation<Void, Never>] = []
+        var listener: (@Sendable ([AttemptKey]) -> Void)?
+    }
+
+    public let configuration: Configuration
+    private let state = Mutex(State())
+    private let jobs: Informer<Job, JobProjection>
+    private let pods: Informer<Pod, PodProjection>
+
+    public init(client: KubernetesClient, configuration: Configuration, logger: Logger) {
+        self.configuration = configuration
+        let box = WeakBox()
+        let common = { (selector: String) in
+            Informer<Job, JobProjection>.Configuration(
+                namespace: configuration.namespace, labelSelector: selector, pageSize: configuration.pageSize,
+                watchTimeoutSeconds: configuration.watchTimeoutSeconds)
+        }
+        jobs = Informer(client: client, configuration: common(ClusterNaming.selector), logger: logger) { events in
+            box.value?.apply(jobs: events)
+        }
+        pods = Informer(
+            client: client,
+            configuration: .init(
+                namespace: configuration.namespace, labelSelector: ClusterNaming.selector,
+                pageSize: configuration.pageSize, watchTimeoutSeconds: configuration.watchTimeoutSeconds),
+            logger: logger
+        ) { events in
+            box.value?.apply(pods: events)
+        }
+        box.value = self
+    }
+
+    /// Follows the cluster until cancelled.
+    public func run() async {
+        await withDiscardingTaskGroup { group in
+            group.addTask { await self.jobs.run() }
+            group.addTask { await self.pods.run() }
+        }
+        let waiters = state.withLock { state in
+            defer { state.syncWaiters = [] }
+            return state.syncWaiters
+        }
+        for waiter in waiters { waiter.resume() }
+    }
+
+    /// Called after every change with the attempts it touched, synchronously on the informer's task: keep it short.
+    public func setListener(_ listener: @escaping @Sendable ([AttemptKey]) -> Void) {
+        state.withLock { $0.listener = listener }
+    }
+
+    /// Both kinds were listed once: what the informer holds is the cluster, not a part of it.
+    public var isSynced: Bool { state.withLock { $0.listed.jobs && $0.listed.pods } }
+
+    /// Returns once both kinds were listed (or the informer stopped).
+    public func waitUntilSynced() async {
+        await withCheckedContinuation { continuation in
+            let ready = state.withLock { state -> Bool in
+                if state.listed.jobs && state.listed.pods { return true }
+                state.syncWaiters.append(continuation)
+                return false
+            }
+            if ready { continuation.resume() }
+        }
+    }
+
+    public func observed(_ key: AttemptKey) -> ObservedAttempt? {
+        state.withLock { $0.entries[key]?.observed }
+    }
+
+    /// Every attempt known now, tombstones included.
+    public func snapshot() -> [ObservedAttempt] {
+        state.withLock { state in
+            var all: [ObservedAttempt] = []
+            all.reserveCapacity(state.entries.count)
+            for entry in state.entries.values { all.append(entry.observed) }
+            return all
+        }
+    }
+
+    /// The attempts with these keys (absent ones left out).
+    public func observed(_ keys: some Sequence<AttemptKey>) -> [ObservedAttempt] {
+        state.withLock { state in keys.compactMap { state.entries[$0]?.observed } }
+    }
+
+    public var count: Int { state.withLock { $0.entries.count } }
+
+    /// Drops tombstones of attempts whose objects were all gone before `date`.
+    public func prune(goneBefore date: Date) {
+        state.withLock { state in
+            state.entries = state.entries.filter { $0.value.observed.goneSince.map { $0 >= date } ?? true }
+        }
+    }
+
+    /// Drops what is known of an attempt whose end has been recorded and whose objects are gone.
+    public func forget(_ key: AttemptKey) {
+        state.withLock { state in
+            if let entry = state.entries[key], entry.observed.goneSince != nil { state.entries[key] = nil }
+        }
+    }
+
+    public var statistics: Statistics {
+        let jobs = self.jobs.statistics
+        let pods = self.pods.statistics
+        return Statistics(
+            jobs: jobs,
+            pods: .init(
+                lists: pods.lists, listPages: pods.listPages, watches: pods.watches, gone: pods.gone,
+                events: pods.events),
+            attempts: count)
+    }
+
+    // MARK: Folding events
+
+    private func apply(jobs events: [InformerEvent<JobProjection>]) {
+        let now = Date()
+        let (changed, listener, waiters) = state.withLock { state -> ([AttemptKey], (@Sendable ([AttemptKey]) -> Void)?, [CheckedContinuation<Void, Never>]) in
+            var changed: [AttemptKey] = []
+            var waiters: [CheckedContinuation<Void, Never>] = []
+            for event in events {
+                switch event {
+                case .listStarted:
+                    state.listing.jobs &+= 1
+                case .listFinished:
+                    changed += Self.sweep(&state, kind: .root, generation: state.listing.jobs, now: now)
+                    if !state.listed.jobs {
+                        state.listed.jobs = true
+                        if state.listed.pods { waiters = state.syncWaiters; state.syncWaiters = [] }
+                    }
+                case .listed(let job), .added(let job), .modified(let job):
+                    if let key = Self.update(&state, job: job, deleted: false, generation: state.listing.jobs, now: now)
+                    {
+                        changed.append(key)
+                    }
+                case .deleted(let job):
+                    if let key = Self.update(&state, job: job, deleted: true, generation: state.listing.jobs, now: now)
+                    {
+                        changed.append(key)
+                    }
+                }
+            }
+            return (changed, state.listener, waiters)
+        }
+        for waiter in waiters { waiter.resume() }
+        if !changed.isEmpty { listener?(changed) }
+    }
+
+    private func apply(pods events: [InformerEvent<PodProjection>]) {
+        let now = Date()
+        let (changed, listener, waiters) = state.withLock { state -> ([AttemptKey], (@Sendable ([AttemptKey]) -> Void)?, [CheckedContinuation<Void, Never>]) in
+            var changed: [AttemptKey] = []
+            var waiters: [CheckedContinuation<Void, Never>] = []
+            for event in events {
+                switch event {
+                case .listStarted:
+                    state.listing.pods &+= 1
+                case .listFinished:
+                    changed += Self.sweep(&state, kind: .ioPod, generation: state.listing.pods, now: now)
+                    changed += Self.sweep(&state, kind: .algorithmPod, generation: state.listing.pods, now: now)
+                    if !state.listed.pods {
+                        state.listed.pods = true
+                        if state.listed.jobs { waiters = state.syncWaiters; state.syncWaiters = [] }
+                    }
+                case .listed(let pod), .added(let pod), .modified(let pod):
+                    if let key = Self.update(&state, pod: pod, deleted: false, generation: state.listing.pods, now: now)
+                    {
+                        changed.append(key)
+                    }
+                case .deleted(let pod):
+                    if let key = Self.update(&state, pod: pod, deleted: true, generation: state.listing.pods, now: now)
+                    {
+                        changed.append(key)
+                    }
+                }
+            }
+            return (changed, state.listener, waiters)
+        }
+        for waiter in waiters { waiter.resume() }
+        if !changed.isEmpty { listener?(changed) }
+    }
+
+    private static func key(_ metadata: ProjectedMeta) -> AttemptKey? {
+        guard let id = metadata.labels?.jobID.flatMap(JobID.init), let attempt = metadata.labels?.attempt.flatMap({ Int($0) })
+        else { return nil }
+        return AttemptKey(jobID: id, attempt: attempt)
+    }
+
+    private static func update(
+        _ state: inout State, job: JobProjection, deleted: Bool, generation: UInt32, now: Date
+    ) -> AttemptKey? {
+        // Only the attempt's root Job (named after the attempt) counts; anything else labelled c2d is not ours.
+        guard let key = key(job.metadata), job.metadata.name == ClusterNaming.attemptName(jobID: key.jobID, attempt: key.attempt)
+        else { return nil }
+        var entry = state.entries[key] ?? Entry(observed: ObservedAttempt(key: key))
+        entry.observed.observation.root = deleted ? .gone : .present
+        if let failed = job.status?.conditions?.first(where: { $0.type == "Failed" && $0.status == "True" }) {
+            entry.observed.observation.rootFailure = failed.reason ?? "Failed"
+        }
+        if let created = job.metadata.creationTimestamp { entry.observed.createdAt = created }
+        entry.seen.root = generation
+        settle(&entry, now: now)
+        state.entries[key] = entry
+        return key
+    }
+
+    private static func update(
+        _ state: inout State, pod: PodProjection, deleted: Bool, generation: UInt32, now: Date
+    ) -> AttemptKey? {
+        guard let key = key(pod.metadata), let role = pod.metadata.labels?.role.flatMap(ClusterNaming.Role.init(rawValue:))
+        else { return nil }
+        var entry = state.entries[key] ?? Entry(observed: ObservedAttempt(key: key))
+        var observation = entry.observed.observation
+        var podState = PodObservation(
+            presence: deleted ? .gone : .present, phase: pod.status?.phase, reason: pod.status?.reason,
+            deleting: pod.metadata.deletionTimestamp != nil)
+        switch role {
+        case .io:
+            // A replacement pod of the Job (there is none with backoffLimit 0) would be a different name: keep the
+            // first one's story unless it is this one.
+            if let known = entry.observed.ioPodName, known != pod.metadata.name, observation.ioPod.presence == .present
+            {
+                return nil
+            }
+            if podState.reason == nil, observation.ioPod.reason != nil { podState.reason = observation.ioPod.reason }
+            observation.ioPod = podState
+            entry.observed.ioPodName = pod.metadata.name
+            if observation.stepImage == nil { observation.stepImage = pod.spec?.containers?.first?.image }
+            observation.configure = Self.container(
+                pod.status?.initContainerStatuses, ClusterNaming.Container.configure, previous: observation.configure,
+                now: now)
+            observation.publish = Self.container(
+                pod.status?.containerStatuses, ClusterNaming.Container.publish, previous: observation.publish, now: now)
+            entry.seen.ioPod = generation
+        case .algorithm:
+            if podState.reason == nil, observation.algorithmPod.reason != nil {
+                podState.reason = observation.algorithmPod.reason
+            }
+            observation.algorithmPod = podState
+            if observation.algorithmImage == nil,
+                let container = pod.spec?.containers?.first(where: { $0.name == ClusterNaming.Container.algorithm })
+            {
+                observation.algorithmImage = container.image
+                observation.algorithmMemoryLimit = container.resources?.limits?.memory
+            }
+            observation.algorithm = Self.container(
+                pod.status?.containerStatuses, ClusterNaming.Container.algorithm, previous: observation.algorithm,
+                now: now)
+            entry.seen.algorithmPod = generation
+        }
+        if entry.observed.createdAt == nil { entry.observed.createdAt = pod.metadata.creationTimestamp }
+        entry.observed.observation = observation
+        settle(&entry, now: now)
+        state.entries[key] = entry
+        return key
+    }
+
+    /// Marks objects of `kind` that the list just finished did not show as gone.
+    private static func sweep(_ state: inout State, kind: Kind, generation: UInt32, now: Date) -> [AttemptKey] {
+        var changed: [AttemptKey] = []
+        for (key, var entry) in state.entries {
+            let observation = entry.observed.observation
+            switch kind {
+            case .root:
+                guard observation.root == .present, entry.seen.root != generation else { continue }
+                entry.observed.observation.root = .gone
+            case .ioPod:
+                guard observation.ioPod.presence == .present, entry.seen.ioPod != generation else { continue }
+                entry.observed.observation.ioPod.presence = .gone
+            case .algorithmPod:
+                guard observation.algorithmPod.presence == .present, entry.seen.algorithmPod != generation else {
+                    continue
+                }
+                entry.observed.observation.algorithmPod.presence = .gone
+            }
+            settle(&entry, now: now)
+            state.entries[key] = entry
+            changed.append(key)
+        }
+        return changed
+    }
+
+    private static func settle(_ entry: inout Entry, now: Date) {
+        if entry.observed.observation.isGone {
+            if entry.observed.goneSince == nil { entry.observed.goneSince = now }
+        } else {
+            entry.observed.goneSince = nil
+        }
+    }
+
+    /// One container's state from its status, keeping when a start problem was first seen.
+    static func container(
+        _ statuses: [ContainerStatusProjection]?, _ name: String, previous: ContainerObservation, now: Date
+    ) -> ContainerObservation {
+        guard let status = statuses?.first(where: { $0.name == name }), let current = status.state else {
+            return previous
+        }
+        if let end = current.terminated {
+            return .terminated(
+                ContainerTermination(
+                    exitCode: end.exitCode, reason: end.reason, message: end.message, startedAt: end.startedAt,
+                    finishedAt: end.finishedAt))
+        }
+        if let running = current.running { return .running(startedAt: running.startedAt) }
+        if let waiting = current.waiting {
+            let reason = waiting.reason ?? "Waiting"
+            let problem =
+                AttemptOutcome.imagePullReasons.contains(reason) || AttemptOutcome.createReasons.contains(reason)
+            var since: Date?
+            if problem {
+                if case .waiting(let before, _, let previousSince) = previous,
+                    AttemptOutcome.imagePullReasons.contains(before) || AttemptOutcome.createReasons.contains(before)
+                {
+                    since = previousSince ?? now
+                } else {
+                    since = now
+                }
+            }
+            return .waiting(reason: reason, message: waiting.message, since: since)
+        }
+        return previous
+    }
+}
+
+/// Breaks the cycle between the informer and the closures its two informers call.
+private final class WeakBox: @unchecked Sendable {
+    // Written once in init before any informer runs; read-only afterwards.
+    weak var value: AttemptInformer?
+}
+
+// MARK: Projections: only the fields the outcome needs are decoded.
+
+/// The metadata an attempt's objects are read by.
+public struct ProjectedMeta: Decodable, Sendable {
+    public var name: String?
+    public var resourceVersion: String?
+    public var creationTimestamp: Date?
+    public var deletionTimestamp: Date?
+    public var labels: AttemptLabels?
+}
+
+/// The three labels that place an object in an attempt, decoded without building a dictionary of all labels.
+public struct AttemptLabels: Decodable, Sendable {
+    public var jobID: String?
+    public var attempt: String?
+    public var role: String?
+
+    private struct Key: CodingKey {
+        var stringValue: String
+        var intValue: Int? { nil }
+        init(stringValue: String) { self.stringValue = stringValue }
+        init?(intValue: Int) { nil }
+    }
+
+    public init(from decoder: any Decoder) throws {
+        let container = try decoder.container(keyedBy: Key.self)
+        jobID = try container.decodeIfPresent(String.self, forKey: Key(stringValue: ClusterNaming.jobIDLabel))
+        attempt = try container.decodeIfPresent(String.self, forKey: Key(stringValue: ClusterNaming.attemptLabel))
+        role = try container.decodeIfPresent(String.self, forKey: Key(stringValue: ClusterNaming.roleLabel))
+    }
+}
+
+/// batch/v1 Job: its terminal conditions.
+public struct JobProjection: InformerProjection {
+    public struct Status: Decodable, Sendable {
+        public struct Condition: Decodable, Sendable {
+            public var type: String
+            public var status: String
+            public var reason: String?
+        }
+        public var conditions: [Condition]?
+    }
+
+    public var metadata: ProjectedMeta
+    public var status: Status?
+    public var resourceVersion: String? { metadata.resourceVersion }
+}
+
+/// core/v1 Pod: phase, reason, and its containers' states; from the spec, images and the memory limit.
+public struct PodProjection: InformerProjection {
+    public struct Spec: Decodable, Sendable {
+        public struct Container: Decodable, Sendable {
+            public struct Resources: Decodable, Sendable {
+                public struct Limits: Decodable, Sendable { public var memory: String? }
+                public var limits: Limits?
+            }
+            public var name: String
+            public var image: String?
+            public var resources: Resources?
+        }
+        public var containers: [Container]?
+    }
+
+    public struct Status: Decodable, Sendable {
+        public var phase: String?
+        public var reason: String?
+        public var initContainerStatuses: [ContainerStatusProjection]?
+        public var containerStatuses: [ContainerStatusProjection]?
+    }
+
+    public var metadata: ProjectedMeta
+    public var spec: Spec?
+    public var status: Status?
+    public var resourceVersion: String? { metadata.resourceVersion }
+}
+
+public struct ContainerStatusProjection: Decodable, Sendable {
+    public struct State: Decodable, Sendable {
+        public struct Waiting: Decodable, Sendable {
+            public var reason: String?
+            public var message: String?
+        }
+        public struct Running: Decodable, Sendable {
+            public var startedAt: Date?
+        }
+        public struct Terminated: Decodable, Sendable {
+            public var exitCode: Int
+            public var reason: String?
+            public var message: String?
+            public var startedAt: Date?
+            public var finishedAt: Date?
+        }
+        public var waiting: Waiting?
+        public var running: Running?
+        public var terminated: Terminated?
+    }
+
+    public var name: String
+    public var state: State?
+}

@@ -1,0 +1,44 @@
+import Domain
+import NIOCore
+
+/// Which step logs must be read from the API because the attempt's publish step could not upload them, and how
+/// to read one. The same for whoever finalizes the attempt (worker or scheduler), so a job's logs end up in the same
+/// place, under the same names, either way: `configure.log` and `publish.log` as admin logs. The algorithm writes
+/// its log to the volume (`/data/logs/algorithm.log`), which only publish can upload.
+public enum AttemptLogs {
+    public struct Missing: Sendable, Hashable {
+        public var container: String
+        public var pod: String
+        /// The result's name and kind, as the publish step would have uploaded it.
+        public var name: String
+        public var kind: ResultKind
+    }
+
+    /// The logs to fetch: a c2d step that ran (it has a container log) but whose file is not among `uploaded`.
+    public static func missing(_ observed: ObservedAttempt, uploaded: Set<String>) -> [Missing] {
+        guard let pod = observed.ioPodName, observed.observation.ioPod.presence == .present else { return [] }
+        var missing: [Missing] = []
+        let steps: [(String, ContainerObservation, String, ResultKind)] = [
+            (ClusterNaming.Container.configure, observed.observation.configure, "configure.log", .configurationLog),
+            (ClusterNaming.Container.publish, observed.observation.publish, "publish.log", .publishLog),
+        ]
+        for (container, state, name, kind) in steps where state.hasStarted && !uploaded.contains(name) {
+            missing.append(Missing(container: container, pod: pod, name: name, kind: kind))
+        }
+        return missing
+    }
+
+    /// A container's log, at most `limit` bytes; nil when there is none (the pod or container is gone, or never
+    /// started).
+    public static func read(
+        _ missing: Missing, client: KubernetesClient, namespace: String, limit: Int
+    ) async throws -> ByteBuffer? {
+        do {
+            return try await client.podLogs(
+                name: missing.pod, namespace: namespace,
+                options: PodLogOptions(container: missing.container, limitBytes: limit))
+        } catch let error as KubernetesError where error.code == .notFound || error.code == .badRequest {
+            return nil
+        }
+    }
+}

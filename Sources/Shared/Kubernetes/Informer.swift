@@ -1,0 +1,144 @@
+import Logging
+import Synchronization
+
+/// A projection an ``Informer`` can follow: the few fields its consumer reads, plus the object's resourceVersion.
+public protocol InformerProjection: Decodable, Sendable {
+    var resourceVersion: String? { get }
+}
+
+/// What an ``Informer`` tells its consumer, in order.
+public enum InformerEvent<Projection: Sendable>: Sendable {
+    /// A (re)list begins: what follows as ``listed(_:)`` is the whole collection; anything the consumer holds that
+    /// is not listed again before ``listFinished`` was deleted while nobody watched.
+    case listStarted
+    case listed(Projection)
+    case listFinished
+    case added(Projection)
+    case modified(Projection)
+    case deleted(Projection)
+}
+
+/// Keeps a consumer's view of one kind current, the way client-go's reflector does: list (page by page; a continue
+/// token that expired restarts the list), then watch from the list's resourceVersion, reopen the watch from the last
+/// version seen when the server ends it, and relist on 410 Gone. Only the projection is decoded, so memory follows
+/// the fields the consumer keeps, not whole objects; pages are handed over as they arrive, so a relist of 100,000
+/// objects never holds more than one page of them.
+///
+/// The consumer's `deliver` is called synchronously from the informer's task, one batch at a time and in order.
+public final class Informer<R: KubernetesResource, Projection: InformerProjection>: Sendable {
+    public struct Configuration: Sendable {
+        public var namespace: String?
+        public var labelSelector: String?
+        /// Items per list page. Default 500.
+        public var pageSize: Int = 500
+        /// The server ends each watch after this long; it is then reopened from the last resourceVersion.
+        /// Default 300 s.
+        public var watchTimeoutSeconds: Int = 300
+
+        public init(namespace: String?, labelSelector: String?, pageSize: Int = 500, watchTimeoutSeconds: Int = 300) {
+            self.namespace = namespace
+            self.labelSelector = labelSelector
+            self.pageSize = max(1, pageSize)
+            self.watchTimeoutSeconds = watchTimeoutSeconds
+        }
+    }
+
+    /// Counters for tests, benchmarks and metrics.
+    public struct Statistics: Sendable, Hashable {
+        public var lists = 0
+        public var listPages = 0
+        public var watches = 0
+        public var gone = 0
+        public var events = 0
+    }
+
+    public let configuration: Configuration
+    private let client: KubernetesClient
+    private let logger: Logger
+    private let deliver: @Sendable ([InformerEvent<Projection>]) -> Void
+    private let counters = Mutex(Statistics())
+
+    public init(
+        client: KubernetesClient, configuration: Configuration, logger: Logger,
+        deliver: @escaping @Sendable ([InformerEvent<Projection>]) -> Void
+    ) {
+        self.client = client
+        self.configuration = configuration
+        self.logger = logger
+        self.deliver = deliver
+    }
+
+    public var statistics: Statistics { counters.withLock { $0 } }
+
+    /// Lists and watches until cancelled.
+    public func run() async {
+        var resourceVersion: String?
+        var delay = Duration.milliseconds(200)
+        while !Task.isCancelled {
+            do {
+                if resourceVersion == nil { resourceVersion = try await list() }
+                counters.withLock { $0.watches += 1 }
+                let stream = try await client.watch(
+                    R.self, as: Projection.self, namespace: configuration.namespace,
+                    options: WatchOptions(
+                        labelSelector: configuration.labelSelector, resourceVersion: resourceVersion,
+                        timeoutSeconds: configuration.watchTimeoutSeconds))
+                for try await event in stream {
+                    let delivered: InformerEvent<Projection>
+                    switch event {
+                    case .added(let object): delivered = .added(object)
+                    case .modified(let object): delivered = .modified(object)
+                    case .deleted(let object): delivered = .deleted(object)
+                    case .bookmark(let version):
+                        if !version.isEmpty { resourceVersion = version }
+                        continue
+                    }
+                    if let version = event.object?.resourceVersion { resourceVersion = version }
+                    counters.withLock { $0.events += 1 }
+                    deliver([delivered])
+                }
+                delay = .milliseconds(200)
+            } catch let error as KubernetesError where error.code == .gone {
+                // The history we would resume from is gone: start over from a fresh list.
+                counters.withLock { $0.gone += 1 }
+                logger.info("watch expired; relisting", metadata: ["k8s.kind": "\(R.resource.kind)"])
+                resourceVersion = nil
+            } catch is CancellationError {
+                return
+            } catch {
+                if Task.isCancelled { return }
+                logger.warning(
+                    "watch failed; retrying", metadata: ["k8s.kind": "\(R.resource.kind)", "error": "\(error)"])
+                try? await Task.sleep(for: delay)
+                delay = min(delay * 2, .seconds(10))
+            }
+        }
+    }
+
+    /// One complete list, page by page; answers its resourceVersion. A continue token that expired mid-way (410)
+    /// restarts the list: the pages already delivered are superseded by the new ``InformerEvent/listStarted``.
+    private func list() async throws -> String? {
+        while true {
+            counters.withLock { $0.lists += 1 }
+            deliver([.listStarted])
+            var options = ListOptions(labelSelector: configuration.labelSelector, limit: configuration.pageSize)
+            var resourceVersion: String?
+            do {
+                repeat {
+                    let page = try await client.list(
+                        R.self, as: Projection.self, namespace: configuration.namespace, options: options)
+                    counters.withLock { $0.listPages += 1 }
+                    if resourceVersion == nil { resourceVersion = page.metadata.resourceVersion }
+                    deliver(page.items.map { .listed($0) })
+                    options.continueToken = page.metadata.continue.flatMap { $0.isEmpty ? nil : $0 }
+                } while options.continueToken != nil
+            } catch let error as KubernetesError where error.code == .gone {
+                counters.withLock { $0.gone += 1 }
+                logger.info("list continuation expired; listing again", metadata: ["k8s.kind": "\(R.resource.kind)"])
+                continue
+            }
+            deliver([.listFinished])
+            return resourceVersion
+        }
+    }
+}

@@ -1,0 +1,375 @@
+import Domain
+import Foundation
+import Kubernetes
+import Logging
+import ServiceLifecycle
+import Synchronization
+
+/// Follows every attempt this worker runs. Each monitored attempt is a value in one state machine (a few hundred
+/// bytes), fed by the shared ``AttemptInformer``, by interruptions from the lease keeper, and by one timer for every
+/// attempt; no task waits per attempt. Each change is read with `AttemptOutcome.assess` (the one reading the
+/// scheduler uses too), which yields the progress to record, what to delete, and the verdict; the awaiting
+/// ``KubernetesExecutor/run(_:)`` call is resumed once the verdict is settled.
+///
+/// Effects run outside the state machine on a few long-lived tasks: Postgres progress writes (one at a time per
+/// attempt, in order) and deletions (the client's rate limiter puts them before new launches).
+package final class AttemptMonitor: Service, Sendable {
+    package struct Configuration: Sendable {
+        /// Image pull and container creation problems end the attempt after this long. Default 300 s.
+        package var startTimeout: Duration = .seconds(300)
+        /// How long a decided attempt waits for its publish step before it is recorded anyway. Default 150 s.
+        package var settleTimeout: Duration = .seconds(150)
+        /// Progress writes and deletions running at once. Default 8 each.
+        package var concurrency = 8
+        /// Tombstones (attempts whose objects are all gone) are dropped from the informer after this long.
+        /// Default 5 minutes.
+        package var tombstoneRetention: Duration = .seconds(300)
+
+        package init() {}
+    }
+
+    /// How monitoring an attempt ended.
+    enum Ending: Sendable {
+        case verdict(AttemptOutcome.Verdict)
+        case interrupted(AttemptInterruption)
+        case superseded(String)
+    }
+
+    /// One monitored attempt: the state machine's value.
+    struct Tracked {
+        var algorithmTimeLimit: Int
+        var recorded: Domain.JobStatus
+        var writing: Domain.JobStatus?
+        var stopRequested = false
+        var deletedAttempt = false
+        var deletedAlgorithmPod = false
+        /// When a verdict was first reached without being settled.
+        var decidedAt: Date?
+        var progress: @Sendable (Domain.JobStatus) async throws -> Void
+        var continuation: CheckedContinuation<Ending, Never>
+    }
+
+    enum Effect: Sendable {
+        case record(AttemptKey, Domain.JobStatus, @Sendable (Domain.JobStatus) async throws -> Void)
+        case delete(AttemptKey, algorithmPodOnly: Bool)
+    }
+
+    private struct State {
+        var tracked: [AttemptKey: Tracked] = [:]
+        var timers = DeadlineHeap()
+        var records: [Effect] = []
+        var deletes: [Effect] = []
+        var recordWaiters: [CheckedContinuation<Void, Never>] = []
+        var deleteWaiters: [CheckedContinuation<Void, Never>] = []
+        var stopped = false
+    }
+
+    let configuration: Configuration
+    let informer: AttemptInformer
+    let client: KubernetesClient
+    let namespace: String
+    let logger: Logger
+    private let state = Mutex(State())
+
+    package init(
+        informer: AttemptInformer, client: KubernetesClient, namespace: String, configuration: Configuration,
+        logger: Logger
+    ) {
+        self.informer = informer
+        self.client = client
+        self.namespace = namespace
+        self.configuration = configuration
+        self.logger = logger
+        informer.setListener { [weak self] keys in self?.changed(keys) }
+    }
+
+    package var monitoredCount: Int { state.withLock { $0.tracked.count } }
+
+    package func run() async throws {
+        await withDiscardingTaskGroup { group in
+            group.addTask { await self.informer.run() }
+            group.addTask { await self.tick() }
+            for _ in 0..<max(1, configuration.concurrency) {
+                group.addTask { await self.perform(deletes: false) }
+                group.addTask { await self.perform(deletes: true) }
+            }
+            try? await gracefulShutdown()
+            let (tracked, waiters) = state.withLock { state in
+                state.stopped = true
+                defer {
+                    state.tracked = [:]
+                    state.recordWaiters = []
+                    state.deleteWaiters = []
+                }
+                return (Array(state.tracked.values), state.recordWaiters + state.deleteWaiters)
+            }
+            // Attempts still monitored now belong to jobs the worker hands back: their objects keep running.
+            for entry in tracked { entry.continuation.resume(returning: .interrupted(.shutdown)) }
+            for waiter in waiters { waiter.resume() }
+            group.cancelAll()
+        }
+    }
+
+    // MARK: Monitoring
+
+    /// Monitors the attempt until its end is settled or it is interrupted.
+    func monitor(
+        _ key: AttemptKey, status: Domain.JobStatus, algorithmTimeLimit: Int, control: AttemptControl,
+        progress: @escaping @Sendable (Domain.JobStatus) async throws -> Void
+    ) async -> Ending {
+        let ending = await withCheckedContinuation { continuation in
+            let registered = state.withLock { state -> Bool in
+                guard !state.stopped else { return false }
+                state.tracked[key] = Tracked(
+                    algorithmTimeLimit: algorithmTimeLimit, recorded: status, progress: progress,
+                    continuation: continuation)
+                return true
+            }
+            guard registered else {
+                continuation.resume(returning: .interrupted(.shutdown))
+                return
+            }
+            control.onInterrupt { [weak self] interruption in self?.interrupt(key, interruption) }
+            evaluate([key])
+        }
+        return ending
+    }
+
+    /// The informer saw these attempts change.
+    func changed(_ keys: [AttemptKey]) {
+        let monitored = state.withLock { state in keys.filter { state.tracked[$0] != nil } }
+        if !monitored.isEmpty { evaluate(monitored) }
+    }
+
+    private func interrupt(_ key: AttemptKey, _ interruption: AttemptInterruption) {
+        let ending: (CheckedContinuation<Ending, Never>, Ending)? = state.withLock { state in
+            guard var tracked = state.tracked[key] else { return nil }
+            switch interruption {
+            case .stopRequested:
+                tracked.stopRequested = true
+                state.tracked[key] = tracked
+                return nil
+            case .leaseLost, .shutdown:
+                state.tracked[key] = nil
+                return (tracked.continuation, .interrupted(interruption))
+            }
+        }
+        if let (continuation, value) = ending {
+            continuation.resume(returning: value)
+        } else if interruption == .stopRequested {
+            evaluate([key])
+        }
+    }
+
+    /// Reads each attempt with the outcome rules and acts on the result.
+    private func evaluate(_ keys: [AttemptKey]) {
+        let now = Date()
+        let observed = informer.observed(keys)
+        var byKey: [AttemptKey: ObservedAttempt] = [:]
+        for attempt in observed { byKey[attempt.key] = attempt }
+        var resumes: [(CheckedContinuation<Ending, Never>, Ending)] = []
+        var wake: [CheckedContinuation<Void, Never>] = []
+        state.withLock { state in
+            for key in keys {
+                guard var tracked = state.tracked[key] else { continue }
+                let observation = byKey[key]?.observation ?? AttemptObservation()
+                let context = AttemptOutcome.Context(
+                    now: now, stopRequested: tracked.stopRequested,
+                    algorithmTimeLimit: tracked.algorithmTimeLimit,
+                    startTimeout: configuration.startTimeout / .seconds(1))
+                let assessment = AttemptOutcome.assess(observation, context)
+                switch assessment.intervention {
+                case .deleteAttempt where !tracked.deletedAttempt:
+                    tracked.deletedAttempt = true
+                    state.deletes.append(.delete(key, algorithmPodOnly: false))
+                case .deleteAlgorithmPod where !tracked.deletedAlgorithmPod && !tracked.deletedAttempt:
+                    tracked.deletedAlgorithmPod = true
+                    state.deletes.append(.delete(key, algorithmPodOnly: true))
+                default:
+                    break
+                }
+                if let verdict = assessment.verdict {
+                    let decidedAt = tracked.decidedAt ?? now
+                    let gaveUp = now.timeIntervalSince(decidedAt) >= configuration.settleTimeout / .seconds(1)
+                    if assessment.settled || gaveUp {
+                        state.tracked[key] = nil
+                        resumes.append((tracked.continuation, .verdict(verdict)))
+                        continue
+                    }
+                    tracked.decidedAt = decidedAt
+                    state.timers.push(decidedAt.addingTimeInterval(configuration.settleTimeout / .seconds(1)), key)
+                } else if tracked.writing == nil, let next = Self.nextStatus(from: tracked.recorded, toward: assessment.progress) {
+                    tracked.writing = next
+                    state.records.append(.record(key, next, tracked.progress))
+                }
+                if let due = assessment.reassessAt { state.timers.push(due, key) }
+                state.tracked[key] = tracked
+            }
+            wake += state.recordWaiters.prefix(state.records.count)
+            state.recordWaiters.removeFirst(min(state.records.count, state.recordWaiters.count))
+            wake += state.deleteWaiters.prefix(state.deletes.count)
+            state.deleteWaiters.removeFirst(min(state.deletes.count, state.deleteWaiters.count))
+        }
+        for waiter in wake { waiter.resume() }
+        for (continuation, ending) in resumes { continuation.resume(returning: ending) }
+    }
+
+    /// The next progress status on the way from `recorded` to `target` (Ocean's 20 → 30 → 40 → 60), or nil when the
+    /// job is there already. Publishing may follow any earlier status directly.
+    static func nextStatus(from recorded: Domain.JobStatus, toward target: Domain.JobStatus) -> Domain.JobStatus? {
+        let order: [Domain.JobStatus] = [.configuringVolumes, .provisioningSuccess, .runningAlgorithm, .publishingResults]
+        guard let current = order.firstIndex(of: recorded), let wanted = order.firstIndex(of: target),
+            wanted > current
+        else { return nil }
+        if target == .publishingResults { return .publishingResults }
+        return order[current + 1]
+    }
+
+    // MARK: Effects
+
+    /// One of the long-lived effect tasks: takes the next record or delete and performs it.
+    private func perform(deletes: Bool) async {
+        while true {
+            let effect = state.withLock { state -> Effect? in
+                if deletes { return state.deletes.isEmpty ? nil : state.deletes.removeFirst() }
+                return state.records.isEmpty ? nil : state.records.removeFirst()
+            }
+            if let effect {
+                await execute(effect)
+                continue
+            }
+            await withCheckedContinuation { (continuation: CheckedContinuation<Void, Never>) in
+                let now = state.withLock { state -> Bool in
+                    if state.stopped || (deletes ? !state.deletes.isEmpty : !state.records.isEmpty) { return true }
+                    if deletes { state.deleteWaiters.append(continuation) } else { state.recordWaiters.append(continuation) }
+                    return false
+                }
+                if now { continuation.resume() }
+            }
+            if state.withLock({ $0.stopped }) { return }
+        }
+    }
+
+    private func execute(_ effect: Effect) async {
+        switch effect {
+        case .record(let key, let status, let progress):
+            var retry = false
+            do {
+                try await progress(status)
+                state.withLock { state in
+                    state.tracked[key]?.recorded = status
+                    state.tracked[key]?.writing = nil
+                }
+            } catch let error as AttemptSuperseded {
+                let continuation = state.withLock { $0.tracked.removeValue(forKey: key)?.continuation }
+                continuation?.resume(returning: .superseded(error.reason))
+                return
+            } catch {
+                logger.warning(
+                    "recording progress failed; trying again",
+                    metadata: ["job": "\(key.jobID)", "status": "\(status.rawValue)", "error": "\(error)"])
+                state.withLock { $0.tracked[key]?.writing = nil }
+                retry = true
+            }
+            if retry {
+                state.withLock { $0.timers.push(Date().addingTimeInterval(1), key) }
+            } else {
+                evaluate([key])
+            }
+        case .delete(let key, let algorithmPodOnly):
+            do {
+                if algorithmPodOnly {
+                    try await client.delete(
+                        Pod.self, name: ClusterNaming.algorithmPodName(jobID: key.jobID, attempt: key.attempt),
+                        namespace: namespace, propagationPolicy: .background)
+                } else {
+                    try await client.delete(
+                        Kubernetes.Job.self, name: ClusterNaming.attemptName(jobID: key.jobID, attempt: key.attempt),
+                        namespace: namespace, propagationPolicy: .background)
+                }
+            } catch let error as KubernetesError where error.code == .notFound {
+            } catch {
+                logger.warning(
+                    "deleting an attempt's objects failed; trying again",
+                    metadata: ["job": "\(key.jobID)", "error": "\(error)"])
+                state.withLock { state in
+                    if algorithmPodOnly {
+                        state.tracked[key]?.deletedAlgorithmPod = false
+                    } else {
+                        state.tracked[key]?.deletedAttempt = false
+                    }
+                    state.timers.push(Date().addingTimeInterval(2), key)
+                }
+            }
+        }
+    }
+
+    /// Deletes a recorded attempt's objects (the third and last write of an attempt): after the terminal record, so a
+    /// crash in between leaves objects of a finished job, which the scheduler removes as orphans.
+    func deleteRecorded(_ key: AttemptKey) async {
+        do {
+            try await client.delete(
+                Kubernetes.Job.self, name: ClusterNaming.attemptName(jobID: key.jobID, attempt: key.attempt),
+                namespace: namespace, propagationPolicy: .background)
+        } catch let error as KubernetesError where error.code == .notFound {
+        } catch {
+            logger.info(
+                "deleting a finished attempt failed; the scheduler removes it as an orphan",
+                metadata: ["job": "\(key.jobID)", "error": "\(error)"])
+        }
+    }
+
+    // MARK: Time
+
+    /// Time limits, start time-outs and give-ups are about time passing, not events: one timer for all attempts.
+    private func tick() async {
+        var lastPrune = ContinuousClock.now
+        while !Task.isCancelled {
+            do { try await Task.sleep(for: .milliseconds(250)) } catch { return }
+            let now = Date()
+            let due = state.withLock { state in state.timers.popDue(now) }
+            if !due.isEmpty { evaluate(Array(Set(due))) }
+            if ContinuousClock.now - lastPrune > .seconds(30) {
+                lastPrune = .now
+                informer.prune(goneBefore: now.addingTimeInterval(-(configuration.tombstoneRetention / .seconds(1))))
+            }
+        }
+    }
+}
+
+/// Attempts to look at again, by time; stale entries are harmless (an evaluation that changes nothing).
+struct DeadlineHeap {
+    private var heap: [(due: Date, key: AttemptKey)] = []
+
+    mutating func push(_ due: Date, _ key: AttemptKey) {
+        heap.append((due, key))
+        var child = heap.count - 1
+        while child > 0 {
+            let parent = (child - 1) / 2
+            guard heap[child].due < heap[parent].due else { break }
+            heap.swapAt(child, parent)
+            child = parent
+        }
+    }
+
+    mutating func popDue(_ now: Date) -> [AttemptKey] {
+        var due: [AttemptKey] = []
+        while let first = heap.first, first.due <= now {
+            due.append(first.key)
+            heap.swapAt(0, heap.count - 1)
+            heap.removeLast()
+            var parent = 0
+            while true {
+                let left = 2 * parent + 1
+                let right = left + 1
+                var smallest = parent
+                if left < heap.count && heap[left].due < heap[smallest].due { smallest = left }
+                if right < heap.count && heap[right].due < heap[smallest].due { smallest = right }
+                if smallest == parent { break }
+                heap.swapAt(parent, smallest)
+                parent = smallest
+            }
+        }
+        return due
+    }
+}
