@@ -286,6 +286,7 @@ let package = Package(
                 "Persistence",
                 "Scheduler",
                 "Storage",
+                "Worker",
                 .product(name: "Logging", package: "swift-log"),
             ],
             swiftSettings: swiftSettings

@@ -74,10 +74,14 @@ package struct KubernetesReconcileCluster: ReconcileCluster {
 
     // MARK: Listing
 
-    /// The informer's attempts; throws until it has listed the cluster once (the pass is then in fail-safe).
+    /// The informer's attempts; throws while its view is not current (before its first list, or while the API
+    /// cannot be reached), which puts the pass in fail-safe: nothing is inferred from a stale view.
     package func listObjects() async throws -> [ObservedAttempt] {
         guard informer.isSynced else {
             throw KubernetesError(code: .transport, message: "the cluster has not been listed yet")
+        }
+        guard informer.isHealthy else {
+            throw KubernetesError(code: .transport, message: "the cluster's watches are failing")
         }
         return informer.snapshot()
     }

@@ -92,8 +92,7 @@ struct AttemptOutcomeTests {
             observed: attempt(
                 configure: exit(31, message: "input 0: checksum mismatch"), algorithm: .pending,
                 publish: .pending, algorithmPod: running),
-            status: .dataProvisioningFailed, outcome: .failed, exitCode: 31, reason: "input 0: checksum mismatch",
-            intervention: .deleteAttempt),
+            status: .dataProvisioningFailed, outcome: .failed, exitCode: 31, reason: "input 0: checksum mismatch"),
         Row(
             name: "configure's exit 32 is algorithm provisioning failed (honoured whoever finalizes)",
             observed: attempt(
@@ -217,6 +216,10 @@ struct AttemptOutcomeTests {
         #expect(assessment.verdict == nil)
         #expect(assessment.intervention == .none)
         #expect(assessment.reassessAt == Self.t0.addingTimeInterval(150))
+        // Publish waits (running) from the start; it is publishing once the algorithm ended.
+        let waiting = Self.attempt(algorithm: .running(startedAt: Self.t0.addingTimeInterval(90)),
+            publish: .running(startedAt: nil))
+        #expect(AttemptOutcome.assess(waiting, c).progress == .runningAlgorithm)
         let publishing = Self.attempt(publish: .running(startedAt: nil))
         #expect(AttemptOutcome.assess(publishing, c).progress == .publishingResults)
         #expect(AttemptOutcome.assess(publishing, c).verdict?.outcome == .succeeded)

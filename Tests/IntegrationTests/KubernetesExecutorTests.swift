@@ -8,7 +8,10 @@ import Persistence
 import Testing
 
 /// The Kubernetes executor end to end: real Postgres and RabbitMQ, real `c2d` processes, and the Kubernetes API
-/// emulator in this process standing in for the cluster.
+/// emulator in this process standing in for the cluster. The emulator runs c2d's own steps (`c2d pod configure`,
+/// `await-inputs`, `signal-end`, `publish`) as real processes of the test's `c2d` binary, so the workflow download,
+/// the coordination through the volume and the uploads to the gateway are the real thing; only the algorithm is
+/// simulated (its `echo … > FILE` lines land in the volume).
 @Suite("Kubernetes executor", .serialized)
 struct KubernetesExecutorTests {
     /// An emulator, a kubeconfig for it, and a client to look at what c2d created.
@@ -17,12 +20,17 @@ struct KubernetesExecutorTests {
         let client: KubernetesClient
         let namespace: String
         let kubeconfig: URL
+        let steps: URL
 
         static func with(
-            configure: (inout KubernetesEmulatorConfiguration) -> Void = { _ in },
+            realSteps: Bool = true, configure: (inout KubernetesEmulatorConfiguration) -> Void = { _ in },
             _ body: (Cluster) async throws -> Void
         ) async throws {
             var configuration = KubernetesEmulatorConfiguration()
+            let steps = FileManager.default.temporaryDirectory.appendingPathComponent("c2d-steps-\(UUID())")
+            if realSteps {
+                configuration.stepRunner = .init(executable: C2DProcess.binary.path, workDirectory: steps.path)
+            }
             configure(&configuration)
             var logger = Logger(label: "emulator")
             logger.logLevel = .warning
@@ -36,7 +44,7 @@ struct KubernetesExecutorTests {
             client.namespace = namespace
             let cluster = Cluster(
                 emulator: emulator, client: try KubernetesClient(configuration: client, logger: logger),
-                namespace: namespace, kubeconfig: kubeconfig)
+                namespace: namespace, kubeconfig: kubeconfig, steps: steps)
             do {
                 try await body(cluster)
             } catch {
@@ -50,13 +58,14 @@ struct KubernetesExecutorTests {
             try? await client.shutdown()
             await emulator.shutdown()
             try? FileManager.default.removeItem(at: kubeconfig)
+            try? FileManager.default.removeItem(at: steps)
         }
 
-        var environment: [String: String] {
+        func environment(gateway port: Int) -> [String: String] {
             [
                 "C2D_EXECUTOR": "kubernetes", "KUBECONFIG": kubeconfig.path, "C2D_KUBERNETES_NAMESPACE": namespace,
                 "C2D_WORKER_SLOTS": "16", "C2D_IMAGE_PULL_TIMEOUT_SECONDS": "2",
-                "C2D_RESULTS_URL": "http://127.0.0.1:1",
+                "C2D_RESULTS_URL": "http://127.0.0.1:\(port)",
             ]
         }
 
@@ -66,14 +75,27 @@ struct KubernetesExecutorTests {
                 kind, namespace: namespace, options: ListOptions(labelSelector: "\(ClusterNaming.jobIDLabel)=\(job)")
             ).items.compactMap(\.metadata.name)
         }
+
+        /// Waits until the job has no Job or Pod left.
+        func waitUntilGone(_ id: String, within timeout: Duration = .seconds(15)) async throws -> [String] {
+            let deadline = ContinuousClock.now + timeout
+            var left: [String] = []
+            repeat {
+                left = try await objects(Kubernetes.Job.self, job: id) + objects(Pod.self, job: id)
+                if left.isEmpty { break }
+                try await Task.sleep(for: .milliseconds(100))
+            } while ContinuousClock.now < deadline
+            return left
+        }
     }
 
     /// A job whose algorithm runs `entrypoint` in `image`.
     static func request(
-        _ deployment: Deployment, entrypoint: String, image: String = "python", maxtime: Int? = nil
+        _ deployment: Deployment, entrypoint: String, image: String = "python", maxtime: Int? = nil,
+        inputs: [[String: Any]] = []
     ) -> [String: Any] {
         var stage: [String: Any] = [
-            "index": 0, "input": [] as [Any],
+            "index": 0, "input": inputs,
             "algorithm": ["rawcode": "print(1)", "container": ["entrypoint": entrypoint, "image": image]],
         ]
         if let maxtime { stage["compute"] = ["maxtime": maxtime] }
@@ -89,26 +111,41 @@ struct KubernetesExecutorTests {
         throw TestFailure("job \(id) never reached status \(status):\n\(deployment.logs)")
     }
 
+    static func statuses(_ deployment: Deployment, _ id: String) async throws -> [Int] {
+        let jobID = try #require(JobID(id))
+        return try await deployment.postgres.query(
+            "select status from job_events where job_id = $1 order by id", [.uuid(jobID.uuid)]
+        ).map { try $0.int("status") }
+    }
+
     static func withKubernetesDeployment(
-        configure: (inout KubernetesEmulatorConfiguration) -> Void = { _ in }, maxJobDuration: Int = 60,
-        environment: [String: String] = [:], _ body: (Deployment, Cluster) async throws -> Void
+        realSteps: Bool = true, configure: (inout KubernetesEmulatorConfiguration) -> Void = { _ in },
+        maxJobDuration: Int = 60, environment: [String: String] = [:], environmentFields: String = "",
+        dev: Bool = true, _ body: (Deployment, Cluster) async throws -> Void
     ) async throws {
-        try await Cluster.with(configure: configure) { cluster in
+        let port = try TestEnvironment.freePort()
+        try await Cluster.with(realSteps: realSteps, configure: configure) { cluster in
             try await Deployment.with(
-                maxJobDuration: maxJobDuration, extraEnvironment: cluster.environment.merging(environment) { $1 }
-            ) {
-                deployment in
-                try await deployment.startDev()
+                maxJobDuration: maxJobDuration,
+                extraEnvironment: cluster.environment(gateway: port).merging(environment) { $1 },
+                environmentFields: environmentFields, port: port
+            ) { deployment in
+                if dev { try await deployment.startDev() }
                 try await body(deployment, cluster)
             }
         }
     }
 
-    @Test("success, non-zero exit, OOM, deadline and image pull failure end with the right status and reason")
+    @Test("success, non-zero exit, OOM, time-out and image pull failure: statuses, results, three writes a job")
     func outcomes() async throws {
         try await Self.withKubernetesDeployment(maxJobDuration: 30) { deployment, cluster in
+            let writesBefore = await Self.writes(cluster)
             let ok = try await deployment.submit(
-                Self.request(deployment, entrypoint: "sleep 0.2; echo hello from the algorithm; exit 0"))
+                Self.request(
+                    deployment,
+                    entrypoint: "sleep 0.2; echo hello from the algorithm; echo 42 > /data/outputs/answer.txt; exit 0"))
+            let okJob = try await deployment.waitForJob(ok)
+            let writes = await Self.writes(cluster) - writesBefore
             let failing = try await deployment.submit(Self.request(deployment, entrypoint: "sleep 0.1; exit 3"))
             let oom = try await deployment.submit(
                 Self.request(deployment, entrypoint: "head -c 4096M /dev/zero | tail"))
@@ -116,15 +153,20 @@ struct KubernetesExecutorTests {
             let unpullable = try await deployment.submit(
                 Self.request(deployment, entrypoint: "python3 $ALGO", image: "registry.invalid/nothing"))
 
-            let succeeded = try await deployment.waitForJob(ok)
-            #expect(succeeded["status"] as? Int == 70)
-            #expect(succeeded["outcome"] as? String == "succeeded", "\(succeeded)")
-            #expect(succeeded["exitCode"] as? Int == 0)
+            #expect(okJob["status"] as? Int == 70)
+            #expect(okJob["outcome"] as? String == "succeeded", "\(okJob)\n\(deployment.logs)")
+            #expect(okJob["exitCode"] as? Int == 0)
+            #expect(try await Self.statuses(deployment, ok) == [1, 20, 30, 40, 60, 70])
+            #expect(try await deployment.download(ok, name: "answer.txt") == "42\n")
             #expect(try await deployment.download(ok, name: "algorithm.log").contains("hello from the algorithm"))
+            #expect(try await deployment.download(ok, name: "publish.log").contains("published"))
             let kinds = try await deployment.results(ok).compactMap { $0["type"] as? String }
-            #expect(kinds == ["algorithmLog", "configrationLog", "publishLog"], "Ocean's order: \(kinds)")
+            #expect(kinds == ["output", "algorithmLog", "configrationLog", "publishLog"], "Ocean's order: \(kinds)")
+            // The happy path: the attempt's Job and its algorithm pod created, the Job deleted once recorded.
+            #expect(writes == 3, "API writes for one job: \(writes)")
 
             let failed = try await deployment.waitForJob(failing)
+            #expect(failed["status"] as? Int == 70)
             #expect(failed["outcome"] as? String == "failed")
             #expect(failed["exitCode"] as? Int == 3)
             #expect((failed["failureReason"] as? String ?? "").contains("code 3"), "\(failed)")
@@ -142,78 +184,88 @@ struct KubernetesExecutorTests {
             #expect(pull["status"] as? Int == 11, "\(pull)")
             #expect((pull["failureReason"] as? String ?? "").contains("registry.invalid/nothing"))
 
-            // Every attempt's objects are gone once it ended: the Secret owned them all.
+            // Every attempt's objects are gone once it ended: its Job owned them all.
             for id in [ok, failing, oom, slow, unpullable] {
-                let deadline = ContinuousClock.now + .seconds(10)
-                var left: [String] = []
-                repeat {
-                    left =
-                        try await cluster.objects(Secret.self, job: id) + cluster.objects(Kubernetes.Job.self, job: id)
-                    if left.isEmpty { break }
-                    try await Task.sleep(for: .milliseconds(100))
-                } while ContinuousClock.now < deadline
+                let left = try await cluster.waitUntilGone(id)
                 #expect(left.isEmpty, "objects left for \(id): \(left)")
             }
             // Monitoring is by watch: a handful of lists, never a GET per job per interval.
             let stats = await cluster.emulator.statistics()
             #expect(stats.requests(verb: "get", resource: "jobs") == 0, "\(stats.requests)")
+            #expect(stats.requests(verb: "get", resource: "pods") == 0, "\(stats.requests)")
         }
     }
 
-    @Test("a stop in each of the three steps deletes the objects and records the job as stopped")
-    func stopInEachStep() async throws {
-        // Configure and publish take 3 s each here, the algorithm 3 s; a 3 s lease is renewed (and a stop request
-        // seen) every second.
+    /// Creates, updates, patches and deletes the emulator served so far.
+    static func writes(_ cluster: Cluster) async -> Int {
+        let requests = await cluster.emulator.statistics().requests
+        return requests.filter { ["create", "update", "patch", "delete"].contains($0.key.split(separator: " ").first) }
+            .values.reduce(0, +)
+    }
+
+    @Test("a stop while configuring, running and publishing deletes the objects and keeps the logs")
+    func stopInEachPhase() async throws {
+        // Simulated steps take 3 s each here; a 3 s lease is renewed (and a stop request seen) every second.
         try await Self.withKubernetesDeployment(
-            configure: { $0.defaultPodDuration = .seconds(3) }, environment: ["C2D_LEASE_SECONDS": "3"]
-        ) {
-            deployment, cluster in
+            realSteps: false, configure: { $0.defaultPodDuration = .seconds(3) },
+            environment: ["C2D_LEASE_SECONDS": "3"]
+        ) { deployment, cluster in
             for status in [20, 40, 60] {
                 let id = try await deployment.submit(Self.request(deployment, entrypoint: "sleep 3"))
                 try await Self.waitForStatus(deployment, id, status)
                 if status == 20 {
-                    // Stop only once the configure Job exists, so it is a running step that is stopped.
+                    // Stop only once the attempt's Job exists, so it is a running step that is stopped.
                     let deadline = ContinuousClock.now + .seconds(10)
-                    while try await cluster.objects(Kubernetes.Job.self, job: id).isEmpty,
-                        ContinuousClock.now < deadline
-                    {
+                    while try await cluster.objects(Pod.self, job: id).count < 2, ContinuousClock.now < deadline {
                         try await Task.sleep(for: .milliseconds(20))
                     }
                 }
                 let stop = try await deployment.post("/v1/jobs/\(id)/stop", json: [:] as [String: Any])
                 #expect(stop.status == 202)
                 let job = try await deployment.waitForJob(id)
-                #expect(job["outcome"] as? String == "stopped", "stopped at \(status): \(job)")
+                #expect(job["outcome"] as? String == "stopped", "stopped at \(status): \(job)\n\(deployment.logs)")
                 #expect(job["stopreq"] as? Int == 1)
-                let deadline = ContinuousClock.now + .seconds(10)
-                var left = ["?"]
-                while ContinuousClock.now < deadline {
-                    left = try await cluster.objects(Kubernetes.Job.self, job: id) + cluster.objects(Pod.self, job: id)
-                    if left.isEmpty { break }
-                    try await Task.sleep(for: .milliseconds(100))
-                }
+                let left = try await cluster.waitUntilGone(id)
                 #expect(left.isEmpty, "objects left after a stop at \(status): \(left)")
             }
         }
     }
 
+    @Test("a stopped attempt's publish step uploads the logs on SIGTERM, not the outputs")
+    func stopKeepsTheLogs() async throws {
+        try await Self.withKubernetesDeployment(environment: ["C2D_LEASE_SECONDS": "3"]) { deployment, cluster in
+            let id = try await deployment.submit(
+                Self.request(deployment, entrypoint: "echo started; echo x > /data/outputs/partial.txt; sleep 30"))
+            try await Self.waitForStatus(deployment, id, 40)
+            let stop = try await deployment.post("/v1/jobs/\(id)/stop", json: [:] as [String: Any])
+            #expect(stop.status == 202)
+            let job = try await deployment.waitForJob(id)
+            #expect(job["outcome"] as? String == "stopped", "\(job)\n\(deployment.logs)")
+            let names = try await deployment.results(id).compactMap { $0["filename"] as? String }
+            #expect(names.contains("publish.log"), "\(names)")
+            #expect(names.contains("configure.log"), "\(names)")
+            #expect(!names.contains("partial.txt"), "a stop keeps no outputs: \(names)")
+            #expect(try await cluster.waitUntilGone(id).isEmpty)
+        }
+    }
+
     @Test("a watch that expires mid-run (410) is relisted without missing the job's end")
     func watchGone() async throws {
-        try await Self.withKubernetesDeployment { deployment, cluster in
+        try await Self.withKubernetesDeployment(realSteps: false) { deployment, cluster in
             let id = try await deployment.submit(Self.request(deployment, entrypoint: "sleep 2; echo done"))
             try await Self.waitForStatus(deployment, id, 40)
-            let listsBefore = await cluster.emulator.statistics().requests(verb: "list", resource: "jobs")
+            let listsBefore = await cluster.emulator.statistics().requests(verb: "list", resource: "pods")
             await cluster.emulator.expireWatches()
             let job = try await deployment.waitForJob(id)
             #expect(job["outcome"] as? String == "succeeded", "\(job)")
-            let listsAfter = await cluster.emulator.statistics().requests(verb: "list", resource: "jobs")
-            #expect(listsAfter > listsBefore, "the monitor relisted after 410 Gone")
+            let listsAfter = await cluster.emulator.statistics().requests(verb: "list", resource: "pods")
+            #expect(listsAfter > listsBefore, "the informer relisted after 410 Gone")
         }
     }
 
     @Test("a 429 storm slows the worker down but every job converges")
     func throttled() async throws {
-        try await Self.withKubernetesDeployment { deployment, cluster in
+        try await Self.withKubernetesDeployment(realSteps: false) { deployment, cluster in
             var faults = KubernetesEmulatorFaults()
             faults.throttle = .init(fraction: 1, durationSeconds: 3)
             faults.retryAfterSeconds = 1
@@ -226,56 +278,111 @@ struct KubernetesExecutorTests {
                 let job = try await deployment.waitForJob(id)
                 #expect(job["outcome"] as? String == "succeeded", "\(job)")
             }
-            let stats = await cluster.emulator.statistics()
-            #expect(stats.requests.values.reduce(0, +) > 0)
         }
     }
 
-    @Test("a worker killed mid-job: another worker adopts the running attempt, no duplicate objects")
+    @Test("path inputs: refused at submit without the environment's datasets volume, read from it with one")
+    func pathInputs() async throws {
+        try await Self.withKubernetesDeployment { deployment, _ in
+            let refused = try await deployment.post(
+                "/v1/jobs",
+                json: Self.request(deployment, entrypoint: "true", inputs: [["id": "did:op:x", "path": "x.csv"]]))
+            #expect(refused.status == 400)
+            #expect(refused.json["code"] as? String == "path_inputs_unavailable", "\(refused.text)")
+            #expect(try await deployment.jobCount() == 0)
+        }
+        try await Self.withKubernetesDeployment(environmentFields: "\"dataVolumeClaim\": \"datasets\"") {
+            deployment, cluster in
+            // The publisher's datasets claim, with one file on it.
+            _ = try await cluster.client.create(
+                PersistentVolumeClaim(
+                    metadata: ObjectMeta(name: "datasets"),
+                    spec: .init(
+                        accessModes: ["ReadOnlyMany"], resources: VolumeResourceRequirements(requests: ["storage": "1Gi"])
+                    )), namespace: cluster.namespace)
+            let volume = cluster.steps.appendingPathComponent("volumes/\(cluster.namespace)_datasets")
+            try FileManager.default.createDirectory(at: volume, withIntermediateDirectories: true)
+            try Data("a,b\n1,2\n".utf8).write(to: volume.appendingPathComponent("x.csv"))
+            let id = try await deployment.submit(
+                Self.request(deployment, entrypoint: "echo ok", inputs: [["id": "did:op:x", "path": "x.csv"]]))
+            let job = try await deployment.waitForJob(id)
+            #expect(job["outcome"] as? String == "succeeded", "\(job)\n\(deployment.logs)")
+            #expect(try await deployment.download(id, name: "configure.log").contains("x.csv"))
+        }
+    }
+
+    @Test("a worker killed mid-run: another worker adopts the attempt, its publish step's token stays valid")
     func adoption() async throws {
-        try await Cluster.with { cluster in
-            var environment = cluster.environment
-            environment["C2D_LEASE_SECONDS"] = "3"
-            environment["C2D_LEASE_GRACE_SECONDS"] = "1"
-            try await Deployment.with(extraEnvironment: environment) { deployment in
-                let migrate = try deployment.start("migrate", ["migrate"])
-                #expect(await migrate.waitForExit(timeout: .seconds(60)))
-                try deployment.start("gateway", ["gateway", "--port", String(deployment.port)])
-                try await deployment.waitUntilHealthy()
-                try deployment.start("scheduler", ["scheduler"])
-                let first = try deployment.start("worker-1", ["worker"])
-                // Only the first worker runs at first, so it is the one that claims.
-                try await Task.sleep(for: .seconds(1))
-                let id = try await deployment.submit(Self.request(deployment, entrypoint: "sleep 6; echo survived"))
-                try await Self.waitForStatus(deployment, id, 40)
-                let second = try deployment.start("worker-2", ["worker"])
-                await first.kill9()
+        try await Self.withKubernetesDeployment(
+            environment: ["C2D_LEASE_SECONDS": "3", "C2D_LEASE_GRACE_SECONDS": "1"], dev: false
+        ) { deployment, cluster in
+            let migrate = try deployment.start("migrate", ["migrate"])
+            #expect(await migrate.waitForExit(timeout: .seconds(60)))
+            try deployment.start("gateway", ["gateway", "--port", String(deployment.port)])
+            try await deployment.waitUntilHealthy()
+            try deployment.start("scheduler", ["scheduler"])
+            let first = try deployment.start("worker-1", ["worker"])
+            // Only the first worker runs at first, so it is the one that claims.
+            try await Task.sleep(for: .seconds(1))
+            let id = try await deployment.submit(
+                Self.request(
+                    deployment, entrypoint: "sleep 20; echo survived; echo the result > /data/outputs/result.txt"))
+            try await Self.waitForStatus(deployment, id, 40)
+            let second = try deployment.start("worker-2", ["worker"])
+            await first.kill9()
 
-                // Wait for the adoption, then look at the cluster while the attempt still runs.
-                let jobID = try #require(JobID(id))
-                var reasons: [String] = []
-                let deadline = ContinuousClock.now + .seconds(30)
-                while ContinuousClock.now < deadline, !reasons.contains(where: { $0.hasPrefix("adopted by") }) {
-                    try await Task.sleep(for: .milliseconds(100))
-                    reasons = try await deployment.postgres.query(
-                        "select coalesce(reason, '') as reason from job_events where job_id = $1 order by id",
-                        [.uuid(jobID.uuid)]
-                    ).map { try $0.string("reason") }
-                }
-                #expect(reasons.contains { $0.hasPrefix("adopted by") }, "\(reasons)\n\(deployment.logs)")
-                let steps = try await cluster.objects(Kubernetes.Job.self, job: id)
-                #expect(
-                    Set(steps).isSubset(
-                        of: ClusterNaming.Step.allCases.map {
-                            ClusterNaming.stepName(jobID: jobID, attempt: 1, step: $0)
-                        }), "only attempt 1's step Jobs exist, each once: \(steps)")
-
-                let job = try await deployment.waitForJob(id, timeout: .seconds(60))
-                #expect(job["outcome"] as? String == "succeeded", "\(job)\n\(deployment.logs)")
-                #expect(job["attempt"] as? Int == 1, "the attempt was adopted, not started again")
-                #expect(try await deployment.download(id, name: "algorithm.log").contains("survived"))
-                _ = second
+            // Wait for the adoption, then look at the cluster while the attempt still runs.
+            let jobID = try #require(JobID(id))
+            var reasons: [String] = []
+            let deadline = ContinuousClock.now + .seconds(30)
+            while ContinuousClock.now < deadline, !reasons.contains(where: { $0.hasPrefix("adopted by") }) {
+                try await Task.sleep(for: .milliseconds(100))
+                reasons = try await deployment.postgres.query(
+                    "select coalesce(reason, '') as reason from job_events where job_id = $1 order by id",
+                    [.uuid(jobID.uuid)]
+                ).map { try $0.string("reason") }
             }
+            #expect(reasons.contains { $0.hasPrefix("adopted by") }, "\(reasons)\n\(deployment.logs)")
+            let jobs = try await cluster.objects(Kubernetes.Job.self, job: id)
+            #expect(jobs == [ClusterNaming.attemptName(jobID: jobID, attempt: 1)], "one attempt, once: \(jobs)")
+            let pods = try await cluster.objects(Pod.self, job: id)
+            #expect(pods.filter { $0 == ClusterNaming.algorithmPodName(jobID: jobID, attempt: 1) }.count == 1)
+
+            // The real publish step uploads with the token the first worker registered, and the result is served.
+            let job = try await deployment.waitForJob(id, timeout: .seconds(60))
+            #expect(job["outcome"] as? String == "succeeded", "\(job)\n\(deployment.logs)")
+            #expect(job["attempt"] as? Int == 1, "the attempt was adopted, not started again")
+            #expect(try await deployment.download(id, name: "result.txt") == "the result\n")
+            #expect(try await deployment.download(id, name: "algorithm.log").contains("survived"))
+            _ = second
+        }
+    }
+
+    @Test("a worker killed mid-run with no other worker: the scheduler records the attempt's end and its results")
+    func schedulerFinalizes() async throws {
+        try await Self.withKubernetesDeployment(
+            environment: ["C2D_LEASE_SECONDS": "3", "C2D_LEASE_GRACE_SECONDS": "1"], dev: false
+        ) { deployment, cluster in
+            let migrate = try deployment.start("migrate", ["migrate"])
+            #expect(await migrate.waitForExit(timeout: .seconds(60)))
+            try deployment.start("gateway", ["gateway", "--port", String(deployment.port)])
+            try await deployment.waitUntilHealthy()
+            try deployment.start("scheduler", ["scheduler"])
+            let worker = try deployment.start("worker", ["worker"])
+            let id = try await deployment.submit(
+                Self.request(deployment, entrypoint: "sleep 4; echo done; echo 7 > /data/outputs/seven.txt; exit 5"))
+            try await Self.waitForStatus(deployment, id, 40)
+            await worker.kill9()
+
+            let job = try await deployment.waitForJob(id, timeout: .seconds(60))
+            // The same reading as the worker's: a non-zero exit is 70, failed, with its code.
+            #expect(job["status"] as? Int == 70, "\(job)\n\(deployment.logs)")
+            #expect(job["outcome"] as? String == "failed")
+            #expect(job["exitCode"] as? Int == 5)
+            // The same results: what publish uploaded, served by the same routes.
+            #expect(try await deployment.download(id, name: "seven.txt") == "7\n")
+            #expect(try await deployment.download(id, name: "algorithm.log").contains("done"))
+            #expect(try await cluster.waitUntilGone(id).isEmpty)
         }
     }
 }

@@ -5,7 +5,8 @@ import Testing
 import Worker
 
 /// Every object the Kubernetes executor creates is valid against the official Kubernetes schemas (PyPI
-/// `kubernetes-validate`, strict mode: unknown fields are errors), and the algorithm pod is hardened.
+/// `kubernetes-validate`, strict mode: unknown fields are errors), the algorithm pod is hardened and isolated, and
+/// the upload token lives only in the io pod's c2d steps.
 @Suite("Kubernetes manifests")
 struct KubernetesManifestTests {
     static func manifests(allowNetwork: Bool, raw: Bool) -> JobManifests {
@@ -27,19 +28,19 @@ struct KubernetesManifestTests {
         let environment = ComputeEnvironment(
             id: "ocean-compute", maxJobDuration: 600, cpus: 1.5, memoryMiB: 2048, diskMiB: 4096,
             allowNetwork: allowNetwork)
-        var configuration = KubernetesExecutorConfiguration(namespace: "c2d-jobs")
-        configuration.operatorPrivateKeyHex = String(repeating: "11", count: 32)
-        return JobManifests(job: job, environment: environment, configuration: configuration)
+        var environmentWithData = environment
+        environmentWithData.dataVolumeClaim = raw ? nil : "publisher-datasets"
+        return JobManifests(
+            job: job, environment: environmentWithData,
+            configuration: KubernetesExecutorConfiguration(namespace: "c2d-jobs"))
     }
 
-    @Test("Secret, volume, network policy and the three step Jobs pass kubernetes-validate --strict for 1.30")
+    @Test("the attempt's Job, its algorithm pod and the namespace policy pass kubernetes-validate --strict for 1.30")
     func schemas() async throws {
         let directory = FileManager.default.temporaryDirectory.appendingPathComponent("c2d-manifests-\(UUID())")
         try FileManager.default.createDirectory(at: directory, withIntermediateDirectories: true)
         defer { try? FileManager.default.removeItem(at: directory) }
-        let owner = OwnerReference(
-            apiVersion: "v1", kind: "Secret", name: "owner", uid: UUID().uuidString.lowercased(), controller: true,
-            blockOwnerDeletion: true)
+        let owner = OwnerReference(apiVersion: "batch/v1", kind: "Job", name: "owner", uid: UUID().uuidString.lowercased())
         let encoder = KubernetesJSON.makeEncoder()
         var files: [String] = []
         func write(_ object: some Encodable, _ name: String) throws {
@@ -49,14 +50,11 @@ struct KubernetesManifestTests {
         }
         for (index, (network, raw)) in [(false, true), (true, false)].enumerated() {
             let manifests = Self.manifests(allowNetwork: network, raw: raw)
-            try write(try manifests.secret(uploadToken: "token"), "secret-\(index)")
-            try write(manifests.volume(owner: owner), "volume-\(index)")
-            if let policy = manifests.networkPolicy(owner: owner) { try write(policy, "policy-\(index)") }
-            for step in ClusterNaming.Step.allCases {
-                try write(manifests.stepJob(step, owner: owner), "job-\(step.rawValue)-\(index)")
-            }
+            try write(manifests.rootJob(uploadToken: "c2d_token"), "job-\(index)")
+            try write(manifests.algorithmPod(owner: owner), "algorithm-\(index)")
         }
-        #expect(files.count == 11)
+        try write(JobManifests.algorithmIsolation(namespace: "c2d-jobs"), "isolation")
+        #expect(files.count == 5)
         let validator = try C2DProcess(
             name: "kubernetes-validate", program: "kubernetes-validate",
             arguments: ["--strict", "--kubernetes-version", "1.30.0"] + files, logDirectory: directory)
@@ -66,38 +64,88 @@ struct KubernetesManifestTests {
             "kubernetes-validate (pip install kubernetes-validate) rejected a manifest:\n\(validator.log)")
     }
 
+    @Test("deploy/ passes kubernetes-validate --strict for 1.30")
+    func deployment() async throws {
+        let deploy = URL(fileURLWithPath: #filePath).deletingLastPathComponent().deletingLastPathComponent()
+            .deletingLastPathComponent().appendingPathComponent("deploy")
+        let files = try FileManager.default.contentsOfDirectory(atPath: deploy.path).filter { $0.hasSuffix(".yaml") }
+            .sorted().map { deploy.appendingPathComponent($0).path }
+        #expect(!files.isEmpty)
+        let directory = FileManager.default.temporaryDirectory.appendingPathComponent("c2d-deploy-\(UUID())")
+        try FileManager.default.createDirectory(at: directory, withIntermediateDirectories: true)
+        defer { try? FileManager.default.removeItem(at: directory) }
+        let validator = try C2DProcess(
+            name: "kubernetes-validate", program: "kubernetes-validate",
+            arguments: ["--strict", "--kubernetes-version", "1.30.0"] + files, logDirectory: directory)
+        #expect(await validator.waitForExit(timeout: .seconds(120)))
+        #expect(validator.exitCode == 0, "kubernetes-validate rejected deploy/:\n\(validator.log)")
+    }
+
     @Test("the algorithm pod is hardened and isolated; network only where allowed and asked for")
     func hardening() throws {
-        let owner = OwnerReference(apiVersion: "v1", kind: "Secret", name: "o", uid: "u")
+        let owner = OwnerReference(apiVersion: "batch/v1", kind: "Job", name: "o", uid: "u")
         let manifests = Self.manifests(allowNetwork: false, raw: false)
-        let job = manifests.stepJob(.algorithm, owner: owner)
-        let spec = try #require(job.spec)
-        #expect(spec.backoffLimit == 0)
-        #expect(spec.activeDeadlineSeconds == 120)
-        #expect(spec.ttlSecondsAfterFinished == nil, "the TTL is set only after the step's log is archived")
-        let pod = try #require(spec.template.spec)
-        #expect(pod.automountServiceAccountToken == false)
-        #expect(pod.restartPolicy == "Never")
-        #expect(pod.securityContext?.runAsNonRoot == true)
-        #expect(pod.securityContext?.seccompProfile?.type == "RuntimeDefault")
-        let container = try #require(pod.containers.first)
+        let pod = manifests.algorithmPod(owner: owner)
+        let spec = try #require(pod.spec)
+        #expect(pod.metadata.name == ClusterNaming.algorithmPodName(jobID: manifests.job.id, attempt: 1))
+        #expect(pod.metadata.ownerReferences == [owner])
+        #expect(pod.metadata.labels?[ClusterNaming.managedByLabel] == "c2d")
+        #expect(pod.metadata.labels?[ClusterNaming.roleLabel] == "algorithm")
+        #expect(pod.metadata.labels?[ClusterNaming.networkLabel] == "none")
+        #expect(spec.automountServiceAccountToken == false)
+        #expect(spec.enableServiceLinks == false)
+        #expect(spec.restartPolicy == "Never")
+        #expect(spec.securityContext?.runAsNonRoot == true)
+        #expect(spec.securityContext?.seccompProfile?.type == "RuntimeDefault")
+        // Init containers in order: wait for the inputs, then the sidecar that marks the algorithm's end.
+        #expect(spec.initContainers?.map(\.name) == ["await-inputs", "signal-end"])
+        #expect(spec.initContainers?.map(\.restartPolicy) == [nil, "Always"])
+        let container = try #require(spec.containers.first)
+        #expect(spec.containers.count == 1)
         #expect(container.securityContext?.allowPrivilegeEscalation == false)
         #expect(container.securityContext?.capabilities?.drop == ["ALL"])
         #expect(container.resources?.limits == container.resources?.requests)
         #expect(container.resources?.limits?["cpu"] == "1500m")
         #expect(container.resources?.limits?["memory"] == "2048Mi")
         #expect(container.image == "node@sha256:" + String(repeating: "cd", count: 32))
+        #expect(container.command?.last?.hasSuffix("node $ALGO") == true)
         let mounts = Dictionary(uniqueKeysWithValues: (container.volumeMounts ?? []).map { ($0.mountPath, $0) })
         #expect(mounts["/data/inputs"]?.readOnly == true)
         #expect(mounts["/data/transformations"]?.readOnly == true)
         #expect(mounts["/data/outputs"]?.readOnly == nil)
-        #expect(job.metadata.name == ClusterNaming.stepName(jobID: manifests.job.id, attempt: 1, step: .algorithm))
-        #expect(job.metadata.labels?[ClusterNaming.managedByLabel] == "c2d")
-        #expect(spec.template.metadata?.labels?[ClusterNaming.stepLabel] == "algorithm")
+        #expect(mounts["/data"] == nil, "the algorithm must never see /data/.c2d or /data/adminlogs")
+        // No credentials of any kind: no token, no Secret reference, no service account token.
+        let everything = (spec.initContainers ?? []) + spec.containers
+        #expect(everything.allSatisfy { ($0.env ?? []).allSatisfy { $0.name != "C2D_UPLOAD_TOKEN" && $0.valueFrom == nil } })
+        #expect(spec.volumes?.first?.ephemeral?.volumeClaimTemplate.spec.resources?.requests?["storage"] == "4096Mi")
 
-        let policy = try #require(manifests.networkPolicy(owner: owner))
+        // The attempt's Job: configure then publish in c2d's image, the token only there.
+        let job = manifests.rootJob(uploadToken: "c2d_secret")
+        let jobSpec = try #require(job.spec)
+        #expect(job.metadata.name == ClusterNaming.attemptName(jobID: manifests.job.id, attempt: 1))
+        #expect(jobSpec.backoffLimit == 0)
+        #expect(jobSpec.ttlSecondsAfterFinished == 3600)
+        let io = try #require(jobSpec.template.spec)
+        #expect(io.initContainers?.map(\.name) == ["configure"])
+        #expect(io.containers.map(\.name) == ["publish"])
+        #expect(jobSpec.template.metadata?.labels?[ClusterNaming.roleLabel] == "io")
+        #expect(io.volumes?.first?.persistentVolumeClaim?.claimName == ClusterNaming.dataClaimName(jobID: manifests.job.id, attempt: 1))
+        #expect(io.affinity?.podAffinity?.requiredDuringSchedulingIgnoredDuringExecution?.first?.topologyKey == "kubernetes.io/hostname")
+        for container in (io.initContainers ?? []) + io.containers {
+            #expect(container.image == "c2d:latest")
+            #expect(container.env?.first { $0.name == "C2D_UPLOAD_TOKEN" }?.value == "c2d_secret")
+        }
+        // The environment's datasets reach configure read-only; publish never sees them.
+        #expect(io.volumes?.contains { $0.persistentVolumeClaim?.claimName == "publisher-datasets" && $0.persistentVolumeClaim?.readOnly == true } == true)
+        #expect(io.initContainers?.first?.env?.first { $0.name == "C2D_DATA_DIR" }?.value == "/c2d/datasets")
+        #expect(io.containers.first?.volumeMounts?.contains { $0.mountPath == "/c2d/datasets" } == false)
+
+        let policy = JobManifests.algorithmIsolation(namespace: "c2d-jobs")
         #expect(policy.spec?.policyTypes == ["Ingress", "Egress"])
         #expect(policy.spec?.egress == [])
-        #expect(Self.manifests(allowNetwork: true, raw: false).networkPolicy(owner: owner) == nil)
+        #expect(policy.spec?.ingress == [])
+        #expect(policy.spec?.podSelector.matchLabels?[ClusterNaming.networkLabel] == "none")
+        let open = Self.manifests(allowNetwork: true, raw: false).algorithmPod(owner: owner)
+        #expect(open.metadata.labels?[ClusterNaming.networkLabel] == "allowed")
     }
 }

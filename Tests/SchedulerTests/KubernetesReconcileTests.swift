@@ -7,6 +7,7 @@ import Persistence
 import Scheduler
 import Storage
 import Testing
+import Worker
 
 /// One schema, one emulated cluster, the Kubernetes adapter, a file result store, and a leader.
 final class ReconcileWorld {
@@ -24,8 +25,9 @@ final class ReconcileWorld {
         republishAfter: .seconds(60), leaseGrace: .seconds(1), missingObjectGrace: .seconds(1), orphanGrace: .zero,
         timeoutGrace: .zero, maxAttempts: 2)
 
-    private init(makeClient: SchedulerTestDatabase.Clients, emulator: KubernetesEmulator, port: Int, watch: Bool) throws
-    {
+    let following: Task<Void, Never>
+
+    private init(makeClient: SchedulerTestDatabase.Clients, emulator: KubernetesEmulator, port: Int) throws {
         self.makeClient = makeClient
         self.client = makeClient()
         self.store = PostgresJobStore(client: client)
@@ -37,22 +39,25 @@ final class ReconcileWorld {
             logger: SchedulerTestDatabase.logger)
         self.results = FileResultStore(
             root: FileManager.default.temporaryDirectory.appendingPathComponent("c2d-reconcile-\(UUID().uuidString)"))
-        self.cluster = KubernetesReconcileCluster(
-            configuration: .init(namespace: "c2d-test", pageSize: 7, watch: watch), client: kubernetes,
-            resultStore: results,
+        let cluster = KubernetesReconcileCluster(
+            configuration: .init(namespace: "c2d-test", pageSize: 7), client: kubernetes, resultStore: results,
             store: store, logger: SchedulerTestDatabase.logger)
+        self.cluster = cluster
+        self.following = Task { await cluster.run() }
     }
 
-    /// With `watch`, the adapter answers passes from its watches (as in production); else it lists every pass.
-    static func with(watch: Bool = true, _ body: (ReconcileWorld) async throws -> Void) async throws {
+    /// The adapter follows the emulator with its informer from the start, as the scheduler does.
+    static func with(_ body: (ReconcileWorld) async throws -> Void) async throws {
         try await SchedulerTestDatabase.withMigratedSchema { makeClient in
             var configuration = KubernetesEmulatorConfiguration()
             configuration.defaultPodDuration = .milliseconds(20)
             let emulator = KubernetesEmulator(configuration: configuration, logger: SchedulerTestDatabase.logger)
             let port = try await emulator.start()
-            let world = try ReconcileWorld(makeClient: makeClient, emulator: emulator, port: port, watch: watch)
+            let world = try ReconcileWorld(makeClient: makeClient, emulator: emulator, port: port)
+            await world.cluster.informer.waitUntilSynced()
             func cleanUp() async {
-                world.cluster.stop()
+                world.following.cancel()
+                _ = await world.following.value
                 try? await world.kubernetes.shutdown()
                 await emulator.shutdown()
                 try? FileManager.default.removeItem(at: world.results.root)
@@ -124,81 +129,62 @@ final class ReconcileWorld {
                 launched_attempt, finished_at is not null as finished,
                 (select count(*) from outbox where job_id = jobs.id) as messages,
                 (select count(*) from job_events
-                    where job_id = jobs.id and status in (2, 41, 70, 31, 62)) as terminal_events
+                    where job_id = jobs.id and status in (2, 11, 31, 32, 41, 42, 62, 70)) as terminal_events
             from jobs where id = $1
             """,
             [.uuid(job.id.uuid)])[0]
     }
 
-    // MARK: Cluster objects, made with the client as the worker's executor would
+    // MARK: Cluster objects, made with the client and the manifests the worker's executor uses
 
-    struct StepPlan {
-        var step: ClusterNaming.Step
-        var seconds: Double = 0
-        var exitCode: Int = 0
-        var oom = false
-        var logs: String? = nil
-    }
-
-    /// The attempt's Secret and one Job per step, labelled as the executor labels them.
-    func createObjects(jobID: JobID, attempt: Int = 1, environment: String = "env", steps: [StepPlan]) async throws {
-        _ = try await kubernetes.create(
-            Secret(
-                metadata: ObjectMeta(
-                    name: ClusterNaming.attemptName(jobID: jobID, attempt: attempt),
-                    labels: ClusterNaming.labels(jobID: jobID, attempt: attempt, environment: environment, step: nil)),
-                stringData: ["workflow.json": "{}"]),
-            namespace: namespace)
-        for plan in steps {
-            let labels = ClusterNaming.labels(
-                jobID: jobID, attempt: attempt, environment: environment, step: plan.step)
-            var annotations = [
-                "sim.c2d.io/duration": String(plan.seconds), "sim.c2d.io/exit-code": String(plan.exitCode),
-            ]
-            if plan.oom { annotations["sim.c2d.io/oom"] = "true" }
-            if let logs = plan.logs { annotations["sim.c2d.io/logs"] = logs }
-            _ = try await kubernetes.create(
-                Kubernetes.Job(
-                    metadata: ObjectMeta(
-                        name: ClusterNaming.stepName(jobID: jobID, attempt: attempt, step: plan.step), labels: labels),
-                    spec: JobSpec(
-                        template: PodTemplateSpec(
-                            metadata: ObjectMeta(labels: labels, annotations: annotations),
-                            spec: PodSpec(
-                                containers: [Container(name: plan.step.rawValue, image: "c2d:test")],
-                                restartPolicy: "Never")),
-                        backoffLimit: 0)),
-                namespace: namespace)
+    /// Launches an attempt as the executor does (its Job, then its algorithm pod): the algorithm runs `entrypoint`
+    /// (simulated), and `configureExitCode` makes the simulated configure step fail.
+    func createObjects(
+        jobID: JobID, attempt: Int = 1, environment: String = "env", entrypoint: String = "sleep 0.05",
+        configureExitCode: Int? = nil
+    ) async throws {
+        let job = Domain.Job(
+            id: jobID, environment: environment, owner: "tester", attempt: attempt,
+            workflow: Workflow(stages: [
+                .init(input: [], algorithm: .init(rawcode: "print(1)", container: .init(entrypoint: entrypoint, image: "python")))
+            ]))
+        let manifests = JobManifests(
+            job: job, environment: ComputeEnvironment(id: environment, maxJobDuration: 3600),
+            configuration: KubernetesExecutorConfiguration(namespace: namespace))
+        var root = manifests.rootJob(uploadToken: "c2d_test")
+        if let configureExitCode {
+            root.spec?.template.metadata?.annotations = ["sim.c2d.io/exit-code.configure": String(configureExitCode)]
         }
+        let created = try await kubernetes.create(root, namespace: namespace)
+        let owner = OwnerReference(
+            apiVersion: "batch/v1", kind: "Job", name: manifests.rootName, uid: created.metadata.uid ?? "")
+        _ = try await kubernetes.create(manifests.algorithmPod(owner: owner), namespace: namespace)
     }
 
-    func objects(of jobID: JobID) async throws -> [ClusterObject] {
-        try await cluster.listObjects().filter { $0.jobID == jobID }
+    func attempt(of jobID: JobID, attempt: Int = 1) -> ObservedAttempt? {
+        cluster.informer.observed(AttemptKey(jobID: jobID, attempt: attempt))
     }
 
-    /// Waits until every step Job of the attempt has finished in the emulator.
-    func waitUntilFinished(_ jobID: JobID, steps: Int) async throws {
-        let done = try await eventually(within: .seconds(20)) {
-            let jobs = try await self.objects(of: jobID).filter { $0.kind == .job }
-            return jobs.count == steps && jobs.allSatisfy { $0.phase?.isFinished == true }
+    /// Waits until the attempt's io pod is over (publish ended, or configure failed).
+    func waitUntilFinished(_ jobID: JobID) async throws {
+        let done = await eventually(within: .seconds(20)) {
+            self.attempt(of: jobID)?.observation.ioPod.isOver == true
+                && self.attempt(of: jobID)?.observation.algorithmPod.isOver == true
         }
         #expect(done, "the emulator never finished \(jobID)")
     }
 
-    func archivedLog(_ jobID: JobID, step: String) async throws -> String? {
-        let rows = try await client.query(
-            "select location from job_logs where job_id = $1 and step = $2", [.uuid(jobID.uuid), .text(step)])
-        guard let location = try rows.first?.string("location") else { return nil }
-        return try String(contentsOf: results.file(at: location), encoding: .utf8)
+    /// Live attempts' job ids.
+    func liveJobs() async throws -> Set<JobID> {
+        Set(try await cluster.listObjects().filter(\.isLive).map(\.key.jobID))
     }
 }
 
 /// Every duty end to end through `runOnce`, against Postgres rows and objects in the Kubernetes emulator.
 @Suite("Reconciling against the Kubernetes emulator", .serialized)
 struct KubernetesReconcileTests {
-    @Test(arguments: [true, false])
-    func performsEachDutyAgainstRowsAndClusterObjects(watch: Bool) async throws {
-        try await ReconcileWorld.with(watch: watch) { world in
+    @Test func performsEachDutyAgainstRowsAndClusterObjects() async throws {
+        try await ReconcileWorld.with { world in
             let store = world.store
             try await store.upsertEnvironments([
                 ComputeEnvironment(id: "env", maxJobDuration: 600, maxJobs: 100, storageExpiry: 3600),
@@ -211,54 +197,47 @@ struct KubernetesReconcileTests {
 
             // Duty 4: objects of a job nobody knows.
             let stranger = JobID()
-            try await world.createObjects(jobID: stranger, steps: [.init(step: .configure, seconds: 600)])
+            try await world.createObjects(jobID: stranger, entrypoint: "sleep 600")
             // Duty 5: launched, objects gone; one retried (attempt 1 < 2), one failed as lost (attempt 2).
             let vanished = try await world.insert()
             try await world.launch(vanished, expired: false)
             let lost = try await world.insert()
             try await world.launch(lost, expired: false)
             try await world.sql("update jobs set attempt = 2, launched_attempt = 2 where id = $1", lost)
-            // Duty 6: finished objects, worker gone: a crash (exit 3), an OOM, and a success.
+            // Duty 6: ended attempts, worker gone: a crash (exit 3), an OOM, a success, a failed configure.
             let crashed = try await world.insert()
             try await world.launch(crashed, expired: true)
-            try await world.createObjects(
-                jobID: crashed.id,
-                steps: [
-                    .init(step: .configure, logs: "inputs ready"), .init(step: .algorithm, exitCode: 3, logs: "boom"),
-                ])
+            try await world.createObjects(jobID: crashed.id, entrypoint: "sleep 0.05; exit 3")
             let oom = try await world.insert()
             try await world.launch(oom, expired: true)
-            try await world.createObjects(
-                jobID: oom.id, steps: [.init(step: .configure), .init(step: .algorithm, oom: true, logs: "alloc")])
+            try await world.createObjects(jobID: oom.id, entrypoint: "head -c 4096M /dev/zero | tail")
             let succeeded = try await world.insert()
             try await world.launch(succeeded, expired: true)
-            try await world.createObjects(
-                jobID: succeeded.id,
-                steps: [.init(step: .configure), .init(step: .algorithm, logs: "42"), .init(step: .publish)])
+            try await world.createObjects(jobID: succeeded.id)
+            let unconfigured = try await world.insert()
+            try await world.launch(unconfigured, expired: true)
+            try await world.createObjects(jobID: unconfigured.id, configureExitCode: 32)
             // Duty 7: past maxJobDuration (600 s), still running in the cluster, worker alive.
             let overdue = try await world.insert()
             try await world.launch(overdue, expired: false)
             try await world.sql("update jobs set started_at = now() - interval '700 s' where id = $1", overdue)
-            try await world.createObjects(
-                jobID: overdue.id, steps: [.init(step: .configure), .init(step: .algorithm, seconds: 600)])
-            // Duty 8: stop requested, worker gone, algorithm running.
+            try await world.createObjects(jobID: overdue.id, entrypoint: "sleep 600")
+            // Duty 8: stop requested, worker gone, algorithm running: stopped first, finalized once stopped.
             let stopped = try await world.insert()
             try await world.launch(stopped, expired: true)
             try await world.sql("update jobs set stopreq = 1 where id = $1", stopped)
-            try await world.createObjects(
-                jobID: stopped.id, steps: [.init(step: .configure), .init(step: .algorithm, seconds: 600)])
+            try await world.createObjects(jobID: stopped.id, entrypoint: "sleep 600")
             // Duty 3: lease expired, objects running: handed over (the next claim adopts attempt 1).
             let handed = try await world.insert()
             try await world.launch(handed, expired: true)
-            try await world.createObjects(jobID: handed.id, steps: [.init(step: .configure, seconds: 600)])
+            try await world.createObjects(jobID: handed.id, entrypoint: "sleep 600")
             // Duty 9: never claimed within maxQueueWait.
             let expired = try await world.insert()
             try await world.sql("update jobs set created_at = now() - interval '400 s' where id = $1", expired)
             // Duty 10: capacity 1 in "cap": one running, two waiting (stale dispatches are not republished).
             let capRunning = try await world.insert("cap")
             try await world.launch(capRunning, expired: false)
-            try await world.createObjects(
-                jobID: capRunning.id, environment: "cap", steps: [.init(step: .configure, seconds: 600)])
+            try await world.createObjects(jobID: capRunning.id, environment: "cap", entrypoint: "sleep 600")
             var capWaiting: [Domain.Job] = []
             for _ in 0..<2 {
                 let job = try await world.insert("cap")
@@ -281,9 +260,14 @@ struct KubernetesReconcileTests {
                             location: stored.location)
                     ]))
             try await world.sql("update jobs set finished_at = now() - interval '4000 s' where id = $1", old)
+            // The succeeded attempt's publish step uploaded its output before the worker died.
+            try await world.client.execute(
+                """
+                insert into attempt_uploads (job_id, attempt, name, kind, size, sha256, location)
+                values ($1, 1, 'out.csv', 'output', 2, 'ab', 'x/out.csv'), ($1, 1, 'publish.log', 'publishLog', 1, 'c', 'x/p')
+                """, [.uuid(succeeded.id.uuid)])
 
-            for job in [crashed, oom] { try await world.waitUntilFinished(job.id, steps: 2) }
-            try await world.waitUntilFinished(succeeded.id, steps: 3)
+            for job in [crashed, oom, succeeded, unconfigured] { try await world.waitUntilFinished(job.id) }
 
             let (leadership, leading) = world.leader("reconciler")
             let epoch = try await ReconcileWorld.epoch(of: leadership)
@@ -294,32 +278,39 @@ struct KubernetesReconcileTests {
             #expect(first.failed == 0)
             #expect(
                 first.applied == [
-                    .deleteOrphan: 3, .finalizeFromCluster: 3, .timeOut: 1, .finalizeStop: 1, .handOver: 1,
+                    .deleteOrphan: 1, .finalizeFromCluster: 4, .intervene: 1, .timeOut: 1, .handOver: 1,
                     .expireInQueue: 1, .removeResults: 1, .hideEnvironment: 1,
-                ])
+                ], "\(first)")
             #expect(first.capacity["cap"]?.running == 1)
             #expect(first.capacity["cap"]?.waiting == capWaiting.map(\.id))
-            // The objects of the vanished attempts start their grace period now; after it, duty 5 acts.
+            // The stopped attempt's pods go (publish would upload the logs meanwhile); then it is finalized. The
+            // vanished attempts' grace period started with the first pass; after it, duty 5 acts.
             try await Task.sleep(for: .milliseconds(1100))
-            let second = try await reconciler.runOnce(epoch: epoch)
-            #expect(second.applied == [.retryLost: 1, .failLost: 1], "\(second)")
+            var applied: [ReconcileAction.Kind: Int] = [:]
+            let settled = try await eventually(within: .seconds(20), every: .milliseconds(200)) {
+                let result = try await reconciler.runOnce(epoch: epoch)
+                for (kind, count) in result.applied { applied[kind, default: 0] += count }
+                return applied[.finalizeFromCluster] == 1 && applied[.retryLost] == 1 && applied[.failLost] == 1
+            }
+            #expect(settled, "\(applied)")
 
             var r = try await world.row(crashed)
             #expect(
-                try r.int("status") == 41 && r.optionalInt("exit_code") == 3 && r.optionalString("outcome") == "failed")
-            #expect(try await world.archivedLog(crashed.id, step: "algorithm")?.contains("boom") == true)
-            #expect(try await world.archivedLog(crashed.id, step: "configure")?.contains("inputs ready") == true)
+                try r.int("status") == 70 && r.optionalInt("exit_code") == 3 && r.optionalString("outcome") == "failed")
+            #expect(try r.optionalString("failure_reason") == "algorithm exited with code 3")
             r = try await world.row(oom)
-            #expect(try r.int("status") == 41 && r.bool("oom_killed") && r.optionalString("failure_reason") == "oom")
-            #expect(try await world.archivedLog(oom.id, step: "algorithm")?.contains("alloc") == true)
+            #expect(try r.int("status") == 70 && r.bool("oom_killed"))
+            #expect(try r.optionalString("failure_reason") == "the algorithm ran out of memory (limit 1024Mi)")
             r = try await world.row(succeeded)
             #expect(try r.int("status") == 70 && r.optionalString("outcome") == "succeeded")
-            #expect(try await world.archivedLog(succeeded.id, step: "publish") != nil)
+            // One result path: the attempt's uploads are the job's results.
+            #expect(try await store.results(of: succeeded.id).map(\.name) == ["out.csv", "publish.log"])
+            r = try await world.row(unconfigured)
+            #expect(try r.int("status") == 32 && r.optionalInt("exit_code") == 32)
             r = try await world.row(overdue)
             #expect(try r.optionalString("outcome") == "timed_out" && r.int("stopreq") == 2 && r.int("status") == 70)
             r = try await world.row(stopped)
-            #expect(try r.optionalString("outcome") == "stopped" && r.int("status") == 70)
-            #expect(try await world.archivedLog(stopped.id, step: "configure") != nil)
+            #expect(try r.optionalString("outcome") == "stopped" && r.int("status") == 70 && r.int("stopreq") == 1)
             r = try await world.row(handed)
             #expect(try r.optionalString("worker_id") == nil && !r.bool("finished") && r.int("messages") == 2)
             #expect(try r.optionalInt("launched_attempt") == 1)
@@ -340,22 +331,20 @@ struct KubernetesReconcileTests {
 
             // The cluster keeps only the objects of live attempts: the handed-over job's and the capacity runner's.
             let remaining = try await eventually(within: .seconds(10)) {
-                Set(try await world.cluster.listObjects().filter { !$0.deleting }.map(\.jobID))
-                    == [handed.id, capRunning.id]
+                try await world.liveJobs() == [handed.id, capRunning.id]
             }
             #expect(remaining)
 
-            // Nothing is applied twice: a third pass (a full one from a new reconciler) finds nothing to do, and
-            // each finished job has exactly one terminal event.
-            let third = try await world.reconciler(leadership).runOnce(epoch: epoch)
-            #expect(third.applied.isEmpty, "\(third)")
-            // An incremental pass with watches is answered from them: no new LIST.
+            // Nothing is applied twice: a full pass from a new reconciler finds nothing to do, and each finished
+            // job has exactly one terminal event.
+            let again = try await world.reconciler(leadership).runOnce(epoch: epoch)
+            #expect(again.applied.isEmpty, "\(again)")
+            // Passes are answered from the informer: no LIST at all once it synced.
             let lists = await world.emulator.statistics().requests(verb: "list", resource: "jobs")
-            let fourth = try await reconciler.runOnce(epoch: epoch)
-            #expect(!fourth.fullPass && fourth.applied.isEmpty, "\(fourth)")
-            let listed = await world.emulator.statistics().requests(verb: "list", resource: "jobs") - lists
-            #expect(watch ? listed == 0 : listed > 0)
-            for job in [crashed, oom, succeeded, overdue, stopped, lost, expired] {
+            let incremental = try await reconciler.runOnce(epoch: epoch)
+            #expect(!incremental.fullPass && incremental.applied.isEmpty, "\(incremental)")
+            #expect(await world.emulator.statistics().requests(verb: "list", resource: "jobs") == lists)
+            for job in [crashed, oom, succeeded, unconfigured, overdue, stopped, lost, expired] {
                 #expect(try await world.row(job).int("terminal_events") == 1)
             }
 
@@ -363,11 +352,6 @@ struct KubernetesReconcileTests {
             let metrics = try await store.schedulerMetrics()
             #expect(metrics.contains("c2d_scheduler_leader{lease=\"scheduler\",holder=\"reconciler\"} 1"))
             #expect(metrics.contains("c2d_scheduler_epoch{lease=\"scheduler\"} \(epoch)"))
-            #expect(
-                metrics.contains(
-                    "c2d_scheduler_reconcile_actions_total{lease=\"scheduler\",kind=\"finalizeFromCluster\","
-                        + "stage=\"applied\"} 3"))
-            #expect(metrics.contains("c2d_scheduler_reconcile_passes_total{lease=\"scheduler\"} 4"))
             #expect(metrics.contains("c2d_scheduler_jobs_waiting_for_capacity{environment=\"cap\"} 2"))
             #expect(metrics.contains("c2d_scheduler_fail_safe{lease=\"scheduler\"} 0"))
             leadership.stop()
@@ -382,21 +366,17 @@ struct KubernetesReconcileTests {
             for index in 0..<4 {
                 let job = try await world.insert()
                 try await world.launch(job, expired: true)
-                try await world.createObjects(
-                    jobID: job.id,
-                    steps: [
-                        .init(step: .configure), .init(step: .algorithm, logs: "run \(index)"), .init(step: .publish),
-                    ])
+                try await world.createObjects(jobID: job.id, entrypoint: "sleep 0.05; echo run \(index)")
                 finished.append(job)
             }
             var handed: [Domain.Job] = []
             for _ in 0..<3 {
                 let job = try await world.insert()
                 try await world.launch(job, expired: true)
-                try await world.createObjects(jobID: job.id, steps: [.init(step: .configure, seconds: 600)])
+                try await world.createObjects(jobID: job.id, entrypoint: "sleep 600")
                 handed.append(job)
             }
-            for job in finished { try await world.waitUntilFinished(job.id, steps: 3) }
+            for job in finished { try await world.waitUntilFinished(job.id) }
 
             // Leader A stalls while archiving logs (after it applied the hand-overs), then dies without releasing.
             let gate = Gate()
@@ -442,27 +422,24 @@ struct KubernetesReconcileTests {
         }
     }
 
-    @Test(arguments: [true, false])
-    func anUnreachableClusterFailsNoJobAndEverythingConvergesWhenItReturns(watch: Bool) async throws {
-        try await ReconcileWorld.with(watch: watch) { world in
+    @Test func anUnreachableClusterFailsNoJobAndEverythingConvergesWhenItReturns() async throws {
+        try await ReconcileWorld.with { world in
             try await world.store.upsertEnvironments([ComputeEnvironment(id: "env", maxJobs: 100)])
             try await world.client.execute(
                 "update environments set definition = definition || '{\"maxQueueWait\": 300}' where id = 'env'")
             let running = try await world.insert()
             try await world.launch(running, expired: false)
-            try await world.createObjects(jobID: running.id, steps: [.init(step: .configure, seconds: 600)])
+            try await world.createObjects(jobID: running.id, entrypoint: "sleep 600")
             let vanished = try await world.insert()
             try await world.launch(vanished, expired: false)
             let done = try await world.insert()
             try await world.launch(done, expired: true)
-            try await world.createObjects(
-                jobID: done.id,
-                steps: [.init(step: .configure), .init(step: .algorithm, logs: "ok"), .init(step: .publish)])
+            try await world.createObjects(jobID: done.id)
             let stranger = JobID()
-            try await world.createObjects(jobID: stranger, steps: [.init(step: .configure, seconds: 600)])
+            try await world.createObjects(jobID: stranger, entrypoint: "sleep 600")
             let queued = try await world.insert()
             try await world.sql("update jobs set created_at = now() - interval '400 s' where id = $1", queued)
-            try await world.waitUntilFinished(done.id, steps: 3)
+            try await world.waitUntilFinished(done.id)
 
             let (leadership, leading) = world.leader("reconciler")
             let epoch = try await ReconcileWorld.epoch(of: leadership)
@@ -471,7 +448,7 @@ struct KubernetesReconcileTests {
             var faults = KubernetesEmulatorFaults()
             faults.serverErrorFraction = 1
             await world.emulator.setFaults(faults)
-            // An outage breaks open watches too; wait until the adapter noticed and can no longer list.
+            // An outage breaks open watches too; wait until the informer noticed and the cluster counts as unseen.
             await world.emulator.dropWatches()
             let down = await eventually(within: .seconds(20)) { (try? await world.cluster.listObjects()) == nil }
             #expect(down)
@@ -515,9 +492,7 @@ struct KubernetesReconcileTests {
             #expect(try await world.row(vanished).int("status") == 1)
             let r = try await world.row(running)
             #expect(try !r.bool("finished") && r.int("messages") == 1)
-            let left = try await eventually(within: .seconds(10)) {
-                Set(try await world.cluster.listObjects().filter { !$0.deleting }.map(\.jobID)) == [running.id]
-            }
+            let left = try await eventually(within: .seconds(10)) { try await world.liveJobs() == [running.id] }
             #expect(left)
             leadership.stop()
             _ = await leading.result
@@ -544,14 +519,16 @@ struct StallingCluster: ReconcileCluster {
     let inner: KubernetesReconcileCluster
     let gate: Gate
 
-    func listObjects() async throws -> [ClusterObject] { try await inner.listObjects() }
+    func listObjects() async throws -> [ObservedAttempt] { try await inner.listObjects() }
 
-    func listObjects(full: Bool) async throws -> [ClusterObject] { try await inner.listObjects(full: full) }
+    func delete(_ attempts: [AttemptKey]) async throws { try await inner.delete(attempts) }
 
-    func delete(_ objects: [ClusterObject.Reference]) async throws { try await inner.delete(objects) }
+    func intervene(_ attempt: AttemptKey, _ intervention: AttemptOutcome.Intervention) async throws {
+        try await inner.intervene(attempt, intervention)
+    }
 
-    func archiveLogs(jobID: JobID, attempt: Int, objects: [ClusterObject.Reference]) async throws {
+    func archiveLogs(_ attempt: ObservedAttempt) async throws {
         await gate.wait()
-        try await inner.archiveLogs(jobID: jobID, attempt: attempt, objects: objects)
+        try await inner.archiveLogs(attempt)
     }
 }

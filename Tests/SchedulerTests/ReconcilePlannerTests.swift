@@ -1,5 +1,6 @@
 import Domain
 import Foundation
+import Kubernetes
 import Scheduler
 import Testing
 
@@ -36,20 +37,51 @@ private func finished(_ n: Int, finished: Double, removed: Bool = false) -> Reco
         startedAt: ago(finished + 50), finishedAt: ago(finished), removed: removed)
 }
 
-private func object(
-    _ n: Int, attempt: Int = 1, step: ClusterObject.Step? = .algorithm, kind: ClusterObject.Kind = .job,
-    phase: ClusterObject.Phase? = .running, exitCode: Int? = nil, oom: Bool = false, reason: String? = nil,
-    age: Double = 600, deleting: Bool = false
-) -> ClusterObject {
-    ClusterObject(
-        kind: kind, jobID: id(n), attempt: attempt, step: step, phase: phase, exitCode: exitCode, oomKilled: oom,
-        reason: reason, createdAt: ago(age), deleting: deleting)
+private func key(_ n: Int, attempt: Int = 1) -> AttemptKey { AttemptKey(jobID: id(n), attempt: attempt) }
+
+private func exited(_ code: Int, _ reason: String? = nil, message: String? = nil) -> ContainerObservation {
+    .terminated(
+        ContainerTermination(
+            exitCode: code, reason: reason ?? (code == 0 ? "Completed" : "Error"), message: message,
+            startedAt: ago(20), finishedAt: ago(15)))
 }
 
-private func ref(_ n: Int, attempt: Int = 1, step: ClusterObject.Step? = .algorithm, kind: ClusterObject.Kind = .job)
-    -> ClusterObject.Reference
-{
-    object(n, attempt: attempt, step: step, kind: kind).reference
+private let runningPod = PodObservation(presence: .present, phase: "Running")
+private let succeededPod = PodObservation(presence: .present, phase: "Succeeded")
+private let failedPod = PodObservation(presence: .present, phase: "Failed")
+
+/// An attempt as the informer folds it: by default its algorithm runs, configure done, publish waiting.
+private func attempt(
+    _ n: Int, attempt: Int = 1, age: Double = 600, root: PodObservation.Presence = .present,
+    configure: ContainerObservation = exited(0), algorithm: ContainerObservation = .running(startedAt: ago(5)),
+    publish: ContainerObservation = .waiting(reason: "PodInitializing", message: nil, since: nil),
+    ioPod: PodObservation = runningPod, algorithmPod: PodObservation = runningPod
+) -> ObservedAttempt {
+    ObservedAttempt(
+        key: key(n, attempt: attempt),
+        observation: AttemptObservation(
+            root: root, ioPod: ioPod, algorithmPod: algorithmPod, configure: configure, algorithm: algorithm,
+            publish: publish, algorithmImage: "python", algorithmMemoryLimit: "1Gi", stepImage: "c2d"),
+        createdAt: ago(age), ioPodName: "c2d-io")
+}
+
+/// An attempt that ended: the algorithm as given, publish done.
+private func ended(
+    _ n: Int, algorithm: ContainerObservation, publish: ContainerObservation = exited(0)
+) -> ObservedAttempt {
+    attempt(
+        n, algorithm: algorithm, publish: publish, ioPod: succeededPod,
+        algorithmPod: algorithm.termination?.exitCode == 0 ? succeededPod : failedPod)
+}
+
+private func verdict(
+    _ status: JobStatus, _ outcome: JobOutcome, _ reason: String? = nil, exitCode: Int? = nil, oom: Bool = false,
+    stop: Int? = nil, logsOnly: Bool = false
+) -> Finalization {
+    Finalization(
+        AttemptOutcome.Verdict(
+            status: status, outcome: outcome, failureReason: reason, exitCode: exitCode, oomKilled: oom,
+            stopRequest: stop, logsOnly: logsOnly))
 }
 
 /// One table row: a snapshot (and planner state), and the actions expected of the kinds the row is about.
@@ -91,20 +123,24 @@ let plannerCases: [PlannerCase] = [
         expected: [.handOver(jobID: id(1), environment: "env", attempt: 1, workerID: "w1")]),
     // Duty 4: orphans older than the orphan grace (60 s).
     PlannerCase(
-        name: "4 unknown job's object 59 s old: wait", cluster: .available([object(9, age: 59)]), expected: []),
+        name: "4 unknown job's attempt 59 s old: wait", cluster: .available([attempt(9, age: 59)]), expected: []),
     PlannerCase(
-        name: "4 unknown job's object 60 s old: delete", cluster: .available([object(9, age: 60)]),
-        expected: [.deleteOrphan(ref(9), reason: .unknownJob)]),
+        name: "4 unknown job's attempt 60 s old: delete", cluster: .available([attempt(9, age: 60)]),
+        expected: [.deleteOrphan(key(9), reason: .unknownJob)]),
     PlannerCase(
-        name: "4 finished job's objects: delete", jobs: [finished(1, finished: 30)],
-        cluster: .available([object(1, step: nil, kind: .secret, phase: nil)]),
-        expected: [.deleteOrphan(ref(1, step: nil, kind: .secret), reason: .jobTerminal)]),
+        name: "4 finished job's attempt: delete", jobs: [finished(1, finished: 30)],
+        cluster: .available([attempt(1)]), expected: [.deleteOrphan(key(1), reason: .jobTerminal)]),
     PlannerCase(
         name: "4 superseded attempt deleted, current kept", jobs: [running(1, attempt: 2)],
-        cluster: .available([object(1, attempt: 1), object(1, attempt: 2)]),
-        expected: [.deleteOrphan(ref(1, attempt: 1), reason: .attemptSuperseded)]),
+        cluster: .available([attempt(1, attempt: 1), attempt(1, attempt: 2)]),
+        expected: [.deleteOrphan(key(1, attempt: 1), reason: .attemptSuperseded)]),
     PlannerCase(
-        name: "4 object being deleted is left alone", cluster: .available([object(9, deleting: true)]), expected: []),
+        name: "4 an attempt being deleted is left alone",
+        cluster: .available([
+            attempt(
+                9, root: .gone, ioPod: PodObservation(presence: .present, phase: "Running", deleting: true),
+                algorithmPod: PodObservation(presence: .gone))
+        ]), expected: []),
     // Duty 5: objects gone past the missing grace (120 s), counted from the first pass that saw them gone.
     PlannerCase(
         name: "5 first seen missing: only remembered", jobs: [running(1)], kinds: [.retryLost, .failLost],
@@ -124,85 +160,98 @@ let plannerCases: [PlannerCase] = [
     PlannerCase(
         name: "5 no cluster: nothing is missing", jobs: [running(1)], cluster: .notConfigured,
         state: .init(firstSeenMissing: [.init(jobID: id(1), attempt: 1): ago(500)]), expected: []),
-    // Duty 6: finalize from finished objects once no worker holds the job.
+    // Duty 6: finalize from the cluster, read as the worker reads it, once no worker holds the job.
     PlannerCase(
-        name: "6 algorithm exit 3", jobs: [running(1, leaseEnds: -10)],
-        cluster: .available([
-            object(1, phase: .failed), object(1, kind: .pod, phase: .failed, exitCode: 3, reason: "Error"),
-        ]),
+        name: "6 algorithm exit 3 is 70, failed, code 3 (as the worker records it)",
+        jobs: [running(1, leaseEnds: -10)], cluster: .available([ended(1, algorithm: exited(3))]),
         expected: [
             .finalizeFromCluster(
                 jobID: id(1), attempt: 1,
-                result: Finalization(
-                    status: .algorithmFailed, outcome: .failed, failureReason: "algorithm failed: Error", exitCode: 3),
-                objects: [ref(1), ref(1, kind: .pod)])
+                result: verdict(.finished, .failed, "algorithm exited with code 3", exitCode: 3),
+                observed: ended(1, algorithm: exited(3)))
         ]),
     PlannerCase(
         name: "6 OOM killed", jobs: [running(1, worker: nil, leaseEnds: -100)],
-        cluster: .available([object(1, kind: .pod, phase: .failed, exitCode: 137, oom: true, reason: "OOMKilled")]),
+        cluster: .available([ended(1, algorithm: exited(137, "OOMKilled"))]),
         expected: [
             .finalizeFromCluster(
                 jobID: id(1), attempt: 1,
-                result: Finalization(
-                    status: .algorithmFailed, outcome: .failed, failureReason: "oom", exitCode: 137, oomKilled: true),
-                objects: [ref(1, kind: .pod)])
-        ]),
-    PlannerCase(
-        name: "6 deadline exceeded is a timeout", jobs: [running(1, leaseEnds: -10)],
-        cluster: .available([object(1, phase: .failed, reason: "DeadlineExceeded")]),
-        expected: [
-            .finalizeFromCluster(
-                jobID: id(1), attempt: 1,
-                result: Finalization(
-                    status: .finished, outcome: .timedOut, failureReason: "timed out", stopRequest: 2),
-                objects: [ref(1)])
+                result: verdict(
+                    .finished, .failed, "the algorithm ran out of memory (limit 1Gi)", exitCode: 137, oom: true),
+                observed: ended(1, algorithm: exited(137, "OOMKilled")))
         ]),
     PlannerCase(
         name: "6 publish succeeded", jobs: [running(1, leaseEnds: -10)],
-        cluster: .available([
-            object(1, step: .configure, phase: .succeeded), object(1, phase: .succeeded),
-            object(1, step: .publish, phase: .succeeded),
-        ]),
+        cluster: .available([ended(1, algorithm: exited(0))]),
         expected: [
             .finalizeFromCluster(
-                jobID: id(1), attempt: 1, result: Finalization(status: .finished, outcome: .succeeded, exitCode: 0),
-                objects: [ref(1), ref(1, step: .configure), ref(1, step: .publish)])
+                jobID: id(1), attempt: 1, result: verdict(.finished, .succeeded, exitCode: 0),
+                observed: ended(1, algorithm: exited(0)))
         ]),
     PlannerCase(
-        name: "6 configure failed", jobs: [running(1, leaseEnds: -10)],
-        cluster: .available([object(1, step: .configure, phase: .failed, reason: "BackoffLimitExceeded")]),
+        name: "6 configure exit 32 is 32 with its message", jobs: [running(1, leaseEnds: -10)],
+        cluster: .available([
+            attempt(
+                1, configure: exited(32, message: "algorithm: 404"), algorithm: .pending, publish: .pending,
+                ioPod: failedPod, algorithmPod: failedPod)
+        ]),
         expected: [
             .finalizeFromCluster(
                 jobID: id(1), attempt: 1,
-                result: Finalization(
-                    status: .dataProvisioningFailed, outcome: .failed,
-                    failureReason: "configure step failed: BackoffLimitExceeded"),
-                objects: [ref(1, step: .configure)])
+                result: verdict(.algorithmProvisioningFailed, .failed, "algorithm: 404", exitCode: 32),
+                observed: attempt(
+                    1, configure: exited(32, message: "algorithm: 404"), algorithm: .pending, publish: .pending,
+                    ioPod: failedPod, algorithmPod: failedPod))
         ]),
     PlannerCase(
         name: "6 live worker finalizes itself", jobs: [running(1, leaseEnds: -9)],
-        cluster: .available([object(1, phase: .failed)]), expected: []),
+        cluster: .available([ended(1, algorithm: exited(3))]), expected: []),
     PlannerCase(
         name: "6 still running: nothing", jobs: [running(1, leaseEnds: -10)],
-        cluster: .available([object(1, phase: .running)]), kinds: [.finalizeFromCluster], expected: []),
+        cluster: .available([attempt(1)]), kinds: [.finalizeFromCluster, .intervene], expected: []),
+    PlannerCase(
+        name: "6 decided but publishing: wait for the logs", jobs: [running(1, leaseEnds: -10)],
+        cluster: .available([attempt(1, algorithm: exited(0), publish: .running(startedAt: ago(1)))]),
+        kinds: [.finalizeFromCluster, .intervene], expected: []),
+    PlannerCase(
+        name: "6 an image that never pulls: stop the attempt", jobs: [running(1, leaseEnds: -10)],
+        cluster: .available([
+            attempt(1, algorithm: .waiting(reason: "ImagePullBackOff", message: nil, since: ago(301)))
+        ]),
+        expected: [.intervene(key(1), .deleteAttempt)]),
     // Duty 7: time out after the limit (60 s) plus the timeout grace (30 s).
     PlannerCase(
         name: "7 ran 89 s of 60 + 30: wait", jobs: [running(1, started: 89, maxDuration: .seconds(60))],
-        cluster: .available([object(1)]), expected: []),
+        cluster: .available([attempt(1, algorithm: .running(startedAt: ago(50)))]), expected: []),
     PlannerCase(
         name: "7 ran 90 s of 60 + 30: time out", jobs: [running(1, started: 90, maxDuration: .seconds(60))],
-        cluster: .available([object(1)]), expected: [.timeOut(jobID: id(1), attempt: 1, objects: [ref(1)])]),
+        cluster: .available([attempt(1, algorithm: .running(startedAt: ago(50)))]),
+        expected: [.timeOut(jobID: id(1), attempt: 1, deleteObjects: true)]),
     // Duty 8: stop requested.
     PlannerCase(
-        name: "8 stop, worker gone: finalize and delete", jobs: [running(1, leaseEnds: -10, stop: 1)],
-        cluster: .available([object(1, step: .configure), object(1, step: nil, kind: .secret, phase: nil)]),
+        name: "8 stop, worker gone: the attempt is deleted first", jobs: [running(1, leaseEnds: -10, stop: 1)],
+        cluster: .available([attempt(1)]), expected: [.intervene(key(1), .deleteAttempt)]),
+    PlannerCase(
+        name: "8 stop, worker gone, pods gone: finalize as stopped with the logs",
+        jobs: [running(1, leaseEnds: -10, stop: 1)],
+        cluster: .available([
+            attempt(
+                1, root: .gone, publish: exited(0), ioPod: PodObservation(presence: .gone),
+                algorithmPod: PodObservation(presence: .gone))
+        ]),
         expected: [
-            .finalizeStop(
+            .finalizeFromCluster(
                 jobID: id(1), attempt: 1,
-                objects: [ref(1, step: nil, kind: .secret), ref(1, step: .configure)])
+                result: verdict(.finished, .stopped, "the job was stopped on request", stop: 1, logsOnly: true),
+                observed: attempt(
+                    1, root: .gone, publish: exited(0), ioPod: PodObservation(presence: .gone),
+                    algorithmPod: PodObservation(presence: .gone)))
         ]),
     PlannerCase(
-        name: "8 stop, live worker stops it", jobs: [running(1, stop: 1)], cluster: .available([object(1)]),
+        name: "8 stop, worker gone, no objects: finalize", jobs: [running(1, leaseEnds: -10, stop: 1)],
+        expected: [.finalizeStop(jobID: id(1), attempt: 1, deleteObjects: false)]),
+    PlannerCase(
+        name: "8 stop, live worker stops it", jobs: [running(1, stop: 1)], cluster: .available([attempt(1)]),
         expected: []),
     // Duty 9: expire in queue after the environment's wait (300 s).
     PlannerCase(
@@ -260,19 +309,19 @@ struct ReconcilePlannerTests {
     @Test func missingTimeIsCarriedAndDropped() {
         let first = ReconcilePlanner.plan(
             ReconcileSnapshot(
-                now: now, jobs: [running(1), running(2)], cluster: .available([object(2)]), environments: [env]))
+                now: now, jobs: [running(1), running(2)], cluster: .available([attempt(2)]), environments: [env]))
         #expect(first.nextState.firstSeenMissing == [.init(jobID: id(1), attempt: 1): now])
         // Remembered from the first pass, not reset by the second.
         let later = now.addingTimeInterval(30)
         let second = ReconcilePlanner.plan(
             ReconcileSnapshot(
-                now: later, jobs: [running(1), running(2)], cluster: .available([object(2)]), environments: [env]),
+                now: later, jobs: [running(1), running(2)], cluster: .available([attempt(2)]), environments: [env]),
             state: first.nextState)
         #expect(second.nextState.firstSeenMissing == [.init(jobID: id(1), attempt: 1): now])
         // Objects back: forgotten.
         let third = ReconcilePlanner.plan(
             ReconcileSnapshot(
-                now: later, jobs: [running(1)], cluster: .available([object(1)]), environments: [env]),
+                now: later, jobs: [running(1)], cluster: .available([attempt(1)]), environments: [env]),
             state: second.nextState)
         #expect(third.nextState.firstSeenMissing.isEmpty)
     }
@@ -323,7 +372,7 @@ struct ReconcilePlannerTests {
     func failSafeWhenClusterNearlyEmpty(present: Int, tripped: Bool) {
         // Ten launched jobs, `present` of them with objects, one orphan, all missing long enough to be lost.
         let jobs = (1...10).map { running($0) }
-        let objects = (1...present).map { object($0) } + [object(99)]
+        let objects = (1...present).map { attempt($0) } + [attempt(99)]
         let state = ReconcilePlanner.State(
             firstSeenMissing: Dictionary(
                 uniqueKeysWithValues: (1...10).map { (.init(jobID: id($0), attempt: 1), ago(900)) }))
@@ -350,9 +399,25 @@ struct ReconcilePlannerTests {
     }
 
     @Test func objectNamesAreDeterministic() {
+        #expect(ClusterNaming.attemptName(jobID: id(7), attempt: 2) == "c2d-00000000000000000000000000000007-2")
         #expect(
-            ClusterObject.name(jobID: id(7), attempt: 2, step: .publish)
-                == "c2d-00000000000000000000000000000007-2-publish")
-        #expect(ClusterObject.name(jobID: id(7), attempt: 2, step: nil) == "c2d-00000000000000000000000000000007-2")
+            ClusterNaming.algorithmPodName(jobID: id(7), attempt: 2)
+                == "c2d-00000000000000000000000000000007-2-algorithm")
+        #expect(
+            ClusterNaming.dataClaimName(jobID: id(7), attempt: 2)
+                == "c2d-00000000000000000000000000000007-2-algorithm-data")
+    }
+
+    @Test func aStopThatNeverSettlesIsRecordedAfterTheSettleTimeout() {
+        let stuck = attempt(1)
+        let snapshot = ReconcileSnapshot(
+            now: now, jobs: [running(1, leaseEnds: -10, stop: 1)], cluster: .available([stuck]), environments: [env])
+        let first = ReconcilePlanner.plan(snapshot)
+        #expect(first.actions == [.intervene(key(1), .deleteAttempt)])
+        #expect(first.nextState.firstDecided == [.init(jobID: id(1), attempt: 1): now])
+        let later = ReconcileSnapshot(
+            now: now.addingTimeInterval(150), jobs: snapshot.jobs, cluster: snapshot.cluster, environments: [env])
+        let second = ReconcilePlanner.plan(later, state: first.nextState)
+        #expect(second.count(.finalizeFromCluster) == 1)
     }
 }

@@ -1,5 +1,6 @@
 import Domain
 import Foundation
+import Kubernetes
 import Logging
 import Persistence
 import Scheduler
@@ -9,32 +10,37 @@ import Testing
 final class FakeCluster: ReconcileCluster {
     struct Calls: Sendable {
         var archived: [JobID] = []
-        var deleted: [String] = []
+        var deleted: [AttemptKey] = []
+        var interventions: [AttemptKey] = []
     }
 
-    let objects: Locked<[ClusterObject]>
+    let objects: Locked<[ObservedAttempt]>
     let calls = Locked(Calls())
 
-    init(_ objects: [ClusterObject]) { self.objects = Locked(objects) }
+    init(_ objects: [ObservedAttempt]) { self.objects = Locked(objects) }
 
-    func listObjects() async throws -> [ClusterObject] { objects.withLock { $0 } }
+    func listObjects() async throws -> [ObservedAttempt] { objects.withLock { $0 } }
 
-    func delete(_ references: [ClusterObject.Reference]) async throws {
-        let names = Set(references.map(\.name))
-        objects.withLock { $0.removeAll { names.contains($0.name) } }
-        calls.withLock { $0.deleted += references.map(\.name) }
+    func delete(_ attempts: [AttemptKey]) async throws {
+        let keys = Set(attempts)
+        objects.withLock { $0.removeAll { keys.contains($0.key) } }
+        calls.withLock { $0.deleted += attempts }
     }
 
-    func archiveLogs(jobID: JobID, attempt: Int, objects: [ClusterObject.Reference]) async throws {
-        calls.withLock { $0.archived.append(jobID) }
+    func intervene(_ attempt: AttemptKey, _ intervention: AttemptOutcome.Intervention) async throws {
+        calls.withLock { $0.interventions.append(attempt) }
+    }
+
+    func archiveLogs(_ attempt: ObservedAttempt) async throws {
+        calls.withLock { $0.archived.append(attempt.key.jobID) }
     }
 }
 
 /// The reconciler end to end on a real schema: read, plan, apply under a fenced epoch.
 @Suite("Reconciler", .serialized)
 struct ReconcilerTests {
-    static func job(_ environment: String) -> Job {
-        Job(
+    static func job(_ environment: String) -> Domain.Job {
+        Domain.Job(
             id: JobID(), environment: environment, owner: "tester",
             workflow: Workflow(stages: [
                 .init(
@@ -56,7 +62,7 @@ struct ReconcilerTests {
                 """)
             try await client.execute("update environments set last_seen = now() - interval '1 hour' where id = 'old'")
 
-            func insert() async throws -> Job {
+            func insert() async throws -> Domain.Job {
                 let job = Self.job("env")
                 _ = try await store.insert(
                     job,
@@ -64,13 +70,13 @@ struct ReconcilerTests {
                         jobID: job.id, exchange: "c2d.jobs", routingKey: "env", headers: [:], body: "{}"))
                 return job
             }
-            func claim(_ job: Job) async throws {
+            func claim(_ job: Domain.Job) async throws {
                 guard case .claimed = try await store.claim(jobID: job.id, workerID: "w1", lease: .seconds(30)) else {
                     Issue.record("claim failed")
                     return
                 }
             }
-            func sql(_ statement: String, _ job: Job) async throws {
+            func sql(_ statement: String, _ job: Domain.Job) async throws {
                 try await client.execute(statement, [.uuid(job.id.uuid)])
             }
 
@@ -100,15 +106,30 @@ struct ReconcilerTests {
             try await sql("update outbox set created_at = now() - interval '100 s' where job_id = $1", waiting)
             try await sql("update jobs set created_at = now() - interval '100 s' where id = $1", waiting)
 
+            // The failed job's publish step uploaded its log before the worker died.
+            try await client.execute(
+                """
+                insert into attempt_uploads (job_id, attempt, name, kind, size, sha256, location)
+                values ($1, 1, 'algorithm.log', 'algorithmLog', 3, 'abc', 'r/failed-log')
+                """, [.uuid(failed.id.uuid)])
+
             let now = Date()
+            func terminated(_ code: Int) -> ContainerObservation {
+                .terminated(ContainerTermination(exitCode: code, reason: code == 0 ? "Completed" : "Error"))
+            }
             let cluster = FakeCluster([
-                ClusterObject(
-                    kind: .job, jobID: failed.id, attempt: 1, step: .algorithm, phase: .failed, createdAt: now),
-                ClusterObject(
-                    kind: .pod, name: "pod-x", jobID: failed.id, attempt: 1, step: .algorithm, phase: .failed,
-                    exitCode: 2, createdAt: now),
-                ClusterObject(
-                    kind: .job, jobID: JobID(), attempt: 1, step: .configure, phase: .running,
+                ObservedAttempt(
+                    key: AttemptKey(jobID: failed.id, attempt: 1),
+                    observation: AttemptObservation(
+                        root: .present, ioPod: PodObservation(presence: .present, phase: "Succeeded"),
+                        algorithmPod: PodObservation(presence: .present, phase: "Failed"),
+                        configure: terminated(0), algorithm: terminated(2), publish: terminated(0)),
+                    createdAt: now),
+                ObservedAttempt(
+                    key: AttemptKey(jobID: JobID(), attempt: 1),
+                    observation: AttemptObservation(
+                        root: .present, ioPod: PodObservation(presence: .present, phase: "Running"),
+                        configure: .running(startedAt: now)),
                     createdAt: now.addingTimeInterval(-3600)),
             ])
             let leadership = SchedulerLeadership(
@@ -133,7 +154,7 @@ struct ReconcilerTests {
                     .deleteOrphan: 1, .removeResults: 1, .republish: 1, .hideEnvironment: 1,
                 ])
 
-            func row(_ job: Job) async throws -> PostgresRow {
+            func row(_ job: Domain.Job) async throws -> PostgresRow {
                 try await client.query(
                     """
                     select status, outcome, failure_reason, stopreq, exit_code, worker_id, removed,
@@ -151,7 +172,11 @@ struct ReconcilerTests {
             r = try await row(orphaned)
             #expect(try r.optionalString("worker_id") == nil && r.int("messages") == 2)
             r = try await row(failed)
-            #expect(try r.int("status") == 41 && r.optionalInt("exit_code") == 2)
+            #expect(try r.int("status") == 70 && r.optionalString("outcome") == "failed" && r.optionalInt("exit_code") == 2)
+            // One result path: the attempt's uploads became the job's results, as the worker's finish records them.
+            let results = try await store.results(of: failed.id)
+            #expect(results.map(\.name) == ["algorithm.log"])
+            #expect(results.map(\.location) == ["r/failed-log"])
             r = try await row(old)
             #expect(try r.bool("removed"))
             r = try await row(waiting)
@@ -160,7 +185,7 @@ struct ReconcilerTests {
             #expect(try await client.query("select hidden from environments where id = 'old'")[0].bool("hidden"))
             let calls = cluster.calls.withLock { $0 }
             #expect(calls.archived == [failed.id])
-            #expect(calls.deleted.count == 3)
+            #expect(calls.deleted.count == 2)
 
             // The next pass reads only what changed and finds nothing new to do.
             let second = try await reconciler.runOnce(epoch: epoch)

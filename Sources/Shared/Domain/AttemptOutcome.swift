@@ -7,7 +7,8 @@ import Foundation
 ///
 /// Rules, in order of precedence:
 /// 1. A stop request ends the attempt as `finished`/`stopped` (stopreq 1) with its logs only; its objects are
-///    deleted (the publish step then uploads the logs on SIGTERM).
+///    deleted (the publish step then uploads the logs on SIGTERM). An attempt that had ended by itself, its pods
+///    untouched, keeps its own end.
 /// 2. configure: exit 0 → status 30; exit 32 → 32; OOM → 31 "ran out of memory"; any other exit → 31, the
 ///    reason being the termination message configure writes; an image that does not pull within the time-out → 11;
 ///    a container that cannot be created → 22. The algorithm never runs.
@@ -149,7 +150,11 @@ private struct Reading {
     }
 
     var progress: JobStatus {
-        if observed.algorithm.termination != nil || observed.publish.hasStarted { return .publishingResults }
+        // Publish runs from the start of the io pod's main phase, waiting for the algorithm: it is publishing only
+        // once the algorithm ended.
+        if observed.algorithm.termination != nil || (observed.algorithm.hasStarted && algorithmDone) {
+            return .publishingResults
+        }
         if observed.algorithm.hasStarted { return .runningAlgorithm }
         if observed.configure.termination?.exitCode == 0 { return .provisioningSuccess }
         return .configuringVolumes
@@ -157,7 +162,11 @@ private struct Reading {
 
     mutating func run() -> AttemptOutcome.Assessment {
         let natural = naturalEnd()
-        guard context.stopRequested, !natural.settled else { return natural }
+        // An attempt that ended by itself before the stop took effect keeps its own end; one whose pods are being
+        // (or were) deleted ended because of the stop.
+        let untouched = observed.root == .present && observed.ioPod.presence == .present && !observed.ioPod.deleting
+            && observed.algorithmPod.presence == .present && !observed.algorithmPod.deleting
+        guard context.stopRequested, !(natural.settled && untouched) else { return natural }
         // A stop wins over anything not yet recorded: the objects go, publish uploads the logs on SIGTERM.
         let verdict = Verdict(
             status: .finished, outcome: .stopped, failureReason: "the job was stopped on request", stopRequest: 1,

@@ -70,7 +70,7 @@ public final class AttemptInformer: Sendable {
 
     public struct Statistics: Sendable, Hashable {
         public var jobs: Informer<Job, JobProjection>.Statistics
-        public var pods: Informer<Job, JobProjection>.Statistics
+        public var pods: Informer<Pod, PodProjection>.Statistics
         public var attempts: Int
     }
 
@@ -143,6 +143,9 @@ public final class AttemptInformer: Sendable {
     /// Both kinds were listed once: what the informer holds is the cluster, not a part of it.
     public var isSynced: Bool { state.withLock { $0.listed.jobs && $0.listed.pods } }
 
+    /// Synced, and both kinds' last request succeeded: the view is current (not frozen by an outage).
+    public var isHealthy: Bool { isSynced && jobs.statistics.connected && pods.statistics.connected }
+
     /// Returns once both kinds were listed (or the informer stopped).
     public func waitUntilSynced() async {
         await withCheckedContinuation { continuation in
@@ -191,14 +194,7 @@ public final class AttemptInformer: Sendable {
     }
 
     public var statistics: Statistics {
-        let jobs = self.jobs.statistics
-        let pods = self.pods.statistics
-        return Statistics(
-            jobs: jobs,
-            pods: .init(
-                lists: pods.lists, listPages: pods.listPages, watches: pods.watches, gone: pods.gone,
-                events: pods.events),
-            attempts: count)
+        Statistics(jobs: jobs.statistics, pods: pods.statistics, attempts: count)
     }
 
     // MARK: Folding events

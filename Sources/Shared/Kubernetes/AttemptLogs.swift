@@ -28,15 +28,16 @@ public enum AttemptLogs {
         return missing
     }
 
-    /// A container's log, at most `limit` bytes; nil when there is none (the pod or container is gone, or never
-    /// started).
+    /// A container's log, at most `limit` bytes; nil when there is none (empty, the pod or container is gone, or
+    /// it never started).
     public static func read(
         _ missing: Missing, client: KubernetesClient, namespace: String, limit: Int
     ) async throws -> ByteBuffer? {
         do {
-            return try await client.podLogs(
+            let log = try await client.podLogs(
                 name: missing.pod, namespace: namespace,
                 options: PodLogOptions(container: missing.container, limitBytes: limit))
+            return log.readableBytes == 0 ? nil : log
         } catch let error as KubernetesError where error.code == .notFound || error.code == .badRequest {
             return nil
         }

@@ -50,6 +50,9 @@ public final class Informer<R: KubernetesResource, Projection: InformerProjectio
         public var watches = 0
         public var gone = 0
         public var events = 0
+        /// The last list or watch request succeeded: what the consumer holds is current. False from the first
+        /// failure until a request succeeds again (an outage: the consumer's view may be stale).
+        public var connected = false
     }
 
     public let configuration: Configuration
@@ -83,6 +86,7 @@ public final class Informer<R: KubernetesResource, Projection: InformerProjectio
                     options: WatchOptions(
                         labelSelector: configuration.labelSelector, resourceVersion: resourceVersion,
                         timeoutSeconds: configuration.watchTimeoutSeconds))
+                counters.withLock { $0.connected = true }
                 for try await event in stream {
                     let delivered: InformerEvent<Projection>
                     switch event {
@@ -100,13 +104,17 @@ public final class Informer<R: KubernetesResource, Projection: InformerProjectio
                 delay = .milliseconds(200)
             } catch let error as KubernetesError where error.code == .gone {
                 // The history we would resume from is gone: start over from a fresh list.
-                counters.withLock { $0.gone += 1 }
+                counters.withLock {
+                    $0.gone += 1
+                    $0.connected = false
+                }
                 logger.info("watch expired; relisting", metadata: ["k8s.kind": "\(R.resource.kind)"])
                 resourceVersion = nil
             } catch is CancellationError {
                 return
             } catch {
                 if Task.isCancelled { return }
+                counters.withLock { $0.connected = false }
                 logger.warning(
                     "watch failed; retrying", metadata: ["k8s.kind": "\(R.resource.kind)", "error": "\(error)"])
                 try? await Task.sleep(for: delay)
@@ -138,6 +146,7 @@ public final class Informer<R: KubernetesResource, Projection: InformerProjectio
                 continue
             }
             deliver([.listFinished])
+            counters.withLock { $0.connected = true }
             return resourceVersion
         }
     }

@@ -42,7 +42,20 @@ struct ContainerPlan: Sendable {
     static let imagePullAnnotation = "sim.c2d.io/image-pull"
     static let logsAnnotation = "sim.c2d.io/logs"
 
-    init(container: JSON, annotations: [String: String]?, runsReal: Bool) {
+    /// `annotations` are the pod's: `sim.c2d.io/<what>.<container>` applies to that container, plain
+    /// `sim.c2d.io/<what>` to the first main container (`isFirstMain`).
+    init(container: JSON, annotations podAnnotations: [String: String]?, isFirstMain: Bool, runsReal: Bool) {
+        let name = container["name"]?.string ?? ""
+        var annotations: [String: String]?
+        for (key, value) in podAnnotations ?? [:] where key.hasPrefix("sim.c2d.io/") {
+            if key.hasSuffix("." + name) {
+                annotations = annotations ?? [:]
+                annotations?[String(key.dropLast(name.count + 1))] = value
+            } else if isFirstMain, !key.dropFirst("sim.c2d.io/".count).contains(".") {
+                annotations = annotations ?? [:]
+                if annotations?[key] == nil { annotations?[key] = value }
+            }
+        }
         words = ((container["command"]?.array ?? []) + (container["args"]?.array ?? [])).compactMap(\.string)
         if let first = words.first, first == "c2d" || first.hasSuffix("/c2d"), words.count >= 3, words[1] == "pod" {
             if runsReal {
@@ -236,13 +249,15 @@ extension Cluster {
                 ContainerRuntime(
                     name: container["name"]?.string ?? "", image: container["image"]?.string ?? "",
                     kind: sidecar ? .sidecar : .initContainer,
-                    plan: ContainerPlan(container: container, annotations: nil, runsReal: runsReal), spec: container))
+                    plan: ContainerPlan(
+                        container: container, annotations: annotations, isFirstMain: false, runsReal: runsReal),
+                    spec: container))
         }
         for (offset, container) in (pod[["spec", "containers"]]?.array ?? []).enumerated() {
             var runtime = ContainerRuntime(
                 name: container["name"]?.string ?? "", image: container["image"]?.string ?? "", kind: .main,
-                plan: ContainerPlan(container: container, annotations: offset == 0 ? annotations : nil,
-                    runsReal: runsReal),
+                plan: ContainerPlan(
+                    container: container, annotations: annotations, isFirstMain: offset == 0, runsReal: runsReal),
                 spec: container)
             if !containers.contains(where: { $0.kind != .main }) { runtime.waitingReason = "ContainerCreating" }
             containers.append(runtime)

@@ -188,17 +188,22 @@ package final class AttemptMonitor: Service, Sendable {
                 default:
                     break
                 }
+                // A job that ran to its end shows every progress status before its terminal one, as on the local
+                // executor; a failed step goes straight to its terminal status.
+                let ranThrough = assessment.verdict.map { $0.status == .finished && $0.outcome != .stopped } ?? true
+                let next = ranThrough ? Self.nextStatus(from: tracked.recorded, toward: assessment.progress) : nil
                 if let verdict = assessment.verdict {
                     let decidedAt = tracked.decidedAt ?? now
                     let gaveUp = now.timeIntervalSince(decidedAt) >= configuration.settleTimeout / .seconds(1)
-                    if assessment.settled || gaveUp {
+                    if (assessment.settled && next == nil && tracked.writing == nil) || gaveUp {
                         state.tracked[key] = nil
                         resumes.append((tracked.continuation, .verdict(verdict)))
                         continue
                     }
                     tracked.decidedAt = decidedAt
                     state.timers.push(decidedAt.addingTimeInterval(configuration.settleTimeout / .seconds(1)), key)
-                } else if tracked.writing == nil, let next = Self.nextStatus(from: tracked.recorded, toward: assessment.progress) {
+                }
+                if tracked.writing == nil, let next {
                     tracked.writing = next
                     state.records.append(.record(key, next, tracked.progress))
                 }
@@ -214,14 +219,13 @@ package final class AttemptMonitor: Service, Sendable {
         for (continuation, ending) in resumes { continuation.resume(returning: ending) }
     }
 
-    /// The next progress status on the way from `recorded` to `target` (Ocean's 20 → 30 → 40 → 60), or nil when the
-    /// job is there already. Publishing may follow any earlier status directly.
+    /// The next progress status on the way from `recorded` to `target`, or nil when the job is there already: every
+    /// step of Ocean's 20 → 30 → 40 → 60 is recorded, even when the cluster went through several at once.
     static func nextStatus(from recorded: Domain.JobStatus, toward target: Domain.JobStatus) -> Domain.JobStatus? {
         let order: [Domain.JobStatus] = [.configuringVolumes, .provisioningSuccess, .runningAlgorithm, .publishingResults]
         guard let current = order.firstIndex(of: recorded), let wanted = order.firstIndex(of: target),
             wanted > current
         else { return nil }
-        if target == .publishingResults { return .publishingResults }
         return order[current + 1]
     }
 
