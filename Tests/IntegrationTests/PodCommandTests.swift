@@ -248,4 +248,90 @@ struct PodCommandTests {
             #expect(superseded.status == 409, "\(superseded.text)")
         }
     }
+
+    @Test("the two pods coordinate through the volume: workflow from the gateway, marks, publish after the end")
+    func coordination() async throws {
+        try await Self.withGateway { deployment, store in
+            let (id, attempt) = try await Self.claimedJob(deployment, store: store)
+            let token = UploadToken.generate()
+            #expect(try await store.registerUploadToken(jobID: id, attempt: attempt, hash: UploadToken.hash(token)))
+            // An adopting worker registers nothing: the attempt keeps the token its pods hold.
+            #expect(
+                try await !store.registerUploadToken(
+                    jobID: id, attempt: attempt, hash: UploadToken.hash(UploadToken.generate())))
+            let steps: [String: String] = [
+                "C2D_RESULTS_URL": deployment.baseURL, "C2D_JOB_ID": "\(id)", "C2D_ATTEMPT": "\(attempt)",
+                "C2D_UPLOAD_TOKEN": token,
+            ]
+            let data = deployment.directory.appendingPathComponent("attempt-data")
+            let marks = data.appendingPathComponent(".c2d")
+            let termination = deployment.directory.appendingPathComponent("termination").path
+
+            // configure: the workflow comes from the gateway (no file), then the inputs-ready mark.
+            let configured = try await Self.run(
+                "configure", ["pod", "configure", "--data", data.path, "--termination-log", termination],
+                environment: steps, logDirectory: deployment.directory)
+            #expect(configured.code == 0, "\(configured.log)")
+            #expect(
+                (try? String(contentsOf: data.appendingPathComponent("transformations/algorithm"), encoding: .utf8))
+                    == "print(1)")
+            #expect(FileManager.default.fileExists(atPath: marks.appendingPathComponent("configured").path))
+            let waited = try await Self.run(
+                "await", ["pod", "await-inputs", "--data", data.path, "--seconds", "5"],
+                logDirectory: deployment.directory)
+            #expect(waited.code == 0, "\(waited.log)")
+
+            // A wrong token gets no workflow: configure fails with the reason, and marks the failure.
+            let refusedData = deployment.directory.appendingPathComponent("refused-data")
+            let refused = try await Self.run(
+                "configure-refused", ["pod", "configure", "--data", refusedData.path, "--termination-log", termination],
+                environment: steps.merging(["C2D_UPLOAD_TOKEN": UploadToken.generate()]) { $1 },
+                logDirectory: deployment.directory)
+            #expect(refused.code == 1)
+            #expect(((try? String(contentsOfFile: termination, encoding: .utf8)) ?? "").contains("401"))
+            let notConfigured = try await Self.run(
+                "await-refused", ["pod", "await-inputs", "--data", refusedData.path, "--seconds", "5"],
+                logDirectory: deployment.directory)
+            #expect(notConfigured.code == 1, "the algorithm must not start after a failed configure")
+
+            // publish waits for the algorithm's end, marked by signal-end when it is stopped.
+            try Self.write("out\n", to: data.appendingPathComponent("outputs/out.txt"))
+            try Self.write("ran\n", to: data.appendingPathComponent("logs/algorithm.log"))
+            let publish = try C2DProcess(
+                name: "publish", arguments: ["pod", "publish", "--after-algorithm", "--data", data.path],
+                environment: steps, logDirectory: deployment.directory)
+            let signalEnd = try C2DProcess(
+                name: "signal-end", arguments: ["pod", "signal-end", "--data", data.path], environment: [:],
+                logDirectory: deployment.directory)
+            try await Task.sleep(for: .seconds(1))
+            #expect(publish.isRunning, "publish waits for the algorithm: \(publish.log)")
+            await signalEnd.stop()
+            #expect(signalEnd.exitCode == 0, "\(signalEnd.log)")
+            #expect(FileManager.default.fileExists(atPath: marks.appendingPathComponent("algorithm-ended").path))
+            #expect(await publish.waitForExit(timeout: .seconds(30)))
+            #expect(publish.exitCode == 0, "\(publish.log)")
+            let names = try await store.uploads(jobID: id, attempt: attempt).map(\.name)
+            #expect(names == ["out.txt", "algorithm.log", "configure.log", "publish.log"], "\(names)")
+            // publish.log is written on the volume (it is writable in the io pod) and uploaded.
+            #expect(FileManager.default.fileExists(atPath: data.appendingPathComponent("adminlogs/publish.log").path))
+
+            // Stopped before the algorithm ended (SIGTERM): the logs only.
+            let (other, otherAttempt) = try await Self.claimedJob(deployment, store: store)
+            let otherToken = UploadToken.generate()
+            try await store.registerUploadToken(jobID: other, attempt: otherAttempt, hash: UploadToken.hash(otherToken))
+            let otherData = deployment.directory.appendingPathComponent("stopped-data")
+            try Self.write("partial\n", to: otherData.appendingPathComponent("outputs/partial.txt"))
+            try Self.write("started\n", to: otherData.appendingPathComponent("logs/algorithm.log"))
+            let stopped = try C2DProcess(
+                name: "publish-stopped", arguments: ["pod", "publish", "--after-algorithm", "--data", otherData.path],
+                environment: steps.merging([
+                    "C2D_JOB_ID": "\(other)", "C2D_ATTEMPT": "\(otherAttempt)", "C2D_UPLOAD_TOKEN": otherToken,
+                ]) { $1 }, logDirectory: deployment.directory)
+            try await Task.sleep(for: .seconds(1))
+            await stopped.stop()
+            #expect(stopped.exitCode == 0, "\(stopped.log)")
+            let kept = try await store.uploads(jobID: other, attempt: otherAttempt).map(\.name)
+            #expect(kept == ["algorithm.log", "publish.log"], "\(kept)")
+        }
+    }
 }

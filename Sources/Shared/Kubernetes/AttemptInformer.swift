@@ -199,7 +199,7 @@ public final class AttemptInformer: Sendable {
 
     // MARK: Folding events
 
-    private func apply(jobs events: [InformerEvent<JobProjection>]) {
+    func apply(jobs events: [InformerEvent<JobProjection>]) {
         let now = Date()
         let (changed, listener, waiters) = state.withLock { state -> ([AttemptKey], (@Sendable ([AttemptKey]) -> Void)?, [CheckedContinuation<Void, Never>]) in
             var changed: [AttemptKey] = []
@@ -232,7 +232,7 @@ public final class AttemptInformer: Sendable {
         if !changed.isEmpty { listener?(changed) }
     }
 
-    private func apply(pods events: [InformerEvent<PodProjection>]) {
+    func apply(pods events: [InformerEvent<PodProjection>]) {
         let now = Date()
         let (changed, listener, waiters) = state.withLock { state -> ([AttemptKey], (@Sendable ([AttemptKey]) -> Void)?, [CheckedContinuation<Void, Never>]) in
             var changed: [AttemptKey] = []
