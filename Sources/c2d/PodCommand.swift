@@ -118,7 +118,8 @@ struct PodCommand: AsyncParsableCommand {
             do {
                 parsedWorkflow = try JSONDecoder().decode(Workflow.self, from: bytes)
             } catch {
-                throw PodCommand.fail(1, "the attempt's workflow is not a workflow: \(error)", terminationLog: terminationLog)
+                throw PodCommand.fail(
+                    1, "the attempt's workflow is not a workflow: \(error)", terminationLog: terminationLog)
             }
             let workspace = JobWorkspace(data: URL(fileURLWithPath: dataPath))
             do {
@@ -191,7 +192,9 @@ struct PodCommand: AsyncParsableCommand {
         guard let baseURL = resultsURL ?? environment("C2D_RESULTS_URL"),
             let scheme = URL(string: baseURL)?.scheme, scheme == "http" || scheme == "https"
         else {
-            throw fail(code, "--results-url or C2D_RESULTS_URL must be the gateway's http(s) URL", terminationLog: terminationLog)
+            throw fail(
+                code, "--results-url or C2D_RESULTS_URL must be the gateway's http(s) URL",
+                terminationLog: terminationLog)
         }
         guard let token = token ?? environment("C2D_UPLOAD_TOKEN") else {
             throw fail(code, "--token or C2D_UPLOAD_TOKEN is missing", terminationLog: terminationLog)
@@ -233,7 +236,8 @@ struct PodCommand: AsyncParsableCommand {
                     return
                 }
                 if await PodCommand.exists(PodCommand.marker(ClusterNaming.Marker.configureFailed, data: dataPath)) {
-                    throw PodCommand.fail(1, "the configure step failed; the algorithm does not run", terminationLog: terminationLog)
+                    throw PodCommand.fail(
+                        1, "the configure step failed; the algorithm does not run", terminationLog: terminationLog)
                 }
                 try await Task.sleep(for: .milliseconds(100))
             }

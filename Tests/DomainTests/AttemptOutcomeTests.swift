@@ -79,7 +79,9 @@ struct AttemptOutcomeTests {
         Row(
             name: "the pod's deadline is a time-out (stopreq 2)",
             observed: attempt(
-                algorithm: exit(137), algorithmPod: PodObservation(presence: .present, phase: "Failed",
+                algorithm: exit(137),
+                algorithmPod: PodObservation(
+                    presence: .present, phase: "Failed",
                     reason: "DeadlineExceeded")),
             status: .finished, outcome: .timedOut, exitCode: 137, stopRequest: 2,
             reason: "algorithm exceeded its time limit of 60 s"),
@@ -147,7 +149,8 @@ struct AttemptOutcomeTests {
             name: "a create error past the time-out is 41",
             observed: attempt(
                 algorithm: .waiting(reason: "CreateContainerConfigError", message: nil, since: t0), publish: .pending),
-            status: .algorithmFailed, outcome: .failed, reason: "the algorithm could not start: CreateContainerConfigError",
+            status: .algorithmFailed, outcome: .failed,
+            reason: "the algorithm could not start: CreateContainerConfigError",
             settled: false, intervention: .deleteAttempt),
         Row(
             name: "c2d's own image not pulling is 11",
@@ -207,7 +210,8 @@ struct AttemptOutcomeTests {
         let launched = AttemptObservation()
         #expect(AttemptOutcome.assess(launched, c).progress == .configuringVolumes)
         #expect(AttemptOutcome.assess(launched, c).verdict == nil)
-        let configured = Self.attempt(algorithm: .waiting(reason: "PodInitializing", message: nil, since: nil),
+        let configured = Self.attempt(
+            algorithm: .waiting(reason: "PodInitializing", message: nil, since: nil),
             publish: .pending)
         #expect(AttemptOutcome.assess(configured, c).progress == .provisioningSuccess)
         let running = Self.attempt(algorithm: .running(startedAt: Self.t0.addingTimeInterval(90)), publish: .pending)
@@ -217,7 +221,8 @@ struct AttemptOutcomeTests {
         #expect(assessment.intervention == .none)
         #expect(assessment.reassessAt == Self.t0.addingTimeInterval(150))
         // Publish waits (running) from the start; it is publishing once the algorithm ended.
-        let waiting = Self.attempt(algorithm: .running(startedAt: Self.t0.addingTimeInterval(90)),
+        let waiting = Self.attempt(
+            algorithm: .running(startedAt: Self.t0.addingTimeInterval(90)),
             publish: .running(startedAt: nil))
         #expect(AttemptOutcome.assess(waiting, c).progress == .runningAlgorithm)
         let publishing = Self.attempt(publish: .running(startedAt: nil))

@@ -298,7 +298,8 @@ struct KubernetesExecutorTests {
                 PersistentVolumeClaim(
                     metadata: ObjectMeta(name: "datasets"),
                     spec: .init(
-                        accessModes: ["ReadOnlyMany"], resources: VolumeResourceRequirements(requests: ["storage": "1Gi"])
+                        accessModes: ["ReadOnlyMany"],
+                        resources: VolumeResourceRequirements(requests: ["storage": "1Gi"])
                     )), namespace: cluster.namespace)
             let volume = cluster.steps.appendingPathComponent("volumes/\(cluster.namespace)_datasets")
             try FileManager.default.createDirectory(at: volume, withIntermediateDirectories: true)

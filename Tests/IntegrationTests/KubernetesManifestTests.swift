@@ -40,7 +40,8 @@ struct KubernetesManifestTests {
         let directory = FileManager.default.temporaryDirectory.appendingPathComponent("c2d-manifests-\(UUID())")
         try FileManager.default.createDirectory(at: directory, withIntermediateDirectories: true)
         defer { try? FileManager.default.removeItem(at: directory) }
-        let owner = OwnerReference(apiVersion: "batch/v1", kind: "Job", name: "owner", uid: UUID().uuidString.lowercased())
+        let owner = OwnerReference(
+            apiVersion: "batch/v1", kind: "Job", name: "owner", uid: UUID().uuidString.lowercased())
         let encoder = KubernetesJSON.makeEncoder()
         var files: [String] = []
         func write(_ object: some Encodable, _ name: String) throws {
@@ -116,7 +117,9 @@ struct KubernetesManifestTests {
         #expect(mounts["/data"] == nil, "the algorithm must never see /data/.c2d or /data/adminlogs")
         // No credentials of any kind: no token, no Secret reference, no service account token.
         let everything = (spec.initContainers ?? []) + spec.containers
-        #expect(everything.allSatisfy { ($0.env ?? []).allSatisfy { $0.name != "C2D_UPLOAD_TOKEN" && $0.valueFrom == nil } })
+        #expect(
+            everything.allSatisfy { ($0.env ?? []).allSatisfy { $0.name != "C2D_UPLOAD_TOKEN" && $0.valueFrom == nil } }
+        )
         #expect(spec.volumes?.first?.ephemeral?.volumeClaimTemplate.spec.resources?.requests?["storage"] == "4096Mi")
 
         // The attempt's Job: configure then publish in c2d's image, the token only there.
@@ -129,14 +132,22 @@ struct KubernetesManifestTests {
         #expect(io.initContainers?.map(\.name) == ["configure"])
         #expect(io.containers.map(\.name) == ["publish"])
         #expect(jobSpec.template.metadata?.labels?[ClusterNaming.roleLabel] == "io")
-        #expect(io.volumes?.first?.persistentVolumeClaim?.claimName == ClusterNaming.dataClaimName(jobID: manifests.job.id, attempt: 1))
-        #expect(io.affinity?.podAffinity?.requiredDuringSchedulingIgnoredDuringExecution?.first?.topologyKey == "kubernetes.io/hostname")
+        #expect(
+            io.volumes?.first?.persistentVolumeClaim?.claimName
+                == ClusterNaming.dataClaimName(jobID: manifests.job.id, attempt: 1))
+        #expect(
+            io.affinity?.podAffinity?.requiredDuringSchedulingIgnoredDuringExecution?.first?.topologyKey
+                == "kubernetes.io/hostname")
         for container in (io.initContainers ?? []) + io.containers {
             #expect(container.image == "c2d:latest")
             #expect(container.env?.first { $0.name == "C2D_UPLOAD_TOKEN" }?.value == "c2d_secret")
         }
         // The environment's datasets reach configure read-only; publish never sees them.
-        #expect(io.volumes?.contains { $0.persistentVolumeClaim?.claimName == "publisher-datasets" && $0.persistentVolumeClaim?.readOnly == true } == true)
+        #expect(
+            io.volumes?.contains {
+                $0.persistentVolumeClaim?.claimName == "publisher-datasets"
+                    && $0.persistentVolumeClaim?.readOnly == true
+            } == true)
         #expect(io.initContainers?.first?.env?.first { $0.name == "C2D_DATA_DIR" }?.value == "/c2d/datasets")
         #expect(io.containers.first?.volumeMounts?.contains { $0.mountPath == "/c2d/datasets" } == false)
 

@@ -284,7 +284,8 @@ struct PodCommandTests {
             // A wrong token gets no workflow: configure fails with the reason, and marks the failure.
             let refusedData = deployment.directory.appendingPathComponent("refused-data")
             let refused = try await Self.run(
-                "configure-refused", ["pod", "configure", "--data", refusedData.path, "--termination-log", termination],
+                "configure-refused",
+                ["pod", "configure", "--data", refusedData.path, "--termination-log", termination],
                 environment: steps.merging(["C2D_UPLOAD_TOKEN": UploadToken.generate()]) { $1 },
                 logDirectory: deployment.directory)
             #expect(refused.code == 1)

@@ -110,13 +110,16 @@ struct FidelityTests {
             try await h.eventually("first runs") {
                 try await status(h, "p", "initContainerStatuses", "first")?[["state", "running"]] != nil
             }
-            #expect(try await status(h, "p", "containerStatuses", "main")?[["state", "waiting", "reason"]] == "PodInitializing")
+            #expect(
+                try await status(h, "p", "containerStatuses", "main")?[["state", "waiting", "reason"]]
+                    == "PodInitializing")
             #expect(try await h.get(Harness.pods + "/p")[["status", "phase"]] == "Pending")
             // Then the main container runs next to the sidecar.
             try await h.eventually("main runs") {
                 try await status(h, "p", "containerStatuses", "main")?[["state", "running"]] != nil
             }
-            #expect(try await status(h, "p", "initContainerStatuses", "first")?[["state", "terminated", "exitCode"]] == 0)
+            #expect(
+                try await status(h, "p", "initContainerStatuses", "first")?[["state", "terminated", "exitCode"]] == 0)
             #expect(try await status(h, "p", "initContainerStatuses", "side")?[["state", "running"]] != nil)
             #expect(try await h.get(Harness.pods + "/p")[["status", "phase"]] == "Running")
             // The main container's end stops the sidecar; the phase follows the main container alone.
@@ -144,7 +147,8 @@ struct FidelityTests {
             try await h.eventually("pod fails") {
                 try await h.get(Harness.pods + "/q")[["status", "phase"]]?.string == "Failed"
             }
-            #expect(try await status(h, "q", "initContainerStatuses", "setup")?[["state", "terminated", "exitCode"]] == 31)
+            #expect(
+                try await status(h, "q", "initContainerStatuses", "setup")?[["state", "terminated", "exitCode"]] == 31)
             #expect(try await status(h, "q", "containerStatuses", "main")?[["state", "waiting"]] != nil)
             let log = try await h.call(.GET, Harness.pods + "/q/log?container=main")
             #expect(log.status == 400)
@@ -160,12 +164,14 @@ struct FidelityTests {
                 """
             let owner = Self.pod(
                 "owner", initContainers: "[]",
-                containers: #"[{"name": "main", "image": "busybox", "command": ["sleep", "0.3"], "volumeMounts": [{"name": "data", "mountPath": "/data"}]}]"#,
+                containers:
+                    #"[{"name": "main", "image": "busybox", "command": ["sleep", "0.3"], "volumeMounts": [{"name": "data", "mountPath": "/data"}]}]"#,
                 volumes: ephemeral)
             // A second pod mounting the claim by name waits until it exists.
             let follower = Self.pod(
                 "follower", initContainers: "[]",
-                containers: #"[{"name": "main", "image": "busybox", "command": ["sleep", "0.1"], "volumeMounts": [{"name": "data", "mountPath": "/data"}]}]"#,
+                containers:
+                    #"[{"name": "main", "image": "busybox", "command": ["sleep", "0.1"], "volumeMounts": [{"name": "data", "mountPath": "/data"}]}]"#,
                 volumes: #"[{"name": "data", "persistentVolumeClaim": {"claimName": "owner-data"}}]"#)
             #expect(try await h.call(.POST, Harness.pods, follower).status == 201)
             try await h.eventually("follower unschedulable") {
@@ -208,7 +214,8 @@ struct FidelityTests {
             #expect(try await h.call(.POST, Harness.pods, duplicate).status == 422)
             let unknownVolume = Self.pod(
                 "vol", initContainers: "[]",
-                containers: #"[{"name": "m", "image": "busybox", "volumeMounts": [{"name": "nope", "mountPath": "/x"}]}]"#)
+                containers:
+                    #"[{"name": "m", "image": "busybox", "volumeMounts": [{"name": "nope", "mountPath": "/x"}]}]"#)
             #expect(try await h.call(.POST, Harness.pods, unknownVolume).status == 422)
         }
     }

@@ -146,7 +146,9 @@ final class ReconcileWorld {
         let job = Domain.Job(
             id: jobID, environment: environment, owner: "tester", attempt: attempt,
             workflow: Workflow(stages: [
-                .init(input: [], algorithm: .init(rawcode: "print(1)", container: .init(entrypoint: entrypoint, image: "python")))
+                .init(
+                    input: [],
+                    algorithm: .init(rawcode: "print(1)", container: .init(entrypoint: entrypoint, image: "python")))
             ]))
         let manifests = JobManifests(
             job: job, environment: ComputeEnvironment(id: environment, maxJobDuration: 3600),

@@ -172,7 +172,8 @@ struct ReconcilerTests {
             r = try await row(orphaned)
             #expect(try r.optionalString("worker_id") == nil && r.int("messages") == 2)
             r = try await row(failed)
-            #expect(try r.int("status") == 70 && r.optionalString("outcome") == "failed" && r.optionalInt("exit_code") == 2)
+            #expect(
+                try r.int("status") == 70 && r.optionalString("outcome") == "failed" && r.optionalInt("exit_code") == 2)
             // One result path: the attempt's uploads became the job's results, as the worker's finish records them.
             let results = try await store.results(of: failed.id)
             #expect(results.map(\.name) == ["algorithm.log"])

@@ -34,8 +34,9 @@ public enum AttemptOutcome {
         /// How long an image may fail to pull, or a container fail to be created, before the attempt ends.
         public var startTimeout: TimeInterval
 
-        public init(now: Date, stopRequested: Bool = false, algorithmTimeLimit: Int = 3600, startTimeout: TimeInterval = 300)
-        {
+        public init(
+            now: Date, stopRequested: Bool = false, algorithmTimeLimit: Int = 3600, startTimeout: TimeInterval = 300
+        ) {
             self.now = now
             self.stopRequested = stopRequested
             self.algorithmTimeLimit = algorithmTimeLimit
@@ -164,7 +165,8 @@ private struct Reading {
         let natural = naturalEnd()
         // An attempt that ended by itself before the stop took effect keeps its own end; one whose pods are being
         // (or were) deleted ended because of the stop.
-        let untouched = observed.root == .present && observed.ioPod.presence == .present && !observed.ioPod.deleting
+        let untouched =
+            observed.root == .present && observed.ioPod.presence == .present && !observed.ioPod.deleting
             && observed.algorithmPod.presence == .present && !observed.algorithmPod.deleting
         guard context.stopRequested, !(natural.settled && untouched) else { return natural }
         // A stop wins over anything not yet recorded: the objects go, publish uploads the logs on SIGTERM.
@@ -274,7 +276,8 @@ private struct Reading {
                 return (
                     Verdict(
                         status: .imagePullFailed, outcome: .failed,
-                        failureReason: "the algorithm image \(observed.algorithmImage ?? "") could not be pulled within "
+                        failureReason:
+                            "the algorithm image \(observed.algorithmImage ?? "") could not be pulled within "
                             + "\(Int(context.startTimeout)) s: \(detail)"), .deleteAttempt
                 )
             case .create:

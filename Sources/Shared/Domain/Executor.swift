@@ -132,7 +132,8 @@ extension TaskExecutor {
                     return .cancelled
                 } catch {
                     return .executed(
-                        ExecutionResult(status: .finished, outcome: .failed, failureReason: "execution failed: \(error)"))
+                        ExecutionResult(
+                            status: .finished, outcome: .failed, failureReason: "execution failed: \(error)"))
                 }
             }
             group.addTask {

@@ -21,4 +21,3 @@ public struct StoredObject: Sendable, Hashable {
         self.sha256 = sha256
     }
 }
-

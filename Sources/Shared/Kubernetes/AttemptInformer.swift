@@ -201,7 +201,8 @@ public final class AttemptInformer: Sendable {
 
     func apply(jobs events: [InformerEvent<JobProjection>]) {
         let now = Date()
-        let (changed, listener, waiters) = state.withLock { state -> ([AttemptKey], (@Sendable ([AttemptKey]) -> Void)?, [CheckedContinuation<Void, Never>]) in
+        let (changed, listener, waiters) = state.withLock {
+            state -> ([AttemptKey], (@Sendable ([AttemptKey]) -> Void)?, [CheckedContinuation<Void, Never>]) in
             var changed: [AttemptKey] = []
             var waiters: [CheckedContinuation<Void, Never>] = []
             for event in events {
@@ -234,7 +235,8 @@ public final class AttemptInformer: Sendable {
 
     func apply(pods events: [InformerEvent<PodProjection>]) {
         let now = Date()
-        let (changed, listener, waiters) = state.withLock { state -> ([AttemptKey], (@Sendable ([AttemptKey]) -> Void)?, [CheckedContinuation<Void, Never>]) in
+        let (changed, listener, waiters) = state.withLock {
+            state -> ([AttemptKey], (@Sendable ([AttemptKey]) -> Void)?, [CheckedContinuation<Void, Never>]) in
             var changed: [AttemptKey] = []
             var waiters: [CheckedContinuation<Void, Never>] = []
             for event in events {
@@ -267,7 +269,8 @@ public final class AttemptInformer: Sendable {
     }
 
     private static func key(_ metadata: ProjectedMeta) -> AttemptKey? {
-        guard let id = metadata.labels?.jobID.flatMap(JobID.init), let attempt = metadata.labels?.attempt.flatMap({ Int($0) })
+        guard let id = metadata.labels?.jobID.flatMap(JobID.init),
+            let attempt = metadata.labels?.attempt.flatMap({ Int($0) })
         else { return nil }
         return AttemptKey(jobID: id, attempt: attempt)
     }
@@ -276,7 +279,8 @@ public final class AttemptInformer: Sendable {
         _ state: inout State, job: JobProjection, deleted: Bool, generation: UInt32, now: Date
     ) -> AttemptKey? {
         // Only the attempt's root Job (named after the attempt) counts; anything else labelled c2d is not ours.
-        guard let key = key(job.metadata), job.metadata.name == ClusterNaming.attemptName(jobID: key.jobID, attempt: key.attempt)
+        guard let key = key(job.metadata),
+            job.metadata.name == ClusterNaming.attemptName(jobID: key.jobID, attempt: key.attempt)
         else { return nil }
         var entry = state.entries[key] ?? Entry(observed: ObservedAttempt(key: key))
         entry.observed.observation.root = deleted ? .gone : .present
@@ -293,7 +297,8 @@ public final class AttemptInformer: Sendable {
     private static func update(
         _ state: inout State, pod: PodProjection, deleted: Bool, generation: UInt32, now: Date
     ) -> AttemptKey? {
-        guard let key = key(pod.metadata), let role = pod.metadata.labels?.role.flatMap(ClusterNaming.Role.init(rawValue:))
+        guard let key = key(pod.metadata),
+            let role = pod.metadata.labels?.role.flatMap(ClusterNaming.Role.init(rawValue:))
         else { return nil }
         var entry = state.entries[key] ?? Entry(observed: ObservedAttempt(key: key))
         var observation = entry.observed.observation

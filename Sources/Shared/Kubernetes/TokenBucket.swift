@@ -53,4 +53,3 @@ public struct TokenBucket: Sendable {
         if last.map({ now > $0 }) ?? true { last = now }
     }
 }
-

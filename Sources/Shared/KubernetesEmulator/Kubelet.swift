@@ -898,7 +898,8 @@ extension Cluster {
             let initialized = inits.allSatisfy {
                 $0.kind == .sidecar ? $0.hasStarted : ($0.phase == .terminated && $0.exitCode == 0)
             }
-            let ready = runtime.stage != .finished && mains.allSatisfy(\.isRunning)
+            let ready =
+                runtime.stage != .finished && mains.allSatisfy(\.isRunning)
                 && inits.allSatisfy { $0.kind != .sidecar || $0.isRunning }
             status["conditions"] = Self.conditions(
                 previous: previousConditions, initialized: initialized, ready: ready,
@@ -955,7 +956,8 @@ extension Cluster {
             "lastState": container.lastTerminated.map { ["terminated": $0] } ?? [:],
         ]
         if container.hasStarted {
-            status["imageID"] = .string("docker.io/library/\(container.image)@sha256:" + String(repeating: "0", count: 64))
+            status["imageID"] = .string(
+                "docker.io/library/\(container.image)@sha256:" + String(repeating: "0", count: 64))
             status["containerID"] = .string("containerd://" + String(repeating: "c", count: 64))
         }
         return status
@@ -984,7 +986,8 @@ extension Cluster {
         } else if mains.count == 1 && inits.isEmpty {
             chosen = mains[0]
         } else {
-            var message = "a container name must be specified for pod \(name), choose one of: [\(mains.joined(separator: " "))]"
+            var message =
+                "a container name must be specified for pod \(name), choose one of: [\(mains.joined(separator: " "))]"
             if !inits.isEmpty { message += " or one of the init containers: [\(inits.joined(separator: " "))]" }
             throw APIStatus.badRequest(message)
         }
@@ -996,8 +999,10 @@ extension Cluster {
             throw APIStatus.badRequest("container \"\(chosen)\" in pod \"\(name)\" is waiting to start: \(why)")
         }
         let finished = box.phase == .terminated
-        if let processes, box.plan.behavior == .process || FileManager.default.fileExists(
-            atPath: processes.logFile(stored.uid, chosen).path)
+        if let processes,
+            box.plan.behavior == .process
+                || FileManager.default.fileExists(
+                    atPath: processes.logFile(stored.uid, chosen).path)
         {
             let text = (try? String(contentsOf: processes.logFile(stored.uid, chosen), encoding: .utf8)) ?? ""
             var lines = text.split(separator: "\n", omittingEmptySubsequences: false).map(String.init)

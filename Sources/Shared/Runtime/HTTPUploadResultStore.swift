@@ -191,7 +191,8 @@ package struct HTTPUploadResultStore: ResultStore {
     /// input: the Kubernetes executor puts no workflow in any object), with the same tries as an upload. At most
     /// `limit` bytes.
     package func workflow(limit: Int = 8 << 20) async throws -> Data {
-        let base = configuration.baseURL.hasSuffix("/") ? String(configuration.baseURL.dropLast()) : configuration.baseURL
+        let base =
+            configuration.baseURL.hasSuffix("/") ? String(configuration.baseURL.dropLast()) : configuration.baseURL
         let url = "\(base)/internal/v1/jobs/\(configuration.jobID)/attempts/\(configuration.attempt)/workflow"
         var backoff = configuration.initialBackoff
         var lastFailure = UploadError(code: .unavailable, reason: "no try was made")

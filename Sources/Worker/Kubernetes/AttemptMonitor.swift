@@ -222,7 +222,9 @@ package final class AttemptMonitor: Service, Sendable {
     /// The next progress status on the way from `recorded` to `target`, or nil when the job is there already: every
     /// step of Ocean's 20 → 30 → 40 → 60 is recorded, even when the cluster went through several at once.
     static func nextStatus(from recorded: Domain.JobStatus, toward target: Domain.JobStatus) -> Domain.JobStatus? {
-        let order: [Domain.JobStatus] = [.configuringVolumes, .provisioningSuccess, .runningAlgorithm, .publishingResults]
+        let order: [Domain.JobStatus] = [
+            .configuringVolumes, .provisioningSuccess, .runningAlgorithm, .publishingResults,
+        ]
         guard let current = order.firstIndex(of: recorded), let wanted = order.firstIndex(of: target),
             wanted > current
         else { return nil }
@@ -245,7 +247,11 @@ package final class AttemptMonitor: Service, Sendable {
             await withCheckedContinuation { (continuation: CheckedContinuation<Void, Never>) in
                 let now = state.withLock { state -> Bool in
                     if state.stopped || (deletes ? !state.deletes.isEmpty : !state.records.isEmpty) { return true }
-                    if deletes { state.deleteWaiters.append(continuation) } else { state.recordWaiters.append(continuation) }
+                    if deletes {
+                        state.deleteWaiters.append(continuation)
+                    } else {
+                        state.recordWaiters.append(continuation)
+                    }
                     return false
                 }
                 if now { continuation.resume() }

@@ -58,7 +58,9 @@ package struct JobManifests: Sendable {
         let algorithm = job.workflow.stage?.algorithm
         let image = algorithm?.container?.image ?? "python"
         let tag = algorithm?.container?.tag.flatMap { $0.isEmpty ? nil : $0 }
-        if let checksum = algorithm?.container?.checksum, checksum.hasPrefix("sha256:") { return "\(image)@\(checksum)" }
+        if let checksum = algorithm?.container?.checksum, checksum.hasPrefix("sha256:") {
+            return "\(image)@\(checksum)"
+        }
         return tag.map { "\(image):\($0)" } ?? image
     }
 
@@ -71,22 +73,24 @@ package struct JobManifests: Sendable {
             Volume(name: "data", persistentVolumeClaim: .init(claimName: dataClaimName))
         ]
         var configureMounts = [VolumeMount(name: "data", mountPath: "/data")]
-        var configureEnv = stepEnvironment(token: uploadToken) + [
-            EnvVar(name: "C2D_ALLOW_PRIVATE_URLS", value: configuration.allowPrivateURLs ? "1" : "0"),
-            EnvVar(
-                name: "C2D_OPERATOR_PRIVATE_KEY",
-                valueFrom: EnvVarSource(
-                    secretKeyRef: .init(
-                        name: configuration.operatorKeySecret, key: KubernetesExecutorConfiguration.operatorKeyKey,
-                        optional: true))),
-        ]
+        var configureEnv =
+            stepEnvironment(token: uploadToken) + [
+                EnvVar(name: "C2D_ALLOW_PRIVATE_URLS", value: configuration.allowPrivateURLs ? "1" : "0"),
+                EnvVar(
+                    name: "C2D_OPERATOR_PRIVATE_KEY",
+                    valueFrom: EnvVarSource(
+                        secretKeyRef: .init(
+                            name: configuration.operatorKeySecret, key: KubernetesExecutorConfiguration.operatorKeyKey,
+                            optional: true))),
+            ]
         if let claim = environment.dataVolumeClaim {
             volumes.append(Volume(name: "datasets", persistentVolumeClaim: .init(claimName: claim, readOnly: true)))
             configureMounts.append(VolumeMount(name: "datasets", mountPath: Self.datasetsPath, readOnly: true))
             configureEnv.append(EnvVar(name: "C2D_DATA_DIR", value: Self.datasetsPath))
         }
         let configure = Container(
-            name: ClusterNaming.Container.configure, image: configuration.podImage, command: ["c2d", "pod", "configure"],
+            name: ClusterNaming.Container.configure, image: configuration.podImage,
+            command: ["c2d", "pod", "configure"],
             env: configureEnv, resources: stepResources, volumeMounts: configureMounts,
             securityContext: Self.hardened)
         let publish = Container(
@@ -193,7 +197,8 @@ package struct JobManifests: Sendable {
             resources: ResourceRequirements(limits: amounts, requests: amounts),
             volumeMounts: [
                 VolumeMount(name: volume, mountPath: "/data/inputs", readOnly: true, subPath: "inputs"),
-                VolumeMount(name: volume, mountPath: "/data/transformations", readOnly: true, subPath: "transformations"),
+                VolumeMount(
+                    name: volume, mountPath: "/data/transformations", readOnly: true, subPath: "transformations"),
                 VolumeMount(name: volume, mountPath: "/data/ddos", readOnly: true, subPath: "ddos"),
                 VolumeMount(name: volume, mountPath: "/data/outputs", subPath: "outputs"),
                 VolumeMount(name: volume, mountPath: "/data/logs", subPath: "logs"),
