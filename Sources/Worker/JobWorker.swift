@@ -198,24 +198,34 @@ package final class JobWorker: Service, Sendable {
     /// lease renewal) ends it as stopped with its logs; a lost lease ends it without writing; at shutdown, an attempt
     /// still running after the grace period is handed back to the queue.
     func runJob(_ job: Job, environment: ComputeEnvironment) async {
-        var logger = self.logger
-        logger[metadataKey: "job"] = "\(job.id)"
-        logger[metadataKey: "attempt"] = "\(job.attempt)"
         let control = AttemptControl()
         keepLease(job, control: control)
         attempts.register(job.id, control)
-        let progress: @Sendable (JobStatus) async throws -> Void = { status in
-            do {
-                try await self.recordProgress(job, status: status)
-            } catch let error as FencingError {
-                throw AttemptSuperseded(reason: error.description)
-            }
-        }
-        let run = AttemptRun(job: job, environment: environment, progress: progress, control: control)
+        let run = AttemptRun(
+            job: job, environment: environment, progress: { [self] status in try await self.progress(job, status) },
+            control: control)
         let ending = await executor.run(run)
         attempts.unregister(job.id, control)
         await leases.release(jobID: job.id, attempt: job.attempt)
-        if control.interruption == .stopRequested { logger.info("stop requested; the job was stopped") }
+        await record(ending, of: run)
+    }
+
+    /// A status change of the running attempt, recorded; a refused write means the attempt lost the job.
+    private func progress(_ job: Job, _ status: JobStatus) async throws {
+        do {
+            try await recordProgress(job, status: status)
+        } catch let error as FencingError {
+            throw AttemptSuperseded(reason: error.description)
+        }
+    }
+
+    /// Records how the attempt ended: its result (then the executor may clean up), a hand-back, or nothing.
+    private func record(_ ending: AttemptEnding, of run: AttemptRun) async {
+        let job = run.job
+        var logger = self.logger
+        logger[metadataKey: "job"] = "\(job.id)"
+        logger[metadataKey: "attempt"] = "\(job.attempt)"
+        if run.control.interruption == .stopRequested { logger.info("stop requested; the job was stopped") }
         switch ending {
         case .finished(let result):
             if await finish(job, result: result, logger: logger) {

@@ -32,6 +32,14 @@ struct KubeSimCommand: AsyncParsableCommand {
     @Option(help: "Seed for generated names, uids and fault decisions.")
     var seed: UInt64 = 1
 
+    @Flag(
+        help: "Run c2d's own step containers (`c2d pod …`) as real processes of this binary instead of simulating them."
+    )
+    var runC2dSteps = false
+
+    @Option(help: "With --run-c2d-steps: where the steps' volumes, logs and termination messages live.")
+    var stepsDirectory: String?
+
     func run() async throws {
         LoggingSystem.bootstrap { label in
             var handler = StreamLogHandler.standardError(label: label)
@@ -45,6 +53,12 @@ struct KubeSimCommand: AsyncParsableCommand {
         configuration.timeScale = timeScale
         configuration.bookmarkInterval = .milliseconds(Int64(bookmarkInterval * 1000))
         configuration.seed = seed
+        if runC2dSteps {
+            let directory =
+                stepsDirectory
+                ?? FileManager.default.temporaryDirectory.appendingPathComponent("c2d-kube-sim-steps").path
+            configuration.stepRunner = .init(executable: CommandLine.arguments[0], workDirectory: directory)
+        }
         let emulator = KubernetesEmulator(configuration: configuration, logger: logger)
         let group = ServiceGroup(
             configuration: .init(services: [emulator], gracefulShutdownSignals: [.sigterm, .sigint], logger: logger))

@@ -45,8 +45,8 @@ import Testing
         #expect(
             configuration.authentication == .clientCertificate(certificatePEM: "CERT PEM", privateKeyPEM: "KEY PEM"))
         #expect(!configuration.insecureSkipTLSVerify)
-        #expect(configuration.queriesPerSecond == 100)
-        #expect(configuration.burst == 200)
+        #expect(configuration.queriesPerSecond == 50)
+        #expect(configuration.burst == 100)
         #expect(configuration.requestTimeout == .seconds(10))
         #expect(configuration.maxRetries == 5)
     }

@@ -14,7 +14,9 @@ public enum AttemptLogs {
         public var kind: ResultKind
     }
 
-    /// The logs to fetch: a c2d step that ran (it has a container log) but whose file is not among `uploaded`.
+    /// The logs to fetch: a c2d step that failed (configure: publish then never runs; publish: it may not have
+    /// uploaded its own log) and whose file is not among `uploaded`. A step that succeeded uploaded its log
+    /// through publish, so the happy path reads nothing from the API.
     public static func missing(_ observed: ObservedAttempt, uploaded: Set<String>) -> [Missing] {
         guard let pod = observed.ioPodName, observed.observation.ioPod.presence == .present else { return [] }
         var missing: [Missing] = []
@@ -22,7 +24,8 @@ public enum AttemptLogs {
             (ClusterNaming.Container.configure, observed.observation.configure, "configure.log", .configurationLog),
             (ClusterNaming.Container.publish, observed.observation.publish, "publish.log", .publishLog),
         ]
-        for (container, state, name, kind) in steps where state.hasStarted && !uploaded.contains(name) {
+        for (container, state, name, kind) in steps where !uploaded.contains(name) {
+            guard let end = state.termination, end.exitCode != 0 || end.oomKilled else { continue }
             missing.append(Missing(container: container, pod: pod, name: name, kind: kind))
         }
         return missing

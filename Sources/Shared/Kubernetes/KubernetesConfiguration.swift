@@ -24,9 +24,11 @@ public struct KubernetesConfiguration: Sendable {
     public var insecureSkipTLSVerify: Bool
     /// Namespace used when a call names none (default `default`).
     public var namespace: String
-    /// Sustained client-side request rate (default 100/s). Zero or less disables the limit.
+    /// Sustained client-side request rate (default 50/s: what a shared API server gives one controller-like
+    /// client comfortably; at three writes per attempt about 16 launches a second). Zero or less disables the
+    /// limit.
     public var queriesPerSecond: Double
-    /// Requests allowed at once above the sustained rate (default 200).
+    /// Requests allowed at once above the sustained rate (default 100).
     public var burst: Int
     /// Budget for one non-streaming request, response body included (default 10 s).
     public var requestTimeout: Duration
@@ -49,8 +51,8 @@ public struct KubernetesConfiguration: Sendable {
         certificateAuthorityPEM: String? = nil,
         insecureSkipTLSVerify: Bool = false,
         namespace: String = "default",
-        queriesPerSecond: Double = 100,
-        burst: Int = 200,
+        queriesPerSecond: Double = 50,
+        burst: Int = 100,
         requestTimeout: Duration = .seconds(10),
         connectTimeout: Duration = .seconds(5),
         streamIdleTimeout: Duration = .seconds(360),

@@ -51,34 +51,59 @@ package struct KubernetesExecutor: Executor {
         }
     }
 
+    /// Launches (or adopts) the attempt, then waits for its end in the monitor. The phases are separate functions
+    /// so that what only launching needs (manifests, loggers) is not kept in the frame of the long wait: a
+    /// monitored attempt should cost the worker a few KiB, not the size of its manifests.
     package func run(_ attempt: AttemptRun) async -> AttemptEnding {
-        let job = attempt.job
-        let manifests = JobManifests(job: job, environment: attempt.environment, configuration: configuration)
-        let key = AttemptKey(jobID: job.id, attempt: job.attempt)
-        var logger = self.logger
-        logger[metadataKey: "job"] = "\(job.id)"
-        logger[metadataKey: "attempt"] = "\(job.attempt)"
-        if let ending = await waitForInformer(attempt.control) { return ending }
+        let key = AttemptKey(jobID: attempt.job.id, attempt: attempt.job.attempt)
+        let launched = await start(attempt, key: key)
+        guard case .success(let timeLimit) = launched else {
+            if case .failure(let ending) = launched { return ending.ending }
+            return .handBack
+        }
+        let ending = await monitor.monitor(
+            key, status: attempt.job.status, algorithmTimeLimit: timeLimit, control: attempt.control,
+            progress: attempt.progress)
+        return await end(key, ending)
+    }
+
+    /// An ending reached before the attempt could be monitored.
+    struct EarlyEnding: Error {
+        var ending: AttemptEnding
+    }
+
+    /// Launches or adopts the attempt; answers the algorithm's time limit in seconds.
+    private func start(_ attempt: AttemptRun, key: AttemptKey) async -> Result<Int, EarlyEnding> {
+        let manifests = JobManifests(job: attempt.job, environment: attempt.environment, configuration: configuration)
+        if let ending = await waitForInformer(attempt.control) { return .failure(EarlyEnding(ending: ending)) }
+        let logger = self.logger(key)
         do {
             try await launch(manifests, key: key, logger: logger)
         } catch let error as FencingError {
-            return .lostLease(error.description)
+            return .failure(EarlyEnding(ending: .lostLease(error.description)))
         } catch {
-            if let interruption = attempt.control.interruption { return Self.ending(interruption) }
+            if let interruption = attempt.control.interruption {
+                return .failure(EarlyEnding(ending: Self.ending(interruption)))
+            }
             logger.error("launching the attempt failed", metadata: ["error": "\(error)"])
-            return .finished(
-                ExecutionResult(
-                    status: .finished, outcome: .failed, failureReason: "execution failed: \(error)"))
+            return .failure(
+                EarlyEnding(
+                    ending: .finished(
+                        ExecutionResult(
+                            status: .finished, outcome: .failed, failureReason: "execution failed: \(error)"))))
         }
-        switch await monitor.monitor(
-            key, status: job.status, algorithmTimeLimit: manifests.algorithmDeadlineSeconds,
-            control: attempt.control, progress: attempt.progress)
-        {
+        return .success(manifests.algorithmDeadlineSeconds)
+    }
+
+    /// What monitoring ended with, as the worker records it.
+    private func end(_ key: AttemptKey, _ ending: AttemptMonitor.Ending) async -> AttemptEnding {
+        switch ending {
         case .interrupted(let interruption):
             return Self.ending(interruption)
         case .superseded(let reason):
             return .lostLease(reason)
         case .verdict(let verdict):
+            let logger = self.logger(key)
             do {
                 let results = try await results(of: key, logger: logger)
                 return .finished(verdict.result(with: results))
@@ -89,6 +114,13 @@ package struct KubernetesExecutor: Executor {
                 return .finished(verdict.result(with: []))
             }
         }
+    }
+
+    private func logger(_ key: AttemptKey) -> Logger {
+        var logger = self.logger
+        logger[metadataKey: "job"] = "\(key.jobID)"
+        logger[metadataKey: "attempt"] = "\(key.attempt)"
+        return logger
     }
 
     package func attemptRecorded(_ attempt: AttemptRun, ending: AttemptEnding) async {
@@ -143,10 +175,12 @@ package struct KubernetesExecutor: Executor {
         let root = try await retrying("creating the attempt's Job", logger: logger) {
             try await createOrAdopt(manifests.rootJob(uploadToken: token), manifests)
         }
-        try await retrying("recording the launch", logger: logger) {
+        // Recording the launch and creating the algorithm pod need not wait for each other: both follow the Job.
+        async let launched: Void = retrying("recording the launch", logger: logger) {
             try await store.markLaunched(jobID: job.id, attempt: job.attempt, workerID: workerID)
         }
         try await createAlgorithmPod(manifests, root: root, logger: logger)
+        try await launched
     }
 
     private func createAlgorithmPod(_ manifests: JobManifests, root: Kubernetes.Job, logger: Logger) async throws {
