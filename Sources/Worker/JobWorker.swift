@@ -86,7 +86,7 @@ package final class JobWorker: Service, Sendable {
                     jobs.addTask {
                         var claimed: Job?
                         if (try? await self.claims.acquire()) != nil {
-                            claimed = await self.claim(delivery)
+                            claimed = await self.claimInItsOwnTask(delivery)
                             await self.claims.release()
                         } else {
                             try? await delivery.nack(requeue: true)
@@ -198,24 +198,41 @@ package final class JobWorker: Service, Sendable {
     /// lease renewal) ends it as stopped with its logs; a lost lease ends it without writing; at shutdown, an attempt
     /// still running after the grace period is handed back to the queue.
     func runJob(_ job: Job, environment: ComputeEnvironment) async {
-        let control = AttemptControl()
-        keepLease(job, control: control)
-        attempts.register(job.id, control)
-        let run = AttemptRun(
-            job: job, environment: environment, progress: { [self] status in try await self.progress(job, status) },
-            control: control)
+        let run = prepare(job, environment: environment)
+        // Only `run` (a reference) is kept across the wait: a monitored attempt's frames stay small.
         let ending = await executor.run(run)
-        attempts.unregister(job.id, control)
-        await leases.release(jobID: job.id, attempt: job.attempt)
+        attempts.unregister(run.job.id, run.control)
+        await leases.release(jobID: run.job.id, attempt: run.job.attempt)
         await record(ending, of: run)
     }
 
+    /// The attempt's run: its control registered with the lease keeper and the shutdown timer.
+    private func prepare(_ job: Job, environment: ComputeEnvironment) -> AttemptRun {
+        let control = AttemptControl()
+        keepLease(job, control: control)
+        attempts.register(job.id, control)
+        let (id, attempt) = (job.id, job.attempt)
+        return AttemptRun(
+            job: job, environment: environment,
+            progress: { [self] status in try await self.progress(id, attempt, status) }, control: control)
+    }
+
     /// A status change of the running attempt, recorded; a refused write means the attempt lost the job.
-    private func progress(_ job: Job, _ status: JobStatus) async throws {
+    private func progress(_ id: JobID, _ attempt: Int, _ status: JobStatus) async throws {
         do {
-            try await recordProgress(job, status: status)
+            try await recordProgress(jobID: id, attempt: attempt, status: status)
         } catch let error as FencingError {
             throw AttemptSuperseded(reason: error.description)
+        }
+    }
+
+    /// ``claim(_:)`` in a task of its own. The task that runs a job lives as long as the job, and a task keeps
+    /// the stack slabs its deepest frames once needed until it ends: the claim's transaction (several KiB) would
+    /// otherwise stay with every running job, most of a monitored Kubernetes job's memory.
+    func claimInItsOwnTask(_ delivery: AMQPDelivery) async -> Job? {
+        await withTaskGroup(of: Job?.self) { claiming in
+            claiming.addTask { await self.claim(delivery) }
+            return await claiming.next() ?? nil
         }
     }
 
@@ -240,18 +257,18 @@ package final class JobWorker: Service, Sendable {
 
     /// Records a status change, riding out a short Postgres outage (up to a lease period) so a blip does not
     /// fail a healthy job; a fenced or illegal write is final and stops the attempt.
-    func recordProgress(_ job: Job, status: JobStatus) async throws {
+    func recordProgress(jobID: JobID, attempt: Int, status: JobStatus) async throws {
         let deadline = ContinuousClock.now + configuration.leaseDuration
         var delay = Duration.milliseconds(100)
         while true {
             do {
-                try await store.recordStatus(jobID: job.id, attempt: job.attempt, status: status)
+                try await store.recordStatus(jobID: jobID, attempt: attempt, status: status)
                 return
             } catch let error as PostgresError
                 where (error.isRetriable || error.code == .acquireTimeout) && ContinuousClock.now < deadline
             {
                 logger.warning(
-                    "recording progress failed; retrying", metadata: ["job": "\(job.id)", "error": "\(error)"])
+                    "recording progress failed; retrying", metadata: ["job": "\(jobID)", "error": "\(error)"])
                 try await Task.sleep(for: delay)
                 delay = min(delay * 2, .seconds(2))
             }

@@ -259,9 +259,31 @@ struct PodCommand: AsyncParsableCommand {
         @Option(help: "The job's data directory (default: $VOLUME, else /data).")
         var data: String?
 
+        @Flag(
+            help: """
+                Wait until the running signal-end handles SIGTERM, then exit 0 (the sidecar's postStart hook: the \
+                kubelet starts the algorithm only after it returned, so an algorithm that ends at once is still seen).
+                """)
+        var waitUntilReady = false
+
+        @Option(help: "With --wait-until-ready: give up (exit 1) after this many seconds.")
+        var readyTimeoutSeconds = 60
+
         func run() async throws {
             let dataPath = data ?? PodCommand.environment("VOLUME") ?? "/data"
-            for await _ in await UnixSignalsSequence(trapping: .sigterm, .sigint) { break }
+            let ready = PodCommand.marker(ClusterNaming.Marker.signalEndReady, data: dataPath)
+            if waitUntilReady {
+                let deadline = ContinuousClock.now + .seconds(readyTimeoutSeconds)
+                while ContinuousClock.now < deadline {
+                    if await PodCommand.exists(ready) { return }
+                    try await Task.sleep(for: .milliseconds(20))
+                }
+                throw ExitCode(1)
+            }
+            // The handler is in place once the sequence exists; only then may the algorithm start.
+            let signals = await UnixSignalsSequence(trapping: .sigterm, .sigint)
+            try await PodCommand.mark(ClusterNaming.Marker.signalEndReady, data: dataPath)
+            for await _ in signals { break }
             try await PodCommand.mark(ClusterNaming.Marker.algorithmEnded, data: dataPath)
         }
     }

@@ -167,12 +167,12 @@ struct KubernetesExecutorTests {
 
             let failed = try await deployment.waitForJob(failing)
             #expect(failed["status"] as? Int == 70)
-            #expect(failed["outcome"] as? String == "failed")
+            #expect(failed["outcome"] as? String == "failed", "\(failed)\n\(deployment.logs)")
             #expect(failed["exitCode"] as? Int == 3)
             #expect((failed["failureReason"] as? String ?? "").contains("code 3"), "\(failed)")
 
             let oomed = try await deployment.waitForJob(oom)
-            #expect(oomed["outcome"] as? String == "failed")
+            #expect(oomed["outcome"] as? String == "failed", "\(oomed)\n\(deployment.logs)")
             #expect(oomed["oomKilled"] as? Bool == true, "\(oomed)")
             #expect((oomed["failureReason"] as? String ?? "").contains("memory"))
 
@@ -201,6 +201,50 @@ struct KubernetesExecutorTests {
         let requests = await cluster.emulator.statistics().requests
         return requests.filter { ["create", "update", "patch", "delete"].contains($0.key.split(separator: " ").first) }
             .values.reduce(0, +)
+    }
+
+    @Test("a native sidecar's postStart hook holds the main container back until it returned, as the kubelet does")
+    func postStartHookOrder() async throws {
+        try await Cluster.with { cluster in
+            // The hook is a real c2d step that waits for a mark we write (await-inputs), so it can be held open.
+            let hook = ["c2d", "pod", "await-inputs", "--seconds", "30"]
+            let side = Container(
+                name: "side", image: "c2d", command: ["sleep", "3600"], env: [EnvVar(name: "VOLUME", value: "/data")],
+                volumeMounts: [VolumeMount(name: "data", mountPath: "/data")], restartPolicy: "Always",
+                lifecycle: Lifecycle(postStart: LifecycleHandler(exec: ExecAction(command: hook))))
+            let pod = Pod(
+                metadata: ObjectMeta(name: "hooked", namespace: cluster.namespace),
+                spec: PodSpec(
+                    containers: [Container(name: "main", image: "busybox", command: ["sh", "-c", "exit 0"])],
+                    initContainers: [side], volumes: [Volume(name: "data", emptyDir: EmptyDirVolumeSource())],
+                    restartPolicy: "Never"))
+            let created = try await cluster.client.create(pod, namespace: cluster.namespace)
+            func statuses() async throws -> (side: ContainerStatus?, main: ContainerStatus?) {
+                let status = try await cluster.client.get(Pod.self, name: "hooked", namespace: cluster.namespace).status
+                return (status?.initContainerStatuses?.first, status?.containerStatuses?.first)
+            }
+            var deadline = ContinuousClock.now + .seconds(10)
+            while ContinuousClock.now < deadline, try await statuses().side?.state?.running == nil {
+                try await Task.sleep(for: .milliseconds(50))
+            }
+            // The sidecar runs, its hook does not return: not started, and the main container does not start.
+            try await Task.sleep(for: .seconds(1))
+            var now = try await statuses()
+            #expect(now.side?.state?.running != nil)
+            #expect(now.side?.started == false)
+            #expect(now.main?.state?.waiting?.reason == "PodInitializing", "\(String(describing: now.main))")
+
+            let uid = try #require(created.metadata.uid)
+            let marks = cluster.steps.appendingPathComponent("pods/\(uid)/volumes/data/.c2d")
+            try FileManager.default.createDirectory(at: marks, withIntermediateDirectories: true)
+            try Data().write(to: marks.appendingPathComponent(ClusterNaming.Marker.configured))
+            deadline = ContinuousClock.now + .seconds(10)
+            while ContinuousClock.now < deadline, try await statuses().main?.state?.terminated == nil {
+                try await Task.sleep(for: .milliseconds(50))
+            }
+            now = try await statuses()
+            #expect(now.main?.state?.terminated?.exitCode == 0, "the hook returned: the main container ran")
+        }
     }
 
     @Test("a stop while configuring, running and publishing deletes the objects and keeps the logs")

@@ -304,6 +304,20 @@ struct PodCommandTests {
             let signalEnd = try C2DProcess(
                 name: "signal-end", arguments: ["pod", "signal-end", "--data", data.path], environment: [:],
                 logDirectory: deployment.directory)
+            // The sidecar's postStart hook returns once signal-end handles SIGTERM; only then does the algorithm
+            // start, so an algorithm that ends at once cannot beat the handler.
+            let ready = try await Self.run(
+                "signal-end-ready", ["pod", "signal-end", "--wait-until-ready", "--data", data.path],
+                logDirectory: deployment.directory)
+            #expect(ready.code == 0, "\(ready.log)")
+            let neverReady = try await Self.run(
+                "signal-end-never-ready",
+                [
+                    "pod", "signal-end", "--wait-until-ready", "--ready-timeout-seconds", "1", "--data",
+                    refusedData.path,
+                ],
+                logDirectory: deployment.directory)
+            #expect(neverReady.code == 1, "no signal-end runs there: the hook fails and the kubelet restarts it")
             try await Task.sleep(for: .seconds(1))
             #expect(publish.isRunning, "publish waits for the algorithm: \(publish.log)")
             await signalEnd.stop()

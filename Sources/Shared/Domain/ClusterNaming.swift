@@ -84,5 +84,8 @@ public enum ClusterNaming {
         public static let configureFailed = "configure-failed"
         /// Written by the algorithm pod's `signal-end` sidecar once the algorithm container ended (for any reason).
         public static let algorithmEnded = "algorithm-ended"
+        /// Written by `signal-end` once it handles SIGTERM; its postStart hook waits for it, so the algorithm never
+        /// starts (and ends) before the sidecar could see its end.
+        public static let signalEndReady = "signal-end-ready"
     }
 }

@@ -19,13 +19,14 @@ extension Executor {
     public func attemptRecorded(_ attempt: AttemptRun, ending: AttemptEnding) async {}
 }
 
-/// One claimed attempt handed to an executor.
-public struct AttemptRun: Sendable {
-    public var job: Job
-    public var environment: ComputeEnvironment
+/// One claimed attempt handed to an executor. A class: it is passed down and held while the attempt runs, and a
+/// reference keeps the job and its environment once instead of in every frame that waits.
+public final class AttemptRun: Sendable {
+    public let job: Job
+    public let environment: ComputeEnvironment
     /// Records a status change; throws ``AttemptSuperseded`` once the attempt no longer holds the job.
-    public var progress: @Sendable (JobStatus) async throws -> Void
-    public var control: AttemptControl
+    public let progress: @Sendable (JobStatus) async throws -> Void
+    public let control: AttemptControl
 
     public init(
         job: Job, environment: ComputeEnvironment, progress: @escaping @Sendable (JobStatus) async throws -> Void,

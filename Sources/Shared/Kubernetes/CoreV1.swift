@@ -319,13 +319,18 @@ public struct Container: Codable, Sendable, Hashable {
     /// On an init container, `Always` makes it a native sidecar (Kubernetes ≥ 1.29): started in order with the other
     /// init containers, kept running, stopped after the main containers.
     public var restartPolicy: String?
+    /// Hooks the kubelet runs in the container. A `postStart` hook runs right after the container started, and the
+    /// kubelet starts no further container of the pod until it returned (it counts as part of starting).
+    public var lifecycle: Lifecycle?
 
     public init(
         name: String, image: String? = nil, imagePullPolicy: String? = nil, command: [String]? = nil,
         args: [String]? = nil, env: [EnvVar]? = nil, workingDir: String? = nil, resources: ResourceRequirements? = nil,
-        volumeMounts: [VolumeMount]? = nil, securityContext: SecurityContext? = nil, restartPolicy: String? = nil
+        volumeMounts: [VolumeMount]? = nil, securityContext: SecurityContext? = nil, restartPolicy: String? = nil,
+        lifecycle: Lifecycle? = nil
     ) {
         self.restartPolicy = restartPolicy
+        self.lifecycle = lifecycle
         self.name = name
         self.image = image
         self.imagePullPolicy = imagePullPolicy
@@ -337,6 +342,28 @@ public struct Container: Codable, Sendable, Hashable {
         self.volumeMounts = volumeMounts
         self.securityContext = securityContext
     }
+}
+
+public struct Lifecycle: Codable, Sendable, Hashable {
+    public var postStart: LifecycleHandler?
+    public var preStop: LifecycleHandler?
+
+    public init(postStart: LifecycleHandler? = nil, preStop: LifecycleHandler? = nil) {
+        self.postStart = postStart
+        self.preStop = preStop
+    }
+}
+
+public struct LifecycleHandler: Codable, Sendable, Hashable {
+    public var exec: ExecAction?
+
+    public init(exec: ExecAction? = nil) { self.exec = exec }
+}
+
+public struct ExecAction: Codable, Sendable, Hashable {
+    public var command: [String]?
+
+    public init(command: [String]? = nil) { self.command = command }
 }
 
 public struct EnvVar: Codable, Sendable, Hashable {

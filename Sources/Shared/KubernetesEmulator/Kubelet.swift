@@ -35,6 +35,8 @@ struct ContainerPlan: Sendable {
     var redirect: String?
     var writes: [FileWrite] = []
     var words: [String] = []
+    /// The `lifecycle.postStart.exec` command, if any.
+    var postStart: [String]?
 
     static let durationAnnotation = "sim.c2d.io/duration"
     static let exitCodeAnnotation = "sim.c2d.io/exit-code"
@@ -57,6 +59,7 @@ struct ContainerPlan: Sendable {
             }
         }
         words = ((container["command"]?.array ?? []) + (container["args"]?.array ?? [])).compactMap(\.string)
+        postStart = container[["lifecycle", "postStart", "exec", "command"]]?.array?.compactMap(\.string)
         if let first = words.first, first == "c2d" || first.hasSuffix("/c2d"), words.count >= 3, words[1] == "pod" {
             if runsReal {
                 behavior = .process
@@ -204,8 +207,13 @@ struct ContainerRuntime: Sendable {
     var terminated: JSON?
     var exitCode: Int?
     var processID: Int32?
+    /// Its `postStart` hook runs: the kubelet starts no further container of the pod until it returned.
+    var postStartRunning = false
+    var hookProcessID: Int32?
 
     var isRunning: Bool { phase == .running }
+    /// Running, with its `postStart` hook done (the status's `started`).
+    var isStarted: Bool { phase == .running && !postStartRunning }
     var hasStarted: Bool { phase == .running || phase == .terminated }
 }
 
@@ -323,6 +331,7 @@ extension Cluster {
         guard let runtime = pods.removeValue(forKey: uid) else { return }
         for container in runtime.containers where container.isRunning {
             if let pid = container.processID { processes?.signal(pid, SIGKILL) }
+            if let pid = container.hookProcessID { processes?.signal(pid, SIGKILL) }
         }
         for claim in runtime.claims {
             markerWaiters[claim]?.remove(uid)
@@ -463,7 +472,8 @@ extension Cluster {
                         create(&runtime, index, namespace: namespace, now: now)
                     }
                 case .sidecar:
-                    if container.isRunning { continue }
+                    if container.isStarted { continue }
+                    if container.isRunning { break }
                     if container.phase == .waiting { create(&runtime, index, namespace: namespace, now: now) }
                     if container.phase == .terminated { continue }
                 case .main:
@@ -604,7 +614,44 @@ extension Cluster {
                 break
             }
         }
+        if container.isRunning, let hook = plan.postStart {
+            startPostStart(&container, hook, runtime: runtime, uid: uid, pod: pod)
+        }
         runtime.containers[index] = container
+    }
+
+    /// A `postStart` exec hook: c2d's own commands run for real in the container's environment when steps do (so a
+    /// hook that waits for something really waits); anything else returns at once.
+    func startPostStart(
+        _ container: inout ContainerRuntime, _ hook: [String], runtime: PodRuntime, uid: String, pod: JSON
+    ) {
+        guard let processes, processes.runs(hook) else { return }
+        let namespace = pod[["metadata", "namespace"]]?.string ?? ""
+        let environment = processEnvironment(container, runtime: runtime, uid: uid, namespace: namespace)
+        let name = container.name
+        let result = processes.start(hook, environment: environment, uid: uid, container: name + ".postStart") {
+            [weak self] code in
+            Task { await self?.postStartExited(uid, name, code) }
+        }
+        if case .success(let pid) = result {
+            container.postStartRunning = true
+            container.hookProcessID = pid
+        }
+    }
+
+    /// The hook returned: the container counts as started, or, when the hook failed, the kubelet kills it
+    /// (`FailedPostStartHook`).
+    func postStartExited(_ uid: String, _ name: String, _ code: Int) {
+        guard var runtime = pods[uid], let index = runtime.containers.firstIndex(where: { $0.name == name }),
+            runtime.containers[index].postStartRunning
+        else { return }
+        runtime.containers[index].postStartRunning = false
+        runtime.containers[index].hookProcessID = nil
+        if code != 0 {
+            if let pid = runtime.containers[index].processID { processes?.signal(pid, SIGKILL) }
+        }
+        pods[uid] = runtime
+        podStep(uid)
     }
 
     /// The environment of a real step: literal values and resolved Secret keys, with paths under the container's
@@ -659,6 +706,9 @@ extension Cluster {
             message = String(decoding: data.prefix(4096), as: UTF8.self)
         }
         var container = runtime.containers[index]
+        if let hook = container.hookProcessID { processes?.signal(hook, SIGKILL) }
+        container.postStartRunning = false
+        container.hookProcessID = nil
         container.phase = .terminated
         container.exitCode = code
         container.processID = nil
@@ -896,11 +946,12 @@ extension Cluster {
             let inits = runtime.containers.filter { $0.kind != .main }
             let mains = runtime.containers.filter { $0.kind == .main }
             let initialized = inits.allSatisfy {
-                $0.kind == .sidecar ? $0.hasStarted : ($0.phase == .terminated && $0.exitCode == 0)
+                $0.kind == .sidecar
+                    ? ($0.isStarted || $0.phase == .terminated) : ($0.phase == .terminated && $0.exitCode == 0)
             }
             let ready =
                 runtime.stage != .finished && mains.allSatisfy(\.isRunning)
-                && inits.allSatisfy { $0.kind != .sidecar || $0.isRunning }
+                && inits.allSatisfy { $0.kind != .sidecar || $0.isStarted }
             status["conditions"] = Self.conditions(
                 previous: previousConditions, initialized: initialized, ready: ready,
                 notReady: runtime.stage == .finished ? "PodCompleted" : "ContainersNotReady",
@@ -951,8 +1002,8 @@ extension Cluster {
         }
         var status: JSON = [
             "name": .string(container.name), "image": .string(container.image), "imageID": "",
-            "ready": .bool(container.isRunning), "restartCount": .int(Int64(container.restartCount)),
-            "started": .bool(container.isRunning), "state": state,
+            "ready": .bool(container.isStarted), "restartCount": .int(Int64(container.restartCount)),
+            "started": .bool(container.isStarted), "state": state,
             "lastState": container.lastTerminated.map { ["terminated": $0] } ?? [:],
         ]
         if container.hasStarted {

@@ -45,6 +45,8 @@ package final class AttemptMonitor: Service, Sendable {
         var deletedAlgorithmPod = false
         /// When a verdict was first reached without being settled.
         var decidedAt: Date?
+        /// The earliest time the attempt is already due to be looked at again (one timer entry per attempt).
+        var wakeAt: Date?
         var progress: @Sendable (Domain.JobStatus) async throws -> Void
         var continuation: CheckedContinuation<Ending, Never>
     }
@@ -201,13 +203,15 @@ package final class AttemptMonitor: Service, Sendable {
                         continue
                     }
                     tracked.decidedAt = decidedAt
-                    state.timers.push(decidedAt.addingTimeInterval(configuration.settleTimeout / .seconds(1)), key)
+                    Self.wake(
+                        &tracked, &state.timers, key,
+                        decidedAt.addingTimeInterval(configuration.settleTimeout / .seconds(1)), now: now)
                 }
                 if tracked.writing == nil, let next {
                     tracked.writing = next
                     state.records.append(.record(key, next, tracked.progress))
                 }
-                if let due = assessment.reassessAt { state.timers.push(due, key) }
+                if let due = assessment.reassessAt { Self.wake(&tracked, &state.timers, key, due, now: now) }
                 state.tracked[key] = tracked
             }
             wake += state.recordWaiters.prefix(state.records.count)
@@ -217,6 +221,14 @@ package final class AttemptMonitor: Service, Sendable {
         }
         for waiter in wake { waiter.resume() }
         for (continuation, ending) in resumes { continuation.resume(returning: ending) }
+    }
+
+    /// Puts the attempt on the timer for `due` unless it is already due earlier.
+    static func wake(_ tracked: inout Tracked, _ timers: inout DeadlineHeap, _ key: AttemptKey, _ due: Date, now: Date)
+    {
+        if let scheduled = tracked.wakeAt, scheduled > now, scheduled <= due { return }
+        tracked.wakeAt = due
+        timers.push(due, key)
     }
 
     /// The next progress status on the way from `recorded` to `target`, or nil when the job is there already: every

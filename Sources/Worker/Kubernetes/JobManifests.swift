@@ -144,7 +144,12 @@ package struct JobManifests: Sendable {
             name: ClusterNaming.Container.signalEnd, image: configuration.podImage,
             command: ["c2d", "pod", "signal-end"], env: [EnvVar(name: "VOLUME", value: "/data")],
             resources: markerResources, volumeMounts: [dataMount], securityContext: Self.hardened,
-            restartPolicy: "Always")
+            restartPolicy: "Always",
+            // The kubelet starts the algorithm once this returned: signal-end then handles SIGTERM, so even an
+            // algorithm that ends at once has its end marked (else publish would wait for a mark that never comes).
+            lifecycle: Lifecycle(
+                postStart: LifecycleHandler(
+                    exec: ExecAction(command: ["c2d", "pod", "signal-end", "--wait-until-ready"]))))
         let claim = EphemeralVolumeSource(
             volumeClaimTemplate: .init(
                 metadata: ObjectMeta(labels: labels(nil)),

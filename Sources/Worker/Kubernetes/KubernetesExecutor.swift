@@ -52,11 +52,17 @@ package struct KubernetesExecutor: Executor {
     }
 
     /// Launches (or adopts) the attempt, then waits for its end in the monitor. The phases are separate functions
-    /// so that what only launching needs (manifests, loggers) is not kept in the frame of the long wait: a
-    /// monitored attempt should cost the worker a few KiB, not the size of its manifests.
+    /// (launching in a child task) so that what only launching needs is not kept while the attempt is monitored:
+    /// a monitored attempt should cost the worker a few KiB.
     package func run(_ attempt: AttemptRun) async -> AttemptEnding {
         let key = AttemptKey(jobID: attempt.job.id, attempt: attempt.job.attempt)
-        let launched = await start(attempt, key: key)
+        // Launching runs in a task of its own: a task keeps the stack slabs its deepest frames needed (HTTP, JSON,
+        // retries: several KiB) until it ends, and the calling task lives as long as the attempt. (An `async let`
+        // child would use the caller's allocator, so it would not help.)
+        let launched = await withTaskGroup(of: Result<Int, EarlyEnding>.self) { group in
+            group.addTask { await self.start(attempt, key: key) }
+            return await group.next() ?? .failure(EarlyEnding(ending: .handBack))
+        }
         guard case .success(let timeLimit) = launched else {
             if case .failure(let ending) = launched { return ending.ending }
             return .handBack
