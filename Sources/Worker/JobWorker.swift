@@ -58,14 +58,15 @@ package final class JobWorker: Service, Sendable {
                     serving.addTask { await self.serve(environment) }
                 }
             }
+            await attempts.waitUntilNone()
             // Every job has ended or been handed back: nothing is left to renew.
             group.cancelAll()
         }
         logger.info("worker stopped", metadata: ["worker": "\(configuration.workerID)"])
     }
 
-    /// Consumes one environment's queue until graceful shutdown; jobs it launched run on in the same task group
-    /// until they finish or their grace period ends.
+    /// Consumes one environment's queue until graceful shutdown; jobs it started run on until they finish or their
+    /// grace period ends (``run()`` waits for them).
     func serve(_ environment: ComputeEnvironment) async {
         let queue = JobQueueNames.queue(environment: environment.id)
         await withDiscardingTaskGroup { jobs in
@@ -91,8 +92,12 @@ package final class JobWorker: Service, Sendable {
                         } else {
                             try? await delivery.nack(requeue: true)
                         }
-                        if let job = claimed { await self.runJob(job, environment: environment) }
-                        await self.slots.release()
+                        if let job = claimed {
+                            // Returns once the attempt started; its slot is freed once its end is recorded.
+                            await self.runJob(job, environment: environment) { await self.slots.release() }
+                        } else {
+                            await self.slots.release()
+                        }
                     }
                 }
             } catch {
@@ -192,18 +197,20 @@ package final class JobWorker: Service, Sendable {
         }
     }
 
-    /// Runs one claimed attempt to its end and records it: the executor runs the attempt while the worker's
+    /// Starts one claimed attempt and has its end recorded: the executor runs the attempt while the worker's
     /// ``LeaseKeeper`` (one renewal statement for all held jobs) and its shutdown timer interrupt it through the
-    /// attempt's ``AttemptControl`` — no task per attempt besides the one awaiting here. A stop request (seen at
-    /// lease renewal) ends it as stopped with its logs; a lost lease ends it without writing; at shutdown, an attempt
-    /// still running after the grace period is handed back to the queue.
-    func runJob(_ job: Job, environment: ComputeEnvironment) async {
+    /// attempt's ``AttemptControl``. A stop request (seen at lease renewal) ends it as stopped with its logs; a lost
+    /// lease ends it without writing; at shutdown, an attempt still running after the grace period is handed back to
+    /// the queue. Returns once the executor started the attempt: with the local executor that is its end, with
+    /// Kubernetes its launch, so no task waits per monitored attempt. `released` runs once the ending is recorded.
+    func runJob(_ job: Job, environment: ComputeEnvironment, released: @escaping @Sendable () async -> Void) async {
         let run = prepare(job, environment: environment)
-        // Only `run` (a reference) is kept across the wait: a monitored attempt's frames stay small.
-        let ending = await executor.run(run)
-        attempts.unregister(run.job.id, run.control)
-        await leases.release(jobID: run.job.id, attempt: run.job.attempt)
-        await record(ending, of: run)
+        await executor.start(run) { [self] ending in
+            await leases.release(jobID: run.job.id, attempt: run.job.attempt)
+            await record(ending, of: run)
+            attempts.unregister(run.job.id, run.control)
+            await released()
+        }
     }
 
     /// The attempt's run: its control registered with the lease keeper and the shutdown timer.
@@ -370,19 +377,43 @@ actor SlotPool {
     }
 }
 
-/// The attempts a worker runs now, so one shutdown timer can interrupt them all.
+/// The attempts a worker runs now (until their end is recorded), so one shutdown timer can interrupt them all and
+/// the worker stops only once none is left.
 final class RunningAttempts: Sendable {
-    private let attempts = Mutex([JobID: AttemptControl]())
+    private struct State {
+        var attempts: [JobID: AttemptControl] = [:]
+        var emptyWaiters: [CheckedContinuation<Void, Never>] = []
+    }
+
+    private let state = Mutex(State())
 
     func register(_ id: JobID, _ control: AttemptControl) {
-        attempts.withLock { $0[id] = control }
+        state.withLock { $0.attempts[id] = control }
     }
 
     func unregister(_ id: JobID, _ control: AttemptControl) {
-        attempts.withLock { if $0[id] === control { $0[id] = nil } }
+        let waiters = state.withLock { state -> [CheckedContinuation<Void, Never>] in
+            if state.attempts[id] === control { state.attempts[id] = nil }
+            guard state.attempts.isEmpty else { return [] }
+            defer { state.emptyWaiters = [] }
+            return state.emptyWaiters
+        }
+        for waiter in waiters { waiter.resume() }
     }
 
     func interruptAll(_ interruption: AttemptInterruption) {
-        for control in attempts.withLock({ Array($0.values) }) { control.interrupt(interruption) }
+        for control in state.withLock({ Array($0.attempts.values) }) { control.interrupt(interruption) }
+    }
+
+    /// Returns once no attempt is running.
+    func waitUntilNone() async {
+        await withCheckedContinuation { continuation in
+            let none = state.withLock { state -> Bool in
+                guard !state.attempts.isEmpty else { return true }
+                state.emptyWaiters.append(continuation)
+                return false
+            }
+            if none { continuation.resume() }
+        }
     }
 }

@@ -3,19 +3,30 @@ import Synchronization
 
 /// The running side of a job's steps, as the worker sees them.
 ///
-/// The worker calls ``run(_:)`` once per claimed attempt and awaits its ending; meanwhile it reports what ends an
-/// attempt from outside (a stop request, a lost lease, the end of the shutdown grace period) through the attempt's
-/// ``AttemptControl``, and progress flows back through ``AttemptRun/progress``. The worker then records the ending
-/// (`finish`, or hands the job back). An executor need not spend a task per attempt: the Kubernetes executor keeps
-/// monitored attempts as values in one state machine and only resumes the awaiting call at the end.
+/// The worker calls ``start(_:ended:)`` once per claimed attempt; the attempt's ending is handed to `ended`, once.
+/// Meanwhile the worker reports what ends an attempt from outside (a stop request, a lost lease, the end of the
+/// shutdown grace period) through the attempt's ``AttemptControl``, and progress flows back through
+/// ``AttemptRun/progress``. In `ended` the worker records the ending (`finish`, or hands the job back).
+///
+/// An executor that runs an attempt in a task (the local sandbox) implements ``run(_:)``: `start` then runs it and
+/// calls `ended` in the calling task. One that follows attempts as values in a state machine (Kubernetes)
+/// implements `start` itself: it returns once the attempt is launched and calls `ended` later on a task of its
+/// own, so no task waits per attempt.
 public protocol Executor: Sendable {
+    /// Runs the attempt to its end in the calling task.
     func run(_ attempt: AttemptRun) async -> AttemptEnding
+    /// Starts the attempt; `ended` is called exactly once with how it ended (in the calling task, or later).
+    func start(_ attempt: AttemptRun, ended: @escaping @Sendable (AttemptEnding) async -> Void) async
     /// Called after the worker recorded the ending (a finished attempt's terminal status committed), for clean-up
     /// that must not happen before it.
     func attemptRecorded(_ attempt: AttemptRun, ending: AttemptEnding) async
 }
 
 extension Executor {
+    public func start(_ attempt: AttemptRun, ended: @escaping @Sendable (AttemptEnding) async -> Void) async {
+        await ended(await run(attempt))
+    }
+
     public func attemptRecorded(_ attempt: AttemptRun, ending: AttemptEnding) async {}
 }
 

@@ -2,17 +2,20 @@ import Domain
 import Foundation
 import Kubernetes
 import Logging
+import NIOCore
 import ServiceLifecycle
 import Synchronization
 
 /// Follows every attempt this worker runs. Each monitored attempt is a value in one state machine (a few hundred
 /// bytes), fed by the shared ``AttemptInformer``, by interruptions from the lease keeper, and by one timer for every
 /// attempt; no task waits per attempt. Each change is read with `AttemptOutcome.assess` (the one reading the
-/// scheduler uses too), which yields the progress to record, what to delete, and the verdict; the awaiting
-/// ``KubernetesExecutor/run(_:)`` call is resumed once the verdict is settled.
+/// scheduler uses too), which yields the progress to record, what to delete, and the verdict; once the verdict is
+/// settled (or the attempt is interrupted) the attempt's end handler runs.
 ///
 /// Effects run outside the state machine on a few long-lived tasks: Postgres progress writes (one at a time per
-/// attempt, in order) and deletions (the client's rate limiter puts them before new launches).
+/// attempt, in order), deletions (the client's rate limiter puts them before new launches), and end handlers (which
+/// read the results and record the end), each kind on tasks of its own so that finishing never waits behind
+/// starting.
 package final class AttemptMonitor: Service, Sendable {
     package struct Configuration: Sendable {
         /// Image pull and container creation problems end the attempt after this long. Default 300 s.
@@ -21,6 +24,8 @@ package final class AttemptMonitor: Service, Sendable {
         package var settleTimeout: Duration = .seconds(150)
         /// Progress writes and deletions running at once. Default 8 each.
         package var concurrency = 8
+        /// End handlers (reading an ended attempt's results and recording its end) running at once. Default 16.
+        package var endingConcurrency = 16
         /// Tombstones (attempts whose objects are all gone) are dropped from the informer after this long.
         /// Default 5 minutes.
         package var tombstoneRetention: Duration = .seconds(300)
@@ -48,8 +53,10 @@ package final class AttemptMonitor: Service, Sendable {
         /// The earliest time the attempt is already due to be looked at again (one timer entry per attempt).
         var wakeAt: Date?
         var progress: @Sendable (Domain.JobStatus) async throws -> Void
-        var continuation: CheckedContinuation<Ending, Never>
+        var onEnd: EndHandler
     }
+
+    typealias EndHandler = @Sendable (Ending) async -> Void
 
     enum Effect: Sendable {
         case record(AttemptKey, Domain.JobStatus, @Sendable (Domain.JobStatus) async throws -> Void)
@@ -59,10 +66,15 @@ package final class AttemptMonitor: Service, Sendable {
     private struct State {
         var tracked: [AttemptKey: Tracked] = [:]
         var timers = DeadlineHeap()
-        var records: [Effect] = []
-        var deletes: [Effect] = []
+        // Queues that may hold thousands after a burst: O(1) at both ends.
+        var records = CircularBuffer<Effect>()
+        var deletes = CircularBuffer<Effect>()
+        var endings = CircularBuffer<(EndHandler, Ending)>()
         var recordWaiters: [CheckedContinuation<Void, Never>] = []
         var deleteWaiters: [CheckedContinuation<Void, Never>] = []
+        var endingWaiters: [CheckedContinuation<Void, Never>] = []
+        /// Shutting down: attempts still followed end as interrupted, then the end handlers finish what is queued.
+        var draining = false
         var stopped = false
     }
 
@@ -95,18 +107,29 @@ package final class AttemptMonitor: Service, Sendable {
                 group.addTask { await self.perform(deletes: false) }
                 group.addTask { await self.perform(deletes: true) }
             }
-            try? await gracefulShutdown()
-            let (tracked, waiters) = state.withLock { state in
+            await withDiscardingTaskGroup { ending in
+                for _ in 0..<max(1, configuration.endingConcurrency) {
+                    ending.addTask { await self.performEndings() }
+                }
+                try? await gracefulShutdown()
+                // Attempts still followed now belong to jobs the worker hands back: their objects keep running.
+                let waiters = state.withLock { state in
+                    state.draining = true
+                    for (_, tracked) in state.tracked { state.endings.append((tracked.onEnd, .interrupted(.shutdown))) }
+                    state.tracked = [:]
+                    defer { state.endingWaiters = [] }
+                    return state.endingWaiters
+                }
+                for waiter in waiters { waiter.resume() }
+            }
+            let waiters = state.withLock { state in
                 state.stopped = true
                 defer {
-                    state.tracked = [:]
                     state.recordWaiters = []
                     state.deleteWaiters = []
                 }
-                return (Array(state.tracked.values), state.recordWaiters + state.deleteWaiters)
+                return state.recordWaiters + state.deleteWaiters
             }
-            // Attempts still monitored now belong to jobs the worker hands back: their objects keep running.
-            for entry in tracked { entry.continuation.resume(returning: .interrupted(.shutdown)) }
             for waiter in waiters { waiter.resume() }
             group.cancelAll()
         }
@@ -114,27 +137,36 @@ package final class AttemptMonitor: Service, Sendable {
 
     // MARK: Monitoring
 
-    /// Monitors the attempt until its end is settled or it is interrupted.
-    func monitor(
+    /// Follows the attempt until its end is settled or it is interrupted, then calls `onEnd` (once, on one of the
+    /// monitor's tasks). Returns at once.
+    func follow(
         _ key: AttemptKey, status: Domain.JobStatus, algorithmTimeLimit: Int, control: AttemptControl,
-        progress: @escaping @Sendable (Domain.JobStatus) async throws -> Void
-    ) async -> Ending {
-        let ending = await withCheckedContinuation { continuation in
-            let registered = state.withLock { state -> Bool in
-                guard !state.stopped else { return false }
-                state.tracked[key] = Tracked(
-                    algorithmTimeLimit: algorithmTimeLimit, recorded: status, progress: progress,
-                    continuation: continuation)
-                return true
-            }
-            guard registered else {
-                continuation.resume(returning: .interrupted(.shutdown))
-                return
-            }
-            control.onInterrupt { [weak self] interruption in self?.interrupt(key, interruption) }
-            evaluate([key])
+        progress: @escaping @Sendable (Domain.JobStatus) async throws -> Void, onEnd: @escaping EndHandler
+    ) {
+        let registered = state.withLock { state -> Bool in
+            guard !state.draining else { return false }
+            state.tracked[key] = Tracked(
+                algorithmTimeLimit: algorithmTimeLimit, recorded: status, progress: progress, onEnd: onEnd)
+            return true
         }
-        return ending
+        guard registered else {
+            end([(onEnd, .interrupted(.shutdown))])
+            return
+        }
+        control.onInterrupt { [weak self] interruption in self?.interrupt(key, interruption) }
+        evaluate([key])
+    }
+
+    /// Queues end handlers for the ending tasks.
+    private func end(_ endings: [(EndHandler, Ending)]) {
+        guard !endings.isEmpty else { return }
+        let waiters = state.withLock { state in
+            state.endings.append(contentsOf: endings)
+            let count = min(endings.count, state.endingWaiters.count)
+            defer { state.endingWaiters.removeFirst(count) }
+            return Array(state.endingWaiters.prefix(count))
+        }
+        for waiter in waiters { waiter.resume() }
     }
 
     /// The informer saw these attempts change.
@@ -144,7 +176,7 @@ package final class AttemptMonitor: Service, Sendable {
     }
 
     private func interrupt(_ key: AttemptKey, _ interruption: AttemptInterruption) {
-        let ending: (CheckedContinuation<Ending, Never>, Ending)? = state.withLock { state in
+        let ending: (EndHandler, Ending)? = state.withLock { state in
             guard var tracked = state.tracked[key] else { return nil }
             switch interruption {
             case .stopRequested:
@@ -153,11 +185,11 @@ package final class AttemptMonitor: Service, Sendable {
                 return nil
             case .leaseLost, .shutdown:
                 state.tracked[key] = nil
-                return (tracked.continuation, .interrupted(interruption))
+                return (tracked.onEnd, .interrupted(interruption))
             }
         }
-        if let (continuation, value) = ending {
-            continuation.resume(returning: value)
+        if let ending {
+            end([ending])
         } else if interruption == .stopRequested {
             evaluate([key])
         }
@@ -169,7 +201,7 @@ package final class AttemptMonitor: Service, Sendable {
         let observed = informer.observed(keys)
         var byKey: [AttemptKey: ObservedAttempt] = [:]
         for attempt in observed { byKey[attempt.key] = attempt }
-        var resumes: [(CheckedContinuation<Ending, Never>, Ending)] = []
+        var endings: [(EndHandler, Ending)] = []
         var wake: [CheckedContinuation<Void, Never>] = []
         state.withLock { state in
             for key in keys {
@@ -199,7 +231,7 @@ package final class AttemptMonitor: Service, Sendable {
                     let gaveUp = now.timeIntervalSince(decidedAt) >= configuration.settleTimeout / .seconds(1)
                     if (assessment.settled && next == nil && tracked.writing == nil) || gaveUp {
                         state.tracked[key] = nil
-                        resumes.append((tracked.continuation, .verdict(verdict)))
+                        endings.append((tracked.onEnd, .verdict(verdict)))
                         continue
                     }
                     tracked.decidedAt = decidedAt
@@ -220,7 +252,7 @@ package final class AttemptMonitor: Service, Sendable {
             state.deleteWaiters.removeFirst(min(state.deletes.count, state.deleteWaiters.count))
         }
         for waiter in wake { waiter.resume() }
-        for (continuation, ending) in resumes { continuation.resume(returning: ending) }
+        end(endings)
     }
 
     /// Puts the attempt on the timer for `due` unless it is already due earlier.
@@ -272,6 +304,33 @@ package final class AttemptMonitor: Service, Sendable {
         }
     }
 
+    /// One of the ending tasks: runs queued end handlers; when draining, returns once the queue is empty.
+    private func performEndings() async {
+        while true {
+            let next = state.withLock { state -> (EndHandler, Ending)?? in
+                if !state.endings.isEmpty { return .some(state.endings.removeFirst()) }
+                return state.draining ? .some(nil) : nil
+            }
+            switch next {
+            case .some(.some(let (handler, ending))):
+                await handler(ending)
+                continue
+            case .some(.none):
+                return
+            case .none:
+                break
+            }
+            await withCheckedContinuation { (continuation: CheckedContinuation<Void, Never>) in
+                let now = state.withLock { state -> Bool in
+                    if state.draining || !state.endings.isEmpty { return true }
+                    state.endingWaiters.append(continuation)
+                    return false
+                }
+                if now { continuation.resume() }
+            }
+        }
+    }
+
     private func execute(_ effect: Effect) async {
         switch effect {
         case .record(let key, let status, let progress):
@@ -283,8 +342,9 @@ package final class AttemptMonitor: Service, Sendable {
                     state.tracked[key]?.writing = nil
                 }
             } catch let error as AttemptSuperseded {
-                let continuation = state.withLock { $0.tracked.removeValue(forKey: key)?.continuation }
-                continuation?.resume(returning: .superseded(error.reason))
+                if let onEnd = state.withLock({ $0.tracked.removeValue(forKey: key)?.onEnd }) {
+                    end([(onEnd, .superseded(error.reason))])
+                }
                 return
             } catch {
                 logger.warning(

@@ -13,7 +13,7 @@ import Storage
 /// `AttemptOutcome`; the results are what the publish step uploaded (plus step logs read from the API when publish
 /// could not upload them); once the worker recorded the end, the attempt's Job is deleted (the third write), which
 /// takes the rest with it.
-package struct KubernetesExecutor: Executor {
+package final class KubernetesExecutor: Executor {
     let client: KubernetesClient
     let monitor: AttemptMonitor
     let store: PostgresJobStore
@@ -51,26 +51,32 @@ package struct KubernetesExecutor: Executor {
         }
     }
 
-    /// Launches (or adopts) the attempt, then waits for its end in the monitor. The phases are separate functions
-    /// (launching in a child task) so that what only launching needs is not kept while the attempt is monitored:
-    /// a monitored attempt should cost the worker a few KiB.
-    package func run(_ attempt: AttemptRun) async -> AttemptEnding {
+    /// Launches (or adopts) the attempt in the calling task, then leaves it to the monitor and returns: the
+    /// monitored attempt is a value in the monitor's state machine, and `ended` runs on one of the monitor's tasks
+    /// once its end is settled. Nothing of the launch (manifests, HTTP, JSON) outlives this call.
+    package func start(_ attempt: AttemptRun, ended: @escaping @Sendable (AttemptEnding) async -> Void) async {
         let key = AttemptKey(jobID: attempt.job.id, attempt: attempt.job.attempt)
-        // Launching runs in a task of its own: a task keeps the stack slabs its deepest frames needed (HTTP, JSON,
-        // retries: several KiB) until it ends, and the calling task lives as long as the attempt. (An `async let`
-        // child would use the caller's allocator, so it would not help.)
-        let launched = await withTaskGroup(of: Result<Int, EarlyEnding>.self) { group in
-            group.addTask { await self.start(attempt, key: key) }
-            return await group.next() ?? .failure(EarlyEnding(ending: .handBack))
+        switch await start(attempt, key: key) {
+        case .failure(let early):
+            await ended(early.ending)
+        case .success(let timeLimit):
+            // The end handler keeps references only (the executor is a class: no copy of its configuration).
+            monitor.follow(
+                key, status: attempt.job.status, algorithmTimeLimit: timeLimit, control: attempt.control,
+                progress: attempt.progress
+            ) { [self] ending in await ended(await end(key, ending)) }
         }
-        guard case .success(let timeLimit) = launched else {
-            if case .failure(let ending) = launched { return ending.ending }
-            return .handBack
+    }
+
+    /// The attempt run to its end in the calling task (``start(_:ended:)`` awaited).
+    package func run(_ attempt: AttemptRun) async -> AttemptEnding {
+        let (endings, continuation) = AsyncStream.makeStream(of: AttemptEnding.self)
+        await start(attempt) { ending in
+            continuation.yield(ending)
+            continuation.finish()
         }
-        let ending = await monitor.monitor(
-            key, status: attempt.job.status, algorithmTimeLimit: timeLimit, control: attempt.control,
-            progress: attempt.progress)
-        return await end(key, ending)
+        for await ending in endings { return ending }
+        return .handBack
     }
 
     /// An ending reached before the attempt could be monitored.
