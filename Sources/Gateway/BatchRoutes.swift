@@ -1,4 +1,3 @@
-import AMQP
 import Domain
 import Foundation
 import Hummingbird
@@ -12,8 +11,9 @@ import Persistence
 /// ``GatewayConfiguration/maxBatchJobs`` jobs (413 above) in at most ``GatewayConfiguration/maxBatchBodyBytes``
 /// (413 above). All or nothing: if any job is invalid, the answer is 400
 /// `{"code": "invalid_batch", "message", "errors": [{"index", "code", "message"}]}` and nothing is written.
-/// Otherwise every job, its event and its outbox row are written in one transaction under a new batch id, the
-/// messages are published pipelined, and the answer is 201 `{"batchId", "jobs": [ids in request order]}`.
+/// Otherwise every job and its event are written in one transaction under a new batch id (the dispatcher admits
+/// them from there), and the answer is 201 `{"batchId", "jobs": [ids in request order]}`. `priority` (0-9) applies
+/// to every job of the batch.
 /// `GET /v1/jobs?batch=<batchId>` lists the batch's jobs.
 struct BatchRoutes: Sendable {
     let configuration: GatewayConfiguration
@@ -84,6 +84,8 @@ extension JobSubmitter {
         /// Who else may read every job of the batch.
         package var viewers: [String]?
         package var chainId: Int?
+        /// 0 (the default) to 9, for every job of the batch.
+        package var priority: Int?
         package var jobs: [Item]
 
         /// One job of a batch. A job whose JSON does not decode keeps its error, so the answer can name it
@@ -122,9 +124,7 @@ extension JobSubmitter {
     /// Most per-item errors one `invalid_batch` answer lists; the message gives the total.
     static let maxReportedBatchErrors = 100
 
-    /// Validates every job of the batch (all or nothing), writes them in one transaction under a new batch id,
-    /// then publishes them pipelined and marks their outbox rows sent. A failed publish leaves the rows to the
-    /// outbox relay; the jobs are accepted either way.
+    /// Validates every job of the batch (all or nothing) and writes them in one transaction under a new batch id.
     func submitBatch(
         _ request: BatchRequest, principal: Principal, requestID: String
     ) async throws -> (batchID: UUID, jobs: [Job]) {
@@ -144,6 +144,7 @@ extension JobSubmitter {
         }
         let owner = try owner(requested: request.owner, principal: principal)
         let viewers = try viewers(request.viewers)
+        let priority = try Self.priority(request.priority)
 
         var errors: [BatchError.Item] = []
         var workflows: [Workflow] = []
@@ -167,54 +168,17 @@ extension JobSubmitter {
 
         let batchID = UUID()
         let createdAt = Date()
-        var jobs: [Job] = []
-        var messages: [PostgresJobStore.OutboxMessage] = []
-        jobs.reserveCapacity(workflows.count)
-        messages.reserveCapacity(workflows.count)
-        for workflow in workflows {
-            let job = Job(
+        let jobs = workflows.map { workflow in
+            Job(
                 id: JobID(), environment: environment.id, owner: owner, viewers: viewers, createdAt: createdAt,
-                workflow: workflow)
-            jobs.append(job)
-            messages.append(try outboxMessage(for: job, requestID: requestID))
+                priority: priority, workflow: workflow)
         }
-        let stored: [PostgresJobStore.OutboxMessage]
         do {
-            stored = try await store.insertBatch(jobs, batchID: batchID, outbox: messages)
+            try await store.insertBatch(jobs, batchID: batchID, trace: .new(requestID: requestID))
         } catch let error as PostgresError {
             logger.error("batch insert failed", metadata: ["batch": "\(batchID)", "error": "\(error)"])
             throw APIError.unavailable
         }
-        await publishBatch(stored, batchID: batchID)
         return (batchID, jobs)
-    }
-
-    /// Publishes the batch's messages pipelined, waits for every confirm, and marks the rows sent; any failure
-    /// leaves the rows to the relay (a message that did go out may then be published twice; the worker's claim
-    /// drops the duplicate).
-    func publishBatch(_ messages: [PostgresJobStore.OutboxMessage], batchID: UUID) async {
-        guard let exchange = messages.first?.exchange else { return }
-        let amqp = self.amqp
-        let items = messages.map { message in
-            (
-                message: AMQPMessage(
-                    body: Array(message.body.utf8), headers: message.headers, contentType: "application/json",
-                    messageID: message.jobID.description),
-                routingKey: message.routingKey
-            )
-        }
-        // The single-job confirm timeout, plus a millisecond per message for a large batch's confirms.
-        let timeout = configuration.publishTimeout + .milliseconds(messages.count)
-        do {
-            try await withDeadline(timeout, operation: "batch publish") {
-                try await amqp.publish(items, exchange: exchange)
-            }
-        } catch {
-            logger.warning(
-                "batch publish failed; the outbox relay will retry",
-                metadata: ["batch": "\(batchID)", "jobs": "\(messages.count)", "error": "\(error)"])
-            return
-        }
-        sentMarker.mark(messages.map(\.id))
     }
 }

@@ -1,4 +1,3 @@
-import AMQP
 import Domain
 import Foundation
 import HTTPTypes
@@ -11,20 +10,17 @@ import Persistence
 /// upload endpoint of publish pods.
 package enum Gateway {
     package static func buildApplication(
-        configuration: GatewayConfiguration, store: PostgresJobStore, amqp: AMQPClient, resultStore: any ResultStore,
-        logger: Logger
+        configuration: GatewayConfiguration, store: PostgresJobStore, resultStore: any ResultStore, logger: Logger
     ) -> some ApplicationProtocol {
         Application(
-            router: buildRouter(
-                configuration: configuration, store: store, amqp: amqp, resultStore: resultStore, logger: logger),
+            router: buildRouter(configuration: configuration, store: store, resultStore: resultStore, logger: logger),
             configuration: .init(address: .hostname(configuration.host, port: configuration.port), serverName: "c2d"),
             logger: logger)
     }
 
     /// Every route the gateway serves, with its middleware; the OpenAPI agreement test reads its route table.
     package static func buildRouter(
-        configuration: GatewayConfiguration, store: PostgresJobStore, amqp: AMQPClient, resultStore: any ResultStore,
-        logger: Logger
+        configuration: GatewayConfiguration, store: PostgresJobStore, resultStore: any ResultStore, logger: Logger
     ) -> Router<GatewayRequestContext> {
         let router = Router(context: GatewayRequestContext.self)
         let requests = RequestCounter()
@@ -33,12 +29,12 @@ package enum Gateway {
             TokenAuthenticator(
                 mode: configuration.authMode, store: store, cache: TokenCache(ttl: configuration.tokenCacheTTL),
                 logger: logger))
-        let submitter = JobSubmitter(configuration: configuration, store: store, amqp: amqp, logger: logger)
+        let submitter = JobSubmitter(configuration: configuration, store: store, logger: logger)
         JobRoutes(configuration: configuration, submitter: submitter, store: store, resultStore: resultStore)
             .register(on: router)
         OceanRoutes(configuration: configuration, submitter: submitter, store: store, resultStore: resultStore)
             .register(on: router)
-        MetricsRoutes(store: store, amqp: amqp, requests: requests).register(on: router)
+        MetricsRoutes(store: store, requests: requests).register(on: router)
         UploadRoutes(configuration: configuration, store: store, resultStore: resultStore).register(on: router)
         router.get("/v1/openapi.json") { _, _ in
             Response(

@@ -1,15 +1,13 @@
-import AMQP
 import Domain
 import Foundation
 import Hummingbird
 import Persistence
 
 /// `GET /v1/environments` (the environments this gateway accepts jobs for) and `GET /readyz` (whether it can
-/// take jobs now: Postgres answers `select 1` within a second and RabbitMQ is connected).
+/// take jobs now: Postgres answers `select 1` within a second; the gateway needs nothing else to accept jobs).
 struct HealthRoutes: Sendable {
     let configuration: GatewayConfiguration
     let store: PostgresJobStore
-    let amqp: AMQPClient
 
     static let postgresDeadline: Duration = .seconds(1)
 
@@ -44,7 +42,6 @@ struct HealthRoutes: Sendable {
         } catch {
             checks["postgres"] = "failed: \(String(describing: error).prefix(200))"
         }
-        checks["rabbitmq"] = amqp.isConnected ? "ok" : "failed: not connected"
         let ready = checks.values.allSatisfy { $0 == "ok" }
         return try JobRoutes.json(
             Readiness(ready: ready, checks: checks), status: ready ? .ok : .serviceUnavailable)

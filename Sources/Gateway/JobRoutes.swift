@@ -17,6 +17,7 @@ struct JobRoutes: Sendable {
     func register(on router: Router<GatewayRequestContext>) {
         router.post("/v1/jobs", use: create)
         router.get("/v1/jobs/{id}", use: get)
+        router.patch("/v1/jobs/{id}", use: update)
         router.post("/v1/jobs/{id}/stop", use: stop)
         router.get("/v1/jobs/{id}/results", use: listResults)
         router.get("/v1/jobs/{id}/results/{index}", use: downloadResult)
@@ -24,7 +25,7 @@ struct JobRoutes: Sendable {
         EventRoutes(store: store).register(on: router) { try await findJob($0, for: .see) }
         ListRoutes(store: store).register(on: router)
         BatchRoutes(configuration: configuration, submitter: submitter).register(on: router)
-        HealthRoutes(configuration: configuration, store: store, amqp: submitter.amqp).register(on: router)
+        HealthRoutes(configuration: configuration, store: store).register(on: router)
         router.get("/healthz") { _, _ in Response(status: .ok, body: .init(byteBuffer: ByteBuffer(string: "ok\n"))) }
     }
 
@@ -50,6 +51,37 @@ struct JobRoutes: Sendable {
     @Sendable func get(_ request: Request, context: GatewayRequestContext) async throws -> Response {
         let job = try await findJob(context, for: .see)
         return try Self.json(JobView(job))
+    }
+
+    /// What `PATCH /v1/jobs/{id}` may change.
+    struct Change: Decodable {
+        var priority: Int
+    }
+
+    /// Changes a waiting job's priority (who may stop a job may reprioritize it). A job already admitted has its
+    /// message out and its place taken: 409 `not_waiting`.
+    @Sendable func update(_ request: Request, context: GatewayRequestContext) async throws -> Response {
+        let body: ByteBuffer
+        do {
+            body = try await request.body.collect(upTo: configuration.limits.maxBodyBytes)
+        } catch is NIOTooManyBytesError {
+            throw APIError(
+                .contentTooLarge, code: "body_too_large",
+                message: "the request body is larger than the limit of \(configuration.limits.maxBodyBytes) bytes")
+        }
+        let job = try await findJob(context, for: .stop)
+        let change = try Self.decode(Change.self, from: body)
+        let priority = try JobSubmitter.priority(change.priority)
+        do {
+            guard let updated = try await store.setPriority(jobID: job.id, priority: priority) else {
+                throw APIError.jobNotFound(job.id.description)
+            }
+            return try Self.json(JobView(updated))
+        } catch let error as NotWaitingError {
+            throw APIError(.conflict, code: "not_waiting", message: error.description)
+        } catch is PostgresError {
+            throw APIError.unavailable
+        }
     }
 
     /// Stops a job in any phase: a queued job ends at once, a running one when its worker sees the request.
@@ -205,6 +237,7 @@ struct JobView: Encodable {
     var oomKilled: Bool
     var stopreq: Int
     var attempt: Int
+    var priority: Int
     var dateCreated: Date
     var dateStarted: Date?
     var dateFinished: Date?
@@ -224,6 +257,7 @@ struct JobView: Encodable {
         oomKilled = job.oomKilled
         stopreq = job.stopRequest
         attempt = job.attempt
+        priority = job.priority
         dateCreated = job.createdAt
         dateStarted = job.startedAt
         dateFinished = job.finishedAt

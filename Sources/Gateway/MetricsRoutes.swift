@@ -1,4 +1,3 @@
-import AMQP
 import Domain
 import Foundation
 import Hummingbird
@@ -6,12 +5,11 @@ import NIOCore
 import Persistence
 import Synchronization
 
-/// `GET /metrics` in Prometheus' text format: what operators alert on. Job and outbox gauges come from Postgres
-/// (the truth, shared by every gateway), read through the partial index over unfinished jobs; request counters
+/// `GET /metrics` in Prometheus' text format: what operators alert on. Job and dispatch gauges come from Postgres
+/// (the truth, shared by every gateway), read through the partial indexes over unfinished jobs; request counters
 /// are this process's own.
 struct MetricsRoutes: Sendable {
     let store: PostgresJobStore
-    let amqp: AMQPClient
     let requests: RequestCounter
 
     func register(on router: Router<GatewayRequestContext>) {
@@ -20,14 +18,18 @@ struct MetricsRoutes: Sendable {
 
     @Sendable func metrics(_ request: Request, context: GatewayRequestContext) async throws -> Response {
         let client = store.client
-        let (jobs, unsent) = try await withDeadline(.seconds(2), operation: "metrics query") {
+        let (jobs, workers) = try await withDeadline(.seconds(2), operation: "metrics query") {
             let jobs = try await client.query(
                 "select environment, status, count(*) as n from jobs where finished_at is null group by 1, 2 order by 1, 2"
             )
-            let unsent = try await client.query("select count(*) as n from outbox where sent_at is null")
+            let workers = try await client.query(
+                """
+                select count(*) as n, coalesce(sum(slots), 0) as slots from workers
+                where last_seen > now() - interval '1 minute'
+                """)
             return (
                 try jobs.map { (try $0.string("environment"), try $0.int("status"), try $0.int("n")) },
-                try unsent[0].int("n")
+                (count: try workers[0].int("n"), slots: try workers[0].int("slots"))
             )
         }
         var text = """
@@ -39,12 +41,12 @@ struct MetricsRoutes: Sendable {
             text += "c2d_jobs_unfinished{environment=\"\(Self.escape(environment))\",status=\"\(status)\"} \(count)\n"
         }
         text += """
-            # HELP c2d_outbox_unsent Job messages written but not yet confirmed by RabbitMQ.
-            # TYPE c2d_outbox_unsent gauge
-            c2d_outbox_unsent \(unsent)
-            # HELP c2d_amqp_connected Whether this gateway's RabbitMQ connection is up.
-            # TYPE c2d_amqp_connected gauge
-            c2d_amqp_connected \(amqp.isConnected ? 1 : 0)
+            # HELP c2d_workers Workers that refreshed their registration within the last minute.
+            # TYPE c2d_workers gauge
+            c2d_workers \(workers.count)
+            # HELP c2d_worker_slots Job slots of those workers.
+            # TYPE c2d_worker_slots gauge
+            c2d_worker_slots \(workers.slots)
             # HELP c2d_http_responses_total HTTP responses of this gateway, by status class.
             # TYPE c2d_http_responses_total counter
 

@@ -40,12 +40,9 @@ extension PostgresJobStore {
             let rows = try await tx.query(
                 """
                 select e.id, e.job_id, e.attempt, e.status, e.reason, e.created_at, j.owner, j.environment,
-                    o.headers
+                    j.request_id, j.traceparent
                 from job_events e
                 join jobs j on j.id = e.job_id
-                left join lateral (
-                    select headers::text as headers from outbox where job_id = e.job_id order by id limit 1
-                ) o on true
                 where e.id > $1 order by e.id limit $2
                 """,
                 [.int(Int64(cursor)), .int(Int64(limit))])
@@ -56,16 +53,12 @@ extension PostgresJobStore {
                     pg_snapshot_xmax(pg_current_snapshot())::text as xmax
                 """)
             let events = try rows.map { row in
-                let headers =
-                    try row.optionalString("headers").flatMap {
-                        try? JSONDecoder().decode([String: String].self, from: Data($0.utf8))
-                    } ?? [:]
-                return JobEventMessage(
+                JobEventMessage(
                     id: try row.int("id"), jobId: JobID(uuid: try row.uuid("job_id")).description,
                     owner: try row.string("owner"), environment: try row.string("environment"),
                     attempt: try row.int("attempt"), status: try row.int("status"), time: try row.date("created_at"),
-                    reason: try row.optionalString("reason"), requestId: headers[JobMessage.Header.requestID],
-                    traceparent: headers[JobMessage.Header.traceparent])
+                    reason: try row.optionalString("reason"), requestId: try row.optionalString("request_id"),
+                    traceparent: try row.optionalString("traceparent"))
             }
             let batch = EventBatch(
                 cursor: cursor, events: events,
@@ -97,8 +90,9 @@ extension PostgresJobStore {
         /// A worker holds a live lease on the job until this time.
         case leased(until: Date)
         /// Unfinished and unleased, but claimed fewer times than the poison threshold: the message died for another
-        /// reason (e.g. Postgres was down while workers tried to claim it).
-        case notPoison(attempt: Int, environment: String)
+        /// reason (e.g. Postgres was down while workers tried to claim it). Its dispatch was cleared, so the
+        /// dispatcher publishes it again.
+        case notPoison(attempt: Int)
     }
 
     /// Fails the job as poison if it is unfinished, no worker holds a live lease on it, and it was claimed at least
@@ -121,7 +115,10 @@ extension PostgresJobStore {
             }
             let attempt = try row.int("attempt")
             guard attempt >= minimumAttempts else {
-                return .notPoison(attempt: attempt, environment: try row.string("environment"))
+                _ = try await tx.execute(
+                    "update jobs set dispatched_at = null where id = $1 and admitted_at is not null",
+                    [.uuid(jobID.uuid)])
+                return .notPoison(attempt: attempt)
             }
             let failure = "poison: \(reason)"
             _ = try await tx.execute(

@@ -10,6 +10,7 @@ import Logging
 import NIOCore
 import NIOHTTP1
 import Persistence
+import Scheduler
 import ServiceLifecycle
 import Storage
 
@@ -65,9 +66,11 @@ struct BenchClusterCommand: AsyncParsableCommand {
             configuration: settings.amqp, topology: .jobs(environments: [environment.id], deliveryLimit: 5),
             logger: logger)
         let gateway = Gateway.buildApplication(
-            configuration: gatewayConfiguration, store: store, amqp: amqp,
+            configuration: gatewayConfiguration, store: store,
             resultStore: FileResultStore(root: work.appendingPathComponent("results")), logger: logger)
-        let group = ServiceGroup(services: [amqp, gateway], logger: logger)
+        // The scheduler's dispatcher admits the submitted jobs and publishes them to the worker.
+        let dispatcher = Dispatcher(configuration: .init(), store: store, amqp: amqp, logger: logger)
+        let group = ServiceGroup(services: [amqp, dispatcher, gateway], logger: logger)
         let token = try await BenchSubmitCommand.createToken(store)
         let worker = try Self.startWorker(
             binary: binary ?? CommandLine.arguments[0], kubeconfig: kubeconfig, namespace: namespace,
@@ -105,7 +108,8 @@ struct BenchClusterCommand: AsyncParsableCommand {
             } catch {
                 Self.emit("benchmark failed: \(error); worker log: \(work.appendingPathComponent("worker.log").path)")
             }
-            try? await BenchSubmitCommand.cleanUp(environment.id, token: token.id, store: store, amqp: amqp)
+            try? await BenchSubmitCommand.cleanUp(environment.id, token: token.id, store: store)
+            try? await amqp.deleteQueue(JobQueueNames.queue(environment: environment.id))
             await group.triggerGracefulShutdown()
             try await tasks.waitForAll()
         }

@@ -92,8 +92,9 @@ enum Launcher {
         var kubernetesClients: [KubernetesClient] = []
         if roles.contains(.worker) {
             let configuration = WorkerConfiguration(
-                environments: settings.environments, slots: settings.workerSlots, leaseDuration: settings.leaseDuration,
-                exitAfterClaimForTesting: settings.exitAfterClaimForTesting)
+                environments: settings.environments, slots: settings.workerSlots,
+                executorKind: settings.kubernetes == nil ? "local" : "kubernetes",
+                leaseDuration: settings.leaseDuration, exitAfterClaimForTesting: settings.exitAfterClaimForTesting)
             let executor: any Executor
             if let kubernetes = settings.kubernetes {
                 let client = try KubernetesClient(configuration: kubernetes.client, logger: logger)
@@ -129,10 +130,10 @@ enum Launcher {
             configuration.maxBatchBodyBytes = settings.maxBatchBodyBytes
             configuration.maxUploadBytes = settings.maxUploadBytes
             configuration.uploadSpoolDirectory = settings.uploadSpoolDirectory
+            // The gateway needs Postgres only: jobs wait there for the dispatcher, so it has no RabbitMQ connection.
             services.append(
                 Gateway.buildApplication(
-                    configuration: configuration, store: store, amqp: amqpClient("gateway"),
-                    resultStore: resultStore, logger: logger))
+                    configuration: configuration, store: store, resultStore: resultStore, logger: logger))
         }
 
         // Start the AMQP clients first and fail fast, with one message, on a wrong URL or credentials.

@@ -100,7 +100,8 @@ struct Settings {
             workDirectory: directory("C2D_WORK_DIR", default: ".data/work"),
             resultsDirectory: directory("C2D_RESULTS_DIR", default: ".data/results"),
             migrationsDirectory: env["C2D_MIGRATIONS_DIR"].map { URL(fileURLWithPath: $0) } ?? defaultMigrations(),
-            workerSlots: try integer("C2D_WORKER_SLOTS", default: 2, range: 1...100_000),
+            workerSlots: try integer(
+                "C2D_WORKER_SLOTS", default: defaultWorkerSlots(kubernetes: useKubernetes), range: 1...100_000),
             leaseDuration: .seconds(try integer("C2D_LEASE_SECONDS", default: 30, range: 2...3600)),
             leaseGrace: .seconds(try integer("C2D_LEASE_GRACE_SECONDS", default: 10, range: 0...3600)),
             limits: limits,
@@ -121,6 +122,13 @@ struct Settings {
             "C2D_PG_MAX_CONNECTIONS", default: settings.postgres.maximumConnections, range: 1...1_000)
         if useKubernetes { settings.kubernetes = try KubernetesSettings.load(env, settings: settings) }
         return settings
+    }
+
+    /// Jobs a worker takes at once unless `C2D_WORKER_SLOTS` says otherwise. The local executor runs each job on this
+    /// machine, so as many as it has cores (at least 2); on Kubernetes a slot is a job the worker monitors while the
+    /// cluster runs it, so 10,000 (the environment's `maxJobs` is what bounds the cluster's load).
+    static func defaultWorkerSlots(kubernetes: Bool) -> Int {
+        kubernetes ? 10_000 : max(2, ProcessInfo.processInfo.activeProcessorCount)
     }
 
     static func parsePrivateKey(_ text: String?) throws -> [UInt8]? {

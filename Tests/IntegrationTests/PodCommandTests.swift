@@ -108,6 +108,7 @@ struct PodCommandTests {
     static func claimedJob(_ deployment: Deployment, store: PostgresJobStore) async throws -> (JobID, Int) {
         let text = try await deployment.submit(deployment.jobRequest(code: "print(1)"))
         guard let id = JobID(text) else { throw TestFailure("bad job id \(text)") }
+        try await store.markAdmitted([id])
         guard case .claimed(let job) = try await store.claim(jobID: id, workerID: "pod-test", lease: .seconds(600))
         else {
             throw TestFailure("job \(id) could not be claimed")

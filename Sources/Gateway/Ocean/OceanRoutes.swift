@@ -57,8 +57,8 @@ struct OceanRoutes: Sendable {
                 storageExpiry: primary.map { String($0.storageExpiry) }))
     }
 
-    /// Start a job: Ocean's checks in Ocean's order (§2.2), then the native submission path (one transaction
-    /// with the outbox row, then a confirmed publish).
+    /// Start a job: Ocean's checks in Ocean's order, then the native submission path (one statement; the
+    /// dispatcher admits the job from there).
     @Sendable func start(_ request: Request, context: GatewayRequestContext) async throws -> Response {
         let parameters = try await Self.parameters(request, limit: configuration.limits.maxBodyBytes)
         guard !parameters.isEmpty else { throw OceanError.payloadEmpty }
@@ -97,22 +97,14 @@ struct OceanRoutes: Sendable {
             throw OceanError(code: "invalid_workflow", message: "Invalid workflow: \(Self.describe(error))")
         }
         let requestID = request.headers[.requestID] ?? UUID().uuidString.lowercased()
-        let (job, message) = try await submitter.insertOcean(
+        let (job, createdEpoch) = try await submitter.insertOcean(
             workflow: workflow, environment: environment, owner: owner, agreementID: agreementID,
             chainID: parameters["chainId"].flatMap { Int($0.text) }, requestID: requestID)
-        // Read back before publishing, so the answer shows the job as created (status 1), as Ocean's does, and
-        // not whatever a fast worker made of it meanwhile.
-        let records: [PostgresJobStore.OceanJobRecord]
-        do {
-            records = try await Self.storeCall {
-                try await store.oceanJobs(agreementID: nil, jobID: job.id.description, owner: nil)
-            }
-        } catch {
-            await submitter.publish(message)
-            throw error
-        }
-        await submitter.publish(message)
-        return try Self.json(records.map(OceanStatusView.init), headers: [.requestID: requestID])
+        // The answer shows the job as created (status 1), as Ocean's does, not whatever a fast worker made of it
+        // since the commit.
+        let record = PostgresJobStore.OceanJobRecord(
+            job: job, removed: false, createdEpoch: createdEpoch, finishedEpoch: nil, results: [])
+        return try Self.json([record].map(OceanStatusView.init), headers: [.requestID: requestID])
     }
 
     /// Stop: `stopreq = 1` on every matching unfinished job (a job no worker holds yet is finished at once), then
@@ -203,6 +195,7 @@ struct OceanRoutes: Sendable {
         let views = await configuration.listedEnvironments(store).map { environment in
             OceanEnvironmentView(
                 environment, currentJobs: state[environment.id]?.currentJobs ?? 0,
+                workerSlots: state[environment.id]?.workerSlots ?? 0,
                 lastSeen: state[environment.id]?.lastSeenEpoch ?? now, consumerAddress: configuration.operatorAddress)
         }
         return try Self.json(views)
@@ -304,14 +297,14 @@ struct OceanRoutes: Sendable {
 }
 
 extension JobSubmitter {
-    /// Accepts a job for the Ocean API: the same validation and transaction (job + outbox) as ``submit(_:requestID:)``,
-    /// with the agreement recorded; the caller publishes the returned message. Two concurrent starts with one
-    /// agreement cannot both win: the loser hits the unique index of migration 0004 and gets Ocean's "already in
-    /// use" error.
+    /// Accepts a job for the Ocean API: the same validation and insert as ``submit(_:principal:requestID:)``, with
+    /// the agreement recorded. Returns the job and its creation time as Postgres's epoch text. Two concurrent starts
+    /// with one agreement cannot both win: the loser hits the unique index of migration 0004 and gets Ocean's
+    /// "already in use" error.
     func insertOcean(
         workflow: Workflow, environment: ComputeEnvironment, owner: String, agreementID: String, chainID: Int?,
         requestID: String
-    ) async throws -> (Job, PostgresJobStore.OutboxMessage) {
+    ) async throws -> (Job, createdEpoch: String) {
         do {
             try validate(workflow, environment: environment, chainID: chainID)
         } catch {
@@ -319,10 +312,14 @@ extension JobSubmitter {
         }
         let job = Job(
             id: JobID(), environment: environment.id, owner: owner, agreementID: agreementID, workflow: workflow)
-        let message = try outboxMessage(for: job, requestID: requestID)
-        let stored: PostgresJobStore.OutboxMessage
         do {
-            stored = try await store.insert(job, outbox: message)
+            switch try await store.insert(job, trace: .new(requestID: requestID)) {
+            case .inserted(let createdEpoch):
+                return (job, createdEpoch)
+            case .existing:
+                // Without an idempotency key there is nothing to conflict with.
+                throw OceanError.unavailable
+            }
         } catch let error as PostgresError
             where error.isUniqueViolation && error.constraint == PostgresJobStore.activeAgreementIndex
         {
@@ -331,7 +328,6 @@ extension JobSubmitter {
             logger.error("job insert failed", metadata: ["error": "\(error)"])
             throw OceanError.unavailable
         }
-        return (job, stored)
     }
 }
 

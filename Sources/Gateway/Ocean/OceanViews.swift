@@ -133,14 +133,19 @@ struct OceanEnvironmentView: Encodable {
     var maxJobDuration: Int
     var lastSeen: String
 
-    init(_ environment: ComputeEnvironment, currentJobs: Int, lastSeen: String, consumerAddress: String?) {
+    /// `maxJobs` is the environment's cap, or, for an environment without one, the slots of the workers serving it:
+    /// what Ocean clients read as capacity is then what the fleet can really run.
+    init(
+        _ environment: ComputeEnvironment, currentJobs: Int, workerSlots: Int, lastSeen: String,
+        consumerAddress: String?
+    ) {
         id = environment.id
         cpuNumber = environment.cpus
         ramGB = Double(environment.memoryMiB) / 1024
         diskGB = Double(environment.diskMiB) / 1024
         desc = environment.description
         self.currentJobs = currentJobs
-        maxJobs = environment.maxJobs
+        maxJobs = environment.maxJobs > 0 ? environment.maxJobs : workerSlots
         self.consumerAddress = consumerAddress
         storageExpiry = environment.storageExpiry
         maxJobDuration = environment.maxJobDuration

@@ -11,7 +11,8 @@ public struct ComputeEnvironment: Sendable, Hashable, Codable {
     public var memoryMiB: Int
     /// Disk one job may write (outputs and logs), in MiB.
     public var diskMiB: Int
-    /// Jobs that may run at once in this environment.
+    /// Jobs of this environment that may run at once across the whole fleet (admitted and not finished); 0 (the
+    /// default) sets no cap of its own, so the live workers' free slots are the limit.
     public var maxJobs: Int
     /// Whether algorithms may reach the network when a job asks for it (`compute.allowNetwork`). Off by default:
     /// isolation is the default, and even where allowed a job gets network only by asking.
@@ -53,7 +54,7 @@ public struct ComputeEnvironment: Sendable, Hashable, Codable {
 
     public init(
         id: String, description: String = "", maxJobDuration: Int = 3600, cpus: Double = 1, memoryMiB: Int = 1024,
-        diskMiB: Int = 1024, maxJobs: Int = 2, allowNetwork: Bool = false, allowRawAlgorithm: Bool = true,
+        diskMiB: Int = 1024, maxJobs: Int = 0, allowNetwork: Bool = false, allowRawAlgorithm: Bool = true,
         storageExpiry: Int = 0
     ) {
         self.id = id

@@ -21,6 +21,8 @@ public struct Job: Sendable, Hashable {
     public var createdAt: Date
     public var startedAt: Date?
     public var finishedAt: Date?
+    /// 0 to 9, higher first: among waiting jobs of an environment, higher priorities are admitted first.
+    public var priority: Int
     public var workflow: Workflow
 
     public init(
@@ -28,7 +30,8 @@ public struct Job: Sendable, Hashable {
         status: JobStatus = .queued,
         outcome: JobOutcome? = nil, failureReason: String? = nil, exitCode: Int? = nil, oomKilled: Bool = false,
         stopRequest: Int = 0, attempt: Int = 0, workerID: String? = nil, leaseUntil: Date? = nil,
-        createdAt: Date = Date(), startedAt: Date? = nil, finishedAt: Date? = nil, workflow: Workflow
+        createdAt: Date = Date(), startedAt: Date? = nil, finishedAt: Date? = nil, priority: Int = 0,
+        workflow: Workflow
     ) {
         self.id = id
         self.environment = environment
@@ -47,6 +50,7 @@ public struct Job: Sendable, Hashable {
         self.createdAt = createdAt
         self.startedAt = startedAt
         self.finishedAt = finishedAt
+        self.priority = priority
         self.workflow = workflow
     }
 }

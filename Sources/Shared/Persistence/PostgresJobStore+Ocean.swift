@@ -11,6 +11,14 @@ extension PostgresJobStore {
         package var createdEpoch: String
         package var finishedEpoch: String?
         package var results: [ResultFile]
+
+        package init(job: Job, removed: Bool, createdEpoch: String, finishedEpoch: String?, results: [ResultFile]) {
+            self.job = job
+            self.removed = removed
+            self.createdEpoch = createdEpoch
+            self.finishedEpoch = finishedEpoch
+            self.results = results
+        }
     }
 
     /// The name of the unique index that keeps one active job per agreement (migration 0004).
@@ -65,18 +73,25 @@ extension PostgresJobStore {
         ).isEmpty
     }
 
-    /// Per environment: jobs a worker is running now, and when the environment was last announced.
-    package func oceanEnvironmentState() async throws -> [String: (currentJobs: Int, lastSeenEpoch: String)] {
+    /// Per environment, fleet-wide: jobs a worker is running now, slots of the workers serving it that refreshed
+    /// their registration within `workerStaleAfter`, and when the environment was last announced.
+    package func oceanEnvironmentState(workerStaleAfter: Duration = .seconds(60)) async throws -> [String: (
+        currentJobs: Int, workerSlots: Int, lastSeenEpoch: String
+    )] {
         let rows = try await client.query(
             """
             select e.id, extract(epoch from e.last_seen)::text as last_seen,
                 (select count(*) from jobs j
-                 where j.environment = e.id and j.finished_at is null and j.worker_id is not null) as current_jobs
+                 where j.environment = e.id and j.finished_at is null and j.worker_id is not null) as current_jobs,
+                (select coalesce(sum(w.slots), 0) from workers w
+                 where e.id = any(w.environments) and w.last_seen > now() - make_interval(secs => $1)) as worker_slots
             from environments e
-            """)
-        var state: [String: (currentJobs: Int, lastSeenEpoch: String)] = [:]
+            """, [.double(workerStaleAfter.seconds)])
+        var state: [String: (currentJobs: Int, workerSlots: Int, lastSeenEpoch: String)] = [:]
         for row in rows {
-            state[try row.string("id")] = (try row.int("current_jobs"), try row.string("last_seen"))
+            state[try row.string("id")] = (
+                try row.int("current_jobs"), try row.int("worker_slots"), try row.string("last_seen")
+            )
         }
         return state
     }

@@ -26,116 +26,27 @@ package struct PostgresJobStore: Sendable {
         }
     }
 
-    // MARK: Submission
-
-    /// A message to publish after the transaction that wrote it commits.
-    package struct OutboxMessage: Sendable, Hashable {
-        package var id: Int
-        package var jobID: JobID
-        package var exchange: String
-        package var routingKey: String
-        package var headers: [String: String]
-        package var body: String
-
-        package init(
-            id: Int = 0, jobID: JobID, exchange: String, routingKey: String, headers: [String: String], body: String
-        ) {
-            self.id = id
-            self.jobID = jobID
-            self.exchange = exchange
-            self.routingKey = routingKey
-            self.headers = headers
-            self.body = body
-        }
-    }
-
-    /// Inserts the job (status 1), its first event and its outbox row atomically; returns the outbox row with its
-    /// id. One statement, so one round trip and one commit (see `insert(_:idempotencyKey:outbox:)`).
-    package func insert(_ job: Job, outbox message: OutboxMessage) async throws -> OutboxMessage {
-        switch try await insert(job, idempotencyKey: nil, outbox: message) {
-        case .inserted(let stored):
-            return stored
-        case .existing:
-            // Without a key there is nothing to conflict with.
-            throw PostgresError(code: .server, message: "a job insert without an idempotency key found a duplicate")
-        }
-    }
-
-    package func markOutboxSent(ids: [Int]) async throws {
-        guard !ids.isEmpty else { return }
-        try await client.execute(
-            "update outbox set sent_at = now(), attempts = attempts + 1 where id = any($1::bigint[])",
-            [.text(Self.arrayLiteral(ids))])
-    }
-
-    /// Takes up to `limit` unsent outbox rows that are due (older than `minimumAge`, past their retry time) and
-    /// hands them to `publish` while they stay locked, so two relays never publish the same row at once. Rows
-    /// `publish` reports as sent are marked; failed rows wait before the next try (1 s doubling to 60 s), so one
-    /// message that cannot be routed never holds back the others.
-    package func relayOutbox(
-        limit: Int, minimumAge: Duration,
-        publish: @Sendable ([OutboxMessage]) async -> (sent: [Int], failed: [Int], error: String?)
-    ) async throws -> (sent: Int, failed: Int) {
-        try await client.withTransaction { tx in
-            let rows = try await tx.query(
-                """
-                select id, job_id, exchange, routing_key, headers::text as headers, body from outbox
-                where sent_at is null and next_attempt_at <= now() and created_at < now() - make_interval(secs => $1)
-                order by next_attempt_at, id limit $2 for update skip locked
-                """,
-                [.double(minimumAge.seconds), .int(Int64(limit))])
-            guard !rows.isEmpty else { return (0, 0) }
-            let messages = try rows.map { row in
-                OutboxMessage(
-                    id: try row.int("id"), jobID: JobID(uuid: try row.uuid("job_id")),
-                    exchange: try row.string("exchange"), routingKey: try row.string("routing_key"),
-                    headers: try JSONDecoder().decode(
-                        [String: String].self, from: Data(try row.string("headers").utf8)),
-                    body: try row.string("body"))
-            }
-            let outcome = await publish(messages)
-            if !outcome.sent.isEmpty {
-                try await tx.execute(
-                    "update outbox set sent_at = now(), attempts = attempts + 1 where id = any($1::bigint[])",
-                    [.text(Self.arrayLiteral(outcome.sent))])
-            }
-            if !outcome.failed.isEmpty {
-                try await tx.execute(
-                    """
-                    update outbox set attempts = attempts + 1, last_error = $2,
-                        next_attempt_at = now() + make_interval(secs => least(60, power(2, least(attempts, 6))))
-                    where id = any($1::bigint[])
-                    """,
-                    [.text(Self.arrayLiteral(outcome.failed)), .text(String((outcome.error ?? "").prefix(1000)))])
-            }
-            return (outcome.sent.count, outcome.failed.count)
-        }
-    }
-
     // MARK: Claims and leases
 
     package enum ClaimResult: Sendable {
-        /// This worker now holds the job's new attempt.
+        /// This worker now holds the job's new attempt (or adopts its launched one).
         case claimed(Job)
-        /// Another worker holds a live lease until the given time.
+        /// A worker holds a live lease until the given time (possibly this worker).
         case heldByLiveWorker(until: Date, workerID: String)
-        /// The job's environment already runs its `maxRunning` jobs; it stays queued (the scheduler publishes it
-        /// again, in queue order, once a slot frees).
-        case atCapacity
+        /// The dispatcher has not admitted the job (a stale message, e.g. from before an upgrade): it waits in
+        /// Postgres, and its message comes when it is admitted.
+        case notAdmitted
         /// The job has finished (or was stopped); nothing to do.
         case finished
         case notFound
     }
 
-    /// Claims a job: exactly one of many concurrent claimers wins. A job is claimable while it is not finished and
-    /// nobody holds a live lease on it. The winner's attempt is the previous one plus one, unless the current
-    /// attempt was launched on a cluster (its objects exist): then the winner adopts that attempt, status kept.
-    ///
-    /// With `maxRunning`, a new attempt is started only while fewer jobs of the environment are held by live workers
-    /// (an environment's `maxJobs`); adopting a launched attempt is never refused, it is already running.
-    package func claim(
-        jobID: JobID, workerID: String, lease: Duration, maxRunning: Int? = nil
-    ) async throws -> ClaimResult {
+    /// Claims an admitted job: exactly one of many concurrent claimers wins. A job is claimable while it is admitted,
+    /// not finished, and nobody holds a live lease on it. The winner's attempt is the previous one plus one (its time
+    /// limit counts from now), unless the current attempt was launched on a cluster (its objects exist): then the
+    /// winner adopts that attempt, status and start time kept. Capacity is not checked here: admission already
+    /// counted the job against its environment's maxJobs.
+    package func claim(jobID: JobID, workerID: String, lease: Duration) async throws -> ClaimResult {
         try await client.withTransaction { tx in
             // A job asked to stop whose worker is gone is finished as stopped rather than run again.
             let stopped = try await tx.query(
@@ -157,23 +68,16 @@ package struct PostgresJobStore: Sendable {
                 update jobs set
                     attempt = case when launched_attempt = attempt then attempt else attempt + 1 end,
                     status = case when launched_attempt = attempt then status else $4 end,
+                    attempt_started_at = case when launched_attempt = attempt then attempt_started_at else now() end,
                     worker_id = $2, lease_until = now() + make_interval(secs => $3),
                     started_at = coalesce(started_at, now())
-                where id = $1 and finished_at is null and (lease_until is null or lease_until < now())
-                    and (
-                        $5::int is null or launched_attempt = attempt
-                        or (
-                            select count(*) from jobs running
-                            where running.environment = jobs.environment and running.finished_at is null
-                                and running.worker_id is not null and running.lease_until > now()
-                                and running.id <> jobs.id
-                        ) < $5::int
-                    )
+                where id = $1 and finished_at is null and admitted_at is not null
+                    and (lease_until is null or lease_until < now())
                 returning \(Self.jobColumns), coalesce(launched_attempt = attempt, false) as adopted
                 """,
                 [
                     .uuid(jobID.uuid), .text(workerID), .double(lease.seconds),
-                    .int(Int64(JobStatus.configuringVolumes.rawValue)), maxRunning.map { .int(Int64($0)) } ?? .null,
+                    .int(Int64(JobStatus.configuringVolumes.rawValue)),
                 ])
             if let row = claimed.first {
                 let job = try Self.job(from: row)
@@ -188,13 +92,13 @@ package struct PostgresJobStore: Sendable {
             }
             let rows = try await tx.query(
                 """
-                select finished_at, lease_until, worker_id, (lease_until is null or lease_until < now()) as free
+                select finished_at, lease_until, worker_id, admitted_at is not null as admitted,
+                    (lease_until is null or lease_until < now()) as free
                 from jobs where id = $1
                 """, [.uuid(jobID.uuid)])
             guard let row = rows.first else { return .notFound }
             if try row.optionalDate("finished_at") != nil { return .finished }
-            // Free to claim, yet not claimed: only the capacity condition can have refused it.
-            if try row.bool("free") { return .atCapacity }
+            if try !row.bool("admitted") { return .notAdmitted }
             return .heldByLiveWorker(
                 until: try row.optionalDate("lease_until") ?? Date(),
                 workerID: try row.optionalString("worker_id") ?? "")
@@ -296,14 +200,13 @@ package struct PostgresJobStore: Sendable {
         }
     }
 
-    /// Gives a job back without finishing it (graceful shutdown): the lease ends now and a new message is queued
-    /// through the outbox, so another worker starts a new attempt at once.
-    package func release(jobID: JobID, attempt: Int, workerID: String, outbox message: OutboxMessage) async throws {
-        let headers = String(decoding: try JSONEncoder().encode(message.headers), as: UTF8.self)
+    /// Gives a job back without finishing it (graceful shutdown): the lease ends now and its dispatch is cleared, so
+    /// the dispatcher publishes it again at once (the trigger wakes it) and another worker takes it over.
+    package func release(jobID: JobID, attempt: Int, workerID: String) async throws {
         try await client.withTransaction { tx in
             let released = try await tx.execute(
                 """
-                update jobs set lease_until = now(), worker_id = null
+                update jobs set lease_until = now(), worker_id = null, dispatched_at = null
                 where id = $1 and attempt = $2 and worker_id = $3 and finished_at is null
                 """,
                 [.uuid(jobID.uuid), .int(Int64(attempt)), .text(workerID)])
@@ -311,12 +214,6 @@ package struct PostgresJobStore: Sendable {
             try await tx.execute(
                 "insert into job_events (job_id, attempt, status, reason) select id, attempt, status, $2 from jobs where id = $1",
                 [.uuid(jobID.uuid), .text("released by \(workerID) at shutdown")])
-            try await tx.execute(
-                "insert into outbox (job_id, exchange, routing_key, headers, body) values ($1, $2, $3, $4, $5)",
-                [
-                    .uuid(jobID.uuid), .text(message.exchange), .text(message.routingKey), .json(headers),
-                    .text(message.body),
-                ])
         }
     }
 
@@ -432,7 +329,7 @@ package struct PostgresJobStore: Sendable {
 
     static let jobColumns = """
         id, environment, owner, viewers, agreement_id, status, outcome, failure_reason, exit_code, oom_killed, stopreq, \
-        attempt, worker_id, lease_until, created_at, started_at, finished_at, workflow::text as workflow
+        attempt, worker_id, lease_until, created_at, started_at, finished_at, priority, workflow::text as workflow
         """
 
     static func job(from row: PostgresRow) throws -> Job {
@@ -449,7 +346,7 @@ package struct PostgresJobStore: Sendable {
             oomKilled: try row.bool("oom_killed"), stopRequest: try row.int("stopreq"), attempt: try row.int("attempt"),
             workerID: try row.optionalString("worker_id"), leaseUntil: try row.optionalDate("lease_until"),
             createdAt: try row.date("created_at"), startedAt: try row.optionalDate("started_at"),
-            finishedAt: try row.optionalDate("finished_at"),
+            finishedAt: try row.optionalDate("finished_at"), priority: try row.int("priority"),
             workflow: try JSONDecoder().decode(Workflow.self, from: Data(try row.string("workflow").utf8)))
     }
 

@@ -70,14 +70,17 @@ final class Deployment: @unchecked Sendable {
     var baseURL: String { "http://127.0.0.1:\(port)" }
 
     /// `environmentFields`: more JSON members for the test's compute environment, e.g. `"allowNetwork": true`.
-    init(maxJobDuration: Int = 60, extraEnvironment: [String: String] = [:], environmentFields: String = "") throws {
+    init(
+        maxJobDuration: Int = 60, maxJobs: Int = 4, extraEnvironment: [String: String] = [:],
+        environmentFields: String = ""
+    ) throws {
         environmentID = "t\(UInt32.random(in: 0...UInt32.max))"
         directory = FileManager.default.temporaryDirectory.appendingPathComponent("c2d-it-\(environmentID)")
         dataDirectory = directory.appendingPathComponent("data")
         try FileManager.default.createDirectory(at: dataDirectory, withIntermediateDirectories: true)
         port = try TestEnvironment.freePort()
         let environments = """
-            [{"id": "\(environmentID)", "maxJobDuration": \(maxJobDuration), "memoryMiB": 1024, "maxJobs": 4\(
+            [{"id": "\(environmentID)", "maxJobDuration": \(maxJobDuration), "memoryMiB": 1024, "maxJobs": \(maxJobs)\(
                 environmentFields.isEmpty ? "" : ", " + environmentFields)}]
             """
         try environments.write(
@@ -251,11 +254,12 @@ final class Deployment: @unchecked Sendable {
 extension Deployment {
     /// Runs `body` against a fresh deployment and always stops its processes afterwards.
     static func with(
-        maxJobDuration: Int = 60, extraEnvironment: [String: String] = [:], environmentFields: String = "",
-        _ body: (Deployment) async throws -> Void
+        maxJobDuration: Int = 60, maxJobs: Int = 4, extraEnvironment: [String: String] = [:],
+        environmentFields: String = "", _ body: (Deployment) async throws -> Void
     ) async throws {
         let deployment = try Deployment(
-            maxJobDuration: maxJobDuration, extraEnvironment: extraEnvironment, environmentFields: environmentFields)
+            maxJobDuration: maxJobDuration, maxJobs: maxJobs, extraEnvironment: extraEnvironment,
+            environmentFields: environmentFields)
         do {
             try await body(deployment)
         } catch {
