@@ -7,7 +7,7 @@ import Persistence
 import ServiceLifecycle
 
 /// Consumes job messages, claims each job in Postgres, runs it with the executor, and records every status
-/// change fenced by the attempt it holds (docs/architecture.md, "A job's life in the code").
+/// change fenced by the claim it holds (docs/architecture.md, "A job's life in the code", "Fencing").
 ///
 /// Only admitted jobs are published (the scheduler's dispatcher admits no more than the live workers' free slots),
 /// and this worker takes deliveries only while it has a free slot (``SlotGate``), so a job never waits at a busy
@@ -307,7 +307,7 @@ package final class JobWorker: Service, Sendable {
         var delay = Duration.milliseconds(100)
         while true {
             do {
-                try await store.recordStatus(jobID: job.id, attempt: job.attempt, status: status)
+                try await store.recordStatus(JobClaim(job), status: status)
                 return
             } catch let error as PostgresError
                 where (error.isRetriable || error.code == .acquireTimeout) && ContinuousClock.now < deadline
@@ -323,10 +323,10 @@ package final class JobWorker: Service, Sendable {
     /// Returns when the attempt must end: stop requested, or the attempt no longer holds the job. The worker's
     /// ``LeaseKeeper`` renews all its leases in one statement, so the database load does not grow per job.
     func keepLease(_ job: Job) async -> AttemptEvent {
-        switch await leases.hold(jobID: job.id, attempt: job.attempt) {
+        switch await leases.hold(JobClaim(job)) {
         case .held: return .watcherEnded
         case .stopRequested: return .stopRequested
-        case .lost: return .lostLease("lease renewal refused")
+        case .lost: return .lostLease("the claim was refused at renewal, or could not be renewed for a whole lease")
         }
     }
 
@@ -337,7 +337,7 @@ package final class JobWorker: Service, Sendable {
         var delay = Duration.milliseconds(200)
         while true {
             do {
-                try await store.finish(jobID: job.id, attempt: job.attempt, result: result)
+                try await store.finish(JobClaim(job), result: result)
                 logger.info(
                     "job finished",
                     metadata: [
@@ -361,7 +361,7 @@ package final class JobWorker: Service, Sendable {
 
     func handBack(_ job: Job, logger: Logger) async {
         do {
-            try await store.release(jobID: job.id, attempt: job.attempt, workerID: configuration.workerID)
+            try await store.release(JobClaim(job))
             logger.info("job handed back at shutdown")
         } catch {
             logger.warning("hand-back failed; the lease will expire instead", metadata: ["error": "\(error)"])

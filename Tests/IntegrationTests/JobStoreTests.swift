@@ -108,7 +108,7 @@ struct JobStoreTests {
             guard case .claimed(let running) = try await store.claim(jobID: job.id, workerID: "a", lease: .seconds(60))
             else { throw TestFailure("the admitted job should be claimed") }
             // Launched on a cluster; the lease lapses; another worker adopts the same attempt.
-            try await store.markLaunched(jobID: job.id, attempt: running.attempt, workerID: "a")
+            try await store.markLaunched(JobClaim(running))
             let started = try await store.client.query(
                 """
                 update jobs set lease_until = now() - interval '1 second',
@@ -161,9 +161,7 @@ struct JobStoreTests {
                 case .claimed(let first) = try await store.claim(
                     jobID: jobs[0].id, workerID: "\(environment.id)-w1", lease: .seconds(60))
             else { throw TestFailure("claim failed") }
-            try await store.finish(
-                jobID: first.id, attempt: first.attempt, result: ExecutionResult(status: .finished, outcome: .succeeded)
-            )
+            try await store.finish(JobClaim(first), result: ExecutionResult(status: .finished, outcome: .succeeded))
             pass = try await Self.dispatch(store, environment)
             #expect(pass.admitted.map(\.id) == [jobs[3].id])
             // A hand-back clears the dispatch: the next pass publishes it again at once; an old dispatch is
@@ -172,7 +170,7 @@ struct JobStoreTests {
                 case .claimed(let second) = try await store.claim(
                     jobID: jobs[1].id, workerID: "\(environment.id)-w1", lease: .seconds(60))
             else { throw TestFailure("claim failed") }
-            try await store.release(jobID: second.id, attempt: second.attempt, workerID: "\(environment.id)-w1")
+            try await store.release(JobClaim(second))
             pass = try await Self.dispatch(store, environment)
             #expect(pass.redispatched.map(\.id) == [jobs[1].id])
             #expect(pass.admitted.isEmpty)
@@ -183,7 +181,8 @@ struct JobStoreTests {
                 "update workers set last_seen = now() - interval '1 hour' where $1 = any(environments)",
                 [.text(environment.id)])
             try await store.finish(
-                jobID: jobs[2].id, attempt: 0, result: ExecutionResult(status: .finished, outcome: .stopped))
+                JobClaim(jobID: jobs[2].id, attempt: 0, number: 0, workerID: nil),
+                result: ExecutionResult(status: .finished, outcome: .stopped))
             pass = try await Self.dispatch(store, environment)
             #expect(pass.admitted.isEmpty && pass.freeWorkerSlots == 0)
         }
@@ -235,7 +234,7 @@ struct JobStoreTests {
             try await store.markAdmitted([job.id])
             guard case .claimed(let first) = try await store.claim(jobID: job.id, workerID: "a", lease: .seconds(1))
             else { throw TestFailure("first claim failed") }
-            #expect(first.attempt == 1)
+            #expect(first.attempt == 1 && first.claimNumber == 1)
             // A live lease keeps others out.
             guard
                 case .heldByLiveWorker(_, let owner) = try await store.claim(
@@ -245,22 +244,21 @@ struct JobStoreTests {
             try await Task.sleep(for: .milliseconds(1200))
             guard case .claimed(let second) = try await store.claim(jobID: job.id, workerID: "b", lease: .seconds(60))
             else { throw TestFailure("claim after lease expiry failed") }
-            #expect(second.attempt == 2)
+            #expect(second.attempt == 2 && second.claimNumber == 2)
 
             await #expect(throws: FencingError.self) {
-                try await store.recordStatus(jobID: job.id, attempt: 1, status: .provisioningSuccess)
+                try await store.recordStatus(JobClaim(first), status: .provisioningSuccess)
             }
-            #expect(try await store.renewLease(jobID: job.id, attempt: 1, workerID: "a", lease: .seconds(60)) == .lost)
-            try await store.recordStatus(jobID: job.id, attempt: 2, status: .provisioningSuccess)
+            #expect(try await store.renewLeases(workerID: "a", claims: [JobClaim(first)], lease: .seconds(60)).isEmpty)
+            try await store.recordStatus(JobClaim(second), status: .provisioningSuccess)
             await #expect(throws: IllegalTransition.self) {
-                try await store.recordStatus(jobID: job.id, attempt: 2, status: .configuringVolumes)
+                try await store.recordStatus(JobClaim(second), status: .configuringVolumes)
             }
             await #expect(throws: FencingError.self) {
-                try await store.finish(
-                    jobID: job.id, attempt: 1, result: ExecutionResult(status: .finished, outcome: .succeeded))
+                try await store.finish(JobClaim(first), result: ExecutionResult(status: .finished, outcome: .succeeded))
             }
             try await store.finish(
-                jobID: job.id, attempt: 2, result: ExecutionResult(status: .finished, outcome: .failed, exitCode: 2))
+                JobClaim(second), result: ExecutionResult(status: .finished, outcome: .failed, exitCode: 2))
             let finished = try #require(try await store.job(job.id))
             #expect(finished.status == .finished)
             #expect(finished.outcome == .failed)
@@ -269,6 +267,49 @@ struct JobStoreTests {
             guard case .finished = try await store.claim(jobID: job.id, workerID: "c", lease: .seconds(60)) else {
                 throw TestFailure("claim of a finished job should report it finished")
             }
+        }
+    }
+
+    @Test("after an adoption of the same attempt, the old holder can write nothing: status, finish, renewal, release")
+    func fencingAfterAdoption() async throws {
+        try await Self.withStore { store, environment in
+            let job = Self.newJob(environment)
+            try await store.insert(job)
+            try await store.markAdmitted([job.id])
+            guard case .claimed(let stale) = try await store.claim(jobID: job.id, workerID: "a", lease: .seconds(60))
+            else { throw TestFailure("claim failed") }
+            try await store.markLaunched(JobClaim(stale))
+            try await store.recordStatus(JobClaim(stale), status: .provisioningSuccess)
+            // Worker a is cut off; its lease lapses and b adopts the launched attempt: same attempt, new claim.
+            try await store.client.execute(
+                "update jobs set lease_until = now() - interval '1 second' where id = $1", [.uuid(job.id.uuid)])
+            guard case .claimed(let adopter) = try await store.claim(jobID: job.id, workerID: "b", lease: .seconds(60))
+            else { throw TestFailure("adoption failed") }
+            #expect(adopter.attempt == stale.attempt && adopter.claimNumber == stale.claimNumber + 1)
+
+            // a comes back: every write is refused, though its attempt is the current one.
+            await #expect(throws: FencingError.self) {
+                try await store.recordStatus(JobClaim(stale), status: .runningAlgorithm)
+            }
+            await #expect(throws: FencingError.self) {
+                try await store.finish(
+                    JobClaim(stale), result: ExecutionResult(status: .algorithmFailed, outcome: .failed, exitCode: 1))
+            }
+            await #expect(throws: FencingError.self) { try await store.markLaunched(JobClaim(stale)) }
+            #expect(try await store.renewLeases(workerID: "a", claims: [JobClaim(stale)], lease: .seconds(60)).isEmpty)
+            try await store.release(JobClaim(stale))
+            #expect(try await store.job(job.id)?.workerID == "b", "a stale hand-back does not release b's job")
+            // Even a stale holder that names the adopter's claim number is not the adopter.
+            var forged = JobClaim(adopter)
+            forged.workerID = "a"
+            await #expect(throws: FencingError.self) { try await store.recordStatus(forged, status: .runningAlgorithm) }
+
+            // b's writes land.
+            try await store.recordStatus(JobClaim(adopter), status: .runningAlgorithm)
+            try await store.finish(
+                JobClaim(adopter), result: ExecutionResult(status: .finished, outcome: .succeeded, exitCode: 0))
+            let done = try #require(try await store.job(job.id))
+            #expect(done.outcome == .succeeded && done.exitCode == 0)
         }
     }
 

@@ -169,8 +169,9 @@ struct PodCommandTests {
             }
 
             // The executor hands the uploads to finish; the native API then serves them.
+            // The test claimed the job once: claim number 1.
             try await store.finish(
-                jobID: id, attempt: attempt,
+                JobClaim(jobID: id, attempt: attempt, number: 1, workerID: "pod-test"),
                 result: ExecutionResult(status: .finished, outcome: .succeeded, exitCode: 0, results: uploads))
             #expect(try await deployment.download("\(id)", name: "a dir/x y.csv") == "1,2\n")
 

@@ -102,11 +102,12 @@ final class ReconcileWorld {
     /// Claimed by `worker`, launched (status 40) and, with `expired`, its lease lapsed 20 s ago.
     func launch(_ job: Domain.Job, worker: String = "w1", expired: Bool) async throws {
         try await store.markAdmitted([job.id])
-        guard case .claimed = try await store.claim(jobID: job.id, workerID: worker, lease: .seconds(30)) else {
+        guard case .claimed(let claimed) = try await store.claim(jobID: job.id, workerID: worker, lease: .seconds(30))
+        else {
             Issue.record("claim of \(job.id) failed")
             return
         }
-        try await store.markLaunched(jobID: job.id, attempt: 1, workerID: worker)
+        try await store.markLaunched(JobClaim(claimed))
         try await sql("update jobs set status = 40 where id = $1", job)
         if expired { try await sql("update jobs set lease_until = now() - interval '20 s' where id = $1", job) }
     }
@@ -270,7 +271,7 @@ struct KubernetesReconcileTests {
             let stored = try await world.results.store(jobID: old.id, name: "0/outputs/out.txt", from: file)
             try? FileManager.default.removeItem(at: file)
             try await store.finish(
-                jobID: old.id, attempt: 0,
+                JobClaim(old),
                 result: ExecutionResult(
                     status: .finished, outcome: .succeeded,
                     results: [

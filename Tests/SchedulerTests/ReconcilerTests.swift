@@ -91,7 +91,7 @@ struct ReconcilerTests {
             try await sql("update jobs set lease_until = now() - interval '20 s' where id = $1", failed)
             let old = try await insert()
             try await store.finish(
-                jobID: old.id, attempt: 0,
+                JobClaim(old),
                 result: ExecutionResult(
                     status: .finished, outcome: .succeeded,
                     results: [.init(index: 0, name: "out", kind: .output, size: 1, sha256: "x", location: "r/1")]))

@@ -16,6 +16,8 @@ public struct Job: Sendable, Hashable {
     /// Ocean's `stopreq`: 0 none, 1 stop requested, 2 timed out.
     public var stopRequest: Int
     public var attempt: Int
+    /// Claims so far, adoptions included: the holder of claim number n writes under it (``JobClaim``).
+    public var claimNumber: Int
     public var workerID: String?
     public var leaseUntil: Date?
     public var createdAt: Date
@@ -29,7 +31,8 @@ public struct Job: Sendable, Hashable {
         id: JobID, environment: String, owner: String, viewers: [String] = [], agreementID: String? = nil,
         status: JobStatus = .queued,
         outcome: JobOutcome? = nil, failureReason: String? = nil, exitCode: Int? = nil, oomKilled: Bool = false,
-        stopRequest: Int = 0, attempt: Int = 0, workerID: String? = nil, leaseUntil: Date? = nil,
+        stopRequest: Int = 0, attempt: Int = 0, claimNumber: Int = 0, workerID: String? = nil,
+        leaseUntil: Date? = nil,
         createdAt: Date = Date(), startedAt: Date? = nil, finishedAt: Date? = nil, priority: Int = 0,
         workflow: Workflow
     ) {
@@ -45,6 +48,7 @@ public struct Job: Sendable, Hashable {
         self.oomKilled = oomKilled
         self.stopRequest = stopRequest
         self.attempt = attempt
+        self.claimNumber = claimNumber
         self.workerID = workerID
         self.leaseUntil = leaseUntil
         self.createdAt = createdAt
@@ -53,6 +57,31 @@ public struct Job: Sendable, Hashable {
         self.priority = priority
         self.workflow = workflow
     }
+}
+
+/// Who holds a job, as every write by its holder names it: the attempt, the claim number and the worker. A worker
+/// whose lease lapsed and whose job another worker claimed — even adopting the same attempt — holds an outdated
+/// claim, and its writes are refused.
+public struct JobClaim: Sendable, Hashable, CustomStringConvertible {
+    public var jobID: JobID
+    public var attempt: Int
+    public var number: Int
+    /// Nil only for a job no worker ever claimed (tools and tests that finish such a job).
+    public var workerID: String?
+
+    public init(jobID: JobID, attempt: Int, number: Int, workerID: String?) {
+        self.jobID = jobID
+        self.attempt = attempt
+        self.number = number
+        self.workerID = workerID
+    }
+
+    /// The claim a job row shows now.
+    public init(_ job: Job) {
+        self.init(jobID: job.id, attempt: job.attempt, number: job.claimNumber, workerID: job.workerID)
+    }
+
+    public var description: String { "job \(jobID) attempt \(attempt) claim \(number)" }
 }
 
 /// What kind of file a result is; the raw values are Ocean's result `type`s (typo included).

@@ -69,7 +69,7 @@ package struct PostgresJobStore: Sendable {
                     attempt = case when launched_attempt = attempt then attempt else attempt + 1 end,
                     status = case when launched_attempt = attempt then status else $4 end,
                     attempt_started_at = case when launched_attempt = attempt then attempt_started_at else now() end,
-                    worker_id = $2, lease_until = now() + make_interval(secs => $3),
+                    claim_number = claim_number + 1, worker_id = $2, lease_until = now() + make_interval(secs => $3),
                     started_at = coalesce(started_at, now())
                 where id = $1 and finished_at is null and admitted_at is not null
                     and (lease_until is null or lease_until < now())
@@ -106,60 +106,47 @@ package struct PostgresJobStore: Sendable {
     }
 
     /// Records that the attempt's cluster objects exist, so a worker that takes the job over adopts them. Fenced:
-    /// only the worker holding this attempt may say so.
-    package func markLaunched(jobID: JobID, attempt: Int, workerID: String) async throws {
+    /// only the holder of `claim` may say so.
+    package func markLaunched(_ claim: JobClaim) async throws {
         let updated = try await client.execute(
-            """
-            update jobs set launched_attempt = $2
-            where id = $1 and attempt = $2 and worker_id = $3 and finished_at is null
-            """,
-            [.uuid(jobID.uuid), .int(Int64(attempt)), .text(workerID)])
-        guard updated == 1 else {
-            throw FencingError(jobID: jobID, attempt: attempt, reason: "attempt is no longer this worker's")
-        }
+            "update jobs set launched_attempt = $2 where \(Self.holder)", Self.holderParameters(claim))
+        guard updated == 1 else { throw FencingError(claim, reason: "the claim is no longer this worker's") }
     }
 
-    /// Extends the lease of the attempt this worker holds; false when the attempt is no longer this worker's
-    /// (finished, or taken over after the lease expired).
+    /// The condition every write by a job's holder carries, over parameters $1 to $4 of ``holderParameters(_:)``.
+    static let holder =
+        "id = $1 and attempt = $2 and claim_number = $3 and worker_id is not distinct from $4 and finished_at is null"
+
+    static func holderParameters(_ claim: JobClaim) -> [PostgresValue] {
+        [.uuid(claim.jobID.uuid), .int(Int64(claim.attempt)), .int(Int64(claim.number)), .optional(claim.workerID)]
+    }
+
+    /// What a lease renewal found.
     package enum LeaseState: Sendable, Hashable {
-        /// The attempt still holds the job.
+        /// The claim still holds the job.
         case held
-        /// The attempt holds the job and a stop was requested: stop it and record the stop.
+        /// The claim holds the job and a stop was requested: stop it and record the stop.
         case stopRequested
-        /// The attempt no longer holds the job (finished, or taken over after the lease lapsed).
+        /// The claim no longer holds the job (finished, or claimed by another worker after the lease lapsed).
         case lost
     }
 
-    /// Extends the lease of the attempt this worker holds, and says whether a stop was requested meanwhile.
-    package func renewLease(jobID: JobID, attempt: Int, workerID: String, lease: Duration) async throws -> LeaseState {
+    /// Extends the leases of many claims one worker holds, in one statement; returns the state of each job whose
+    /// claim still holds it (absent: `.lost`).
+    package func renewLeases(workerID: String, claims: [JobClaim], lease: Duration) async throws -> [JobID: LeaseState]
+    {
+        guard !claims.isEmpty else { return [:] }
         let rows = try await client.query(
             """
-            update jobs set lease_until = now() + make_interval(secs => $4)
-            where id = $1 and attempt = $2 and worker_id = $3 and finished_at is null
-            returning stopreq
-            """,
-            [.uuid(jobID.uuid), .int(Int64(attempt)), .text(workerID), .double(lease.seconds)])
-        guard let row = rows.first else { return .lost }
-        return try row.int("stopreq") == 0 ? .held : .stopRequested
-    }
-
-    /// Extends the leases of many attempts one worker holds, in one statement; returns the state of each attempt
-    /// that still holds its job (absent: `.lost`).
-    package func renewLeases(
-        workerID: String, jobs: [(jobID: JobID, attempt: Int)], lease: Duration
-    ) async throws -> [JobID: LeaseState] {
-        guard !jobs.isEmpty else { return [:] }
-        let rows = try await client.query(
-            """
-            update jobs set lease_until = now() + make_interval(secs => $4)
-            from unnest($1::uuid[], $2::int[]) as held (id, attempt)
-            where jobs.id = held.id and jobs.attempt = held.attempt and jobs.worker_id = $3
-                and jobs.finished_at is null
+            update jobs set lease_until = now() + make_interval(secs => $5)
+            from unnest($1::uuid[], $2::int[], $3::int[]) as held (id, attempt, claim_number)
+            where jobs.id = held.id and jobs.attempt = held.attempt and jobs.claim_number = held.claim_number
+                and jobs.worker_id = $4 and jobs.finished_at is null
             returning jobs.id, jobs.stopreq
             """,
             [
-                .textArray(jobs.map { $0.jobID.uuid.uuidString }), .text(Self.arrayLiteral(jobs.map(\.attempt))),
-                .text(workerID), .double(lease.seconds),
+                .textArray(claims.map { $0.jobID.uuid.uuidString }), .text(Self.arrayLiteral(claims.map(\.attempt))),
+                .text(Self.arrayLiteral(claims.map(\.number))), .text(workerID), .double(lease.seconds),
             ])
         var states: [JobID: LeaseState] = [:]
         for row in rows {
@@ -202,72 +189,66 @@ package struct PostgresJobStore: Sendable {
 
     /// Gives a job back without finishing it (graceful shutdown): the lease ends now and its dispatch is cleared, so
     /// the dispatcher publishes it again at once (the trigger wakes it) and another worker takes it over.
-    package func release(jobID: JobID, attempt: Int, workerID: String) async throws {
+    package func release(_ claim: JobClaim) async throws {
         try await client.withTransaction { tx in
             let released = try await tx.execute(
-                """
-                update jobs set lease_until = now(), worker_id = null, dispatched_at = null
-                where id = $1 and attempt = $2 and worker_id = $3 and finished_at is null
-                """,
-                [.uuid(jobID.uuid), .int(Int64(attempt)), .text(workerID)])
+                "update jobs set lease_until = now(), worker_id = null, dispatched_at = null where \(Self.holder)",
+                Self.holderParameters(claim))
             guard released == 1 else { return }
             try await tx.execute(
                 "insert into job_events (job_id, attempt, status, reason) select id, attempt, status, $2 from jobs where id = $1",
-                [.uuid(jobID.uuid), .text("released by \(workerID) at shutdown")])
+                [.uuid(claim.jobID.uuid), .text("released by \(claim.workerID ?? "?") at shutdown")])
         }
     }
 
-    // MARK: Progress, fenced by attempt
+    // MARK: Progress, fenced by the holder's claim
 
-    /// Records a status change of the attempt `attempt`. Refused (FencingError) if that attempt is no longer
-    /// current or the job has finished; an illegal transition is refused by the state machine.
-    package func recordStatus(jobID: JobID, attempt: Int, status: JobStatus, reason: String? = nil) async throws {
+    /// Records a status change of the job `claim` holds. Refused (``FencingError``) unless the claim still holds
+    /// the unfinished job; an illegal transition is refused by the state machine.
+    package func recordStatus(_ claim: JobClaim, status: JobStatus, reason: String? = nil) async throws {
         let predecessors = JobStatus.allCases.filter { $0.canMove(to: status) }.map(\.rawValue)
         try await client.withTransaction { tx in
             let rows = try await tx.query(
-                "select status, attempt, finished_at from jobs where id = $1 for update", [.uuid(jobID.uuid)])
+                "select status from jobs where \(Self.holder) for update", Self.holderParameters(claim))
             guard let row = rows.first else {
-                throw FencingError(jobID: jobID, attempt: attempt, reason: "no such job")
+                throw FencingError(claim, reason: "the claim no longer holds the job, or it has finished")
             }
             let current = try row.int("status")
-            guard try row.int("attempt") == attempt, try row.optionalDate("finished_at") == nil else {
-                throw FencingError(jobID: jobID, attempt: attempt, reason: "attempt is no longer current")
-            }
             if current == status.rawValue { return }
-            guard predecessors.contains(current), let from = JobStatus(rawValue: current) else {
+            guard predecessors.contains(current) else {
                 throw IllegalTransition(from: JobStatus(rawValue: current) ?? .queued, to: status)
             }
-            _ = from
             try await tx.execute(
-                "update jobs set status = $2 where id = $1", [.uuid(jobID.uuid), .int(Int64(status.rawValue))])
+                "update jobs set status = $2 where id = $1", [.uuid(claim.jobID.uuid), .int(Int64(status.rawValue))])
             try await tx.execute(
                 "insert into job_events (job_id, attempt, status, reason) values ($1, $2, $3, $4)",
-                [.uuid(jobID.uuid), .int(Int64(attempt)), .int(Int64(status.rawValue)), .optional(reason)])
+                [.uuid(claim.jobID.uuid), .int(Int64(claim.attempt)), .int(Int64(status.rawValue)), .optional(reason)])
         }
     }
 
-    /// Records the terminal status, outcome and results of an attempt in one transaction.
-    package func finish(jobID: JobID, attempt: Int, result: ExecutionResult) async throws {
+    /// Records the terminal status, outcome and results of the job `claim` holds, in one transaction; refused
+    /// (``FencingError``) unless the claim still holds the unfinished job.
+    package func finish(_ claim: JobClaim, result: ExecutionResult) async throws {
         try await client.withTransaction { tx in
             let updated = try await tx.execute(
                 """
-                update jobs set status = $3, outcome = $4, failure_reason = $5, exit_code = $6, oom_killed = $7,
-                    stopreq = coalesce($8, stopreq), finished_at = now(), lease_until = null
-                where id = $1 and attempt = $2 and finished_at is null
+                update jobs set status = $5, outcome = $6, failure_reason = $7, exit_code = $8, oom_killed = $9,
+                    stopreq = coalesce($10, stopreq), finished_at = now(), lease_until = null
+                where \(Self.holder)
                 """,
-                [
-                    .uuid(jobID.uuid), .int(Int64(attempt)), .int(Int64(result.status.rawValue)),
-                    .text(result.outcome.rawValue), .optional(result.failureReason),
-                    result.exitCode.map { .int(Int64($0)) } ?? .null, .bool(result.oomKilled),
-                    result.stopRequest.map { .int(Int64($0)) } ?? .null,
+                Self.holderParameters(claim) + [
+                    .int(Int64(result.status.rawValue)), .text(result.outcome.rawValue),
+                    .optional(result.failureReason), result.exitCode.map { .int(Int64($0)) } ?? .null,
+                    .bool(result.oomKilled), result.stopRequest.map { .int(Int64($0)) } ?? .null,
                 ])
             guard updated == 1 else {
-                throw FencingError(jobID: jobID, attempt: attempt, reason: "attempt is no longer current")
+                throw FencingError(claim, reason: "the claim no longer holds the job, or it has finished")
             }
+            let jobID = claim.jobID
             try await tx.execute(
                 "insert into job_events (job_id, attempt, status, reason) values ($1, $2, $3, $4)",
                 [
-                    .uuid(jobID.uuid), .int(Int64(attempt)), .int(Int64(result.status.rawValue)),
+                    .uuid(jobID.uuid), .int(Int64(claim.attempt)), .int(Int64(result.status.rawValue)),
                     .text(result.failureReason ?? result.outcome.rawValue),
                 ])
             for file in result.results {
@@ -277,7 +258,7 @@ package struct PostgresJobStore: Sendable {
                     values ($1, $2, $3, $4, $5, $6, $7, $8)
                     """,
                     [
-                        .uuid(jobID.uuid), .int(Int64(file.index)), .int(Int64(attempt)), .text(file.name),
+                        .uuid(jobID.uuid), .int(Int64(file.index)), .int(Int64(claim.attempt)), .text(file.name),
                         .text(file.kind.rawValue), .int(file.size), .text(file.sha256), .text(file.location),
                     ])
             }
@@ -329,7 +310,8 @@ package struct PostgresJobStore: Sendable {
 
     static let jobColumns = """
         id, environment, owner, viewers, agreement_id, status, outcome, failure_reason, exit_code, oom_killed, stopreq, \
-        attempt, worker_id, lease_until, created_at, started_at, finished_at, priority, workflow::text as workflow
+        attempt, claim_number, worker_id, lease_until, created_at, started_at, finished_at, priority, \
+        workflow::text as workflow
         """
 
     static func job(from row: PostgresRow) throws -> Job {
@@ -344,6 +326,7 @@ package struct PostgresJobStore: Sendable {
             outcome: try row.optionalString("outcome").flatMap(JobOutcome.init(rawValue:)),
             failureReason: try row.optionalString("failure_reason"), exitCode: try row.optionalInt("exit_code"),
             oomKilled: try row.bool("oom_killed"), stopRequest: try row.int("stopreq"), attempt: try row.int("attempt"),
+            claimNumber: try row.int("claim_number"),
             workerID: try row.optionalString("worker_id"), leaseUntil: try row.optionalDate("lease_until"),
             createdAt: try row.date("created_at"), startedAt: try row.optionalDate("started_at"),
             finishedAt: try row.optionalDate("finished_at"), priority: try row.int("priority"),
@@ -355,12 +338,17 @@ package struct PostgresJobStore: Sendable {
     }
 }
 
-/// A write by an attempt that no longer holds the job: refused, never applied.
+/// A write by a claim that no longer holds the job: refused, never applied.
 package struct FencingError: Error, CustomStringConvertible, Sendable {
-    package var jobID: JobID
-    package var attempt: Int
+    package var claim: JobClaim
     package var reason: String
-    package var description: String { "write for job \(jobID) attempt \(attempt) refused: \(reason)" }
+
+    package init(_ claim: JobClaim, reason: String) {
+        self.claim = claim
+        self.reason = reason
+    }
+
+    package var description: String { "write for \(claim) refused: \(reason)" }
 }
 
 extension Duration {

@@ -205,7 +205,7 @@ package struct KubernetesExecutor: Executor {
             try await createOrAdopt(try manifests.secret(uploadToken: token), manifests)
         }
         try await retrying("recording the launch") {
-            try await store.markLaunched(jobID: job.id, attempt: job.attempt, workerID: workerID)
+            try await store.markLaunched(JobClaim(job))
         }
         guard let uid = secret.metadata.uid else {
             throw KubernetesExecutorError(.unexpectedResponse, "the API returned a Secret without a uid")
