@@ -113,6 +113,7 @@ enum Launcher {
                     httpClient: httpClient, resultStore: resultStore, logger: logger)
                 try await failClearly("the local sandbox does not work on this machine") { try await local.selfCheck() }
                 executor = local
+                services.append(WorkspaceJanitor(root: settings.workDirectory, store: store, logger: logger))
             }
             services.append(
                 JobWorker(
