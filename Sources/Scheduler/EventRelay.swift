@@ -14,9 +14,12 @@ import ServiceLifecycle
 /// the gap was seen has ended (the Postgres snapshot horizon moved past it); an id still missing then was rolled back
 /// and never comes. Every writer of job_events updates or locks the job row first, so its transaction id exists
 /// before it takes an event id, which is what makes the horizon test sound.
+///
+/// A trigger (migration 0012) notifies `c2d_events` when events commit; the relay listens and runs a pass at once,
+/// so a status change reaches `c2d.events` within milliseconds. The pass interval is only the fallback.
 package final class EventRelay: Service, Sendable {
     package struct Configuration: Sendable {
-        /// Time between passes when there is nothing to publish. Default 200 ms (the latency of events).
+        /// Longest time between passes when no notification comes (the fallback). Default 1 s.
         package var interval: Duration
         /// Events per pass. Default 1,000.
         package var batchSize: Int
@@ -26,7 +29,7 @@ package final class EventRelay: Service, Sendable {
         package var cursorName: String
 
         package init(
-            interval: Duration = .milliseconds(200), batchSize: Int = 1_000, publishTimeout: Duration = .seconds(10),
+            interval: Duration = .seconds(1), batchSize: Int = 1_000, publishTimeout: Duration = .seconds(10),
             cursorName: String = EventNames.exchange
         ) {
             self.interval = interval
@@ -56,9 +59,37 @@ package final class EventRelay: Service, Sendable {
         self.logger = logger
     }
 
+    /// The Postgres channel the job_events trigger notifies.
+    package static let channel = "c2d_events"
+
     package func run() async throws {
+        let wakeup = Wakeup()
+        await cancelWhenGracefulShutdown {
+            await withDiscardingTaskGroup { group in
+                group.addTask { await self.listen(wakeup) }
+                group.addTask { await self.relay(wakeup) }
+            }
+        }
+    }
+
+    func listen(_ wakeup: Wakeup) async {
+        while !Task.isCancelled {
+            do {
+                try await store.client.withNotifications(channels: [Self.channel]) { events in
+                    for try await _ in events { wakeup.ring() }
+                }
+            } catch is CancellationError {
+                return
+            } catch {
+                logger.warning("listening for event notifications failed", metadata: ["error": "\(error)"])
+                try? await Task.sleep(for: .seconds(1))
+            }
+        }
+    }
+
+    func relay(_ wakeup: Wakeup) async {
         var gap: Gap?
-        while !Task.isShuttingDownGracefully && !Task.isCancelled {
+        while !Task.isCancelled {
             var published = 0
             do {
                 (published, gap) = try await runOnce(gap: gap)
@@ -67,7 +98,7 @@ package final class EventRelay: Service, Sendable {
             }
             // A full batch means more may be waiting; a pending gap usually settles within milliseconds.
             if published < configuration.batchSize {
-                try? await Task.sleep(for: gap == nil ? configuration.interval : .milliseconds(50))
+                await wakeup.wait(upTo: gap == nil ? configuration.interval : .milliseconds(20))
             }
         }
     }
