@@ -20,7 +20,7 @@ struct BenchCommand: AsyncParsableCommand {
         abstract: "Benchmarks that print their figures, next to the physical ceiling measured in the same run.",
         subcommands: [
             BenchDatabaseCommand.self, BenchAMQPCommand.self, BenchSubmitCommand.self, BenchClusterCommand.self,
-            BenchReconcileCommand.self, BenchE2ECommand.self,
+            BenchReconcileCommand.self, BenchE2ECommand.self, BenchChaosCommand.self,
         ]
     )
 }
