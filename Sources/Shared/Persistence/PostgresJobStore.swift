@@ -204,64 +204,66 @@ package struct PostgresJobStore: Sendable {
     // MARK: Progress, fenced by the holder's claim
 
     /// Records a status change of the job `claim` holds. Refused (``FencingError``) unless the claim still holds
-    /// the unfinished job; an illegal transition is refused by the state machine.
+    /// the unfinished job; an illegal transition is refused by the state machine. One statement: the row is locked,
+    /// checked, moved and its event written in a single round trip.
     package func recordStatus(_ claim: JobClaim, status: JobStatus, reason: String? = nil) async throws {
-        let predecessors = JobStatus.allCases.filter { $0.canMove(to: status) }.map(\.rawValue)
-        try await client.withTransaction { tx in
-            let rows = try await tx.query(
-                "select status from jobs where \(Self.holder) for update", Self.holderParameters(claim))
-            guard let row = rows.first else {
-                throw FencingError(claim, reason: "the claim no longer holds the job, or it has finished")
-            }
-            let current = try row.int("status")
-            if current == status.rawValue { return }
-            guard predecessors.contains(current) else {
-                throw IllegalTransition(from: JobStatus(rawValue: current) ?? .queued, to: status)
-            }
-            try await tx.execute(
-                "update jobs set status = $2 where id = $1", [.uuid(claim.jobID.uuid), .int(Int64(status.rawValue))])
-            try await tx.execute(
-                "insert into job_events (job_id, attempt, status, reason) values ($1, $2, $3, $4)",
-                [.uuid(claim.jobID.uuid), .int(Int64(claim.attempt)), .int(Int64(status.rawValue)), .optional(reason)])
+        let predecessors = JobStatus.allCases.filter { $0.canMove(to: status) }.map { String($0.rawValue) }
+        let rows = try await client.query(
+            """
+            with current as (
+                select status from jobs where \(Self.holder) for update
+            ), moved as (
+                update jobs set status = $5 from current
+                where jobs.id = $1 and current.status <> $5 and current.status = any($6::text[]::smallint[])
+                returning jobs.id
+            ), event as (
+                insert into job_events (job_id, attempt, status, reason) select id, $2, $5, $7 from moved
+            )
+            select (select status from current) as status, (select count(*) from moved) as moved
+            """,
+            Self.holderParameters(claim) + [
+                .int(Int64(status.rawValue)), .textArray(predecessors), .optional(reason),
+            ])
+        guard let current = try rows.first?.optionalInt("status") else {
+            throw FencingError(claim, reason: "the claim no longer holds the job, or it has finished")
         }
+        let moved = try rows[0].int("moved")
+        if current == status.rawValue || moved == 1 { return }
+        throw IllegalTransition(from: JobStatus(rawValue: current) ?? .queued, to: status)
     }
 
-    /// Records the terminal status, outcome and results of the job `claim` holds, in one transaction; refused
+    /// Records the terminal status, outcome and results of the job `claim` holds, in one statement; refused
     /// (``FencingError``) unless the claim still holds the unfinished job.
     package func finish(_ claim: JobClaim, result: ExecutionResult) async throws {
-        try await client.withTransaction { tx in
-            let updated = try await tx.execute(
-                """
+        let files = result.results
+        let rows = try await client.query(
+            """
+            with done as (
                 update jobs set status = $5, outcome = $6, failure_reason = $7, exit_code = $8, oom_killed = $9,
                     stopreq = coalesce($10, stopreq), finished_at = now(), lease_until = null
                 where \(Self.holder)
-                """,
-                Self.holderParameters(claim) + [
-                    .int(Int64(result.status.rawValue)), .text(result.outcome.rawValue),
-                    .optional(result.failureReason), result.exitCode.map { .int(Int64($0)) } ?? .null,
-                    .bool(result.oomKilled), result.stopRequest.map { .int(Int64($0)) } ?? .null,
-                ])
-            guard updated == 1 else {
-                throw FencingError(claim, reason: "the claim no longer holds the job, or it has finished")
-            }
-            let jobID = claim.jobID
-            try await tx.execute(
-                "insert into job_events (job_id, attempt, status, reason) values ($1, $2, $3, $4)",
-                [
-                    .uuid(jobID.uuid), .int(Int64(claim.attempt)), .int(Int64(result.status.rawValue)),
-                    .text(result.failureReason ?? result.outcome.rawValue),
-                ])
-            for file in result.results {
-                try await tx.execute(
-                    """
-                    insert into job_results (job_id, position, attempt, name, kind, size, sha256, location)
-                    values ($1, $2, $3, $4, $5, $6, $7, $8)
-                    """,
-                    [
-                        .uuid(jobID.uuid), .int(Int64(file.index)), .int(Int64(claim.attempt)), .text(file.name),
-                        .text(file.kind.rawValue), .int(file.size), .text(file.sha256), .text(file.location),
-                    ])
-            }
+                returning id
+            ), event as (
+                insert into job_events (job_id, attempt, status, reason) select id, $2, $5, $11 from done
+            ), files as (
+                insert into job_results (job_id, position, attempt, name, kind, size, sha256, location)
+                select done.id, f.position, $2, f.name, f.kind, f.size, f.sha256, f.location
+                from done, unnest($12::text[]::int[], $13::text[], $14::text[], $15::text[]::bigint[], $16::text[],
+                    $17::text[]) as f (position, name, kind, size, sha256, location)
+            )
+            select count(*) as finished from done
+            """,
+            Self.holderParameters(claim) + [
+                .int(Int64(result.status.rawValue)), .text(result.outcome.rawValue), .optional(result.failureReason),
+                result.exitCode.map { .int(Int64($0)) } ?? .null, .bool(result.oomKilled),
+                result.stopRequest.map { .int(Int64($0)) } ?? .null,
+                .text(result.failureReason ?? result.outcome.rawValue),
+                .textArray(files.map { String($0.index) }), .textArray(files.map(\.name)),
+                .textArray(files.map(\.kind.rawValue)), .textArray(files.map { String($0.size) }),
+                .textArray(files.map(\.sha256)), .textArray(files.map(\.location)),
+            ])
+        guard try rows.first?.int("finished") == 1 else {
+            throw FencingError(claim, reason: "the claim no longer holds the job, or it has finished")
         }
     }
 
