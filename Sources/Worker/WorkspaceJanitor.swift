@@ -7,15 +7,16 @@ import ServiceLifecycle
 
 /// Removes local workspaces that no running attempt owns: a worker killed mid-job leaves its attempt's
 /// `<jobID>-<attempt>` directory behind (the attempt is handed over and runs again as a new attempt, elsewhere).
-/// Runs when the worker starts and then every `interval`; several workers sharing one work directory agree, since
-/// a workspace is kept exactly while its job is unfinished at that attempt.
+/// Runs when the worker starts and then every `interval` (default a minute: a dead worker's job is handed over
+/// about a lease after its death, and only then is its workspace stale); several workers sharing one work
+/// directory agree, since a workspace is kept exactly while its job is unfinished at that attempt.
 package struct WorkspaceJanitor: Service {
     let root: URL
     let store: PostgresJobStore
     let interval: Duration
     let logger: Logger
 
-    package init(root: URL, store: PostgresJobStore, interval: Duration = .seconds(600), logger: Logger) {
+    package init(root: URL, store: PostgresJobStore, interval: Duration = .seconds(60), logger: Logger) {
         self.root = root
         self.store = store
         self.interval = interval

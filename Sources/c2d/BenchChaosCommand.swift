@@ -280,28 +280,32 @@ final class Chaos: @unchecked Sendable {
     /// The fault schedule over the submission window: workers killed every 5 to 10 s (restarted 1 to 3 s later),
     /// the leading scheduler at a quarter, a gateway at two fifths, RabbitMQ restarted at half, Postgres at seven
     /// tenths; with Kubernetes, 20 % of API requests answer 500 for 10 s at three tenths, a 429 storm at three
-    /// fifths and every watch expired (410) at four fifths.
+    /// fifths and every watch expired (410) at four fifths. Each one-off fault runs in a task of its own, so worker
+    /// kills go on while a broker restarts; the schedule ends when the window is over and every fault has run.
     func injectFaults(until end: ContinuousClock.Instant) async throws {
         let start = ContinuousClock.now
         let window = end - start
         var once: [(Double, String)] = [(0.25, "leader"), (0.4, "gateway"), (0.5, "rabbitmq"), (0.7, "postgres")]
         if kubernetes { once += [(0.3, "errors"), (0.6, "throttle"), (0.8, "watches")] }
         once.sort { $0.0 < $1.0 }
-        var nextWorkerKill = start + .seconds(Double(random.next(5, 10)))
-        while ContinuousClock.now < end {
-            try await Task.sleep(for: .milliseconds(200))
-            let elapsed = (ContinuousClock.now - start) / window
-            while let (at, what) = once.first, elapsed >= at {
-                once.removeFirst()
-                try await inject(what, since: start)
+        try await withThrowingTaskGroup(of: Void.self) { faults in
+            var nextWorkerKill = start + .seconds(Double(random.next(5, 10)))
+            while ContinuousClock.now < end || !once.isEmpty {
+                try await Task.sleep(for: .milliseconds(200))
+                let elapsed = (ContinuousClock.now - start) / window
+                while let (at, what) = once.first, elapsed >= at {
+                    once.removeFirst()
+                    faults.addTask { try await self.inject(what, since: start) }
+                }
+                if ContinuousClock.now >= nextWorkerKill && ContinuousClock.now < end {
+                    let name = "worker-\(random.next(1, 3))"
+                    let delay = Duration.seconds(Double(random.next(1, 3)))
+                    note("SIGKILL \(name), restarted after \(format(delay))", since: start)
+                    faults.addTask { try await self.restart(name, after: delay) }
+                    nextWorkerKill = ContinuousClock.now + .seconds(Double(random.next(5, 10)))
+                }
             }
-            if ContinuousClock.now >= nextWorkerKill {
-                let name = "worker-\(random.next(1, 3))"
-                let delay = Duration.seconds(Double(random.next(1, 3)))
-                note("SIGKILL \(name), restarted after \(format(delay))", since: start)
-                try await restart(name, after: delay)
-                nextWorkerKill = ContinuousClock.now + .seconds(Double(random.next(5, 10)))
-            }
+            try await faults.waitForAll()
         }
     }
 
@@ -416,8 +420,15 @@ final class Chaos: @unchecked Sendable {
                 if content != "chaos-\(index)" { wrong += 1 }
             }
         }
-        let workspaces =
-            (try? FileManager.default.contentsOfDirectory(atPath: work.appendingPathComponent("work").path)) ?? []
+        // Workspaces of killed workers go once their jobs were handed over, at the workers' next sweep (a minute).
+        var workspaces: [String] = []
+        let sweepDeadline = ContinuousClock.now + .seconds(90)
+        repeat {
+            workspaces =
+                (try? FileManager.default.contentsOfDirectory(atPath: work.appendingPathComponent("work").path)) ?? []
+            if workspaces.isEmpty { break }
+            try await Task.sleep(for: .seconds(1))
+        } while ContinuousClock.now < sweepDeadline
         print("accepted \(accepted.count), lost \(lost), duplicated \(duplicated), stuck \(stuck)")
         print(
             "succeeded \(accepted.count - lost - stuck - failures.values.reduce(0, +)), "
