@@ -1,3 +1,4 @@
+import AMQP
 import ArgumentParser
 import AsyncHTTPClient
 import Domain
@@ -8,6 +9,7 @@ import NIOCore
 import NIOFoundationCompat
 import NIOHTTP1
 import Persistence
+import Scheduler
 
 /// `c2d bench e2e`: the whole system as separate processes — one gateway, one scheduler and N workers of this
 /// binary — on the real services, running short jobs end to end. For each environment profile and each N it submits
@@ -53,6 +55,8 @@ struct BenchE2ECommand: AsyncParsableCommand {
         var failed: Int
         /// Waiting → running after a slot freed, seconds.
         var waits: [Double]
+        /// Status change committed → its event received from `c2d.events`, seconds.
+        var eventDelays: [Double] = []
     }
 
     func run() async throws {
@@ -102,17 +106,22 @@ struct BenchE2ECommand: AsyncParsableCommand {
             print(
                 "c2d bench e2e: executor \(executor), \(jobs) jobs per run sleeping \(jobSeconds) s, "
                     + "\(ProcessInfo.processInfo.activeProcessorCount) cores shared by every process")
-            print("profile  maxJobs  slots/worker  workers  jobs/s   x one worker  failed  wait→run p50    p99")
+            print(
+                "profile  maxJobs  slots/worker  workers  jobs/s   x one worker  failed  wait→run p50    p99"
+                    + "        event p50   p99")
             var verdicts: [String] = []
+            var allEventDelays: [Double] = []
             for profile in chosen {
                 var baseline: Double?
                 for count in counts {
                     let figures = try await measure(
                         profile: profile, workers: count, binary: binary, extra: extra, work: work, store: store,
-                        token: token.value)
+                        token: token.value, amqp: settings.amqp)
                     baseline = baseline ?? figures.jobsPerSecond
                     let ratio = figures.jobsPerSecond / max(baseline ?? 1, 0.0001)
                     let waits = figures.waits.sorted()
+                    let events = figures.eventDelays.sorted()
+                    allEventDelays += events
                     print(
                         [
                             Self.pad(profile.name, 8),
@@ -121,7 +130,11 @@ struct BenchE2ECommand: AsyncParsableCommand {
                             Self.pad(Self.format(figures.jobsPerSecond, 2), 7), Self.pad(Self.format(ratio, 2), 12),
                             Self.pad("\(figures.failed)", 6),
                             Self.pad(waits.isEmpty ? "-" : "\(Self.format(Self.percentile(waits, 0.5) * 1000)) ms", 13),
-                            waits.isEmpty ? "-" : "\(Self.format(Self.percentile(waits, 0.99) * 1000)) ms",
+                            Self.pad(
+                                waits.isEmpty ? "-" : "\(Self.format(Self.percentile(waits, 0.99) * 1000)) ms", 10),
+                            Self.pad(
+                                events.isEmpty ? "-" : "\(Self.format(Self.percentile(events, 0.5) * 1000)) ms", 10),
+                            events.isEmpty ? "-" : "\(Self.format(Self.percentile(events, 0.99) * 1000)) ms",
                         ].joined(separator: "  "))
                     if count == 3, let target = profile.target {
                         verdicts.append(
@@ -134,6 +147,12 @@ struct BenchE2ECommand: AsyncParsableCommand {
                                 + "\(Self.format(p99 * 1000)) ms (target ≤ 100: \(p99 <= 0.1 ? "met" : "MISSED"))")
                     }
                 }
+            }
+            if !allEventDelays.isEmpty {
+                let p99 = Self.percentile(allEventDelays.sorted(), 0.99)
+                verdicts.append(
+                    "status change → c2d.events over \(allEventDelays.count) events: p99 \(Self.format(p99 * 1000)) ms "
+                        + "(target ≤ 50: \(p99 <= 0.05 ? "met" : "MISSED"))")
             }
             for verdict in verdicts { print(verdict) }
         } catch {
@@ -151,7 +170,7 @@ struct BenchE2ECommand: AsyncParsableCommand {
     /// One run: a fresh environment, its processes, one batch of jobs, the figures, and clean-up.
     func measure(
         profile: Profile, workers count: Int, binary: String, extra: [String: String], work: URL,
-        store: PostgresJobStore, token: String
+        store: PostgresJobStore, token: String, amqp: AMQPConfiguration
     ) async throws -> Figures {
         let environment = ComputeEnvironment(
             id: "bench-e2e-\(UInt32.random(in: 0...UInt32.max))", maxJobDuration: 600, maxJobs: profile.maxJobs)
@@ -186,25 +205,31 @@ struct BenchE2ECommand: AsyncParsableCommand {
             } orFail: {
                 processes.map { "--- \($0.name)\n\($0.logTail())" }.joined(separator: "\n")
             }
-            try await submitBatch(url: url, token: token, environment: environment.id)
-            let deadline = ContinuousClock.now + .seconds(timeout)
-            while true {
-                let row = try await store.client.query(
-                    "select count(*) filter (where finished_at is null) as open from jobs where environment = $1",
-                    [.text(environment.id)])[0]
-                if try row.int("open") == 0 { break }
-                guard ContinuousClock.now < deadline else {
-                    throw ValidationError("the run did not finish within \(timeout) s")
+            // A tail of the run's events, as an operator's would be: how long after a change commits it arrives.
+            let delays = try await Self.followEvents(environment: environment.id, amqp: amqp) {
+                try await submitBatch(url: url, token: token, environment: environment.id)
+                let deadline = ContinuousClock.now + .seconds(timeout)
+                while true {
+                    let row = try await store.client.query(
+                        "select count(*) filter (where finished_at is null) as open from jobs where environment = $1",
+                        [.text(environment.id)])[0]
+                    if try row.int("open") == 0 { break }
+                    guard ContinuousClock.now < deadline else {
+                        throw ValidationError("the run did not finish within \(timeout) s")
+                    }
+                    if let dead = processes.first(where: { !$0.isRunning }) {
+                        throw ValidationError("\(dead.name) exited:\n\(dead.logTail())")
+                    }
+                    try await Task.sleep(for: .milliseconds(100))
                 }
-                if let dead = processes.first(where: { !$0.isRunning }) {
-                    throw ValidationError("\(dead.name) exited:\n\(dead.logTail())")
-                }
-                try await Task.sleep(for: .milliseconds(100))
+                // The last events are still on their way.
+                try await Task.sleep(for: .milliseconds(500))
             }
             let slots = count * (profile.slots ?? Settings.defaultWorkerSlots(kubernetes: executor == "kubernetes"))
-            let figures = try await Self.figures(
+            var figures = try await Self.figures(
                 store: store, environment: environment.id,
                 capacity: profile.maxJobs > 0 ? min(profile.maxJobs, slots) : slots)
+            figures.eventDelays = delays
             for process in processes { await process.stop() }
             try await Self.cleanUp(environment.id, store: store)
             return figures
@@ -306,6 +331,48 @@ struct BenchE2ECommand: AsyncParsableCommand {
         }
         return Figures(
             jobsPerSecond: Double(rows.count) / last.timeIntervalSince(first), failed: failed, waits: waits)
+    }
+
+    /// Runs `body` while a queue bound to the environment's events on `c2d.events` is consumed; returns, per event,
+    /// the time from its commit (the event's own timestamp) to its arrival.
+    static func followEvents(
+        environment: String, amqp: AMQPConfiguration, _ body: () async throws -> Void
+    ) async throws -> [Double] {
+        let queue = "c2d.bench.events.\(environment)"
+        let topology = AMQPTopology(
+            queues: [AMQPQueue(name: queue, durable: false, arguments: ["x-expires": .int(600_000)])],
+            bindings: [AMQPBinding(queue: queue, exchange: EventNames.exchange, routingKey: "job.\(environment).#")])
+        var logger = Logger(label: "c2d-bench")
+        logger.logLevel = .critical
+        return try await AMQPClient.withConnectedClient(configuration: amqp, topology: topology, logger: logger) {
+            client in
+            let consumer = client.consume(queue: queue, prefetch: 500)
+            let collecting = Task {
+                var delays: [Double] = []
+                for try await delivery in consumer {
+                    let received = Date()
+                    if let event = try? JSONDecoder().decode(JobEventMessage.self, from: Data(delivery.message.body)),
+                        let committed = event.date
+                    {
+                        delays.append(max(0, received.timeIntervalSince(committed)))
+                    }
+                    try? await delivery.ack()
+                }
+                return delays
+            }
+            do {
+                try await body()
+            } catch {
+                consumer.cancel()
+                _ = try? await collecting.value
+                try? await client.deleteQueue(queue)
+                throw error
+            }
+            consumer.cancel()
+            let delays = try await collecting.value
+            try? await client.deleteQueue(queue)
+            return delays
+        }
     }
 
     static func cleanUp(_ environment: String, store: PostgresJobStore) async throws {
