@@ -30,14 +30,7 @@ struct JobRoutes: Sendable {
     }
 
     @Sendable func create(_ request: Request, context: GatewayRequestContext) async throws -> Response {
-        let body: ByteBuffer
-        do {
-            body = try await request.body.collect(upTo: configuration.limits.maxBodyBytes)
-        } catch is NIOTooManyBytesError {
-            throw APIError(
-                .contentTooLarge, code: "body_too_large",
-                message: "the request body is larger than the limit of \(configuration.limits.maxBodyBytes) bytes")
-        }
+        let body = try await collectBody(request)
         let principal = try context.caller(needing: .submit)
         let submission = try Self.decode(JobSubmitter.Request.self, from: body)
         let requestID = request.headers[.requestID] ?? UUID().uuidString.lowercased()
@@ -61,14 +54,7 @@ struct JobRoutes: Sendable {
     /// Changes a waiting job's priority (who may stop a job may reprioritize it). A job already admitted has its
     /// message out and its place taken: 409 `not_waiting`.
     @Sendable func update(_ request: Request, context: GatewayRequestContext) async throws -> Response {
-        let body: ByteBuffer
-        do {
-            body = try await request.body.collect(upTo: configuration.limits.maxBodyBytes)
-        } catch is NIOTooManyBytesError {
-            throw APIError(
-                .contentTooLarge, code: "body_too_large",
-                message: "the request body is larger than the limit of \(configuration.limits.maxBodyBytes) bytes")
-        }
+        let body = try await collectBody(request)
         let job = try await findJob(context, for: .stop)
         let change = try Self.decode(Change.self, from: body)
         let priority = try JobSubmitter.priority(change.priority)
@@ -133,6 +119,17 @@ struct JobRoutes: Sendable {
     }
 
     // MARK: Helpers
+
+    /// The request body, up to `C2D_MAX_BODY_BYTES` (413 `body_too_large` above).
+    func collectBody(_ request: Request) async throws -> ByteBuffer {
+        do {
+            return try await request.body.collect(upTo: configuration.limits.maxBodyBytes)
+        } catch is NIOTooManyBytesError {
+            throw APIError(
+                .contentTooLarge, code: "body_too_large",
+                message: "the request body is larger than the limit of \(configuration.limits.maxBodyBytes) bytes")
+        }
+    }
 
     enum Access {
         /// Status, events, the logs list.
