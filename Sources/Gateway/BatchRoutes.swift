@@ -14,7 +14,8 @@ import Persistence
 /// `{"code": "invalid_batch", "message", "errors": [{"index", "code", "message"}]}` and nothing is written.
 /// Otherwise every job, its event and its outbox row are written in one transaction under a new batch id, the
 /// messages are published pipelined, and the answer is 201 `{"batchId", "jobs": [ids in request order]}`.
-/// `GET /v1/jobs?batch=<batchId>` lists the batch's jobs.
+/// `GET /v1/jobs?batch=<batchId>` lists the batch's jobs. With an `Idempotency-Key`, `batchId` and `position` a
+/// client submits a large batch in resumable chunks (`BatchPlacement`); a replayed chunk answers 200.
 struct BatchRoutes: Sendable {
     let configuration: GatewayConfiguration
     let submitter: JobSubmitter
@@ -41,10 +42,12 @@ struct BatchRoutes: Sendable {
         let batch = try JobRoutes.decode(JobSubmitter.BatchRequest.self, from: body)
         let requestID = request.headers[.requestID] ?? UUID().uuidString.lowercased()
         let principal = try context.caller(needing: .submit)
-        let (batchID, jobs) = try await submitter.submitBatch(batch, principal: principal, requestID: requestID)
+        let (batchID, jobs, created) = try await submitter.submitBatch(
+            batch, principal: principal, requestID: requestID, idempotencyKey: request.headers[.idempotencyKey],
+            requestSHA256: JobSubmitter.sha256Hex(body.readableBytesView))
         return try JobRoutes.json(
-            Created(batchId: batchID.uuidString.lowercased(), jobs: jobs.map(\.id.description)), status: .created,
-            headers: [.requestID: requestID])
+            Created(batchId: batchID.uuidString.lowercased(), jobs: jobs.map(\.id.description)),
+            status: created ? .created : .ok, headers: [.requestID: requestID])
     }
 }
 
@@ -84,6 +87,10 @@ extension JobSubmitter {
         /// Who else may read every job of the batch.
         package var viewers: [String]?
         package var chainId: Int?
+        /// Add the jobs to this batch of the caller's (same environment) instead of a new one.
+        package var batchId: UUID?
+        /// Index of this request's first job within the batch, for chunked submissions (see `BatchPlacement`).
+        package var position: Int?
         package var jobs: [Item]
 
         /// One job of a batch. A job whose JSON does not decode keeps its error, so the answer can name it
@@ -126,8 +133,9 @@ extension JobSubmitter {
     /// then publishes them pipelined and marks their outbox rows sent. A failed publish leaves the rows to the
     /// outbox relay; the jobs are accepted either way.
     func submitBatch(
-        _ request: BatchRequest, principal: Principal, requestID: String
-    ) async throws -> (batchID: UUID, jobs: [Job]) {
+        _ request: BatchRequest, principal: Principal, requestID: String, idempotencyKey: String? = nil,
+        requestSHA256: String = ""
+    ) async throws -> (batchID: UUID, jobs: [Job], created: Bool) {
         guard !request.jobs.isEmpty else {
             throw APIError(.badRequest, code: "empty_batch", message: "a batch needs at least one job")
         }
@@ -165,15 +173,19 @@ extension JobSubmitter {
                 errors: Array(shown))
         }
 
-        let batchID = UUID()
+        let placement = try await placeBatch(
+            request, owner: owner, viewers: viewers, environment: environment, count: workflows.count,
+            idempotencyKey: idempotencyKey, requestSHA256: requestSHA256)
+        if let existing = placement.existing { return (placement.batchID, existing, false) }
+        let batchID = placement.batchID
         let createdAt = Date()
         var jobs: [Job] = []
         var messages: [PostgresJobStore.OutboxMessage] = []
         jobs.reserveCapacity(workflows.count)
         messages.reserveCapacity(workflows.count)
-        for workflow in workflows {
+        for (workflow, id) in zip(workflows, placement.jobIDs) {
             let job = Job(
-                id: JobID(), environment: environment.id, owner: owner, viewers: viewers, createdAt: createdAt,
+                id: id, environment: environment.id, owner: owner, viewers: viewers, createdAt: createdAt,
                 workflow: workflow)
             jobs.append(job)
             messages.append(try outboxMessage(for: job, requestID: requestID))
@@ -182,11 +194,18 @@ extension JobSubmitter {
         do {
             stored = try await store.insertBatch(jobs, batchID: batchID, outbox: messages)
         } catch let error as PostgresError {
+            // Another retry of the same reserved chunk wrote these jobs first.
+            if placement.resumesReservation, error.isUniqueViolation,
+                let written = try? await store.jobs(placement.jobIDs), written.count == placement.jobIDs.count
+            {
+                return (batchID, written, false)
+            }
+            if placement.createdBatch { try? await store.deleteEmptyBatch(batchID) }
             logger.error("batch insert failed", metadata: ["batch": "\(batchID)", "error": "\(error)"])
             throw APIError.unavailable
         }
         await publishBatch(stored, batchID: batchID)
-        return (batchID, jobs)
+        return (batchID, jobs, true)
     }
 
     /// Publishes the batch's messages pipelined, waits for every confirm, and marks the rows sent; any failure
