@@ -6,12 +6,14 @@ import Hummingbird
 import Logging
 import NIOCore
 import Persistence
+import Storage
 
 /// Builds the gateway's HTTP application: the native API under `/v1`, the Ocean API, health checks and the internal
 /// upload endpoint of publish pods.
 package enum Gateway {
     package static func buildApplication(
-        configuration: GatewayConfiguration, store: PostgresJobStore, amqp: AMQPClient, resultStore: any ResultStore,
+        configuration: GatewayConfiguration, store: PostgresJobStore, amqp: AMQPClient,
+        resultStore: any ReadableResultStore,
         logger: Logger
     ) -> some ApplicationProtocol {
         Application(
@@ -23,7 +25,8 @@ package enum Gateway {
 
     /// Every route the gateway serves, with its middleware; the OpenAPI agreement test reads its route table.
     package static func buildRouter(
-        configuration: GatewayConfiguration, store: PostgresJobStore, amqp: AMQPClient, resultStore: any ResultStore,
+        configuration: GatewayConfiguration, store: PostgresJobStore, amqp: AMQPClient,
+        resultStore: any ReadableResultStore,
         logger: Logger
     ) -> Router<GatewayRequestContext> {
         let router = Router(context: GatewayRequestContext.self)

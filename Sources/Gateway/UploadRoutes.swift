@@ -23,7 +23,7 @@ struct UploadRoutes {
 
     let configuration: GatewayConfiguration
     let store: PostgresJobStore
-    let resultStore: any ResultStore
+    let resultStore: any ReadableResultStore
 
     func register(on router: Router<GatewayRequestContext>) {
         router.put(RouterPath(Self.path), use: upload)
