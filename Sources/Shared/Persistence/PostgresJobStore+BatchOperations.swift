@@ -211,7 +211,7 @@ extension PostgresJobStore {
                     """
                     select position, job_count from batch_submissions
                     where batch_id = $1 and position is not null
-                        and int4range(position, position + job_count) && int4range($2, $3)
+                        and int4range(position, position + job_count) && int4range($2::int, $3::int)
                     order by position limit 1
                     """,
                     [
