@@ -244,7 +244,7 @@ struct JobClient: Sendable {
     // MARK: Event streams
 
     /// One Server-Sent Event of a status stream.
-    struct Event {
+    struct Event: Sendable {
         var id: Int
         var data: Data
         var object: [String: Any] { (try? JSONSerialization.jsonObject(with: data)) as? [String: Any] ?? [:] }
@@ -259,28 +259,50 @@ struct JobClient: Sendable {
     /// Follows an event stream (`/v1/jobs/{id}/events`, `/v1/batches/{id}/events`) until the server ends it,
     /// calling `handle` for each event. A dropped connection is resumed after the last event seen
     /// (`Last-Event-ID`), so no event is lost or repeated; five failures in a row without a new event give up.
-    /// `deadline` nil waits as long as it takes.
+    /// `deadline` nil waits as long as it takes; past it, `gaveUp` is thrown.
     func follow(
         _ path: String, after start: Int? = nil, deadline: ContinuousClock.Instant?,
         handle: (Event) async throws -> Void
     ) async throws {
+        let (events, continuation) = AsyncThrowingStream<Event, any Error>.makeStream()
+        // The reader and the timer end the stream; whichever is first wins, and both go when this returns.
+        let reader = Task { await read(path, after: start, into: continuation) }
+        let timer = deadline.map { deadline in
+            Task {
+                try? await Task.sleep(until: deadline)
+                if !Task.isCancelled { continuation.finish(throwing: ClientFailure(.gaveUp, "gave up waiting")) }
+            }
+        }
+        defer {
+            reader.cancel()
+            timer?.cancel()
+        }
+        for try await event in events {
+            try await handle(event)
+        }
+    }
+
+    private func read(
+        _ path: String, after start: Int?, into continuation: AsyncThrowingStream<Event, any Error>.Continuation
+    ) async {
         var last = start
         var failures = 0
-        while true {
-            if let deadline, ContinuousClock.now >= deadline { throw ClientFailure(.gaveUp, "gave up waiting") }
+        while !Task.isCancelled {
             var request = HTTPClientRequest(url: baseURL + path)
             if let token { request.headers.add(name: "authorization", value: "Bearer \(token)") }
             request.headers.add(name: "accept", value: "text/event-stream")
             if let last { request.headers.add(name: "last-event-id", value: String(last)) }
-            let remaining = deadline.map { $0 - ContinuousClock.now } ?? .seconds(7 * 24 * 3600)
             var progressed = false
             do {
-                let response = try await http.execute(request, timeout: TimeAmount(remaining))
+                let response = try await http.execute(request, timeout: .hours(24 * 7))
                 guard response.status == .ok else {
                     let body = try await response.body.collect(upTo: 1 << 20)
-                    throw failure(
-                        Reply(status: Int(response.status.code), headers: response.headers, body: Data(buffer: body)),
-                        method: .GET, path: path)
+                    continuation.finish(
+                        throwing: failure(
+                            Reply(
+                                status: Int(response.status.code), headers: response.headers, body: Data(buffer: body)),
+                            method: .GET, path: path))
+                    return
                 }
                 var pending = ""
                 for try await buffer in response.body {
@@ -292,20 +314,23 @@ struct JobClient: Sendable {
                         last = event.id
                         progressed = true
                         failures = 0
-                        try await handle(event)
+                        continuation.yield(event)
                     }
                 }
                 // The server ended the stream: everything it had to say was said.
+                continuation.finish()
                 return
-            } catch let failure as ClientFailure {
-                throw failure
             } catch {
-                if let deadline, ContinuousClock.now >= deadline { throw ClientFailure(.gaveUp, "gave up waiting") }
+                if Task.isCancelled { break }
                 if !progressed { failures += 1 }
-                if failures >= 5 { throw unreachable(error) }
-                try await Task.sleep(for: .seconds(1))
+                if failures >= 5 {
+                    continuation.finish(throwing: unreachable(error))
+                    return
+                }
+                try? await Task.sleep(for: .seconds(1))
             }
         }
+        continuation.finish()
     }
 
     static func parseEvent(_ block: String) -> Event? {
