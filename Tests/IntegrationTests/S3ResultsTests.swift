@@ -156,3 +156,86 @@ struct S3ResultsTests {
         }
     }
 }
+
+extension S3ResultsTests {
+    @Test("a publish pod with the S3 settings uploads straight to the bucket and registers each file with the gateway")
+    func directPublish() async throws {
+        let (bucket, environment) = try await Self.bucket()
+        // Uploads through the gateway would be refused (1 byte): everything must go straight to the bucket.
+        try await Deployment.with(extraEnvironment: environment.merging(["C2D_MAX_UPLOAD_BYTES": "1"]) { $1 }) {
+            deployment in
+            _ = try await MigrationRunner(
+                client: deployment.postgres,
+                directory: TestEnvironment.repositoryRoot.appendingPathComponent("migrations"),
+                logger: Logger(label: "test")
+            ).apply()
+            try deployment.start("gateway", ["gateway", "--port", String(deployment.port)])
+            try await deployment.waitUntilHealthy()
+            let store = PostgresJobStore(client: deployment.postgres)
+            let text = try await deployment.submit(deployment.jobRequest(code: "print(1)"))
+            let id = try #require(JobID(text))
+            guard case .claimed(let job) = try await store.claim(jobID: id, workerID: "s3-pod", lease: .seconds(600))
+            else {
+                throw TestFailure("job \(id) could not be claimed")
+            }
+            let token = UploadToken.generate()
+            try await store.registerUploadToken(jobID: id, attempt: job.attempt, hash: UploadToken.hash(token))
+
+            let data = deployment.directory.appendingPathComponent("pod-data")
+            let files = ["outputs/big.bin": String(repeating: "z", count: 70_000), "logs/algorithm.log": "ran\n"]
+            for (path, contents) in files {
+                let url = data.appendingPathComponent(path)
+                try FileManager.default.createDirectory(
+                    at: url.deletingLastPathComponent(), withIntermediateDirectories: true)
+                try Data(contents.utf8).write(to: url)
+            }
+            let publish = try C2DProcess(
+                name: "publish-s3",
+                arguments: [
+                    "pod", "publish", "--data", data.path, "--results-url", deployment.baseURL, "--job-id", "\(id)",
+                    "--attempt", "\(job.attempt)", "--termination-log",
+                    deployment.directory.appendingPathComponent("termination").path,
+                ],
+                environment: environment.merging(["C2D_UPLOAD_TOKEN": token]) { $1 },
+                logDirectory: deployment.directory)
+            #expect(await publish.waitForExit(timeout: .seconds(60)))
+            #expect(publish.exitCode == 0, "\(publish.log)\n\(deployment.logs)")
+
+            let uploads = try await store.uploads(jobID: id, attempt: job.attempt)
+            #expect(uploads.map(\.name) == ["big.bin", "algorithm.log", "publish.log"])
+            let big = try #require(uploads.first)
+            #expect(big.location == "\(id)/\(job.attempt)/outputs/big.bin")
+            #expect(big.size == 70_000)
+            try await Self.withStore(bucket: bucket) { objects in
+                let described = try await objects.describe(location: big.location)
+                #expect(described?.size == 70_000)
+                #expect(described?.sha256 == big.sha256)
+            }
+
+            // The gateway registers only the location it would have used, and only what the bucket holds.
+            let base = "/internal/v1/jobs/\(id)/attempts/\(job.attempt)/stored-results/output"
+            func register(_ name: String, _ body: [String: Any]) async throws -> Deployment.HTTPResult {
+                try await deployment.request(
+                    .POST, "\(base)/\(name)", body: try JSONSerialization.data(withJSONObject: body),
+                    headers: ["authorization": "Bearer \(token)", "content-type": "application/json"],
+                    authorize: false)
+            }
+            let elsewhere = try await register(
+                "x.bin", ["location": big.location, "size": big.size, "sha256": big.sha256])
+            #expect(elsewhere.status == 400, "\(elsewhere.text)")
+            let missing = try await register(
+                "x.bin", ["location": "\(id)/\(job.attempt)/outputs/x.bin", "size": 1, "sha256": big.sha256])
+            #expect(missing.status == 409, "\(missing.text)")
+            let wrongSize = try await register(
+                "big.bin", ["location": big.location, "size": 5, "sha256": big.sha256])
+            #expect(wrongSize.status == 422, "\(wrongSize.text)")
+            let wrongToken = try await deployment.request(
+                .POST, "\(base)/big.bin",
+                body: try JSONSerialization.data(withJSONObject: [
+                    "location": big.location, "size": big.size, "sha256": big.sha256,
+                ]),
+                headers: ["authorization": "Bearer \(UploadToken.generate())"], authorize: false)
+            #expect(wrongToken.status == 401)
+        }
+    }
+}

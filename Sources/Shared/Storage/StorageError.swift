@@ -13,6 +13,7 @@ public struct StorageError: Error, CustomStringConvertible, Sendable, Hashable {
             case unavailable
             case rejected
             case unsupported
+            case invalidConfiguration = "invalid_configuration"
         }
 
         private let base: Base
@@ -39,6 +40,8 @@ public struct StorageError: Error, CustomStringConvertible, Sendable, Hashable {
         public static let rejected = Code(.rejected)
         /// The store cannot do this (a filesystem store has no presigned URLs).
         public static let unsupported = Code(.unsupported)
+        /// The store's settings are unusable (a missing bucket name or credentials, a bad endpoint).
+        public static let invalidConfiguration = Code(.invalidConfiguration)
 
         public var description: String { base.rawValue }
     }
