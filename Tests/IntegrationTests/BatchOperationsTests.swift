@@ -172,6 +172,35 @@ struct BatchOperationsTests {
         }
     }
 
+    @Test("a batch made before batches had rows is described from its jobs and can still take chunks")
+    func batchWithoutRow() async throws {
+        try await Deployment.with { deployment in
+            try deployment.start("gateway", ["gateway", "--port", String(deployment.port)])
+            try await deployment.waitUntilHealthy()
+            let owner = "legacy-\(UUID())"
+            var request = deployment.jobRequest(code: "print(1)")
+            request["owner"] = owner
+            let job = try await deployment.submit(request)
+            let batchID = UUID().uuidString.lowercased()
+            try await deployment.postgres.execute(
+                "update jobs set batch_id = $1::uuid where id = $2::uuid", [.text(batchID), .text(job)])
+            let described = try await deployment.get("/v1/batches/\(batchID)")
+            #expect(described.status == 200, "\(described.text)")
+            #expect(described.json["total"] as? Int == 1)
+            #expect(described.json["owner"] as? String == owner)
+            let chunk = try await deployment.request(
+                .POST, "/v1/batches",
+                body: try JSONSerialization.data(
+                    withJSONObject: [
+                        "environment": deployment.environmentID, "owner": owner, "batchId": batchID, "position": 1,
+                        "jobs": Self.workflows(deployment, count: 2),
+                    ]),
+                headers: ["content-type": "application/json", "idempotency-key": "legacy-chunk"])
+            #expect(chunk.status == 201, "\(chunk.text)")
+            #expect(try await deployment.get("/v1/batches/\(batchID)").json["total"] as? Int == 3)
+        }
+    }
+
     @Test("a running batch's events end by themselves once every job has finished")
     func runningBatch() async throws {
         try await Deployment.with(extraEnvironment: ["C2D_WORKER_SLOTS": "4"]) { deployment in

@@ -18,13 +18,20 @@ extension PostgresJobStore {
     /// The batch, from its `batches` row, or for a batch made before that table existed, from its jobs (every job
     /// of a batch has the batch's owner and environment). Nil if neither exists.
     package func batch(_ id: UUID) async throws -> BatchInfo? {
+        if let recorded = try await batchRow(id) { return recorded }
+        return try await batchFromJobs(id)
+    }
+
+    private func batchRow(_ id: UUID) async throws -> BatchInfo? {
         let rows = try await client.query(
             "select owner, environment, viewers, created_at from batches where id = $1", [.uuid(id)])
-        if let row = rows.first {
-            return BatchInfo(
-                id: id, owner: try row.string("owner"), environment: try row.string("environment"),
-                viewers: try row.stringArray("viewers"), createdAt: try row.date("created_at"))
-        }
+        guard let row = rows.first else { return nil }
+        return BatchInfo(
+            id: id, owner: try row.string("owner"), environment: try row.string("environment"),
+            viewers: try row.stringArray("viewers"), createdAt: try row.date("created_at"))
+    }
+
+    private func batchFromJobs(_ id: UUID) async throws -> BatchInfo? {
         // The index jobs_batch (batch_id, created_at, id) gives the first job at once.
         let jobs = try await client.query(
             """
@@ -46,12 +53,25 @@ extension PostgresJobStore {
         case existing(BatchInfo)
     }
 
-    /// Makes sure the batch exists: returns the existing one, or creates it with the given owner, environment and
-    /// viewers. A batch that exists only through its jobs (made before migration 0040) counts as existing.
+    /// Makes sure the batch has its `batches` row: returns the existing batch, or creates it with the given owner,
+    /// environment and viewers. A batch that exists only through its jobs (made before migration 0040) counts as
+    /// existing and gets its row now, from its jobs, so chunks can be recorded against it.
     package func ensureBatch(
         id: UUID, owner: String, environment: String, viewers: [String]
     ) async throws -> BatchEnsured {
-        if let existing = try await batch(id) { return .existing(existing) }
+        if let recorded = try await batchRow(id) { return .existing(recorded) }
+        if let existing = try await batchFromJobs(id) {
+            try await client.execute(
+                """
+                insert into batches (id, owner, environment, viewers, created_at) values ($1, $2, $3, $4, $5)
+                on conflict (id) do nothing
+                """,
+                [
+                    .uuid(id), .text(existing.owner), .text(existing.environment), .textArray(existing.viewers),
+                    .timestamp(existing.createdAt),
+                ])
+            return .existing(existing)
+        }
         let inserted = try await client.query(
             """
             insert into batches (id, owner, environment, viewers) values ($1, $2, $3, $4)
