@@ -25,6 +25,8 @@ create table batch_submissions (
     job_ids          uuid[] not null,
     request_sha256   text not null,
     created_at       timestamptz not null default now(),
+    -- set once the chunk's jobs are written: a key whose jobs are missing after that was expired, not interrupted
+    written_at       timestamptz,
     primary key (owner, idempotency_key)
 );
 

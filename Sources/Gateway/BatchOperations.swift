@@ -131,19 +131,28 @@ extension APIError {
 
 extension EventRoutes {
     /// Status changes of every job of a batch as Server-Sent Events, in event id order, resumable after an id like
-    /// the job and global streams (same framing, polling and heartbeat). The stream ends once no job of the batch
-    /// is unfinished and every event up to then has been sent; a batch without jobs ends at once.
+    /// the job and global streams (same framing, polling and heartbeat). Only events whose ids are final are sent
+    /// (`SettledEvents`): with many jobs committing at once, an id may become visible after a larger one, and a
+    /// stream that moved past it would never send it. The stream ends once no job of the batch is unfinished and
+    /// every event up to then has been sent; a batch without jobs ends at once.
     func batchStream(after start: Int, batchID: UUID) throws -> Response {
         let store = self.store
         let pollInterval = self.pollInterval
         let heartbeat = self.heartbeat
         let body = ResponseBody { writer in
             var last = start
+            var horizon = SettledEvents(settled: start)
             var quietSince = ContinuousClock.now
             let encoder = JSONEncoder()
             encoder.outputFormatting = [.sortedKeys]
             encoder.dateEncodingStrategy = .iso8601
-            func send(_ events: [PostgresJobStore.StatusEvent]) async throws {
+            let pageSize = 500
+            /// Sends the settled events after `last`; returns how many.
+            func sendSettled() async throws -> Int {
+                let bound = horizon.observe(try await store.eventHorizon())
+                guard bound > last else { return 0 }
+                let events = try await store.batchStatusEvents(
+                    after: last, upTo: bound, batchID: batchID, limit: pageSize)
                 for event in events {
                     var buffer = ByteBuffer(string: "id: \(event.id)\nevent: status\ndata: ")
                     buffer.writeBytes(try encoder.encode(EventView(event)))
@@ -151,21 +160,22 @@ extension EventRoutes {
                     try await writer.write(buffer)
                     last = event.id
                 }
+                // A short page means the batch has nothing more up to the bound.
+                if events.count < pageSize { last = max(last, bound) }
+                return events.count
             }
             while !Task.isCancelled {
-                let events = try await store.batchStatusEvents(after: last, batchID: batchID)
-                try await send(events)
-                guard events.isEmpty else {
+                if try await sendSettled() > 0 {
                     quietSince = ContinuousClock.now
                     continue
                 }
-                // Nothing new. If every job has finished, their terminal events were committed before this read:
-                // send what is left and end.
                 if try await !store.batchHasUnfinishedJobs(batchID) {
-                    while true {
-                        let rest = try await store.batchStatusEvents(after: last, batchID: batchID)
-                        if rest.isEmpty { break }
-                        try await send(rest)
+                    // Every terminal event was committed before that read, so its id is at most the last id handed
+                    // out now; send everything up to there once it is final, then end.
+                    let target = try await store.eventHorizon().lastID
+                    let deadline = ContinuousClock.now + .seconds(30)
+                    while last < target && ContinuousClock.now < deadline && !Task.isCancelled {
+                        if try await sendSettled() == 0 { try await Task.sleep(for: .milliseconds(50)) }
                     }
                     break
                 }

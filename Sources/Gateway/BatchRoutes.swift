@@ -204,6 +204,7 @@ extension JobSubmitter {
             logger.error("batch insert failed", metadata: ["batch": "\(batchID)", "error": "\(error)"])
             throw APIError.unavailable
         }
+        await confirmWritten(owner: owner, idempotencyKey: idempotencyKey)
         await publishBatch(stored, batchID: batchID)
         return (batchID, jobs, true)
     }

@@ -101,10 +101,28 @@ extension JobSubmitter {
                 message: "this Idempotency-Key was used for a different batch request; use a new key for new jobs")
         }
         let existing = try await store.jobs(previous.jobIDs)
+        if existing.count != previous.jobIDs.count && previous.written {
+            throw APIError(
+                .conflict, code: "idempotency_key_expired",
+                message: "the jobs this Idempotency-Key created were removed after their environment's storageExpiry; "
+                    + "submit them again under a new key")
+        }
         return BatchPlacement(
             batchID: previous.batchID, jobIDs: previous.jobIDs,
             existing: existing.count == previous.jobIDs.count ? existing : nil, createdBatch: false,
             resumesReservation: existing.count != previous.jobIDs.count)
+    }
+
+    /// Records that the jobs of a keyed submission are written, so a later resend whose jobs are gone is told they
+    /// expired instead of having them made again. Best effort: if it fails, a resend still finds the jobs while they
+    /// exist.
+    func confirmWritten(owner: String, idempotencyKey: String?) async {
+        guard let idempotencyKey else { return }
+        do {
+            try await store.markBatchSubmissionWritten(owner: owner, key: idempotencyKey)
+        } catch {
+            logger.warning("cannot mark a batch submission written", metadata: ["error": "\(error)"])
+        }
     }
 
     static func checkIdempotencyKey(_ key: String) throws {

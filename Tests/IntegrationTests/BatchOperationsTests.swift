@@ -57,7 +57,8 @@ struct BatchOperationsTests {
             #expect(stop.json["finished"] as? Bool == true)
             #expect((stop.json["byOutcome"] as? [String: Int])?["stopped"] == 5)
             let streamed = try await events.value
-            #expect(streamed.count == 10, "a queued event and a terminal event per job: \(streamed)")
+            #expect(
+                streamed.count == 10, "a queued event and a terminal event per job: \(streamed)\n\(deployment.logs)")
             #expect(streamed.filter { $0.status == 70 }.count == 5)
             #expect(streamed.map(\.id) == streamed.map(\.id).sorted())
 
@@ -169,6 +170,13 @@ struct BatchOperationsTests {
             #expect(count == 5)
             let status = try await deployment.get("/v1/batches/\(batchID)")
             #expect(status.json["total"] as? Int == 5)
+
+            // Once retention removed a chunk's jobs, resending its key is not a way to make them again silently.
+            try await deployment.postgres.execute(
+                "delete from jobs where id = any($1::uuid[])", [.textArray(firstJobs)])
+            let expired = try await send(first, key: "chunk-0")
+            #expect(expired.status == 409, "\(expired.text)")
+            #expect(expired.json["code"] as? String == "idempotency_key_expired")
         }
     }
 

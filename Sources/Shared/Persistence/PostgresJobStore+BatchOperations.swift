@@ -156,17 +156,19 @@ extension PostgresJobStore {
         return try rows.first?.bool("open") ?? false
     }
 
-    /// Status changes of the batch's jobs with an id above `after`, oldest first. Reads each job's events through
-    /// `job_events_job` (job_id, id), or the events after `after` through the primary key when there are few: the
-    /// planner picks.
-    package func batchStatusEvents(after: Int, batchID: UUID, limit: Int = 500) async throws -> [StatusEvent] {
+    /// Status changes of the batch's jobs with an id above `after` and at most `upTo` (see `SettledEvents`), oldest
+    /// first. Reads each job's events through `job_events_job` (job_id, id), or the events after `after` through the
+    /// primary key when there are few: the planner picks.
+    package func batchStatusEvents(
+        after: Int, upTo: Int = .max, batchID: UUID, limit: Int = 500
+    ) async throws -> [StatusEvent] {
         try await client.query(
             """
             select e.id, e.job_id, j.environment, j.owner, e.attempt, e.status, e.reason, e.created_at
             from jobs j join job_events e on e.job_id = j.id
-            where j.batch_id = $1 and e.id > $2 order by e.id limit $3
+            where j.batch_id = $1 and e.id > $2 and e.id <= $4 order by e.id limit $3
             """,
-            [.uuid(batchID), .int(Int64(after)), .int(Int64(limit))]
+            [.uuid(batchID), .int(Int64(after)), .int(Int64(limit)), .int(Int64(upTo))]
         ).map { row in
             StatusEvent(
                 id: try row.int("id"), jobID: JobID(uuid: try row.uuid("job_id")),
@@ -188,10 +190,12 @@ extension PostgresJobStore {
         package var jobIDs: [JobID]
         /// sha-256 of the request, so a key reused for a different request is noticed.
         package var requestSHA256: String
+        /// Its jobs were written (so jobs missing now were removed by retention, not never written).
+        package var written: Bool
 
         package init(
             owner: String, idempotencyKey: String, batchID: UUID, position: Int?, jobIDs: [JobID],
-            requestSHA256: String
+            requestSHA256: String, written: Bool = false
         ) {
             self.owner = owner
             self.idempotencyKey = idempotencyKey
@@ -199,6 +203,7 @@ extension PostgresJobStore {
             self.position = position
             self.jobIDs = jobIDs
             self.requestSHA256 = requestSHA256
+            self.written = written
         }
     }
 
@@ -276,8 +281,8 @@ extension PostgresJobStore {
     ) async throws -> BatchSubmission? {
         let rows = try await tx.query(
             """
-            select batch_id, position, job_ids::text[] as job_ids, request_sha256 from batch_submissions
-            where owner = $1 and idempotency_key = $2
+            select batch_id, position, job_ids::text[] as job_ids, request_sha256, written_at is not null as written
+            from batch_submissions where owner = $1 and idempotency_key = $2
             """,
             [.text(owner), .text(key)])
         guard let row = rows.first else { return nil }
@@ -285,7 +290,14 @@ extension PostgresJobStore {
             owner: owner, idempotencyKey: key, batchID: try row.uuid("batch_id"),
             position: try row.optionalInt("position"),
             jobIDs: try row.stringArray("job_ids").compactMap { JobID($0) },
-            requestSHA256: try row.string("request_sha256"))
+            requestSHA256: try row.string("request_sha256"), written: try row.bool("written"))
+    }
+
+    /// Notes that a submission's jobs were written.
+    package func markBatchSubmissionWritten(owner: String, key: String) async throws {
+        try await client.execute(
+            "update batch_submissions set written_at = now() where owner = $1 and idempotency_key = $2",
+            [.text(owner), .text(key)])
     }
 
     /// How many of these jobs exist.
