@@ -14,7 +14,8 @@ import Persistence
 /// Otherwise every job and its event are written in one transaction under a new batch id (the dispatcher admits
 /// them from there), and the answer is 201 `{"batchId", "jobs": [ids in request order]}`. `priority` (0-9) applies
 /// to every job of the batch.
-/// `GET /v1/jobs?batch=<batchId>` lists the batch's jobs.
+/// `GET /v1/jobs?batch=<batchId>` lists the batch's jobs. With an `Idempotency-Key`, `batchId` and `position` a
+/// client submits a large batch in resumable chunks (`BatchPlacement`); a replayed chunk answers 200.
 struct BatchRoutes: Sendable {
     let configuration: GatewayConfiguration
     let submitter: JobSubmitter
@@ -41,10 +42,12 @@ struct BatchRoutes: Sendable {
         let batch = try JobRoutes.decode(JobSubmitter.BatchRequest.self, from: body)
         let requestID = request.headers[.requestID] ?? UUID().uuidString.lowercased()
         let principal = try context.caller(needing: .submit)
-        let (batchID, jobs) = try await submitter.submitBatch(batch, principal: principal, requestID: requestID)
+        let (batchID, jobs, created) = try await submitter.submitBatch(
+            batch, principal: principal, requestID: requestID, idempotencyKey: request.headers[.idempotencyKey],
+            requestSHA256: JobSubmitter.sha256Hex(body.readableBytesView))
         return try JobRoutes.json(
-            Created(batchId: batchID.uuidString.lowercased(), jobs: jobs.map(\.id.description)), status: .created,
-            headers: [.requestID: requestID])
+            Created(batchId: batchID.uuidString.lowercased(), jobs: jobs.map(\.id.description)),
+            status: created ? .created : .ok, headers: [.requestID: requestID])
     }
 }
 
@@ -86,6 +89,10 @@ extension JobSubmitter {
         package var chainId: Int?
         /// 0 (the default) to 9, for every job of the batch.
         package var priority: Int?
+        /// Add the jobs to this batch of the caller's (same environment) instead of a new one.
+        package var batchId: UUID?
+        /// Index of this request's first job within the batch, for chunked submissions (see `BatchPlacement`).
+        package var position: Int?
         package var jobs: [Item]
 
         /// One job of a batch. A job whose JSON does not decode keeps its error, so the answer can name it
@@ -126,8 +133,9 @@ extension JobSubmitter {
 
     /// Validates every job of the batch (all or nothing) and writes them in one transaction under a new batch id.
     func submitBatch(
-        _ request: BatchRequest, principal: Principal, requestID: String
-    ) async throws -> (batchID: UUID, jobs: [Job]) {
+        _ request: BatchRequest, principal: Principal, requestID: String, idempotencyKey: String? = nil,
+        requestSHA256: String = ""
+    ) async throws -> (batchID: UUID, jobs: [Job], created: Bool) {
         guard !request.jobs.isEmpty else {
             throw APIError(.badRequest, code: "empty_batch", message: "a batch needs at least one job")
         }
@@ -166,19 +174,31 @@ extension JobSubmitter {
                 errors: Array(shown))
         }
 
-        let batchID = UUID()
+        let placement = try await placeBatch(
+            request, owner: owner, viewers: viewers, environment: environment, count: workflows.count,
+            idempotencyKey: idempotencyKey, requestSHA256: requestSHA256)
+        if let existing = placement.existing { return (placement.batchID, existing, false) }
+        let batchID = placement.batchID
         let createdAt = Date()
-        let jobs = workflows.map { workflow in
+        let jobs = zip(workflows, placement.jobIDs).map { workflow, id in
             Job(
-                id: JobID(), environment: environment.id, owner: owner, viewers: viewers, createdAt: createdAt,
+                id: id, environment: environment.id, owner: owner, viewers: viewers, createdAt: createdAt,
                 priority: priority, workflow: workflow)
         }
         do {
             try await store.insertBatch(jobs, batchID: batchID, trace: .new(requestID: requestID))
         } catch let error as PostgresError {
+            // Another retry of the same reserved chunk wrote these jobs first.
+            if placement.resumesReservation, error.isUniqueViolation,
+                let written = try? await store.jobs(placement.jobIDs), written.count == placement.jobIDs.count
+            {
+                return (batchID, written, false)
+            }
+            if placement.createdBatch { try? await store.deleteEmptyBatch(batchID) }
             logger.error("batch insert failed", metadata: ["batch": "\(batchID)", "error": "\(error)"])
             throw APIError.unavailable
         }
-        return (batchID, jobs)
+        await confirmWritten(owner: owner, idempotencyKey: idempotencyKey)
+        return (batchID, jobs, true)
     }
 }

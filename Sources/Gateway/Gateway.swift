@@ -5,12 +5,14 @@ import Hummingbird
 import Logging
 import NIOCore
 import Persistence
+import Storage
 
 /// Builds the gateway's HTTP application: the native API under `/v1`, the Ocean API, health checks and the internal
 /// upload endpoint of publish pods.
 package enum Gateway {
     package static func buildApplication(
-        configuration: GatewayConfiguration, store: PostgresJobStore, resultStore: any ResultStore, logger: Logger
+        configuration: GatewayConfiguration, store: PostgresJobStore, resultStore: any ReadableResultStore,
+        logger: Logger
     ) -> some ApplicationProtocol {
         Application(
             router: buildRouter(configuration: configuration, store: store, resultStore: resultStore, logger: logger),
@@ -20,7 +22,8 @@ package enum Gateway {
 
     /// Every route the gateway serves, with its middleware; the OpenAPI agreement test reads its route table.
     package static func buildRouter(
-        configuration: GatewayConfiguration, store: PostgresJobStore, resultStore: any ResultStore, logger: Logger
+        configuration: GatewayConfiguration, store: PostgresJobStore, resultStore: any ReadableResultStore,
+        logger: Logger
     ) -> Router<GatewayRequestContext> {
         let router = Router(context: GatewayRequestContext.self)
         let requests = RequestCounter()

@@ -41,6 +41,13 @@ package struct GatewayConfiguration: Sendable {
     package var uploadSpoolDirectory: URL = FileManager.default.temporaryDirectory.appendingPathComponent(
         "c2d-uploads", isDirectory: true)
 
+    /// Native API: how long a presigned result URL (`GET /v1/jobs/{id}/results/{index}/url`) stays valid.
+    /// Default 300 s. `C2D_S3_PRESIGN_SECONDS`.
+    package var presignedURLLifetime: Duration = .seconds(300)
+    /// Where workers run jobs, which decides the images a workflow may name (`ImagePolicy`). Default local.
+    /// `C2D_EXECUTOR`.
+    package var executor: ExecutorKind = .local
+
     package init(
         host: String = "127.0.0.1", port: Int = 8080, environments: [ComputeEnvironment] = [.oceanCompute],
         limits: SubmissionLimits = SubmissionLimits(), publishTimeout: Duration = .seconds(2)

@@ -6,13 +6,14 @@ import Logging
 import NIOCore
 import NIOFoundationCompat
 import Persistence
+import Storage
 
 /// The native API under `/v1` (DESIGN §4).
 struct JobRoutes: Sendable {
     let configuration: GatewayConfiguration
     let submitter: JobSubmitter
     let store: PostgresJobStore
-    let resultStore: any ResultStore
+    let resultStore: any ReadableResultStore
 
     func register(on router: Router<GatewayRequestContext>) {
         router.post("/v1/jobs", use: create)
@@ -21,10 +22,12 @@ struct JobRoutes: Sendable {
         router.post("/v1/jobs/{id}/stop", use: stop)
         router.get("/v1/jobs/{id}/results", use: listResults)
         router.get("/v1/jobs/{id}/results/{index}", use: downloadResult)
+        router.get("/v1/jobs/{id}/results/{index}/url", use: resultURL)
         router.get("/v1/jobs/{id}/logs", use: listLogs)
         EventRoutes(store: store).register(on: router) { try await findJob($0, for: .see) }
         ListRoutes(store: store).register(on: router)
         BatchRoutes(configuration: configuration, submitter: submitter).register(on: router)
+        BatchOperations(store: store, events: EventRoutes(store: store)).register(on: router)
         HealthRoutes(configuration: configuration, store: store).register(on: router)
         router.get("/healthz") { _, _ in Response(status: .ok, body: .init(byteBuffer: ByteBuffer(string: "ok\n"))) }
     }

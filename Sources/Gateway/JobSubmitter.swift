@@ -97,10 +97,12 @@ package struct JobSubmitter: Sendable {
         return value
     }
 
-    /// The validator's checks, then the environment's policy.
+    /// The validator's checks, then the environment's policy, then whether the environment can run the named image.
     func validate(_ workflow: Workflow, environment: ComputeEnvironment, chainID: Int?) throws(SubmissionError) {
         try validator.validate(workflow, environment: environment)
         try SubmissionPolicy.check(workflow, environment: environment, chainID: chainID)
+        _ = try ImagePolicy.decide(
+            workflow.stage?.algorithm.container, environment: environment, executor: configuration.executor)
     }
 
     /// The owner a new job gets: the caller's own, unless an admin (or a gateway without authentication) names

@@ -23,13 +23,45 @@ struct UploadRoutes {
 
     let configuration: GatewayConfiguration
     let store: PostgresJobStore
-    let resultStore: any ResultStore
+    let resultStore: any ReadableResultStore
 
     func register(on router: Router<GatewayRequestContext>) {
         router.put(RouterPath(Self.path), use: upload)
+        router.post(RouterPath(Self.storedPath), use: registerStored)
+    }
+
+    /// What an upload (or a registration) is for, once its token was checked.
+    struct Target {
+        var jobID: JobID
+        var attempt: Int
+        var kind: ResultKind
+        var name: String
     }
 
     @Sendable func upload(_ request: Request, context: GatewayRequestContext) async throws -> Response {
+        let target = try await authorize(request, context: context)
+        let (jobID, attempt, kind, name) = (target.jobID, target.attempt, target.kind, target.name)
+        if let length = request.headers[.contentLength].flatMap({ Int64($0) }), length > configuration.maxUploadBytes {
+            throw APIError.uploadTooLarge(configuration.maxUploadBytes)
+        }
+
+        let stored = try await spoolAndStore(request.body, jobID: jobID, name: Self.storeName(attempt, kind, name))
+        guard
+            try await unavailableOnStoreError({
+                try await store.recordUpload(jobID: jobID, attempt: attempt, name: name, kind: kind, stored: stored)
+            })
+        else {
+            throw APIError.attemptNotCurrent(attempt)
+        }
+        let body = try JSONEncoder().encode(
+            UploadedFile(name: name, kind: kind.rawValue, size: stored.size, sha256: stored.sha256))
+        return Response(
+            status: .ok, headers: [.contentType: "application/json"], body: .init(byteBuffer: ByteBuffer(bytes: body)))
+    }
+
+    /// The job, attempt, kind and name of the path, after checking the attempt's token and that the attempt is
+    /// current.
+    func authorize(_ request: Request, context: GatewayRequestContext) async throws -> Target {
         let idText = context.parameters.get("id") ?? ""
         guard let jobID = JobID(idText) else { throw APIError.jobNotFound(idText) }
         guard let attempt = context.parameters.get("attempt").flatMap({ Int($0) }), attempt > 0 else {
@@ -56,22 +88,7 @@ struct UploadRoutes {
         case .invalidToken: throw APIError.invalidUploadToken
         case .notCurrent: throw APIError.attemptNotCurrent(attempt)
         }
-        if let length = request.headers[.contentLength].flatMap({ Int64($0) }), length > configuration.maxUploadBytes {
-            throw APIError.uploadTooLarge(configuration.maxUploadBytes)
-        }
-
-        let stored = try await spoolAndStore(request.body, jobID: jobID, name: Self.storeName(attempt, kind, name))
-        guard
-            try await unavailableOnStoreError({
-                try await store.recordUpload(jobID: jobID, attempt: attempt, name: name, kind: kind, stored: stored)
-            })
-        else {
-            throw APIError.attemptNotCurrent(attempt)
-        }
-        let body = try JSONEncoder().encode(
-            UploadedFile(name: name, kind: kind.rawValue, size: stored.size, sha256: stored.sha256))
-        return Response(
-            status: .ok, headers: [.contentType: "application/json"], body: .init(byteBuffer: ByteBuffer(bytes: body)))
+        return Target(jobID: jobID, attempt: attempt, kind: kind, name: name)
     }
 
     /// Streams the body to a spool file under the size limit, then copies it into the result store.
@@ -100,7 +117,7 @@ struct UploadRoutes {
         }
     }
 
-    private struct UploadedFile: Encodable {
+    struct UploadedFile: Encodable {
         var name: String
         var kind: String
         var size: Int64
@@ -146,7 +163,7 @@ struct UploadRoutes {
     }
 
     /// A store that is down answers 503 promptly instead of a bare 500.
-    private func unavailableOnStoreError<T>(_ body: () async throws -> T) async throws -> T {
+    func unavailableOnStoreError<T>(_ body: () async throws -> T) async throws -> T {
         do {
             return try await body()
         } catch is PostgresError {

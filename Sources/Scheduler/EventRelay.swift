@@ -10,10 +10,12 @@ import ServiceLifecycle
 /// twice only if the relay dies between the confirm and the cursor update (readers dedupe by id).
 ///
 /// Event ids come from a sequence, and transactions commit out of id order: id 11 may be visible while id 10 is still
-/// uncommitted. The relay therefore stops at a gap and passes it only once every transaction that was running when
-/// the gap was seen has ended (the Postgres snapshot horizon moved past it); an id still missing then was rolled back
-/// and never comes. Every writer of job_events updates or locks the job row first, so its transaction id exists
-/// before it takes an event id, which is what makes the horizon test sound.
+/// uncommitted. The relay therefore stops at a gap and passes it only once every transaction that could still fill
+/// it has ended; an id still missing then was rolled back and never comes. Every writer of job_events updates or
+/// locks the job row first, so its transaction id exists before it takes an event id; when the relay sees a gap it
+/// takes a transaction id of its own (the marker, newer than the gap's writer), and the gap is settled once the
+/// oldest running transaction is newer than the marker. (A snapshot's `xmax` would not do: it is one past the latest
+/// *completed* transaction, so a newer transaction can be running without showing in `xmin`.)
 ///
 /// A trigger (migration 0012) notifies `c2d_events` when events commit; the relay listens and runs a pass at once,
 /// so a status change reaches `c2d.events` within milliseconds. The pass interval is only the fallback.
@@ -39,10 +41,10 @@ package final class EventRelay: Service, Sendable {
         }
     }
 
-    /// A gap seen after `cursor`, and the transaction horizon when it was seen.
+    /// A gap seen after `cursor`, and a transaction id taken after it was seen.
     private struct Gap: Sendable {
         var cursor: Int
-        var nextXID: UInt64
+        var marker: UInt64
     }
 
     let configuration: Configuration
@@ -133,14 +135,12 @@ package final class EventRelay: Service, Sendable {
     /// The gap (if any) right after `cursor`: the next id is missing while a later one exists.
     private func pendingGap(after cursor: Int, previous: Gap?) async throws -> Gap? {
         let rows = try await store.client.query(
-            """
-            select min(id) as next, pg_snapshot_xmax(pg_current_snapshot())::text as xmax
-            from job_events where id > $1
-            """,
-            [.int(Int64(cursor))])
+            "select min(id) as next from job_events where id > $1", [.int(Int64(cursor))])
         guard let next = try rows.first?.optionalInt("next"), next > cursor + 1 else { return nil }
         if let previous, previous.cursor == cursor { return previous }
-        return Gap(cursor: cursor, nextXID: UInt64(try rows[0].string("xmax")) ?? UInt64.max)
+        // A statement of its own, so the marker's transaction ends at once.
+        let marker = try await store.client.query("select pg_current_xact_id()::text as xid")
+        return Gap(cursor: cursor, marker: UInt64(try marker[0].string("xid")) ?? UInt64.max)
     }
 
     /// The events that follow the cursor without a gap, passing a gap that is known to be settled: every transaction
@@ -150,7 +150,7 @@ package final class EventRelay: Service, Sendable {
         for event in batch.events {
             let last = result.last?.id ?? batch.cursor
             if event.id != last + 1 {
-                guard let gap, gap.cursor == last, batch.oldestRunningXID >= gap.nextXID else { break }
+                guard let gap, gap.cursor == last, batch.oldestRunningXID > gap.marker else { break }
             }
             result.append(event)
         }

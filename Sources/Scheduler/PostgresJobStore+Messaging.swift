@@ -6,15 +6,13 @@ import Persistence
 // job_events, jobs and event_relay_cursor (migrations 0001 and 0003).
 
 extension PostgresJobStore {
-    /// What one relay pass saw: the cursor, the events after it (in id order) and the transaction horizon just
-    /// after the read (see ``EventRelay`` for how gaps in the ids are settled).
+    /// What one relay pass saw: the cursor, the events after it (in id order) and the oldest transaction running
+    /// just after the read (see ``EventRelay`` for how gaps in the ids are settled).
     package struct EventBatch: Sendable {
         package var cursor: Int
         package var events: [JobEventMessage]
         /// Every transaction with an id below this had ended when the batch was read.
         package var oldestRunningXID: UInt64
-        /// Every transaction that could have been running when the batch was read has an id below this.
-        package var nextXID: UInt64
     }
 
     /// Locks the relay's cursor row for the length of `body` (so two schedulers never publish the same range), reads
@@ -46,12 +44,7 @@ extension PostgresJobStore {
                 where e.id > $1 order by e.id limit $2
                 """,
                 [.int(Int64(cursor)), .int(Int64(limit))])
-            // Taken after the read, so every transaction that holds a smaller id than one we read is below nextXID.
-            let horizon = try await tx.query(
-                """
-                select pg_snapshot_xmin(pg_current_snapshot())::text as xmin,
-                    pg_snapshot_xmax(pg_current_snapshot())::text as xmax
-                """)
+            let horizon = try await tx.query("select pg_snapshot_xmin(pg_current_snapshot())::text as xmin")
             let events = try rows.map { row in
                 JobEventMessage(
                     id: try row.int("id"), jobId: JobID(uuid: try row.uuid("job_id")).description,
@@ -62,8 +55,7 @@ extension PostgresJobStore {
             }
             let batch = EventBatch(
                 cursor: cursor, events: events,
-                oldestRunningXID: UInt64(try horizon[0].string("xmin")) ?? 0,
-                nextXID: UInt64(try horizon[0].string("xmax")) ?? UInt64.max)
+                oldestRunningXID: UInt64(try horizon[0].string("xmin")) ?? 0)
             let newCursor = try await body(batch)
             if newCursor > cursor {
                 _ = try await tx.execute(
@@ -72,12 +64,6 @@ extension PostgresJobStore {
             }
             return (cursor, max(cursor, newCursor))
         }
-    }
-
-    /// The oldest running transaction id now (for settling gaps between relay passes).
-    package func oldestRunningXID() async throws -> UInt64 {
-        let rows = try await client.query("select pg_snapshot_xmin(pg_current_snapshot())::text as xmin")
-        return UInt64(try rows[0].string("xmin")) ?? 0
     }
 
     /// What the poison handler found, and did, for a dead-lettered job message.

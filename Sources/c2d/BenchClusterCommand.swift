@@ -62,6 +62,7 @@ struct BenchClusterCommand: AsyncParsableCommand {
         var gatewayConfiguration = GatewayConfiguration(
             port: port, environments: [environment], limits: settings.limits)
         gatewayConfiguration.maxBatchJobs = 10_000
+        gatewayConfiguration.executor = .kubernetes
         let amqp = AMQPClient(
             configuration: settings.amqp, topology: .jobs(environments: [environment.id], deliveryLimit: 5),
             logger: logger)

@@ -204,7 +204,7 @@ struct BenchSubmitCommand: AsyncParsableCommand {
                             "checksum": String(repeating: "ab", count: 32),
                         ]
                     ],
-                    "algorithm": ["rawcode": code, "container": ["entrypoint": "python3 $ALGO", "image": "python"]],
+                    "algorithm": ["rawcode": code, "container": ["entrypoint": "python3 $ALGO"]],
                     "compute": ["maxtime": 60],
                 ]
             ]

@@ -9,7 +9,7 @@ struct C2D: AsyncParsableCommand {
         subcommands: [
             DevCommand.self, GatewayCommand.self, WorkerCommand.self, SchedulerCommand.self, MigrateCommand.self,
             TailCommand.self, QueuesCommand.self, TokenCommand.self, BenchCommand.self, KubeSimCommand.self,
-            PodCommand.self,
+            PodCommand.self, JobCommand.self, BatchCommand.self,
         ]
     )
 }

@@ -65,7 +65,7 @@ enum Launcher {
         let messaging = try MessagingSettings.load()
         let topology = AMQPTopology.jobs(
             environments: settings.environments.map(\.id), deliveryLimit: messaging.deliveryLimit)
-        let resultStore = FileResultStore(root: settings.resultsDirectory)
+        let (resultStore, resultStoreClient) = try settings.resultStore.make()
 
         var services: [any Service] = []
         var clients: [AMQPClient] = []
@@ -82,6 +82,8 @@ enum Launcher {
             workRoot: settings.workDirectory, dataDirectory: settings.dataDirectory,
             allowPrivateNetworks: settings.allowPrivateURLs)
         executorConfiguration.provisioner.operatorPrivateKey = settings.operatorPrivateKey
+        executorConfiguration.images = ImageStoreConfiguration(
+            imagesDirectory: settings.imagesDirectory, cacheDirectory: settings.imageCacheDirectory)
         let httpClient = Provisioner.makeHTTPClient(configuration: executorConfiguration.provisioner)
         if roles.contains(.scheduler) {
             let amqp = amqpClient("scheduler", adding: .events(maxAge: messaging.eventsMaxAge))
@@ -131,6 +133,8 @@ enum Launcher {
             configuration.maxBatchBodyBytes = settings.maxBatchBodyBytes
             configuration.maxUploadBytes = settings.maxUploadBytes
             configuration.uploadSpoolDirectory = settings.uploadSpoolDirectory
+            configuration.presignedURLLifetime = settings.resultStore.presignDuration
+            configuration.executor = settings.kubernetes == nil ? .local : .kubernetes
             // The gateway needs Postgres only: jobs wait there for the dispatcher, so it has no RabbitMQ connection.
             services.append(
                 Gateway.buildApplication(
@@ -159,11 +163,13 @@ enum Launcher {
             // An HTTPClient dropped without shutdown traps in debug builds, hiding the real error.
             for client in kubernetesClients { try? await client.shutdown() }
             try? await httpClient.shutdown()
+            try? await resultStoreClient?.shutdown()
             await postgres.shutdown()
             throw error
         }
         for client in kubernetesClients { try? await client.shutdown() }
         try await httpClient.shutdown()
+        try? await resultStoreClient?.shutdown()
         await postgres.shutdown()
     }
 }

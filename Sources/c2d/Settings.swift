@@ -20,6 +20,12 @@ struct Settings {
     var workDirectory: URL
     /// Where the filesystem result store keeps outputs and logs.
     var resultsDirectory: URL
+    /// Which result store: the filesystem at `resultsDirectory`, or S3 (`C2D_RESULT_STORE`).
+    var resultStore: ResultStoreSettings
+    /// Local executor: where OCI image layouts are (`C2D_IMAGES_DIR`, default `.data/images`).
+    var imagesDirectory: URL
+    /// Local executor: where unpacked images are cached (`C2D_IMAGE_CACHE_DIR`, default `.data/image-cache`).
+    var imageCacheDirectory: URL
     var migrationsDirectory: URL
     var workerSlots: Int
     var leaseDuration: Duration
@@ -99,6 +105,10 @@ struct Settings {
             allowPrivateURLs: env["C2D_ALLOW_PRIVATE_URLS"] == "1",
             workDirectory: directory("C2D_WORK_DIR", default: ".data/work"),
             resultsDirectory: directory("C2D_RESULTS_DIR", default: ".data/results"),
+            resultStore: try ResultStoreSettings.load(
+                env, resultsDirectory: directory("C2D_RESULTS_DIR", default: ".data/results")),
+            imagesDirectory: directory("C2D_IMAGES_DIR", default: ".data/images"),
+            imageCacheDirectory: directory("C2D_IMAGE_CACHE_DIR", default: ".data/image-cache"),
             migrationsDirectory: env["C2D_MIGRATIONS_DIR"].map { URL(fileURLWithPath: $0) } ?? defaultMigrations(),
             workerSlots: try integer(
                 "C2D_WORKER_SLOTS", default: defaultWorkerSlots(kubernetes: useKubernetes), range: 1...100_000),

@@ -7,6 +7,7 @@ import Logging
 import NIOCore
 import NIOFoundationCompat
 import Persistence
+import Storage
 
 /// Ocean's operator-service API under `/api/v1/operator`, plus `GET /` (ocean-c2d.md §2.1, §2.2), so Ocean's
 /// Provider can use c2d by pointing `OPERATOR_SERVICE_URL` at it. Routes, parameters, validation order, error
@@ -20,12 +21,12 @@ struct OceanRoutes: Sendable {
     let configuration: GatewayConfiguration
     let submitter: JobSubmitter
     let store: PostgresJobStore
-    let resultStore: any ResultStore
+    let resultStore: any ReadableResultStore
     let authenticator: OceanAuthenticator
 
     init(
         configuration: GatewayConfiguration, submitter: JobSubmitter, store: PostgresJobStore,
-        resultStore: any ResultStore
+        resultStore: any ReadableResultStore
     ) {
         self.configuration = configuration
         self.submitter = submitter

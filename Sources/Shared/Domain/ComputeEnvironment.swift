@@ -29,6 +29,12 @@ public struct ComputeEnvironment: Sendable, Hashable, Codable {
     /// Published (non-raw) algorithms this environment runs; empty (the default) runs any. Each entry's fields may
     /// use `*` wildcards.
     public var trustedAlgorithms: [TrustedAlgorithm] = []
+    /// Container images this environment provides (`EnvironmentImage`): with the local executor the only images a
+    /// workflow may name; with Kubernetes, when not empty, an allow-list. Default none.
+    public var images: [EnvironmentImage] = []
+    /// Kubernetes: names of Secrets (of type `kubernetes.io/dockerconfigjson`, in the jobs' namespace) the
+    /// algorithm pod pulls its image with, for private registries. Default none.
+    public var imagePullSecrets: [String] = []
 
     /// One trusted algorithm, as Ocean's `publisherTrustedAlgorithms` entries: `did`, `filesChecksum` (the
     /// algorithm file's sha-256 hex) and `containerSectionChecksum` (sha-256 hex of the entrypoint followed by the
@@ -71,7 +77,7 @@ public struct ComputeEnvironment: Sendable, Hashable, Codable {
 
     enum CodingKeys: String, CodingKey {
         case id, description, maxJobDuration, cpus, memoryMiB, diskMiB, maxJobs, allowNetwork, allowRawAlgorithm
-        case storageExpiry, chainIds, trustedAlgorithms, maxQueueWait
+        case storageExpiry, chainIds, trustedAlgorithms, maxQueueWait, images, imagePullSecrets
     }
 
     /// Missing keys take the defaults above, so an environments file only states what differs.
@@ -91,6 +97,8 @@ public struct ComputeEnvironment: Sendable, Hashable, Codable {
         chainIds = try c.decodeIfPresent([Int].self, forKey: .chainIds) ?? []
         maxQueueWait = try c.decodeIfPresent(Int.self, forKey: .maxQueueWait) ?? 0
         trustedAlgorithms = try c.decodeIfPresent([TrustedAlgorithm].self, forKey: .trustedAlgorithms) ?? []
+        images = try c.decodeIfPresent([EnvironmentImage].self, forKey: .images) ?? []
+        imagePullSecrets = try c.decodeIfPresent([String].self, forKey: .imagePullSecrets) ?? []
     }
 
     /// The environment c2d serves when nothing else is configured.

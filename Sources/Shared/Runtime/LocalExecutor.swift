@@ -18,6 +18,8 @@ public struct LocalExecutorConfiguration: Sendable, Hashable {
     public var sandbox: SandboxConfiguration
     /// The publish step: output file count limit.
     public var publisher: ResultPublisherConfiguration
+    /// Images: where OCI layouts are and where their unpacked roots are cached.
+    public var images: ImageStoreConfiguration = ImageStoreConfiguration()
 
     public init(
         workRoot: URL = FileManager.default.temporaryDirectory.appendingPathComponent("c2d-work", isDirectory: true),
@@ -56,6 +58,7 @@ public struct LocalExecutor: Executor {
     private let provisioner: Provisioner
     private let sandbox: Sandbox
     private let publisher: ResultPublisher
+    private let images: ImageStore
     private let threadPool: NIOThreadPool
     private let logger: Logger
 
@@ -70,6 +73,7 @@ public struct LocalExecutor: Executor {
         self.sandbox = Sandbox(configuration: configuration.sandbox, threadPool: threadPool)
         self.publisher = ResultPublisher(
             store: resultStore, configuration: configuration.publisher, threadPool: threadPool)
+        self.images = ImageStore(configuration: configuration.images, threadPool: threadPool)
         self.threadPool = threadPool
         self.logger = logger
     }
@@ -109,8 +113,21 @@ public struct LocalExecutor: Executor {
     ) async throws -> ExecutionResult {
         let diskLimit = Int64(environment.diskMiB) << 20
 
-        // Configure.
+        // Configure: the image first (never run a job in another image than it asked for), then inputs.
         try await progress(.configuringVolumes)
+        let image: PreparedImage?
+        switch await prepareImage(job: job, environment: environment, workspace: workspace) {
+        case .success(let prepared):
+            image = prepared
+        case .failure(let error):
+            if Task.isCancelled {
+                return await stopped(job: job, environment: environment, workspace: workspace, progress: progress)
+            }
+            logger.info("image unavailable", metadata: ["reason": "\(error.reason)"])
+            let report = await publishUncancelled(job: job, workspace: workspace, diskLimit: diskLimit, outputs: false)
+            return ExecutionResult(
+                status: .imagePullFailed, outcome: .failed, failureReason: error.reason, results: report.results)
+        }
         do {
             try await provisioner.provision(job.workflow, into: workspace)
         } catch {
@@ -129,7 +146,8 @@ public struct LocalExecutor: Executor {
 
         // Algorithm.
         try await progress(.runningAlgorithm)
-        let specification = SandboxSpecification(job: job, environment: environment, workspace: workspace)
+        let specification = SandboxSpecification(
+            job: job, environment: environment, workspace: workspace, image: image)
         let termination = await sandbox.run(specification)
         logger.info("algorithm ended", metadata: ["termination": "\(termination)"])
 
@@ -178,6 +196,44 @@ public struct LocalExecutor: Executor {
             result.failureReason = [result.failureReason, failure.reason].compactMap { $0 }.joined(separator: "; ")
         }
         return result
+    }
+
+    /// The root the algorithm runs in, as `ImagePolicy` decides for the local executor: none (the worker's own
+    /// system) when the workflow names no image or the environment maps the image to the host, else the image's
+    /// unpacked root. The decision goes to the configure log, so the job's owner can see where it ran.
+    private func prepareImage(
+        job: Job, environment: ComputeEnvironment, workspace: JobWorkspace
+    ) async -> Result<PreparedImage?, ImageError> {
+        let container = job.workflow.stage?.algorithm.container
+        let named = "\(container?.image ?? ""):\(container?.tag.flatMap { $0.isEmpty ? nil : $0 } ?? "latest")"
+        let log = try? await AdminLog(file: workspace.configureLog, threadPool: threadPool)
+        let outcome: Result<PreparedImage?, ImageError>
+        do {
+            switch try ImagePolicy.decide(container, environment: environment, executor: .local) {
+            case .workerSystem, .cluster:
+                await log?.line("no image named: the algorithm runs on the worker's own system")
+                outcome = .success(nil)
+            case .hostMapped:
+                await log?.line(
+                    "image \(named) runs on the worker's own system, as environment '\(environment.id)' declares")
+                outcome = .success(nil)
+            case .layout(let entry, let reference, let checksum):
+                do {
+                    let prepared = try await images.prepare(entry, reference: reference, checksum: checksum)
+                    await log?.line(
+                        "image \(named): OCI layout '\(entry.layout ?? "")' at '\(reference)', \(prepared.digest)")
+                    outcome = .success(prepared)
+                } catch {
+                    await log?.line("image \(named) is not available: \(error.reason)")
+                    outcome = .failure(error)
+                }
+            }
+        } catch {
+            await log?.line("image \(named) cannot run here: \(error.message)")
+            outcome = .failure(ImageError(error.message))
+        }
+        await log?.close()
+        return outcome
     }
 
     /// The end of a stopped job: logs are still published, then `finished` with outcome `stopped`.

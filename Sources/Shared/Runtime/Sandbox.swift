@@ -67,10 +67,12 @@ public struct SandboxSpecification: Sendable, Hashable {
     /// Largest file the algorithm may write (`RLIMIT_FSIZE`) and size of its private /tmp, in MiB.
     public var diskMiB: Int
     public var allowNetwork: Bool
+    /// The image whose root filesystem is the sandbox's root; nil: the host's system directories (read-only).
+    public var image: PreparedImage?
 
     public init(
         workspace: JobWorkspace, entrypoint: String, inputDIDs: [String] = [], transformationDID: String = "",
-        timeLimitSeconds: Int, memoryMiB: Int, diskMiB: Int, allowNetwork: Bool = false
+        timeLimitSeconds: Int, memoryMiB: Int, diskMiB: Int, allowNetwork: Bool = false, image: PreparedImage? = nil
     ) {
         self.workspace = workspace
         self.entrypoint = entrypoint
@@ -80,10 +82,11 @@ public struct SandboxSpecification: Sendable, Hashable {
         self.memoryMiB = memoryMiB
         self.diskMiB = diskMiB
         self.allowNetwork = allowNetwork
+        self.image = image
     }
 
     /// The job's algorithm step under its environment: time limit = min(`compute.maxtime`, `maxJobDuration`).
-    public init(job: Job, environment: ComputeEnvironment, workspace: JobWorkspace) {
+    public init(job: Job, environment: ComputeEnvironment, workspace: JobWorkspace, image: PreparedImage? = nil) {
         let stage = job.workflow.stage
         let requested = stage?.compute?.maxtime ?? environment.maxJobDuration
         self.init(
@@ -96,7 +99,7 @@ public struct SandboxSpecification: Sendable, Hashable {
             timeLimitSeconds: max(1, min(requested, environment.maxJobDuration)),
             memoryMiB: environment.memoryMiB,
             diskMiB: environment.diskMiB,
-            allowNetwork: environment.allowNetwork && stage?.compute?.allowNetwork == true)
+            allowNetwork: environment.allowNetwork && stage?.compute?.allowNetwork == true, image: image)
     }
 
     static func stripDIDPrefix(_ did: String) -> String {
@@ -152,14 +155,18 @@ public struct Sandbox: Sendable {
             ("INPUTS", "\(Self.volume)/inputs"),
             ("OUTPUTS", "\(Self.volume)/outputs"),
             ("ALGO", Self.algorithmPath),
-            ("PATH", configuration.searchPath),
+            ("PATH", specification.image.map { $0.searchPath ?? Self.imageSearchPath } ?? configuration.searchPath),
             ("HOME", "/tmp"),
             ("LANG", "C.UTF-8"),
         ]
     }
 
-    /// The sandbox's root file system and namespaces, shared by jobs and the self-check.
-    func baseArguments(allowNetwork: Bool, tmpBytes: Int64) -> [String] {
+    /// `PATH` in an image that does not set one.
+    public static let imageSearchPath = "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin"
+
+    /// The sandbox's root file system and namespaces, shared by jobs and the self-check. With an image, its root
+    /// filesystem (read-only) is the root instead of the host's system directories.
+    func baseArguments(allowNetwork: Bool, tmpBytes: Int64, image: PreparedImage? = nil) -> [String] {
         var arguments = [
             "--unshare-all"  // user, ipc, pid, net, uts, cgroup namespaces
         ]
@@ -167,8 +174,23 @@ public struct Sandbox: Sendable {
         arguments += [
             "--die-with-parent", "--new-session",
             "--unshare-user", "--uid", "65534", "--gid", "65534", "--disable-userns", "--cap-drop", "ALL",
-            "--ro-bind", "/usr", "/usr",
         ]
+        if let image {
+            // The image's own /etc; only name resolution comes from the host, and only with network. The mount
+            // points exist in the unpacked root (ImageStore), which is never written.
+            arguments += ["--ro-bind", image.rootFilesystem.path, "/"]
+            if allowNetwork {
+                arguments += ["--ro-bind-try", "/etc/resolv.conf", "/etc/resolv.conf"]
+                arguments += ["--ro-bind-try", "/etc/hosts", "/etc/hosts"]
+            }
+            return arguments + [
+                "--proc", "/proc",
+                "--dev", "/dev",
+                "--size", String(tmpBytes), "--tmpfs", "/tmp",
+                "--size", String(tmpBytes), "--tmpfs", "/dev/shm",
+            ]
+        }
+        arguments += ["--ro-bind", "/usr", "/usr"]
         // Merged-/usr systems have /bin, /lib… as links into /usr: recreate the links; otherwise bind them.
         for directory in ["/bin", "/sbin", "/lib", "/lib32", "/lib64", "/libx32"] {
             if let target = try? FileManager.default.destinationOfSymbolicLink(atPath: directory) {
@@ -200,7 +222,8 @@ public struct Sandbox: Sendable {
         let mebibyte: Int64 = 1 << 20
         let workspace = specification.workspace
         var arguments = baseArguments(
-            allowNetwork: specification.allowNetwork, tmpBytes: Int64(specification.diskMiB) * mebibyte)
+            allowNetwork: specification.allowNetwork, tmpBytes: Int64(specification.diskMiB) * mebibyte,
+            image: specification.image)
         arguments += [
             "--ro-bind", workspace.inputs.path, "\(Self.volume)/inputs",
             "--ro-bind", workspace.transformations.path, "\(Self.volume)/transformations",
@@ -213,17 +236,32 @@ public struct Sandbox: Sendable {
             "--clearenv",
         ]
         for (name, value) in environment(for: specification) { arguments += ["--setenv", name, value] }
-        arguments += [
-            "--",
-            configuration.prlimitPath,
+        // An image has no prlimit of ours: then prlimit wraps bubblewrap instead (`command(for:argv:)`), and the
+        // limits pass to everything bubblewrap starts.
+        if specification.image != nil { return arguments + ["--"] + argv }
+        return arguments + ["--", configuration.prlimitPath] + limits(specification) + ["--"] + argv
+    }
+
+    /// `prlimit`'s limits for the job.
+    func limits(_ specification: SandboxSpecification) -> [String] {
+        let mebibyte: Int64 = 1 << 20
+        return [
             "--as=\(Int64(specification.memoryMiB) * mebibyte)",
             "--fsize=\(Int64(specification.diskMiB) * mebibyte)",
             "--nproc=\(configuration.maxProcesses)",
             "--nofile=\(configuration.maxOpenFiles)",
             "--core=0",
-            "--",
         ]
-        return arguments + argv
+    }
+
+    /// The program to start and its arguments: bubblewrap running prlimit running the job on the host's system, or
+    /// prlimit running bubblewrap running the job in an image.
+    public func command(for specification: SandboxSpecification, argv: [String]) -> (
+        executable: String, arguments: [String]
+    ) {
+        let arguments = self.arguments(for: specification, argv: argv)
+        guard specification.image != nil else { return (configuration.bwrapPath, arguments) }
+        return (configuration.prlimitPath, limits(specification) + ["--", configuration.bwrapPath] + arguments)
     }
 
     // MARK: Running
@@ -238,10 +276,10 @@ public struct Sandbox: Sendable {
             return .couldNotStart(reason: "\(error)")
         }
         guard let program = argv.first else { return .couldNotStart(reason: "the entrypoint is empty") }
-        if let problem = await checkProgram(program, workspace: specification.workspace) {
+        if let problem = await checkProgram(program, specification: specification) {
             return .couldNotStart(reason: problem)
         }
-        let arguments = self.arguments(for: specification, argv: argv)
+        let command = self.command(for: specification, argv: argv)
         let logFile = specification.workspace.algorithmLog
         let output: Int32
         do {
@@ -258,7 +296,7 @@ public struct Sandbox: Sendable {
         }
         defer { close(output) }
         let ending = await SupervisedProcess.run(
-            executable: configuration.bwrapPath, arguments: arguments, output: output,
+            executable: command.executable, arguments: command.arguments, output: output,
             timeLimit: .seconds(specification.timeLimitSeconds))
         switch ending {
         case .exited(let code): return .exited(code: code)
@@ -271,11 +309,21 @@ public struct Sandbox: Sendable {
 
     /// Checks that the entrypoint's program exists in the sandbox, to report "could not start" instead of an exit
     /// code 1 from bwrap's failing exec. /usr is the host's, so host paths under it are the sandbox's paths.
-    private func checkProgram(_ program: String, workspace: JobWorkspace) async -> String? {
+    private func checkProgram(_ program: String, specification: SandboxSpecification) async -> String? {
+        let workspace = specification.workspace
         let searchPath = configuration.searchPath
         let extra = configuration.extraReadOnlyPaths
+        let image = specification.image
+        let imagePath = image.map { $0.searchPath ?? Self.imageSearchPath }
         let found: Bool? = try? await threadPool.runIfActive {
             let manager = FileManager.default
+            if let image, let imagePath, !program.hasPrefix("\(Self.volume)/"),
+                !(program.contains("/") && !program.hasPrefix("/"))
+            {
+                let candidates =
+                    program.hasPrefix("/") ? [program] : imagePath.split(separator: ":").map { "\($0)/\(program)" }
+                return candidates.contains { Self.existsInRoot($0, root: image.rootFilesystem.path) }
+            }
             if program.hasPrefix("\(Self.volume)/") {
                 let local = workspace.data.appendingPathComponent(String(program.dropFirst(Self.volume.count + 1)))
                 return manager.fileExists(atPath: local.path)
@@ -293,6 +341,33 @@ public struct Sandbox: Sendable {
         }
         guard found == false else { return nil }
         return "the entrypoint's program '\(program.prefix(200))' does not exist in the sandbox"
+    }
+
+    /// Whether `path` exists inside a root filesystem, following symbolic links as the sandbox would see them
+    /// (absolute targets resolve against the root, not the host).
+    static func existsInRoot(_ path: String, root: String) -> Bool {
+        var pending = path.split(separator: "/").map(String.init)
+        var resolved: [String] = []
+        var hops = 0
+        while !pending.isEmpty {
+            let component = pending.removeFirst()
+            if component == "." || component.isEmpty { continue }
+            if component == ".." {
+                _ = resolved.popLast()
+                continue
+            }
+            let candidate = root + "/" + (resolved + [component]).joined(separator: "/")
+            if let target = try? FileManager.default.destinationOfSymbolicLink(atPath: candidate) {
+                hops += 1
+                if hops > 40 { return false }
+                if target.hasPrefix("/") { resolved = [] }
+                pending = target.split(separator: "/").map(String.init) + pending
+                continue
+            }
+            guard FileManager.default.fileExists(atPath: candidate) else { return false }
+            resolved.append(component)
+        }
+        return true
     }
 
     // MARK: Self-check

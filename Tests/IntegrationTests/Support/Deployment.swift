@@ -79,8 +79,15 @@ final class Deployment: @unchecked Sendable {
         dataDirectory = directory.appendingPathComponent("data")
         try FileManager.default.createDirectory(at: dataDirectory, withIntermediateDirectories: true)
         port = try TestEnvironment.freePort()
+        // Test workflows name the image "python" (as Ocean's do): with the local executor the test environment declares
+        // that it runs on the worker's own system, unless a test brings its own images. (On Kubernetes an images list
+        // would be an allow-list; there the cluster pulls whatever is named.)
+        let local = extraEnvironment["C2D_EXECUTOR"] != "kubernetes"
+        let images =
+            environmentFields.contains("\"images\"") || !local
+            ? "" : #", "images": [{"image": "python", "host": true}]"#
         let environments = """
-            [{"id": "\(environmentID)", "maxJobDuration": \(maxJobDuration), "memoryMiB": 1024, "maxJobs": \(maxJobs)\(
+            [{"id": "\(environmentID)", "maxJobDuration": \(maxJobDuration), "memoryMiB": 1024, "maxJobs": \(maxJobs)\(images)\(
                 environmentFields.isEmpty ? "" : ", " + environmentFields)}]
             """
         try environments.write(
