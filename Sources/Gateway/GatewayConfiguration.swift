@@ -41,6 +41,16 @@ package struct GatewayConfiguration: Sendable {
     package var uploadSpoolDirectory: URL = FileManager.default.temporaryDirectory.appendingPathComponent(
         "c2d-uploads", isDirectory: true)
 
+    /// Where running steps' logs are followed from (`GET /v1/jobs/{id}/logs/{step}?follow=true`,
+    /// `computeStreamableLogs`). Default none: only archived logs are served. Set by `c2d` from the executor.
+    package var liveLogSource: (any StepLogSource)?
+    /// Which executor the workers use (`local` or `kubernetes`), so jobs the executor cannot run are refused at
+    /// submit (GPUs on `local`). Default `local`. `C2D_EXECUTOR`.
+    package var executorKind: String = "local"
+    /// ocean-node API: the chain verifier for paid jobs, escrow and on-chain access lists (docs/ocean-node.md,
+    /// "Chain verifier"). Default none: paid starts are refused, free jobs work fully.
+    package var chainVerifier: (any ChainVerifier)?
+
     package init(
         host: String = "127.0.0.1", port: Int = 8080, environments: [ComputeEnvironment] = [.oceanCompute],
         limits: SubmissionLimits = SubmissionLimits(), publishTimeout: Duration = .seconds(2)

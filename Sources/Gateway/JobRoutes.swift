@@ -23,6 +23,9 @@ struct JobRoutes: Sendable {
         router.get("/v1/jobs/{id}/results/{index}", use: downloadResult)
         router.get("/v1/jobs/{id}/logs", use: listLogs)
         EventRoutes(store: store).register(on: router) { try await findJob($0, for: .see) }
+        LogRoutes(
+            streamer: StepLogStreamer(store: store, resultStore: resultStore, source: configuration.liveLogSource)
+        ).register(on: router) { try await findJob($0, for: .readResults) }
         ListRoutes(store: store).register(on: router)
         BatchRoutes(configuration: configuration, submitter: submitter).register(on: router)
         HealthRoutes(configuration: configuration, store: store).register(on: router)

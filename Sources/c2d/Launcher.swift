@@ -131,6 +131,14 @@ enum Launcher {
             configuration.maxBatchBodyBytes = settings.maxBatchBodyBytes
             configuration.maxUploadBytes = settings.maxUploadBytes
             configuration.uploadSpoolDirectory = settings.uploadSpoolDirectory
+            configuration.executorKind = settings.kubernetes == nil ? "local" : "kubernetes"
+            if let kubernetes = settings.kubernetes {
+                let client = try KubernetesClient(configuration: kubernetes.client, logger: logger)
+                kubernetesClients.append(client)
+                configuration.liveLogSource = PodLogSource(client: client, namespace: kubernetes.executor.namespace)
+            } else {
+                configuration.liveLogSource = WorkspaceLogSource(workRoot: settings.workDirectory)
+            }
             // The gateway needs Postgres only: jobs wait there for the dispatcher, so it has no RabbitMQ connection.
             services.append(
                 Gateway.buildApplication(
