@@ -38,7 +38,7 @@ struct OceanNodeSignatureTests {
                 by: Self.consumer, nonce: "1700000000002", command: .freeStartCompute, signatureHex: Self.overBytes))
         #expect(
             try !OceanNodeSignature.isSigned(
-                by: "0x6E1d1B6a3E2f7a8C5e9D4B2a1C0f9E8d7C6b5A43", nonce: Self.nonce, command: .freeStartCompute,
+                by: "0x6E1d1B6A3E2F7A8C5e9D4B2A1c0f9e8D7C6B5A43", nonce: Self.nonce, command: .freeStartCompute,
                 signatureHex: Self.overBytes))
     }
 

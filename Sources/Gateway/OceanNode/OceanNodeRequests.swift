@@ -34,8 +34,16 @@ struct OceanNodeInput: Sendable {
     }
 
     subscript(_ key: String) -> OceanValue? {
-        guard let value = members[key], !value.isFalsy else { return nil }
+        guard let value = members[key], !Self.isFalsyInJavaScript(value) else { return nil }
         return value
+    }
+
+    /// JavaScript's falsy values; unlike Python's, an empty array or object is truthy (`datasets: []` is given).
+    static func isFalsyInJavaScript(_ value: OceanValue) -> Bool {
+        switch value {
+        case .array, .object: false
+        default: value.isFalsy
+        }
     }
 
     func text(_ key: String) -> String? { self[key]?.text }
