@@ -11,7 +11,10 @@ import Persistence
 struct LogRoutes: Sendable {
     let streamer: StepLogStreamer
 
-    func register(on router: Router<GatewayRequestContext>, findJob: @escaping @Sendable (GatewayRequestContext) async throws -> Job) {
+    func register(
+        on router: Router<GatewayRequestContext>,
+        findJob: @escaping @Sendable (GatewayRequestContext) async throws -> Job
+    ) {
         router.get("/v1/jobs/{id}/logs/{step}") { request, context in
             let stepName = context.parameters.get("step") ?? ""
             guard let step = LogStep(rawValue: stepName) else {

@@ -62,7 +62,10 @@ struct OceanNodeEnvironmentTests {
         arguments: [
             (#"{"id": "x", "resources": [{"id": "nic0", "type": "cpu", "max": 1}]}"#, "only GPUs"),
             (#"{"id": "x", "resources": [{"id": "gpu0", "type": "gpu", "total": 1, "max": 2}]}"#, "max <= total"),
-            (#"{"id": "x", "resources": [{"id": "gpu0", "type": "gpu", "max": 1}, {"id": "gpu0", "type": "gpu", "max": 1}]}"#, "twice"),
+            (
+                #"{"id": "x", "resources": [{"id": "gpu0", "type": "gpu", "max": 1}, {"id": "gpu0", "type": "gpu", "max": 1}]}"#,
+                "twice"
+            ),
             (#"{"id": "x", "free": {"resources": [{"id": "gpu9"}]}}"#, "does not have"),
             (#"{"id": "x", "minJobDuration": 100, "maxJobDuration": 60}"#, "minJobDuration"),
         ])
@@ -73,7 +76,9 @@ struct OceanNodeEnvironmentTests {
 
     @Test("a GPU resource without a type is refused when decoding")
     func gpuNeedsType() {
-        #expect(throws: DecodingError.self) { try Self.decode(#"{"id": "x", "resources": [{"id": "gpu0", "max": 1}]}"#) }
+        #expect(throws: DecodingError.self) {
+            try Self.decode(#"{"id": "x", "resources": [{"id": "gpu0", "max": 1}]}"#)
+        }
     }
 
     // MARK: Resource admission
@@ -87,10 +92,11 @@ struct OceanNodeEnvironmentTests {
         return Dictionary(uniqueKeysWithValues: filled.map { ($0.id, $0.amount) })
     }
 
-    @Test("missing resources are filled with their minimum, small requests raised to it")
-    func fillsMinimum() throws {
-        #expect(try Self.fill([]) == ["cpu": 1, "ram": 0, "disk": 0, "gpu0": 0])
-        #expect(try Self.fill([("cpu", 0.5), ("gpu0", 1)]) == ["cpu": 1, "ram": 0, "disk": 0, "gpu0": 1])
+    @Test("unrequested cpu, ram and disk get the tier's maximum, a GPU its minimum; small requests rise to the minimum")
+    func fillsMissing() throws {
+        #expect(try Self.fill([]) == ["cpu": 4, "ram": 8, "disk": 20, "gpu0": 0])
+        #expect(try Self.fill([("cpu", 0.5), ("gpu0", 1)]) == ["cpu": 1, "ram": 8, "disk": 20, "gpu0": 1])
+        #expect(try Self.fill([], free: true) == ["cpu": 1, "ram": 1])
     }
 
     @Test(
@@ -145,6 +151,8 @@ struct OceanNodeEnvironmentTests {
             ])
         }
         try WorkflowValidator().validate(workflow(1), environment: environment)
-        #expect(throws: SubmissionError.self) { try WorkflowValidator().validate(workflow(2), environment: environment) }
+        #expect(throws: SubmissionError.self) {
+            try WorkflowValidator().validate(workflow(2), environment: environment)
+        }
     }
 }

@@ -10,8 +10,8 @@ import Testing
 /// independent Ethereum library (PyPI eth-account, through `Support/ocean_node_sign.py`), never by c2d's own code.
 @Suite("ocean-node compute API", .serialized)
 struct OceanNodeAPITests {
-    /// Fixed test keys (never used for anything real).
-    static let consumerKey = "0x4c0883a69102937d6231471b5dbb6204fe5129617082792ae468d01a3f362318"
+    /// Fixed test keys (never used for anything real), not shared with other suites: nonces are kept per signer.
+    static let consumerKey = "0x8da4ef21b864d2cc526dbdb2a120bd2874c36c9d0a1fb7f8c63d7f7a8b41de8f"
     static let otherKey = "0x0f1e2d3c4b5a69788796a5b4c3d2e1f00f1e2d3c4b5a69788796a5b4c3d2e1f0"
     static let feeToken = "0x967da4048cD07aB37855c090aAF366e4ce1b9F48"
 
@@ -46,14 +46,18 @@ struct OceanNodeAPITests {
         /// `consumerAddress`, `nonce` and `signature` for `command`, with a fresh nonce.
         func credentials(_ command: String, form: String = "bytes") throws -> [String: String] {
             let nonce = nextNonce()
-            return ["consumerAddress": address, "nonce": nonce, "signature": try sign(nonce: nonce, command: command, form: form)]
+            return [
+                "consumerAddress": address, "nonce": nonce,
+                "signature": try sign(nonce: nonce, command: command, form: form),
+            ]
         }
 
         static func python(_ arguments: [String]) throws -> String {
             let root = TestEnvironment.repositoryRoot
             let process = Process()
             process.executableURL = root.appendingPathComponent(".data/tools/bin/python3")
-            process.arguments = [root.appendingPathComponent("Tests/IntegrationTests/Support/ocean_node_sign.py").path]
+            process.arguments =
+                [root.appendingPathComponent("Tests/IntegrationTests/Support/ocean_node_sign.py").path]
                 + arguments
             let output = Pipe()
             process.standardOutput = output
@@ -208,7 +212,10 @@ struct OceanNodeAPITests {
 
             // Status by job id and by consumer; another consumer sees nothing of it in its own listing.
             #expect(try await status(deployment, ["jobId": jobID]).first?["jobId"] as? String == jobID)
-            #expect(try await status(deployment, ["consumerAddress": consumer.address]).contains { $0["jobId"] as? String == jobID })
+            #expect(
+                try await status(deployment, ["consumerAddress": consumer.address]).contains {
+                    $0["jobId"] as? String == jobID
+                })
             #expect(try await status(deployment, ["consumerAddress": other.address]).isEmpty)
             let unselected = try await deployment.request(.GET, "/api/services/compute")
             #expect(unselected.status == 400)
@@ -307,6 +314,80 @@ struct OceanNodeAPITests {
         }
     }
 
+    @Test("free.maxJobs caps free jobs fleet-wide: the second waits until the first ends; capacity is reported")
+    func freeTierCap() async throws {
+        let consumer = try Consumer(key: Self.consumerKey)
+        let fields = """
+            "free": {"maxJobs": 1, "maxJobDuration": 60,
+                     "resources": [{"id": "cpu", "max": 1}, {"id": "ram", "max": 1}, {"id": "disk", "max": 1}]}
+            """
+        try await Deployment.with(environmentFields: fields) { deployment in
+            try await deployment.startDev()
+            // queueMaxWaitTime lets a job wait for room instead of being refused, as in ocean-node.
+            var ids: [String] = []
+            for _ in 0..<2 {
+                let accepted = try await post(
+                    deployment, "/api/services/freeCompute",
+                    try startBody(
+                        deployment, consumer, algorithm: Self.algorithm(lines: 60, interval: 1),
+                        extra: ["queueMaxWaitTime": 120]))
+                #expect(accepted.status == 200, "\(accepted.text)")
+                ids.append(try #require(jobs(accepted).first?["jobId"] as? String))
+            }
+            _ = try await waitForStatus(deployment, ids[0]) { $0["status"] as? Int == 40 }
+            try await Task.sleep(for: .seconds(3))
+            #expect(try await status(deployment, ["jobId": ids[1]]).first?["status"] as? Int == 1)
+            let environments =
+                try JSONSerialization.jsonObject(
+                    with: try await deployment.get("/api/services/computeEnvironments").body) as? [[String: Any]] ?? []
+            let environment = try #require(environments.first { $0["id"] as? String == deployment.environmentID })
+            #expect(environment["runningfreeJobs"] as? Int == 1 && environment["queuedFreeJobs"] as? Int == 1)
+            let cpu = (environment["resources"] as? [[String: Any]])?.first { $0["id"] as? String == "cpu" }
+            #expect(cpu?["inUse"] as? Double == 1)
+            // Without queueMaxWaitTime a third is refused, as ocean-node refuses what it cannot start.
+            let refused = try await post(
+                deployment, "/api/services/freeCompute",
+                try startBody(deployment, consumer, algorithm: Self.algorithm(lines: 1, interval: 0)))
+            #expect(refused.status == 400 && errorText(refused) == "Too many running free jobs ")
+
+            var stop = try consumer.credentials("stopCompute")
+            stop["jobId"] = ids[0]
+            _ = try await deployment.request(.PUT, "/api/services/compute?" + Self.query(stop))
+            _ = try await waitForStatus(deployment, ids[1]) { $0["status"] as? Int ?? 0 >= 20 }
+            var stopSecond = try consumer.credentials("stopCompute")
+            stopSecond["jobId"] = ids[1]
+            _ = try await deployment.request(.PUT, "/api/services/compute?" + Self.query(stopSecond))
+        }
+    }
+
+    @Test("the operator-service status object carries terminationDetails: null while running, then the exit code")
+    func legacyTerminationDetails() async throws {
+        try await Deployment.with { deployment in
+            try await deployment.startDev()
+            let client = OceanClient(deployment: deployment, key: OceanAPITests.providerKey)
+            let stage: [String: Any] = [
+                "index": 0, "input": [] as [Any], "compute": ["maxtime": 30], "output": [String: Any](),
+                "algorithm": [
+                    "rawcode": "import sys; sys.exit(3)",
+                    "container": ["entrypoint": "python3 $ALGO", "image": "python"],
+                ],
+            ]
+            let started = try await client.call(
+                .POST, "/api/v1/operator/compute",
+                json: client.signedStart(
+                    agreementID: "agr-\(UUID().uuidString)", owner: OceanAPITests.owner,
+                    environment: deployment.environmentID, stages: [stage]))
+            #expect(started.status == 200, "\(started.text)")
+            let created = try #require(started.list.first)
+            let details = created["terminationDetails"] as? [String: Any]
+            #expect(details?["exitCode"] is NSNull && details?["OOMKilled"] is NSNull)
+            let jobID = try #require(created["jobId"] as? String)
+            let finished = try await client.waitUntilFinished(jobID: jobID, owner: OceanAPITests.owner)
+            let termination = finished["terminationDetails"] as? [String: Any]
+            #expect(termination?["exitCode"] as? Int == 3 && termination?["OOMKilled"] as? Bool == false)
+        }
+    }
+
     @Test("a GPU request is refused on the local executor with gpu_not_available")
     func gpuRefusedLocally() async throws {
         let consumer = try Consumer(key: Self.consumerKey)
@@ -341,7 +422,9 @@ struct OceanNodeAPITests {
                     deployment, "/api/services/freeCompute",
                     try startBody(
                         deployment, consumer,
-                        algorithm: ["meta": ["rawcode": "print(1)", "container": ["entrypoint": "sleep 2", "image": "python"]]],
+                        algorithm: [
+                            "meta": ["rawcode": "print(1)", "container": ["entrypoint": "sleep 2", "image": "python"]]
+                        ],
                         extra: ["resources": [["id": "gpu0", "amount": 2]]]))
                 #expect(accepted.status == 200, "\(accepted.text)")
                 let jobID = try #require(jobs(accepted).first?["jobId"] as? String)
@@ -350,7 +433,8 @@ struct OceanNodeAPITests {
                 while spec == nil, ContinuousClock.now < deadline {
                     let list = try await cluster.client.list(
                         Kubernetes.Job.self, namespace: cluster.namespace,
-                        options: ListOptions(labelSelector: "\(ClusterNaming.jobIDLabel)=\(jobID),\(ClusterNaming.stepLabel)=algorithm"))
+                        options: ListOptions(
+                            labelSelector: "\(ClusterNaming.jobIDLabel)=\(jobID),\(ClusterNaming.stepLabel)=algorithm"))
                     spec = list.items.first?.spec?.template.spec
                     if spec == nil { try await Task.sleep(for: .milliseconds(200)) }
                 }

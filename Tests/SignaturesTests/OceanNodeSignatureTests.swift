@@ -15,7 +15,8 @@ struct OceanNodeSignatureTests {
 
     @Test("the message hash is keccak256(consumerAddress + nonce + command)")
     func messageHash() {
-        let hash = OceanNodeSignature.messageHash(consumer: Self.consumer, nonce: Self.nonce, command: .freeStartCompute)
+        let hash = OceanNodeSignature.messageHash(
+            consumer: Self.consumer, nonce: Self.nonce, command: .freeStartCompute)
         #expect(Hex.encode(hash) == "6cc75889a2a7a783f27da3c864be047571059ef11750a510d6c80491b6533879")
     }
 

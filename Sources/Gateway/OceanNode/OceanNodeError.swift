@@ -58,7 +58,8 @@ struct OceanNodeError: HTTPResponseError, Sendable, CustomStringConvertible {
     static let invalidConsumer = OceanNodeError(
         code: "invalid_consumer_address", message: "Parameter : \"consumerAddress\" is not a valid web3 address")
     static let invalidEnvironment = OceanNodeError(code: "invalid_environment", message: "Invalid C2D Environment")
-    static let invalidMaxJobDuration = OceanNodeError(code: "invalid_max_job_duration", message: "Invalid maxJobDuration")
+    static let invalidMaxJobDuration = OceanNodeError(
+        code: "invalid_max_job_duration", message: "Invalid maxJobDuration")
     static let accessDenied = OceanNodeError(.forbidden, code: "access_denied", message: "Access denied")
     static let statusSelectorRequired = OceanNodeError(
         code: "selector_required", message: "Missing one of [\"jobId\",\"consumerAddress\",\"agreementId\"]")

@@ -151,7 +151,11 @@ enum OceanNodeWorkflow {
                 entrypoint: container?.entrypoint ?? "", image: container?.image, tag: container?.tag,
                 checksum: container?.checksum),
             algocustomdata: algorithm.algocustomdata,
-            remote: algorithm.documentId.map { remote(documentID: $0, serviceID: algorithm.serviceId, txID: algorithm.transferTxId, userdata: algorithm.userdata) })
+            remote: algorithm.documentId.map {
+                remote(
+                    documentID: $0, serviceID: algorithm.serviceId, txID: algorithm.transferTxId,
+                    userdata: algorithm.userdata)
+            })
         var inputs: [Workflow.Input] = []
         for (position, dataset) in datasets.enumerated() {
             if let datasetURL = try url(of: dataset.fileObject, name: "dataset \(position)") {

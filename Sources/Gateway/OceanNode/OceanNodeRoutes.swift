@@ -86,13 +86,16 @@ struct OceanNodeRoutes: Sendable {
         guard let environment = configuration.environment(input.text("environment") ?? "") else {
             throw OceanNodeError.invalidEnvironment
         }
-        let maxJobDuration = min(input.integer("maxJobDuration") ?? environment.maxJobDuration, environment.maxJobDuration)
+        let maxJobDuration = min(
+            input.integer("maxJobDuration") ?? environment.maxJobDuration, environment.maxJobDuration)
         let requested = try input.decode([ResourceRequestInput].self, "resources") ?? payment?.resources ?? []
         let resources = try Self.fill(requested, environment: environment, free: false)
         guard let prices = Self.prices(environment, chainID: chainID, token: token) else {
             throw OceanNodeError.noPayments(chainID: chainID, token: token)
         }
-        guard let verifier = configuration.chainVerifier else { throw OceanNodeError.paymentUnverifiable(chainID: chainID) }
+        guard let verifier = configuration.chainVerifier else {
+            throw OceanNodeError.paymentUnverifiable(chainID: chainID)
+        }
         let terms = PaymentRequest(
             consumer: consumer, environment: environment.id, chainID: chainID, token: token,
             cost: Self.cost(resources, prices: prices, seconds: max(maxJobDuration, environment.minJobDuration)),
@@ -131,7 +134,9 @@ struct OceanNodeRoutes: Sendable {
         let input = OceanNodeInput(body: try await Self.body(request, limit: configuration.limits.maxBodyBytes))
         let command: OceanNodeSignature.Command = free ? .freeStartCompute : .startCompute
         try input.checkRequired(
-            free ? ["algorithm", "datasets", "environment"] : ["environment", "algorithm", "datasets", "maxJobDuration"],
+            free
+                ? ["algorithm", "datasets", "environment"]
+                : ["environment", "algorithm", "datasets", "maxJobDuration"],
             command: command.rawValue)
         if !free, let duration = input.integer("maxJobDuration"), duration <= 0 {
             throw OceanNodeError.invalidMaxJobDuration
@@ -153,9 +158,11 @@ struct OceanNodeRoutes: Sendable {
         let queueMaxWaitTime = max(0, input.integer("queueMaxWaitTime") ?? 0)
         let requested = try input.decode([ResourceRequestInput].self, "resources") ?? []
         let resources = try Self.fill(requested, environment: environment, free: free)
-        if configuration.executorKind == "local", resources.contains(where: { resource in
-            resource.amount > 0 && environment.resources.contains { $0.id == resource.id && $0.type == .gpu }
-        }) {
+        if configuration.executorKind == "local",
+            resources.contains(where: { resource in
+                resource.amount > 0 && environment.resources.contains { $0.id == resource.id && $0.type == .gpu }
+            })
+        {
             throw OceanNodeError(
                 code: "gpu_not_available",
                 message: "environment '\(environment.id)' runs jobs on the local executor, which has no GPUs; "
@@ -208,7 +215,9 @@ struct OceanNodeRoutes: Sendable {
                 throw OceanNodeError.paymentUnverifiable(chainID: chainID)
             }
             var orders: [String: String] = [:]
-            for asset in [(algorithm.documentId, algorithm.transferTxId)] + datasets.map({ ($0.documentId, $0.transferTxId) }) {
+            for asset in [(algorithm.documentId, algorithm.transferTxId)]
+                + datasets.map({ ($0.documentId, $0.transferTxId) })
+            {
                 if let document = asset.0 { orders[document] = asset.1 ?? "" }
             }
             let terms = PaymentRequest(
@@ -248,7 +257,8 @@ struct OceanNodeRoutes: Sendable {
     /// ocean-node refuses a job it cannot start now unless the job may queue (`queueMaxWaitTime` > 0); c2d counts
     /// what the dispatcher counts. Advisory: the dispatcher's caps are what hold.
     private func checkRoom(_ environment: ComputeEnvironment, free: Bool) async throws {
-        let usage = try await Self.storeCall { try await store.environmentUsage() }[environment.id]
+        let usage =
+            try await Self.storeCall { try await store.environmentUsage() }[environment.id]
             ?? PostgresJobStore.EnvironmentUsage()
         let capacity = environment.maxJobs > 0 ? environment.maxJobs : usage.workerSlots
         if capacity > 0, usage.running + usage.queued >= capacity {
@@ -403,9 +413,11 @@ struct OceanNodeRoutes: Sendable {
     /// An ocean-node job the consumer owns or may view; anything else answers like ocean-node: not found, or not
     /// authorized.
     private func ownedJob(_ jobIDText: String, consumer: String) async throws -> Job {
-        guard let record = try await Self.storeCall({
-            try await store.oceanNodeJobs(jobID: jobIDText, owner: nil, agreementID: nil)
-        }).first else {
+        guard
+            let record = try await Self.storeCall({
+                try await store.oceanNodeJobs(jobID: jobIDText, owner: nil, agreementID: nil)
+            }).first
+        else {
             throw OceanNodeError.jobNotFound(jobIDText)
         }
         let job = record.job

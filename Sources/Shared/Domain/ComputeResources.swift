@@ -47,7 +47,8 @@ public struct ComputeResource: Sendable, Hashable, Codable {
         } else {
             throw DecodingError.keyNotFound(
                 CodingKeys.type,
-                .init(codingPath: c.codingPath, debugDescription: "resource '\(id)' needs a type (cpu, ram, disk, gpu)"))
+                .init(codingPath: c.codingPath, debugDescription: "resource '\(id)' needs a type (cpu, ram, disk, gpu)")
+            )
         }
         let total = try c.decodeIfPresent(Double.self, forKey: .total)
         let max = try c.decodeIfPresent(Double.self, forKey: .max)
@@ -228,8 +229,8 @@ extension ComputeEnvironment {
 }
 
 /// ocean-node's resource admission for one job, as a pure function (its `checkAndFillMissingResources`): every
-/// resource of the tier gets an amount — the requested one, raised to the resource's `min`, or `min` when not
-/// requested — and a request above `max` is refused with ocean-node's message. A request for a resource the tier does
+/// resource of the tier gets an amount — the requested one raised to the resource's `min`; when not requested, a
+/// GPU's `min` and cpu, ram or disk's `max` — and a request above `max` is refused with ocean-node's message. A request for a resource the tier does
 /// not have is refused too (ocean-node drops it silently; a job that asked for a GPU must not run without one).
 public enum ResourcePlan {
     public static func fill(
@@ -242,11 +243,16 @@ public enum ResourcePlan {
         for request in requests where !catalog.contains(where: { $0.id == request.id }) {
             throw SubmissionError(
                 code: "unknown_resource",
-                message: free ? "No such free resource \(request.id.prefix(64))" : "No such resource \(request.id.prefix(64))")
+                message: free
+                    ? "No such free resource \(request.id.prefix(64))" : "No such resource \(request.id.prefix(64))")
         }
         var filled: [Workflow.ResourceRequest] = []
         for resource in catalog {
-            var amount = requests.first { $0.id == resource.id }?.amount ?? resource.min
+            // Not requested: a GPU gets its minimum (none, usually), as in ocean-node; cpu, ram and disk get the
+            // tier's maximum, what a c2d job runs with when it asks nothing (ocean-node would give the minimum, and
+            // an amount of 0 would mean "unlimited" to an executor).
+            let unrequested = resource.type == .gpu ? resource.min : resource.max
+            var amount = requests.first { $0.id == resource.id }?.amount ?? unrequested
             guard amount.isFinite, amount >= 0 else {
                 throw SubmissionError(
                     code: "invalid_resource", message: "resource '\(resource.id)' needs a non-negative amount")

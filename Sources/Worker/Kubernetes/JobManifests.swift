@@ -106,7 +106,9 @@ package struct JobManifests: Sendable {
                 runAsNonRoot: true, runAsUser: configuration.runAsUser, runAsGroup: configuration.runAsUser,
                 fsGroup: configuration.runAsUser, seccompProfile: SeccompProfile(type: "RuntimeDefault")),
             enableServiceLinks: false)
-        if step == .algorithm { podSpec.nodeSelector = AlgorithmPlacement.of(job, environment: environment).nodeSelector }
+        if step == .algorithm {
+            podSpec.nodeSelector = AlgorithmPlacement.of(job, environment: environment).nodeSelector
+        }
         return Kubernetes.Job(
             metadata: ObjectMeta(
                 name: stepName(step), namespace: configuration.namespace, labels: labels(step),
@@ -193,7 +195,8 @@ package struct JobManifests: Sendable {
         let cpus = min(environment.cpus, requested["cpu"] ?? environment.cpus)
         let memoryMiB = min(environment.memoryMiB, requested["ram"].map { Int($0 * 1024) } ?? environment.memoryMiB)
         let amounts = ["cpu": Self.quantity(cpus), "memory": "\(max(1, memoryMiB))Mi"].merging(
-            AlgorithmPlacement.of(job, environment: environment).extendedResources) { $1 }
+            AlgorithmPlacement.of(job, environment: environment).extendedResources
+        ) { $1 }
         return Container(
             name: "algorithm", image: reference, command: ["/bin/sh", "-c", algorithm?.container?.entrypoint ?? ""],
             env: stepEnvironment() + [
