@@ -68,36 +68,45 @@ struct StepLogStreamer: Sendable {
         case unavailable
     }
 
-    /// The body: the archived log when the step is over, else the live stream (which ends at the step's end).
+    /// The body: the archived log when the step is over, else the live stream (which ends at the step's end). A job
+    /// no worker has claimed yet is waited for inside the body (its attempt, and so its log, is not known before).
     func body(job: Job, step: LogStep) async throws -> ResponseBody {
-        let attempt = job.attempt
-        if step.phase(of: job, attempt: attempt) == .after {
-            return try await archived(job: job, step: step)
+        if job.status != .queued, step.phase(of: job, attempt: job.attempt) == .after {
+            let log = try await archived(job: job, step: step)
+            return ResponseBody(byteBuffer: log)
         }
         guard let source else { throw Failure.unavailable }
         let store = self.store
         let interval = pollInterval
-        let id = job.id
-        let phase: @Sendable () async -> LogStep.Phase = {
-            try? await Task.sleep(for: interval)
-            guard let current = try? await store.job(id) else { return .running }
-            return step.phase(of: current, attempt: attempt)
-        }
-        let stream = source.follow(job: job, step: step, phase: phase)
         return ResponseBody { writer in
-            for try await chunk in stream {
+            var current = job
+            while current.finishedAt == nil, current.status == .queued {
+                try await Task.sleep(for: interval)
+                current = try await store.job(job.id) ?? current
+            }
+            let attempt = current.attempt
+            if step.phase(of: current, attempt: attempt) == .after {
+                if let log = try? await archived(job: current, step: step) { try await writer.write(log) }
+                try await writer.finish(nil)
+                return
+            }
+            let phase: @Sendable () async -> LogStep.Phase = {
+                try? await Task.sleep(for: interval)
+                guard let latest = try? await store.job(job.id) else { return .running }
+                return step.phase(of: latest, attempt: attempt)
+            }
+            for try await chunk in source.follow(job: current, step: step, phase: phase) {
                 try await writer.write(chunk)
             }
             try await writer.finish(nil)
         }
     }
 
-    private func archived(job: Job, step: LogStep) async throws -> ResponseBody {
+    private func archived(job: Job, step: LogStep) async throws -> ByteBuffer {
         let results = try await store.results(of: job.id)
         guard let log = results.first(where: { $0.kind == step.archivedKind }),
             let file = try? resultStore.file(at: log.location)
         else { throw Failure.noLog }
-        let data = try Data(contentsOf: file)
-        return ResponseBody(byteBuffer: ByteBuffer(bytes: data))
+        return ByteBuffer(bytes: try Data(contentsOf: file))
     }
 }

@@ -1,6 +1,7 @@
 import AsyncHTTPClient
 import Domain
 import Foundation
+import Gateway
 import Kubernetes
 import NIOCore
 import NIOHTTP1
@@ -386,6 +387,25 @@ struct OceanNodeAPITests {
             let termination = finished["terminationDetails"] as? [String: Any]
             #expect(termination?["exitCode"] as? Int == 3 && termination?["OOMKilled"] as? Bool == false)
         }
+    }
+
+    @Test(
+        "a followed step is over when the job moves past it, finishes, or starts another attempt",
+        arguments: [
+            (LogStep.algorithm, Domain.JobStatus.provisioningSuccess, 1, false, LogStep.Phase.before),
+            (.algorithm, .runningAlgorithm, 1, false, .running),
+            (.algorithm, .publishingResults, 1, false, .after),
+            (.algorithm, .runningAlgorithm, 2, false, .after),
+            (.algorithm, .runningAlgorithm, 1, true, .after),
+            (.configure, .configuringVolumes, 1, false, .running),
+            (.publish, .runningAlgorithm, 1, false, .before),
+            (.publish, .publishingResults, 1, false, .running),
+        ])
+    func stepPhase(step: LogStep, status: Domain.JobStatus, attempt: Int, finished: Bool, expected: LogStep.Phase) {
+        let job = Domain.Job(
+            id: JobID(), environment: "e", owner: "o", status: status, attempt: attempt,
+            finishedAt: finished ? Date() : nil, workflow: Workflow(stages: []))
+        #expect(step.phase(of: job, attempt: 1) == expected)
     }
 
     @Test("a GPU request is refused on the local executor with gpu_not_available")
