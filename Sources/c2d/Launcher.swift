@@ -133,9 +133,17 @@ enum Launcher {
             configuration.uploadSpoolDirectory = settings.uploadSpoolDirectory
             configuration.executorKind = settings.kubernetes == nil ? "local" : "kubernetes"
             if let kubernetes = settings.kubernetes {
-                let client = try KubernetesClient(configuration: kubernetes.client, logger: logger)
-                kubernetesClients.append(client)
-                configuration.liveLogSource = PodLogSource(client: client, namespace: kubernetes.executor.namespace)
+                // Live logs only: a gateway without cluster credentials still serves everything else.
+                do {
+                    let client = try KubernetesClient(configuration: kubernetes.client, logger: logger)
+                    kubernetesClients.append(client)
+                    configuration.liveLogSource = PodLogSource(
+                        client: client, namespace: kubernetes.executor.namespace)
+                } catch {
+                    logger.warning(
+                        "no Kubernetes client for live logs; running steps cannot be followed",
+                        metadata: ["error": "\(error)"])
+                }
             } else {
                 configuration.liveLogSource = WorkspaceLogSource(workRoot: settings.workDirectory)
             }
