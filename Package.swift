@@ -331,6 +331,8 @@ let package = Package(
                 .product(name: "NIOHTTP1", package: "swift-nio"),
                 .product(name: "ServiceLifecycle", package: "swift-service-lifecycle"),
             ],
+            // Run by the ocean-node API tests with eth-account (scripts/install-deps), not compiled.
+            exclude: ["Support/ocean_node_sign.py"],
             swiftSettings: swiftSettings
         ),
     ]

@@ -37,6 +37,8 @@ package enum Gateway {
             .register(on: router)
         OceanRoutes(configuration: configuration, submitter: submitter, store: store, resultStore: resultStore)
             .register(on: router)
+        OceanNodeRoutes(configuration: configuration, submitter: submitter, store: store, resultStore: resultStore)
+            .register(on: router)
         MetricsRoutes(store: store, requests: requests).register(on: router)
         UploadRoutes(configuration: configuration, store: store, resultStore: resultStore).register(on: router)
         router.get("/v1/openapi.json") { _, _ in

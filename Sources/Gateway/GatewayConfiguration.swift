@@ -44,9 +44,15 @@ package struct GatewayConfiguration: Sendable {
     /// Native API: how long a presigned result URL (`GET /v1/jobs/{id}/results/{index}/url`) stays valid.
     /// Default 300 s. `C2D_S3_PRESIGN_SECONDS`.
     package var presignedURLLifetime: Duration = .seconds(300)
-    /// Where workers run jobs, which decides the images a workflow may name (`ImagePolicy`). Default local.
-    /// `C2D_EXECUTOR`.
+    /// Where workers run jobs, which decides the images a workflow may name (`ImagePolicy`) and whether GPUs can be
+    /// asked for (not on `local`). Default local. `C2D_EXECUTOR`.
     package var executor: ExecutorKind = .local
+    /// Where running steps' logs are followed from (`GET /v1/jobs/{id}/logs/{step}?follow=true`,
+    /// `computeStreamableLogs`). Default none: only archived logs are served. Set by `c2d` from the executor.
+    package var liveLogSource: (any StepLogSource)?
+    /// ocean-node API: the chain verifier for paid jobs, escrow and on-chain access lists (docs/ocean-node.md,
+    /// "Chain verifier"). Default none: paid starts are refused, free jobs work fully.
+    package var chainVerifier: (any ChainVerifier)?
 
     package init(
         host: String = "127.0.0.1", port: Int = 8080, environments: [ComputeEnvironment] = [.oceanCompute],

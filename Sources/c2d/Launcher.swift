@@ -135,6 +135,21 @@ enum Launcher {
             configuration.uploadSpoolDirectory = settings.uploadSpoolDirectory
             configuration.presignedURLLifetime = settings.resultStore.presignDuration
             configuration.executor = settings.kubernetes == nil ? .local : .kubernetes
+            if let kubernetes = settings.kubernetes {
+                // Live logs only: a gateway without cluster credentials still serves everything else.
+                do {
+                    let client = try KubernetesClient(configuration: kubernetes.client, logger: logger)
+                    kubernetesClients.append(client)
+                    configuration.liveLogSource = PodLogSource(
+                        client: client, namespace: kubernetes.executor.namespace)
+                } catch {
+                    logger.warning(
+                        "no Kubernetes client for live logs; running steps cannot be followed",
+                        metadata: ["error": "\(error)"])
+                }
+            } else {
+                configuration.liveLogSource = WorkspaceLogSource(workRoot: settings.workDirectory)
+            }
             // The gateway needs Postgres only: jobs wait there for the dispatcher, so it has no RabbitMQ connection.
             services.append(
                 Gateway.buildApplication(

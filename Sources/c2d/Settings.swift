@@ -167,6 +167,11 @@ struct Settings {
                 description:
                     "C2D_ENVIRONMENTS: environment id '\(environment.id)' must be lowercase letters, digits and '-'")
         }
+        for environment in environments {
+            if let problem = environment.configurationProblem {
+                throw Invalid(description: "C2D_ENVIRONMENTS: environment '\(environment.id)': \(problem)")
+            }
+        }
         return environments
     }
 

@@ -17,8 +17,12 @@ struct OceanStatusView: Encodable {
     var removed: Int
     var algoDID: String
     var inputDID: [String]
+    /// ocean-node's `{exitCode, OOMKilled}` (both null until the job ends), so a crashed algorithm is told apart from a
+    /// success; Ocean's clients ignore fields they do not know.
+    var terminationDetails: OceanNodeJobView.TerminationDetails
 
     init(_ record: PostgresJobStore.OceanJobRecord) {
+        terminationDetails = OceanNodeJobView.terminationDetails(record.job)
         agreementId = record.job.agreementID
         jobId = record.job.id.description
         owner = record.job.owner
@@ -35,7 +39,7 @@ struct OceanStatusView: Encodable {
 
     enum CodingKeys: String, CodingKey {
         case agreementId, jobId, owner, status, statusText, dateCreated, dateFinished, results, stopreq, removed
-        case algoDID, inputDID
+        case algoDID, inputDID, terminationDetails
     }
 
     func encode(to encoder: any Encoder) throws {
@@ -57,6 +61,7 @@ struct OceanStatusView: Encodable {
         try c.encode(removed, forKey: .removed)
         try c.encode(algoDID, forKey: .algoDID)
         try c.encode(inputDID, forKey: .inputDID)
+        try c.encode(terminationDetails, forKey: .terminationDetails)
     }
 }
 
@@ -83,8 +88,12 @@ struct OceanRunningJobView: Encodable {
     var namespace: String
     var algoDID: String
     var inputDID: [String]
+    /// ocean-node's `{exitCode, OOMKilled}` (both null until the job ends), so a crashed algorithm is told apart from a
+    /// success; Ocean's clients ignore fields they do not know.
+    var terminationDetails: OceanNodeJobView.TerminationDetails
 
     init(_ record: PostgresJobStore.OceanJobRecord) {
+        terminationDetails = OceanNodeJobView.terminationDetails(record.job)
         agreementId = record.job.agreementID
         jobId = record.job.id.description
         owner = record.job.owner

@@ -42,7 +42,8 @@ extension PostgresJobStore {
     ///    absent means no environment cap; a worker is live if it refreshed its row within `workerStaleAfter`;
     /// 4. admit that many waiting jobs: higher priority first; within a priority, the owner with the fewest
     ///    admitted jobs first (each owner's jobs counted as they are chosen, so owners alternate), oldest first;
-    ///    the first `maximumGroups` (priority, owner) groups are considered.
+    ///    the first `maximumGroups` (priority, owner) groups are considered; free-tier jobs only as far as the
+    ///    environment's `free.maxJobs` (0 or absent: no cap of its own) leaves room;
     ///
     /// Both lists are marked dispatched now; the caller publishes their messages after the commit, and if it cannot,
     /// a later pass redispatches them after `redispatchAfter`.
@@ -76,6 +77,12 @@ extension PostgresJobStore {
                      from environments where id = $1) as max_jobs,
                     (select count(*) from jobs
                      where environment = $1 and admitted_at is not null and finished_at is null) as active,
+                    (select case when jsonb_typeof(definition -> 'free' -> 'maxJobs') = 'number'
+                        then (definition -> 'free' ->> 'maxJobs')::numeric::bigint end
+                     from environments where id = $1) as free_max_jobs,
+                    (select count(*) from jobs
+                     where environment = $1 and free_tier and admitted_at is not null and finished_at is null)
+                        as free_active,
                     (select coalesce(sum(greatest(live.slots - (
                         select count(*) from jobs held where held.worker_id = live.id and held.finished_at is null
                      ), 0)), 0) from live) as free_slots,
@@ -90,6 +97,12 @@ extension PostgresJobStore {
             var room = min(limit, freeWorkerSlots)
             if let maxJobs = try row.optionalInt("max_jobs"), maxJobs > 0 {
                 room = min(room, maxJobs - active)
+            }
+            // A free tier's maxJobs is a second cap, on free jobs only (migration 0014): paid jobs behind them are
+            // still admitted when it is reached.
+            var freeRoom = room
+            if let freeMaxJobs = try row.optionalInt("free_max_jobs"), freeMaxJobs > 0 {
+                freeRoom = max(0, try freeMaxJobs - row.int("free_active"))
             }
             guard room > 0 else {
                 return DispatchPass(
@@ -116,25 +129,31 @@ extension PostgresJobStore {
                     where environment = $1 and admitted_at is not null and finished_at is null
                     group by owner
                 ), candidates as (
-                    select head.id, groups.priority, coalesce(usage.n, 0) + head.rank as share, head.created_at
+                    select head.id, head.free_tier, groups.priority, coalesce(usage.n, 0) + head.rank as share,
+                        head.created_at
                     from groups
                     left join usage on usage.owner = groups.owner
                     cross join lateral (
-                        select id, created_at, row_number() over (order by created_at, id) as rank from jobs
+                        select id, free_tier, created_at, row_number() over (order by created_at, id) as rank from jobs
                         where environment = $1 and admitted_at is null and finished_at is null
-                            and priority = groups.priority and owner = groups.owner
+                            and priority = groups.priority and owner = groups.owner and (not free_tier or $4 > 0)
                         order by created_at, id limit $2
                     ) head
+                ), ranked as (
+                    select *, count(*) filter (where free_tier)
+                        over (order by priority desc, share, created_at, id) as free_rank
+                    from candidates
                 ), chosen as (
                     select id, row_number() over (order by priority desc, share, created_at, id) as position
-                    from candidates order by priority desc, share, created_at, id limit $2
+                    from ranked where not free_tier or free_rank <= $4
+                    order by priority desc, share, created_at, id limit $2
                 )
                 update jobs set admitted_at = now(), dispatched_at = now()
                 from chosen
                 where jobs.id = chosen.id and jobs.admitted_at is null and jobs.finished_at is null
                 returning jobs.id, jobs.environment, jobs.request_id, jobs.traceparent, chosen.position
                 """,
-                [.text(environment), .int(Int64(room)), .int(Int64(max(1, maximumGroups)))])
+                [.text(environment), .int(Int64(room)), .int(Int64(max(1, maximumGroups))), .int(Int64(freeRoom))])
             let admitted = try rows.map { (position: try $0.int("position"), job: try Self.dispatchedJob(from: $0)) }
                 .sorted { $0.position < $1.position }.map(\.job)
             return DispatchPass(

@@ -73,7 +73,8 @@ extension PostgresJobStore {
         ).isEmpty
     }
 
-    /// Per environment, fleet-wide: jobs a worker is running now, slots of the workers serving it that refreshed
+    /// Per environment, fleet-wide: jobs holding one of its slots now (admitted and unfinished: what `maxJobs` counts,
+    /// including jobs between admission and a worker's claim), slots of the workers serving it that refreshed
     /// their registration within `workerStaleAfter`, and when the environment was last announced.
     package func oceanEnvironmentState(workerStaleAfter: Duration = .seconds(60)) async throws -> [String: (
         currentJobs: Int, workerSlots: Int, lastSeenEpoch: String
@@ -82,7 +83,7 @@ extension PostgresJobStore {
             """
             select e.id, extract(epoch from e.last_seen)::text as last_seen,
                 (select count(*) from jobs j
-                 where j.environment = e.id and j.finished_at is null and j.worker_id is not null) as current_jobs,
+                 where j.environment = e.id and j.finished_at is null and j.admitted_at is not null) as current_jobs,
                 (select coalesce(sum(w.slots), 0) from workers w
                  where e.id = any(w.environments) and w.last_seen > now() - make_interval(secs => $1)) as worker_slots
             from environments e

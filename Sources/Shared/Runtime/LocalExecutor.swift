@@ -89,6 +89,13 @@ public struct LocalExecutor: Executor {
         var logger = self.logger
         logger[metadataKey: "job-id"] = "\(job.id)"
         logger[metadataKey: "attempt"] = "\(job.attempt)"
+        // Gateways refuse GPU jobs for the local executor at submit; one that got here anyway (submitted through a
+        // gateway that thought the executor was Kubernetes) must not run without the GPU it asked for.
+        if environment.gpuCount(of: job.workflow) > 0 {
+            return ExecutionResult(
+                status: .containerCreationFailed, outcome: .failed,
+                failureReason: "gpu_not_available: the local executor has no GPUs")
+        }
         let workspace = try await JobWorkspace.create(
             workRoot: configuration.workRoot, jobID: job.id, attempt: job.attempt, threadPool: threadPool)
         let result: ExecutionResult

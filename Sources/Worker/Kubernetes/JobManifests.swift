@@ -95,7 +95,7 @@ package struct JobManifests: Sendable {
             deadline = configuration.publishDeadlineSeconds
             container = publishContainer()
         }
-        let podSpec = PodSpec(
+        var podSpec = PodSpec(
             containers: [container],
             volumes: [
                 Volume(name: "data", persistentVolumeClaim: .init(claimName: attemptName)),
@@ -106,6 +106,9 @@ package struct JobManifests: Sendable {
                 runAsNonRoot: true, runAsUser: configuration.runAsUser, runAsGroup: configuration.runAsUser,
                 fsGroup: configuration.runAsUser, seccompProfile: SeccompProfile(type: "RuntimeDefault")),
             enableServiceLinks: false)
+        if step == .algorithm {
+            podSpec.nodeSelector = AlgorithmPlacement.of(job, environment: environment).nodeSelector
+        }
         return Kubernetes.Job(
             metadata: ObjectMeta(
                 name: stepName(step), namespace: configuration.namespace, labels: labels(step),
@@ -191,7 +194,9 @@ package struct JobManifests: Sendable {
         for resource in job.workflow.stage?.compute?.resources ?? [] { requested[resource.id] = resource.amount }
         let cpus = min(environment.cpus, requested["cpu"] ?? environment.cpus)
         let memoryMiB = min(environment.memoryMiB, requested["ram"].map { Int($0 * 1024) } ?? environment.memoryMiB)
-        let amounts = ["cpu": Self.quantity(cpus), "memory": "\(max(1, memoryMiB))Mi"]
+        let amounts = ["cpu": Self.quantity(cpus), "memory": "\(max(1, memoryMiB))Mi"].merging(
+            AlgorithmPlacement.of(job, environment: environment).extendedResources
+        ) { $1 }
         return Container(
             name: "algorithm", image: reference, command: ["/bin/sh", "-c", algorithm?.container?.entrypoint ?? ""],
             env: stepEnvironment() + [
