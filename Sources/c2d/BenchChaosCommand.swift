@@ -438,8 +438,7 @@ final class Chaos: @unchecked Sendable {
         print("time to drain after the last submission: \(format(drain)); whole run \(format(total))")
         let met = lost == 0 && duplicated == 0 && stuck == 0
         print("target 0 lost, 0 duplicated, 0 stuck: \(met ? "met" : "MISSED")")
-        _ = try? await store.client.execute("delete from jobs where environment = $1", [.text(environment.id)])
-        _ = try? await store.client.execute("delete from environments where id = $1", [.text(environment.id)])
+        try? await store.removeEnvironment(environment.id)
     }
 
     func format(_ duration: Duration) -> String {

@@ -254,16 +254,9 @@ private struct DatabaseBench {
 
     // MARK: Clean-up
 
-    /// Deletes the bench's jobs in chunks (each cascades to events and outbox rows), its environment, and the
-    /// scratch table.
+    /// Deletes the bench's environment with its jobs, and the scratch table.
     func cleanUp(environment: ComputeEnvironment, scratchTable: String) async throws {
-        while true {
-            let deleted = try await client.execute(
-                "delete from jobs where id in (select id from jobs where environment = $1 limit 20000)",
-                [.text(environment.id)])
-            if deleted == 0 { break }
-        }
-        try await client.execute("delete from environments where id = $1", [.text(environment.id)])
+        try await store.removeEnvironment(environment.id)
         try await client.executeScript("drop table if exists \(scratchTable)")
     }
 

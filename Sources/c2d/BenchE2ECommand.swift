@@ -376,9 +376,7 @@ struct BenchE2ECommand: AsyncParsableCommand {
     }
 
     static func cleanUp(_ environment: String, store: PostgresJobStore) async throws {
-        try await store.client.execute("delete from jobs where environment = $1", [.text(environment)])
-        try await store.client.execute("delete from workers where $1 = any(environments)", [.text(environment)])
-        try await store.client.execute("delete from environments where id = $1", [.text(environment)])
+        try await store.removeEnvironment(environment)
     }
 
     static func waitFor(

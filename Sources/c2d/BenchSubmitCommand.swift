@@ -248,8 +248,7 @@ struct BenchSubmitCommand: AsyncParsableCommand {
     }
 
     static func cleanUp(_ environment: String, token: UUID, store: PostgresJobStore) async throws {
-        _ = try await store.client.query("delete from jobs where environment = $1", [.text(environment)])
-        _ = try await store.client.query("delete from environments where id = $1", [.text(environment)])
+        try await store.removeEnvironment(environment)
         _ = try await store.revokeToken(id: token)
     }
 

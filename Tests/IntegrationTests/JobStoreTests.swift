@@ -36,9 +36,7 @@ struct JobStoreTests {
 
     /// The test's jobs and workers go with it.
     static func removeEnvironment(_ environment: ComputeEnvironment, client: PostgresClient) async throws {
-        try await client.execute("delete from jobs where environment = $1", [.text(environment.id)])
-        try await client.execute("delete from workers where $1 = any(environments)", [.text(environment.id)])
-        try await client.execute("delete from environments where id = $1", [.text(environment.id)])
+        try await PostgresJobStore(client: client).removeEnvironment(environment.id)
     }
 
     static func newJob(_ environment: ComputeEnvironment, owner: String = "tester", priority: Int = 0) -> Job {

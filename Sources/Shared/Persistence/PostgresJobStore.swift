@@ -361,6 +361,18 @@ extension Duration {
 }
 
 extension PostgresJobStore {
+    /// Deletes an environment and everything in it — its jobs (with their events, results and logs), batches and
+    /// worker registrations — in chunks, so a large one does not hold one long transaction. For benchmarks and tests
+    /// that make environments of their own; files in the result store are the caller's to remove.
+    package func removeEnvironment(_ id: String) async throws {
+        while try await client.execute(
+            "delete from jobs where id in (select id from jobs where environment = $1 limit 20000)", [.text(id)]) > 0
+        {}
+        try await client.execute("delete from batches where environment = $1", [.text(id)])
+        try await client.execute("delete from workers where $1 = any(environments)", [.text(id)])
+        try await client.execute("delete from environments where id = $1", [.text(id)])
+    }
+
     /// Environments the scheduler hid because nothing served them lately (its duty 12); listings leave them out.
     package func hiddenEnvironmentIDs() async throws -> Set<String> {
         Set(try await client.query("select id from environments where hidden").map { try $0.string("id") })
