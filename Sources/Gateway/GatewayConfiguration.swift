@@ -16,10 +16,9 @@ package struct GatewayConfiguration: Sendable {
     /// How long a submit waits for RabbitMQ's confirm before leaving the message to the outbox relay.
     /// Default 2 s.
     package var publishTimeout: Duration
-    /// Ocean API: the Provider addresses (lowercase `0x…`) whose `providerSignature` is accepted. Empty (the
-    /// default) accepts any signer — signatures are still verified and nonces still enforced.
-    /// `C2D_ALLOWED_PROVIDERS`.
-    package var allowedProviders: Set<String> = []
+    /// Ocean API: off (the default), on for the Providers listed in `C2D_ALLOWED_PROVIDERS`, or open to any signer
+    /// for development (`C2D_OCEAN_OPEN_DEVELOPMENT=1`).
+    package var oceanAccess: OceanAccess = .disabled
     /// Ocean API: the operator's address, shown as `address` on `GET /` and as environments' `consumerAddress`.
     /// Default none (null). `C2D_OPERATOR_ADDRESS`.
     package var operatorAddress: String?

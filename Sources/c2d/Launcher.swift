@@ -123,7 +123,19 @@ enum Launcher {
                 host: server.host, port: server.port, environments: settings.environments, limits: settings.limits)
             configuration.authMode = settings.authMode
             configuration.tokenCacheTTL = settings.tokenCacheTTL
-            configuration.allowedProviders = settings.allowedProviders
+            configuration.oceanAccess = settings.oceanAccess
+            switch settings.oceanAccess {
+            case .disabled:
+                logger.info("Ocean operator-service API disabled (set C2D_ALLOWED_PROVIDERS to enable it)")
+            case .providers(let providers):
+                logger.info("Ocean operator-service API enabled", metadata: ["providers": "\(providers.sorted())"])
+            case .openDevelopment:
+                logger.warning(
+                    """
+                    OCEAN API OPEN (C2D_OCEAN_OPEN_DEVELOPMENT=1): any key's signature is accepted and may name any \
+                    owner. For development only; never expose this gateway. Set C2D_ALLOWED_PROVIDERS instead.
+                    """)
+            }
             configuration.operatorAddress = settings.operatorAddress
             configuration.maxBatchJobs = settings.maxBatchJobs
             configuration.maxBatchBodyBytes = settings.maxBatchBodyBytes

@@ -40,8 +40,9 @@ struct Settings {
     var maxUploadBytes: Int64
     /// Internal upload endpoint: where upload bodies are spooled (`C2D_UPLOAD_SPOOL_DIR`, default `<tmp>/c2d-uploads`).
     var uploadSpoolDirectory: URL
-    /// Ocean API: allowed Provider addresses (`C2D_ALLOWED_PROVIDERS`, comma-separated; default: any signer).
-    var allowedProviders: Set<String>
+    /// Ocean API: off, on for the Providers in `C2D_ALLOWED_PROVIDERS` (comma-separated), or open to any signer
+    /// with `C2D_OCEAN_OPEN_DEVELOPMENT=1`. Default off.
+    var oceanAccess: OceanAccess
     /// Ocean API: the operator's address (`C2D_OPERATOR_ADDRESS`; default none).
     var operatorAddress: String?
     /// Workers: the operator's key that signs Ocean Provider downloads of `remote` sources
@@ -112,7 +113,8 @@ struct Settings {
             uploadSpoolDirectory: directory(
                 "C2D_UPLOAD_SPOOL_DIR",
                 default: FileManager.default.temporaryDirectory.appendingPathComponent("c2d-uploads").path),
-            allowedProviders: try GatewayConfiguration.parseAllowedProviders(env["C2D_ALLOWED_PROVIDERS"]),
+            oceanAccess: try GatewayConfiguration.parseOceanAccess(
+                allowedProviders: env["C2D_ALLOWED_PROVIDERS"], openDevelopment: env["C2D_OCEAN_OPEN_DEVELOPMENT"]),
             operatorAddress: try GatewayConfiguration.parseOperatorAddress(env["C2D_OPERATOR_ADDRESS"]),
             operatorPrivateKey: try parsePrivateKey(env["C2D_OPERATOR_PRIVATE_KEY"]),
             logLevel: level,

@@ -8,6 +8,8 @@ public struct Job: Sendable, Hashable {
     /// Callers besides the owner who may read the job and its results (Ocean-node's `additionalViewers`).
     public var viewers: [String]
     public var agreementID: String?
+    /// Which API the job came through; each API sees only its own jobs.
+    public var origin: JobOrigin
     public var status: JobStatus
     public var outcome: JobOutcome?
     public var failureReason: String?
@@ -25,7 +27,7 @@ public struct Job: Sendable, Hashable {
 
     public init(
         id: JobID, environment: String, owner: String, viewers: [String] = [], agreementID: String? = nil,
-        status: JobStatus = .queued,
+        origin: JobOrigin = .native, status: JobStatus = .queued,
         outcome: JobOutcome? = nil, failureReason: String? = nil, exitCode: Int? = nil, oomKilled: Bool = false,
         stopRequest: Int = 0, attempt: Int = 0, workerID: String? = nil, leaseUntil: Date? = nil,
         createdAt: Date = Date(), startedAt: Date? = nil, finishedAt: Date? = nil, workflow: Workflow
@@ -35,6 +37,7 @@ public struct Job: Sendable, Hashable {
         self.owner = owner
         self.viewers = viewers
         self.agreementID = agreementID
+        self.origin = origin
         self.status = status
         self.outcome = outcome
         self.failureReason = failureReason
@@ -48,6 +51,28 @@ public struct Job: Sendable, Hashable {
         self.startedAt = startedAt
         self.finishedAt = finishedAt
         self.workflow = workflow
+    }
+}
+
+/// The API a job was submitted through.
+public enum JobOrigin: Sendable, Hashable {
+    /// The native API (`/v1`), by a bearer token's owner (or anyone, with authentication off).
+    case native
+    /// Ocean's operator-service API, signed by this Provider address (lowercase `0x…`).
+    case ocean(signer: String)
+
+    /// The stored name (`jobs.origin`, migration 0030).
+    public var name: String {
+        switch self {
+        case .native: "native"
+        case .ocean: "ocean"
+        }
+    }
+
+    /// The Ocean Provider that signed the start, for Ocean jobs.
+    public var oceanSigner: String? {
+        if case .ocean(let signer) = self { return signer }
+        return nil
     }
 }
 

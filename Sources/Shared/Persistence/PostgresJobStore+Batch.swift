@@ -114,8 +114,9 @@ extension PostgresJobStore {
             """
             with job as (
                 insert into jobs (
-                    id, environment, owner, agreement_id, idempotency_key, status, created_at, workflow, viewers)
-                values ($1, $2, $3, $4, $5, $6, $7, $8, $13)
+                    id, environment, owner, agreement_id, idempotency_key, status, created_at, workflow, viewers,
+                    origin, ocean_signer)
+                values ($1, $2, $3, $4, $5, $6, $7, $8, $13, $14, $15)
                 on conflict (owner, idempotency_key) where idempotency_key is not null do nothing
                 returning id, status
             ), event as (
@@ -129,7 +130,7 @@ extension PostgresJobStore {
                 .uuid(job.id.uuid), .text(job.environment), .text(job.owner), .optional(job.agreementID),
                 .optional(idempotencyKey), .int(Int64(job.status.rawValue)), .timestamp(job.createdAt),
                 .json(workflow), .text(message.exchange), .text(message.routingKey), .json(headers),
-                .text(message.body), .textArray(job.viewers),
+                .text(message.body), .textArray(job.viewers), .text(job.origin.name), .optional(job.origin.oceanSigner),
             ])
         if let row = rows.first {
             var stored = message
