@@ -27,6 +27,14 @@ package struct GatewayConfiguration: Sendable {
     /// Native API: largest `POST /v1/batches` body, in bytes (413 above); single creates keep `limits.maxBodyBytes`.
     /// Default 64 MiB. `C2D_MAX_BATCH_BODY_BYTES`.
     package var maxBatchBodyBytes: Int = 64 << 20
+    /// Native API: Server-Sent Event streams open at once, per caller and in total (429 `too_many_streams` above).
+    package var eventStreams = EventStreamLimiter.Limits()
+    /// `/metrics`: when set, served only by a separate listener on this host and port (e.g. an interface that
+    /// only the monitoring network reaches), not on the API's port. Default none. `C2D_METRICS_ADDRESS`.
+    package var metricsListener: (host: String, port: Int)?
+    /// `/metrics`: when set, a scrape must send `Authorization: Bearer <this>` (401 otherwise). Default none.
+    /// `C2D_METRICS_TOKEN`.
+    package var metricsToken: String?
     /// Native API: how callers authenticate. Default bearer tokens. `C2D_API_AUTH` (`token` or `none`).
     package var authMode: APIAuthMode = .token
     /// Native API: how long a token lookup is cached; a revoked token keeps working at most this long.

@@ -21,7 +21,8 @@ struct JobRoutes: Sendable {
         router.get("/v1/jobs/{id}/results", use: listResults)
         router.get("/v1/jobs/{id}/results/{index}", use: downloadResult)
         router.get("/v1/jobs/{id}/logs", use: listLogs)
-        EventRoutes(store: store).register(on: router) { try await findJob($0, for: .see) }
+        EventRoutes(store: store, limiter: EventStreamLimiter(limits: configuration.eventStreams))
+            .register(on: router) { try await findJob($0, for: .see) }
         ListRoutes(store: store).register(on: router)
         BatchRoutes(configuration: configuration, submitter: submitter).register(on: router)
         HealthRoutes(configuration: configuration, store: store, amqp: submitter.amqp).register(on: router)

@@ -141,10 +141,13 @@ enum Launcher {
             configuration.maxBatchBodyBytes = settings.maxBatchBodyBytes
             configuration.maxUploadBytes = settings.maxUploadBytes
             configuration.uploadSpoolDirectory = settings.uploadSpoolDirectory
-            services.append(
-                Gateway.buildApplication(
-                    configuration: configuration, store: store, amqp: amqpClient("gateway"),
-                    resultStore: resultStore, logger: logger))
+            configuration.eventStreams = settings.eventStreams
+            configuration.metricsListener = settings.metricsListener
+            configuration.metricsToken = settings.metricsToken
+            services += Gateway.buildServices(
+                configuration: configuration, store: store, amqp: amqpClient("gateway"), resultStore: resultStore,
+                logger: logger
+            ).map { $0 as any Service }
         }
 
         // Start the AMQP clients first and fail fast, with one message, on a wrong URL or credentials.

@@ -40,6 +40,13 @@ struct Settings {
     var maxUploadBytes: Int64
     /// Internal upload endpoint: where upload bodies are spooled (`C2D_UPLOAD_SPOOL_DIR`, default `<tmp>/c2d-uploads`).
     var uploadSpoolDirectory: URL
+    /// Native API: event streams per caller and in total (`C2D_SSE_MAX_STREAMS_PER_CALLER` 16,
+    /// `C2D_SSE_MAX_STREAMS` 256).
+    var eventStreams: EventStreamLimiter.Limits
+    /// `/metrics` on a listener of its own (`C2D_METRICS_ADDRESS`, `host:port`; default none: on the API's port).
+    var metricsListener: (host: String, port: Int)?
+    /// A bearer token `/metrics` requires (`C2D_METRICS_TOKEN`; default none).
+    var metricsToken: String?
     /// Ocean API: off, on for the Providers in `C2D_ALLOWED_PROVIDERS` (comma-separated), or open to any signer
     /// with `C2D_OCEAN_OPEN_DEVELOPMENT=1`. Default off.
     var oceanAccess: OceanAccess
@@ -113,6 +120,11 @@ struct Settings {
             uploadSpoolDirectory: directory(
                 "C2D_UPLOAD_SPOOL_DIR",
                 default: FileManager.default.temporaryDirectory.appendingPathComponent("c2d-uploads").path),
+            eventStreams: EventStreamLimiter.Limits(
+                total: try integer("C2D_SSE_MAX_STREAMS", default: 256, range: 1...1_000_000),
+                perCaller: try integer("C2D_SSE_MAX_STREAMS_PER_CALLER", default: 16, range: 1...1_000_000)),
+            metricsListener: try parseListener("C2D_METRICS_ADDRESS", env["C2D_METRICS_ADDRESS"]),
+            metricsToken: try parseMetricsToken(env["C2D_METRICS_TOKEN"]),
             oceanAccess: try GatewayConfiguration.parseOceanAccess(
                 allowedProviders: env["C2D_ALLOWED_PROVIDERS"], openDevelopment: env["C2D_OCEAN_OPEN_DEVELOPMENT"]),
             operatorAddress: try GatewayConfiguration.parseOperatorAddress(env["C2D_OPERATOR_ADDRESS"]),
@@ -123,6 +135,29 @@ struct Settings {
             "C2D_PG_MAX_CONNECTIONS", default: settings.postgres.maximumConnections, range: 1...1_000)
         if useKubernetes { settings.kubernetes = try KubernetesSettings.load(env, settings: settings) }
         return settings
+    }
+
+    /// `host:port` (IPv6 hosts in brackets); empty means none.
+    static func parseListener(_ key: String, _ text: String?) throws -> (host: String, port: Int)? {
+        guard let text = text?.trimmingCharacters(in: .whitespaces), !text.isEmpty else { return nil }
+        guard let colon = text.lastIndex(of: ":"), let port = Int(text[text.index(after: colon)...]),
+            (1...65535).contains(port)
+        else {
+            throw Invalid(description: "\(key) must be host:port (e.g. 127.0.0.1:9100), not '\(text.prefix(64))'")
+        }
+        var host = String(text[..<colon])
+        if host.hasPrefix("[") && host.hasSuffix("]") { host = String(host.dropFirst().dropLast()) }
+        guard !host.isEmpty else { throw Invalid(description: "\(key): the host is missing in '\(text.prefix(64))'") }
+        return (host, port)
+    }
+
+    /// At least 16 characters of printable ASCII without spaces (what fits a header and resists guessing).
+    static func parseMetricsToken(_ text: String?) throws -> String? {
+        guard let text, !text.isEmpty else { return nil }
+        guard text.utf8.count >= 16, text.utf8.allSatisfy({ (0x21...0x7E).contains($0) }) else {
+            throw Invalid(description: "C2D_METRICS_TOKEN must be at least 16 printable ASCII characters, no spaces")
+        }
+        return text
     }
 
     static func parsePrivateKey(_ text: String?) throws -> [UInt8]? {
