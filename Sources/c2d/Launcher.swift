@@ -82,6 +82,7 @@ enum Launcher {
             workRoot: settings.workDirectory, dataDirectory: settings.dataDirectory,
             allowPrivateNetworks: settings.allowPrivateURLs)
         executorConfiguration.provisioner.operatorPrivateKey = settings.operatorPrivateKey
+        executorConfiguration.provisioner.allowedNetworks = settings.allowedPrivateNetworks
         let httpClient = Provisioner.makeHTTPClient(configuration: executorConfiguration.provisioner)
         if roles.contains(.scheduler) {
             let amqp = amqpClient("scheduler", adding: .events(maxAge: messaging.eventsMaxAge))

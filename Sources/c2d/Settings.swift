@@ -4,6 +4,7 @@ import Foundation
 import Gateway
 import Logging
 import Persistence
+import Runtime
 import Signatures
 
 /// Everything the `c2d` command reads from its environment, with the defaults README's configuration table
@@ -16,6 +17,9 @@ struct Settings {
     var dataDirectory: URL
     /// Whether input and algorithm URLs may point at loopback, private or link-local addresses.
     var allowPrivateURLs: Bool
+    /// Non-public networks input and algorithm URLs may reach even so (`C2D_ALLOWED_PRIVATE_NETWORKS`, CIDR list;
+    /// local executor).
+    var allowedPrivateNetworks: [IPNetwork]
     /// Where job workspaces are made.
     var workDirectory: URL
     /// Where the filesystem result store keeps outputs and logs.
@@ -72,6 +76,13 @@ struct Settings {
             }
             return number
         }
+        func networks(_ key: String) throws -> [IPNetwork] {
+            do {
+                return try OutboundAddressPolicy.parseNetworks(env[key])
+            } catch {
+                throw Invalid(description: "\(key): \(error)")
+            }
+        }
         func directory(_ key: String, default path: String) -> URL {
             URL(fileURLWithPath: env[key].flatMap { $0.isEmpty ? nil : $0 } ?? path).standardizedFileURL
         }
@@ -105,6 +116,7 @@ struct Settings {
             environments: try loadEnvironments(env["C2D_ENVIRONMENTS"]),
             dataDirectory: directory("C2D_DATA_DIR", default: ".data/datasets"),
             allowPrivateURLs: env["C2D_ALLOW_PRIVATE_URLS"] == "1",
+            allowedPrivateNetworks: try networks("C2D_ALLOWED_PRIVATE_NETWORKS"),
             workDirectory: directory("C2D_WORK_DIR", default: ".data/work"),
             resultsDirectory: directory("C2D_RESULTS_DIR", default: ".data/results"),
             migrationsDirectory: env["C2D_MIGRATIONS_DIR"].map { URL(fileURLWithPath: $0) } ?? defaultMigrations(),
