@@ -83,6 +83,7 @@ enum Launcher {
             allowPrivateNetworks: settings.allowPrivateURLs)
         executorConfiguration.provisioner.operatorPrivateKey = settings.operatorPrivateKey
         executorConfiguration.provisioner.allowedNetworks = settings.allowedPrivateNetworks
+        executorConfiguration.sandbox.isolation = settings.sandboxIsolation
         let httpClient = Provisioner.makeHTTPClient(configuration: executorConfiguration.provisioner)
         if roles.contains(.scheduler) {
             let amqp = amqpClient("scheduler", adding: .events(maxAge: messaging.eventsMaxAge))
@@ -111,7 +112,16 @@ enum Launcher {
                 let local = LocalExecutor(
                     configuration: executorConfiguration,
                     httpClient: httpClient, resultStore: resultStore, logger: logger)
-                try await failClearly("the local sandbox does not work on this machine") { try await local.selfCheck() }
+                let report = try await failClearly("the local sandbox does not work on this machine") {
+                    try await local.selfCheck()
+                }
+                for line in report.lines {
+                    if line.contains("NOT ENFORCED") {
+                        logger.warning("sandbox: \(line)")
+                    } else {
+                        logger.info("sandbox: \(line)")
+                    }
+                }
                 executor = local
             }
             services.append(

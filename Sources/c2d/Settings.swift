@@ -20,6 +20,9 @@ struct Settings {
     /// Non-public networks input and algorithm URLs may reach even so (`C2D_ALLOWED_PRIVATE_NETWORKS`, CIDR list;
     /// local executor).
     var allowedPrivateNetworks: [IPNetwork]
+    /// Hard limits of the local sandbox (`C2D_SANDBOX_ISOLATION`, `C2D_SANDBOX_CGROUP`, `C2D_SANDBOX_NETWORK_POOL`,
+    /// `C2D_SANDBOX_DNS`, `C2D_SANDBOX_ALLOWED_NETWORKS`).
+    var sandboxIsolation: SandboxIsolationConfiguration
     /// Where job workspaces are made.
     var workDirectory: URL
     /// Where the filesystem result store keeps outputs and logs.
@@ -117,6 +120,7 @@ struct Settings {
             dataDirectory: directory("C2D_DATA_DIR", default: ".data/datasets"),
             allowPrivateURLs: env["C2D_ALLOW_PRIVATE_URLS"] == "1",
             allowedPrivateNetworks: try networks("C2D_ALLOWED_PRIVATE_NETWORKS"),
+            sandboxIsolation: try loadSandboxIsolation(env),
             workDirectory: directory("C2D_WORK_DIR", default: ".data/work"),
             resultsDirectory: directory("C2D_RESULTS_DIR", default: ".data/results"),
             migrationsDirectory: env["C2D_MIGRATIONS_DIR"].map { URL(fileURLWithPath: $0) } ?? defaultMigrations(),
@@ -147,6 +151,44 @@ struct Settings {
             "C2D_PG_MAX_CONNECTIONS", default: settings.postgres.maximumConnections, range: 1...1_000)
         if useKubernetes { settings.kubernetes = try KubernetesSettings.load(env, settings: settings) }
         return settings
+    }
+
+    static func loadSandboxIsolation(_ env: [String: String]) throws -> SandboxIsolationConfiguration {
+        var isolation = SandboxIsolationConfiguration()
+        if let text = env["C2D_SANDBOX_ISOLATION"], !text.isEmpty {
+            guard let mode = SandboxIsolationConfiguration.Mode(rawValue: text) else {
+                throw Invalid(
+                    description: "C2D_SANDBOX_ISOLATION must be auto, strict or basic, not '\(text.prefix(32))'")
+            }
+            isolation.mode = mode
+        }
+        if let parent = env["C2D_SANDBOX_CGROUP"], !parent.isEmpty {
+            guard parent.hasPrefix("/") else {
+                throw Invalid(description: "C2D_SANDBOX_CGROUP must be an absolute path of a cgroup v2 directory")
+            }
+            isolation.cgroupParent = parent
+        }
+        if let text = env["C2D_SANDBOX_NETWORK_POOL"], !text.isEmpty {
+            guard let pool = IPNetwork(text), pool.address.isIPv4, pool.prefixLength <= 28 else {
+                throw Invalid(description: "C2D_SANDBOX_NETWORK_POOL must be an IPv4 network of /28 or larger")
+            }
+            isolation.networkPool = pool
+        }
+        if let text = env["C2D_SANDBOX_DNS"], !text.isEmpty {
+            isolation.dnsServers = try text.split(separator: ",").map {
+                let entry = $0.trimmingCharacters(in: .whitespaces)
+                guard let address = IPAddress(entry), address.isIPv4 else {
+                    throw Invalid(description: "C2D_SANDBOX_DNS: '\(entry.prefix(64))' is not an IPv4 address")
+                }
+                return address
+            }
+        }
+        do {
+            isolation.allowedNetworks = try OutboundAddressPolicy.parseNetworks(env["C2D_SANDBOX_ALLOWED_NETWORKS"])
+        } catch {
+            throw Invalid(description: "C2D_SANDBOX_ALLOWED_NETWORKS: \(error)")
+        }
+        return isolation
     }
 
     /// `host:port` (IPv6 hosts in brackets); empty means none.

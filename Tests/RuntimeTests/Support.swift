@@ -19,24 +19,29 @@ struct RuntimeFixture {
     let executor: LocalExecutor
 
     /// The tests' HTTP server listens on loopback, which the provisioner refuses unless allowed.
-    init(keepWorkspaces: Bool = false, allowPrivateNetworks: Bool = true) throws {
+    init(
+        keepWorkspaces: Bool = false, allowPrivateNetworks: Bool = true, sandbox: SandboxConfiguration? = nil
+    ) throws {
         base = FileManager.default.temporaryDirectory.appendingPathComponent("c2d-runtime-test-\(UUID().uuidString)")
         dataDirectory = base.appendingPathComponent("data-dir")
         workRoot = base.appendingPathComponent("work")
         try FileManager.default.createDirectory(at: dataDirectory, withIntermediateDirectories: true)
         try FileManager.default.createDirectory(at: workRoot, withIntermediateDirectories: true)
         store = FileResultStore(root: base.appendingPathComponent("results"))
-        let configuration = LocalExecutorConfiguration(
+        var configuration = LocalExecutorConfiguration(
             workRoot: workRoot, dataDirectory: dataDirectory, downloadConnectTimeout: .seconds(2),
             downloadTimeout: .seconds(20), keepWorkspaces: keepWorkspaces,
             allowPrivateNetworks: allowPrivateNetworks)
+        if let sandbox { configuration.sandbox = sandbox }
         client = Provisioner.makeHTTPClient(configuration: configuration.provisioner)
         executor = LocalExecutor(configuration: configuration, httpClient: client, resultStore: store)
     }
 
     /// Runs `body` with a fresh fixture and closes it afterwards, whether `body` throws or not.
-    static func with(_ body: (RuntimeFixture) async throws -> Void) async throws {
-        let fixture = try RuntimeFixture()
+    static func with(
+        sandbox: SandboxConfiguration? = nil, _ body: (RuntimeFixture) async throws -> Void
+    ) async throws {
+        let fixture = try RuntimeFixture(sandbox: sandbox)
         do {
             try await body(fixture)
         } catch {

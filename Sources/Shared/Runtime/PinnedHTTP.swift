@@ -23,15 +23,15 @@ struct PinnedHTTP: Sendable {
     func withResponse<T: Sendable>(
         to request: HTTPClientRequest, deadline: NIODeadline, _ body: (HTTPClientResponse) async throws -> T
     ) async throws -> T {
+        guard ["http", "https"].contains(URL(string: request.url)?.scheme?.lowercased() ?? "") else {
+            throw RuntimeIssue("\(AdminLog.redact(request.url)) is not an http or https URL")
+        }
         // AsyncHTTPClient's own parsing, so the host checked is the host it connects to.
         let target: HTTPClient.Request
         do {
             target = try HTTPClient.Request(url: request.url)
         } catch {
             throw RuntimeIssue("\(AdminLog.redact(request.url)) is not a usable http or https URL")
-        }
-        guard ["http", "https"].contains(target.url.scheme?.lowercased() ?? "") else {
-            throw RuntimeIssue("\(AdminLog.redact(request.url)) is not an http or https URL")
         }
         let host = target.host
         let bareHost = host.hasPrefix("[") && host.hasSuffix("]") ? String(host.dropFirst().dropLast()) : host
