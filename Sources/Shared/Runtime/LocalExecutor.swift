@@ -95,9 +95,9 @@ public struct LocalExecutor: Executor {
         logger[metadataKey: "attempt"] = "\(job.attempt)"
         let directory = JobWorkspace.directory(workRoot: configuration.workRoot, jobID: job.id, attempt: job.attempt)
         let threadPool = self.threadPool
-        // Held until the workspace is gone, so a sweep by another worker never takes a live one.
         let volume = OutputVolume(attemptDirectory: directory)
         let volumeTools = await sandbox.prepared()?.volumeTools
+        // Held until the workspace is gone, so a sweep by another worker never takes a live one.
         let lock = try await threadPool.runIfActive {
             let lock = try AttemptLock(directory: directory)
             // A volume left mounted by an earlier run of this attempt must go before its directory can.
@@ -122,8 +122,10 @@ public struct LocalExecutor: Executor {
             } catch {
                 logger.error("cannot create the job's output volume", metadata: ["error": "\(error)"])
                 await cleanUp(workspace, volume: volume, tools: volumeTools, lock: lock, logger: logger)
+                // Ocean's "Volume creation failed" (21), reached from "Configuring volumes".
+                try await progress(.configuringVolumes)
                 return ExecutionResult(
-                    status: .algorithmFailed, outcome: .failed,
+                    status: .volumeCreationFailed, outcome: .failed,
                     failureReason: "the worker could not create the job's output volume; try again later")
             }
         }
