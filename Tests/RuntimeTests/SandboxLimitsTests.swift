@@ -142,6 +142,27 @@ struct SandboxLimitsTests {
         #expect(files < 40, "the job wrote \(files) MiB under a 16 MiB limit")
     }
 
+    @Test("a stopped job leaves no cgroup and no network link behind")
+    func stopCleansUp() async throws {
+        let root = FileManager.default.temporaryDirectory.appendingPathComponent("c2d-stop-\(UUID().uuidString)")
+        defer { try? FileManager.default.removeItem(at: root) }
+        let workspace = JobWorkspace(data: root.appendingPathComponent("job-1/data"))
+        try workspace.createLayoutBlocking()
+        let sandbox = Sandbox()
+        let driver = try #require(await sandbox.prepared()?.cgroups)
+        let specification = SandboxSpecification(
+            workspace: workspace, entrypoint: "sleep 30", timeLimitSeconds: 60, memoryMiB: 64, diskMiB: 16,
+            allowNetwork: true)
+        let run = Task { await sandbox.run(specification) }
+        try await Task.sleep(for: .seconds(1))
+        run.cancel()
+        #expect(await run.value == .stopped)
+        let job = CgroupDriver.Job(driver: driver, name: "job-1")
+        #expect(job.directories.allSatisfy { !FileManager.default.fileExists(atPath: $0) }, "\(job.directories)")
+        let links = (try? FileManager.default.contentsOfDirectory(atPath: "/sys/class/net")) ?? []
+        #expect(!links.contains { $0.hasPrefix(SandboxNetwork.hostPrefix) }, "\(links)")
+    }
+
     @Test("a crashed worker's workspace and mounted volume are swept; a live one's are not")
     func sweep() async throws {
         let root = FileManager.default.temporaryDirectory.appendingPathComponent("c2d-sweep-\(UUID().uuidString)")

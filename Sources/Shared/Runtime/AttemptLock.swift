@@ -40,9 +40,9 @@ final class AttemptLock: Sendable {
 
     deinit { release() }
 
-    /// Removes what dead workers left under `workRoot`: for each lock file nobody holds, the attempt's output
-    /// volume (unmounted) and directory. Returns how many attempts were cleared.
-    static func sweep(workRoot: URL, tools: OutputVolume.Tools) -> Int {
+    /// Removes what dead workers left under `workRoot`: for each lock file nobody holds, the attempt's cgroup,
+    /// output volume (unmounted) and directory. Returns how many attempts were cleared.
+    static func sweep(workRoot: URL, tools: OutputVolume.Tools, cgroups: CgroupDriver? = nil) -> Int {
         let names = (try? FileManager.default.contentsOfDirectory(atPath: workRoot.path)) ?? []
         var cleared = 0
         for name in names where name.hasSuffix(".lock") {
@@ -51,7 +51,9 @@ final class AttemptLock: Sendable {
             guard descriptor >= 0 else { continue }
             defer { close(descriptor) }
             guard flock(descriptor, LOCK_EX | LOCK_NB) == 0 else { continue }
-            let directory = workRoot.appendingPathComponent(String(name.dropLast(".lock".count)))
+            let attempt = String(name.dropLast(".lock".count))
+            let directory = workRoot.appendingPathComponent(attempt)
+            cgroups.map { CgroupDriver.Job(driver: $0, name: attempt).destroy(timeout: .seconds(1)) }
             OutputVolume(attemptDirectory: directory).remove(tools: tools)
             try? FileManager.default.removeItem(at: directory)
             unlink(path)

@@ -82,7 +82,11 @@ public struct LocalExecutor: Executor {
         let report = try await sandbox.selfCheck()
         let workRoot = configuration.workRoot
         let tools = OutputVolume.Tools()
-        let removed = (try? await threadPool.runIfActive { AttemptLock.sweep(workRoot: workRoot, tools: tools) }) ?? 0
+        let cgroups = await sandbox.prepared()?.cgroups
+        let removed =
+            (try? await threadPool.runIfActive {
+                AttemptLock.sweep(workRoot: workRoot, tools: tools, cgroups: cgroups)
+            }) ?? 0
         if removed > 0 { logger.info("removed workspaces of dead workers", metadata: ["count": "\(removed)"]) }
         return report
     }

@@ -374,17 +374,22 @@ public struct Sandbox: Sendable {
             return .couldNotStart(reason: "cannot prepare the job's limits: \(error)")
         }
         plan.cgroup = cgroup != nil
-        func cleanUp() async {
-            _ = try? await threadPool.runIfActive {
-                cgroup?.destroy()
-                if let link { chosenNetwork?.remove(link) }
-            }
+        /// Reads the OOM count and removes the cgroup and link. In a task of its own: a stop cancels ours, and
+        /// the thread pool refuses work for a cancelled task — the job's leftovers must go all the same.
+        func cleanUp() async -> Int {
+            await Task {
+                (try? await threadPool.runIfActive {
+                    let oomKills = cgroup?.oomKills() ?? 0
+                    cgroup?.destroy()
+                    if let link { chosenNetwork?.remove(link) }
+                    return oomKills
+                }) ?? 0
+            }.value
         }
 
         let termination = await launch(
             specification, argv: argv, plan: plan, cgroup: cgroup, network: chosenNetwork, link: link)
-        let oomKills = (try? await threadPool.runIfActive { cgroup?.oomKills() ?? 0 }) ?? 0
-        await cleanUp()
+        let oomKills = await cleanUp()
         switch termination {
         case .exited(let code) where oomKills > 0:
             return .outOfMemory(code: code, limitMiB: specification.memoryMiB)
