@@ -266,6 +266,7 @@ let package = Package(
                 "Signatures",
                 "Storage",
                 .product(name: "AsyncHTTPClient", package: "async-http-client"),
+                .product(name: "NIOSSL", package: "swift-nio-ssl"),
             ],
             swiftSettings: swiftSettings
         ),

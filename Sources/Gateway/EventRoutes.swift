@@ -8,9 +8,11 @@ import Persistence
 /// Job status changes as Server-Sent Events: `GET /v1/events` (all jobs, `?environment=` to narrow) and
 /// `GET /v1/jobs/{id}/events`. Each event carries its `job_events` id, so a client that reconnects with
 /// `Last-Event-ID` (or `?after=`) resumes with no gap and no duplicate. A comment line every `heartbeat` keeps
-/// proxies and clients from timing out; a job's stream ends after its terminal event.
+/// proxies and clients from timing out; a job's stream ends after its terminal event. Open streams are bounded per
+/// caller and in total (``EventStreamLimiter``).
 struct EventRoutes: Sendable {
     let store: PostgresJobStore
+    let limiter: EventStreamLimiter
     /// How often the stream looks for new events. Default 250 ms.
     var pollInterval: Duration = .milliseconds(250)
     /// Time between heartbeat comments when nothing happens. Default 15 s.
@@ -27,12 +29,17 @@ struct EventRoutes: Sendable {
                     message: "the stream of all jobs needs 'operate'; follow your own jobs at /v1/jobs/{id}/events")
             }
             let environment = request.uri.queryParameters.get("environment")
-            return try stream(
-                after: try Self.startID(request), jobID: nil, environment: environment, endAtTerminal: false)
+            let start = try Self.startID(request)
+            return stream(
+                after: start, jobID: nil, environment: environment, endAtTerminal: false,
+                lease: try limiter.acquire(caller: context.callerKey))
         }
         router.get("/v1/jobs/{id}/events") { request, context in
             let job = try await find(context)
-            return try stream(after: try Self.startID(request), jobID: job.id, environment: nil, endAtTerminal: true)
+            let start = try Self.startID(request)
+            return stream(
+                after: start, jobID: job.id, environment: nil, endAtTerminal: true,
+                lease: try limiter.acquire(caller: context.callerKey))
         }
     }
 
@@ -44,11 +51,15 @@ struct EventRoutes: Sendable {
         return id
     }
 
-    func stream(after start: Int, jobID: JobID?, environment: String?, endAtTerminal: Bool) throws -> Response {
+    /// The stream's response; `lease` is its slot, given back when the body ends (or is never written).
+    func stream(
+        after start: Int, jobID: JobID?, environment: String?, endAtTerminal: Bool, lease: EventStreamLimiter.Lease
+    ) -> Response {
         let store = self.store
         let pollInterval = self.pollInterval
         let heartbeat = self.heartbeat
         let body = ResponseBody { writer in
+            defer { lease.end() }
             var last = start
             var quietSince = ContinuousClock.now
             let encoder = JSONEncoder()

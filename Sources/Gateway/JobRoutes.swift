@@ -24,13 +24,14 @@ struct JobRoutes: Sendable {
         router.get("/v1/jobs/{id}/results/{index}", use: downloadResult)
         router.get("/v1/jobs/{id}/results/{index}/url", use: resultURL)
         router.get("/v1/jobs/{id}/logs", use: listLogs)
-        EventRoutes(store: store).register(on: router) { try await findJob($0, for: .see) }
+        let streams = EventStreamLimiter(limits: configuration.eventStreams)
+        EventRoutes(store: store, limiter: streams).register(on: router) { try await findJob($0, for: .see) }
         LogRoutes(
             streamer: StepLogStreamer(store: store, resultStore: resultStore, source: configuration.liveLogSource)
         ).register(on: router) { try await findJob($0, for: .readResults) }
         ListRoutes(store: store).register(on: router)
         BatchRoutes(configuration: configuration, submitter: submitter).register(on: router)
-        BatchOperations(store: store, events: EventRoutes(store: store)).register(on: router)
+        BatchOperations(store: store, events: EventRoutes(store: store, limiter: streams)).register(on: router)
         HealthRoutes(configuration: configuration, store: store).register(on: router)
         router.get("/healthz") { _, _ in Response(status: .ok, body: .init(byteBuffer: ByteBuffer(string: "ok\n"))) }
     }

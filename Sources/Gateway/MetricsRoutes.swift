@@ -7,16 +7,20 @@ import Synchronization
 
 /// `GET /metrics` in Prometheus' text format: what operators alert on. Job and dispatch gauges come from Postgres
 /// (the truth, shared by every gateway), read through the partial indexes over unfinished jobs; request counters
-/// are this process's own.
+/// are this process's own. Open to anyone who reaches it unless a token is configured; operators can also move it
+/// to a listener of its own (`C2D_METRICS_ADDRESS`).
 struct MetricsRoutes: Sendable {
     let store: PostgresJobStore
     let requests: RequestCounter
+    /// When set, scrapes must send `Authorization: Bearer <token>`.
+    let token: String?
 
     func register(on router: Router<GatewayRequestContext>) {
         router.get("/metrics", use: metrics)
     }
 
     @Sendable func metrics(_ request: Request, context: GatewayRequestContext) async throws -> Response {
+        if let token { try Self.authorize(request.headers[.authorization], token: token) }
         let client = store.client
         let (jobs, workers) = try await withDeadline(.seconds(2), operation: "metrics query") {
             let jobs = try await client.query(
@@ -63,6 +67,22 @@ struct MetricsRoutes: Sendable {
             body: .init(byteBuffer: ByteBuffer(string: text)))
     }
 
+    /// Compares the bearer token in constant time, so its bytes cannot be guessed one by one from timings.
+    static func authorize(_ header: String?, token: String) throws {
+        let expected = Array(("Bearer " + token).utf8)
+        let given = Array((header ?? "").utf8)
+        var difference = UInt8(given.count == expected.count ? 0 : 1)
+        for index in expected.indices {
+            difference |= expected[index] ^ (index < given.count ? given[index] : 0)
+        }
+        guard difference == 0 else {
+            throw APIError(
+                .unauthorized, code: "metrics_unauthorized",
+                message: "/metrics needs 'Authorization: Bearer <C2D_METRICS_TOKEN>'",
+                headers: [.wwwAuthenticate: "Bearer"])
+        }
+    }
+
     static func escape(_ value: String) -> String {
         value.replacingOccurrences(of: "\\", with: "\\\\").replacingOccurrences(of: "\"", with: "\\\"")
             .replacingOccurrences(of: "\n", with: "\\n")
@@ -70,7 +90,9 @@ struct MetricsRoutes: Sendable {
 }
 
 /// Responses by status class (2xx, 4xx, …), counted by `RequestIDMiddleware`.
-final class RequestCounter: Sendable {
+package final class RequestCounter: Sendable {
+    package init() {}
+
     private let counts = Mutex([String: Int]())
 
     func record(status: Int) {

@@ -20,6 +20,7 @@ struct BenchCommand: AsyncParsableCommand {
         abstract: "Benchmarks that print their figures, next to the physical ceiling measured in the same run.",
         subcommands: [
             BenchDatabaseCommand.self, BenchAMQPCommand.self, BenchSubmitCommand.self, BenchClusterCommand.self,
+            BenchSandboxCommand.self,
             BenchReconcileCommand.self, BenchE2ECommand.self, BenchChaosCommand.self,
         ]
     )

@@ -84,6 +84,8 @@ enum Launcher {
         executorConfiguration.provisioner.operatorPrivateKey = settings.operatorPrivateKey
         executorConfiguration.images = ImageStoreConfiguration(
             imagesDirectory: settings.imagesDirectory, cacheDirectory: settings.imageCacheDirectory)
+        executorConfiguration.provisioner.allowedNetworks = settings.allowedPrivateNetworks
+        executorConfiguration.sandbox.isolation = settings.sandboxIsolation
         let httpClient = Provisioner.makeHTTPClient(configuration: executorConfiguration.provisioner)
         if roles.contains(.scheduler) {
             let amqp = amqpClient("scheduler", adding: .events(maxAge: messaging.eventsMaxAge))
@@ -113,9 +115,18 @@ enum Launcher {
                 let local = LocalExecutor(
                     configuration: executorConfiguration,
                     httpClient: httpClient, resultStore: resultStore, logger: logger)
-                try await failClearly("the local sandbox does not work on this machine") { try await local.selfCheck() }
+                let report = try await failClearly("the local sandbox does not work on this machine") {
+                    try await local.selfCheck()
+                }
+                for line in report.lines {
+                    if line.contains("NOT ENFORCED") {
+                        logger.warning("sandbox: \(line)")
+                    } else {
+                        logger.info("sandbox: \(line)")
+                    }
+                }
                 executor = local
-                services.append(WorkspaceJanitor(root: settings.workDirectory, store: store, logger: logger))
+                services.append(WorkspaceJanitor(logger: logger) { await local.removeStaleWorkspaces() })
             }
             services.append(
                 JobWorker(
@@ -127,7 +138,19 @@ enum Launcher {
                 host: server.host, port: server.port, environments: settings.environments, limits: settings.limits)
             configuration.authMode = settings.authMode
             configuration.tokenCacheTTL = settings.tokenCacheTTL
-            configuration.allowedProviders = settings.allowedProviders
+            configuration.oceanAccess = settings.oceanAccess
+            switch settings.oceanAccess {
+            case .disabled:
+                logger.info("Ocean operator-service API disabled (set C2D_ALLOWED_PROVIDERS to enable it)")
+            case .providers(let providers):
+                logger.info("Ocean operator-service API enabled", metadata: ["providers": "\(providers.sorted())"])
+            case .openDevelopment:
+                logger.warning(
+                    """
+                    OCEAN API OPEN (C2D_OCEAN_OPEN_DEVELOPMENT=1): any key's signature is accepted and may name any \
+                    owner. For development only; never expose this gateway. Set C2D_ALLOWED_PROVIDERS instead.
+                    """)
+            }
             configuration.operatorAddress = settings.operatorAddress
             configuration.maxBatchJobs = settings.maxBatchJobs
             configuration.maxBatchBodyBytes = settings.maxBatchBodyBytes
@@ -150,10 +173,13 @@ enum Launcher {
             } else {
                 configuration.liveLogSource = WorkspaceLogSource(workRoot: settings.workDirectory)
             }
+            configuration.eventStreams = settings.eventStreams
+            configuration.metricsListener = settings.metricsListener
+            configuration.metricsToken = settings.metricsToken
             // The gateway needs Postgres only: jobs wait there for the dispatcher, so it has no RabbitMQ connection.
-            services.append(
-                Gateway.buildApplication(
-                    configuration: configuration, store: store, resultStore: resultStore, logger: logger))
+            services += Gateway.buildServices(
+                configuration: configuration, store: store, resultStore: resultStore, logger: logger
+            ).map { $0 as any Service }
         }
 
         // Start the AMQP clients first and fail fast, with one message, on a wrong URL or credentials.

@@ -12,9 +12,7 @@ struct WorkspaceLogSource: StepLogSource {
     let workRoot: URL
 
     func file(job: Domain.Job, step: LogStep) -> URL {
-        let workspace = JobWorkspace(
-            data: JobWorkspace.directory(workRoot: workRoot, jobID: job.id, attempt: job.attempt)
-                .appendingPathComponent("data"))
+        let workspace = JobWorkspace.ofRunningAttempt(workRoot: workRoot, jobID: job.id, attempt: job.attempt)
         switch step {
         case .configure: return workspace.configureLog
         case .algorithm: return workspace.algorithmLog

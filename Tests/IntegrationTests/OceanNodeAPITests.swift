@@ -363,7 +363,7 @@ struct OceanNodeAPITests {
 
     @Test("the operator-service status object carries terminationDetails: null while running, then the exit code")
     func legacyTerminationDetails() async throws {
-        try await Deployment.with { deployment in
+        try await Deployment.with(extraEnvironment: OceanAPITests.providers) { deployment in
             try await deployment.startDev()
             let client = OceanClient(deployment: deployment, key: OceanAPITests.providerKey)
             let stage: [String: Any] = [

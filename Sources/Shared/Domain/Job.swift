@@ -8,6 +8,8 @@ public struct Job: Sendable, Hashable {
     /// Callers besides the owner who may read the job and its results (Ocean-node's `additionalViewers`).
     public var viewers: [String]
     public var agreementID: String?
+    /// Which API the job came through; each API sees only its own jobs.
+    public var origin: JobOrigin
     public var status: JobStatus
     public var outcome: JobOutcome?
     public var failureReason: String?
@@ -29,7 +31,7 @@ public struct Job: Sendable, Hashable {
 
     public init(
         id: JobID, environment: String, owner: String, viewers: [String] = [], agreementID: String? = nil,
-        status: JobStatus = .queued,
+        origin: JobOrigin = .native, status: JobStatus = .queued,
         outcome: JobOutcome? = nil, failureReason: String? = nil, exitCode: Int? = nil, oomKilled: Bool = false,
         stopRequest: Int = 0, attempt: Int = 0, claimNumber: Int = 0, workerID: String? = nil,
         leaseUntil: Date? = nil,
@@ -41,6 +43,7 @@ public struct Job: Sendable, Hashable {
         self.owner = owner
         self.viewers = viewers
         self.agreementID = agreementID
+        self.origin = origin
         self.status = status
         self.outcome = outcome
         self.failureReason = failureReason
@@ -82,6 +85,28 @@ public struct JobClaim: Sendable, Hashable, CustomStringConvertible {
     }
 
     public var description: String { "job \(jobID) attempt \(attempt) claim \(number)" }
+}
+
+/// The API a job was submitted through.
+public enum JobOrigin: Sendable, Hashable {
+    /// The native API (`/v1`), by a bearer token's owner (or anyone, with authentication off).
+    case native
+    /// Ocean's operator-service API, signed by this Provider address (lowercase `0x…`).
+    case ocean(signer: String)
+
+    /// The stored name (`jobs.origin`, migration 0015).
+    public var name: String {
+        switch self {
+        case .native: "native"
+        case .ocean: "ocean"
+        }
+    }
+
+    /// The Ocean Provider that signed the start, for Ocean jobs.
+    public var oceanSigner: String? {
+        if case .ocean(let signer) = self { return signer }
+        return nil
+    }
 }
 
 /// What kind of file a result is; the raw values are Ocean's result `type`s (typo included).

@@ -213,19 +213,6 @@ extension PostgresJobStore {
 
     // MARK: Workers
 
-    /// The current attempt of each given job that is unfinished (finished and unknown jobs are absent).
-    package func currentAttempts(of ids: [JobID]) async throws -> [JobID: Int] {
-        guard !ids.isEmpty else { return [:] }
-        var attempts: [JobID: Int] = [:]
-        for row in try await client.query(
-            "select id, attempt from jobs where id = any($1::text[]::uuid[]) and finished_at is null",
-            [.textArray(ids.map { $0.uuid.uuidString })])
-        {
-            attempts[JobID(uuid: try row.uuid("id"))] = try row.int("attempt")
-        }
-        return attempts
-    }
-
     /// Records a worker and its slots (insert or refresh) and wakes the dispatchers of its environments: its free
     /// slots are room to admit into.
     package func registerWorker(

@@ -87,8 +87,8 @@ extension PostgresJobStore {
             with job as (
                 insert into jobs (
                     id, environment, owner, agreement_id, idempotency_key, status, created_at, workflow, viewers,
-                    priority, request_id, traceparent)
-                values ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12)
+                    priority, request_id, traceparent, origin, ocean_signer)
+                values ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14)
                 on conflict (owner, idempotency_key) where idempotency_key is not null do nothing
                 returning id, status, extract(epoch from created_at)::text as created_epoch
             ), event as (
@@ -100,7 +100,7 @@ extension PostgresJobStore {
                 .uuid(job.id.uuid), .text(job.environment), .text(job.owner), .optional(job.agreementID),
                 .optional(idempotencyKey), .int(Int64(job.status.rawValue)), .timestamp(job.createdAt),
                 .json(workflow), .textArray(job.viewers), .int(Int64(job.priority)), .optional(trace.requestID),
-                .optional(trace.traceparent),
+                .optional(trace.traceparent), .text(job.origin.name), .optional(job.origin.oceanSigner),
             ])
         if let row = rows.first { return .inserted(createdEpoch: try row.string("created_epoch")) }
         guard let idempotencyKey, let existing = try await self.job(owner: job.owner, idempotencyKey: idempotencyKey)

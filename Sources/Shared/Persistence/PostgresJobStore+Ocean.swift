@@ -24,11 +24,35 @@ extension PostgresJobStore {
     /// The name of the unique index that keeps one active job per agreement (migration 0004).
     package static let activeAgreementIndex = "jobs_active_agreement"
 
-    /// Jobs matching every given selector (Ocean ANDs them), oldest first, with their results. A `jobID` that is
-    /// not a job id matches nothing.
-    package func oceanJobs(agreementID: String?, jobID: String?, owner: String?) async throws -> [OceanJobRecord] {
-        var conditions: [String] = []
+    /// Which jobs an Ocean API call may see: only jobs started through the Ocean API (migration 0015), and in the
+    /// open development mode only those the calling signer started itself.
+    package struct OceanScope: Sendable, Hashable {
+        /// nil: every Ocean job (the signer is an allowed Provider); else only jobs this address signed.
+        package var signer: String?
+
+        package init(signer: String?) {
+            self.signer = signer
+        }
+
+        /// The SQL conditions, with their parameters appended to `parameters`.
+        func conditions(_ parameters: inout [PostgresValue]) -> [String] {
+            var conditions = ["origin = 'ocean'"]
+            if let signer {
+                parameters.append(.text(signer))
+                conditions.append("ocean_signer = $\(parameters.count)")
+            }
+            return conditions
+        }
+    }
+
+    /// Jobs matching every given selector (Ocean ANDs them) within `scope`, oldest first, with their results. A
+    /// `jobID` that is not a job id matches nothing.
+    package func oceanJobs(
+        agreementID: String?, jobID: String?, owner: String?, scope: OceanScope
+    ) async throws -> [OceanJobRecord] {
         var parameters: [PostgresValue] = []
+        var conditions = scope.conditions(&parameters)
+        guard agreementID != nil || jobID != nil || owner != nil else { return [] }
         if let agreementID {
             parameters.append(.text(agreementID))
             conditions.append("agreement_id = $\(parameters.count)")
@@ -42,13 +66,28 @@ extension PostgresJobStore {
             parameters.append(.text(owner))
             conditions.append("owner = $\(parameters.count)")
         }
-        guard !conditions.isEmpty else { return [] }
         return try await oceanRecords(where: conditions.joined(separator: " and "), parameters)
     }
 
-    /// Jobs not finished yet (Ocean's `/runningjobs`: `dateFinished IS NULL`), oldest first.
-    package func oceanRunningJobs() async throws -> [OceanJobRecord] {
-        try await oceanRecords(where: "finished_at is null", [], withResults: false)
+    /// Jobs within `scope` not finished yet (Ocean's `/runningjobs`: `dateFinished IS NULL`), of one owner if
+    /// given, oldest first.
+    package func oceanRunningJobs(owner: String?, scope: OceanScope) async throws -> [OceanJobRecord] {
+        var parameters: [PostgresValue] = []
+        var conditions = scope.conditions(&parameters) + ["finished_at is null"]
+        if let owner {
+            parameters.append(.text(owner))
+            conditions.append("owner = $\(parameters.count)")
+        }
+        return try await oceanRecords(where: conditions.joined(separator: " and "), parameters, withResults: false)
+    }
+
+    /// One job within `scope`, or nil (also for a job of the native API).
+    package func oceanJob(_ id: JobID, scope: OceanScope) async throws -> Job? {
+        var parameters: [PostgresValue] = [.uuid(id.uuid)]
+        let conditions = ["id = $1"] + scope.conditions(&parameters)
+        return try await client.query(
+            "select \(Self.jobColumns) from jobs where \(conditions.joined(separator: " and "))", parameters
+        ).first.map(Self.job(from:))
     }
 
     /// Whether an unfinished job already holds this agreement.

@@ -311,9 +311,9 @@ package struct PostgresJobStore: Sendable {
     // MARK: Row mapping
 
     static let jobColumns = """
-        id, environment, owner, viewers, agreement_id, status, outcome, failure_reason, exit_code, oom_killed, stopreq, \
-        attempt, claim_number, worker_id, lease_until, created_at, started_at, finished_at, priority, \
-        workflow::text as workflow
+        id, environment, owner, viewers, agreement_id, origin, ocean_signer, status, outcome, failure_reason, exit_code, \
+        oom_killed, stopreq, attempt, claim_number, worker_id, lease_until, created_at, started_at, finished_at, \
+        priority, workflow::text as workflow
         """
 
     static func job(from row: PostgresRow) throws -> Job {
@@ -324,7 +324,10 @@ package struct PostgresJobStore: Sendable {
         return Job(
             id: JobID(uuid: try row.uuid("id")), environment: try row.string("environment"),
             owner: try row.string("owner"), viewers: try row.stringArray("viewers"),
-            agreementID: try row.optionalString("agreement_id"), status: jobStatus,
+            agreementID: try row.optionalString("agreement_id"),
+            origin: try row.string("origin") == "ocean"
+                ? .ocean(signer: try row.optionalString("ocean_signer") ?? "") : .native,
+            status: jobStatus,
             outcome: try row.optionalString("outcome").flatMap(JobOutcome.init(rawValue:)),
             failureReason: try row.optionalString("failure_reason"), exitCode: try row.optionalInt("exit_code"),
             oomKilled: try row.bool("oom_killed"), stopRequest: try row.int("stopreq"), attempt: try row.int("attempt"),

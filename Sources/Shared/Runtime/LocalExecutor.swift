@@ -78,9 +78,28 @@ public struct LocalExecutor: Executor {
         self.logger = logger
     }
 
-    /// Checks that the sandbox works on this machine; call it before taking jobs.
-    public func selfCheck() async throws(SandboxError) {
-        try await sandbox.selfCheck()
+    /// Checks that the sandbox works on this machine and prepares its hard limits; call it before taking jobs. Also
+    /// clears what workers that died left in the work root (workspaces, mounted output volumes). Returns what the
+    /// sandbox enforces on this host, for the log.
+    @discardableResult
+    public func selfCheck() async throws(SandboxError) -> SandboxReport {
+        let report = try await sandbox.selfCheck()
+        let removed = await removeStaleWorkspaces()
+        if removed > 0 { logger.info("removed workspaces of dead workers", metadata: ["count": "\(removed)"]) }
+        return report
+    }
+
+    /// Removes what attempts whose lock nobody holds left in the work root — workspaces, mounted output volumes,
+    /// cgroups — and returns how many. A killed worker's lock is released by the kernel, so this is safe at any
+    /// time, beside live attempts of this and other workers sharing the work root.
+    public func removeStaleWorkspaces() async -> Int {
+        let workRoot = configuration.workRoot
+        let tools = OutputVolume.Tools()
+        let cgroups = await sandbox.prepared()?.cgroups
+        return
+            (try? await threadPool.runIfActive {
+                AttemptLock.sweep(workRoot: workRoot, tools: tools, cgroups: cgroups)
+            }) ?? 0
     }
 
     public func execute(
@@ -96,18 +115,52 @@ public struct LocalExecutor: Executor {
                 status: .containerCreationFailed, outcome: .failed,
                 failureReason: "gpu_not_available: the local executor has no GPUs")
         }
-        let workspace = try await JobWorkspace.create(
-            workRoot: configuration.workRoot, jobID: job.id, attempt: job.attempt, threadPool: threadPool)
+        let directory = JobWorkspace.directory(workRoot: configuration.workRoot, jobID: job.id, attempt: job.attempt)
+        let threadPool = self.threadPool
+        let volume = OutputVolume(attemptDirectory: directory)
+        let volumeTools = await sandbox.prepared()?.volumeTools
+        // Held until the workspace is gone, so a sweep by another worker never takes a live one.
+        let lock = try await threadPool.runIfActive {
+            let lock = try AttemptLock(directory: directory)
+            // A volume left mounted by an earlier run of this attempt must go before its directory can.
+            if let volumeTools, OutputVolume.isMountPoint(volume.mountPoint.path) { volume.remove(tools: volumeTools) }
+            return lock
+        }
+        var workspace: JobWorkspace
+        do {
+            workspace = try await JobWorkspace.create(
+                workRoot: configuration.workRoot, jobID: job.id, attempt: job.attempt, threadPool: threadPool)
+        } catch {
+            lock.release()
+            throw error
+        }
+        // Outputs and logs on a volume of the environment's size, where the host allows.
+        if let volumeTools {
+            do {
+                try await threadPool.runIfActive {
+                    try volume.create(diskLimitBytes: Int64(environment.diskMiB) << 20, tools: volumeTools)
+                }
+                workspace = workspace.withWritable(volume.mountPoint)
+            } catch {
+                logger.error("cannot create the job's output volume", metadata: ["error": "\(error)"])
+                await cleanUp(workspace, volume: volume, tools: volumeTools, lock: lock, logger: logger)
+                // Ocean's "Volume creation failed" (21), reached from "Configuring volumes".
+                try await progress(.configuringVolumes)
+                return ExecutionResult(
+                    status: .volumeCreationFailed, outcome: .failed,
+                    failureReason: "the worker could not create the job's output volume; try again later")
+            }
+        }
         let result: ExecutionResult
         do {
             result = try await run(
                 job: job, environment: environment, workspace: workspace, progress: progress,
                 logger: logger)
         } catch {
-            await cleanUp(workspace, logger: logger)
+            await cleanUp(workspace, volume: volume, tools: volumeTools, lock: lock, logger: logger)
             throw error
         }
-        await cleanUp(workspace, logger: logger)
+        await cleanUp(workspace, volume: volume, tools: volumeTools, lock: lock, logger: logger)
         logger.info(
             "job ended",
             metadata: ["status": "\(result.status.rawValue)", "outcome": "\(result.outcome.rawValue)"])
@@ -177,6 +230,11 @@ public struct LocalExecutor: Executor {
         case .killedBySignal(let signal):
             result = ExecutionResult(
                 status: .finished, outcome: .failed, failureReason: "algorithm was killed by signal \(signal)")
+        case .outOfMemory(let code, let limit):
+            result = ExecutionResult(
+                status: .finished, outcome: .failed,
+                failureReason: "algorithm ran out of memory (the environment's limit is \(limit) MiB)",
+                exitCode: Int(code), oomKilled: true)
         case .timedOut(let limit):
             result = ExecutionResult(
                 status: .finished, outcome: .timedOut,
@@ -278,14 +336,22 @@ public struct LocalExecutor: Executor {
         }.value
     }
 
-    private func cleanUp(_ workspace: JobWorkspace, logger: Logger) async {
+    /// Unmounts the output volume (its files are published by now), removes the workspace unless kept, and lets
+    /// go of the attempt's lock.
+    private func cleanUp(
+        _ workspace: JobWorkspace, volume: OutputVolume, tools: OutputVolume.Tools?, lock: AttemptLock, logger: Logger
+    ) async {
+        let threadPool = self.threadPool
+        defer { lock.release() }
         guard !configuration.keepWorkspaces else {
             logger.debug("workspace kept", metadata: ["path": "\(workspace.root.path)"])
             return
         }
-        let threadPool = self.threadPool
         do {
-            try await Task { try await workspace.remove(threadPool: threadPool) }.value
+            try await Task {
+                if let tools { try await threadPool.runIfActive { volume.remove(tools: tools) } }
+                try await workspace.remove(threadPool: threadPool)
+            }.value
         } catch {
             logger.warning(
                 "cannot remove the workspace", metadata: ["path": "\(workspace.root.path)", "error": "\(error)"])

@@ -238,7 +238,11 @@ final class Deployment: @unchecked Sendable {
     }
 
     func results(_ id: String) async throws -> [[String: Any]] {
-        try await get("/v1/jobs/\(id)/results").json["results"] as? [[String: Any]] ?? []
+        let response = try await get("/v1/jobs/\(id)/results")
+        guard response.status == 200, let results = response.json["results"] as? [[String: Any]] else {
+            throw TestFailure("GET /v1/jobs/\(id)/results: \(response.status) \(response.text)")
+        }
+        return results
     }
 
     func download(_ id: String, name: String) async throws -> String {
