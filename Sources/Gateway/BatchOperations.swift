@@ -143,9 +143,7 @@ extension EventRoutes {
             var last = start
             var horizon = SettledEvents(settled: start)
             var quietSince = ContinuousClock.now
-            let encoder = JSONEncoder()
-            encoder.outputFormatting = [.sortedKeys]
-            encoder.dateEncodingStrategy = .iso8601
+            let encoder = StatusEventFrame.encoder()
             let pageSize = 500
             /// Sends the settled events after `last`; returns how many.
             func sendSettled() async throws -> Int {
@@ -154,10 +152,7 @@ extension EventRoutes {
                 let events = try await store.batchStatusEvents(
                     after: last, upTo: bound, batchID: batchID, limit: pageSize)
                 for event in events {
-                    var buffer = ByteBuffer(string: "id: \(event.id)\nevent: status\ndata: ")
-                    buffer.writeBytes(try encoder.encode(EventView(event)))
-                    buffer.writeString("\n\n")
-                    try await writer.write(buffer)
+                    try await writer.write(try StatusEventFrame.frame(event, encoder: encoder))
                     last = event.id
                 }
                 // A short page means the batch has nothing more up to the bound.

@@ -5,7 +5,7 @@ import Logging
 import NIOCore
 import Persistence
 
-/// `POST /v1/batches`: many jobs in one request, for batch clients (DESIGN §4).
+/// `POST /v1/batches`: many jobs in one request, for batch clients (docs/architecture.md, "Batches").
 ///
 /// Body `{"environment", "owner"?, "jobs": [{"workflow": …}, …]}` with at most
 /// ``GatewayConfiguration/maxBatchJobs`` jobs (413 above) in at most ``GatewayConfiguration/maxBatchBodyBytes``

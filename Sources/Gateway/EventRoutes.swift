@@ -62,18 +62,12 @@ struct EventRoutes: Sendable {
             defer { lease.end() }
             var last = start
             var quietSince = ContinuousClock.now
-            let encoder = JSONEncoder()
-            encoder.outputFormatting = [.sortedKeys]
-            encoder.dateEncodingStrategy = .iso8601
+            let encoder = StatusEventFrame.encoder()
             while !Task.isCancelled {
                 let events = try await store.statusEvents(after: last, jobID: jobID, environment: environment)
                 var finished = false
                 for event in events {
-                    let data = try encoder.encode(EventView(event))
-                    var buffer = ByteBuffer(string: "id: \(event.id)\nevent: status\ndata: ")
-                    buffer.writeBytes(data)
-                    buffer.writeString("\n\n")
-                    try await writer.write(buffer)
+                    try await writer.write(try StatusEventFrame.frame(event, encoder: encoder))
                     last = event.id
                     finished = finished || (endAtTerminal && event.status.isTerminal)
                 }
@@ -95,28 +89,20 @@ struct EventRoutes: Sendable {
     }
 }
 
-/// One event's data, shaped like the `c2d.events` messages.
-struct EventView: Encodable {
-    var eventId: Int
-    var jobId: String
-    var environment: String
-    var owner: String
-    var attempt: Int
-    var status: Int
-    var statusText: String
-    var reason: String?
-    var time: Date
+/// One status change as a Server-Sent Event: `id:` the event id (what `Last-Event-ID` resumes after), `event:
+/// status`, `data:` the `JobEvent` JSON, the same object `c2d.events` carries.
+enum StatusEventFrame {
+    static func encoder() -> JSONEncoder {
+        let encoder = JSONEncoder()
+        encoder.outputFormatting = [.sortedKeys]
+        return encoder
+    }
 
-    init(_ event: PostgresJobStore.StatusEvent) {
-        eventId = event.id
-        jobId = event.jobID.description
-        environment = event.environment
-        owner = event.owner
-        attempt = event.attempt
-        status = event.status.rawValue
-        statusText = event.status.text
-        reason = event.reason
-        time = event.at
+    static func frame(_ event: JobEvent, encoder: JSONEncoder) throws -> ByteBuffer {
+        var buffer = ByteBuffer(string: "id: \(event.id)\nevent: status\ndata: ")
+        buffer.writeBytes(try encoder.encode(event))
+        buffer.writeString("\n\n")
+        return buffer
     }
 }
 

@@ -32,11 +32,10 @@ struct HealthRoutes: Sendable {
 
     /// 200 when every check passes; otherwise 503, naming the ones that failed.
     @Sendable func ready(_ request: Request, context: GatewayRequestContext) async throws -> Response {
-        let client = store.client
         var checks: [String: String] = [:]
         do {
-            _ = try await withDeadline(Self.postgresDeadline, operation: "postgres readiness check") {
-                try await client.query("select 1 as ok").count
+            try await withDeadline(Self.postgresDeadline, operation: "postgres readiness check") { [store] in
+                try await store.ping()
             }
             checks["postgres"] = "ok"
         } catch {

@@ -8,7 +8,7 @@ import NIOFoundationCompat
 import Persistence
 import Storage
 
-/// The native API under `/v1` (DESIGN §4).
+/// The native API under `/v1` (its contract: `openapi.json`).
 struct JobRoutes: Sendable {
     let configuration: GatewayConfiguration
     let submitter: JobSubmitter

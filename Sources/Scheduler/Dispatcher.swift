@@ -78,7 +78,7 @@ package final class Dispatcher: Service, Sendable {
     func listen() async {
         while !Task.isCancelled {
             do {
-                try await store.client.withNotifications(channels: [Self.channel]) { events in
+                try await store.withNotifications(channels: [Self.channel]) { events in
                     for try await event in events {
                         switch event {
                         case .listening: mark(all: true)

@@ -77,7 +77,7 @@ package final class EventRelay: Service, Sendable {
     func listen(_ wakeup: Wakeup) async {
         while !Task.isCancelled {
             do {
-                try await store.client.withNotifications(channels: [Self.channel]) { events in
+                try await store.withNotifications(channels: [Self.channel]) { events in
                     for try await _ in events { wakeup.ring() }
                 }
             } catch is CancellationError {
@@ -134,19 +134,15 @@ package final class EventRelay: Service, Sendable {
 
     /// The gap (if any) right after `cursor`: the next id is missing while a later one exists.
     private func pendingGap(after cursor: Int, previous: Gap?) async throws -> Gap? {
-        let rows = try await store.client.query(
-            "select min(id) as next from job_events where id > $1", [.int(Int64(cursor))])
-        guard let next = try rows.first?.optionalInt("next"), next > cursor + 1 else { return nil }
+        guard let next = try await store.nextEventID(after: cursor), next > cursor + 1 else { return nil }
         if let previous, previous.cursor == cursor { return previous }
-        // A statement of its own, so the marker's transaction ends at once.
-        let marker = try await store.client.query("select pg_current_xact_id()::text as xid")
-        return Gap(cursor: cursor, marker: UInt64(try marker[0].string("xid")) ?? UInt64.max)
+        return Gap(cursor: cursor, marker: try await store.transactionMarker())
     }
 
     /// The events that follow the cursor without a gap, passing a gap that is known to be settled: every transaction
     /// that could still have filled it has ended.
-    private static func contiguous(_ batch: PostgresJobStore.EventBatch, settledGap gap: Gap?) -> [JobEventMessage] {
-        var result: [JobEventMessage] = []
+    private static func contiguous(_ batch: PostgresJobStore.EventBatch, settledGap gap: Gap?) -> [JobEvent] {
+        var result: [JobEvent] = []
         for event in batch.events {
             let last = result.last?.id ?? batch.cursor
             if event.id != last + 1 {
@@ -157,12 +153,12 @@ package final class EventRelay: Service, Sendable {
         return result
     }
 
-    static func message(for event: JobEventMessage) throws -> AMQPMessage {
+    static func message(for event: JobEvent) throws -> AMQPMessage {
         var headers = [
-            EventNames.eventIDHeader: String(event.id), JobMessage.Header.jobID: event.jobId,
+            EventNames.eventIDHeader: String(event.id), JobMessage.Header.jobID: event.jobID.description,
         ]
-        if let requestID = event.requestId { headers[JobMessage.Header.requestID] = requestID }
-        if let traceparent = event.traceparent { headers[JobMessage.Header.traceparent] = traceparent }
+        if let requestID = event.trace.requestID { headers[JobMessage.Header.requestID] = requestID }
+        if let traceparent = event.trace.traceparent { headers[JobMessage.Header.traceparent] = traceparent }
         return AMQPMessage(
             body: Array(try JSONEncoder().encode(event)), headers: headers, contentType: "application/json",
             messageID: "event-\(event.id)")

@@ -5,7 +5,7 @@ import Logging
 import Persistence
 import ServiceLifecycle
 
-/// Turns dead-lettered job messages into failed jobs (anchors §8 rule 7).
+/// Turns dead-lettered job messages into failed jobs (docs/architecture.md, "Admission and dispatch").
 ///
 /// A job queue's `x-delivery-limit` dead-letters a message that came back to the queue too often: its worker died
 /// holding it (the worker acks only after the claim, so a job whose handling kills the worker returns every time). The

@@ -351,10 +351,8 @@ struct BenchE2ECommand: AsyncParsableCommand {
                 var delays: [Double] = []
                 for try await delivery in consumer {
                     let received = Date()
-                    if let event = try? JSONDecoder().decode(JobEventMessage.self, from: Data(delivery.message.body)),
-                        let committed = event.date
-                    {
-                        delays.append(max(0, received.timeIntervalSince(committed)))
+                    if let event = try? JSONDecoder().decode(JobEvent.self, from: Data(delivery.message.body)) {
+                        delays.append(max(0, received.timeIntervalSince(event.time)))
                     }
                     try? await delivery.ack()
                 }

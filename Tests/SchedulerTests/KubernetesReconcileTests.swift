@@ -361,16 +361,14 @@ struct KubernetesReconcileTests {
             }
 
             // The leader's view is on /metrics through the state row.
-            let metrics = try await store.schedulerMetrics()
-            #expect(metrics.contains("c2d_scheduler_leader{lease=\"scheduler\",holder=\"reconciler\"} 1"))
-            #expect(metrics.contains("c2d_scheduler_epoch{lease=\"scheduler\"} \(epoch)"))
-            #expect(
-                metrics.contains(
-                    "c2d_scheduler_reconcile_actions_total{lease=\"scheduler\",kind=\"finalizeFromCluster\","
-                        + "stage=\"applied\"} 3"))
-            #expect(metrics.contains("c2d_scheduler_reconcile_passes_total{lease=\"scheduler\"} 4"))
-            #expect(metrics.contains("c2d_scheduler_jobs_waiting_for_capacity{environment=\"cap\"} 2"))
-            #expect(metrics.contains("c2d_scheduler_fail_safe{lease=\"scheduler\"} 0"))
+            let metrics = try await store.metricsSnapshot()
+            let lease = try #require(metrics.leases.first { $0.name == "scheduler" })
+            #expect(lease.holder == "reconciler" && lease.isHeld && lease.epoch == epoch)
+            let pass = try #require(metrics.passes.first { $0.lease == "scheduler" })
+            #expect(pass.applied["finalizeFromCluster"] == 3)
+            #expect(pass.passesTotal == 4)
+            #expect(pass.capacity["cap"]?.waiting == 2)
+            #expect(pass.failSafe == nil)
             leadership.stop()
             _ = await leading.result
         }
@@ -498,11 +496,8 @@ struct KubernetesReconcileTests {
                 let r = try await world.row(job)
                 #expect(try !r.bool("finished") && r.int("attempt") == 1 && r.int("status") == 40)
             }
-            let metrics = try await world.store.schedulerMetrics()
-            #expect(metrics.contains("c2d_scheduler_fail_safe{lease=\"scheduler\"} 1"))
-            #expect(
-                metrics.contains("c2d_scheduler_fail_safe_reason{lease=\"scheduler\",reason=\"cluster_unavailable\"} 1")
-            )
+            let metrics = try await world.store.metricsSnapshot()
+            #expect(metrics.passes.first { $0.lease == "scheduler" }?.failSafe == "cluster_unavailable")
 
             await world.emulator.setFaults(KubernetesEmulatorFaults())
             var applied: [ReconcileAction.Kind: Int] = [:]

@@ -1,4 +1,4 @@
-/// What travels on `c2d.jobs` for one job: a small JSON body; Postgres holds the workflow (DESIGN §3).
+/// What travels on `c2d.jobs` for one job: a small JSON body; Postgres holds the workflow.
 public struct JobMessage: Sendable, Hashable, Codable {
     public var jobId: JobID
     public var environment: String
@@ -16,7 +16,7 @@ public struct JobMessage: Sendable, Hashable, Codable {
         public static let traceparent = "traceparent"
     }
 
-    /// The wire format (docs/architecture.md, "Messages"): body `{"jobId": "<32 hex>", "environment": "<id>"}`
+    /// The wire format (docs/architecture.md, "Messages and events"): body `{"jobId": "<32 hex>", "environment": "<id>"}`
     /// (JSON, `application/json`), message id = the job id, headers `c2d-job-id` and, when the submit request had
     /// them, `x-request-id` and `traceparent`; published persistent to `c2d.jobs` with the environment as routing
     /// key. Every publisher (dispatcher, hand-back, republish) builds its message here.
@@ -59,7 +59,7 @@ public struct RequestTrace: Sendable, Hashable {
     }
 }
 
-/// Names of c2d's exchanges and queues (DESIGN §3).
+/// Names of c2d's job exchanges and queues (docs/architecture.md, "Messages and events").
 public enum JobQueueNames {
     /// Direct exchange; the routing key is the environment id.
     public static let jobsExchange = "c2d.jobs"

@@ -156,28 +156,6 @@ extension PostgresJobStore {
         return try rows.first?.bool("open") ?? false
     }
 
-    /// Status changes of the batch's jobs with an id above `after` and at most `upTo` (see `SettledEvents`), oldest
-    /// first. Reads each job's events through `job_events_job` (job_id, id), or the events after `after` through the
-    /// primary key when there are few: the planner picks.
-    package func batchStatusEvents(
-        after: Int, upTo: Int = .max, batchID: UUID, limit: Int = 500
-    ) async throws -> [StatusEvent] {
-        try await client.query(
-            """
-            select e.id, e.job_id, j.environment, j.owner, e.attempt, e.status, e.reason, e.created_at
-            from jobs j join job_events e on e.job_id = j.id
-            where j.batch_id = $1 and e.id > $2 and e.id <= $4 order by e.id limit $3
-            """,
-            [.uuid(batchID), .int(Int64(after)), .int(Int64(limit)), .int(Int64(upTo))]
-        ).map { row in
-            StatusEvent(
-                id: try row.int("id"), jobID: JobID(uuid: try row.uuid("job_id")),
-                environment: try row.string("environment"), owner: try row.string("owner"),
-                attempt: try row.int("attempt"), status: JobStatus(rawValue: try row.int("status")) ?? .queued,
-                reason: try row.optionalString("reason"), at: try row.date("created_at"))
-        }
-    }
-
     // MARK: Idempotent batch submission
 
     /// A chunk of a batch, as ``reserveBatchSubmission(_:)`` records it.

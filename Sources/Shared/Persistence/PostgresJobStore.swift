@@ -2,13 +2,21 @@ import Domain
 import Foundation
 import Logging
 
-/// The jobs, their events, results and outbox in Postgres: the source of truth (DESIGN §2, §6).
+/// The jobs, their events and results in Postgres: the source of truth (docs/architecture.md, "Schema").
 /// Every write by a worker is fenced by the attempt it holds, so a stale worker's late write is refused.
 package struct PostgresJobStore: Sendable {
     package let client: PostgresClient
 
     package init(client: PostgresClient) {
         self.client = client
+    }
+
+    /// Runs `body` with the notifications of `channels` (see `PostgresClient.withNotifications`): how the
+    /// scheduler's services wake on a commit instead of polling.
+    package func withNotifications<T: Sendable>(
+        channels: [String], _ body: (PostgresNotifications) async throws -> T
+    ) async throws -> T {
+        try await client.withNotifications(channels: channels, body)
     }
 
     // MARK: Environments
