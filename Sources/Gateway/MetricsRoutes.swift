@@ -56,11 +56,15 @@ struct MetricsRoutes: Sendable {
         for lease in snapshot.leases {
             text.sample("c2d_scheduler_lease_remaining_seconds", ["lease": lease.name], lease.remainingSeconds)
         }
-        guard !snapshot.passes.isEmpty else { return text.text }
+        text.text += renderPasses(snapshot.passes)
+        return text.text
+    }
 
+    /// The leader's reconcile passes (none before a scheduler ran one).
+    static func renderPasses(_ passes: [MetricsSnapshot.ReconcilePass]) -> String {
         // Grouped by family, so each family's HELP/TYPE comes once, before all leases' samples.
         var samples = PrometheusText.Families()
-        for pass in snapshot.passes {
+        for pass in passes {
             let lease: KeyValuePairs = ["lease": pass.lease]
             samples.add("c2d_scheduler_reconcile_last_pass_age_seconds", lease, pass.ageSeconds)
             samples.add(
@@ -112,6 +116,7 @@ struct MetricsRoutes: Sendable {
             ("c2d_scheduler_jobs_waiting_for_capacity", "gauge", "Queued jobs held back by the environment's maxJobs."),
             ("c2d_scheduler_environment_max_jobs", "gauge", "The environment's maxJobs (absent: no limit)."),
         ]
+        var text = PrometheusText()
         for (name, type, help) in families {
             guard let lines = samples.lines[name] else { continue }
             text.family(name, type, help)

@@ -134,41 +134,14 @@ struct OceanNodeRoutes: Sendable {
     func start(_ request: Request, _ context: GatewayRequestContext, free: Bool) async throws -> Response {
         let input = OceanNodeInput(body: try await Self.body(request, limit: configuration.limits.maxBodyBytes))
         let command: OceanNodeSignature.Command = free ? .freeStartCompute : .startCompute
-        try input.checkRequired(
-            free
-                ? ["algorithm", "datasets", "environment"]
-                : ["environment", "algorithm", "datasets", "maxJobDuration"],
-            command: command.rawValue)
-        if !free, let duration = input.integer("maxJobDuration"), duration <= 0 {
-            throw OceanNodeError.invalidMaxJobDuration
-        }
-        let consumer = try await authenticator.authenticate(
-            consumer: input.text("consumerAddress"), nonce: input.text("nonce"), signature: input.text("signature"),
-            command: command)
-        guard let environment = configuration.environment(input.text("environment") ?? "") else {
-            throw OceanNodeError.invalidEnvironment
-        }
-        if free, environment.free == nil {
-            throw OceanNodeError(code: "no_free_tier", message: "This env does not support free jobs")
-        }
-        // Who may start: the tier's access list (addresses here; AccessList contracts only through the verifier).
-        try await checkAccess(consumer, list: free ? environment.free?.access ?? AccessList() : environment.access)
+        let (consumer, environment) = try await authorizeStart(input, command: command, free: free)
 
         let tierMax = free ? environment.free?.maxJobDuration ?? environment.maxJobDuration : environment.maxJobDuration
         let maxJobDuration = min(input.integer("maxJobDuration").flatMap { $0 > 0 ? $0 : nil } ?? tierMax, tierMax)
         let queueMaxWaitTime = max(0, input.integer("queueMaxWaitTime") ?? 0)
         let requested = try input.decode([ResourceRequestInput].self, "resources") ?? []
         let resources = try Self.fill(requested, environment: environment, free: free)
-        if configuration.executor == .local,
-            resources.contains(where: { resource in
-                resource.amount > 0 && environment.resources.contains { $0.id == resource.id && $0.type == .gpu }
-            })
-        {
-            throw OceanNodeError(
-                code: "gpu_not_available",
-                message: "environment '\(environment.id)' runs jobs on the local executor, which has no GPUs; "
-                    + "request no GPU, or use a Kubernetes environment")
-        }
+        try checkGPUs(resources, environment: environment)
         if queueMaxWaitTime == 0 { try await checkRoom(environment, free: free) }
 
         guard let algorithm = try input.decode(ComputeAlgorithmInput.self, "algorithm") else {
@@ -202,57 +175,121 @@ struct OceanNodeRoutes: Sendable {
             isFree: free, maxJobDuration: maxJobDuration, queueMaxWaitTime: queueMaxWaitTime, resources: resources,
             metadata: metadata, payment: nil, algorithmDocumentId: algorithm.documentId,
             datasetDocumentIds: datasets.compactMap(\.documentId))
-        var agreementID: String?
-        var lock: (PaymentRequest, any ChainVerifier)?
+        var lock: PaymentLock?
         if !free {
             guard let chainID = payment?.chainId, let token = payment?.token, !token.isEmpty else {
                 throw OceanNodeError.missingField(
                     "payment", command: command.rawValue, required: ["environment", "algorithm", "datasets", "payment"])
             }
-            guard let prices = Self.prices(environment, chainID: chainID, token: token) else {
-                throw OceanNodeError.noPayments(chainID: chainID, token: token)
-            }
-            guard let verifier = configuration.chainVerifier else {
-                throw OceanNodeError.paymentUnverifiable(chainID: chainID)
-            }
-            var orders: [String: String] = [:]
-            for asset in [(algorithm.documentId, algorithm.transferTxId)]
-                + datasets.map({ ($0.documentId, $0.transferTxId) })
-            {
-                if let document = asset.0 { orders[document] = asset.1 ?? "" }
-            }
-            let terms = PaymentRequest(
-                consumer: consumer, environment: environment.id, chainID: chainID, token: token,
-                cost: Self.cost(resources, prices: prices, seconds: max(maxJobDuration, environment.minJobDuration)),
-                maxJobDuration: maxJobDuration, queueMaxWaitTime: queueMaxWaitTime, orders: orders, jobID: jobID)
-            do {
-                agreementID = try await verifier.lockPayment(terms)
-            } catch let error as ChainVerifierError {
-                throw OceanNodeError(code: "payment_refused", message: error.message)
-            }
-            lock = (terms, verifier)
+            let paid = try await lockPayment(
+                consumer: consumer, environment: environment, chainID: chainID, token: token, resources: resources,
+                maxJobDuration: maxJobDuration, queueMaxWaitTime: queueMaxWaitTime,
+                assets: [(algorithm.documentId, algorithm.transferTxId)]
+                    + datasets.map { ($0.documentId, $0.transferTxId) },
+                jobID: jobID)
+            lock = paid
             details.payment = .init(
-                chainId: chainID, token: token, lockTx: agreementID, claimTx: nil, cancelTx: nil, cost: terms.cost)
+                chainId: chainID, token: token, lockTx: paid.agreementID, claimTx: nil, cancelTx: nil,
+                cost: paid.terms.cost)
         }
         let job = Job(
-            id: jobID, environment: environment.id, owner: consumer, viewers: viewers, agreementID: agreementID,
-            workflow: workflow)
+            id: jobID, environment: environment.id, owner: consumer, viewers: viewers,
+            agreementID: lock?.agreementID, workflow: workflow)
         let requestID = request.headers[.requestID] ?? UUID().uuidString.lowercased()
+        let record = try await insert(job, free: free, details: details, lock: lock, requestID: requestID)
+        return try Self.json([OceanNodeJobView(record)], headers: [.requestID: requestID])
+    }
+
+    /// Records the job; if that fails, a payment locked for it is released, so a refused start costs nothing.
+    private func insert(
+        _ job: Job, free: Bool, details: OceanNodeJobDetails, lock: PaymentLock?, requestID: String
+    ) async throws -> PostgresJobStore.OceanNodeJobRecord {
+        let encodedDetails = String(decoding: try JSONEncoder().encode(details), as: UTF8.self)
         let createdEpoch: String
         do {
             createdEpoch = try await store.insertOceanNode(
-                job, freeTier: free, details: String(decoding: try JSONEncoder().encode(details), as: UTF8.self),
-                trace: .new(requestID: requestID))
+                job, freeTier: free, details: encodedDetails, trace: .new(requestID: requestID))
         } catch {
-            if let (terms, verifier) = lock, let agreementID { await verifier.cancelLock(agreementID, request: terms) }
+            if let lock { await lock.verifier.cancelLock(lock.agreementID, request: lock.terms) }
             if error is PostgresError { throw OceanNodeError.unavailable }
             throw error
         }
-        let record = PostgresJobStore.OceanNodeJobRecord(
-            job: job, freeTier: free, details: String(decoding: try JSONEncoder().encode(details), as: UTF8.self),
-            createdEpoch: createdEpoch, finishedEpoch: nil, algorithmStartEpoch: nil, algorithmStopEpoch: nil,
-            results: [])
-        return try Self.json([OceanNodeJobView(record)], headers: [.requestID: requestID])
+        return PostgresJobStore.OceanNodeJobRecord(
+            job: job, freeTier: free, details: encodedDetails, createdEpoch: createdEpoch, finishedEpoch: nil,
+            algorithmStartEpoch: nil, algorithmStopEpoch: nil, results: [])
+    }
+
+    /// The first of ocean-node's checks: required parameters, signature and nonce, environment and tier, access
+    /// list. Returns the consumer and the environment.
+    private func authorizeStart(
+        _ input: OceanNodeInput, command: OceanNodeSignature.Command, free: Bool
+    ) async throws -> (String, ComputeEnvironment) {
+        try input.checkRequired(
+            free
+                ? ["algorithm", "datasets", "environment"]
+                : ["environment", "algorithm", "datasets", "maxJobDuration"],
+            command: command.rawValue)
+        if !free, let duration = input.integer("maxJobDuration"), duration <= 0 {
+            throw OceanNodeError.invalidMaxJobDuration
+        }
+        let consumer = try await authenticator.authenticate(
+            consumer: input.text("consumerAddress"), nonce: input.text("nonce"), signature: input.text("signature"),
+            command: command)
+        guard let environment = configuration.environment(input.text("environment") ?? "") else {
+            throw OceanNodeError.invalidEnvironment
+        }
+        if free, environment.free == nil {
+            throw OceanNodeError(code: "no_free_tier", message: "This env does not support free jobs")
+        }
+        // Who may start: the tier's access list (addresses here; AccessList contracts only through the verifier).
+        try await checkAccess(consumer, list: free ? environment.free?.access ?? AccessList() : environment.access)
+        return (consumer, environment)
+    }
+
+    /// A paid job's escrow lock, released again if the job cannot be recorded.
+    private struct PaymentLock {
+        var terms: PaymentRequest
+        var verifier: any ChainVerifier
+        var agreementID: String
+    }
+
+    /// Prices the job at the environment's fees for `chainID`/`token` and locks the payment on chain.
+    private func lockPayment(
+        consumer: String, environment: ComputeEnvironment, chainID: Int, token: String,
+        resources: [Workflow.ResourceRequest], maxJobDuration: Int, queueMaxWaitTime: Int,
+        assets: [(document: String?, transfer: String?)], jobID: JobID
+    ) async throws -> PaymentLock {
+        guard let prices = Self.prices(environment, chainID: chainID, token: token) else {
+            throw OceanNodeError.noPayments(chainID: chainID, token: token)
+        }
+        guard let verifier = configuration.chainVerifier else {
+            throw OceanNodeError.paymentUnverifiable(chainID: chainID)
+        }
+        var orders: [String: String] = [:]
+        for asset in assets {
+            if let document = asset.document { orders[document] = asset.transfer ?? "" }
+        }
+        let terms = PaymentRequest(
+            consumer: consumer, environment: environment.id, chainID: chainID, token: token,
+            cost: Self.cost(resources, prices: prices, seconds: max(maxJobDuration, environment.minJobDuration)),
+            maxJobDuration: maxJobDuration, queueMaxWaitTime: queueMaxWaitTime, orders: orders, jobID: jobID)
+        do {
+            return PaymentLock(terms: terms, verifier: verifier, agreementID: try await verifier.lockPayment(terms))
+        } catch let error as ChainVerifierError {
+            throw OceanNodeError(code: "payment_refused", message: error.message)
+        }
+    }
+
+    /// The local executor has no GPUs: a job asking for one is refused at once instead of failing later.
+    private func checkGPUs(_ resources: [Workflow.ResourceRequest], environment: ComputeEnvironment) throws {
+        let wantsGPU = resources.contains { resource in
+            resource.amount > 0 && environment.resources.contains { $0.id == resource.id && $0.type == .gpu }
+        }
+        guard configuration.executor == .local, wantsGPU else { return }
+        throw OceanNodeError(
+            code: "gpu_not_available",
+            message: "environment '\(environment.id)' runs jobs on the local executor, which has no GPUs; "
+                + "request no GPU, or use a Kubernetes environment")
     }
 
     /// ocean-node refuses a job it cannot start now unless the job may queue (`queueMaxWaitTime` > 0); c2d counts

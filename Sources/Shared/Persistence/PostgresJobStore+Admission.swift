@@ -55,111 +55,150 @@ extension PostgresJobStore {
             let locked = try await tx.query(
                 "select pg_try_advisory_xact_lock($1) as locked", [.int(Self.dispatchLockKey)])
             guard try locked.first?.bool("locked") == true else { return .busy }
-            let redispatched = try await tx.query(
-                """
-                update jobs set dispatched_at = now()
-                where environment = $1 and admitted_at is not null and finished_at is null and worker_id is null
-                    and (lease_until is null or lease_until < now())
-                    and (dispatched_at is null or dispatched_at < now() - make_interval(secs => $2))
-                returning id, environment, request_id, traceparent
-                """,
-                [.text(environment), .double(redispatchAfter.seconds)]
-            ).map(Self.dispatchedJob(from:))
-            let counts = try await tx.query(
-                """
-                with live as (
-                    select id, slots, environments from workers
-                    where $1 = any(environments) and last_seen > now() - make_interval(secs => $2)
-                )
-                select
-                    (select case when jsonb_typeof(definition -> 'maxJobs') = 'number'
-                        then (definition ->> 'maxJobs')::numeric::bigint end
-                     from environments where id = $1) as max_jobs,
-                    (select count(*) from jobs
-                     where environment = $1 and admitted_at is not null and finished_at is null) as active,
-                    (select case when jsonb_typeof(definition -> 'free' -> 'maxJobs') = 'number'
-                        then (definition -> 'free' ->> 'maxJobs')::numeric::bigint end
-                     from environments where id = $1) as free_max_jobs,
-                    (select count(*) from jobs
-                     where environment = $1 and free_tier and admitted_at is not null and finished_at is null)
-                        as free_active,
-                    (select coalesce(sum(greatest(live.slots - (
-                        select count(*) from jobs held where held.worker_id = live.id and held.finished_at is null
-                     ), 0)), 0) from live) as free_slots,
-                    (select count(*) from jobs
-                     where environment in (select unnest(environments) from live)
-                        and admitted_at is not null and finished_at is null and worker_id is null) as untaken
-                """,
-                [.text(environment), .double(workerStaleAfter.seconds)])
-            guard let row = counts.first else { return .busy }
-            let active = try row.int("active")
-            let freeWorkerSlots = max(0, try row.int("free_slots") - row.int("untaken"))
-            var room = min(limit, freeWorkerSlots)
-            if let maxJobs = try row.optionalInt("max_jobs"), maxJobs > 0 {
-                room = min(room, maxJobs - active)
-            }
-            // A free tier's maxJobs is a second cap, on free jobs only (migration 0014): paid jobs behind them are
-            // still admitted when it is reached.
-            var freeRoom = room
-            if let freeMaxJobs = try row.optionalInt("free_max_jobs"), freeMaxJobs > 0 {
-                freeRoom = max(0, try freeMaxJobs - row.int("free_active"))
-            }
-            guard room > 0 else {
-                return DispatchPass(
-                    admitted: [], redispatched: redispatched, busy: false, active: active,
-                    freeWorkerSlots: freeWorkerSlots)
-            }
-            let rows = try await tx.query(
-                """
-                with recursive groups (priority, owner, n) as (
-                    (select priority, owner, 1 from jobs
-                     where environment = $1 and admitted_at is null and finished_at is null
-                     order by priority desc, owner desc limit 1)
-                    union all
-                    select following.priority, following.owner, groups.n + 1 from groups
-                    cross join lateral (
-                        select priority, owner from jobs
-                        where environment = $1 and admitted_at is null and finished_at is null
-                            and (priority, owner) < (groups.priority, groups.owner)
-                        order by priority desc, owner desc limit 1
-                    ) following
-                    where groups.n < $3
-                ), usage as (
-                    select owner, count(*) as n from jobs
-                    where environment = $1 and admitted_at is not null and finished_at is null
-                    group by owner
-                ), candidates as (
-                    select head.id, head.free_tier, groups.priority, coalesce(usage.n, 0) + head.rank as share,
-                        head.created_at
-                    from groups
-                    left join usage on usage.owner = groups.owner
-                    cross join lateral (
-                        select id, free_tier, created_at, row_number() over (order by created_at, id) as rank from jobs
-                        where environment = $1 and admitted_at is null and finished_at is null
-                            and priority = groups.priority and owner = groups.owner and (not free_tier or $4 > 0)
-                        order by created_at, id limit $2
-                    ) head
-                ), ranked as (
-                    select *, count(*) filter (where free_tier)
-                        over (order by priority desc, share, created_at, id) as free_rank
-                    from candidates
-                ), chosen as (
-                    select id, row_number() over (order by priority desc, share, created_at, id) as position
-                    from ranked where not free_tier or free_rank <= $4
-                    order by priority desc, share, created_at, id limit $2
-                )
-                update jobs set admitted_at = now(), dispatched_at = now()
-                from chosen
-                where jobs.id = chosen.id and jobs.admitted_at is null and jobs.finished_at is null
-                returning jobs.id, jobs.environment, jobs.request_id, jobs.traceparent, chosen.position
-                """,
-                [.text(environment), .int(Int64(room)), .int(Int64(max(1, maximumGroups))), .int(Int64(freeRoom))])
-            let admitted = try rows.map { (position: try $0.int("position"), job: try Self.dispatchedJob(from: $0)) }
-                .sorted { $0.position < $1.position }.map(\.job)
+            let redispatched = try await Self.redispatch(tx, environment: environment, after: redispatchAfter)
+            guard let room = try await Self.room(tx, environment: environment, workerStaleAfter: workerStaleAfter)
+            else { return .busy }
+            let count = room.jobs(limit: limit)
+            let admitted =
+                count > 0
+                ? try await Self.admit(
+                    tx, environment: environment, count: count, freeCount: room.freeJobs(limit: limit),
+                    maximumGroups: maximumGroups) : []
             return DispatchPass(
-                admitted: admitted, redispatched: redispatched, busy: false, active: active,
-                freeWorkerSlots: freeWorkerSlots)
+                admitted: admitted, redispatched: redispatched, busy: false, active: room.active,
+                freeWorkerSlots: room.freeWorkerSlots)
         }
+    }
+
+    /// Admitted, unfinished jobs that no live worker holds and whose message went out more than `after` ago (or
+    /// never): marked dispatched again, to be published again.
+    private static func redispatch(
+        _ tx: PostgresTransaction, environment: String, after: Duration
+    ) async throws -> [DispatchedJob] {
+        try await tx.query(
+            """
+            update jobs set dispatched_at = now()
+            where environment = $1 and admitted_at is not null and finished_at is null and worker_id is null
+                and (lease_until is null or lease_until < now())
+                and (dispatched_at is null or dispatched_at < now() - make_interval(secs => $2))
+            returning id, environment, request_id, traceparent
+            """,
+            [.text(environment), .double(after.seconds)]
+        ).map(dispatchedJob(from:))
+    }
+
+    /// What bounds an environment's admissions now.
+    private struct AdmissionRoom {
+        /// Admitted unfinished jobs, and the free tier's share of them.
+        var active: Int
+        var freeActive: Int
+        var maxJobs: Int?
+        var freeMaxJobs: Int?
+        /// Free slots of live workers serving the environment, less admitted jobs no worker has taken yet.
+        var freeWorkerSlots: Int
+
+        func jobs(limit: Int) -> Int {
+            var room = min(limit, freeWorkerSlots)
+            if let maxJobs, maxJobs > 0 { room = min(room, maxJobs - active) }
+            return max(0, room)
+        }
+
+        /// A free tier's maxJobs is a second cap, on free jobs only (migration 0014): paid jobs behind them are still
+        /// admitted when it is reached.
+        func freeJobs(limit: Int) -> Int {
+            guard let freeMaxJobs, freeMaxJobs > 0 else { return jobs(limit: limit) }
+            return max(0, freeMaxJobs - freeActive)
+        }
+    }
+
+    private static func room(
+        _ tx: PostgresTransaction, environment: String, workerStaleAfter: Duration
+    ) async throws -> AdmissionRoom? {
+        let counts = try await tx.query(
+            """
+            with live as (
+                select id, slots, environments from workers
+                where $1 = any(environments) and last_seen > now() - make_interval(secs => $2)
+            )
+            select
+                (select case when jsonb_typeof(definition -> 'maxJobs') = 'number'
+                    then (definition ->> 'maxJobs')::numeric::bigint end
+                 from environments where id = $1) as max_jobs,
+                (select count(*) from jobs
+                 where environment = $1 and admitted_at is not null and finished_at is null) as active,
+                (select case when jsonb_typeof(definition -> 'free' -> 'maxJobs') = 'number'
+                    then (definition -> 'free' ->> 'maxJobs')::numeric::bigint end
+                 from environments where id = $1) as free_max_jobs,
+                (select count(*) from jobs
+                 where environment = $1 and free_tier and admitted_at is not null and finished_at is null)
+                    as free_active,
+                (select coalesce(sum(greatest(live.slots - (
+                    select count(*) from jobs held where held.worker_id = live.id and held.finished_at is null
+                 ), 0)), 0) from live) as free_slots,
+                (select count(*) from jobs
+                 where environment in (select unnest(environments) from live)
+                    and admitted_at is not null and finished_at is null and worker_id is null) as untaken
+            """,
+            [.text(environment), .double(workerStaleAfter.seconds)])
+        guard let row = counts.first else { return nil }
+        return AdmissionRoom(
+            active: try row.int("active"), freeActive: try row.int("free_active"),
+            maxJobs: try row.optionalInt("max_jobs"), freeMaxJobs: try row.optionalInt("free_max_jobs"),
+            freeWorkerSlots: max(0, try row.int("free_slots") - row.int("untaken")))
+    }
+
+    /// Admits up to `count` waiting jobs (at most `freeCount` of them free-tier) in fair-share order, and returns
+    /// them in that order.
+    private static func admit(
+        _ tx: PostgresTransaction, environment: String, count: Int, freeCount: Int, maximumGroups: Int
+    ) async throws -> [DispatchedJob] {
+        let rows = try await tx.query(
+            """
+            with recursive groups (priority, owner, n) as (
+                (select priority, owner, 1 from jobs
+                 where environment = $1 and admitted_at is null and finished_at is null
+                 order by priority desc, owner desc limit 1)
+                union all
+                select following.priority, following.owner, groups.n + 1 from groups
+                cross join lateral (
+                    select priority, owner from jobs
+                    where environment = $1 and admitted_at is null and finished_at is null
+                        and (priority, owner) < (groups.priority, groups.owner)
+                    order by priority desc, owner desc limit 1
+                ) following
+                where groups.n < $3
+            ), usage as (
+                select owner, count(*) as n from jobs
+                where environment = $1 and admitted_at is not null and finished_at is null
+                group by owner
+            ), candidates as (
+                select head.id, head.free_tier, groups.priority, coalesce(usage.n, 0) + head.rank as share,
+                    head.created_at
+                from groups
+                left join usage on usage.owner = groups.owner
+                cross join lateral (
+                    select id, free_tier, created_at, row_number() over (order by created_at, id) as rank from jobs
+                    where environment = $1 and admitted_at is null and finished_at is null
+                        and priority = groups.priority and owner = groups.owner and (not free_tier or $4 > 0)
+                    order by created_at, id limit $2
+                ) head
+            ), ranked as (
+                select *, count(*) filter (where free_tier)
+                    over (order by priority desc, share, created_at, id) as free_rank
+                from candidates
+            ), chosen as (
+                select id, row_number() over (order by priority desc, share, created_at, id) as position
+                from ranked where not free_tier or free_rank <= $4
+                order by priority desc, share, created_at, id limit $2
+            )
+            update jobs set admitted_at = now(), dispatched_at = now()
+            from chosen
+            where jobs.id = chosen.id and jobs.admitted_at is null and jobs.finished_at is null
+            returning jobs.id, jobs.environment, jobs.request_id, jobs.traceparent, chosen.position
+            """,
+            [.text(environment), .int(Int64(count)), .int(Int64(max(1, maximumGroups))), .int(Int64(freeCount))])
+        return try rows.map { (position: try $0.int("position"), job: try dispatchedJob(from: $0)) }
+            .sorted { $0.position < $1.position }.map(\.job)
     }
 
     private static func dispatchedJob(from row: PostgresRow) throws -> DispatchedJob {
