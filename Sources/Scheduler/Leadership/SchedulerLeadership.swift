@@ -61,8 +61,8 @@ package final class SchedulerLeadership: Service, Sendable {
         var subscribers: [Int: AsyncStream<Role>.Continuation] = [:]
         var nextSubscriber = 0
         var finished = false
-        var loop: Task<Void, Never>?
         var stopRequested = false
+        var stopWaiter: CheckedContinuation<Void, Never>?
         var releaseOnExit = true
     }
 
@@ -153,21 +153,16 @@ package final class SchedulerLeadership: Service, Sendable {
     // MARK: Running
 
     package func run() async throws {
-        let loop = Task { await self.loop() }
-        // A stop() that came before run() still stops it.
-        let stopRequested = shared.withLock { shared in
-            shared.loop = loop
-            return shared.stopRequested
-        }
-        if stopRequested { loop.cancel() }
-        await withTaskCancellationHandler {
+        // The loop runs until stop(), graceful shutdown or cancellation, whichever comes first.
+        await withTaskGroup(of: Void.self) { group in
+            group.addTask { await self.loop() }
+            group.addTask { await self.stopped() }
             await withGracefulShutdownHandler {
-                await loop.value
+                await group.next()
             } onGracefulShutdown: {
-                loop.cancel()
+                self.requestStop()
             }
-        } onCancel: {
-            loop.cancel()
+            group.cancelAll()
         }
         let (epoch, release) = shared.withLock { ($0.machine.role.epoch, $0.releaseOnExit) }
         update { $0.resign() }
@@ -187,12 +182,33 @@ package final class SchedulerLeadership: Service, Sendable {
     /// Stops the service as graceful shutdown does. With `release: false` the lease is left to expire, as if the
     /// process had died (for tests and chaos drills).
     package func stop(release: Bool = true) {
-        let loop = shared.withLock { shared in
+        shared.withLock { $0.releaseOnExit = release }
+        requestStop()
+    }
+
+    private func requestStop() {
+        let waiter = shared.withLock { shared in
             shared.stopRequested = true
-            shared.releaseOnExit = release
-            return shared.loop
+            defer { shared.stopWaiter = nil }
+            return shared.stopWaiter
         }
-        loop?.cancel()
+        waiter?.resume()
+    }
+
+    /// Returns once a stop is requested (also one requested before `run()`), or when cancelled.
+    private func stopped() async {
+        await withTaskCancellationHandler {
+            await withCheckedContinuation { continuation in
+                let now = shared.withLock { shared in
+                    if shared.stopRequested { return true }
+                    shared.stopWaiter = continuation
+                    return false
+                }
+                if now { continuation.resume() }
+            }
+        } onCancel: {
+            requestStop()
+        }
     }
 
     private func loop() async {
