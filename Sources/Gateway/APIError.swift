@@ -9,11 +9,14 @@ package struct APIError: HTTPResponseError, Sendable {
     package var status: HTTPResponse.Status
     package var code: String
     package var message: String
+    /// Headers the answer needs besides the body (e.g. `Retry-After` on a 429).
+    package var headers: HTTPFields
 
-    package init(_ status: HTTPResponse.Status, code: String, message: String) {
+    package init(_ status: HTTPResponse.Status, code: String, message: String, headers: HTTPFields = [:]) {
         self.status = status
         self.code = code
         self.message = message
+        self.headers = headers
     }
 
     init(_ error: SubmissionError) {
@@ -22,9 +25,9 @@ package struct APIError: HTTPResponseError, Sendable {
 
     package func response(from request: Request, context: some RequestContext) throws -> Response {
         let data = try JSONEncoder().encode(["code": code, "message": message])
-        return Response(
-            status: status, headers: [.contentType: "application/json"],
-            body: .init(byteBuffer: ByteBuffer(bytes: data)))
+        var headers = headers
+        headers[.contentType] = "application/json"
+        return Response(status: status, headers: headers, body: .init(byteBuffer: ByteBuffer(bytes: data)))
     }
 
     static func jobNotFound(_ id: String) -> APIError {

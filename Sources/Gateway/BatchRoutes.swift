@@ -1,4 +1,3 @@
-import AMQP
 import Domain
 import Foundation
 import Hummingbird
@@ -6,15 +5,17 @@ import Logging
 import NIOCore
 import Persistence
 
-/// `POST /v1/batches`: many jobs in one request, for batch clients (DESIGN §4).
+/// `POST /v1/batches`: many jobs in one request, for batch clients (docs/architecture.md, "Batches").
 ///
 /// Body `{"environment", "owner"?, "jobs": [{"workflow": …}, …]}` with at most
 /// ``GatewayConfiguration/maxBatchJobs`` jobs (413 above) in at most ``GatewayConfiguration/maxBatchBodyBytes``
 /// (413 above). All or nothing: if any job is invalid, the answer is 400
 /// `{"code": "invalid_batch", "message", "errors": [{"index", "code", "message"}]}` and nothing is written.
-/// Otherwise every job, its event and its outbox row are written in one transaction under a new batch id, the
-/// messages are published pipelined, and the answer is 201 `{"batchId", "jobs": [ids in request order]}`.
-/// `GET /v1/jobs?batch=<batchId>` lists the batch's jobs.
+/// Otherwise every job and its event are written in one transaction under a new batch id (the dispatcher admits
+/// them from there), and the answer is 201 `{"batchId", "jobs": [ids in request order]}`. `priority` (0-9) applies
+/// to every job of the batch.
+/// `GET /v1/jobs?batch=<batchId>` lists the batch's jobs. With an `Idempotency-Key`, `batchId` and `position` a
+/// client submits a large batch in resumable chunks (`BatchPlacement`); a replayed chunk answers 200.
 struct BatchRoutes: Sendable {
     let configuration: GatewayConfiguration
     let submitter: JobSubmitter
@@ -41,10 +42,12 @@ struct BatchRoutes: Sendable {
         let batch = try JobRoutes.decode(JobSubmitter.BatchRequest.self, from: body)
         let requestID = request.headers[.requestID] ?? UUID().uuidString.lowercased()
         let principal = try context.caller(needing: .submit)
-        let (batchID, jobs) = try await submitter.submitBatch(batch, principal: principal, requestID: requestID)
+        let (batchID, jobs, created) = try await submitter.submitBatch(
+            batch, principal: principal, requestID: requestID, idempotencyKey: request.headers[.idempotencyKey],
+            requestSHA256: JobSubmitter.sha256Hex(body.readableBytesView))
         return try JobRoutes.json(
-            Created(batchId: batchID.uuidString.lowercased(), jobs: jobs.map(\.id.description)), status: .created,
-            headers: [.requestID: requestID])
+            Created(batchId: batchID.uuidString.lowercased(), jobs: jobs.map(\.id.description)),
+            status: created ? .created : .ok, headers: [.requestID: requestID])
     }
 }
 
@@ -84,6 +87,12 @@ extension JobSubmitter {
         /// Who else may read every job of the batch.
         package var viewers: [String]?
         package var chainId: Int?
+        /// 0 (the default) to 9, for every job of the batch.
+        package var priority: Int?
+        /// Add the jobs to this batch of the caller's (same environment) instead of a new one.
+        package var batchId: UUID?
+        /// Index of this request's first job within the batch, for chunked submissions (see `BatchPlacement`).
+        package var position: Int?
         package var jobs: [Item]
 
         /// One job of a batch. A job whose JSON does not decode keeps its error, so the answer can name it
@@ -122,12 +131,11 @@ extension JobSubmitter {
     /// Most per-item errors one `invalid_batch` answer lists; the message gives the total.
     static let maxReportedBatchErrors = 100
 
-    /// Validates every job of the batch (all or nothing), writes them in one transaction under a new batch id,
-    /// then publishes them pipelined and marks their outbox rows sent. A failed publish leaves the rows to the
-    /// outbox relay; the jobs are accepted either way.
+    /// Validates every job of the batch (all or nothing) and writes them in one transaction under a new batch id.
     func submitBatch(
-        _ request: BatchRequest, principal: Principal, requestID: String
-    ) async throws -> (batchID: UUID, jobs: [Job]) {
+        _ request: BatchRequest, principal: Principal, requestID: String, idempotencyKey: String? = nil,
+        requestSHA256: String = ""
+    ) async throws -> (batchID: UUID, jobs: [Job], created: Bool) {
         guard !request.jobs.isEmpty else {
             throw APIError(.badRequest, code: "empty_batch", message: "a batch needs at least one job")
         }
@@ -144,6 +152,7 @@ extension JobSubmitter {
         }
         let owner = try owner(requested: request.owner, principal: principal)
         let viewers = try viewers(request.viewers)
+        let priority = try Self.priority(request.priority)
 
         var errors: [BatchError.Item] = []
         var workflows: [Workflow] = []
@@ -165,56 +174,31 @@ extension JobSubmitter {
                 errors: Array(shown))
         }
 
-        let batchID = UUID()
+        let placement = try await placeBatch(
+            request, owner: owner, viewers: viewers, environment: environment, count: workflows.count,
+            idempotencyKey: idempotencyKey, requestSHA256: requestSHA256)
+        if let existing = placement.existing { return (placement.batchID, existing, false) }
+        let batchID = placement.batchID
         let createdAt = Date()
-        var jobs: [Job] = []
-        var messages: [PostgresJobStore.OutboxMessage] = []
-        jobs.reserveCapacity(workflows.count)
-        messages.reserveCapacity(workflows.count)
-        for workflow in workflows {
-            let job = Job(
-                id: JobID(), environment: environment.id, owner: owner, viewers: viewers, createdAt: createdAt,
-                workflow: workflow)
-            jobs.append(job)
-            messages.append(try outboxMessage(for: job, requestID: requestID))
+        let jobs = zip(workflows, placement.jobIDs).map { workflow, id in
+            Job(
+                id: id, environment: environment.id, owner: owner, viewers: viewers, createdAt: createdAt,
+                priority: priority, workflow: workflow)
         }
-        let stored: [PostgresJobStore.OutboxMessage]
         do {
-            stored = try await store.insertBatch(jobs, batchID: batchID, outbox: messages)
+            try await store.insertBatch(jobs, batchID: batchID, trace: .new(requestID: requestID))
         } catch let error as PostgresError {
+            // Another retry of the same reserved chunk wrote these jobs first.
+            if placement.resumesReservation, error.isUniqueViolation,
+                let written = try? await store.jobs(placement.jobIDs), written.count == placement.jobIDs.count
+            {
+                return (batchID, written, false)
+            }
+            if placement.createdBatch { try? await store.deleteEmptyBatch(batchID) }
             logger.error("batch insert failed", metadata: ["batch": "\(batchID)", "error": "\(error)"])
             throw APIError.unavailable
         }
-        await publishBatch(stored, batchID: batchID)
-        return (batchID, jobs)
-    }
-
-    /// Publishes the batch's messages pipelined, waits for every confirm, and marks the rows sent; any failure
-    /// leaves the rows to the relay (a message that did go out may then be published twice; the worker's claim
-    /// drops the duplicate).
-    func publishBatch(_ messages: [PostgresJobStore.OutboxMessage], batchID: UUID) async {
-        guard let exchange = messages.first?.exchange else { return }
-        let amqp = self.amqp
-        let items = messages.map { message in
-            (
-                message: AMQPMessage(
-                    body: Array(message.body.utf8), headers: message.headers, contentType: "application/json",
-                    messageID: message.jobID.description),
-                routingKey: message.routingKey
-            )
-        }
-        // The single-job confirm timeout, plus a millisecond per message for a large batch's confirms.
-        let timeout = configuration.publishTimeout + .milliseconds(messages.count)
-        do {
-            try await withDeadline(timeout, operation: "batch publish") {
-                try await amqp.publish(items, exchange: exchange)
-            }
-        } catch {
-            logger.warning(
-                "batch publish failed; the outbox relay will retry",
-                metadata: ["batch": "\(batchID)", "jobs": "\(messages.count)", "error": "\(error)"])
-            return
-        }
-        sentMarker.mark(messages.map(\.id))
+        await confirmWritten(owner: owner, idempotencyKey: idempotencyKey)
+        return (batchID, jobs, true)
     }
 }

@@ -8,9 +8,11 @@ import Persistence
 /// Job status changes as Server-Sent Events: `GET /v1/events` (all jobs, `?environment=` to narrow) and
 /// `GET /v1/jobs/{id}/events`. Each event carries its `job_events` id, so a client that reconnects with
 /// `Last-Event-ID` (or `?after=`) resumes with no gap and no duplicate. A comment line every `heartbeat` keeps
-/// proxies and clients from timing out; a job's stream ends after its terminal event.
+/// proxies and clients from timing out; a job's stream ends after its terminal event. Open streams are bounded per
+/// caller and in total (``EventStreamLimiter``).
 struct EventRoutes: Sendable {
     let store: PostgresJobStore
+    let limiter: EventStreamLimiter
     /// How often the stream looks for new events. Default 250 ms.
     var pollInterval: Duration = .milliseconds(250)
     /// Time between heartbeat comments when nothing happens. Default 15 s.
@@ -27,12 +29,17 @@ struct EventRoutes: Sendable {
                     message: "the stream of all jobs needs 'operate'; follow your own jobs at /v1/jobs/{id}/events")
             }
             let environment = request.uri.queryParameters.get("environment")
-            return try stream(
-                after: try Self.startID(request), jobID: nil, environment: environment, endAtTerminal: false)
+            let start = try Self.startID(request)
+            return stream(
+                after: start, jobID: nil, environment: environment, endAtTerminal: false,
+                lease: try limiter.acquire(caller: context.callerKey))
         }
         router.get("/v1/jobs/{id}/events") { request, context in
             let job = try await find(context)
-            return try stream(after: try Self.startID(request), jobID: job.id, environment: nil, endAtTerminal: true)
+            let start = try Self.startID(request)
+            return stream(
+                after: start, jobID: job.id, environment: nil, endAtTerminal: true,
+                lease: try limiter.acquire(caller: context.callerKey))
         }
     }
 
@@ -44,25 +51,23 @@ struct EventRoutes: Sendable {
         return id
     }
 
-    func stream(after start: Int, jobID: JobID?, environment: String?, endAtTerminal: Bool) throws -> Response {
+    /// The stream's response; `lease` is its slot, given back when the body ends (or is never written).
+    func stream(
+        after start: Int, jobID: JobID?, environment: String?, endAtTerminal: Bool, lease: EventStreamLimiter.Lease
+    ) -> Response {
         let store = self.store
         let pollInterval = self.pollInterval
         let heartbeat = self.heartbeat
         let body = ResponseBody { writer in
+            defer { lease.end() }
             var last = start
             var quietSince = ContinuousClock.now
-            let encoder = JSONEncoder()
-            encoder.outputFormatting = [.sortedKeys]
-            encoder.dateEncodingStrategy = .iso8601
+            let encoder = StatusEventFrame.encoder()
             while !Task.isCancelled {
                 let events = try await store.statusEvents(after: last, jobID: jobID, environment: environment)
                 var finished = false
                 for event in events {
-                    let data = try encoder.encode(EventView(event))
-                    var buffer = ByteBuffer(string: "id: \(event.id)\nevent: status\ndata: ")
-                    buffer.writeBytes(data)
-                    buffer.writeString("\n\n")
-                    try await writer.write(buffer)
+                    try await writer.write(try StatusEventFrame.frame(event, encoder: encoder))
                     last = event.id
                     finished = finished || (endAtTerminal && event.status.isTerminal)
                 }
@@ -84,28 +89,20 @@ struct EventRoutes: Sendable {
     }
 }
 
-/// One event's data, shaped like the `c2d.events` messages.
-struct EventView: Encodable {
-    var eventId: Int
-    var jobId: String
-    var environment: String
-    var owner: String
-    var attempt: Int
-    var status: Int
-    var statusText: String
-    var reason: String?
-    var time: Date
+/// One status change as a Server-Sent Event: `id:` the event id (what `Last-Event-ID` resumes after), `event:
+/// status`, `data:` the `JobEvent` JSON, the same object `c2d.events` carries.
+enum StatusEventFrame {
+    static func encoder() -> JSONEncoder {
+        let encoder = JSONEncoder()
+        encoder.outputFormatting = [.sortedKeys]
+        return encoder
+    }
 
-    init(_ event: PostgresJobStore.StatusEvent) {
-        eventId = event.id
-        jobId = event.jobID.description
-        environment = event.environment
-        owner = event.owner
-        attempt = event.attempt
-        status = event.status.rawValue
-        statusText = event.status.text
-        reason = event.reason
-        time = event.at
+    static func frame(_ event: JobEvent, encoder: JSONEncoder) throws -> ByteBuffer {
+        var buffer = ByteBuffer(string: "id: \(event.id)\nevent: status\ndata: ")
+        buffer.writeBytes(try encoder.encode(event))
+        buffer.writeString("\n\n")
+        return buffer
     }
 }
 

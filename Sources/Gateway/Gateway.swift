@@ -1,4 +1,3 @@
-import AMQP
 import Domain
 import Foundation
 import HTTPTypes
@@ -6,39 +5,69 @@ import Hummingbird
 import Logging
 import NIOCore
 import Persistence
+import Storage
 
 /// Builds the gateway's HTTP application: the native API under `/v1`, the Ocean API, health checks and the internal
 /// upload endpoint of publish pods.
 package enum Gateway {
     package static func buildApplication(
-        configuration: GatewayConfiguration, store: PostgresJobStore, amqp: AMQPClient, resultStore: any ResultStore,
+        configuration: GatewayConfiguration, store: PostgresJobStore, resultStore: any ReadableResultStore,
         logger: Logger
     ) -> some ApplicationProtocol {
         Application(
-            router: buildRouter(
-                configuration: configuration, store: store, amqp: amqp, resultStore: resultStore, logger: logger),
+            router: buildRouter(configuration: configuration, store: store, resultStore: resultStore, logger: logger),
             configuration: .init(address: .hostname(configuration.host, port: configuration.port), serverName: "c2d"),
             logger: logger)
     }
 
+    /// The gateway's servers: the API, and `/metrics` on its own listener when `metricsListener` is set.
+    package static func buildServices(
+        configuration: GatewayConfiguration, store: PostgresJobStore, resultStore: any ReadableResultStore,
+        logger: Logger
+    ) -> [Application<RouterResponder<GatewayRequestContext>>] {
+        let requests = RequestCounter()
+        var services = [
+            Application(
+                router: buildRouter(
+                    configuration: configuration, store: store, resultStore: resultStore, logger: logger,
+                    requests: requests),
+                configuration: .init(
+                    address: .hostname(configuration.host, port: configuration.port), serverName: "c2d"),
+                logger: logger)
+        ]
+        if let listener = configuration.metricsListener {
+            let router = Router(context: GatewayRequestContext.self)
+            MetricsRoutes(store: store, requests: requests, token: configuration.metricsToken).register(on: router)
+            services.append(
+                Application(
+                    router: router,
+                    configuration: .init(address: .hostname(listener.host, port: listener.port), serverName: "c2d"),
+                    logger: logger))
+        }
+        return services
+    }
+
     /// Every route the gateway serves, with its middleware; the OpenAPI agreement test reads its route table.
     package static func buildRouter(
-        configuration: GatewayConfiguration, store: PostgresJobStore, amqp: AMQPClient, resultStore: any ResultStore,
-        logger: Logger
+        configuration: GatewayConfiguration, store: PostgresJobStore, resultStore: any ReadableResultStore,
+        logger: Logger, requests: RequestCounter = RequestCounter()
     ) -> Router<GatewayRequestContext> {
         let router = Router(context: GatewayRequestContext.self)
-        let requests = RequestCounter()
         router.middlewares.add(RequestIDMiddleware(requests: requests))
         router.middlewares.add(
             TokenAuthenticator(
                 mode: configuration.authMode, store: store, cache: TokenCache(ttl: configuration.tokenCacheTTL),
                 logger: logger))
-        let submitter = JobSubmitter(configuration: configuration, store: store, amqp: amqp, logger: logger)
+        let submitter = JobSubmitter(configuration: configuration, store: store, logger: logger)
         JobRoutes(configuration: configuration, submitter: submitter, store: store, resultStore: resultStore)
             .register(on: router)
         OceanRoutes(configuration: configuration, submitter: submitter, store: store, resultStore: resultStore)
             .register(on: router)
-        MetricsRoutes(store: store, amqp: amqp, requests: requests).register(on: router)
+        OceanNodeRoutes(configuration: configuration, submitter: submitter, store: store, resultStore: resultStore)
+            .register(on: router)
+        if configuration.metricsListener == nil {
+            MetricsRoutes(store: store, requests: requests, token: configuration.metricsToken).register(on: router)
+        }
         UploadRoutes(configuration: configuration, store: store, resultStore: resultStore).register(on: router)
         router.get("/v1/openapi.json") { _, _ in
             Response(

@@ -16,10 +16,9 @@ package struct GatewayConfiguration: Sendable {
     /// How long a submit waits for RabbitMQ's confirm before leaving the message to the outbox relay.
     /// Default 2 s.
     package var publishTimeout: Duration
-    /// Ocean API: the Provider addresses (lowercase `0x…`) whose `providerSignature` is accepted. Empty (the
-    /// default) accepts any signer — signatures are still verified and nonces still enforced.
-    /// `C2D_ALLOWED_PROVIDERS`.
-    package var allowedProviders: Set<String> = []
+    /// Ocean API: off (the default), on for the Providers listed in `C2D_ALLOWED_PROVIDERS`, or open to any signer
+    /// for development (`C2D_OCEAN_OPEN_DEVELOPMENT=1`).
+    package var oceanAccess: OceanAccess = .disabled
     /// Ocean API: the operator's address, shown as `address` on `GET /` and as environments' `consumerAddress`.
     /// Default none (null). `C2D_OPERATOR_ADDRESS`.
     package var operatorAddress: String?
@@ -28,6 +27,14 @@ package struct GatewayConfiguration: Sendable {
     /// Native API: largest `POST /v1/batches` body, in bytes (413 above); single creates keep `limits.maxBodyBytes`.
     /// Default 64 MiB. `C2D_MAX_BATCH_BODY_BYTES`.
     package var maxBatchBodyBytes: Int = 64 << 20
+    /// Native API: Server-Sent Event streams open at once, per caller and in total (429 `too_many_streams` above).
+    package var eventStreams = EventStreamLimiter.Limits()
+    /// `/metrics`: when set, served only by a separate listener on this host and port (e.g. an interface that
+    /// only the monitoring network reaches), not on the API's port. Default none. `C2D_METRICS_ADDRESS`.
+    package var metricsListener: (host: String, port: Int)?
+    /// `/metrics`: when set, a scrape must send `Authorization: Bearer <this>` (401 otherwise). Default none.
+    /// `C2D_METRICS_TOKEN`.
+    package var metricsToken: String?
     /// Native API: how callers authenticate. Default bearer tokens. `C2D_API_AUTH` (`token` or `none`).
     package var authMode: APIAuthMode = .token
     /// Native API: how long a token lookup is cached; a revoked token keeps working at most this long.
@@ -40,9 +47,20 @@ package struct GatewayConfiguration: Sendable {
     /// for the largest concurrent uploads). Default the system's temporary directory. `C2D_UPLOAD_SPOOL_DIR`.
     package var uploadSpoolDirectory: URL = FileManager.default.temporaryDirectory.appendingPathComponent(
         "c2d-uploads", isDirectory: true)
-    /// Jobs run on Kubernetes (`C2D_EXECUTOR=kubernetes`): a `path` input is then refused at submit unless the
-    /// environment names a `dataVolumeClaim` its configure step can read the datasets from. Default false.
-    package var kubernetesExecutor = false
+
+    /// Native API: how long a presigned result URL (`GET /v1/jobs/{id}/results/{index}/url`) stays valid.
+    /// Default 300 s. `C2D_S3_PRESIGN_SECONDS`.
+    package var presignedURLLifetime: Duration = .seconds(300)
+    /// Where workers run jobs, which decides the images a workflow may name (`ImagePolicy`) and whether GPUs can be
+    /// asked for (not on `local`), and whether `path` inputs need the environment's `dataVolumeClaim` (on Kubernetes the
+    /// configure step reads datasets from it). Default local. `C2D_EXECUTOR`.
+    package var executor: ExecutorKind = .local
+    /// Where running steps' logs are followed from (`GET /v1/jobs/{id}/logs/{step}?follow=true`,
+    /// `computeStreamableLogs`). Default none: only archived logs are served. Set by `c2d` from the executor.
+    package var liveLogSource: (any StepLogSource)?
+    /// ocean-node API: the chain verifier for paid jobs, escrow and on-chain access lists (docs/ocean-node.md,
+    /// "Chain verifier"). Default none: paid starts are refused, free jobs work fully.
+    package var chainVerifier: (any ChainVerifier)?
 
     package init(
         host: String = "127.0.0.1", port: Int = 8080, environments: [ComputeEnvironment] = [.oceanCompute],

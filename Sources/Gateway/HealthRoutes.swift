@@ -1,15 +1,13 @@
-import AMQP
 import Domain
 import Foundation
 import Hummingbird
 import Persistence
 
 /// `GET /v1/environments` (the environments this gateway accepts jobs for) and `GET /readyz` (whether it can
-/// take jobs now: Postgres answers `select 1` within a second and RabbitMQ is connected).
+/// take jobs now: Postgres answers `select 1` within a second; the gateway needs nothing else to accept jobs).
 struct HealthRoutes: Sendable {
     let configuration: GatewayConfiguration
     let store: PostgresJobStore
-    let amqp: AMQPClient
 
     static let postgresDeadline: Duration = .seconds(1)
 
@@ -34,17 +32,15 @@ struct HealthRoutes: Sendable {
 
     /// 200 when every check passes; otherwise 503, naming the ones that failed.
     @Sendable func ready(_ request: Request, context: GatewayRequestContext) async throws -> Response {
-        let client = store.client
         var checks: [String: String] = [:]
         do {
-            _ = try await withDeadline(Self.postgresDeadline, operation: "postgres readiness check") {
-                try await client.query("select 1 as ok").count
+            try await withDeadline(Self.postgresDeadline, operation: "postgres readiness check") { [store] in
+                try await store.ping()
             }
             checks["postgres"] = "ok"
         } catch {
             checks["postgres"] = "failed: \(String(describing: error).prefix(200))"
         }
-        checks["rabbitmq"] = amqp.isConnected ? "ok" : "failed: not connected"
         let ready = checks.values.allSatisfy { $0 == "ok" }
         return try JobRoutes.json(
             Readiness(ready: ready, checks: checks), status: ready ? .ok : .serviceUnavailable)

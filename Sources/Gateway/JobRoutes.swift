@@ -6,37 +6,38 @@ import Logging
 import NIOCore
 import NIOFoundationCompat
 import Persistence
+import Storage
 
-/// The native API under `/v1` (DESIGN §4).
+/// The native API under `/v1` (its contract: `openapi.json`).
 struct JobRoutes: Sendable {
     let configuration: GatewayConfiguration
     let submitter: JobSubmitter
     let store: PostgresJobStore
-    let resultStore: any ResultStore
+    let resultStore: any ReadableResultStore
 
     func register(on router: Router<GatewayRequestContext>) {
         router.post("/v1/jobs", use: create)
         router.get("/v1/jobs/{id}", use: get)
+        router.patch("/v1/jobs/{id}", use: update)
         router.post("/v1/jobs/{id}/stop", use: stop)
         router.get("/v1/jobs/{id}/results", use: listResults)
         router.get("/v1/jobs/{id}/results/{index}", use: downloadResult)
+        router.get("/v1/jobs/{id}/results/{index}/url", use: resultURL)
         router.get("/v1/jobs/{id}/logs", use: listLogs)
-        EventRoutes(store: store).register(on: router) { try await findJob($0, for: .see) }
+        let streams = EventStreamLimiter(limits: configuration.eventStreams)
+        EventRoutes(store: store, limiter: streams).register(on: router) { try await findJob($0, for: .see) }
+        LogRoutes(
+            streamer: StepLogStreamer(store: store, resultStore: resultStore, source: configuration.liveLogSource)
+        ).register(on: router) { try await findJob($0, for: .readResults) }
         ListRoutes(store: store).register(on: router)
         BatchRoutes(configuration: configuration, submitter: submitter).register(on: router)
-        HealthRoutes(configuration: configuration, store: store, amqp: submitter.amqp).register(on: router)
+        BatchOperations(store: store, events: EventRoutes(store: store, limiter: streams)).register(on: router)
+        HealthRoutes(configuration: configuration, store: store).register(on: router)
         router.get("/healthz") { _, _ in Response(status: .ok, body: .init(byteBuffer: ByteBuffer(string: "ok\n"))) }
     }
 
     @Sendable func create(_ request: Request, context: GatewayRequestContext) async throws -> Response {
-        let body: ByteBuffer
-        do {
-            body = try await request.body.collect(upTo: configuration.limits.maxBodyBytes)
-        } catch is NIOTooManyBytesError {
-            throw APIError(
-                .contentTooLarge, code: "body_too_large",
-                message: "the request body is larger than the limit of \(configuration.limits.maxBodyBytes) bytes")
-        }
+        let body = try await collectBody(request)
         let principal = try context.caller(needing: .submit)
         let submission = try Self.decode(JobSubmitter.Request.self, from: body)
         let requestID = request.headers[.requestID] ?? UUID().uuidString.lowercased()
@@ -50,6 +51,30 @@ struct JobRoutes: Sendable {
     @Sendable func get(_ request: Request, context: GatewayRequestContext) async throws -> Response {
         let job = try await findJob(context, for: .see)
         return try Self.json(JobView(job))
+    }
+
+    /// What `PATCH /v1/jobs/{id}` may change.
+    struct Change: Decodable {
+        var priority: Int
+    }
+
+    /// Changes a waiting job's priority (who may stop a job may reprioritize it). A job already admitted has its
+    /// message out and its place taken: 409 `not_waiting`.
+    @Sendable func update(_ request: Request, context: GatewayRequestContext) async throws -> Response {
+        let body = try await collectBody(request)
+        let job = try await findJob(context, for: .stop)
+        let change = try Self.decode(Change.self, from: body)
+        let priority = try JobSubmitter.priority(change.priority)
+        do {
+            guard let updated = try await store.setPriority(jobID: job.id, priority: priority) else {
+                throw APIError.jobNotFound(job.id.description)
+            }
+            return try Self.json(JobView(updated))
+        } catch let error as NotWaitingError {
+            throw APIError(.conflict, code: "not_waiting", message: error.description)
+        } catch is PostgresError {
+            throw APIError.unavailable
+        }
     }
 
     /// Stops a job in any phase: a queued job ends at once, a running one when its worker sees the request.
@@ -101,6 +126,17 @@ struct JobRoutes: Sendable {
     }
 
     // MARK: Helpers
+
+    /// The request body, up to `C2D_MAX_BODY_BYTES` (413 `body_too_large` above).
+    func collectBody(_ request: Request) async throws -> ByteBuffer {
+        do {
+            return try await request.body.collect(upTo: configuration.limits.maxBodyBytes)
+        } catch is NIOTooManyBytesError {
+            throw APIError(
+                .contentTooLarge, code: "body_too_large",
+                message: "the request body is larger than the limit of \(configuration.limits.maxBodyBytes) bytes")
+        }
+    }
 
     enum Access {
         /// Status, events, the logs list.
@@ -205,6 +241,7 @@ struct JobView: Encodable {
     var oomKilled: Bool
     var stopreq: Int
     var attempt: Int
+    var priority: Int
     var dateCreated: Date
     var dateStarted: Date?
     var dateFinished: Date?
@@ -224,6 +261,7 @@ struct JobView: Encodable {
         oomKilled = job.oomKilled
         stopreq = job.stopRequest
         attempt = job.attempt
+        priority = job.priority
         dateCreated = job.createdAt
         dateStarted = job.startedAt
         dateFinished = job.finishedAt

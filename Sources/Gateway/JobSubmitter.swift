@@ -1,28 +1,24 @@
-import AMQP
 import Domain
 import Foundation
 import HTTPTypes
 import Logging
 import Persistence
 
-/// Accepts jobs: validate, then one transaction that writes the job and its outbox row, then a confirmed
-/// publish, then the outbox row marked sent (DESIGN §2.1). If the publish fails the job is still accepted: the
-/// scheduler's relay publishes the outbox row once RabbitMQ is back.
+/// Accepts jobs: validate, then one statement that writes the job (waiting for admission) and its first event. The
+/// answer is sent after the commit, so an accepted job is never lost; the scheduler's dispatcher, woken by the
+/// commit, admits it and publishes its message (docs/architecture.md, "Admission and dispatch"). The gateway needs
+/// Postgres only: a submit succeeds while RabbitMQ is down.
 package struct JobSubmitter: Sendable {
     let configuration: GatewayConfiguration
     let store: PostgresJobStore
-    let amqp: AMQPClient
     let validator: WorkflowValidator
     let logger: Logger
-    let sentMarker: OutboxSentMarker
 
-    package init(configuration: GatewayConfiguration, store: PostgresJobStore, amqp: AMQPClient, logger: Logger) {
+    package init(configuration: GatewayConfiguration, store: PostgresJobStore, logger: Logger) {
         self.configuration = configuration
         self.store = store
-        self.amqp = amqp
         self.validator = WorkflowValidator(limits: configuration.limits)
         self.logger = logger
-        self.sentMarker = OutboxSentMarker(store: store, logger: logger)
     }
 
     /// A job to create, as the native API receives it.
@@ -34,6 +30,8 @@ package struct JobSubmitter: Sendable {
         package var viewers: [String]?
         /// The Ocean chain the job is for, where the environment serves only some chains.
         package var chainId: Int?
+        /// 0 (the default) to 9: higher priorities are admitted first.
+        package var priority: Int?
         package var workflow: Workflow
     }
 
@@ -73,29 +71,37 @@ package struct JobSubmitter: Sendable {
         let owner = try owner(requested: request.owner, principal: principal)
         let job = Job(
             id: JobID(), environment: environment.id, owner: owner, viewers: try viewers(request.viewers),
-            workflow: request.workflow)
-        let message = try outboxMessage(for: job, requestID: requestID)
+            priority: try Self.priority(request.priority), workflow: request.workflow)
         let outcome: PostgresJobStore.IdempotentInsert
         do {
-            outcome = try await store.insert(job, idempotencyKey: idempotencyKey, outbox: message)
+            outcome = try await store.insert(
+                job, idempotencyKey: idempotencyKey, trace: .new(requestID: requestID))
         } catch let error as PostgresError {
             logger.error("job insert failed", metadata: ["error": "\(error)"])
             throw APIError.unavailable
         }
         switch outcome {
-        case .inserted(let stored):
-            await publish(stored)
+        case .inserted:
             return (job, true)
         case .existing(let existing):
             return (existing, false)
         }
     }
 
-    /// The validator's checks, then the environment's policy.
+    /// Priorities run from 0 to 9 (higher first); absent is 0.
+    static func priority(_ value: Int?) throws -> Int {
+        guard let value else { return 0 }
+        guard (0...9).contains(value) else {
+            throw APIError(.badRequest, code: "invalid_priority", message: "priority must be an integer from 0 to 9")
+        }
+        return value
+    }
+
+    /// The validator's checks, then the environment's policy, then whether the environment can run the named image.
     func validate(_ workflow: Workflow, environment: ComputeEnvironment, chainID: Int?) throws(SubmissionError) {
         try validator.validate(workflow, environment: environment)
         try SubmissionPolicy.check(workflow, environment: environment, chainID: chainID)
-        if configuration.kubernetesExecutor, environment.dataVolumeClaim == nil,
+        if configuration.executor == .kubernetes, environment.dataVolumeClaim == nil,
             workflow.stage?.input.contains(where: { !$0.path.isEmpty }) == true
         {
             throw SubmissionError(
@@ -104,6 +110,8 @@ package struct JobSubmitter: Sendable {
                     + "'path' inputs cannot be read; use 'url' or 'remote' inputs, or give the environment a "
                     + "dataVolumeClaim")
         }
+        _ = try ImagePolicy.decide(
+            workflow.stage?.algorithm.container, environment: environment, executor: configuration.executor)
     }
 
     /// The owner a new job gets: the caller's own, unless an admin (or a gateway without authentication) names
@@ -147,47 +155,5 @@ package struct JobSubmitter: Sendable {
         guard !name.contains("\0") else {
             throw APIError(.badRequest, code: "invalid_character", message: "\(field) may not contain NUL characters")
         }
-    }
-
-    /// The message that tells a worker to run `job`, as the outbox keeps it until it is confirmed.
-    func outboxMessage(for job: Job, requestID: String) throws -> PostgresJobStore.OutboxMessage {
-        let body = String(
-            decoding: try JSONEncoder().encode(JobMessage(jobId: job.id, environment: job.environment)), as: UTF8.self)
-        return PostgresJobStore.OutboxMessage(
-            jobID: job.id, exchange: JobQueueNames.jobsExchange, routingKey: job.environment,
-            headers: [
-                JobMessage.Header.jobID: job.id.description, JobMessage.Header.requestID: requestID,
-                JobMessage.Header.traceparent: Self.traceparent(),
-            ],
-            body: body)
-    }
-
-    /// Publishes with a confirm and marks the outbox row sent; any failure leaves the row to the relay.
-    func publish(_ message: PostgresJobStore.OutboxMessage) async {
-        let amqp = self.amqp
-        do {
-            try await withDeadline(configuration.publishTimeout, operation: "publish") {
-                try await amqp.publish(
-                    AMQPMessage(
-                        body: Array(message.body.utf8), headers: message.headers, contentType: "application/json",
-                        messageID: message.jobID.description),
-                    exchange: message.exchange, routingKey: message.routingKey)
-            }
-        } catch {
-            logger.warning(
-                "publish failed; the outbox relay will retry",
-                metadata: ["job": "\(message.jobID)", "error": "\(error)"])
-            return
-        }
-        sentMarker.mark([message.id])
-    }
-
-    /// A fresh W3C trace context, so a job can be followed across gateway, queue and worker logs.
-    static func traceparent() -> String {
-        func hex(_ count: Int) -> String {
-            (0..<count).map { _ in String(UInt8.random(in: 0...255), radix: 16) }
-                .map { $0.count == 1 ? "0" + $0 : $0 }.joined()
-        }
-        return "00-\(hex(16))-\(hex(8))-01"
     }
 }

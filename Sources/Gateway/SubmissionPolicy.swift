@@ -2,7 +2,7 @@ import Crypto
 import Domain
 import Foundation
 
-/// The environment's policy beyond the workflow's shape (DESIGN §5): the chains it serves and the published
+/// The environment's policy beyond the workflow's shape (docs/architecture.md, "Authorization and policy"): the chains it serves and the published
 /// algorithms it trusts. Raw algorithms are governed by `allowRawAlgorithm` alone (checked by the validator).
 enum SubmissionPolicy {
     static func check(_ workflow: Workflow, environment: ComputeEnvironment, chainID: Int?) throws(SubmissionError) {

@@ -28,17 +28,18 @@ struct UploadRoutes {
 
     let configuration: GatewayConfiguration
     let store: PostgresJobStore
-    let resultStore: any ResultStore
+    let resultStore: any ReadableResultStore
 
     func register(on router: Router<GatewayRequestContext>) {
         router.put(RouterPath(Self.path), use: upload)
+        router.post(RouterPath(Self.storedPath), use: registerStored)
         router.get(RouterPath(Self.workflowPath), use: workflow)
     }
 
     /// The attempt's workflow, for its configure step.
     @Sendable func workflow(_ request: Request, context: GatewayRequestContext) async throws -> Response {
         let (jobID, attempt) = try Self.attempt(context)
-        try await authorize(jobID: jobID, attempt: attempt, request: request, context: context)
+        try await authorize(jobID: jobID, attempt: attempt, request: request)
         guard let job = try await unavailableOnStoreError({ try await store.job(jobID) }) else {
             throw APIError.jobNotFound(jobID.description)
         }
@@ -49,44 +50,17 @@ struct UploadRoutes {
             status: .ok, headers: [.contentType: "application/json"], body: .init(byteBuffer: ByteBuffer(bytes: body)))
     }
 
-    static func attempt(_ context: GatewayRequestContext) throws -> (JobID, Int) {
-        let idText = context.parameters.get("id") ?? ""
-        guard let jobID = JobID(idText) else { throw APIError.jobNotFound(idText) }
-        guard let attempt = context.parameters.get("attempt").flatMap({ Int($0) }), attempt > 0 else {
-            throw APIError(.badRequest, code: "invalid_attempt", message: "the attempt must be a positive integer")
-        }
-        return (jobID, attempt)
-    }
-
-    /// The token must be the attempt's, the attempt current and the job unfinished.
-    private func authorize(
-        jobID: JobID, attempt: Int, request: Request, context: GatewayRequestContext
-    ) async throws {
-        let hash = try Self.tokenHash(request.headers[.authorization])
-        switch try await unavailableOnStoreError({
-            try await store.uploadAuthorization(jobID: jobID, attempt: attempt, hash: hash)
-        }) {
-        case .allowed: break
-        case .unknownJob: throw APIError.jobNotFound(jobID.description)
-        case .invalidToken: throw APIError.invalidUploadToken
-        case .notCurrent: throw APIError.attemptNotCurrent(attempt)
-        }
+    /// What an upload (or a registration) is for, once its token was checked.
+    struct Target {
+        var jobID: JobID
+        var attempt: Int
+        var kind: ResultKind
+        var name: String
     }
 
     @Sendable func upload(_ request: Request, context: GatewayRequestContext) async throws -> Response {
-        let (jobID, attempt) = try Self.attempt(context)
-        guard let kind = context.parameters.get("kind").flatMap(ResultKind.init(rawValue:)) else {
-            throw APIError(
-                .badRequest, code: "invalid_kind",
-                message: "kind must be one of " + ResultKind.allCases.map(\.rawValue).joined(separator: ", "))
-        }
-        guard let name = Self.resultName(context.parameters.getCatchAll(), kind: kind) else {
-            throw APIError(
-                .badRequest, code: "invalid_name",
-                message: "the result name must be a relative path of safe segments"
-                    + (kind == .output || kind == .algorithmLog ? "" : " (one segment for admin logs)"))
-        }
-        try await authorize(jobID: jobID, attempt: attempt, request: request, context: context)
+        let target = try await authorize(request, context: context)
+        let (jobID, attempt, kind, name) = (target.jobID, target.attempt, target.kind, target.name)
         if let length = request.headers[.contentLength].flatMap({ Int64($0) }), length > configuration.maxUploadBytes {
             throw APIError.uploadTooLarge(configuration.maxUploadBytes)
         }
@@ -103,6 +77,47 @@ struct UploadRoutes {
             UploadedFile(name: name, kind: kind.rawValue, size: stored.size, sha256: stored.sha256))
         return Response(
             status: .ok, headers: [.contentType: "application/json"], body: .init(byteBuffer: ByteBuffer(bytes: body)))
+    }
+
+    /// The job, attempt, kind and name of the path, after checking the attempt's token and that the attempt is
+    /// current.
+    func authorize(_ request: Request, context: GatewayRequestContext) async throws -> Target {
+        let (jobID, attempt) = try Self.attempt(context)
+        guard let kind = context.parameters.get("kind").flatMap(ResultKind.init(rawValue:)) else {
+            throw APIError(
+                .badRequest, code: "invalid_kind",
+                message: "kind must be one of " + ResultKind.allCases.map(\.rawValue).joined(separator: ", "))
+        }
+        guard let name = Self.resultName(context.parameters.getCatchAll(), kind: kind) else {
+            throw APIError(
+                .badRequest, code: "invalid_name",
+                message: "the result name must be a relative path of safe segments"
+                    + (kind == .output || kind == .algorithmLog ? "" : " (one segment for admin logs)"))
+        }
+        try await authorize(jobID: jobID, attempt: attempt, request: request)
+        return Target(jobID: jobID, attempt: attempt, kind: kind, name: name)
+    }
+
+    static func attempt(_ context: GatewayRequestContext) throws -> (JobID, Int) {
+        let idText = context.parameters.get("id") ?? ""
+        guard let jobID = JobID(idText) else { throw APIError.jobNotFound(idText) }
+        guard let attempt = context.parameters.get("attempt").flatMap({ Int($0) }), attempt > 0 else {
+            throw APIError(.badRequest, code: "invalid_attempt", message: "the attempt must be a positive integer")
+        }
+        return (jobID, attempt)
+    }
+
+    /// The token must be the attempt's, the attempt current and the job unfinished.
+    private func authorize(jobID: JobID, attempt: Int, request: Request) async throws {
+        let hash = try Self.tokenHash(request.headers[.authorization])
+        switch try await unavailableOnStoreError({
+            try await store.uploadAuthorization(jobID: jobID, attempt: attempt, hash: hash)
+        }) {
+        case .allowed: break
+        case .unknownJob: throw APIError.jobNotFound(jobID.description)
+        case .invalidToken: throw APIError.invalidUploadToken
+        case .notCurrent: throw APIError.attemptNotCurrent(attempt)
+        }
     }
 
     /// Streams the body to a spool file under the size limit, then copies it into the result store.
@@ -131,7 +146,7 @@ struct UploadRoutes {
         }
     }
 
-    private struct UploadedFile: Encodable {
+    struct UploadedFile: Encodable {
         var name: String
         var kind: String
         var size: Int64
@@ -177,7 +192,7 @@ struct UploadRoutes {
     }
 
     /// A store that is down answers 503 promptly instead of a bare 500.
-    private func unavailableOnStoreError<T>(_ body: () async throws -> T) async throws -> T {
+    func unavailableOnStoreError<T>(_ body: () async throws -> T) async throws -> T {
         do {
             return try await body()
         } catch is PostgresError {

@@ -10,13 +10,18 @@ import ServiceLifecycle
 /// twice only if the relay dies between the confirm and the cursor update (readers dedupe by id).
 ///
 /// Event ids come from a sequence, and transactions commit out of id order: id 11 may be visible while id 10 is still
-/// uncommitted. The relay therefore stops at a gap and passes it only once every transaction that was running when
-/// the gap was seen has ended (the Postgres snapshot horizon moved past it); an id still missing then was rolled back
-/// and never comes. Every writer of job_events updates or locks the job row first, so its transaction id exists
-/// before it takes an event id, which is what makes the horizon test sound.
+/// uncommitted. The relay therefore stops at a gap and passes it only once every transaction that could still fill
+/// it has ended; an id still missing then was rolled back and never comes. Every writer of job_events updates or
+/// locks the job row first, so its transaction id exists before it takes an event id; when the relay sees a gap it
+/// takes a transaction id of its own (the marker, newer than the gap's writer), and the gap is settled once the
+/// oldest running transaction is newer than the marker. (A snapshot's `xmax` would not do: it is one past the latest
+/// *completed* transaction, so a newer transaction can be running without showing in `xmin`.)
+///
+/// A trigger (migration 0012) notifies `c2d_events` when events commit; the relay listens and runs a pass at once,
+/// so a status change reaches `c2d.events` within milliseconds. The pass interval is only the fallback.
 package final class EventRelay: Service, Sendable {
     package struct Configuration: Sendable {
-        /// Time between passes when there is nothing to publish. Default 200 ms (the latency of events).
+        /// Longest time between passes when no notification comes (the fallback). Default 1 s.
         package var interval: Duration
         /// Events per pass. Default 1,000.
         package var batchSize: Int
@@ -26,7 +31,7 @@ package final class EventRelay: Service, Sendable {
         package var cursorName: String
 
         package init(
-            interval: Duration = .milliseconds(200), batchSize: Int = 1_000, publishTimeout: Duration = .seconds(10),
+            interval: Duration = .seconds(1), batchSize: Int = 1_000, publishTimeout: Duration = .seconds(10),
             cursorName: String = EventNames.exchange
         ) {
             self.interval = interval
@@ -36,10 +41,10 @@ package final class EventRelay: Service, Sendable {
         }
     }
 
-    /// A gap seen after `cursor`, and the transaction horizon when it was seen.
+    /// A gap seen after `cursor`, and a transaction id taken after it was seen.
     private struct Gap: Sendable {
         var cursor: Int
-        var nextXID: UInt64
+        var marker: UInt64
     }
 
     let configuration: Configuration
@@ -56,9 +61,37 @@ package final class EventRelay: Service, Sendable {
         self.logger = logger
     }
 
+    /// The Postgres channel the job_events trigger notifies.
+    package static let channel = "c2d_events"
+
     package func run() async throws {
+        let wakeup = Wakeup()
+        await cancelWhenGracefulShutdown {
+            await withDiscardingTaskGroup { group in
+                group.addTask { await self.listen(wakeup) }
+                group.addTask { await self.relay(wakeup) }
+            }
+        }
+    }
+
+    func listen(_ wakeup: Wakeup) async {
+        while !Task.isCancelled {
+            do {
+                try await store.withNotifications(channels: [Self.channel]) { events in
+                    for try await _ in events { wakeup.ring() }
+                }
+            } catch is CancellationError {
+                return
+            } catch {
+                logger.warning("listening for event notifications failed", metadata: ["error": "\(error)"])
+                try? await Task.sleep(for: .seconds(1))
+            }
+        }
+    }
+
+    func relay(_ wakeup: Wakeup) async {
         var gap: Gap?
-        while !Task.isShuttingDownGracefully && !Task.isCancelled {
+        while !Task.isCancelled {
             var published = 0
             do {
                 (published, gap) = try await runOnce(gap: gap)
@@ -67,7 +100,7 @@ package final class EventRelay: Service, Sendable {
             }
             // A full batch means more may be waiting; a pending gap usually settles within milliseconds.
             if published < configuration.batchSize {
-                try? await Task.sleep(for: gap == nil ? configuration.interval : .milliseconds(50))
+                await wakeup.wait(upTo: gap == nil ? configuration.interval : .milliseconds(20))
             }
         }
     }
@@ -101,37 +134,31 @@ package final class EventRelay: Service, Sendable {
 
     /// The gap (if any) right after `cursor`: the next id is missing while a later one exists.
     private func pendingGap(after cursor: Int, previous: Gap?) async throws -> Gap? {
-        let rows = try await store.client.query(
-            """
-            select min(id) as next, pg_snapshot_xmax(pg_current_snapshot())::text as xmax
-            from job_events where id > $1
-            """,
-            [.int(Int64(cursor))])
-        guard let next = try rows.first?.optionalInt("next"), next > cursor + 1 else { return nil }
+        guard let next = try await store.nextEventID(after: cursor), next > cursor + 1 else { return nil }
         if let previous, previous.cursor == cursor { return previous }
-        return Gap(cursor: cursor, nextXID: UInt64(try rows[0].string("xmax")) ?? UInt64.max)
+        return Gap(cursor: cursor, marker: try await store.transactionMarker())
     }
 
     /// The events that follow the cursor without a gap, passing a gap that is known to be settled: every transaction
     /// that could still have filled it has ended.
-    private static func contiguous(_ batch: PostgresJobStore.EventBatch, settledGap gap: Gap?) -> [JobEventMessage] {
-        var result: [JobEventMessage] = []
+    private static func contiguous(_ batch: PostgresJobStore.EventBatch, settledGap gap: Gap?) -> [JobEvent] {
+        var result: [JobEvent] = []
         for event in batch.events {
             let last = result.last?.id ?? batch.cursor
             if event.id != last + 1 {
-                guard let gap, gap.cursor == last, batch.oldestRunningXID >= gap.nextXID else { break }
+                guard let gap, gap.cursor == last, batch.oldestRunningXID > gap.marker else { break }
             }
             result.append(event)
         }
         return result
     }
 
-    static func message(for event: JobEventMessage) throws -> AMQPMessage {
+    static func message(for event: JobEvent) throws -> AMQPMessage {
         var headers = [
-            EventNames.eventIDHeader: String(event.id), JobMessage.Header.jobID: event.jobId,
+            EventNames.eventIDHeader: String(event.id), JobMessage.Header.jobID: event.jobID.description,
         ]
-        if let requestID = event.requestId { headers[JobMessage.Header.requestID] = requestID }
-        if let traceparent = event.traceparent { headers[JobMessage.Header.traceparent] = traceparent }
+        if let requestID = event.trace.requestID { headers[JobMessage.Header.requestID] = requestID }
+        if let traceparent = event.trace.traceparent { headers[JobMessage.Header.traceparent] = traceparent }
         return AMQPMessage(
             body: Array(try JSONEncoder().encode(event)), headers: headers, contentType: "application/json",
             messageID: "event-\(event.id)")

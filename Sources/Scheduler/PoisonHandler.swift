@@ -5,7 +5,7 @@ import Logging
 import Persistence
 import ServiceLifecycle
 
-/// Turns dead-lettered job messages into failed jobs (anchors §8 rule 7).
+/// Turns dead-lettered job messages into failed jobs (docs/architecture.md, "Admission and dispatch").
 ///
 /// A job queue's `x-delivery-limit` dead-letters a message that came back to the queue too often: its worker died
 /// holding it (the worker acks only after the claim, so a job whose handling kills the worker returns every time). The
@@ -13,7 +13,9 @@ import ServiceLifecycle
 /// `c2d queues requeue-dead`), and to `c2d.jobs.poison`, which this service consumes. For each message it fails the
 /// job with reason `poison: …` if the job is unfinished, unleased and was claimed at least `minimumAttempts` times;
 /// a job that a live worker holds is waited for; one that died for another reason (claimed fewer times, e.g. Postgres
-/// was down) is published to its queue again. The message is acked once the outcome is durable.
+/// was down) is handed back to the dispatcher, which publishes it again. The message is acked once the outcome is
+/// durable. (A job whose attempts keep killing their workers after they acknowledged is caught by the reconciler's
+/// hand-over duty instead, which counts lost leases.)
 package final class PoisonHandler: Service, Sendable {
     package struct Configuration: Sendable {
         /// Claims a job needs before a dead letter counts as poison. Default 5, the default delivery limit: a job
@@ -94,16 +96,9 @@ package final class PoisonHandler: Service, Sendable {
                     observedLease = until
                     try await Task.sleep(for: .milliseconds(Int(max(0, until.timeIntervalSinceNow) * 1000) + 500))
                     continue
-                case .notPoison(let attempt, let environment):
+                case .notPoison(let attempt):
                     logger.warning(
-                        "dead letter for a job claimed only \(attempt) times; publishing it to its queue again")
-                    var headers = delivery.message.headers
-                    headers["x-delivery-count"] = nil
-                    try await amqp.publish(
-                        AMQPMessage(
-                            body: delivery.message.body, headers: headers, contentType: delivery.message.contentType,
-                            messageID: delivery.message.messageID),
-                        exchange: JobQueueNames.jobsExchange, routingKey: environment)
+                        "dead letter for a job claimed only \(attempt) times; the dispatcher publishes it again")
                 }
                 try? await delivery.ack()
                 return

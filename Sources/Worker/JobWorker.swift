@@ -2,22 +2,27 @@ import AMQP
 import Domain
 import Foundation
 import Logging
+import NIOConcurrencyHelpers
 import Persistence
 import ServiceLifecycle
 import Synchronization
 
 /// Consumes job messages, claims each job in Postgres, runs it with the executor, and records every status
-/// change fenced by the attempt it holds (DESIGN §2.2–2.5).
+/// change fenced by the claim it holds (docs/architecture.md, "A job's life in the code", "Fencing").
 ///
-/// A delivery is acknowledged once the claim is durable and the job is launched; the worker never holds a
-/// delivery for the life of a job. A message for a job that is finished, or held by a live worker, is dropped.
+/// Only admitted jobs are published (the scheduler's dispatcher admits no more than the live workers' free slots),
+/// and this worker takes deliveries only while it has a free slot (``SlotGate``), so a job never waits at a busy
+/// worker while another has room. The worker registers its slots in Postgres for the dispatcher and refreshes the
+/// registration while it runs. A delivery is acknowledged once the claim is durable; the worker never holds a
+/// delivery for the life of a job. A message for a job that is finished, not admitted, or held by a live worker is
+/// dropped.
 package final class JobWorker: Service, Sendable {
     let configuration: WorkerConfiguration
     let amqp: AMQPClient
     let store: PostgresJobStore
     let executor: any Executor
     let logger: Logger
-    let slots: SlotPool
+    let slots: WorkerSlots
     /// Claims in flight at once.
     let claims: SlotPool
     let leases: LeaseKeeper
@@ -33,7 +38,8 @@ package final class JobWorker: Service, Sendable {
         self.store = store
         self.executor = executor
         self.logger = logger
-        self.slots = SlotPool(count: configuration.slots)
+        self.slots = WorkerSlots(
+            SlotGate(capacity: configuration.slots, maximumPrefetch: configuration.maximumPrefetch))
         self.claims = SlotPool(count: 4)
         self.leases = LeaseKeeper(
             store: store, workerID: configuration.workerID, lease: configuration.leaseDuration, logger: logger)
@@ -41,6 +47,7 @@ package final class JobWorker: Service, Sendable {
 
     package func run() async throws {
         try await store.upsertEnvironments(configuration.environments)
+        try await register()
         logger.info(
             "worker started",
             metadata: ["worker": "\(configuration.workerID)", "slots": "\(configuration.slots)"])
@@ -53,6 +60,7 @@ package final class JobWorker: Service, Sendable {
                 else { return }
                 self.attempts.interruptAll(.shutdown)
             }
+            group.addTask { await self.keepRegistered() }
             await withDiscardingTaskGroup { serving in
                 for environment in configuration.environments {
                     serving.addTask { await self.serve(environment) }
@@ -62,28 +70,51 @@ package final class JobWorker: Service, Sendable {
             // Every job has ended or been handed back: nothing is left to renew.
             group.cancelAll()
         }
+        do {
+            try await store.unregisterWorker(id: configuration.workerID)
+        } catch {
+            logger.warning("could not remove the worker's registration; it lapses", metadata: ["error": "\(error)"])
+        }
         logger.info("worker stopped", metadata: ["worker": "\(configuration.workerID)"])
     }
 
-    /// Consumes one environment's queue until graceful shutdown; jobs it started run on until they finish or their
-    /// grace period ends (``run()`` waits for them).
+    func register() async throws {
+        try await store.registerWorker(
+            id: configuration.workerID, environments: configuration.environments.map(\.id),
+            slots: configuration.slots, executor: configuration.executorKind)
+    }
+
+    /// Refreshes the worker's registration as often as leases are renewed, until cancelled; registers again if the
+    /// row was removed (the scheduler removes rows of workers that look dead).
+    func keepRegistered() async {
+        while !Task.isCancelled {
+            do {
+                try await Task.sleep(for: min(configuration.leaseDuration / 3, .seconds(5)))
+                if try await !store.refreshWorker(id: configuration.workerID) { try await register() }
+            } catch is CancellationError {
+                return
+            } catch {
+                logger.warning("refreshing the worker's registration failed", metadata: ["error": "\(error)"])
+            }
+        }
+    }
+
+    /// Consumes one environment's queue until graceful shutdown, taking a delivery only while a slot is free; jobs it
+    /// started run on until they finish or their grace period ends (``run()`` waits for them).
     func serve(_ environment: ComputeEnvironment) async {
         let queue = JobQueueNames.queue(environment: environment.id)
+        let consumer = amqp.consume(queue: queue, prefetch: slots.initialPrefetch)
+        slots.add(consumer)
         await withDiscardingTaskGroup { jobs in
             do {
-                for try await delivery in amqp.consume(queue: queue, prefetch: configuration.slots)
-                    .cancelOnGracefulShutdown()
-                {
-                    do {
-                        try await slots.acquire()
-                    } catch {
-                        // Shutting down while waiting for a slot: the delivery goes back to the queue.
+                for try await delivery in consumer.cancelOnGracefulShutdown() {
+                    guard slots.take() else {
+                        // Sent before the broker processed the pause: give it to a worker with room.
                         try? await delivery.nack(requeue: true)
-                        break
+                        continue
                     }
-                    // Claims run concurrently (each is a short transaction, or a wait for a dead worker's lease), so
-                    // one slow claim never holds back the deliveries behind it; a few at a time, so thousands of
-                    // prefetched deliveries do not exhaust the Postgres pool.
+                    // Claims run concurrently (each is a short transaction), so one slow claim never holds back the
+                    // deliveries behind it; a few at a time, so a burst does not exhaust the Postgres pool.
                     jobs.addTask {
                         var claimed: Job?
                         if (try? await self.claims.acquire()) != nil {
@@ -94,9 +125,12 @@ package final class JobWorker: Service, Sendable {
                         }
                         if let job = claimed {
                             // Returns once the attempt started; its slot is freed once its end is recorded.
-                            await self.runJob(job, environment: environment) { await self.slots.release() }
+                            await self.runJob(job, environment: environment) {
+                                self.slots.stopRunning(job.id)
+                                self.slots.release()
+                            }
                         } else {
-                            await self.slots.release()
+                            self.slots.release()
                         }
                     }
                 }
@@ -107,7 +141,7 @@ package final class JobWorker: Service, Sendable {
     }
 
     /// Claims the delivery's job. Returns the claimed job (delivery acknowledged), or nil when there is nothing to
-    /// run (delivery acknowledged or rejected accordingly).
+    /// run here (delivery acknowledged, or given back when Postgres is unavailable).
     func claim(_ delivery: AMQPDelivery) async -> Job? {
         guard let message = try? JSONDecoder().decode(JobMessage.self, from: Data(delivery.message.body)) else {
             logger.error(
@@ -123,19 +157,20 @@ package final class JobWorker: Service, Sendable {
         if let traceparent = delivery.message.headers[JobMessage.Header.traceparent] {
             logger[metadataKey: "traceparent"] = "\(traceparent)"
         }
-        var observedLease: Date?
         var transientFailures = 0
         while true {
-            let result: PostgresJobStore.ClaimResult
+            let decision: ClaimDecision
             do {
-                result = try await store.claim(
-                    jobID: message.jobId, workerID: configuration.workerID, lease: configuration.leaseDuration,
-                    maxRunning: configuration.environments.first { $0.id == message.environment }?.maxJobs)
+                let result = try await store.claim(
+                    jobID: message.jobId, workerID: configuration.workerID, lease: configuration.leaseDuration)
+                decision = ClaimDecision.decide(
+                    result, workerID: configuration.workerID, runningHere: slots.isRunning(message.jobId))
             } catch let error as PostgresError
                 where (error.isRetriable || error.code == .acquireTimeout) && transientFailures < 3
             {
                 // A short outage or a busy pool: try again before giving the message back, since every
-                // redelivery counts against the queue's delivery limit.
+                // redelivery counts against the queue's delivery limit. If the claim did commit and only its reply
+                // was lost, the retry finds this worker's own lease (``ClaimDecision/runOwnClaim``).
                 transientFailures += 1
                 logger.info("claim failed; retrying", metadata: ["error": "\(error)"])
                 try? await Task.sleep(for: .milliseconds(500 * transientFailures))
@@ -147,53 +182,40 @@ package final class JobWorker: Service, Sendable {
                 try? await delivery.nack(requeue: true)
                 return nil
             }
-            switch result {
-            case .claimed(let job):
-                if configuration.exitAfterClaimForTesting {
-                    logger.critical("exiting after claim, before ack (fault injection)")
-                    exit(75)
-                }
-                do {
-                    try await delivery.ack()
-                } catch {
-                    // The broker will redeliver; the claim we hold makes the redelivery a no-op.
-                    logger.warning("ack failed after claim", metadata: ["error": "\(error)"])
-                }
-                logger.info("job claimed", metadata: ["attempt": "\(job.attempt)"])
-                return job
-            case .atCapacity:
-                // Holding or requeueing the message would either block the queue or count against its delivery
-                // limit; the job stays queued in Postgres and the scheduler publishes it again, in order, once the
-                // environment has room (reconcile duties 2 and 10).
-                logger.info("environment at capacity; the job waits for the scheduler to publish it again")
+            var job: Job
+            switch decision {
+            case .run(let claimed):
+                job = claimed
+            case .runOwnClaim:
+                guard let own = try? await store.job(message.jobId), own.workerID == configuration.workerID,
+                    own.finishedAt == nil
+                else { continue }
+                job = own
+                logger.info("the claim had committed though its reply was lost; running the job")
+            case .drop(let reason):
+                logger.debug("dropping job message", metadata: ["reason": "\(reason)"])
                 try? await delivery.ack()
                 return nil
-            case .finished, .notFound:
-                logger.debug("dropping message for a finished or unknown job")
-                try? await delivery.ack()
-                return nil
-            case .heldByLiveWorker(let until, let owner):
-                if owner == configuration.workerID {
-                    try? await delivery.ack()
-                    return nil
-                }
-                if let observed = observedLease, until > observed {
-                    // The owner renewed its lease while we waited: it is alive and runs the job.
-                    logger.debug("job is running on a live worker; dropping duplicate", metadata: ["owner": "\(owner)"])
-                    try? await delivery.ack()
-                    return nil
-                }
-                // The owner may have died before acknowledging: wait for its lease to lapse, then try again.
-                observedLease = until
-                let wait = max(0, until.timeIntervalSinceNow) + 0.5
-                logger.info("job held by another worker; waiting for its lease", metadata: ["owner": "\(owner)"])
-                do {
-                    try await Task.sleep(for: .milliseconds(Int(wait * 1000)))
-                } catch {
-                    try? await delivery.nack(requeue: true)
-                    return nil
-                }
             }
+            // Two deliveries of one job may reach this worker at once; exactly one of them runs it.
+            guard slots.startRunning(job.id) else {
+                logger.debug("dropping job message", metadata: ["reason": "this worker already runs the job"])
+                try? await delivery.ack()
+                return nil
+            }
+            if configuration.exitAfterClaimForTesting {
+                logger.critical("exiting after claim, before ack (fault injection)")
+                exit(75)
+            }
+            do {
+                try await delivery.ack()
+            } catch {
+                // The broker will redeliver; the claim we hold makes the redelivery a no-op.
+                logger.warning("ack failed after claim", metadata: ["error": "\(error)"])
+            }
+            job.workerID = configuration.workerID
+            logger.info("job claimed", metadata: ["attempt": "\(job.attempt)"])
+            return job
         }
     }
 
@@ -206,7 +228,7 @@ package final class JobWorker: Service, Sendable {
     func runJob(_ job: Job, environment: ComputeEnvironment, released: @escaping @Sendable () async -> Void) async {
         let run = prepare(job, environment: environment)
         await executor.start(run) { [self] ending in
-            await leases.release(jobID: run.job.id, attempt: run.job.attempt)
+            await leases.release(JobClaim(run.job))
             await record(ending, of: run)
             attempts.unregister(run.job.id, run.control)
             await released()
@@ -218,16 +240,16 @@ package final class JobWorker: Service, Sendable {
         let control = AttemptControl()
         keepLease(job, control: control)
         attempts.register(job.id, control)
-        let (id, attempt) = (job.id, job.attempt)
+        let claim = JobClaim(job)
         return AttemptRun(
             job: job, environment: environment,
-            progress: { [self] status in try await self.progress(id, attempt, status) }, control: control)
+            progress: { [self] status in try await self.progress(claim, status) }, control: control)
     }
 
     /// A status change of the running attempt, recorded; a refused write means the attempt lost the job.
-    private func progress(_ id: JobID, _ attempt: Int, _ status: JobStatus) async throws {
+    private func progress(_ claim: JobClaim, _ status: JobStatus) async throws {
         do {
-            try await recordProgress(jobID: id, attempt: attempt, status: status)
+            try await recordProgress(claim, status: status)
         } catch let error as FencingError {
             throw AttemptSuperseded(reason: error.description)
         }
@@ -264,18 +286,18 @@ package final class JobWorker: Service, Sendable {
 
     /// Records a status change, riding out a short Postgres outage (up to a lease period) so a blip does not
     /// fail a healthy job; a fenced or illegal write is final and stops the attempt.
-    func recordProgress(jobID: JobID, attempt: Int, status: JobStatus) async throws {
+    func recordProgress(_ claim: JobClaim, status: JobStatus) async throws {
         let deadline = ContinuousClock.now + configuration.leaseDuration
         var delay = Duration.milliseconds(100)
         while true {
             do {
-                try await store.recordStatus(jobID: jobID, attempt: attempt, status: status)
+                try await store.recordStatus(claim, status: status)
                 return
             } catch let error as PostgresError
                 where (error.isRetriable || error.code == .acquireTimeout) && ContinuousClock.now < deadline
             {
                 logger.warning(
-                    "recording progress failed; retrying", metadata: ["job": "\(jobID)", "error": "\(error)"])
+                    "recording progress failed; retrying", metadata: ["job": "\(claim.jobID)", "error": "\(error)"])
                 try await Task.sleep(for: delay)
                 delay = min(delay * 2, .seconds(2))
             }
@@ -285,11 +307,13 @@ package final class JobWorker: Service, Sendable {
     /// Has the ``LeaseKeeper`` renew the attempt's lease with all the others and interrupt it when a stop is requested
     /// or the attempt no longer holds the job.
     func keepLease(_ job: Job, control: AttemptControl) {
-        leases.hold(jobID: job.id, attempt: job.attempt) { state in
+        leases.hold(JobClaim(job)) { state in
             switch state {
             case .held: break
             case .stopRequested: control.interrupt(.stopRequested)
-            case .lost: control.interrupt(.leaseLost("lease renewal refused"))
+            case .lost:
+                control.interrupt(
+                    .leaseLost("the claim was refused at renewal, or could not be renewed for a whole lease"))
             }
         }
     }
@@ -302,7 +326,7 @@ package final class JobWorker: Service, Sendable {
         var delay = Duration.milliseconds(200)
         while true {
             do {
-                try await store.finish(jobID: job.id, attempt: job.attempt, result: result)
+                try await store.finish(JobClaim(job), result: result)
                 logger.info(
                     "job finished",
                     metadata: [
@@ -325,16 +349,67 @@ package final class JobWorker: Service, Sendable {
     }
 
     func handBack(_ job: Job, logger: Logger) async {
-        let body = (try? JSONEncoder().encode(JobMessage(jobId: job.id, environment: job.environment))) ?? Data()
-        let message = PostgresJobStore.OutboxMessage(
-            jobID: job.id, exchange: JobQueueNames.jobsExchange, routingKey: job.environment,
-            headers: [JobMessage.Header.jobID: job.id.description], body: String(decoding: body, as: UTF8.self))
         do {
-            try await store.release(
-                jobID: job.id, attempt: job.attempt, workerID: configuration.workerID, outbox: message)
+            try await store.release(JobClaim(job))
             logger.info("job handed back at shutdown")
         } catch {
             logger.warning("hand-back failed; the lease will expire instead", metadata: ["error": "\(error)"])
+        }
+    }
+}
+
+/// The worker's ``SlotGate`` behind a lock, with its consumers: the gate's pause and resume are applied to the
+/// consumers under the same lock, so they reach the consumers in the order the gate decided them.
+final class WorkerSlots: Sendable {
+    private struct State {
+        var gate: SlotGate
+        var consumers: [AMQPConsumer] = []
+        /// Jobs this worker claimed and runs.
+        var running: Set<JobID> = []
+    }
+
+    private let state: NIOLockedValueBox<State>
+
+    init(_ gate: SlotGate) {
+        state = NIOLockedValueBox(State(gate: gate))
+    }
+
+    var initialPrefetch: Int { state.withLockedValue { $0.gate.initialPrefetch } }
+
+    func add(_ consumer: AMQPConsumer) {
+        state.withLockedValue { state in
+            state.consumers.append(consumer)
+            if state.gate.paused { consumer.pause() }
+        }
+    }
+
+    /// Takes a slot for a delivery; false if none is free (give the delivery back).
+    func take() -> Bool {
+        state.withLockedValue { state in
+            let (granted, action) = state.gate.take()
+            Self.apply(action, to: state.consumers)
+            return granted
+        }
+    }
+
+    func release() {
+        state.withLockedValue { state in
+            Self.apply(state.gate.release(), to: state.consumers)
+        }
+    }
+
+    func isRunning(_ jobID: JobID) -> Bool { state.withLockedValue { $0.running.contains(jobID) } }
+
+    /// Marks the job as running here; false if it already is.
+    func startRunning(_ jobID: JobID) -> Bool { state.withLockedValue { $0.running.insert(jobID).inserted } }
+
+    func stopRunning(_ jobID: JobID) { _ = state.withLockedValue { $0.running.remove(jobID) } }
+
+    private static func apply(_ action: SlotGate.Action, to consumers: [AMQPConsumer]) {
+        switch action {
+        case .none: break
+        case .pause: for consumer in consumers { consumer.pause() }
+        case .resume(let prefetch): for consumer in consumers { consumer.resume(prefetch: prefetch) }
         }
     }
 }

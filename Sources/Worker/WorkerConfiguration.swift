@@ -7,8 +7,12 @@ package struct WorkerConfiguration: Sendable {
     package var workerID: String
     /// The environments whose queues this worker consumes.
     package var environments: [ComputeEnvironment]
-    /// Jobs this worker runs at once (and its prefetch). Default 2.
+    /// Jobs this worker runs (or, on Kubernetes, monitors) at once; registered for the dispatcher. Default 2.
     package var slots: Int
+    /// Most deliveries a consumer is sent before its claims are acknowledged; at most the free slots. Default 64.
+    package var maximumPrefetch: Int
+    /// What runs the jobs (`local` or `kubernetes`), as the worker registers itself. Default `local`.
+    package var executorKind: String
     /// How long a claim holds a job without renewal; renewed every third of it. Default 30 s.
     package var leaseDuration: Duration
     /// How long in-flight jobs may keep running after shutdown begins before they are handed back. Default 20 s.
@@ -19,12 +23,15 @@ package struct WorkerConfiguration: Sendable {
 
     package init(
         workerID: String = WorkerConfiguration.defaultWorkerID(), environments: [ComputeEnvironment] = [.oceanCompute],
-        slots: Int = 2, leaseDuration: Duration = .seconds(30), shutdownGracePeriod: Duration = .seconds(20),
+        slots: Int = 2, maximumPrefetch: Int = 64, executorKind: String = "local",
+        leaseDuration: Duration = .seconds(30), shutdownGracePeriod: Duration = .seconds(20),
         exitAfterClaimForTesting: Bool = false
     ) {
         self.workerID = workerID
         self.environments = environments
         self.slots = slots
+        self.maximumPrefetch = maximumPrefetch
+        self.executorKind = executorKind
         self.leaseDuration = leaseDuration
         self.shutdownGracePeriod = shutdownGracePeriod
         self.exitAfterClaimForTesting = exitAfterClaimForTesting

@@ -109,7 +109,7 @@ private struct DatabaseBench {
 
             let ratio = single.rate / pgbenchRate
             print(
-                "single insert (job + event + outbox in one transaction, \(connections) connections): "
+                "single insert (job + event in one statement, \(connections) connections): "
                     + "\(Self.format(single.rate)) jobs/s (\(single.count) in \(Self.format(single.elapsed, 2)) s)")
             print(
                 "pgbench (single-row insert of uuid, text, \(workflowJSON.utf8.count) B jsonb; -c \(connections) "
@@ -119,10 +119,10 @@ private struct DatabaseBench {
                     + "(target >= 0.80: \(ratio >= 0.8 ? "met" : "MISSED"))")
             let oneRatio = oneStatement.rate / pgbenchRate
             print(
-                "single insert as one statement (insert(_:idempotencyKey: nil, outbox:)): "
+                "single insert with an idempotency key: "
                     + "\(Self.format(oneStatement.rate)) jobs/s, ratio to pgbench \(Self.format(oneRatio, 2))")
             print(
-                "batch insert (\(batchSize) jobs + events + outbox per transaction, COPY, \(batchClients) "
+                "batch insert (\(batchSize) jobs + events per transaction, COPY, \(batchClients) "
                     + "connection\(batchClients == 1 ? "" : "s")): "
                     + "\(Self.format(batch.rate)) jobs/s (\(batch.count) in \(Self.format(batch.elapsed, 2)) s; "
                     + "per batch p50 \(Self.format(batch.p50 * 1000)) ms, max \(Self.format(batch.max * 1000)) ms) "
@@ -145,10 +145,9 @@ private struct DatabaseBench {
         var rate: Double { elapsed > 0 ? Double(count) / elapsed : 0 }
     }
 
-    /// `connections` tasks each running `PostgresJobStore.insert` back to back (job + event + outbox row in one
-    /// transaction, as the gateway does), after a short warm-up that prepares the statements on every connection.
-    /// With `oneStatement`, the same rows go through `insert(_:idempotencyKey:outbox:)` with a nil key instead: one
-    /// statement of data-modifying CTEs, one round trip.
+    /// `connections` tasks each running `PostgresJobStore.insert` back to back (job + event in one statement, as the
+    /// gateway does), after a short warm-up that prepares the statements on every connection. With `oneStatement`,
+    /// the insert carries an idempotency key, as a retried submit does.
     func singleInserts(environment: ComputeEnvironment, workflow: Workflow, oneStatement: Bool) async throws -> Rate {
         let store = store
         let connections = connections
@@ -156,11 +155,7 @@ private struct DatabaseBench {
             var inserted = 0
             while ContinuousClock.now < deadline {
                 let job = Job(id: JobID(), environment: environment.id, owner: "bench", workflow: workflow)
-                if oneStatement {
-                    _ = try await store.insert(job, idempotencyKey: nil, outbox: Self.outbox(for: job))
-                } else {
-                    _ = try await store.insert(job, outbox: Self.outbox(for: job))
-                }
+                try await store.insert(job, idempotencyKey: oneStatement ? job.id.description : nil)
                 inserted += 1
             }
             return inserted
@@ -173,8 +168,8 @@ private struct DatabaseBench {
         return Rate(count: counts.reduce(0, +), elapsed: (ContinuousClock.now - start).inSeconds)
     }
 
-    /// `batchClients` tasks each making back-to-back `insertBatch` calls of `batchSize` jobs with one outbox message
-    /// per job, until the phase's time is up; the rate is jobs over wall time to the end of the last batch.
+    /// `batchClients` tasks each making back-to-back `insertBatch` calls of `batchSize` jobs, until the phase's time is
+    /// up; the rate is jobs over wall time to the end of the last batch.
     func batchInserts(
         environment: ComputeEnvironment,
         workflow: Workflow
@@ -182,7 +177,7 @@ private struct DatabaseBench {
         let store = store
         let batchSize = batchSize
         let warmUp = Self.jobs(1, environment: environment, workflow: workflow)
-        _ = try await store.insertBatch(warmUp, batchID: UUID(), outbox: warmUp.map(Self.outbox(for:)))
+        try await store.insertBatch(warmUp, batchID: UUID())
         let start = ContinuousClock.now
         let deadline = start + duration
         let durations = try await withThrowingTaskGroup(of: [Double].self) { group in
@@ -191,9 +186,8 @@ private struct DatabaseBench {
                     var durations: [Double] = []
                     while ContinuousClock.now < deadline {
                         let jobs = Self.jobs(batchSize, environment: environment, workflow: workflow)
-                        let outbox = jobs.map(Self.outbox(for:))
                         let elapsed = try await ContinuousClock().measure {
-                            _ = try await store.insertBatch(jobs, batchID: UUID(), outbox: outbox)
+                            try await store.insertBatch(jobs, batchID: UUID())
                         }
                         durations.append(elapsed.inSeconds)
                     }
@@ -260,16 +254,9 @@ private struct DatabaseBench {
 
     // MARK: Clean-up
 
-    /// Deletes the bench's jobs in chunks (each cascades to events and outbox rows), its environment, and the
-    /// scratch table.
+    /// Deletes the bench's environment with its jobs, and the scratch table.
     func cleanUp(environment: ComputeEnvironment, scratchTable: String) async throws {
-        while true {
-            let deleted = try await client.execute(
-                "delete from jobs where id in (select id from jobs where environment = $1 limit 20000)",
-                [.text(environment.id)])
-            if deleted == 0 { break }
-        }
-        try await client.execute("delete from environments where id = $1", [.text(environment.id)])
+        try await store.removeEnvironment(environment.id)
         try await client.executeScript("drop table if exists \(scratchTable)")
     }
 
@@ -290,12 +277,6 @@ private struct DatabaseBench {
 
     static func jobs(_ count: Int, environment: ComputeEnvironment, workflow: Workflow) -> [Job] {
         (0..<count).map { _ in Job(id: JobID(), environment: environment.id, owner: "bench", workflow: workflow) }
-    }
-
-    static func outbox(for job: Job) -> PostgresJobStore.OutboxMessage {
-        .init(
-            jobID: job.id, exchange: "c2d.jobs", routingKey: job.environment, headers: ["attempt": "0"],
-            body: "{\"jobId\":\"\(job.id)\"}")
     }
 
     /// Runs `body` in `count` child tasks and returns their results.

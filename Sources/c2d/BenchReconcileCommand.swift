@@ -234,7 +234,7 @@ private struct ReconcileBench {
             let batch = (start..<min(start + 10_000, jobs)).map { _ in
                 Job(id: JobID(), environment: environment, owner: "bench", workflow: workflow)
             }
-            _ = try await store.insertBatch(batch, batchID: nil, outbox: [])
+            try await store.insertBatch(batch, batchID: nil)
             ids += batch.map(\.id)
         }
         try await client.execute(

@@ -61,27 +61,24 @@ struct BenchSubmitCommand: AsyncParsableCommand {
         let port = try Self.freePort()
         var configuration = GatewayConfiguration(port: port, environments: [environment], limits: settings.limits)
         configuration.maxBatchJobs = max(largeBatch, batchSize, settings.maxBatchJobs)
-        let amqp = AMQPClient(
-            configuration: settings.amqp, topology: .jobs(environments: [environment.id], deliveryLimit: 5),
-            logger: logger)
+        // No worker serves the bench's environment, so nothing is admitted: the bench measures acceptance alone.
         let gateway = Gateway.buildApplication(
-            configuration: configuration, store: store, amqp: amqp,
-            resultStore: FileResultStore(root: settings.resultsDirectory), logger: logger)
-        let group = ServiceGroup(services: [amqp, gateway], logger: logger)
+            configuration: configuration, store: store, resultStore: FileResultStore(root: settings.resultsDirectory),
+            logger: logger)
+        let group = ServiceGroup(services: [gateway], logger: logger)
         let token = try await Self.createToken(store)
         try await withThrowingTaskGroup(of: Void.self) { tasks in
             tasks.addTask { try await group.run() }
             do {
-                try await amqp.waitUntilConnected(timeout: .seconds(10))
                 let url = "http://127.0.0.1:\(port)"
                 try await Self.waitUntilHealthy(url)
                 try await measure(url: url, token: token.value, environment: environment.id)
             } catch {
                 await group.triggerGracefulShutdown()
-                try? await Self.cleanUp(environment.id, token: token.id, store: store, amqp: amqp)
+                try? await Self.cleanUp(environment.id, token: token.id, store: store)
                 throw error
             }
-            try await Self.cleanUp(environment.id, token: token.id, store: store, amqp: amqp)
+            try await Self.cleanUp(environment.id, token: token.id, store: store)
             await group.triggerGracefulShutdown()
             try await tasks.waitForAll()
         }
@@ -207,7 +204,7 @@ struct BenchSubmitCommand: AsyncParsableCommand {
                             "checksum": String(repeating: "ab", count: 32),
                         ]
                     ],
-                    "algorithm": ["rawcode": code, "container": ["entrypoint": "python3 $ALGO", "image": "python"]],
+                    "algorithm": ["rawcode": code, "container": ["entrypoint": "python3 $ALGO"]],
                     "compute": ["maxtime": 60],
                 ]
             ]
@@ -250,11 +247,9 @@ struct BenchSubmitCommand: AsyncParsableCommand {
         throw ValidationError("the gateway did not start")
     }
 
-    static func cleanUp(_ environment: String, token: UUID, store: PostgresJobStore, amqp: AMQPClient) async throws {
-        _ = try await store.client.query("delete from jobs where environment = $1", [.text(environment)])
-        _ = try await store.client.query("delete from environments where id = $1", [.text(environment)])
+    static func cleanUp(_ environment: String, token: UUID, store: PostgresJobStore) async throws {
+        try await store.removeEnvironment(environment)
         _ = try await store.revokeToken(id: token)
-        try await amqp.deleteQueue(JobQueueNames.queue(environment: environment))
     }
 
     static func freePort() throws -> Int {

@@ -9,7 +9,7 @@ struct C2D: AsyncParsableCommand {
         subcommands: [
             DevCommand.self, GatewayCommand.self, WorkerCommand.self, SchedulerCommand.self, MigrateCommand.self,
             TailCommand.self, QueuesCommand.self, TokenCommand.self, BenchCommand.self, KubeSimCommand.self,
-            PodCommand.self,
+            PodCommand.self, JobCommand.self, BatchCommand.self,
         ]
     )
 }
@@ -20,7 +20,8 @@ struct BenchCommand: AsyncParsableCommand {
         abstract: "Benchmarks that print their figures, next to the physical ceiling measured in the same run.",
         subcommands: [
             BenchDatabaseCommand.self, BenchAMQPCommand.self, BenchSubmitCommand.self, BenchClusterCommand.self,
-            BenchReconcileCommand.self,
+            BenchSandboxCommand.self,
+            BenchReconcileCommand.self, BenchE2ECommand.self, BenchChaosCommand.self,
         ]
     )
 }

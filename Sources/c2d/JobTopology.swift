@@ -3,7 +3,7 @@ import Domain
 import Scheduler
 
 extension AMQPTopology {
-    /// c2d's job dispatch topology (DESIGN §3): direct exchange `c2d.jobs`, one quorum queue per environment
+    /// c2d's job dispatch topology (docs/architecture.md, "Messages and events"): direct exchange `c2d.jobs`, one quorum queue per environment
     /// bound by the environment id, and a dead-letter path for messages past their delivery limit.
     static func jobs(environments: [String], deliveryLimit: Int = 5) -> AMQPTopology {
         AMQPTopology(

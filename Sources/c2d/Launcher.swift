@@ -65,7 +65,7 @@ enum Launcher {
         let messaging = try MessagingSettings.load()
         let topology = AMQPTopology.jobs(
             environments: settings.environments.map(\.id), deliveryLimit: messaging.deliveryLimit)
-        let resultStore = FileResultStore(root: settings.resultsDirectory)
+        let (resultStore, resultStoreClient) = try settings.resultStore.make()
 
         var services: [any Service] = []
         var clients: [AMQPClient] = []
@@ -82,6 +82,10 @@ enum Launcher {
             workRoot: settings.workDirectory, dataDirectory: settings.dataDirectory,
             allowPrivateNetworks: settings.allowPrivateURLs)
         executorConfiguration.provisioner.operatorPrivateKey = settings.operatorPrivateKey
+        executorConfiguration.images = ImageStoreConfiguration(
+            imagesDirectory: settings.imagesDirectory, cacheDirectory: settings.imageCacheDirectory)
+        executorConfiguration.provisioner.allowedNetworks = settings.allowedPrivateNetworks
+        executorConfiguration.sandbox.isolation = settings.sandboxIsolation
         let httpClient = Provisioner.makeHTTPClient(configuration: executorConfiguration.provisioner)
         if roles.contains(.scheduler) {
             let amqp = amqpClient("scheduler", adding: .events(maxAge: messaging.eventsMaxAge))
@@ -92,8 +96,9 @@ enum Launcher {
         var kubernetesClients: [KubernetesClient] = []
         if roles.contains(.worker) {
             let configuration = WorkerConfiguration(
-                environments: settings.environments, slots: settings.workerSlots, leaseDuration: settings.leaseDuration,
-                exitAfterClaimForTesting: settings.exitAfterClaimForTesting)
+                environments: settings.environments, slots: settings.workerSlots,
+                executorKind: settings.kubernetes == nil ? "local" : "kubernetes",
+                leaseDuration: settings.leaseDuration, exitAfterClaimForTesting: settings.exitAfterClaimForTesting)
             let executor: any Executor
             if let kubernetes = settings.kubernetes {
                 let client = try KubernetesClient(configuration: kubernetes.client, logger: logger)
@@ -119,8 +124,18 @@ enum Launcher {
                 let local = LocalExecutor(
                     configuration: executorConfiguration,
                     httpClient: httpClient, resultStore: resultStore, logger: logger)
-                try await failClearly("the local sandbox does not work on this machine") { try await local.selfCheck() }
+                let report = try await failClearly("the local sandbox does not work on this machine") {
+                    try await local.selfCheck()
+                }
+                for line in report.lines {
+                    if line.contains("NOT ENFORCED") {
+                        logger.warning("sandbox: \(line)")
+                    } else {
+                        logger.info("sandbox: \(line)")
+                    }
+                }
                 executor = local
+                services.append(WorkspaceJanitor(logger: logger) { await local.removeStaleWorkspaces() })
             }
             services.append(
                 JobWorker(
@@ -132,17 +147,48 @@ enum Launcher {
                 host: server.host, port: server.port, environments: settings.environments, limits: settings.limits)
             configuration.authMode = settings.authMode
             configuration.tokenCacheTTL = settings.tokenCacheTTL
-            configuration.allowedProviders = settings.allowedProviders
+            configuration.oceanAccess = settings.oceanAccess
+            switch settings.oceanAccess {
+            case .disabled:
+                logger.info("Ocean operator-service API disabled (set C2D_ALLOWED_PROVIDERS to enable it)")
+            case .providers(let providers):
+                logger.info("Ocean operator-service API enabled", metadata: ["providers": "\(providers.sorted())"])
+            case .openDevelopment:
+                logger.warning(
+                    """
+                    OCEAN API OPEN (C2D_OCEAN_OPEN_DEVELOPMENT=1): any key's signature is accepted and may name any \
+                    owner. For development only; never expose this gateway. Set C2D_ALLOWED_PROVIDERS instead.
+                    """)
+            }
             configuration.operatorAddress = settings.operatorAddress
             configuration.maxBatchJobs = settings.maxBatchJobs
             configuration.maxBatchBodyBytes = settings.maxBatchBodyBytes
             configuration.maxUploadBytes = settings.maxUploadBytes
             configuration.uploadSpoolDirectory = settings.uploadSpoolDirectory
-            configuration.kubernetesExecutor = settings.kubernetes != nil
-            services.append(
-                Gateway.buildApplication(
-                    configuration: configuration, store: store, amqp: amqpClient("gateway"),
-                    resultStore: resultStore, logger: logger))
+            configuration.presignedURLLifetime = settings.resultStore.presignDuration
+            configuration.executor = settings.kubernetes == nil ? .local : .kubernetes
+            if let kubernetes = settings.kubernetes {
+                // Live logs only: a gateway without cluster credentials still serves everything else.
+                do {
+                    let client = try KubernetesClient(configuration: kubernetes.client, logger: logger)
+                    kubernetesClients.append(client)
+                    configuration.liveLogSource = PodLogSource(
+                        client: client, namespace: kubernetes.executor.namespace)
+                } catch {
+                    logger.warning(
+                        "no Kubernetes client for live logs; running steps cannot be followed",
+                        metadata: ["error": "\(error)"])
+                }
+            } else {
+                configuration.liveLogSource = WorkspaceLogSource(workRoot: settings.workDirectory)
+            }
+            configuration.eventStreams = settings.eventStreams
+            configuration.metricsListener = settings.metricsListener
+            configuration.metricsToken = settings.metricsToken
+            // The gateway needs Postgres only: jobs wait there for the dispatcher, so it has no RabbitMQ connection.
+            services += Gateway.buildServices(
+                configuration: configuration, store: store, resultStore: resultStore, logger: logger
+            ).map { $0 as any Service }
         }
 
         // Start the AMQP clients first and fail fast, with one message, on a wrong URL or credentials.
@@ -167,11 +213,13 @@ enum Launcher {
             // An HTTPClient dropped without shutdown traps in debug builds, hiding the real error.
             for client in kubernetesClients { try? await client.shutdown() }
             try? await httpClient.shutdown()
+            try? await resultStoreClient?.shutdown()
             await postgres.shutdown()
             throw error
         }
         for client in kubernetesClients { try? await client.shutdown() }
         try await httpClient.shutdown()
+        try? await resultStoreClient?.shutdown()
         await postgres.shutdown()
     }
 }

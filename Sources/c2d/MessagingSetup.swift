@@ -50,7 +50,7 @@ struct MessagingSettings: Sendable {
 }
 
 extension AMQPTopology {
-    /// The event path (DESIGN §3): topic exchange `c2d.events` and the stream `c2d.events.stream` bound with `#`,
+    /// The event path (docs/architecture.md, "Messages and events"): topic exchange `c2d.events` and the stream `c2d.events.stream` bound with `#`,
     /// which keeps every event for `maxAge` so `c2d tail --from` can replay.
     static func events(maxAge: String) -> AMQPTopology {
         AMQPTopology(

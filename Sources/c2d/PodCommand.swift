@@ -296,7 +296,9 @@ struct PodCommand: AsyncParsableCommand {
             discussion: """
                 Publishes outputs/, logs/ and adminlogs/{configure,publish}.log of the data directory in Ocean's \
                 order, as the local executor does, each file to PUT <results-url>/internal/v1/jobs/<id>/attempts/\
-                <attempt>/results/<kind>/<name> with the attempt's upload token. Every upload has a timeout; \
+                <attempt>/results/<kind>/<name> with the attempt's upload token; with C2D_RESULT_STORE=s3 (and the \
+                C2D_S3_* and AWS_* settings) each file goes straight to the S3 store and is then registered at \
+                .../stored-results/<kind>/<name>. Every upload has a timeout; \
                 connection failures, 429 and 5xx are tried again with backoff. Exit codes: 0 everything uploaded; \
                 62 an upload failed, or a setting is missing; 42 outputs over --disk-limit-bytes (the logs are still \
                 uploaded). The reason of a failure is written to --termination-log.
@@ -348,12 +350,21 @@ struct PodCommand: AsyncParsableCommand {
             // Idempotent; makes sure adminlogs/ exists for publish.log even if configuration never ran.
             try? await NIOThreadPool.singleton.runIfActive { try workspace.createLayoutBlocking() }
             let httpClient = HTTPUploadResultStore.makeHTTPClient(configuration: upload)
-            let publisher = ResultPublisher(
-                store: HTTPUploadResultStore(configuration: upload, httpClient: httpClient))
+            // Through the gateway, or straight to the S3 store when the pod has C2D_RESULT_STORE=s3 and its settings.
+            let target: (store: any ResultStore, objectStoreClient: HTTPClient?)
+            do {
+                target = try DirectUploadResultStore.publishStore(
+                    upload: upload, httpClient: httpClient, environment: ProcessInfo.processInfo.environment)
+            } catch {
+                try? await httpClient.shutdown()
+                throw PodCommand.fail(code, "\(error)", terminationLog: terminationLog)
+            }
+            let publisher = ResultPublisher(store: target.store)
             let report = await publisher.publish(
                 jobID: upload.jobID, attempt: upload.attempt, workspace: workspace, diskLimitBytes: diskLimit ?? .max,
                 includeOutputs: includeOutputs)
             try await httpClient.shutdown()
+            try? await target.objectStoreClient?.shutdown()
             for file in report.results {
                 print("c2d pod publish: \(file.kind.rawValue) \(file.name): \(file.size) bytes, sha256 \(file.sha256)")
             }

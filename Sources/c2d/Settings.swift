@@ -4,6 +4,7 @@ import Foundation
 import Gateway
 import Logging
 import Persistence
+import Runtime
 import Signatures
 
 /// Everything the `c2d` command reads from its environment, with the defaults README's configuration table
@@ -16,10 +17,22 @@ struct Settings {
     var dataDirectory: URL
     /// Whether input and algorithm URLs may point at loopback, private or link-local addresses.
     var allowPrivateURLs: Bool
+    /// Non-public networks input and algorithm URLs may reach even so (`C2D_ALLOWED_PRIVATE_NETWORKS`, CIDR list;
+    /// local executor).
+    var allowedPrivateNetworks: [IPNetwork]
+    /// Hard limits of the local sandbox (`C2D_SANDBOX_ISOLATION`, `C2D_SANDBOX_CGROUP`, `C2D_SANDBOX_NETWORK_POOL`,
+    /// `C2D_SANDBOX_DNS`, `C2D_SANDBOX_ALLOWED_NETWORKS`).
+    var sandboxIsolation: SandboxIsolationConfiguration
     /// Where job workspaces are made.
     var workDirectory: URL
     /// Where the filesystem result store keeps outputs and logs.
     var resultsDirectory: URL
+    /// Which result store: the filesystem at `resultsDirectory`, or S3 (`C2D_RESULT_STORE`).
+    var resultStore: ResultStoreSettings
+    /// Local executor: where OCI image layouts are (`C2D_IMAGES_DIR`, default `.data/images`).
+    var imagesDirectory: URL
+    /// Local executor: where unpacked images are cached (`C2D_IMAGE_CACHE_DIR`, default `.data/image-cache`).
+    var imageCacheDirectory: URL
     var migrationsDirectory: URL
     var workerSlots: Int
     var leaseDuration: Duration
@@ -40,8 +53,16 @@ struct Settings {
     var maxUploadBytes: Int64
     /// Internal upload endpoint: where upload bodies are spooled (`C2D_UPLOAD_SPOOL_DIR`, default `<tmp>/c2d-uploads`).
     var uploadSpoolDirectory: URL
-    /// Ocean API: allowed Provider addresses (`C2D_ALLOWED_PROVIDERS`, comma-separated; default: any signer).
-    var allowedProviders: Set<String>
+    /// Native API: event streams per caller and in total (`C2D_SSE_MAX_STREAMS_PER_CALLER` 16,
+    /// `C2D_SSE_MAX_STREAMS` 256).
+    var eventStreams: EventStreamLimiter.Limits
+    /// `/metrics` on a listener of its own (`C2D_METRICS_ADDRESS`, `host:port`; default none: on the API's port).
+    var metricsListener: (host: String, port: Int)?
+    /// A bearer token `/metrics` requires (`C2D_METRICS_TOKEN`; default none).
+    var metricsToken: String?
+    /// Ocean API: off, on for the Providers in `C2D_ALLOWED_PROVIDERS` (comma-separated), or open to any signer
+    /// with `C2D_OCEAN_OPEN_DEVELOPMENT=1`. Default off.
+    var oceanAccess: OceanAccess
     /// Ocean API: the operator's address (`C2D_OPERATOR_ADDRESS`; default none).
     var operatorAddress: String?
     /// Workers: the operator's key that signs Ocean Provider downloads of `remote` sources
@@ -63,6 +84,13 @@ struct Settings {
                 throw Invalid(description: "\(key) must be an integer in \(range.lowerBound)...\(range.upperBound)")
             }
             return number
+        }
+        func networks(_ key: String) throws -> [IPNetwork] {
+            do {
+                return try OutboundAddressPolicy.parseNetworks(env[key])
+            } catch {
+                throw Invalid(description: "\(key): \(error)")
+            }
         }
         func directory(_ key: String, default path: String) -> URL {
             URL(fileURLWithPath: env[key].flatMap { $0.isEmpty ? nil : $0 } ?? path).standardizedFileURL
@@ -97,10 +125,17 @@ struct Settings {
             environments: try loadEnvironments(env["C2D_ENVIRONMENTS"]),
             dataDirectory: directory("C2D_DATA_DIR", default: ".data/datasets"),
             allowPrivateURLs: env["C2D_ALLOW_PRIVATE_URLS"] == "1",
+            allowedPrivateNetworks: try networks("C2D_ALLOWED_PRIVATE_NETWORKS"),
+            sandboxIsolation: try loadSandboxIsolation(env),
             workDirectory: directory("C2D_WORK_DIR", default: ".data/work"),
             resultsDirectory: directory("C2D_RESULTS_DIR", default: ".data/results"),
+            resultStore: try ResultStoreSettings.load(
+                env, resultsDirectory: directory("C2D_RESULTS_DIR", default: ".data/results")),
+            imagesDirectory: directory("C2D_IMAGES_DIR", default: ".data/images"),
+            imageCacheDirectory: directory("C2D_IMAGE_CACHE_DIR", default: ".data/image-cache"),
             migrationsDirectory: env["C2D_MIGRATIONS_DIR"].map { URL(fileURLWithPath: $0) } ?? defaultMigrations(),
-            workerSlots: try integer("C2D_WORKER_SLOTS", default: 2, range: 1...100_000),
+            workerSlots: try integer(
+                "C2D_WORKER_SLOTS", default: defaultWorkerSlots(kubernetes: useKubernetes), range: 1...100_000),
             leaseDuration: .seconds(try integer("C2D_LEASE_SECONDS", default: 30, range: 2...3600)),
             leaseGrace: .seconds(try integer("C2D_LEASE_GRACE_SECONDS", default: 10, range: 0...3600)),
             limits: limits,
@@ -112,7 +147,13 @@ struct Settings {
             uploadSpoolDirectory: directory(
                 "C2D_UPLOAD_SPOOL_DIR",
                 default: FileManager.default.temporaryDirectory.appendingPathComponent("c2d-uploads").path),
-            allowedProviders: try GatewayConfiguration.parseAllowedProviders(env["C2D_ALLOWED_PROVIDERS"]),
+            eventStreams: EventStreamLimiter.Limits(
+                total: try integer("C2D_SSE_MAX_STREAMS", default: 256, range: 1...1_000_000),
+                perCaller: try integer("C2D_SSE_MAX_STREAMS_PER_CALLER", default: 16, range: 1...1_000_000)),
+            metricsListener: try parseListener("C2D_METRICS_ADDRESS", env["C2D_METRICS_ADDRESS"]),
+            metricsToken: try parseMetricsToken(env["C2D_METRICS_TOKEN"]),
+            oceanAccess: try GatewayConfiguration.parseOceanAccess(
+                allowedProviders: env["C2D_ALLOWED_PROVIDERS"], openDevelopment: env["C2D_OCEAN_OPEN_DEVELOPMENT"]),
             operatorAddress: try GatewayConfiguration.parseOperatorAddress(env["C2D_OPERATOR_ADDRESS"]),
             operatorPrivateKey: try parsePrivateKey(env["C2D_OPERATOR_PRIVATE_KEY"]),
             logLevel: level,
@@ -121,6 +162,74 @@ struct Settings {
             "C2D_PG_MAX_CONNECTIONS", default: settings.postgres.maximumConnections, range: 1...1_000)
         if useKubernetes { settings.kubernetes = try KubernetesSettings.load(env, settings: settings) }
         return settings
+    }
+
+    /// Jobs a worker takes at once unless `C2D_WORKER_SLOTS` says otherwise. The local executor runs each job on this
+    /// machine, so as many as it has cores (at least 2); on Kubernetes a slot is a job the worker monitors while the
+    /// cluster runs it, so 10,000 (the environment's `maxJobs` is what bounds the cluster's load).
+    static func defaultWorkerSlots(kubernetes: Bool) -> Int {
+        kubernetes ? 10_000 : max(2, ProcessInfo.processInfo.activeProcessorCount)
+    }
+
+    static func loadSandboxIsolation(_ env: [String: String]) throws -> SandboxIsolationConfiguration {
+        var isolation = SandboxIsolationConfiguration()
+        if let text = env["C2D_SANDBOX_ISOLATION"], !text.isEmpty {
+            guard let mode = SandboxIsolationConfiguration.Mode(rawValue: text) else {
+                throw Invalid(
+                    description: "C2D_SANDBOX_ISOLATION must be auto, strict or basic, not '\(text.prefix(32))'")
+            }
+            isolation.mode = mode
+        }
+        if let parent = env["C2D_SANDBOX_CGROUP"], !parent.isEmpty {
+            guard parent.hasPrefix("/") else {
+                throw Invalid(description: "C2D_SANDBOX_CGROUP must be an absolute path of a cgroup v2 directory")
+            }
+            isolation.cgroupParent = parent
+        }
+        if let text = env["C2D_SANDBOX_NETWORK_POOL"], !text.isEmpty {
+            guard let pool = IPNetwork(text), pool.address.isIPv4, pool.prefixLength <= 28 else {
+                throw Invalid(description: "C2D_SANDBOX_NETWORK_POOL must be an IPv4 network of /28 or larger")
+            }
+            isolation.networkPool = pool
+        }
+        if let text = env["C2D_SANDBOX_DNS"], !text.isEmpty {
+            isolation.dnsServers = try text.split(separator: ",").map {
+                let entry = $0.trimmingCharacters(in: .whitespaces)
+                guard let address = IPAddress(entry), address.isIPv4 else {
+                    throw Invalid(description: "C2D_SANDBOX_DNS: '\(entry.prefix(64))' is not an IPv4 address")
+                }
+                return address
+            }
+        }
+        do {
+            isolation.allowedNetworks = try OutboundAddressPolicy.parseNetworks(env["C2D_SANDBOX_ALLOWED_NETWORKS"])
+        } catch {
+            throw Invalid(description: "C2D_SANDBOX_ALLOWED_NETWORKS: \(error)")
+        }
+        return isolation
+    }
+
+    /// `host:port` (IPv6 hosts in brackets); empty means none.
+    static func parseListener(_ key: String, _ text: String?) throws -> (host: String, port: Int)? {
+        guard let text = text?.trimmingCharacters(in: .whitespaces), !text.isEmpty else { return nil }
+        guard let colon = text.lastIndex(of: ":"), let port = Int(text[text.index(after: colon)...]),
+            (1...65535).contains(port)
+        else {
+            throw Invalid(description: "\(key) must be host:port (e.g. 127.0.0.1:9100), not '\(text.prefix(64))'")
+        }
+        var host = String(text[..<colon])
+        if host.hasPrefix("[") && host.hasSuffix("]") { host = String(host.dropFirst().dropLast()) }
+        guard !host.isEmpty else { throw Invalid(description: "\(key): the host is missing in '\(text.prefix(64))'") }
+        return (host, port)
+    }
+
+    /// At least 16 characters of printable ASCII without spaces (what fits a header and resists guessing).
+    static func parseMetricsToken(_ text: String?) throws -> String? {
+        guard let text, !text.isEmpty else { return nil }
+        guard text.utf8.count >= 16, text.utf8.allSatisfy({ (0x21...0x7E).contains($0) }) else {
+            throw Invalid(description: "C2D_METRICS_TOKEN must be at least 16 printable ASCII characters, no spaces")
+        }
+        return text
     }
 
     static func parsePrivateKey(_ text: String?) throws -> [UInt8]? {
@@ -148,6 +257,11 @@ struct Settings {
             throw Invalid(
                 description:
                     "C2D_ENVIRONMENTS: environment id '\(environment.id)' must be lowercase letters, digits and '-'")
+        }
+        for environment in environments {
+            if let problem = environment.configurationProblem {
+                throw Invalid(description: "C2D_ENVIRONMENTS: environment '\(environment.id)': \(problem)")
+            }
         }
         return environments
     }

@@ -1,9 +1,9 @@
 import AMQP
 import ArgumentParser
+import Domain
 import Foundation
 import Logging
 import Persistence
-import Scheduler
 
 #if canImport(Glibc)
     import Glibc
@@ -48,7 +48,7 @@ struct TailCommand: AsyncParsableCommand {
             if let id = Int(from) {
                 skipThroughID = id
                 offset = await Self.offset(afterEventID: id, postgres: settings.postgres, logger: logger)
-            } else if let date = JobEventMessage.parse(from) {
+            } else if let date = JobEvent.parseTime(from) {
                 notBefore = date
                 offset = .timestamp(date.addingTimeInterval(-Self.replayMargin))
             } else {
@@ -64,15 +64,15 @@ struct TailCommand: AsyncParsableCommand {
                 var lastID = skipThroughID
                 for try await delivery in consumer {
                     try? await delivery.ack()
-                    guard let event = try? JSONDecoder().decode(JobEventMessage.self, from: Data(delivery.message.body))
+                    guard let event = try? JSONDecoder().decode(JobEvent.self, from: Data(delivery.message.body))
                     else { continue }
                     // Replays (the start margin, a reconnect, a relay's duplicate after a crash) repeat ids.
                     guard event.id > lastID else { continue }
-                    if let notBefore, let date = event.date, date < notBefore { continue }
+                    if let notBefore, event.time < notBefore { continue }
                     lastID = event.id
                     if !environments.isEmpty && !environments.contains(event.environment) { continue }
-                    if !statuses.isEmpty && !statuses.contains(event.status) { continue }
-                    if let jobFilter, event.jobId.lowercased().replacingOccurrences(of: "-", with: "") != jobFilter {
+                    if !statuses.isEmpty && !statuses.contains(event.status.rawValue) { continue }
+                    if let jobFilter, event.jobID.description != jobFilter {
                         continue
                     }
                     print(json ? Self.jsonLine(event) : Self.humanLine(event))
@@ -88,13 +88,7 @@ struct TailCommand: AsyncParsableCommand {
     static func offset(afterEventID id: Int, postgres: PostgresConfiguration, logger: Logger) async -> AMQPArgument {
         let client = PostgresClient(configuration: postgres, logger: logger)
         do {
-            let rows = try await client.query(
-                """
-                select coalesce((select created_at from job_events where id = $1),
-                    (select min(created_at) from job_events where id > $1), now()) as at
-                """,
-                [.int(Int64(id))])
-            let date = try rows[0].date("at")
+            let date = try await PostgresJobStore(client: client).eventTime(atOrAfter: id)
             await client.shutdown()
             return .timestamp(date.addingTimeInterval(-replayMargin))
         } catch {
@@ -105,16 +99,16 @@ struct TailCommand: AsyncParsableCommand {
         }
     }
 
-    static func jsonLine(_ event: JobEventMessage) -> String {
+    static func jsonLine(_ event: JobEvent) -> String {
         let encoder = JSONEncoder()
         encoder.outputFormatting = [.sortedKeys, .withoutEscapingSlashes]
         return (try? encoder.encode(event)).map { String(decoding: $0, as: UTF8.self) } ?? "{}"
     }
 
-    static func humanLine(_ event: JobEventMessage) -> String {
+    static func humanLine(_ event: JobEvent) -> String {
         var line =
-            "\(event.time)  #\(event.id)  \(event.environment)  job \(event.jobId)  attempt \(event.attempt)  "
-            + "\(event.status) \(event.statusText.trimmingCharacters(in: .whitespaces))"
+            "\(JobEvent.formatTime(event.time))  #\(event.id)  \(event.environment)  job \(event.jobID)  "
+            + "attempt \(event.attempt)  \(event.status.rawValue) \(event.status.text.trimmingCharacters(in: .whitespaces))"
         if let reason = event.reason, !reason.isEmpty { line += "  (\(reason))" }
         return line
     }

@@ -3,7 +3,7 @@ import Foundation
 import Gateway
 import Persistence
 
-/// `c2d token create|list|revoke`: API tokens for batch clients and operators (DESIGN §5). The token itself is
+/// `c2d token create|list|revoke`: API tokens for batch clients and operators (docs/architecture.md, "Authorization and policy"). The token itself is
 /// printed once, at creation; only its hash is stored.
 struct TokenCommand: AsyncParsableCommand {
     static let configuration = CommandConfiguration(

@@ -190,6 +190,45 @@ struct AMQPBrokerTests {
         }
     }
 
+    @Test("a paused consumer receives nothing more, still settles what it holds, and resumes with a new prefetch")
+    func pauseAndResume() async throws {
+        let queue = uniqueName("pause")
+        try await withClient(topology: AMQPTopology(queues: [.quorum(queue)]), cleanupQueues: [queue]) { client in
+            for index in 0..<5 {
+                try await client.publish(
+                    AMQPMessage(body: Array("m\(index)".utf8), messageID: "\(index)"), exchange: "",
+                    routingKey: queue)
+            }
+            let consumer = client.consume(queue: queue, prefetch: 1)
+            var iterator = consumer.makeAsyncIterator()
+            let first = try #require(try await iterator.next())
+            // Paused before the first is settled: with prefetch 1 nothing else was sent, and nothing will be.
+            consumer.pause()
+            try await first.ack()
+            // Copies of one iterator share the consumer (a new iterator would end it when dropped).
+            let nothing = Task { [iterator] in
+                var copy = iterator
+                return try await copy.next()
+            }
+            try await Task.sleep(for: .milliseconds(500))
+            #expect(try await client.queueStatus(queue).messages == 4, "the broker kept the rest")
+            // Resumed with prefetch 3: three arrive before any is settled.
+            consumer.resume(prefetch: 3)
+            let second = try #require(try await nothing.value)
+            var held = [second]
+            for _ in 0..<2 { held.append(try #require(try await iterator.next())) }
+            #expect(held.map(\.message.messageID) == ["1", "2", "3"])
+            // A delivery received before a pause is still settled after it.
+            consumer.pause()
+            for delivery in held { try await delivery.ack() }
+            consumer.resume()
+            let last = try #require(try await iterator.next())
+            #expect(last.message.messageID == "4")
+            try await last.ack()
+            consumer.cancel()
+        }
+    }
+
     // MARK: 4
 
     @Test("a mandatory publish that no queue receives fails with .unroutable; a missing exchange with 404")

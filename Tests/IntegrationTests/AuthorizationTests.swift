@@ -4,7 +4,7 @@ import NIOHTTP1
 import Persistence
 import Testing
 
-/// Tokens, scopes, ownership, submit policy and limits of the native API (DESIGN §4, §5), on a real `c2d dev`.
+/// Tokens, scopes, ownership, submit policy and limits of the native API, on a real `c2d dev`.
 @Suite("Authorization and policy", .serialized)
 struct AuthorizationTests {
     static let trustedChecksum = String(repeating: "ab", count: 32)

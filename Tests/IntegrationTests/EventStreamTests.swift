@@ -1,6 +1,8 @@
 import AsyncHTTPClient
 import Foundation
+import Gateway
 import NIOCore
+import NIOFoundationCompat
 import NIOHTTP1
 import Testing
 
@@ -51,11 +53,56 @@ struct EventStreamTests {
             #expect(bad.status == 400)
         }
     }
+
+    /// Opens a stream and returns once its headers arrived, leaving the body unread.
+    static func open(_ deployment: Deployment, _ path: String, token: String) async throws -> HTTPClientResponse {
+        var request = HTTPClientRequest(url: deployment.baseURL + path)
+        request.headers.add(name: "authorization", value: "Bearer " + token)
+        return try await HTTPClient.shared.execute(request, timeout: .seconds(60))
+    }
+
+    @Test("open streams are capped per caller and in total with 429 too_many_streams, and freed when they end")
+    func streamCaps() async throws {
+        let caps = ["C2D_SSE_MAX_STREAMS": "3", "C2D_SSE_MAX_STREAMS_PER_CALLER": "2"]
+        try await Deployment.with(extraEnvironment: caps) { deployment in
+            try await deployment.startDev()
+            let alice = try await deployment.token(owner: "alice", scopes: [.submit, .read])
+            let ops = try await deployment.token(owner: "ops", scopes: [.operate])
+            let auditor = try await deployment.token(owner: "auditor", scopes: [.operate])
+            var request = deployment.jobRequest(code: "import time\ntime.sleep(3)")
+            request["owner"] = nil
+            let created = try await deployment.post("/v1/jobs", json: request, token: alice)
+            let id = try #require(created.json["id"] as? String, "\(created.text)")
+
+            let first = try await Self.open(deployment, "/v1/jobs/\(id)/events", token: alice)
+            let second = try await Self.open(deployment, "/v1/jobs/\(id)/events", token: alice)
+            #expect(first.status == .ok && second.status == .ok)
+            let perCaller = try await deployment.get("/v1/jobs/\(id)/events", token: alice)
+            #expect(perCaller.status == 429, "\(perCaller.text)")
+            #expect(perCaller.json["code"] as? String == "too_many_streams")
+            #expect(perCaller.header("retry-after") == "5")
+            let all = try await Self.open(deployment, "/v1/events", token: ops)
+            #expect(all.status == .ok)
+            let total = try await deployment.get("/v1/events", token: auditor)
+            #expect(total.status == 429, "\(total.text)")
+            #expect((total.json["message"] as? String ?? "").contains("limit of 3 event streams"))
+
+            // A job's streams end with the job, and give their slots back.
+            for response in [first, second] {
+                var text = ""
+                for try await chunk in response.body { text += String(buffer: chunk) }
+                #expect(text.contains("\"status\":70"), "\(text)")
+            }
+            let again = try await Self.readStream(deployment, "/v1/jobs/\(id)/events")
+            #expect(again.last?.status == 70)
+            _ = all
+        }
+    }
 }
 
 @Suite("Metrics", .serialized)
 struct MetricsTests {
-    @Test("/metrics exposes unfinished jobs, the outbox and response counts in Prometheus' format")
+    @Test("/metrics exposes unfinished jobs, workers and response counts in Prometheus' format")
     func metrics() async throws {
         try await Deployment.with { deployment in
             // Gateway only, so the job stays queued and shows up as unfinished.
@@ -68,9 +115,39 @@ struct MetricsTests {
                 response.text.contains(
                     "c2d_jobs_unfinished{environment=\"\(deployment.environmentID)\",status=\"1\"} 1"),
                 "\(response.text)")
-            #expect(response.text.contains("c2d_outbox_unsent "))
-            #expect(response.text.contains("c2d_amqp_connected 1"))
+            #expect(response.text.contains("c2d_workers "))
+            #expect(response.text.contains("c2d_worker_slots "))
             #expect(response.text.contains("c2d_http_responses_total{class=\"2xx\"}"))
+        }
+    }
+
+    @Test("/metrics can move to a listener of its own and require a bearer token")
+    func metricsListenerAndToken() async throws {
+        let port = try TestEnvironment.freePort()
+        let token = "metrics-" + UUID().uuidString
+        let settings = ["C2D_METRICS_ADDRESS": "127.0.0.1:\(port)", "C2D_METRICS_TOKEN": token]
+        try await Deployment.with(extraEnvironment: settings) { deployment in
+            try deployment.start("gateway", ["gateway", "--port", String(deployment.port)])
+            try await deployment.waitUntilHealthy()
+            #expect(try await deployment.get("/metrics").status == 404, "not on the API's port")
+            func scrape(_ path: String, _ authorization: String?) async throws -> Deployment.HTTPResult {
+                var request = HTTPClientRequest(url: "http://127.0.0.1:\(port)\(path)")
+                if let authorization { request.headers.add(name: "authorization", value: authorization) }
+                let response = try await HTTPClient.shared.execute(request, timeout: .seconds(30))
+                let body = try await response.body.collect(upTo: 1 << 20)
+                return Deployment.HTTPResult(
+                    status: Int(response.status.code), headers: response.headers.map { ($0.name, $0.value) },
+                    body: Data(buffer: body))
+            }
+            for authorization in [nil, "Bearer wrong", "Bearer " + token + "x", token] {
+                let refused = try await scrape("/metrics", authorization)
+                #expect(refused.status == 401, "\(authorization ?? "none"): \(refused.text)")
+                #expect(refused.json["code"] as? String == "metrics_unauthorized")
+            }
+            let scraped = try await scrape("/metrics", "Bearer " + token)
+            #expect(scraped.status == 200)
+            #expect(scraped.text.contains("c2d_workers "), "\(scraped.text)")
+            #expect(try await scrape("/v1/jobs", "Bearer " + token).status == 404, "only /metrics there")
         }
     }
 }

@@ -4,7 +4,8 @@ import Logging
 import Persistence
 import Testing
 
-/// The job SQL against real Postgres: claims are exclusive, writes are fenced by attempt.
+/// The job SQL against real Postgres: claims are exclusive, admission respects maxJobs, free worker slots, priority
+/// and fair share, writes are fenced by attempt.
 @Suite("Postgres job store", .serialized)
 struct JobStoreTests {
     static func withStore(_ body: (PostgresJobStore, ComputeEnvironment) async throws -> Void) async throws {
@@ -33,23 +34,32 @@ struct JobStoreTests {
         await client.shutdown()
     }
 
-    /// The test's jobs (and so their outbox rows, which no queue would route) go with it.
+    /// The test's jobs and workers go with it.
     static func removeEnvironment(_ environment: ComputeEnvironment, client: PostgresClient) async throws {
-        try await client.execute("delete from jobs where environment = $1", [.text(environment.id)])
-        try await client.execute("delete from environments where id = $1", [.text(environment.id)])
+        try await PostgresJobStore(client: client).removeEnvironment(environment.id)
     }
 
-    static func newJob(_ environment: ComputeEnvironment) -> Job {
+    static func newJob(_ environment: ComputeEnvironment, owner: String = "tester", priority: Int = 0) -> Job {
         Job(
-            id: JobID(), environment: environment.id, owner: "tester",
+            id: JobID(), environment: environment.id, owner: owner, priority: priority,
             workflow: Workflow(stages: [
                 .init(
                     input: [], algorithm: .init(rawcode: "print(1)", container: .init(entrypoint: "python3 $ALGO")))
             ]))
     }
 
-    static func outbox(_ job: Job) -> PostgresJobStore.OutboxMessage {
-        .init(jobID: job.id, exchange: "c2d.jobs", routingKey: job.environment, headers: [:], body: "{}")
+    /// One dispatch pass, retried while another dispatcher (another test's process) holds the lock.
+    static func dispatch(
+        _ store: PostgresJobStore, _ environment: ComputeEnvironment, limit: Int = 256,
+        redispatchAfter: Duration = .seconds(30)
+    ) async throws -> PostgresJobStore.DispatchPass {
+        while true {
+            let pass = try await store.dispatch(
+                environment: environment.id, limit: limit, redispatchAfter: redispatchAfter,
+                workerStaleAfter: .seconds(30))
+            if !pass.busy { return pass }
+            try await Task.sleep(for: .milliseconds(20))
+        }
     }
 
     @Test("8 concurrent claimers over 1,000 jobs: each job is claimed exactly once")
@@ -58,9 +68,10 @@ struct JobStoreTests {
             var ids: [JobID] = []
             for _ in 0..<1000 {
                 let job = Self.newJob(environment)
-                _ = try await store.insert(job, outbox: Self.outbox(job))
+                try await store.insert(job)
                 ids.append(job.id)
             }
+            try await store.markAdmitted(ids)
             let all = ids
             let wins = try await withThrowingTaskGroup(of: [JobID].self) { group in
                 for worker in 0..<8 {
@@ -83,38 +94,133 @@ struct JobStoreTests {
         }
     }
 
-    @Test("an environment's maxJobs: a claim beyond it is refused and the job stays queued; adoption is not refused")
-    func capacity() async throws {
+    @Test("a job is claimable only once admitted; adoption keeps the attempt and its start time")
+    func claimNeedsAdmission() async throws {
         try await Self.withStore { store, environment in
-            let first = Self.newJob(environment)
-            let second = Self.newJob(environment)
-            for job in [first, second] { _ = try await store.insert(job, outbox: Self.outbox(job)) }
-            guard
-                case .claimed(let running) = try await store.claim(
-                    jobID: first.id, workerID: "a", lease: .seconds(60), maxRunning: 1)
-            else { throw TestFailure("the first claim should win") }
-            guard
-                case .atCapacity = try await store.claim(
-                    jobID: second.id, workerID: "b", lease: .seconds(60), maxRunning: 1)
-            else { throw TestFailure("a second running job would exceed maxJobs 1") }
-            #expect(try await store.job(second.id)?.attempt == 0, "the refused job stays queued, untouched")
-            // The first job's attempt is launched on a cluster; its lease lapses; another worker adopts it even
-            // though the environment is full (the job is already running there).
-            try await store.markLaunched(jobID: first.id, attempt: running.attempt, workerID: "a")
-            _ = try await store.client.execute(
-                "update jobs set lease_until = now() - interval '1 second' where id = $1", [.uuid(first.id.uuid)])
-            guard
-                case .claimed(let adopted) = try await store.claim(
-                    jobID: first.id, workerID: "c", lease: .seconds(60), maxRunning: 1)
-            else { throw TestFailure("adoption must not be refused for capacity") }
+            let job = Self.newJob(environment)
+            try await store.insert(job)
+            guard case .notAdmitted = try await store.claim(jobID: job.id, workerID: "a", lease: .seconds(60)) else {
+                throw TestFailure("a waiting job must not be claimed")
+            }
+            try await store.markAdmitted([job.id])
+            guard case .claimed(let running) = try await store.claim(jobID: job.id, workerID: "a", lease: .seconds(60))
+            else { throw TestFailure("the admitted job should be claimed") }
+            // Launched on a cluster; the lease lapses; another worker adopts the same attempt.
+            try await store.markLaunched(JobClaim(running))
+            let started = try await store.client.query(
+                """
+                update jobs set lease_until = now() - interval '1 second',
+                    attempt_started_at = now() - interval '1 hour' where id = $1 returning attempt_started_at
+                """, [.uuid(job.id.uuid)])[0].date("attempt_started_at")
+            guard case .claimed(let adopted) = try await store.claim(jobID: job.id, workerID: "c", lease: .seconds(60))
+            else { throw TestFailure("adoption failed") }
             #expect(adopted.attempt == running.attempt)
-            try await store.finish(
-                jobID: first.id, attempt: adopted.attempt,
-                result: ExecutionResult(status: .finished, outcome: .succeeded, exitCode: 0))
+            let kept = try await store.client.query(
+                "select attempt_started_at from jobs where id = $1", [.uuid(job.id.uuid)])[0].date("attempt_started_at")
+            #expect(kept == started, "an adopted attempt keeps its start, so its time limit is not extended")
+        }
+    }
+
+    @Test("admission: maxJobs holds exactly, only as many as live workers have free slots, redispatch of owed jobs")
+    func admission() async throws {
+        try await Self.withStore { store, environment in
+            let capped = ComputeEnvironment(id: environment.id, maxJobs: 3)
+            try await store.upsertEnvironments([capped])
+            let jobs = (0..<10).map { _ in Self.newJob(environment) }
+            try await store.insertBatch(jobs, batchID: nil)
+            // No worker serves the environment: nothing is admitted.
+            var pass = try await Self.dispatch(store, environment)
+            #expect(pass.admitted.isEmpty && pass.freeWorkerSlots == 0)
+            // Two slots on a live worker: two admitted, oldest first.
+            try await store.registerWorker(
+                id: "\(environment.id)-w1", environments: [environment.id], slots: 2, executor: "local")
+            pass = try await Self.dispatch(store, environment)
+            #expect(pass.admitted.map(\.id) == Array(jobs.prefix(2).map(\.id)))
+            // Not claimed yet: they still take the worker's slots, so nothing more.
+            pass = try await Self.dispatch(store, environment)
+            #expect(pass.admitted.isEmpty)
+            // A second worker with ten slots: maxJobs 3 allows one more, whatever the slots.
+            try await store.registerWorker(
+                id: "\(environment.id)-w2", environments: [environment.id], slots: 10, executor: "local")
+            pass = try await Self.dispatch(store, environment)
+            #expect(pass.admitted.map(\.id) == [jobs[2].id])
+            #expect(pass.active == 2)
+            // Concurrent passes never admit beyond maxJobs.
+            try await withThrowingTaskGroup(of: Void.self) { group in
+                for _ in 0..<8 { group.addTask { _ = try await Self.dispatch(store, environment) } }
+                try await group.waitForAll()
+            }
+            let admitted = try await store.client.query(
+                "select count(*) as n from jobs where environment = $1 and admitted_at is not null",
+                [.text(environment.id)])
+            #expect(try admitted[0].int("n") == 3)
+            // A job that finishes frees its slot for the next one.
             guard
-                case .claimed = try await store.claim(
-                    jobID: second.id, workerID: "b", lease: .seconds(60), maxRunning: 1)
-            else { throw TestFailure("with the first job finished there is room") }
+                case .claimed(let first) = try await store.claim(
+                    jobID: jobs[0].id, workerID: "\(environment.id)-w1", lease: .seconds(60))
+            else { throw TestFailure("claim failed") }
+            try await store.finish(JobClaim(first), result: ExecutionResult(status: .finished, outcome: .succeeded))
+            pass = try await Self.dispatch(store, environment)
+            #expect(pass.admitted.map(\.id) == [jobs[3].id])
+            // A hand-back clears the dispatch: the next pass publishes it again at once; an old dispatch is
+            // published again after the threshold.
+            guard
+                case .claimed(let second) = try await store.claim(
+                    jobID: jobs[1].id, workerID: "\(environment.id)-w1", lease: .seconds(60))
+            else { throw TestFailure("claim failed") }
+            try await store.release(JobClaim(second))
+            pass = try await Self.dispatch(store, environment)
+            #expect(pass.redispatched.map(\.id) == [jobs[1].id])
+            #expect(pass.admitted.isEmpty)
+            pass = try await Self.dispatch(store, environment, redispatchAfter: .zero)
+            #expect(Set(pass.redispatched.map(\.id)) == [jobs[1].id, jobs[2].id, jobs[3].id])
+            // A stale worker's slots do not count.
+            try await store.client.execute(
+                "update workers set last_seen = now() - interval '1 hour' where $1 = any(environments)",
+                [.text(environment.id)])
+            try await store.finish(
+                JobClaim(jobID: jobs[2].id, attempt: 0, number: 0, workerID: nil),
+                result: ExecutionResult(status: .finished, outcome: .stopped))
+            pass = try await Self.dispatch(store, environment)
+            #expect(pass.admitted.isEmpty && pass.freeWorkerSlots == 0)
+        }
+    }
+
+    @Test("admission order: higher priority first, then the owner with the fewest admitted jobs, then the oldest")
+    func admissionOrder() async throws {
+        try await Self.withStore { store, environment in
+            let capped = ComputeEnvironment(id: environment.id, maxJobs: 100)
+            try await store.upsertEnvironments([capped])
+            try await store.registerWorker(
+                id: "\(environment.id)-w", environments: [environment.id], slots: 100, executor: "local")
+            // Owner a submits 20 jobs, then b 2 jobs, then c one urgent job.
+            let a = (0..<20).map { _ in Self.newJob(environment, owner: "a") }
+            try await store.insertBatch(a, batchID: nil)
+            let b = (0..<2).map { _ in Self.newJob(environment, owner: "b") }
+            try await store.insertBatch(b, batchID: nil)
+            let urgent = Self.newJob(environment, owner: "c", priority: 9)
+            try await store.insert(urgent)
+            // a already runs 3 jobs.
+            let running = (0..<3).map { _ in Self.newJob(environment, owner: "a") }
+            try await store.insertBatch(running, batchID: nil)
+            try await store.markAdmitted(running.map(\.id))
+
+            let pass = try await Self.dispatch(store, environment, limit: 8)
+            let owners = try await pass.admitted.asyncMap { try await store.job($0.id)?.owner ?? "?" }
+            // c's priority 9 first; then b (0 admitted) twice before a (3 admitted) gets any, then a.
+            #expect(owners == ["c", "b", "b", "a", "a", "a", "a", "a"])
+            #expect(pass.admitted.first?.id == urgent.id)
+            #expect(pass.admitted.filter { $0.id != urgent.id }.prefix(2).map(\.id) == b.map(\.id))
+            #expect(pass.admitted.suffix(5).map(\.id) == Array(a.prefix(5).map(\.id)))
+
+            // A waiting job's priority can change; an admitted one's cannot.
+            let late = a[10]
+            #expect(try await store.setPriority(jobID: late.id, priority: 5)?.priority == 5)
+            let next = try await Self.dispatch(store, environment, limit: 1)
+            #expect(next.admitted.map(\.id) == [late.id])
+            await #expect(throws: NotWaitingError.self) {
+                _ = try await store.setPriority(jobID: late.id, priority: 1)
+            }
         }
     }
 
@@ -122,10 +228,11 @@ struct JobStoreTests {
     func fencing() async throws {
         try await Self.withStore { store, environment in
             let job = Self.newJob(environment)
-            _ = try await store.insert(job, outbox: Self.outbox(job))
+            try await store.insert(job)
+            try await store.markAdmitted([job.id])
             guard case .claimed(let first) = try await store.claim(jobID: job.id, workerID: "a", lease: .seconds(1))
             else { throw TestFailure("first claim failed") }
-            #expect(first.attempt == 1)
+            #expect(first.attempt == 1 && first.claimNumber == 1)
             // A live lease keeps others out.
             guard
                 case .heldByLiveWorker(_, let owner) = try await store.claim(
@@ -135,22 +242,21 @@ struct JobStoreTests {
             try await Task.sleep(for: .milliseconds(1200))
             guard case .claimed(let second) = try await store.claim(jobID: job.id, workerID: "b", lease: .seconds(60))
             else { throw TestFailure("claim after lease expiry failed") }
-            #expect(second.attempt == 2)
+            #expect(second.attempt == 2 && second.claimNumber == 2)
 
             await #expect(throws: FencingError.self) {
-                try await store.recordStatus(jobID: job.id, attempt: 1, status: .provisioningSuccess)
+                try await store.recordStatus(JobClaim(first), status: .provisioningSuccess)
             }
-            #expect(try await store.renewLease(jobID: job.id, attempt: 1, workerID: "a", lease: .seconds(60)) == .lost)
-            try await store.recordStatus(jobID: job.id, attempt: 2, status: .provisioningSuccess)
+            #expect(try await store.renewLeases(workerID: "a", claims: [JobClaim(first)], lease: .seconds(60)).isEmpty)
+            try await store.recordStatus(JobClaim(second), status: .provisioningSuccess)
             await #expect(throws: IllegalTransition.self) {
-                try await store.recordStatus(jobID: job.id, attempt: 2, status: .configuringVolumes)
+                try await store.recordStatus(JobClaim(second), status: .configuringVolumes)
             }
             await #expect(throws: FencingError.self) {
-                try await store.finish(
-                    jobID: job.id, attempt: 1, result: ExecutionResult(status: .finished, outcome: .succeeded))
+                try await store.finish(JobClaim(first), result: ExecutionResult(status: .finished, outcome: .succeeded))
             }
             try await store.finish(
-                jobID: job.id, attempt: 2, result: ExecutionResult(status: .finished, outcome: .failed, exitCode: 2))
+                JobClaim(second), result: ExecutionResult(status: .finished, outcome: .failed, exitCode: 2))
             let finished = try #require(try await store.job(job.id))
             #expect(finished.status == .finished)
             #expect(finished.outcome == .failed)
@@ -159,6 +265,49 @@ struct JobStoreTests {
             guard case .finished = try await store.claim(jobID: job.id, workerID: "c", lease: .seconds(60)) else {
                 throw TestFailure("claim of a finished job should report it finished")
             }
+        }
+    }
+
+    @Test("after an adoption of the same attempt, the old holder can write nothing: status, finish, renewal, release")
+    func fencingAfterAdoption() async throws {
+        try await Self.withStore { store, environment in
+            let job = Self.newJob(environment)
+            try await store.insert(job)
+            try await store.markAdmitted([job.id])
+            guard case .claimed(let stale) = try await store.claim(jobID: job.id, workerID: "a", lease: .seconds(60))
+            else { throw TestFailure("claim failed") }
+            try await store.markLaunched(JobClaim(stale))
+            try await store.recordStatus(JobClaim(stale), status: .provisioningSuccess)
+            // Worker a is cut off; its lease lapses and b adopts the launched attempt: same attempt, new claim.
+            try await store.client.execute(
+                "update jobs set lease_until = now() - interval '1 second' where id = $1", [.uuid(job.id.uuid)])
+            guard case .claimed(let adopter) = try await store.claim(jobID: job.id, workerID: "b", lease: .seconds(60))
+            else { throw TestFailure("adoption failed") }
+            #expect(adopter.attempt == stale.attempt && adopter.claimNumber == stale.claimNumber + 1)
+
+            // a comes back: every write is refused, though its attempt is the current one.
+            await #expect(throws: FencingError.self) {
+                try await store.recordStatus(JobClaim(stale), status: .runningAlgorithm)
+            }
+            await #expect(throws: FencingError.self) {
+                try await store.finish(
+                    JobClaim(stale), result: ExecutionResult(status: .algorithmFailed, outcome: .failed, exitCode: 1))
+            }
+            await #expect(throws: FencingError.self) { try await store.markLaunched(JobClaim(stale)) }
+            #expect(try await store.renewLeases(workerID: "a", claims: [JobClaim(stale)], lease: .seconds(60)).isEmpty)
+            try await store.release(JobClaim(stale))
+            #expect(try await store.job(job.id)?.workerID == "b", "a stale hand-back does not release b's job")
+            // Even a stale holder that names the adopter's claim number is not the adopter.
+            var forged = JobClaim(adopter)
+            forged.workerID = "a"
+            await #expect(throws: FencingError.self) { try await store.recordStatus(forged, status: .runningAlgorithm) }
+
+            // b's writes land.
+            try await store.recordStatus(JobClaim(adopter), status: .runningAlgorithm)
+            try await store.finish(
+                JobClaim(adopter), result: ExecutionResult(status: .finished, outcome: .succeeded, exitCode: 0))
+            let done = try #require(try await store.job(job.id))
+            #expect(done.outcome == .succeeded && done.exitCode == 0)
         }
     }
 
@@ -171,5 +320,13 @@ struct JobStoreTests {
             ).apply()
             #expect(again.isEmpty)
         }
+    }
+}
+
+extension Sequence {
+    fileprivate func asyncMap<T>(_ transform: (Element) async throws -> T) async rethrows -> [T] {
+        var values: [T] = []
+        for element in self { values.append(try await transform(element)) }
+        return values
     }
 }

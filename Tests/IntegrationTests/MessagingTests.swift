@@ -1,4 +1,5 @@
 import AMQP
+import Domain
 import Foundation
 import Logging
 import Persistence
@@ -9,20 +10,20 @@ import Testing
 struct MessagingTests {
     static let amqp = AMQPConfiguration.fromEnvironment()
 
-    @Test("a job whose worker dies every time is dead-lettered and fails with reason poison")
-    func poison() async throws {
-        let environment = ["C2D_LEASE_SECONDS": "2", "C2D_DELIVERY_LIMIT": "1"]
+    @Test("a job whose worker dies at every attempt ends as poison after C2D_POISON_ATTEMPTS lost workers")
+    func crashLoopEndsAsPoison() async throws {
+        let environment = ["C2D_LEASE_SECONDS": "2", "C2D_LEASE_GRACE_SECONDS": "0", "C2D_POISON_ATTEMPTS": "3"]
         try await Deployment.with(extraEnvironment: environment) { deployment in
             try deployment.start("gateway", ["gateway", "--port", String(deployment.port)])
             try deployment.start("scheduler", ["scheduler"])
             try await deployment.waitUntilHealthy()
             let id = try await deployment.submit(deployment.jobRequest(code: "print('never runs to the end')"))
 
-            // Delivery limit 1: the second worker death dead-letters the message. Each doomed worker claims (after the
-            // previous one's lease lapses) and exits before acking.
+            // Each doomed worker claims the job (a new attempt each time) and exits before it runs; the scheduler
+            // hands the job over once the lease lapses, and after the third lost worker it stops trying.
             var deaths = 0
             var finished = false
-            for index in 1...5 where !finished {
+            for index in 1...6 where !finished {
                 let worker = try deployment.start(
                     "worker-\(index)", ["worker"], environment: ["C2D_FAULT_EXIT_AFTER_CLAIM": "1"])
                 let deadline = ContinuousClock.now + .seconds(40)
@@ -43,11 +44,51 @@ struct MessagingTests {
             let job = try await deployment.waitForJob(id, timeout: .seconds(30))
             #expect(job["outcome"] as? String == "failed", "\(job)\n\(deployment.logs)")
             #expect((job["failureReason"] as? String ?? "").contains("poison"), "\(job)")
-            #expect(deaths == 2, "workers killed before the dead letter: \(deaths)")
+            #expect(deaths == 3, "workers lost before the job was failed: \(deaths)")
+            #expect(job["attempt"] as? Int == 3)
+            let runs = try await deployment.postgres.query(
+                "select count(*) as n from job_events where job_id = $1::uuid and status = 40", [.text(id)])
+            #expect(try runs[0].int("n") == 0, "the algorithm never ran")
+        }
+    }
 
-            // The dead letter is kept for operators in c2d.jobs.dead.
-            let found = try await Self.takeDeadLetter(jobID: id)
-            #expect(found, "the job's message is in c2d.jobs.dead")
+    @Test("a dead-lettered job message: poison if claimed often enough, else handed back to the dispatcher")
+    func deadLetters() async throws {
+        try await Deployment.with(extraEnvironment: ["C2D_POISON_ATTEMPTS": "2"]) { deployment in
+            try deployment.start("gateway", ["gateway", "--port", String(deployment.port)])
+            try deployment.start("scheduler", ["scheduler"])
+            try await deployment.waitUntilHealthy()
+            // No worker: the jobs stay where the test puts them.
+            let poisoned = try await deployment.submit(deployment.jobRequest(code: "print(1)"))
+            let spared = try await deployment.submit(deployment.jobRequest(code: "print(2)"))
+            let store = PostgresJobStore(client: deployment.postgres)
+            try await store.markAdmitted([JobID(poisoned)!, JobID(spared)!])
+            try await deployment.postgres.execute(
+                "update jobs set attempt = 2 where id = $1::uuid", [.text(poisoned)])
+            try await AMQPClient.withConnectedClient(configuration: Self.amqp, logger: Logger(label: "test")) {
+                client in
+                for id in [poisoned, spared] {
+                    try await client.publish(
+                        AMQPMessage(
+                            body: JobMessage(jobId: JobID(id)!, environment: deployment.environmentID).body,
+                            headers: [JobMessage.Header.jobID: id, "x-delivery-count": "5"]),
+                        exchange: JobQueueNames.deadLetterExchange, routingKey: deployment.environmentID)
+                }
+            }
+            let job = try await deployment.waitForJob(poisoned, timeout: .seconds(30))
+            #expect((job["failureReason"] as? String ?? "").contains("poison"), "\(job)")
+            // The other is published to its queue again by the dispatcher, and stays unfinished.
+            try await AMQPClient.withConnectedClient(configuration: Self.amqp, logger: Logger(label: "test")) {
+                client in
+                try await Self.waitUntil("the spared job's message is back in its queue") {
+                    try await client.queueStatus(JobQueueNames.queue(environment: deployment.environmentID)).messages
+                        >= 1
+                }
+            }
+            #expect(try await deployment.get("/v1/jobs/\(spared)").json["dateFinished"] == nil)
+            // The dead letters are kept for operators in c2d.jobs.dead.
+            #expect(try await Self.takeDeadLetter(jobID: poisoned), "the job's message is in c2d.jobs.dead")
+            #expect(try await Self.takeDeadLetter(jobID: spared))
         }
     }
 
@@ -123,6 +164,47 @@ struct MessagingTests {
             #expect(event["statusText"] is String)
             #expect((event["traceparent"] as? String ?? "").hasPrefix("00-"), "\(event)")
             #expect(event["requestId"] is String, "\(event)")
+        }
+    }
+
+    @Test("an event whose transaction commits after a later one is relayed, in order, not skipped")
+    func outOfOrderCommitsAreNotLost() async throws {
+        try await Deployment.with() { deployment in
+            // Gateway and scheduler, no worker: the test writes the events itself.
+            try deployment.start("gateway", ["gateway", "--port", String(deployment.port)])
+            try deployment.start("scheduler", ["scheduler"])
+            try await deployment.waitUntilHealthy()
+            let first = try await deployment.submit(deployment.jobRequest(code: "print(1)"))
+            let second = try await deployment.submit(deployment.jobRequest(code: "print(2)"))
+            let start = try await deployment.postgres.query("select coalesce(max(id), 0) as n from job_events")[0]
+                .int("n")
+            let tail = try deployment.start(
+                "tail", ["tail", "--json", "--environment", deployment.environmentID, "--from", String(start)])
+            // A writer takes an event id and stays open while a later event commits, long enough for several relay
+            // passes to see the gap.
+            let slow = PostgresClient(configuration: .fromEnvironment(), logger: Logger(label: "test"))
+            let held = Task {
+                try await slow.withTransaction { tx in
+                    try await tx.execute("select 1 from jobs where id = $1::uuid for update", [.text(first)])
+                    try await tx.execute(
+                        "insert into job_events (job_id, attempt, status, reason) values ($1::uuid, 0, 1, 'slow')",
+                        [.text(first)])
+                    try await Task.sleep(for: .seconds(3))
+                }
+            }
+            try await Task.sleep(for: .milliseconds(300))
+            try await deployment.postgres.execute(
+                "insert into job_events (job_id, attempt, status, reason) values ($1::uuid, 0, 1, 'fast')",
+                [.text(second)])
+            try await held.value
+            await slow.shutdown()
+            let expected = try await Self.eventIDs(deployment, after: start)
+            #expect(expected.count == 2)
+            try await Self.waitUntil("the tail printed both events") {
+                Set(Self.printedIDs(tail.log)).isSuperset(of: expected)
+            }
+            #expect(Self.printedIDs(tail.log) == expected, "in id order, the slow one first")
+            await tail.stop()
         }
     }
 

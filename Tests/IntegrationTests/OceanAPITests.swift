@@ -5,19 +5,27 @@ import Testing
 
 /// Ocean's operator-service API (ocean-c2d.md §2.2) against the real `c2d` binary: Ocean's error texts and
 /// codes, the status object, a signed start → status → result → stop flow, and the signature rules c2d adds
-/// (nonce included in the message, strictly increasing nonces, allowed providers).
+/// (nonce included in the message, strictly increasing nonces, allowed providers). The API is off unless Providers
+/// are listed, so every deployment here lists the test Provider (`providers`).
 @Suite("Ocean operator-service API", .serialized)
 struct OceanAPITests {
     /// Fixed test keys (never used for anything real).
     static let providerKey = Hex.bytes("4c0883a69102937d6231471b5dbb6204fe5129617082792ae468d01a3f362318")
     static let otherKey = Hex.bytes("0f1e2d3c4b5a69788796a5b4c3d2e1f00f1e2d3c4b5a69788796a5b4c3d2e1f0")
     static let owner = "0x6E1d1B6a3E2f7a8C5e9D4B2a1C0f9E8d7C6b5A43"
+    /// A second Provider, new in every run, so that its nonces have no history in the database.
+    static let freshKey = (0..<32).map { _ in UInt8.random(in: 0...255) }
+    /// The settings that enable the Ocean API for the test Providers.
+    static var providers: [String: String] {
+        let addresses = [providerKey, freshKey].map { try! Secp256k1.shared.address(privateKey: $0).description }
+        return ["C2D_ALLOWED_PROVIDERS": addresses.joined(separator: ",")]
+    }
 
     // MARK: Error texts and codes
 
     @Test("every Ocean error text, with its HTTP code")
     func errorTable() async throws {
-        try await Deployment.with { deployment in
+        try await Deployment.with(extraEnvironment: Self.providers) { deployment in
             try await deployment.startDev()
             let client = OceanClient(deployment: deployment, key: Self.providerKey)
             let env = deployment.environmentID
@@ -178,8 +186,8 @@ struct OceanAPITests {
             #expect((again.json["error"] as? String ?? "").hasPrefix("Invalid nonce"), "\(again.text)")
 
             // A millisecond-float nonce as older Providers send it: verified over its literal text, compared as a
-            // number. A fresh random signer, so earlier runs' nonces do not interfere.
-            let fresh = OceanClient(deployment: deployment, key: (0..<32).map { _ in UInt8.random(in: 0...255) })
+            // number. A Provider new in this run, so earlier runs' nonces do not interfere.
+            let fresh = OceanClient(deployment: deployment, key: Self.freshKey)
             for (nonce, expected) in [
                 ("1700000000123.456", "Missing stages"), ("1700000000123.456", "Invalid nonce"),
                 ("1700000000123.45", "Invalid nonce"), ("1700000000123.4561", "Missing stages"),
@@ -195,8 +203,11 @@ struct OceanAPITests {
                 #expect((response.json["error"] as? String ?? "").hasPrefix(expected), "\(nonce): \(response.text)")
             }
 
-            // DELETE is a no-op; `/` and `/environments` describe the service.
-            let delete = try await client.call(.DELETE, compute, json: [:])
+            // DELETE is a no-op, signed like a stop; `/` and `/environments` describe the service, unsigned.
+            let unsignedDelete = try await client.call(.DELETE, compute, json: [:])
+            #expect(unsignedDelete.status == 400, "\(unsignedDelete.text)")
+            #expect(unsignedDelete.json["error"] as? String == "`providerSignature` of agreementId is required.")
+            let delete = try await client.call(.DELETE, compute, json: client.signed(owner: Self.owner))
             #expect(delete.status == 200 && delete.text == "\"\"", "\(delete.text)")
             let info = try await deployment.get("/")
             #expect(info.json["software"] as? String == "Operator service", "\(info.text)")
@@ -217,7 +228,7 @@ struct OceanAPITests {
 
     @Test("signed start, status three ways, result by index with Range, stop, one active job per agreement")
     func fullFlow() async throws {
-        try await Deployment.with { deployment in
+        try await Deployment.with(extraEnvironment: Self.providers) { deployment in
             try await deployment.startDev()
             let client = OceanClient(deployment: deployment, key: Self.providerKey)
             let agreement = "agr-\(UUID().uuidString)"
@@ -258,15 +269,16 @@ struct OceanAPITests {
             #expect(duplicate.status == 400)
             #expect(duplicate.json["error"] as? String == "`agreementId` already in use for other job.")
 
-            let running = try await deployment.get("/api/v1/operator/runningjobs")
+            let running = try await client.call(.GET, "/api/v1/operator/runningjobs", query: client.signed())
             #expect(running.list.contains { $0["jobId"] as? String == jobID && $0["namespace"] is String })
 
-            // Status by jobId (signed, query string), by agreementId (GET with a JSON body, unsigned), by owner
-            // (GET with a JSON body, signed).
+            // Status by jobId (query string), by agreementId (GET with a JSON body, signed over `None` + nonce as
+            // the Provider signs a call without an owner), by owner (GET with a JSON body).
             let byJob = try await client.call(
                 .GET, "/api/v1/operator/compute", query: client.signed(owner: Self.owner, jobID: jobID))
             #expect(byJob.list.map { $0["jobId"] as? String } == [jobID], "\(byJob.text)")
-            let byAgreement = try await client.call(.GET, "/api/v1/operator/compute", json: ["agreementId": agreement])
+            let byAgreement = try await client.call(
+                .GET, "/api/v1/operator/compute", json: client.signed(agreementID: agreement))
             #expect(byAgreement.list.map { $0["jobId"] as? String } == [jobID], "\(byAgreement.text)")
             let byOwner = try await client.call(
                 .GET, "/api/v1/operator/compute", json: client.signed(owner: Self.owner))
@@ -320,7 +332,7 @@ struct OceanAPITests {
                 .PUT, "/api/v1/operator/compute", query: client.signed(owner: Self.owner, jobID: longJob))
             #expect(stopped.status == 200, "\(stopped.text)")
             #expect(stopped.list.map { $0["stopreq"] as? Int } == [1], "\(stopped.text)")
-            let after = try await client.call(.GET, "/api/v1/operator/compute", json: ["jobId": longJob])
+            let after = try await client.call(.GET, "/api/v1/operator/compute", json: client.signed(jobID: longJob))
             #expect(after.list.first?["stopreq"] as? Int == 1, "\(after.text)")
         }
     }
@@ -422,13 +434,16 @@ final class OceanClient: @unchecked Sendable {
         ]
     }
 
-    /// Signed selector parameters for status, stop and getResult.
-    func signed(owner: String, jobID: String? = nil) -> [String: Any] {
+    /// Signed selector parameters for status, stop, delete, runningjobs and getResult: the Provider signs
+    /// `owner + jobId + nonce`, with Python's `None` for a missing owner.
+    func signed(owner: String? = nil, jobID: String? = nil, agreementID: String? = nil) -> [String: Any] {
         let nonce = nextNonce()
         var parameters: [String: Any] = [
-            "owner": owner, "nonce": nonce, "providerSignature": sign(owner + (jobID ?? ""), nonce: nonce),
+            "nonce": nonce, "providerSignature": sign((owner ?? "None") + (jobID ?? ""), nonce: nonce),
         ]
+        if let owner { parameters["owner"] = owner }
         if let jobID { parameters["jobId"] = jobID }
+        if let agreementID { parameters["agreementId"] = agreementID }
         return parameters
     }
 
@@ -454,7 +469,7 @@ final class OceanClient: @unchecked Sendable {
     {
         let deadline = ContinuousClock.now + timeout
         while ContinuousClock.now < deadline {
-            let status = try await call(.GET, "/api/v1/operator/compute", json: ["jobId": jobID])
+            let status = try await call(.GET, "/api/v1/operator/compute", json: signed(jobID: jobID))
             if let job = status.list.first, job["dateFinished"] is String { return job }
             try await Task.sleep(for: .milliseconds(200))
         }

@@ -18,7 +18,6 @@ struct OpenAPIAgreementTests {
         let postgres = PostgresClient(configuration: .fromEnvironment(), logger: logger)
         let router = Gateway.buildRouter(
             configuration: GatewayConfiguration(), store: PostgresJobStore(client: postgres),
-            amqp: AMQPClient(configuration: AMQPConfiguration(url: "amqp://127.0.0.1:5672"), logger: logger),
             resultStore: FileResultStore(root: FileManager.default.temporaryDirectory), logger: logger)
         let served = Set(
             router.routes.map { "\($0.method.rawValue) \($0.path.description)" }.filter { $0.contains(" /v1/") })

@@ -108,6 +108,7 @@ struct PodCommandTests {
     static func claimedJob(_ deployment: Deployment, store: PostgresJobStore) async throws -> (JobID, Int) {
         let text = try await deployment.submit(deployment.jobRequest(code: "print(1)"))
         guard let id = JobID(text) else { throw TestFailure("bad job id \(text)") }
+        try await store.markAdmitted([id])
         guard case .claimed(let job) = try await store.claim(jobID: id, workerID: "pod-test", lease: .seconds(600))
         else {
             throw TestFailure("job \(id) could not be claimed")
@@ -168,8 +169,9 @@ struct PodCommandTests {
             }
 
             // The executor hands the uploads to finish; the native API then serves them.
+            // The test claimed the job once: claim number 1.
             try await store.finish(
-                jobID: id, attempt: attempt,
+                JobClaim(jobID: id, attempt: attempt, number: 1, workerID: "pod-test"),
                 result: ExecutionResult(status: .finished, outcome: .succeeded, exitCode: 0, results: uploads))
             #expect(try await deployment.download("\(id)", name: "a dir/x y.csv") == "1,2\n")
 

@@ -148,33 +148,30 @@ extension PostgresIntegrationTests {
 
         // MARK: Batch insert
 
-        @Test("insertBatch writes 10,000 jobs with their events and outbox rows in one transaction")
+        @Test("insertBatch writes 10,000 jobs with their events in one transaction, waiting for admission")
         func batchInsert() async throws {
             try await Self.withStore { store, environment in
-                let jobs = (0..<10_000).map { _ in Self.job(environment) }
+                var jobs = (0..<10_000).map { _ in Self.job(environment) }
+                jobs[42].priority = 7
                 let batchID = UUID()
-                let stored = try await store.insertBatch(jobs, batchID: batchID, outbox: jobs.map(Self.outbox))
-                #expect(stored.count == jobs.count)
-                #expect(stored.map(\.jobID) == jobs.map(\.id))
-                #expect(Set(stored.map(\.id)).count == jobs.count)
-                #expect(stored.map(\.id) == stored.map(\.id).sorted())
-
-                let client = store.client
-                let counts = try await client.query(
+                try await store.insertBatch(
+                    jobs, batchID: batchID, trace: RequestTrace(requestID: "req-1", traceparent: "00-aa-bb-01"))
+                let counts = try await store.client.query(
                     """
                     SELECT (SELECT count(*) FROM jobs WHERE batch_id = $1) AS jobs,
                         (SELECT count(*) FROM job_events e JOIN jobs j ON j.id = e.job_id WHERE j.batch_id = $1)
                             AS events,
-                        (SELECT count(*) FROM outbox o JOIN jobs j ON j.id = o.job_id WHERE j.batch_id = $1
-                            AND o.id = any($2::bigint[])) AS outbox
+                        (SELECT count(*) FROM jobs WHERE batch_id = $1 AND admitted_at IS NULL
+                            AND request_id = 'req-1' AND traceparent = '00-aa-bb-01') AS waiting
                     """,
-                    [.uuid(batchID), .text("{" + stored.map { String($0.id) }.joined(separator: ",") + "}")])
+                    [.uuid(batchID)])
                 #expect(try counts[0].int("jobs") == 10_000)
                 #expect(try counts[0].int("events") == 10_000)
-                #expect(try counts[0].int("outbox") == 10_000)
+                #expect(try counts[0].int("waiting") == 10_000)
                 let sample = try #require(try await store.job(jobs[4321].id))
                 #expect(sample.workflow == jobs[4321].workflow)
                 #expect(sample.status == .queued)
+                #expect(try await store.job(jobs[42].id)?.priority == 7)
             }
         }
 
@@ -185,17 +182,13 @@ extension PostgresIntegrationTests {
                 jobs[9_999].id = jobs[17].id
                 let batchID = UUID()
                 let error = await #expect(throws: PostgresError.self) {
-                    try await store.insertBatch(jobs, batchID: batchID, outbox: jobs.map(Self.outbox))
+                    try await store.insertBatch(jobs, batchID: batchID)
                 }
                 #expect(error?.isUniqueViolation == true)
                 let rows = try await store.client.query(
-                    """
-                    SELECT (SELECT count(*) FROM jobs) AS jobs, (SELECT count(*) FROM job_events) AS events,
-                        (SELECT count(*) FROM outbox) AS outbox
-                    """)
+                    "SELECT (SELECT count(*) FROM jobs) AS jobs, (SELECT count(*) FROM job_events) AS events")
                 #expect(try rows[0].int("jobs") == 0)
                 #expect(try rows[0].int("events") == 0)
-                #expect(try rows[0].int("outbox") == 0)
             }
         }
 
@@ -205,25 +198,19 @@ extension PostgresIntegrationTests {
         func idempotentInsert() async throws {
             try await Self.withStore { store, environment in
                 let first = Self.job(environment)
-                guard
-                    case .inserted(let message) = try await store.insert(
-                        first, idempotencyKey: "key-1", outbox: Self.outbox(first))
+                guard case .inserted(let createdEpoch) = try await store.insert(first, idempotencyKey: "key-1")
                 else { throw TestFailure("the first insert did not insert") }
-                #expect(message.id > 0)
+                #expect(Double(createdEpoch) != nil)
 
                 let again = Self.job(environment)
-                guard
-                    case .existing(let existing) = try await store.insert(
-                        again, idempotencyKey: "key-1", outbox: Self.outbox(again))
+                guard case .existing(let existing) = try await store.insert(again, idempotencyKey: "key-1")
                 else { throw TestFailure("the second insert was not recognised") }
                 #expect(existing.id == first.id)
                 #expect(try await store.job(again.id) == nil)
 
                 var otherOwner = Self.job(environment)
                 otherOwner.owner = "someone-else"
-                guard
-                    case .inserted = try await store.insert(
-                        otherOwner, idempotencyKey: "key-1", outbox: Self.outbox(otherOwner))
+                guard case .inserted = try await store.insert(otherOwner, idempotencyKey: "key-1")
                 else { throw TestFailure("the same key of another owner must insert") }
 
                 // Concurrent submissions with one key: exactly one job.
@@ -231,9 +218,7 @@ extension PostgresIntegrationTests {
                 let outcomes = try await withThrowingTaskGroup(of: JobID.self) { group in
                     for candidate in candidates {
                         group.addTask {
-                            switch try await store.insert(
-                                candidate, idempotencyKey: "key-2", outbox: Self.outbox(candidate))
-                            {
+                            switch try await store.insert(candidate, idempotencyKey: "key-2") {
                             case .inserted: candidate.id
                             case .existing(let job): job.id
                             }
@@ -249,79 +234,15 @@ extension PostgresIntegrationTests {
             }
         }
 
-        // MARK: Retention
-
-        @Test("purgeExpired deletes only terminal jobs past their environment's storage expiry, in batches")
-        func retention() async throws {
-            try await Self.withStore(expiry: 60) { store, expiring in
-                let keeping = ComputeEnvironment(id: "keep", storageExpiry: 0)
-                try await store.upsertEnvironments([keeping])
-                let now = Date()
-                // Five expired jobs (finished 2 min ago, expiry 1 min), one finished recently, one unfinished, and
-                // one in an environment that keeps results forever.
-                let expired = (0..<5).map { _ in Self.job(expiring) }
-                let recent = Self.job(expiring)
-                let running = Self.job(expiring)
-                let kept = Self.job(keeping)
-                let all = expired + [recent, running, kept]
-                _ = try await store.insertBatch(all, batchID: nil, outbox: all.map(Self.outbox))
-                for job in expired + [kept] { try await Self.finish(job, at: now - 120, store: store) }
-                try await Self.finish(recent, at: now - 10, store: store)
-
-                let removed = LockedList()
-                let result = try await store.purgeExpired(now: now, batchSize: 2) { removed.append($0) }
-                #expect(result.jobs == 5)
-                let expectedLocations = Set(
-                    expired.flatMap { ["results/\($0.id)/out", "logs/\($0.id)/algorithm.log"] })
-                #expect(Set(result.locations) == expectedLocations)
-                #expect(Set(removed.items) == expectedLocations)
-                for job in expired { #expect(try await store.job(job.id) == nil) }
-                for job in [recent, running, kept] { #expect(try await store.job(job.id) != nil) }
-                let leftovers = try await store.client.query(
-                    """
-                    SELECT (SELECT count(*) FROM job_results) AS results, (SELECT count(*) FROM job_logs) AS logs,
-                        (SELECT count(*) FROM job_events WHERE job_id = any($1::uuid[])) AS events,
-                        (SELECT count(*) FROM outbox WHERE job_id = any($1::uuid[])) AS outbox
-                    """,
-                    [.text("{" + expired.map(\.id.uuid.uuidString).joined(separator: ",") + "}")])
-                #expect(try leftovers[0].int("results") == 2)  // recent and kept
-                #expect(try leftovers[0].int("logs") == 2)
-                #expect(try leftovers[0].int("events") == 0)
-                #expect(try leftovers[0].int("outbox") == 0)
-
-                #expect(try await store.purgeExpired(now: now) == .init())
-                // A minute later the recent job has expired too; the kept one never does.
-                #expect(try await store.purgeExpired(now: now + 60).jobs == 1)
-                #expect(try await store.purgeExpired(now: now + 86_400 * 365).jobs == 0)
-            }
-        }
-
-        @Test("a failing file removal rolls the batch back, so rows outlive their files, never the reverse")
-        func retentionFileFailure() async throws {
-            try await Self.withStore(expiry: 1) { store, environment in
-                let job = Self.job(environment)
-                _ = try await store.insertBatch([job], batchID: nil, outbox: [])
-                try await Self.finish(job, at: Date() - 10, store: store)
-                await #expect(throws: TestFailure.self) {
-                    try await store.purgeExpired { _ in throw TestFailure("disk on fire") }
-                }
-                #expect(try await store.job(job.id) != nil)
-                #expect(try await store.purgeExpired().jobs == 1)
-            }
-        }
-
         // MARK: Helpers
 
-        static func withStore(
-            expiry: Int = 0,
-            _ body: (PostgresJobStore, ComputeEnvironment) async throws -> Void
-        ) async throws {
+        static func withStore(_ body: (PostgresJobStore, ComputeEnvironment) async throws -> Void) async throws {
             try await TestDatabase.withSchema { client, _ in
                 _ = try await MigrationRunner(
                     client: client, directory: migrationsDirectory, logger: TestDatabase.logger
                 ).apply()
                 let store = PostgresJobStore(client: client)
-                let environment = ComputeEnvironment(id: "bulk", storageExpiry: expiry)
+                let environment = ComputeEnvironment(id: "bulk")
                 try await store.upsertEnvironments([environment])
                 try await body(store, environment)
             }
@@ -343,50 +264,6 @@ extension PostgresIntegrationTests {
                             container: .init(entrypoint: "python3 $ALGO")))
                 ]))
         }
-
-        static func outbox(_ job: Job) -> PostgresJobStore.OutboxMessage {
-            .init(
-                jobID: job.id, exchange: "c2d.jobs", routingKey: job.environment, headers: ["attempt": "0"],
-                body: #"{"jobId": "\#(job.id)"}"#)
-        }
-
-        /// Marks the job finished at `date`, with one result and one log file.
-        static func finish(_ job: Job, at date: Date, store: PostgresJobStore) async throws {
-            let client = store.client
-            try await client.execute(
-                "UPDATE jobs SET status = 70, outcome = 'succeeded', finished_at = $2 WHERE id = $1",
-                [.uuid(job.id.uuid), .timestamp(date)])
-            try await client.execute(
-                """
-                INSERT INTO job_results (job_id, position, attempt, name, kind, size, sha256, location)
-                VALUES ($1, 0, 1, 'out', 'output', 1, 'ab', $2)
-                """,
-                [.uuid(job.id.uuid), .text("results/\(job.id)/out")])
-            try await client.execute(
-                """
-                INSERT INTO job_logs (job_id, attempt, step, name, size, sha256, location)
-                VALUES ($1, 1, 'algorithm', 'algorithm.log', 1, 'cd', $2)
-                """,
-                [.uuid(job.id.uuid), .text("logs/\(job.id)/algorithm.log")])
-        }
-    }
-}
-
-/// Locations handed to a `removeFiles` closure, collected across its calls.
-private final class LockedList: @unchecked Sendable {
-    private let lock = NSLock()
-    private var storage: [String] = []  // guarded by lock
-
-    func append(_ items: [String]) {
-        lock.lock()
-        defer { lock.unlock() }
-        storage += items
-    }
-
-    var items: [String] {
-        lock.lock()
-        defer { lock.unlock() }
-        return storage
     }
 }
 

@@ -19,24 +19,29 @@ struct RuntimeFixture {
     let executor: LocalExecutor
 
     /// The tests' HTTP server listens on loopback, which the provisioner refuses unless allowed.
-    init(keepWorkspaces: Bool = false, allowPrivateNetworks: Bool = true) throws {
+    init(
+        keepWorkspaces: Bool = false, allowPrivateNetworks: Bool = true, sandbox: SandboxConfiguration? = nil
+    ) throws {
         base = FileManager.default.temporaryDirectory.appendingPathComponent("c2d-runtime-test-\(UUID().uuidString)")
         dataDirectory = base.appendingPathComponent("data-dir")
         workRoot = base.appendingPathComponent("work")
         try FileManager.default.createDirectory(at: dataDirectory, withIntermediateDirectories: true)
         try FileManager.default.createDirectory(at: workRoot, withIntermediateDirectories: true)
         store = FileResultStore(root: base.appendingPathComponent("results"))
-        let configuration = LocalExecutorConfiguration(
+        var configuration = LocalExecutorConfiguration(
             workRoot: workRoot, dataDirectory: dataDirectory, downloadConnectTimeout: .seconds(2),
             downloadTimeout: .seconds(20), keepWorkspaces: keepWorkspaces,
             allowPrivateNetworks: allowPrivateNetworks)
+        if let sandbox { configuration.sandbox = sandbox }
         client = Provisioner.makeHTTPClient(configuration: configuration.provisioner)
         executor = LocalExecutor(configuration: configuration, httpClient: client, resultStore: store)
     }
 
     /// Runs `body` with a fresh fixture and closes it afterwards, whether `body` throws or not.
-    static func with(_ body: (RuntimeFixture) async throws -> Void) async throws {
-        let fixture = try RuntimeFixture()
+    static func with(
+        sandbox: SandboxConfiguration? = nil, _ body: (RuntimeFixture) async throws -> Void
+    ) async throws {
+        let fixture = try RuntimeFixture(sandbox: sandbox)
         do {
             try await body(fixture)
         } catch {
@@ -100,8 +105,10 @@ actor StatusRecorder {
     }
 }
 
-/// Python's http.server on 127.0.0.1 with an ephemeral port, serving `root`, plus test routes:
-/// `/redirect/<path>` (302 to `/<path>`), `/redirect-ftp` (302 to an ftp URL), `/loop` (302 to itself), and an
+/// Python's http.server (HTTPS with a certificate given) on 127.0.0.1 or another loopback address, with an
+/// ephemeral port unless one is given, serving `root` and logging each GET's path to `requests.log`, plus test
+/// routes: `/goto?url=<url>` (302 to that URL), `/redirect/<path>` (302 to `/<path>`), `/redirect-ftp` (302 to
+/// an ftp URL), `/loop` (302 to itself), and an
 /// Ocean Aquarius + Provider pair: `/api/aquarius/assets/ddo/<did>` (a DDO whose service `svc1` points at
 /// `/provider`), `/provider` (its endpoint list), `POST /api/services/fileinfo` (two files) and
 /// `/api/services/download` (answers `file <fileIndex>` and appends the query to `downloads.log`).
@@ -109,13 +116,22 @@ final class LocalHTTPServer: @unchecked Sendable {
     let port: Int
     private let process: Process
 
-    init(root: URL) async throws {
+    let host: String
+
+    /// Serves `root` on `host` (a loopback address) and `port` (0: any free one), over TLS when `tls` names a
+    /// certificate chain and key (PEM files).
+    init(root: URL, host: String = "127.0.0.1", port: Int = 0, tls: (certificate: URL, key: URL)? = nil)
+        async throws
+    {
+        self.host = host
         let script = root.appendingPathComponent("server.py")
         let portFile = root.appendingPathComponent("port")
         try Data(Self.script.utf8).write(to: script)
         process = Process()
         process.executableURL = URL(fileURLWithPath: "/usr/bin/python3")
-        process.arguments = [script.path, root.path, portFile.path]
+        process.arguments =
+            [script.path, root.path, portFile.path, host, String(port)]
+            + (tls.map { [$0.certificate.path, $0.key.path] } ?? [])
         process.standardOutput = FileHandle.nullDevice
         process.standardError = FileHandle.nullDevice
         try process.run()
@@ -140,11 +156,17 @@ final class LocalHTTPServer: @unchecked Sendable {
         process.waitUntilExit()
     }
 
-    func url(_ path: String) -> String { "http://127.0.0.1:\(port)/\(path)" }
+    func url(_ path: String) -> String { "http://\(host):\(port)/\(path)" }
+
+    /// The paths this server was asked for, in order.
+    static func requests(in root: URL) -> [String] {
+        ((try? String(contentsOf: root.appendingPathComponent("requests.log"), encoding: .utf8)) ?? "")
+            .split(separator: "\n").map(String.init)
+    }
 
     private static let script = """
-        import http.server, json, os, sys, urllib.parse
-        root, port_file = sys.argv[1], sys.argv[2]
+        import http.server, json, os, ssl, sys, urllib.parse
+        root, port_file, host, port = sys.argv[1], sys.argv[2], sys.argv[3], int(sys.argv[4])
         class Handler(http.server.SimpleHTTPRequestHandler):
             def reply(self, body, content_type="application/json"):
                 data = body.encode() if isinstance(body, str) else json.dumps(body).encode()
@@ -167,6 +189,10 @@ final class LocalHTTPServer: @unchecked Sendable {
                 self.send_header("Content-Length", "0")
                 self.end_headers()
             def do_GET(self):
+                with open(os.path.join(root, "requests.log"), "a") as log:
+                    log.write(self.path + "\\n")
+                if self.path.startswith("/goto?"):
+                    return self.redirect(urllib.parse.parse_qs(self.path.split("?", 1)[1])["url"][0])
                 if self.path.startswith("/redirect/"):
                     return self.redirect(self.path[len("/redirect"):])
                 if self.path == "/redirect-ftp":
@@ -189,7 +215,11 @@ final class LocalHTTPServer: @unchecked Sendable {
                 return super().do_GET()
             def log_message(self, *args):
                 pass
-        server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+        server = http.server.ThreadingHTTPServer((host, port), Handler)
+        if len(sys.argv) > 6:
+            context = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
+            context.load_cert_chain(sys.argv[5], sys.argv[6])
+            server.socket = context.wrap_socket(server.socket, server_side=True)
         with open(port_file + ".tmp", "w") as f:
             f.write(str(server.server_address[1]))
         os.rename(port_file + ".tmp", port_file)

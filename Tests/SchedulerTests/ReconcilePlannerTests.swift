@@ -15,20 +15,21 @@ private func id(_ n: Int) -> JobID {
 
 private let env = ReconcileEnvironment(id: "env", maxJobs: 0, lastSeen: now)
 
-private func queued(_ n: Int, created: Double = 0, dispatched: Double? = nil) -> ReconcileJob {
-    ReconcileJob(
-        id: id(n), environment: "env", createdAt: ago(created), lastDispatchAt: dispatched.map(ago))
+private func queued(_ n: Int, created: Double = 0, admitted: Bool = false) -> ReconcileJob {
+    ReconcileJob(id: id(n), environment: "env", createdAt: ago(created), admitted: admitted)
 }
 
-/// A job a worker claimed (attempt `attempt`, status 40) with a lease ending `leaseEnds` seconds from now.
+/// A job a worker claimed (attempt `attempt`, status 40) with a lease ending `leaseEnds` seconds from now; its first
+/// attempt started `started` seconds ago, the current one `attemptStarted` seconds ago (default: the same).
 private func running(
     _ n: Int, attempt: Int = 1, worker: String? = "w1", leaseEnds: Double = 30, started: Double = 10,
-    stop: Int = 0, maxDuration: Duration? = nil, dispatched: Double? = nil
+    attemptStarted: Double? = nil, stop: Int = 0, maxDuration: Duration? = nil, lapses: Int = 0
 ) -> ReconcileJob {
     ReconcileJob(
         id: id(n), environment: "env", status: .runningAlgorithm, attempt: attempt, workerID: worker,
         leaseUntil: now.addingTimeInterval(leaseEnds), createdAt: ago(started + 5), startedAt: ago(started),
-        stopRequest: stop, maxDuration: maxDuration, lastDispatchAt: dispatched.map(ago))
+        attemptStartedAt: ago(attemptStarted ?? started), stopRequest: stop, maxDuration: maxDuration,
+        lapses: lapses)
 }
 
 private func finished(_ n: Int, finished: Double, removed: Bool = false) -> ReconcileJob {
@@ -105,22 +106,23 @@ struct PlannerCase: Sendable, CustomTestStringConvertible {
 }
 
 let plannerCases: [PlannerCase] = [
-    // Duty 2: republish unclaimed jobs, once the last dispatch is older than 60 s.
-    PlannerCase(name: "2 queued 59 s: not yet", jobs: [queued(1, created: 59)], expected: []),
+    // Duty 2 (republishing) is the dispatcher's: the planner leaves waiting and handed-back jobs alone.
+    PlannerCase(name: "2 waiting long: left to the dispatcher", jobs: [queued(1, created: 900)], expected: []),
     PlannerCase(
-        name: "2 queued 60 s: republish", jobs: [queued(1, created: 60)],
-        expected: [.republish(jobID: id(1), environment: "env", attempt: 0)]),
-    PlannerCase(
-        name: "2 recent dispatch counts, not creation", jobs: [queued(1, created: 900, dispatched: 59)], expected: []),
-    PlannerCase(
-        name: "2 handed-back job republished", jobs: [running(1, worker: nil, leaseEnds: -100, dispatched: 60)],
-        cluster: .notConfigured, expected: [.republish(jobID: id(1), environment: "env", attempt: 1)]),
-    // Duty 3: hand over after the lease grace (10 s).
+        name: "2 handed back: left to the dispatcher", jobs: [running(1, worker: nil, leaseEnds: -100)],
+        cluster: .notConfigured, expected: []),
+    // Duty 3: hand over after the lease grace (10 s); fail as poison once workers were lost 5 times.
     PlannerCase(
         name: "3 lease expired 9 s: wait", jobs: [running(1, leaseEnds: -9)], cluster: .notConfigured, expected: []),
     PlannerCase(
         name: "3 lease expired 10 s: hand over", jobs: [running(1, leaseEnds: -10)], cluster: .notConfigured,
         expected: [.handOver(jobID: id(1), environment: "env", attempt: 1, workerID: "w1")]),
+    PlannerCase(
+        name: "3 fourth lost worker: hand over", jobs: [running(1, attempt: 4, leaseEnds: -10, lapses: 3)],
+        cluster: .notConfigured, expected: [.handOver(jobID: id(1), environment: "env", attempt: 4, workerID: "w1")]),
+    PlannerCase(
+        name: "3 fifth lost worker: poison", jobs: [running(1, attempt: 5, leaseEnds: -10, lapses: 4)],
+        cluster: .notConfigured, expected: [.failPoison(jobID: id(1), attempt: 5, lapses: 5)]),
     // Duty 4: orphans older than the orphan grace (60 s).
     PlannerCase(
         name: "4 unknown job's attempt 59 s old: wait", cluster: .available([attempt(9, age: 59)]), expected: []),
@@ -227,6 +229,10 @@ let plannerCases: [PlannerCase] = [
         name: "7 ran 90 s of 60 + 30: time out", jobs: [running(1, started: 90, maxDuration: .seconds(60))],
         cluster: .available([attempt(1, algorithm: .running(startedAt: ago(50)))]),
         expected: [.timeOut(jobID: id(1), attempt: 1, deleteObjects: true)]),
+    PlannerCase(
+        name: "7 a retried attempt's limit counts from its own start",
+        jobs: [running(1, attempt: 2, started: 900, attemptStarted: 89, maxDuration: .seconds(60))],
+        cluster: .available([attempt(1, attempt: 2, algorithm: .running(startedAt: ago(50)))]), expected: []),
     // Duty 8: stop requested.
     PlannerCase(
         name: "8 stop, worker gone: the attempt is deleted first", jobs: [running(1, leaseEnds: -10, stop: 1)],
@@ -255,7 +261,7 @@ let plannerCases: [PlannerCase] = [
         expected: []),
     // Duty 9: expire in queue after the environment's wait (300 s).
     PlannerCase(
-        name: "9 waited 299 s: stays", jobs: [queued(1, created: 299, dispatched: 1)],
+        name: "9 waited 299 s: stays", jobs: [queued(1, created: 299)],
         environments: [ReconcileEnvironment(id: "env", maxJobs: 0, maxQueueWait: .seconds(300), lastSeen: now)],
         expected: []),
     PlannerCase(
@@ -266,12 +272,12 @@ let plannerCases: [PlannerCase] = [
         name: "9 claimed jobs never expire in queue", jobs: [running(1, started: 900)], cluster: .notConfigured,
         environments: [ReconcileEnvironment(id: "env", maxJobs: 0, maxQueueWait: .seconds(300), lastSeen: now)],
         expected: []),
-    // Duty 10: capacity decides which queued jobs are republished (admitted); the rest wait.
+    // Duty 10 is reported, not acted on: admission is the dispatcher's.
     PlannerCase(
-        name: "10 one slot free: oldest admitted",
+        name: "10 waiting jobs: no action",
         jobs: [running(1), queued(2, created: 100), queued(3, created: 200), queued(4, created: 150)],
         cluster: .notConfigured, environments: [ReconcileEnvironment(id: "env", maxJobs: 2, lastSeen: now)],
-        expected: [.republish(jobID: id(3), environment: "env", attempt: 0)]),
+        expected: []),
     // Duty 11: results removed once the storage expiry (3600 s) has passed.
     PlannerCase(
         name: "11 finished 3599 s ago: kept", jobs: [finished(1, finished: 3599)],
@@ -326,29 +332,30 @@ struct ReconcilePlannerTests {
         #expect(third.nextState.firstSeenMissing.isEmpty)
     }
 
-    @Test func capacityListsAdmittedAndWaitingInQueueOrder() {
+    @Test func capacityReportsRunningAdmittedAndWaitingInQueueOrder() {
         let plan = ReconcilePlanner.plan(
             ReconcileSnapshot(
                 now: now,
-                jobs: [running(1), queued(2, created: 100), queued(3, created: 200), queued(4, created: 150)],
+                jobs: [
+                    running(1), queued(2, created: 100), queued(3, created: 200, admitted: true),
+                    queued(4, created: 150), queued(5, created: 300),
+                ],
                 cluster: .notConfigured, environments: [ReconcileEnvironment(id: "env", maxJobs: 2, lastSeen: now)]))
         #expect(
             plan.capacity["env"]
                 == EnvironmentCapacity(
-                    environment: "env", maxJobs: 2, running: 1, admitted: [id(3)], waiting: [id(4), id(2)]))
-        // A job finished by the same pass frees its slot.
+                    environment: "env", maxJobs: 2, running: 1, admitted: [id(3)], waiting: [id(5), id(4), id(2)]))
+        // A job finished by the same pass no longer counts.
         let freed = ReconcilePlanner.plan(
             ReconcileSnapshot(
-                now: now, jobs: [running(1, leaseEnds: -10, stop: 1), queued(2, created: 10), queued(3, created: 20)],
+                now: now, jobs: [running(1, leaseEnds: -10, stop: 1), queued(2, created: 10)],
                 cluster: .notConfigured, environments: [ReconcileEnvironment(id: "env", maxJobs: 1, lastSeen: now)]))
-        #expect(freed.capacity["env"]?.admitted == [id(3)])
+        #expect(freed.capacity["env"]?.running == 0)
         #expect(freed.capacity["env"]?.waiting == [id(2)])
-        // No limit: everyone is admitted.
+        // No limit: reported as none.
         let unlimited = ReconcilePlanner.plan(
-            ReconcileSnapshot(
-                now: now, jobs: [queued(2), queued(3)], cluster: .notConfigured, environments: [env]))
-        #expect(unlimited.capacity["env"]?.waiting == [])
-        #expect(unlimited.capacity["env"]?.admitted.count == 2)
+            ReconcileSnapshot(now: now, jobs: [queued(2)], cluster: .notConfigured, environments: [env]))
+        #expect(unlimited.capacity["env"]?.maxJobs == nil)
     }
 
     @Test func failSafeWhenClusterUnavailable() {

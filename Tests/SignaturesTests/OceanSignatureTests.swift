@@ -77,6 +77,53 @@ struct OceanSignatureTests {
         #expect(error?.code == code)
     }
 
+    /// Every single-field corruption of a valid signature is refused, or recovers some other address: none
+    /// yields the signer, and none crashes.
+    @Test func corruptedSignaturesNeverRecoverTheSigner() throws {
+        let valid = try Hex.decode(
+            try OceanSignature.sign(message: Self.owner, nonce: Self.nonce, privateKey: Self.key))
+        let order = try Hex.decode("fffffffffffffffffffffffffffffffebaaedce6af48a03bbfd25e8cd0364141")
+        var cases: [(String, [UInt8], SignatureError.Code?)] = []
+        for v: UInt8 in [2, 3, 26, 29, 37, 38, 255] {
+            var bytes = valid
+            bytes[64] = v
+            cases.append(("v = \(v)", bytes, .invalidRecoveryID))
+        }
+        for (name, range) in [("r", 0..<32), ("s", 32..<64)] {
+            var zero = valid
+            zero.replaceSubrange(range, with: [UInt8](repeating: 0, count: 32))
+            cases.append(("\(name) = 0", zero, .invalidSignature))
+            var atOrder = valid
+            atOrder.replaceSubrange(range, with: order)
+            cases.append(("\(name) = n", atOrder, .invalidSignature))
+            var allOnes = valid
+            allOnes.replaceSubrange(range, with: [UInt8](repeating: 0xFF, count: 32))
+            cases.append(("\(name) = 2^256 - 1", allOnes, .invalidSignature))
+        }
+        var highS = valid
+        highS.replaceSubrange(32..<64, with: order.dropLast() + [order[31] - 1])
+        cases.append(("s above n/2", highS, .highS))
+        for index in [0, 31, 32, 63, 64] {
+            var flipped = valid
+            flipped[index] ^= 0x01
+            cases.append(("bit flipped in byte \(index)", flipped, nil))
+        }
+        for (name, bytes, code) in cases {
+            do {
+                let signer = try OceanSignature.verify(
+                    message: Self.owner, nonce: Self.nonce, signatureHex: Hex.encode(bytes))
+                #expect(code == nil && signer != Self.signer, "\(name) recovered \(signer)")
+            } catch {
+                #expect(code == nil || error.code == code, "\(name): \(error)")
+            }
+        }
+        for text in [" 0x" + Hex.encode(valid), "0x" + Hex.encode(valid) + "\n", "0x0x" + Hex.encode(valid)] {
+            #expect(throws: SignatureError.self, "\(text.debugDescription)") {
+                try OceanSignature.verify(message: Self.owner, nonce: Self.nonce, signatureHex: text)
+            }
+        }
+    }
+
     @Test func errorMessagesDoNotEchoInput() throws {
         // A private key pasted in the wrong place must not end up in a log line.
         let secret = "4c0883a69102937d6231471b5dbb6204fe5129617082792ae468d01a3f36231x"

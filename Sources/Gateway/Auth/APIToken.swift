@@ -1,7 +1,7 @@
 import Foundation
 import Storage
 
-/// What an API token allows (DESIGN §5). Scopes do not imply each other; a token lists each one it needs.
+/// What an API token allows (docs/architecture.md, "Authorization and policy"). Scopes do not imply each other; a token lists each one it needs.
 package enum APIScope: String, Sendable, Hashable, CaseIterable, Codable {
     /// Create jobs and batches owned by the token's owner, and stop them.
     case submit

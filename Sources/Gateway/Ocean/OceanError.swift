@@ -97,6 +97,12 @@ struct OceanError: HTTPResponseError, Sendable, CustomStringConvertible {
             message: "Invalid nonce \(nonce.prefix(80)): it must be a non-negative decimal number")
     }
 
+    static let disabled = OceanError(
+        .notFound, code: "ocean_api_disabled",
+        message:
+            "The Ocean operator-service API is disabled on this gateway: the operator lists the Providers allowed to "
+            + "use it in C2D_ALLOWED_PROVIDERS")
+
     static let unavailable = OceanError(
         .serviceUnavailable, code: "store_unavailable", message: "the job store is unavailable; try again shortly")
 }

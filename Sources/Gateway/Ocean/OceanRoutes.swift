@@ -7,11 +7,13 @@ import Logging
 import NIOCore
 import NIOFoundationCompat
 import Persistence
+import Storage
 
 /// Ocean's operator-service API under `/api/v1/operator`, plus `GET /` (ocean-c2d.md §2.1, §2.2), so Ocean's
-/// Provider can use c2d by pointing `OPERATOR_SERVICE_URL` at it. Routes, parameters, validation order, error
-/// texts, codes and the status object are Ocean's; the signature check is Ocean's scheme done right
-/// (``OceanAuthenticator``).
+/// Provider can use c2d by pointing `OPERATOR_SERVICE_URL` at it. Routes, parameters, error texts, codes and the
+/// status object are Ocean's. Unlike Ocean's, every route but `GET /` and `/environments` needs a Provider's
+/// signature with a fresh nonce (``OceanAuthenticator``), and the routes see only jobs started through this API.
+/// Off unless the operator lists the Providers allowed to use it (``OceanAccess``).
 struct OceanRoutes: Sendable {
     static let base = "/api/v1/operator"
     /// The operator-service version whose API this is (setup.py of operator-service v4main).
@@ -20,27 +22,37 @@ struct OceanRoutes: Sendable {
     let configuration: GatewayConfiguration
     let submitter: JobSubmitter
     let store: PostgresJobStore
-    let resultStore: any ResultStore
+    let resultStore: any ReadableResultStore
     let authenticator: OceanAuthenticator
 
     init(
         configuration: GatewayConfiguration, submitter: JobSubmitter, store: PostgresJobStore,
-        resultStore: any ResultStore
+        resultStore: any ReadableResultStore
     ) {
         self.configuration = configuration
         self.submitter = submitter
         self.store = store
         self.resultStore = resultStore
-        self.authenticator = OceanAuthenticator(allowedProviders: configuration.allowedProviders, store: store)
+        self.authenticator = OceanAuthenticator(access: configuration.oceanAccess, store: store)
     }
 
     func register(on router: Router<GatewayRequestContext>) {
+        guard configuration.oceanAccess.isEnabled else {
+            // The same routes answer that the API is off, so a misconfigured Provider gets a reason, not a bare 404.
+            let disabled: @Sendable (Request, GatewayRequestContext) async throws -> Response = { _, _ in
+                throw OceanError.disabled
+            }
+            router.get("/", use: disabled)
+            for method in [HTTPRequest.Method.get, .post, .put, .delete] {
+                router.on("\(Self.base)/**", method: method, use: disabled)
+            }
+            return
+        }
         router.get("/", use: info)
         router.post("\(Self.base)/compute", use: start)
         router.put("\(Self.base)/compute", use: stop)
         router.get("\(Self.base)/compute", use: status)
-        // Kept by Ocean "for backwards compat": does nothing.
-        router.delete("\(Self.base)/compute") { _, _ in try Self.json("") }
+        router.delete("\(Self.base)/compute", use: delete)
         router.get("\(Self.base)/runningjobs", use: runningJobs)
         router.get("\(Self.base)/getResult", use: getResult)
         router.get("\(Self.base)/environments", use: environments)
@@ -57,8 +69,8 @@ struct OceanRoutes: Sendable {
                 storageExpiry: primary.map { String($0.storageExpiry) }))
     }
 
-    /// Start a job: Ocean's checks in Ocean's order (§2.2), then the native submission path (one transaction
-    /// with the outbox row, then a confirmed publish).
+    /// Start a job: Ocean's checks in Ocean's order, except that the signature is checked before anything is looked
+    /// up, then the native submission path (one statement; the dispatcher admits the job from there).
     @Sendable func start(_ request: Request, context: GatewayRequestContext) async throws -> Response {
         let parameters = try await Self.parameters(request, limit: configuration.limits.maxBodyBytes)
         guard !parameters.isEmpty else { throw OceanError.payloadEmpty }
@@ -74,14 +86,14 @@ struct OceanRoutes: Sendable {
                 throw OceanError(code: "invalid_field", message: "\(name) is too long or contains NUL characters")
             }
         }
+        let caller = try await authenticator.authenticate(
+            signature: parameters["providerSignature"], message: owner, nonce: parameters["nonce"])
         if try await Self.storeCall({ try await store.oceanAgreementInUse(agreementID) }) {
             throw OceanError.agreementInUse
         }
         guard let environment = configuration.environment(parameters["environment"]?.text ?? "") else {
             throw OceanError.environmentInvalid
         }
-        _ = try await authenticator.authenticate(
-            signature: parameters["providerSignature"], message: owner, nonce: parameters["nonce"])
 
         guard let stagesValue = workflowMembers["stages"], !stagesValue.isFalsy,
             case .array(let stages) = stagesValue
@@ -96,27 +108,24 @@ struct OceanRoutes: Sendable {
         } catch {
             throw OceanError(code: "invalid_workflow", message: "Invalid workflow: \(Self.describe(error))")
         }
-        let requestID = request.headers[.requestID] ?? UUID().uuidString.lowercased()
-        let (job, message) = try await submitter.insertOcean(
-            workflow: workflow, environment: environment, owner: owner, agreementID: agreementID,
-            chainID: parameters["chainId"].flatMap { Int($0.text) }, requestID: requestID)
-        // Read back before publishing, so the answer shows the job as created (status 1), as Ocean's does, and
-        // not whatever a fast worker made of it meanwhile.
-        let records: [PostgresJobStore.OceanJobRecord]
-        do {
-            records = try await Self.storeCall {
-                try await store.oceanJobs(agreementID: nil, jobID: job.id.description, owner: nil)
-            }
-        } catch {
-            await submitter.publish(message)
-            throw error
+        if configuration.oceanAccess == .openDevelopment {
+            submitter.logger.warning(
+                "Ocean job started by an unlisted signer: the Ocean API runs in open development mode",
+                metadata: ["ocean.signer": "\(caller.signer)"])
         }
-        await submitter.publish(message)
-        return try Self.json(records.map(OceanStatusView.init), headers: [.requestID: requestID])
+        let requestID = request.headers[.requestID] ?? UUID().uuidString.lowercased()
+        let (job, createdEpoch) = try await submitter.insertOcean(
+            workflow: workflow, environment: environment, owner: owner, agreementID: agreementID,
+            signer: caller.signer, chainID: parameters["chainId"].flatMap { Int($0.text) }, requestID: requestID)
+        // The answer shows the job as created (status 1), as Ocean's does, not whatever a fast worker made of it
+        // since the commit.
+        let record = PostgresJobStore.OceanJobRecord(
+            job: job, removed: false, createdEpoch: createdEpoch, finishedEpoch: nil, results: [])
+        return try Self.json([record].map(OceanStatusView.init), headers: [.requestID: requestID])
     }
 
-    /// Stop: `stopreq = 1` on every matching unfinished job (a job no worker holds yet is finished at once), then
-    /// their status.
+    /// Stop: `stopreq = 1` on every matching unfinished job the caller may see (a job no worker holds yet is
+    /// finished at once), then their status.
     @Sendable func stop(_ request: Request, context: GatewayRequestContext) async throws -> Response {
         let parameters = try await Self.parameters(request, limit: configuration.limits.maxBodyBytes)
         guard !parameters.isEmpty else { throw OceanError.payloadEmpty }
@@ -124,34 +133,45 @@ struct OceanRoutes: Sendable {
             throw OceanError.missingAttribute(missing, call: "PUT:/compute")
         }
         let selection = try Selection(parameters)
-        _ = try await authenticator.authenticate(
+        let caller = try await authenticator.authenticate(
             signature: parameters["providerSignature"], message: selection.signedMessage, nonce: parameters["nonce"])
-        let matching = try await Self.storeCall { try await selection.jobs(in: store) }
+        let matching = try await Self.storeCall { try await selection.jobs(in: store, scope: caller.scope) }
         let unfinished = matching.filter { $0.finishedEpoch == nil }.map(\.job.id)
         if !unfinished.isEmpty {
             try await Self.storeCall { try await store.requestStop(jobIDs: unfinished) }
         }
-        let records = try await Self.storeCall { try await selection.jobs(in: store) }
+        let records = try await Self.storeCall { try await selection.jobs(in: store, scope: caller.scope) }
         return try Self.json(records.map(OceanStatusView.init))
     }
 
-    /// Status. Signed by the Provider, but Ocean's own status route accepts unsigned calls; c2d does too unless
-    /// allowed providers are configured, in which case a signature from one of them is required.
+    /// Status, signed like a stop (Ocean's Provider always signs it, though Ocean's own route does not check).
     @Sendable func status(_ request: Request, context: GatewayRequestContext) async throws -> Response {
         let parameters = try await Self.parameters(request, limit: configuration.limits.maxBodyBytes)
         let selection = try Selection(parameters)
-        if let signature = parameters["providerSignature"], !signature.isFalsy {
-            _ = try await authenticator.authenticate(
-                signature: signature, message: selection.signedMessage, nonce: parameters["nonce"])
-        } else if !configuration.allowedProviders.isEmpty {
-            throw OceanError.signatureRequired
-        }
-        let records = try await Self.storeCall { try await selection.jobs(in: store) }
+        let caller = try await authenticator.authenticate(
+            signature: parameters["providerSignature"], message: selection.signedMessage, nonce: parameters["nonce"])
+        let records = try await Self.storeCall { try await selection.jobs(in: store, scope: caller.scope) }
         return try Self.json(records.map(OceanStatusView.init))
     }
 
+    /// Kept by Ocean "for backwards compat": does nothing, but is signed like a stop, as the Provider sends it.
+    @Sendable func delete(_ request: Request, context: GatewayRequestContext) async throws -> Response {
+        let parameters = try await Self.parameters(request, limit: configuration.limits.maxBodyBytes)
+        _ = try await authenticator.authenticate(
+            signature: parameters["providerSignature"], message: Selection.signedMessage(parameters),
+            nonce: parameters["nonce"])
+        return try Self.json("")
+    }
+
+    /// Unfinished Ocean jobs the caller may see, of one `owner` if given; signed over `owner` (or `None`) + nonce,
+    /// as the Provider's `sign_for_compute` would sign it.
     @Sendable func runningJobs(_ request: Request, context: GatewayRequestContext) async throws -> Response {
-        let records = try await Self.storeCall { try await store.oceanRunningJobs() }
+        let parameters = try await Self.parameters(request, limit: configuration.limits.maxBodyBytes)
+        let caller = try await authenticator.authenticate(
+            signature: parameters["providerSignature"], message: Selection.signedMessage(parameters),
+            nonce: parameters["nonce"])
+        let owner = parameters.selector("owner")
+        let records = try await Self.storeCall { try await store.oceanRunningJobs(owner: owner, scope: caller.scope) }
         return try Self.json(records.map(OceanRunningJobView.init))
     }
 
@@ -164,15 +184,18 @@ struct OceanRoutes: Sendable {
         }
         let owner = parameters["owner"]?.text ?? ""
         let jobIDText = parameters["jobId"]?.text ?? ""
-        _ = try await authenticator.authenticate(
+        let caller = try await authenticator.authenticate(
             signature: parameters["providerSignature"], message: owner + jobIDText, nonce: parameters["nonce"])
         let indexText = (parameters["index"]?.text ?? "").trimmingCharacters(in: .whitespaces)
         guard let index = Int(indexText) else {
             throw OceanError(
                 code: "invalid_index", message: "Error getResult: index '\(indexText.prefix(32))' is not an integer")
         }
-        // A job that does not exist answers like another owner's job, so job ids leak nothing.
-        let job = try await Self.storeCall { try await JobID(jobIDText).asyncFlatMap { try await store.job($0) } }
+        // A job that does not exist, or that the caller may not see, answers like another owner's job, so job ids
+        // leak nothing.
+        let job = try await Self.storeCall {
+            try await JobID(jobIDText).asyncFlatMap { try await store.oceanJob($0, scope: caller.scope) }
+        }
         guard let job, Self.sameOwner(job.owner, owner) else {
             throw OceanError.ownerMismatch(owner: owner, jobID: jobIDText)
         }
@@ -203,6 +226,7 @@ struct OceanRoutes: Sendable {
         let views = await configuration.listedEnvironments(store).map { environment in
             OceanEnvironmentView(
                 environment, currentJobs: state[environment.id]?.currentJobs ?? 0,
+                workerSlots: state[environment.id]?.workerSlots ?? 0,
                 lastSeen: state[environment.id]?.lastSeenEpoch ?? now, consumerAddress: configuration.operatorAddress)
         }
         return try Self.json(views)
@@ -227,8 +251,15 @@ struct OceanRoutes: Sendable {
         /// as `None`.
         var signedMessage: String { (owner ?? "None") + (jobID ?? "") }
 
-        func jobs(in store: PostgresJobStore) async throws -> [PostgresJobStore.OceanJobRecord] {
-            try await store.oceanJobs(agreementID: agreementID, jobID: jobID, owner: owner)
+        /// The same message for calls that need no selector.
+        static func signedMessage(_ parameters: OceanParameters) -> String {
+            (parameters.selector("owner") ?? "None") + (parameters.selector("jobId") ?? "")
+        }
+
+        func jobs(
+            in store: PostgresJobStore, scope: PostgresJobStore.OceanScope
+        ) async throws -> [PostgresJobStore.OceanJobRecord] {
+            try await store.oceanJobs(agreementID: agreementID, jobID: jobID, owner: owner, scope: scope)
         }
     }
 
@@ -304,25 +335,30 @@ struct OceanRoutes: Sendable {
 }
 
 extension JobSubmitter {
-    /// Accepts a job for the Ocean API: the same validation and transaction (job + outbox) as ``submit(_:requestID:)``,
-    /// with the agreement recorded; the caller publishes the returned message. Two concurrent starts with one
-    /// agreement cannot both win: the loser hits the unique index of migration 0004 and gets Ocean's "already in
-    /// use" error.
+    /// Accepts a job for the Ocean API: the same validation and insert as ``submit(_:principal:requestID:)``, with
+    /// the agreement recorded. Returns the job and its creation time as Postgres's epoch text. Two concurrent starts
+    /// with one agreement cannot both win: the loser hits the unique index of migration 0004 and gets Ocean's
+    /// "already in use" error.
     func insertOcean(
-        workflow: Workflow, environment: ComputeEnvironment, owner: String, agreementID: String, chainID: Int?,
-        requestID: String
-    ) async throws -> (Job, PostgresJobStore.OutboxMessage) {
+        workflow: Workflow, environment: ComputeEnvironment, owner: String, agreementID: String, signer: String,
+        chainID: Int?, requestID: String
+    ) async throws -> (Job, createdEpoch: String) {
         do {
             try validate(workflow, environment: environment, chainID: chainID)
         } catch {
             throw OceanError(.init(code: error.httpStatus), code: error.code, message: error.message)
         }
         let job = Job(
-            id: JobID(), environment: environment.id, owner: owner, agreementID: agreementID, workflow: workflow)
-        let message = try outboxMessage(for: job, requestID: requestID)
-        let stored: PostgresJobStore.OutboxMessage
+            id: JobID(), environment: environment.id, owner: owner, agreementID: agreementID,
+            origin: .ocean(signer: signer), workflow: workflow)
         do {
-            stored = try await store.insert(job, outbox: message)
+            switch try await store.insert(job, trace: .new(requestID: requestID)) {
+            case .inserted(let createdEpoch):
+                return (job, createdEpoch)
+            case .existing:
+                // Without an idempotency key there is nothing to conflict with.
+                throw OceanError.unavailable
+            }
         } catch let error as PostgresError
             where error.isUniqueViolation && error.constraint == PostgresJobStore.activeAgreementIndex
         {
@@ -331,7 +367,6 @@ extension JobSubmitter {
             logger.error("job insert failed", metadata: ["error": "\(error)"])
             throw OceanError.unavailable
         }
-        return (job, stored)
     }
 }
 

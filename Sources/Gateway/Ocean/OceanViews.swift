@@ -17,8 +17,12 @@ struct OceanStatusView: Encodable {
     var removed: Int
     var algoDID: String
     var inputDID: [String]
+    /// ocean-node's `{exitCode, OOMKilled}` (both null until the job ends), so a crashed algorithm is told apart from a
+    /// success; Ocean's clients ignore fields they do not know.
+    var terminationDetails: OceanNodeJobView.TerminationDetails
 
     init(_ record: PostgresJobStore.OceanJobRecord) {
+        terminationDetails = OceanNodeJobView.terminationDetails(record.job)
         agreementId = record.job.agreementID
         jobId = record.job.id.description
         owner = record.job.owner
@@ -35,7 +39,7 @@ struct OceanStatusView: Encodable {
 
     enum CodingKeys: String, CodingKey {
         case agreementId, jobId, owner, status, statusText, dateCreated, dateFinished, results, stopreq, removed
-        case algoDID, inputDID
+        case algoDID, inputDID, terminationDetails
     }
 
     func encode(to encoder: any Encoder) throws {
@@ -57,6 +61,7 @@ struct OceanStatusView: Encodable {
         try c.encode(removed, forKey: .removed)
         try c.encode(algoDID, forKey: .algoDID)
         try c.encode(inputDID, forKey: .inputDID)
+        try c.encode(terminationDetails, forKey: .terminationDetails)
     }
 }
 
@@ -83,8 +88,12 @@ struct OceanRunningJobView: Encodable {
     var namespace: String
     var algoDID: String
     var inputDID: [String]
+    /// ocean-node's `{exitCode, OOMKilled}` (both null until the job ends), so a crashed algorithm is told apart from a
+    /// success; Ocean's clients ignore fields they do not know.
+    var terminationDetails: OceanNodeJobView.TerminationDetails
 
     init(_ record: PostgresJobStore.OceanJobRecord) {
+        terminationDetails = OceanNodeJobView.terminationDetails(record.job)
         agreementId = record.job.agreementID
         jobId = record.job.id.description
         owner = record.job.owner
@@ -133,14 +142,19 @@ struct OceanEnvironmentView: Encodable {
     var maxJobDuration: Int
     var lastSeen: String
 
-    init(_ environment: ComputeEnvironment, currentJobs: Int, lastSeen: String, consumerAddress: String?) {
+    /// `maxJobs` is the environment's cap, or, for an environment without one, the slots of the workers serving it:
+    /// what Ocean clients read as capacity is then what the fleet can really run.
+    init(
+        _ environment: ComputeEnvironment, currentJobs: Int, workerSlots: Int, lastSeen: String,
+        consumerAddress: String?
+    ) {
         id = environment.id
         cpuNumber = environment.cpus
         ramGB = Double(environment.memoryMiB) / 1024
         diskGB = Double(environment.diskMiB) / 1024
         desc = environment.description
         self.currentJobs = currentJobs
-        maxJobs = environment.maxJobs
+        maxJobs = environment.maxJobs > 0 ? environment.maxJobs : workerSlots
         self.consumerAddress = consumerAddress
         storageExpiry = environment.storageExpiry
         maxJobDuration = environment.maxJobDuration

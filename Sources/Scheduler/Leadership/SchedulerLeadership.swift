@@ -5,7 +5,7 @@ import Persistence
 import ServiceLifecycle
 import Synchronization
 
-/// Makes one scheduler of many the active one, with a fencing epoch (DESIGN §1, anchors §8 rule 5).
+/// Makes one scheduler of many the active one, with a fencing epoch (docs/architecture.md, "The scheduler").
 ///
 /// The `scheduler_lease` row names the holder, an epoch and `lease_until` on the database clock. A standby takes the
 /// row when it is free, expired or released, incrementing the epoch in the same statement; the holder renews it every
@@ -61,19 +61,20 @@ package final class SchedulerLeadership: Service, Sendable {
         var subscribers: [Int: AsyncStream<Role>.Continuation] = [:]
         var nextSubscriber = 0
         var finished = false
-        var loop: Task<Void, Never>?
         var stopRequested = false
+        var stopWaiter: CheckedContinuation<Void, Never>?
         var releaseOnExit = true
     }
 
     package let configuration: Configuration
-    let client: PostgresClient
+    let lease: PostgresLeaseStore
     let logger: Logger
     private let shared: Mutex<Shared>
 
     package init(configuration: Configuration = Configuration(), client: PostgresClient, logger: Logger) {
         self.configuration = configuration
-        self.client = client
+        self.lease = PostgresLeaseStore(
+            client: client, name: configuration.leaseName, holderID: configuration.holderID)
         var logger = logger
         logger[metadataKey: "scheduler.lease.holder"] = "\(configuration.holderID)"
         self.logger = logger
@@ -137,47 +138,31 @@ package final class SchedulerLeadership: Service, Sendable {
     // MARK: Fencing
 
     /// Runs `body` in a transaction that first checks, and locks until commit, that the lease row still names this
-    /// holder at `epoch` and has not expired. A takeover locks the row `FOR UPDATE` before it bumps the epoch, so it
-    /// waits for this transaction: the caller's writes commit before the new epoch exists, or not at all. Throws
-    /// ``LeadershipError/Code/fenced`` otherwise, and nothing of `body` lands.
-    ///
-    /// The lock is `FOR KEY SHARE` rather than `FOR SHARE`: it still blocks the takeover's `FOR UPDATE`, but not the
-    /// leader's own renewals (a plain UPDATE of non-key columns), which must never queue behind a long batch.
+    /// holder at `epoch` and has not expired. A takeover waits for this transaction: the caller's writes commit before
+    /// the new epoch exists, or not at all. Throws ``LeadershipError/Code/fenced`` otherwise, and nothing of `body`
+    /// lands.
     @discardableResult
     package func withFencedTransaction<T: Sendable>(
         epoch: Int64, _ body: (PostgresTransaction) async throws -> T
     ) async throws -> T {
-        try await client.withTransaction { tx in
-            let rows = try await tx.query(
-                """
-                select epoch from scheduler_lease
-                where name = $1 and holder = $2 and epoch = $3 and lease_until > now()
-                for key share
-                """,
-                [.text(configuration.leaseName), .text(configuration.holderID), .int(epoch)])
-            guard !rows.isEmpty else { throw LeadershipError.fenced(leaseName: configuration.leaseName, epoch: epoch) }
-            return try await body(tx)
-        }
+        let leaseName = configuration.leaseName
+        return try await lease.withFencedTransaction(
+            epoch: epoch, fenced: { LeadershipError.fenced(leaseName: leaseName, epoch: epoch) }, body)
     }
 
     // MARK: Running
 
     package func run() async throws {
-        let loop = Task { await self.loop() }
-        // A stop() that came before run() still stops it.
-        let stopRequested = shared.withLock { shared in
-            shared.loop = loop
-            return shared.stopRequested
-        }
-        if stopRequested { loop.cancel() }
-        await withTaskCancellationHandler {
+        // The loop runs until stop(), graceful shutdown or cancellation, whichever comes first.
+        await withTaskGroup(of: Void.self) { group in
+            group.addTask { await self.loop() }
+            group.addTask { await self.stopped() }
             await withGracefulShutdownHandler {
-                await loop.value
+                await group.next()
             } onGracefulShutdown: {
-                loop.cancel()
+                self.requestStop()
             }
-        } onCancel: {
-            loop.cancel()
+            group.cancelAll()
         }
         let (epoch, release) = shared.withLock { ($0.machine.role.epoch, $0.releaseOnExit) }
         update { $0.resign() }
@@ -197,12 +182,33 @@ package final class SchedulerLeadership: Service, Sendable {
     /// Stops the service as graceful shutdown does. With `release: false` the lease is left to expire, as if the
     /// process had died (for tests and chaos drills).
     package func stop(release: Bool = true) {
-        let loop = shared.withLock { shared in
+        shared.withLock { $0.releaseOnExit = release }
+        requestStop()
+    }
+
+    private func requestStop() {
+        let waiter = shared.withLock { shared in
             shared.stopRequested = true
-            shared.releaseOnExit = release
-            return shared.loop
+            defer { shared.stopWaiter = nil }
+            return shared.stopWaiter
         }
-        loop?.cancel()
+        waiter?.resume()
+    }
+
+    /// Returns once a stop is requested (also one requested before `run()`), or when cancelled.
+    private func stopped() async {
+        await withTaskCancellationHandler {
+            await withCheckedContinuation { continuation in
+                let now = shared.withLock { shared in
+                    if shared.stopRequested { return true }
+                    shared.stopWaiter = continuation
+                    return false
+                }
+                if now { continuation.resume() }
+            }
+        } onCancel: {
+            requestStop()
+        }
     }
 
     private func loop() async {
@@ -265,65 +271,23 @@ package final class SchedulerLeadership: Service, Sendable {
         }
     }
 
-    // MARK: SQL
+    // MARK: The lease
 
-    /// Takes the lease if it is free, expired, released or our own; returns the new epoch, or nil when another
-    /// holder's lease is live. The conditional lock-and-update is one statement, so two standbys cannot both win.
-    /// Its `FOR UPDATE` waits for the old epoch's fenced transactions (they hold the row `FOR KEY SHARE`) and then
-    /// re-checks the condition: a leader that renewed meanwhile keeps the lease.
     private func acquire() async throws -> Int64? {
-        // The row exists from the first attempt on (epoch 0, no holder).
-        try await client.execute(
-            "insert into scheduler_lease (name) values ($1) on conflict (name) do nothing",
-            [.text(configuration.leaseName)])
-        let rows = try await client.query(
-            """
-            with candidate as (
-                select name from scheduler_lease
-                where name = $1
-                    and (holder is null or lease_until is null or lease_until < now() or holder = $2)
-                for update
-            )
-            update scheduler_lease l
-            set holder = $2, epoch = l.epoch + 1, lease_until = now() + make_interval(secs => $3)
-            from candidate where l.name = candidate.name
-            returning l.epoch
-            """,
-            [
-                .text(configuration.leaseName), .text(configuration.holderID),
-                .double(configuration.leaseDuration.seconds),
-            ])
-        return try rows.first.map { Int64(try $0.int("epoch")) }
+        try await lease.acquire(duration: configuration.leaseDuration)
     }
 
-    /// Extends our lease; false when the row no longer names us at this epoch.
     private func renew(epoch: Int64) async throws -> Bool {
-        let updated = try await client.execute(
-            """
-            update scheduler_lease set lease_until = now() + make_interval(secs => $4)
-            where name = $1 and holder = $2 and epoch = $3
-            """,
-            [
-                .text(configuration.leaseName), .text(configuration.holderID), .int(epoch),
-                .double(configuration.leaseDuration.seconds),
-            ])
-        return updated == 1
+        try await lease.renew(epoch: epoch, duration: configuration.leaseDuration)
     }
 
-    /// Frees the lease (the epoch stays, so the next holder's is higher). Does not wait for fenced transactions: the
-    /// next holder's takeover does. Bounded by the lease: after that the lease has expired anyway.
+    /// Frees the lease so a standby takes over at its next poll. Bounded by the lease: after that it has expired
+    /// anyway.
     private func release(epoch: Int64) async {
         do {
-            let leaseName = configuration.leaseName
-            let holderID = configuration.holderID
-            let client = self.client
-            _ = try await withDeadline(configuration.leaseDuration, operation: "scheduler lease release") {
-                try await client.execute(
-                    """
-                    update scheduler_lease set holder = null, lease_until = null
-                    where name = $1 and holder = $2 and epoch = $3
-                    """,
-                    [.text(leaseName), .text(holderID), .int(epoch)])
+            let lease = self.lease
+            try await withDeadline(configuration.leaseDuration, operation: "scheduler lease release") {
+                try await lease.release(epoch: epoch)
             }
             logger.info("released the scheduler lease", metadata: ["scheduler.epoch": "\(epoch)"])
         } catch {

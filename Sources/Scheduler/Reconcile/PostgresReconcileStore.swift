@@ -18,12 +18,12 @@ package struct PostgresReconcileStore: Sendable {
     /// leniently: a value that is not a JSON number counts as absent (the environment default is 3600 s).
     private static let jobColumns = """
         j.id, j.environment, j.status, j.attempt, j.worker_id, j.lease_until, j.created_at, j.started_at,
-        j.finished_at, j.stopreq, j.removed, j.change_seq,
+        j.attempt_started_at, j.finished_at, j.stopreq, j.removed, j.change_seq, j.admitted_at is not null as admitted,
+        j.lapses,
         case when jsonb_typeof(j.workflow #> '{stages,0,compute,maxtime}') = 'number'
             then (j.workflow #>> '{stages,0,compute,maxtime}')::numeric::bigint end as maxtime,
         case when jsonb_typeof(e.definition -> 'maxJobDuration') = 'number'
-            then (e.definition ->> 'maxJobDuration')::numeric::bigint end as max_job_duration,
-        (select max(o.created_at) from outbox o where o.job_id = j.id) as last_dispatch
+            then (e.definition ->> 'maxJobDuration')::numeric::bigint end as max_job_duration
         """
 
     /// Unfinished jobs (a full pass, through the partial index), or every job written after `cursor` (incremental;
@@ -104,7 +104,7 @@ package struct PostgresReconcileStore: Sendable {
             """
             select id, last_seen, hidden,
                 case when jsonb_typeof(definition -> 'maxJobs') = 'number'
-                    then (definition ->> 'maxJobs')::numeric::bigint else 2 end as max_jobs,
+                    then (definition ->> 'maxJobs')::numeric::bigint else 0 end as max_jobs,
                 case when jsonb_typeof(definition -> 'maxQueueWait') = 'number'
                     then (definition ->> 'maxQueueWait')::double precision end as max_queue_wait,
                 case when jsonb_typeof(definition -> 'storageExpiry') = 'number'
@@ -135,36 +135,37 @@ package struct PostgresReconcileStore: Sendable {
             id: JobID(uuid: try row.uuid("id")), environment: try row.string("environment"), status: status,
             attempt: try row.int("attempt"), workerID: try row.optionalString("worker_id"),
             leaseUntil: try row.optionalDate("lease_until"), createdAt: try row.date("created_at"),
-            startedAt: try row.optionalDate("started_at"), finishedAt: try row.optionalDate("finished_at"),
-            stopRequest: try row.int("stopreq"), maxDuration: limit > 0 ? .seconds(limit) : nil,
-            removed: try row.bool("removed"), lastDispatchAt: try row.optionalDate("last_dispatch"),
+            startedAt: try row.optionalDate("started_at"), attemptStartedAt: try row.optionalDate("attempt_started_at"),
+            finishedAt: try row.optionalDate("finished_at"), stopRequest: try row.int("stopreq"),
+            maxDuration: limit > 0 ? .seconds(limit) : nil, removed: try row.bool("removed"),
+            admitted: try row.bool("admitted"), lapses: try row.int("lapses"),
             changeSeq: Int64(try row.int("change_seq")))
     }
 
     // MARK: Writes, inside the caller's fenced transaction
 
-    /// Queues a new delivery (an outbox row, published by the relay) for each job still unclaimed at `attempt`.
-    /// Handed-over and retried jobs also lose their worker; all get a job event. Returns the jobs written.
-    package func dispatch(
-        _ jobs: [(id: JobID, attempt: Int)], clearing: DispatchKind, reason: String, in tx: PostgresTransaction
+    /// Gives each job still at `attempt` back to the dispatcher: it loses its worker and its dispatch is cleared, so
+    /// the dispatcher publishes its message again at once (the trigger of migration 0010 wakes it). The job stays
+    /// admitted. Every job moved gets an event. Returns the jobs moved.
+    package func requeue(
+        _ jobs: [(id: JobID, attempt: Int)], kind: RequeueKind, reason: String, in tx: PostgresTransaction
     ) async throws -> [JobID] {
         guard !jobs.isEmpty else { return [] }
         let condition: String
         let change: String
-        switch clearing {
-        case .unclaimed:
-            // Only jobs nobody holds; nothing changes in the row, so no event either.
-            condition = "j.worker_id is null and (j.lease_until is null or j.lease_until < now())"
-            change = "worker_id = j.worker_id"
+        switch kind {
         case .expiredLease:
+            // The worker died or was cut off: counted, so a job that keeps killing its workers ends as poison.
             condition = "j.worker_id is not null and j.lease_until < now()"
-            change = "worker_id = null"
+            change = "worker_id = null, dispatched_at = null, lapses = j.lapses + 1"
         case .lostObjects:
-            // The attempt is over: back to the queue (status 1, so it no longer counts as launched), and not adoptable,
-            // so the next claim starts attempt + 1 (migration 0008). Only once: a second pass finds it queued.
+            // The attempt is over: back to status 1, so it no longer counts as launched, and not adoptable, so the
+            // next claim starts attempt + 1 (migration 0008). Only once: a second pass finds it queued.
             condition = "j.status <> \(JobStatus.queued.rawValue)"
-            change =
-                "worker_id = null, lease_until = null, launched_attempt = null, status = \(JobStatus.queued.rawValue)"
+            change = """
+                worker_id = null, lease_until = null, launched_attempt = null, status = \(JobStatus.queued.rawValue), \
+                dispatched_at = null
+                """
         }
         let rows = try await tx.query(
             """
@@ -174,29 +175,20 @@ package struct PostgresReconcileStore: Sendable {
                 update jobs j set \(change)
                 from input i
                 where j.id = i.id and j.attempt = i.attempt and j.finished_at is null and \(condition)
-                returning j.id, j.environment, j.attempt, j.status
-            ), events as (
-                insert into job_events (job_id, attempt, status, reason)
-                select id, attempt, status, $5 from moved where $6
+                returning j.id, j.attempt, j.status
             )
-            insert into outbox (job_id, exchange, routing_key, headers, body)
-            select id, $3, environment,
-                jsonb_build_object($4::text, replace(id::text, '-', '')),
-                json_build_object('jobId', replace(id::text, '-', ''), 'environment', environment)::text
-            from moved
+            insert into job_events (job_id, attempt, status, reason)
+            select id, attempt, status, $3 from moved
             returning job_id
             """,
             [
                 .textArray(jobs.map { $0.id.uuid.uuidString }), .textArray(jobs.map { String($0.attempt) }),
-                .text(JobQueueNames.jobsExchange), .text(JobMessage.Header.jobID), .text(reason),
-                .bool(clearing != .unclaimed),
+                .text(reason),
             ])
         return try rows.map { JobID(uuid: try $0.uuid("job_id")) }
     }
 
-    package enum DispatchKind: Sendable {
-        /// Duty 2: the job's message may have been lost.
-        case unclaimed
+    package enum RequeueKind: Sendable {
         /// Duty 3: the worker died; the next one adopts the attempt.
         case expiredLease
         /// Duty 5: the attempt's objects are gone; the next claim starts a new attempt.

@@ -5,11 +5,13 @@ import Kubernetes
 /// One thing a reconcile pass decided to do. Each action carries what applying it needs and is idempotent: every
 /// Postgres-side action is a conditional write on (job id, attempt) that does nothing if the row moved on.
 package enum ReconcileAction: Sendable, Hashable {
-    /// Duty 2: publish the job's message again through the outbox; it waited unclaimed past the threshold.
-    case republish(jobID: JobID, environment: String, attempt: Int)
-    /// Duty 3: the worker's lease expired past the grace period. Clear the worker and queue a new delivery; the
-    /// next worker adopts the objects of `attempt` (deterministic names) instead of starting over.
+    /// Duty 3: the worker's lease expired past the grace period. Clear the worker and its dispatch, so the dispatcher
+    /// publishes the job again; the next worker adopts the objects of `attempt` (deterministic names) instead of
+    /// starting over.
     case handOver(jobID: JobID, environment: String, attempt: Int, workerID: String)
+    /// Duty 3: as ``handOver(jobID:environment:attempt:workerID:)``, but workers were lost holding the job `lapses`
+    /// times, the poison threshold: fail it with reason `poison` instead of handing it to the next victim.
+    case failPoison(jobID: JobID, attempt: Int, lapses: Int)
     /// Duty 4: an attempt's objects whose job is finished, unknown, or on a newer attempt: its Job is deleted, which
     /// takes the rest. Destructive.
     case deleteOrphan(AttemptKey, reason: OrphanReason)
@@ -41,7 +43,7 @@ package enum ReconcileAction: Sendable, Hashable {
     case showEnvironment(id: String)
 
     package enum Kind: String, Sendable, Hashable, CaseIterable {
-        case republish, handOver, deleteOrphan, retryLost, failLost, finalizeFromCluster, intervene, timeOut
+        case handOver, failPoison, deleteOrphan, retryLost, failLost, finalizeFromCluster, intervene, timeOut
         case finalizeStop, expireInQueue, removeResults, hideEnvironment, showEnvironment
 
         /// Kinds that act on the absence of something; the fail-safe withholds them.
@@ -63,8 +65,8 @@ package enum ReconcileAction: Sendable, Hashable {
 
     package var kind: Kind {
         switch self {
-        case .republish: .republish
         case .handOver: .handOver
+        case .failPoison: .failPoison
         case .deleteOrphan: .deleteOrphan
         case .retryLost: .retryLost
         case .failLost: .failLost
@@ -82,7 +84,7 @@ package enum ReconcileAction: Sendable, Hashable {
     /// The job the action is about, if any.
     package var jobID: JobID? {
         switch self {
-        case .republish(let id, _, _), .handOver(let id, _, _, _), .retryLost(let id, _, _), .failLost(let id, _),
+        case .handOver(let id, _, _, _), .failPoison(let id, _, _), .retryLost(let id, _, _), .failLost(let id, _),
             .finalizeFromCluster(let id, _, _, _), .timeOut(let id, _, _), .finalizeStop(let id, _, _),
             .expireInQueue(let id), .removeResults(let id):
             id
@@ -135,16 +137,16 @@ package enum FailSafeReason: Sendable, Hashable, CustomStringConvertible {
     }
 }
 
-/// Duty 10: who may start in one environment.
+/// Duty 10, as reported: the jobs of one environment by where they are on the way to running.
 package struct EnvironmentCapacity: Sendable, Hashable {
     package var environment: String
     /// Nil: no limit.
     package var maxJobs: Int?
     /// Jobs claimed and not finished (after this plan's finalizations).
     package var running: Int
-    /// Queued jobs that may start now, in queue order.
+    /// Jobs the dispatcher admitted that no worker holds yet, oldest first.
     package var admitted: [JobID]
-    /// Queued jobs that must wait, in queue order (index = position behind the admitted ones).
+    /// Jobs waiting for admission, oldest first.
     package var waiting: [JobID]
 
     package init(environment: String, maxJobs: Int?, running: Int, admitted: [JobID], waiting: [JobID]) {

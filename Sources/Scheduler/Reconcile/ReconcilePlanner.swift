@@ -2,18 +2,21 @@ import Domain
 import Foundation
 import Kubernetes
 
-/// The reconciler's decisions as a pure function over values (aesthetics §10.14): no I/O, no clock.
+/// The reconciler's decisions as a pure function over values: no I/O, no clock, so every rule is table-tested.
 ///
 /// Per unfinished job, the first matching rule wins, so a job gets at most one action per pass:
 /// 1. no worker holds it and its attempt's end is settled in the cluster (read with `AttemptOutcome`, as the worker
 ///    reads it; a stop request counts) → ``ReconcileAction/finalizeFromCluster(jobID:attempt:result:observed:)``; not
 ///    settled yet but something must be stopped (a stop request, a start that will never happen) →
 ///    ``ReconcileAction/intervene(_:_:)``; a stop with no objects to stop → ``ReconcileAction/finalizeStop(jobID:attempt:deleteObjects:)``
-/// 3. running past its limit plus the timeout grace → ``ReconcileAction/timeOut(jobID:attempt:deleteObjects:)``
-/// 4. launched, objects gone for the missing-object grace → retry as a new attempt, or fail `lost`
-/// 5. worker lease expired past the lease grace → ``ReconcileAction/handOver(jobID:environment:attempt:workerID:)``
-/// 6. never claimed: expire after the environment's queue wait; else, if admitted by capacity (duty 10) or already
-///    handed back, republish when unclaimed past the threshold.
+/// 2. running past its limit plus the timeout grace → ``ReconcileAction/timeOut(jobID:attempt:deleteObjects:)``
+/// 3. launched, objects gone for the missing-object grace → retry as a new attempt, or fail `lost`
+/// 4. worker lease expired past the lease grace → ``ReconcileAction/handOver(jobID:environment:attempt:workerID:)``,
+///    or ``ReconcileAction/failPoison(jobID:attempt:lapses:)`` once workers were lost holding it `poisonAttempts` times
+/// 5. never claimed: expire after the environment's queue wait.
+///
+/// Admission, publishing and republishing job messages are the dispatcher's (``Dispatcher``), not the planner's; the
+/// plan only reports each environment's running, admitted and waiting jobs (duty 10).
 ///
 /// Then objects with no live job are orphans (duty 4), finished jobs past their storage expiry lose their results
 /// (duty 11), and stale environments are hidden (duty 12).
@@ -23,8 +26,6 @@ import Kubernetes
 /// duties go on.
 package enum ReconcilePlanner {
     package struct Configuration: Sendable, Hashable {
-        /// An unclaimed job whose last dispatch is older than this is published again. Default 60 s.
-        package var republishAfter: Duration
         /// A worker lease this long expired hands the job to another worker; also how long after expiry the
         /// scheduler acts instead of the worker on stops and finished objects. Default 10 s.
         package var leaseGrace: Duration
@@ -38,6 +39,9 @@ package enum ReconcilePlanner {
         package var timeoutGrace: Duration
         /// Attempts before a lost job fails instead of retrying. Default 3.
         package var maxAttempts: Int
+        /// Workers lost while holding a job (leases lapsed) before the job fails as poison instead of being handed
+        /// over again. Default 5.
+        package var poisonAttempts: Int
         /// The near-empty fail-safe needs at least this many launched jobs. Default 10.
         package var failSafeMinimumExpected: Int
         /// ... and trips when at most this share of them have objects. Default 0.1.
@@ -52,17 +56,17 @@ package enum ReconcilePlanner {
         package var settleTimeout: Duration = .seconds(150)
 
         package init(
-            republishAfter: Duration = .seconds(60), leaseGrace: Duration = .seconds(10),
-            missingObjectGrace: Duration = .seconds(120), orphanGrace: Duration = .seconds(60),
-            timeoutGrace: Duration = .seconds(30), maxAttempts: Int = 3, failSafeMinimumExpected: Int = 10,
+            leaseGrace: Duration = .seconds(10), missingObjectGrace: Duration = .seconds(120),
+            orphanGrace: Duration = .seconds(60), timeoutGrace: Duration = .seconds(30), maxAttempts: Int = 3,
+            poisonAttempts: Int = 5, failSafeMinimumExpected: Int = 10,
             failSafeMaximumPresentShare: Double = 0.1, environmentStaleAfter: Duration = .seconds(600)
         ) {
-            self.republishAfter = republishAfter
             self.leaseGrace = leaseGrace
             self.missingObjectGrace = missingObjectGrace
             self.orphanGrace = orphanGrace
             self.timeoutGrace = timeoutGrace
             self.maxAttempts = max(1, maxAttempts)
+            self.poisonAttempts = max(1, poisonAttempts)
             self.failSafeMinimumExpected = max(1, failSafeMinimumExpected)
             self.failSafeMaximumPresentShare = failSafeMaximumPresentShare
             self.environmentStaleAfter = environmentStaleAfter
@@ -126,12 +130,10 @@ private struct Planning {
     mutating func run() -> ReconcilePlan {
         assessCluster()
         let environments = Dictionary(snapshot.environments.map { ($0.id, $0) }, uniquingKeysWith: { a, _ in a })
-        var queued: [ReconcileJob] = []
-        var handedBack: [ReconcileJob] = []
         for job in snapshot.jobs where !job.isTerminal {
-            planUnfinished(job, environment: environments[job.environment], queued: &queued, handedBack: &handedBack)
+            planUnfinished(job, environment: environments[job.environment])
         }
-        let capacity = planCapacity(queued: queued, handedBack: handedBack, environments: environments)
+        let capacity = reportCapacity(environments: environments)
         planOrphans()
         planStorageExpiry(environments: environments)
         planEnvironments()
@@ -169,10 +171,7 @@ private struct Planning {
 
     // MARK: Unfinished jobs
 
-    mutating func planUnfinished(
-        _ job: ReconcileJob, environment: ReconcileEnvironment?, queued: inout [ReconcileJob],
-        handedBack: inout [ReconcileJob]
-    ) {
+    mutating func planUnfinished(_ job: ReconcileJob, environment: ReconcileEnvironment?) {
         let key = Attempt(jobID: job.id, attempt: job.attempt)
         let observed = objects?[key]
         let live = self.live(key)
@@ -187,7 +186,7 @@ private struct Planning {
             finish(job, .finalizeStop(jobID: job.id, attempt: job.attempt, deleteObjects: false))
             return
         }
-        if let started = job.startedAt, let limit = job.maxDuration,
+        if let started = job.attemptStartedAt, let limit = job.maxDuration,
             started.plus(limit).plus(configuration.timeoutGrace) <= now
         {
             finish(job, .timeOut(jobID: job.id, attempt: job.attempt, deleteObjects: live))
@@ -210,20 +209,18 @@ private struct Planning {
         }
         if let worker = job.workerID {
             if workerGone {
-                actions.append(
-                    .handOver(jobID: job.id, environment: job.environment, attempt: job.attempt, workerID: worker))
+                if job.lapses + 1 >= configuration.poisonAttempts {
+                    finish(job, .failPoison(jobID: job.id, attempt: job.attempt, lapses: job.lapses + 1))
+                } else {
+                    actions.append(
+                        .handOver(jobID: job.id, environment: job.environment, attempt: job.attempt, workerID: worker))
+                }
             }
             return
         }
         if job.leaseUntil.map({ $0 > now }) ?? false { return }
-        if job.isQueued {
-            if let wait = environment?.maxQueueWait, job.createdAt.plus(wait) <= now {
-                finish(job, .expireInQueue(jobID: job.id))
-            } else {
-                queued.append(job)
-            }
-        } else {
-            handedBack.append(job)
+        if job.isQueued, let wait = environment?.maxQueueWait, job.createdAt.plus(wait) <= now {
+            finish(job, .expireInQueue(jobID: job.id))
         }
     }
 
@@ -268,45 +265,28 @@ private struct Planning {
         actions.append(action)
     }
 
-    func dispatchIsStale(_ job: ReconcileJob) -> Bool {
-        (job.lastDispatchAt ?? job.createdAt).plus(configuration.republishAfter) <= now
-    }
+    // MARK: Duty 10: capacity, as reported
 
-    // MARK: Duty 10: capacity, and duty 2: republish
-
-    mutating func planCapacity(
-        queued: [ReconcileJob], handedBack: [ReconcileJob], environments: [String: ReconcileEnvironment]
-    ) -> [String: EnvironmentCapacity] {
-        var running: [String: Int] = [:]
-        for job in snapshot.jobs where !job.isTerminal && !job.isQueued && !finishing.contains(job.id) {
-            running[job.environment, default: 0] += 1
-        }
+    /// Per environment with unfinished jobs: jobs running (claimed), admitted but not yet claimed, and waiting for
+    /// admission, after this plan's finalizations. The dispatcher decides admission; this is what `/metrics` shows.
+    func reportCapacity(environments: [String: ReconcileEnvironment]) -> [String: EnvironmentCapacity] {
         var capacity: [String: EnvironmentCapacity] = [:]
-        for (environment, count) in running {
-            capacity[environment] = EnvironmentCapacity(
-                environment: environment, maxJobs: environments[environment]?.maxJobs.positive, running: count,
-                admitted: [], waiting: [])
-        }
-        let ordered = queued.sorted { ($0.createdAt, $0.id.description) < ($1.createdAt, $1.id.description) }
-        for job in ordered {
-            let maxJobs = environments[job.environment]?.maxJobs.positive
+        let unfinished = snapshot.jobs.filter { !$0.isTerminal && !finishing.contains($0.id) }
+            .sorted { ($0.createdAt, $0.id.description) < ($1.createdAt, $1.id.description) }
+        for job in unfinished {
             var entry =
                 capacity[job.environment]
                 ?? EnvironmentCapacity(
-                    environment: job.environment, maxJobs: maxJobs, running: 0, admitted: [], waiting: [])
-            if let maxJobs, entry.running + entry.admitted.count >= maxJobs {
-                entry.waiting.append(job.id)
-            } else {
+                    environment: job.environment, maxJobs: environments[job.environment]?.maxJobs.positive,
+                    running: 0, admitted: [], waiting: [])
+            if job.workerID != nil || job.isLaunched {
+                entry.running += 1
+            } else if job.admitted {
                 entry.admitted.append(job.id)
-                if dispatchIsStale(job) {
-                    actions.append(.republish(jobID: job.id, environment: job.environment, attempt: job.attempt))
-                }
+            } else {
+                entry.waiting.append(job.id)
             }
             capacity[job.environment] = entry
-        }
-        // Handed back jobs already hold a slot; their message may still be lost.
-        for job in handedBack where dispatchIsStale(job) {
-            actions.append(.republish(jobID: job.id, environment: job.environment, attempt: job.attempt))
         }
         return capacity
     }

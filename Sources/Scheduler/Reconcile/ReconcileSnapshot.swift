@@ -22,7 +22,7 @@ package struct ReconcileSnapshot: Sendable, Hashable {
     }
 }
 
-/// A job row as the reconciler reads it (migration 0001's `jobs`, plus the newest outbox row's time).
+/// A job row as the reconciler reads it (migrations 0001, 0008 and 0010's `jobs`).
 package struct ReconcileJob: Sendable, Hashable {
     package var id: JobID
     package var environment: String
@@ -32,8 +32,10 @@ package struct ReconcileJob: Sendable, Hashable {
     package var workerID: String?
     package var leaseUntil: Date?
     package var createdAt: Date
-    /// The first claim's time (kept across attempts): run time counts from here.
+    /// The first claim's time (kept across attempts).
     package var startedAt: Date?
+    /// The current attempt's start (kept when an attempt is adopted): its run time counts from here.
+    package var attemptStartedAt: Date?
     /// Set exactly when the job is terminal.
     package var finishedAt: Date?
     /// Ocean's `stopreq`: 0 none, 1 stop requested, 2 timed out.
@@ -42,15 +44,17 @@ package struct ReconcileJob: Sendable, Hashable {
     package var maxDuration: Duration?
     /// Results and logs were deleted after the storage expiry.
     package var removed: Bool
-    /// When a message for the job was last written to the outbox; nil means only at creation.
-    package var lastDispatchAt: Date?
+    /// The dispatcher admitted it: it holds one of its environment's slots until it finishes.
+    package var admitted: Bool
+    /// Times a worker lost its lease while holding the job.
+    package var lapses: Int
     package var changeSeq: Int64
 
     package init(
         id: JobID, environment: String, status: JobStatus = .queued, attempt: Int = 0, workerID: String? = nil,
-        leaseUntil: Date? = nil, createdAt: Date, startedAt: Date? = nil, finishedAt: Date? = nil,
-        stopRequest: Int = 0, maxDuration: Duration? = nil, removed: Bool = false, lastDispatchAt: Date? = nil,
-        changeSeq: Int64 = 0
+        leaseUntil: Date? = nil, createdAt: Date, startedAt: Date? = nil, attemptStartedAt: Date? = nil,
+        finishedAt: Date? = nil, stopRequest: Int = 0, maxDuration: Duration? = nil, removed: Bool = false,
+        admitted: Bool? = nil, lapses: Int = 0, changeSeq: Int64 = 0
     ) {
         self.id = id
         self.environment = environment
@@ -60,11 +64,14 @@ package struct ReconcileJob: Sendable, Hashable {
         self.leaseUntil = leaseUntil
         self.createdAt = createdAt
         self.startedAt = startedAt
+        self.attemptStartedAt = attemptStartedAt ?? startedAt
         self.finishedAt = finishedAt
         self.stopRequest = stopRequest
         self.maxDuration = maxDuration
         self.removed = removed
-        self.lastDispatchAt = lastDispatchAt
+        // A job that was ever claimed was admitted first.
+        self.admitted = admitted ?? (attempt > 0 || workerID != nil)
+        self.lapses = lapses
         self.changeSeq = changeSeq
     }
 

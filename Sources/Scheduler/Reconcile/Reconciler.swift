@@ -238,7 +238,6 @@ package final class Reconciler: Service, Sendable {
     // MARK: Applying
 
     private func apply(_ plan: ReconcilePlan, epoch: Int64, result: inout ReconcileResult) async throws {
-        var republish: [(id: JobID, attempt: Int)] = []
         var handOver: [(id: JobID, attempt: Int)] = []
         var retry: [(id: JobID, attempt: Int)] = []
         var terminations: [Terminating] = []
@@ -249,8 +248,15 @@ package final class Reconciler: Service, Sendable {
         var show: [String] = []
         for action in plan.actions {
             switch action {
-            case .republish(let id, _, let attempt): republish.append((id, attempt))
             case .handOver(let id, _, let attempt, _): handOver.append((id, attempt))
+            case .failPoison(let id, let attempt, let lapses):
+                // Its objects, if any, go as orphans once the job is finished.
+                terminations.append(
+                    Terminating(
+                        kind: .failPoison,
+                        termination: .init(
+                            jobID: id, attempt: attempt, status: .finished, outcome: .failed,
+                            reason: "poison: \(lapses) workers were lost while running this job", results: .logs)))
             case .retryLost(let id, _, let attempt): retry.append((id, attempt))
             case .failLost(let id, let attempt):
                 terminations.append(
@@ -301,14 +307,16 @@ package final class Reconciler: Service, Sendable {
 
         let batch = configuration.batchSize
         for (kind, items, how, reason) in [
-            (ReconcileAction.Kind.republish, republish, PostgresReconcileStore.DispatchKind.unclaimed, "republished"),
-            (.handOver, handOver, .expiredLease, "lease expired; handed to another worker"),
+            (
+                ReconcileAction.Kind.handOver, handOver, PostgresReconcileStore.RequeueKind.expiredLease,
+                "lease expired; handed to another worker"
+            ),
             (.retryLost, retry, .lostObjects, "cluster objects lost; retrying"),
         ] {
             for chunk in items.chunked(batch) {
                 try await attempt(kind, count: chunk.count, result: &result) {
                     try await self.leadership.withFencedTransaction(epoch: epoch) { tx in
-                        try await self.store.dispatch(Array(chunk), clearing: how, reason: reason, in: tx).count
+                        try await self.store.requeue(Array(chunk), kind: how, reason: reason, in: tx).count
                     }
                 }
             }

@@ -285,10 +285,10 @@ package final class AMQPClient: Service, Sendable {
         let (buffer, connection, stopped) = state.withLockedValue { state in
             let id = state.nextConsumerID
             state.nextConsumerID += 1
-            let buffer = ConsumerBuffer(id: id, queue: queue, prefetch: max(1, prefetch), arguments: arguments) {
-                [weak self] id in
-                self?.consumerCancelled(id: id)
-            }
+            let buffer = ConsumerBuffer(
+                id: id, queue: queue, prefetch: max(1, prefetch), arguments: arguments,
+                onCancel: { [weak self] id in self?.consumerCancelled(id: id) },
+                onChange: { [weak self] id in self?.consumerChanged(id: id) })
             if !state.isShuttingDown { state.consumers[id] = buffer }
             return (buffer, state.connection, state.isShuttingDown)
         }
@@ -298,6 +298,11 @@ package final class AMQPClient: Service, Sendable {
             _ = connection.submit(.startConsumer(buffer))
         }
         return AMQPConsumer(buffer: buffer)
+    }
+
+    private func consumerChanged(id: Int) {
+        let connection = state.withLockedValue { $0.connection }
+        _ = connection?.submit(.updateConsumer(id: id))
     }
 
     private func consumerCancelled(id: Int) {

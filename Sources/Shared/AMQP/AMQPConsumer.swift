@@ -26,6 +26,19 @@ package struct AMQPConsumer: AsyncSequence, Sendable {
         buffer.cancel()
     }
 
+    /// Asks the broker to stop sending deliveries (`basic.cancel`) while the channel stays open: deliveries the broker
+    /// sent before it processed the cancel still arrive here and can be settled. Use it to take no more work than
+    /// the consumer can start, so another consumer gets it instead. Idempotent; a paused consumer stays paused
+    /// across reconnects.
+    package func pause() {
+        buffer.setSubscription(paused: true, prefetch: nil)
+    }
+
+    /// Consumes again after ``pause()``, with a new prefetch if given (`basic.qos`, then `basic.consume`).
+    package func resume(prefetch: Int? = nil) {
+        buffer.setSubscription(paused: false, prefetch: prefetch)
+    }
+
     package struct AsyncIterator: AsyncIteratorProtocol {
         /// Cancels the consumer when the last copy of the iterator goes away (e.g. `break` out of `for try await`).
         private final class Lifetime: Sendable {
@@ -61,27 +74,51 @@ final class ConsumerBuffer: Sendable {
         /// Set once: nil result means a normal end.
         var end: Result<Void, AMQPError>?
         var onCancel: (@Sendable (Int) -> Void)?
+        var subscription: Subscription
+    }
+
+    /// What the consumer asks of the broker; the connection thread applies it (``setSubscription(paused:prefetch:)``).
+    struct Subscription: Sendable, Hashable {
+        var paused: Bool
+        var prefetch: Int
     }
 
     let id: Int
     let queue: String
-    let prefetch: Int
     /// `basic.consume` arguments, e.g. `x-stream-offset` for a stream queue.
     let arguments: [String: AMQPArgument]
-    private let state = NIOLockedValueBox(State())
+    private let state: NIOLockedValueBox<State>
+    /// Tells the client that ``subscription`` changed.
+    private let onChange: @Sendable (Int) -> Void
 
     init(
         id: Int, queue: String, prefetch: Int, arguments: [String: AMQPArgument] = [:],
-        onCancel: @escaping @Sendable (Int) -> Void
+        onCancel: @escaping @Sendable (Int) -> Void, onChange: @escaping @Sendable (Int) -> Void = { _ in }
     ) {
         self.id = id
         self.queue = queue
-        self.prefetch = prefetch
         self.arguments = arguments
-        state.withLockedValue { $0.onCancel = onCancel }
+        self.onChange = onChange
+        self.state = NIOLockedValueBox(
+            State(onCancel: onCancel, subscription: Subscription(paused: false, prefetch: max(1, prefetch))))
     }
 
     var isFinished: Bool { state.withLockedValue { $0.end != nil } }
+
+    var subscription: Subscription { state.withLockedValue { $0.subscription } }
+
+    func setSubscription(paused: Bool, prefetch: Int?) {
+        let changed = state.withLockedValue { state -> Bool in
+            guard state.end == nil else { return false }
+            var wanted = state.subscription
+            wanted.paused = paused
+            if let prefetch { wanted.prefetch = max(1, prefetch) }
+            // A new prefetch only matters when (re)subscribing, so it is applied by the next resume.
+            defer { state.subscription = wanted }
+            return wanted.paused != state.subscription.paused
+        }
+        if changed { onChange(id) }
+    }
 
     func next() async throws -> AMQPDelivery? {
         try await withTaskCancellationHandler {

@@ -11,7 +11,8 @@ public struct ComputeEnvironment: Sendable, Hashable, Codable {
     public var memoryMiB: Int
     /// Disk one job may write (outputs and logs), in MiB.
     public var diskMiB: Int
-    /// Jobs that may run at once in this environment.
+    /// Jobs of this environment that may run at once across the whole fleet (admitted and not finished); 0 (the
+    /// default) sets no cap of its own, so the live workers' free slots are the limit.
     public var maxJobs: Int
     /// Whether algorithms may reach the network when a job asks for it (`compute.allowNetwork`). Off by default:
     /// isolation is the default, and even where allowed a job gets network only by asking.
@@ -32,6 +33,26 @@ public struct ComputeEnvironment: Sendable, Hashable, Codable {
     /// datasets; the configure step mounts it read-only and `path` inputs are read from it. Without it (the
     /// default) `path` inputs are refused at submit on Kubernetes.
     public var dataVolumeClaim: String?
+    /// Container images this environment provides (`EnvironmentImage`): with the local executor the only images a
+    /// workflow may name; with Kubernetes, when not empty, an allow-list. Default none.
+    public var images: [EnvironmentImage] = []
+    /// Kubernetes: names of Secrets (of type `kubernetes.io/dockerconfigjson`, in the jobs' namespace) the
+    /// algorithm pod pulls its image with, for private registries. Default none.
+    public var imagePullSecrets: [String] = []
+    /// Shortest billable run of a paid job, in seconds (ocean-node's `minJobDuration`); 0 (the default): none.
+    public var minJobDuration: Int = 0
+    /// ocean-node's resource list, beyond what `cpus`, `memoryMiB` and `diskMiB` say: GPUs (with their `total`), and
+    /// `min` amounts for cpu, ram and disk. Empty (the default): cpu, ram and disk only, no minimum.
+    public var resources: [ComputeResource] = []
+    /// Prices per chain id and fee token (ocean-node's `fees`); empty (the default): no paid jobs are offered.
+    public var fees: [String: [EnvironmentFee]] = [:]
+    /// Who may start paid jobs through the ocean-node API; open (the default): everyone.
+    public var access: AccessList = AccessList()
+    /// Jobs without payment and their own limits; nil (the default): no free tier.
+    public var free: FreeTier?
+    /// Node selector of algorithm pods that request GPUs (Kubernetes), e.g. `{"nvidia.com/gpu.present": "true"}`;
+    /// empty (the default): none.
+    public var gpuNodeSelector: [String: String] = [:]
 
     /// One trusted algorithm, as Ocean's `publisherTrustedAlgorithms` entries: `did`, `filesChecksum` (the
     /// algorithm file's sha-256 hex) and `containerSectionChecksum` (sha-256 hex of the entrypoint followed by the
@@ -57,7 +78,7 @@ public struct ComputeEnvironment: Sendable, Hashable, Codable {
 
     public init(
         id: String, description: String = "", maxJobDuration: Int = 3600, cpus: Double = 1, memoryMiB: Int = 1024,
-        diskMiB: Int = 1024, maxJobs: Int = 2, allowNetwork: Bool = false, allowRawAlgorithm: Bool = true,
+        diskMiB: Int = 1024, maxJobs: Int = 0, allowNetwork: Bool = false, allowRawAlgorithm: Bool = true,
         storageExpiry: Int = 0
     ) {
         self.id = id
@@ -74,7 +95,8 @@ public struct ComputeEnvironment: Sendable, Hashable, Codable {
 
     enum CodingKeys: String, CodingKey {
         case id, description, maxJobDuration, cpus, memoryMiB, diskMiB, maxJobs, allowNetwork, allowRawAlgorithm
-        case storageExpiry, chainIds, trustedAlgorithms, maxQueueWait, dataVolumeClaim
+        case storageExpiry, chainIds, trustedAlgorithms, maxQueueWait, images, imagePullSecrets, dataVolumeClaim
+        case minJobDuration, resources, fees, access, free, gpuNodeSelector
     }
 
     /// Missing keys take the defaults above, so an environments file only states what differs.
@@ -95,6 +117,24 @@ public struct ComputeEnvironment: Sendable, Hashable, Codable {
         maxQueueWait = try c.decodeIfPresent(Int.self, forKey: .maxQueueWait) ?? 0
         trustedAlgorithms = try c.decodeIfPresent([TrustedAlgorithm].self, forKey: .trustedAlgorithms) ?? []
         dataVolumeClaim = try c.decodeIfPresent(String.self, forKey: .dataVolumeClaim)
+        images = try c.decodeIfPresent([EnvironmentImage].self, forKey: .images) ?? []
+        imagePullSecrets = try c.decodeIfPresent([String].self, forKey: .imagePullSecrets) ?? []
+        minJobDuration = try c.decodeIfPresent(Int.self, forKey: .minJobDuration) ?? 0
+        resources = try c.decodeIfPresent([ComputeResource].self, forKey: .resources) ?? []
+        fees = try c.decodeIfPresent([String: [EnvironmentFee]].self, forKey: .fees) ?? [:]
+        access = try c.decodeIfPresent(AccessList.self, forKey: .access) ?? AccessList()
+        free = try c.decodeIfPresent(FreeTier.self, forKey: .free)
+        gpuNodeSelector = try c.decodeIfPresent([String: String].self, forKey: .gpuNodeSelector) ?? [:]
+        // A listed cpu, ram or disk `max` is the same limit as `cpus`, `memoryMiB`, `diskMiB`: where those are not
+        // given it sets them, so a file written in ocean-node's terms means what it says.
+        for resource in resources {
+            switch resource.id {
+            case "cpu" where !c.contains(.cpus): cpus = resource.max
+            case "ram" where !c.contains(.memoryMiB): memoryMiB = Int((resource.max * 1024).rounded())
+            case "disk" where !c.contains(.diskMiB): diskMiB = Int((resource.max * 1024).rounded())
+            default: break
+            }
+        }
     }
 
     /// The environment c2d serves when nothing else is configured.

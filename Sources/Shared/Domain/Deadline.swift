@@ -14,7 +14,7 @@ public struct DeadlineExceeded: Error, CustomStringConvertible, Sendable {
 }
 
 /// Runs `body` and returns its result, or throws `DeadlineExceeded` once `limit` has passed — whether or not
-/// `body` reacts to cancellation: every external call in c2d has a time limit (DESIGN §6.3), and a call stuck
+/// `body` reacts to cancellation: every external call in c2d has a time limit, and a call stuck
 /// in a C library must not hold its caller. On timeout `body` is cancelled and left to finish on its own.
 public func withDeadline<T: Sendable>(
     _ limit: Duration, operation: String, _ body: @escaping @Sendable () async throws -> T

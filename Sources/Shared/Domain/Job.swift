@@ -8,6 +8,8 @@ public struct Job: Sendable, Hashable {
     /// Callers besides the owner who may read the job and its results (Ocean-node's `additionalViewers`).
     public var viewers: [String]
     public var agreementID: String?
+    /// Which API the job came through; each API sees only its own jobs.
+    public var origin: JobOrigin
     public var status: JobStatus
     public var outcome: JobOutcome?
     public var failureReason: String?
@@ -16,25 +18,32 @@ public struct Job: Sendable, Hashable {
     /// Ocean's `stopreq`: 0 none, 1 stop requested, 2 timed out.
     public var stopRequest: Int
     public var attempt: Int
+    /// Claims so far, adoptions included: the holder of claim number n writes under it (``JobClaim``).
+    public var claimNumber: Int
     public var workerID: String?
     public var leaseUntil: Date?
     public var createdAt: Date
     public var startedAt: Date?
     public var finishedAt: Date?
+    /// 0 to 9, higher first: among waiting jobs of an environment, higher priorities are admitted first.
+    public var priority: Int
     public var workflow: Workflow
 
     public init(
         id: JobID, environment: String, owner: String, viewers: [String] = [], agreementID: String? = nil,
-        status: JobStatus = .queued,
+        origin: JobOrigin = .native, status: JobStatus = .queued,
         outcome: JobOutcome? = nil, failureReason: String? = nil, exitCode: Int? = nil, oomKilled: Bool = false,
-        stopRequest: Int = 0, attempt: Int = 0, workerID: String? = nil, leaseUntil: Date? = nil,
-        createdAt: Date = Date(), startedAt: Date? = nil, finishedAt: Date? = nil, workflow: Workflow
+        stopRequest: Int = 0, attempt: Int = 0, claimNumber: Int = 0, workerID: String? = nil,
+        leaseUntil: Date? = nil,
+        createdAt: Date = Date(), startedAt: Date? = nil, finishedAt: Date? = nil, priority: Int = 0,
+        workflow: Workflow
     ) {
         self.id = id
         self.environment = environment
         self.owner = owner
         self.viewers = viewers
         self.agreementID = agreementID
+        self.origin = origin
         self.status = status
         self.outcome = outcome
         self.failureReason = failureReason
@@ -42,12 +51,61 @@ public struct Job: Sendable, Hashable {
         self.oomKilled = oomKilled
         self.stopRequest = stopRequest
         self.attempt = attempt
+        self.claimNumber = claimNumber
         self.workerID = workerID
         self.leaseUntil = leaseUntil
         self.createdAt = createdAt
         self.startedAt = startedAt
         self.finishedAt = finishedAt
+        self.priority = priority
         self.workflow = workflow
+    }
+}
+
+/// Who holds a job, as every write by its holder names it: the attempt, the claim number and the worker. A worker
+/// whose lease lapsed and whose job another worker claimed — even adopting the same attempt — holds an outdated
+/// claim, and its writes are refused.
+public struct JobClaim: Sendable, Hashable, CustomStringConvertible {
+    public var jobID: JobID
+    public var attempt: Int
+    public var number: Int
+    /// Nil only for a job no worker ever claimed (tools and tests that finish such a job).
+    public var workerID: String?
+
+    public init(jobID: JobID, attempt: Int, number: Int, workerID: String?) {
+        self.jobID = jobID
+        self.attempt = attempt
+        self.number = number
+        self.workerID = workerID
+    }
+
+    /// The claim a job row shows now.
+    public init(_ job: Job) {
+        self.init(jobID: job.id, attempt: job.attempt, number: job.claimNumber, workerID: job.workerID)
+    }
+
+    public var description: String { "job \(jobID) attempt \(attempt) claim \(number)" }
+}
+
+/// The API a job was submitted through.
+public enum JobOrigin: Sendable, Hashable {
+    /// The native API (`/v1`), by a bearer token's owner (or anyone, with authentication off).
+    case native
+    /// Ocean's operator-service API, signed by this Provider address (lowercase `0x…`).
+    case ocean(signer: String)
+
+    /// The stored name (`jobs.origin`, migration 0015).
+    public var name: String {
+        switch self {
+        case .native: "native"
+        case .ocean: "ocean"
+        }
+    }
+
+    /// The Ocean Provider that signed the start, for Ocean jobs.
+    public var oceanSigner: String? {
+        if case .ocean(let signer) = self { return signer }
+        return nil
     }
 }
 

@@ -1,4 +1,4 @@
-/// What travels on `c2d.jobs` for one job: a small JSON body; Postgres holds the workflow (DESIGN §3).
+/// What travels on `c2d.jobs` for one job: a small JSON body; Postgres holds the workflow.
 public struct JobMessage: Sendable, Hashable, Codable {
     public var jobId: JobID
     public var environment: String
@@ -15,9 +15,51 @@ public struct JobMessage: Sendable, Hashable, Codable {
         /// W3C trace context.
         public static let traceparent = "traceparent"
     }
+
+    /// The wire format (docs/architecture.md, "Messages and events"): body `{"jobId": "<32 hex>", "environment": "<id>"}`
+    /// (JSON, `application/json`), message id = the job id, headers `c2d-job-id` and, when the submit request had
+    /// them, `x-request-id` and `traceparent`; published persistent to `c2d.jobs` with the environment as routing
+    /// key. Every publisher (dispatcher, hand-back, republish) builds its message here.
+    public var body: [UInt8] {
+        // Both fields are plain identifiers; no escaping is needed, and this runs once per dispatched job.
+        Array("{\"jobId\":\"\(jobId)\",\"environment\":\"\(environment)\"}".utf8)
+    }
+
+    public func headers(trace: RequestTrace = RequestTrace()) -> [String: String] {
+        var headers = [Header.jobID: jobId.description]
+        if let requestID = trace.requestID { headers[Header.requestID] = requestID }
+        if let traceparent = trace.traceparent { headers[Header.traceparent] = traceparent }
+        return headers
+    }
 }
 
-/// Names of c2d's exchanges and queues (DESIGN §3).
+/// The request a job came from, carried on its messages so it can be followed across gateway, queue and worker
+/// logs.
+public struct RequestTrace: Sendable, Hashable {
+    public var requestID: String?
+    /// A W3C `traceparent`.
+    public var traceparent: String?
+
+    public init(requestID: String? = nil, traceparent: String? = nil) {
+        self.requestID = requestID
+        self.traceparent = traceparent
+    }
+
+    /// A fresh W3C trace context for `requestID`.
+    public static func new(requestID: String?) -> RequestTrace {
+        func hex(_ count: Int) -> String {
+            var text = ""
+            for _ in 0..<count {
+                let byte = UInt8.random(in: 0...255)
+                text += byte < 16 ? "0" + String(byte, radix: 16) : String(byte, radix: 16)
+            }
+            return text
+        }
+        return RequestTrace(requestID: requestID, traceparent: "00-\(hex(16))-\(hex(8))-01")
+    }
+}
+
+/// Names of c2d's job exchanges and queues (docs/architecture.md, "Messages and events").
 public enum JobQueueNames {
     /// Direct exchange; the routing key is the environment id.
     public static let jobsExchange = "c2d.jobs"

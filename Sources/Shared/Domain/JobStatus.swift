@@ -1,5 +1,5 @@
 /// A job's status. The number is the external contract: Ocean's legacy and ocean-node codes as one set
-/// (DESIGN §2). The texts are the legacy operator-service texts where Ocean has one.
+/// (docs/architecture.md, "Statuses and outcomes"). The texts are the legacy operator-service texts where Ocean has one.
 public enum JobStatus: Int, Sendable, Codable, CaseIterable, CustomStringConvertible {
     case queued = 1
     case expiredInQueue = 2

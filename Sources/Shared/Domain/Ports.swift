@@ -1,11 +1,10 @@
 import Foundation
 
-/// Where outputs and logs are kept once a job publishes them.
+/// Where outputs and logs are kept once a job publishes them: what the job steps need (store) and result expiry
+/// (delete). Reading them back is `ReadableResultStore` (module Storage): the filesystem or an S3-compatible store.
 public protocol ResultStore: Sendable {
     /// Copies the file at `file` into the store under the job, returning where it is and its size and digest.
     func store(jobID: JobID, name: String, from file: URL) async throws -> StoredObject
-    /// A local file to stream to a client.
-    func file(at location: String) throws -> URL
     /// Removes everything stored for a job.
     func deleteAll(jobID: JobID) async throws
 }

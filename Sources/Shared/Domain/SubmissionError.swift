@@ -15,7 +15,7 @@ public struct SubmissionError: Error, Sendable, Hashable, CustomStringConvertibl
     public var description: String { "\(code): \(message)" }
 }
 
-/// Limits on what one request may carry. Every limit is configuration (DESIGN §4).
+/// Limits on what one request may carry. Every limit is configuration (README.md, "Configuration").
 public struct SubmissionLimits: Sendable, Hashable {
     /// Largest request body, in bytes. Default 1 MiB.
     public var maxBodyBytes: Int

@@ -107,7 +107,7 @@ public struct WorkflowValidator: Sendable {
         try checkField(algorithm.id ?? "", name: "algorithm.id")
     }
 
-    /// ocean-node's resource ids: `cpu` in cores, `ram` and `disk` in GiB.
+    /// ocean-node's resource ids: `cpu` in cores, `ram` and `disk` in GiB, and the environment's GPUs in devices.
     private func validate(_ resources: [Workflow.ResourceRequest], environment: ComputeEnvironment)
         throws(SubmissionError)
     {
@@ -119,9 +119,14 @@ public struct WorkflowValidator: Sendable {
             case "ram": (limit, unit) = (Double(environment.memoryMiB) / 1024, "GiB")
             case "disk": (limit, unit) = (Double(environment.diskMiB) / 1024, "GiB")
             default:
-                throw SubmissionError(
-                    code: "unknown_resource",
-                    message: "resource '\(resource.id.prefix(64))' is not one of cpu, ram, disk")
+                // A GPU the environment lists, by its id (ocean-node's `gpu0`, …).
+                guard let gpu = environment.resources.first(where: { $0.id == resource.id && $0.type == .gpu }) else {
+                    throw SubmissionError(
+                        code: "unknown_resource",
+                        message: "resource '\(resource.id.prefix(64))' is not one of cpu, ram, disk"
+                            + environment.resources.filter { $0.type == .gpu }.map { ", \($0.id)" }.joined())
+                }
+                (limit, unit) = (gpu.max, "devices")
             }
             guard resource.amount > 0, resource.amount.isFinite else {
                 throw SubmissionError(

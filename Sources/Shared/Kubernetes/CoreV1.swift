@@ -134,6 +134,8 @@ public struct PodSpec: Codable, Sendable, Hashable {
     public var nodeSelector: [String: String]?
     public var nodeName: String?
     public var affinity: Affinity?
+    /// Secrets of type `kubernetes.io/dockerconfigjson` the kubelet pulls the pod's images with.
+    public var imagePullSecrets: [LocalObjectReference]?
 
     public init(
         containers: [Container], initContainers: [Container]? = nil, volumes: [Volume]? = nil,
@@ -155,6 +157,15 @@ public struct PodSpec: Codable, Sendable, Hashable {
         self.enableServiceLinks = enableServiceLinks
         self.nodeSelector = nodeSelector
         self.nodeName = nodeName
+    }
+}
+
+/// core/v1 LocalObjectReference: an object in the same namespace, by name.
+public struct LocalObjectReference: Codable, Sendable, Hashable {
+    public var name: String
+
+    public init(name: String) {
+        self.name = name
     }
 }
 

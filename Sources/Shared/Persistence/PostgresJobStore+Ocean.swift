@@ -11,16 +11,48 @@ extension PostgresJobStore {
         package var createdEpoch: String
         package var finishedEpoch: String?
         package var results: [ResultFile]
+
+        package init(job: Job, removed: Bool, createdEpoch: String, finishedEpoch: String?, results: [ResultFile]) {
+            self.job = job
+            self.removed = removed
+            self.createdEpoch = createdEpoch
+            self.finishedEpoch = finishedEpoch
+            self.results = results
+        }
     }
 
     /// The name of the unique index that keeps one active job per agreement (migration 0004).
     package static let activeAgreementIndex = "jobs_active_agreement"
 
-    /// Jobs matching every given selector (Ocean ANDs them), oldest first, with their results. A `jobID` that is
-    /// not a job id matches nothing.
-    package func oceanJobs(agreementID: String?, jobID: String?, owner: String?) async throws -> [OceanJobRecord] {
-        var conditions: [String] = []
+    /// Which jobs an Ocean API call may see: only jobs started through the Ocean API (migration 0015), and in the
+    /// open development mode only those the calling signer started itself.
+    package struct OceanScope: Sendable, Hashable {
+        /// nil: every Ocean job (the signer is an allowed Provider); else only jobs this address signed.
+        package var signer: String?
+
+        package init(signer: String?) {
+            self.signer = signer
+        }
+
+        /// The SQL conditions, with their parameters appended to `parameters`.
+        func conditions(_ parameters: inout [PostgresValue]) -> [String] {
+            var conditions = ["origin = 'ocean'"]
+            if let signer {
+                parameters.append(.text(signer))
+                conditions.append("ocean_signer = $\(parameters.count)")
+            }
+            return conditions
+        }
+    }
+
+    /// Jobs matching every given selector (Ocean ANDs them) within `scope`, oldest first, with their results. A
+    /// `jobID` that is not a job id matches nothing.
+    package func oceanJobs(
+        agreementID: String?, jobID: String?, owner: String?, scope: OceanScope
+    ) async throws -> [OceanJobRecord] {
         var parameters: [PostgresValue] = []
+        var conditions = scope.conditions(&parameters)
+        guard agreementID != nil || jobID != nil || owner != nil else { return [] }
         if let agreementID {
             parameters.append(.text(agreementID))
             conditions.append("agreement_id = $\(parameters.count)")
@@ -34,13 +66,28 @@ extension PostgresJobStore {
             parameters.append(.text(owner))
             conditions.append("owner = $\(parameters.count)")
         }
-        guard !conditions.isEmpty else { return [] }
         return try await oceanRecords(where: conditions.joined(separator: " and "), parameters)
     }
 
-    /// Jobs not finished yet (Ocean's `/runningjobs`: `dateFinished IS NULL`), oldest first.
-    package func oceanRunningJobs() async throws -> [OceanJobRecord] {
-        try await oceanRecords(where: "finished_at is null", [], withResults: false)
+    /// Jobs within `scope` not finished yet (Ocean's `/runningjobs`: `dateFinished IS NULL`), of one owner if
+    /// given, oldest first.
+    package func oceanRunningJobs(owner: String?, scope: OceanScope) async throws -> [OceanJobRecord] {
+        var parameters: [PostgresValue] = []
+        var conditions = scope.conditions(&parameters) + ["finished_at is null"]
+        if let owner {
+            parameters.append(.text(owner))
+            conditions.append("owner = $\(parameters.count)")
+        }
+        return try await oceanRecords(where: conditions.joined(separator: " and "), parameters, withResults: false)
+    }
+
+    /// One job within `scope`, or nil (also for a job of the native API).
+    package func oceanJob(_ id: JobID, scope: OceanScope) async throws -> Job? {
+        var parameters: [PostgresValue] = [.uuid(id.uuid)]
+        let conditions = ["id = $1"] + scope.conditions(&parameters)
+        return try await client.query(
+            "select \(Self.jobColumns) from jobs where \(conditions.joined(separator: " and "))", parameters
+        ).first.map(Self.job(from:))
     }
 
     /// Whether an unfinished job already holds this agreement.
@@ -65,18 +112,26 @@ extension PostgresJobStore {
         ).isEmpty
     }
 
-    /// Per environment: jobs a worker is running now, and when the environment was last announced.
-    package func oceanEnvironmentState() async throws -> [String: (currentJobs: Int, lastSeenEpoch: String)] {
+    /// Per environment, fleet-wide: jobs holding one of its slots now (admitted and unfinished: what `maxJobs` counts,
+    /// including jobs between admission and a worker's claim), slots of the workers serving it that refreshed
+    /// their registration within `workerStaleAfter`, and when the environment was last announced.
+    package func oceanEnvironmentState(workerStaleAfter: Duration = .seconds(60)) async throws -> [String: (
+        currentJobs: Int, workerSlots: Int, lastSeenEpoch: String
+    )] {
         let rows = try await client.query(
             """
             select e.id, extract(epoch from e.last_seen)::text as last_seen,
                 (select count(*) from jobs j
-                 where j.environment = e.id and j.finished_at is null and j.worker_id is not null) as current_jobs
+                 where j.environment = e.id and j.finished_at is null and j.admitted_at is not null) as current_jobs,
+                (select coalesce(sum(w.slots), 0) from workers w
+                 where e.id = any(w.environments) and w.last_seen > now() - make_interval(secs => $1)) as worker_slots
             from environments e
-            """)
-        var state: [String: (currentJobs: Int, lastSeenEpoch: String)] = [:]
+            """, [.double(workerStaleAfter.seconds)])
+        var state: [String: (currentJobs: Int, workerSlots: Int, lastSeenEpoch: String)] = [:]
         for row in rows {
-            state[try row.string("id")] = (try row.int("current_jobs"), try row.string("last_seen"))
+            state[try row.string("id")] = (
+                try row.int("current_jobs"), try row.int("worker_slots"), try row.string("last_seen")
+            )
         }
         return state
     }

@@ -2,13 +2,21 @@ import Domain
 import Foundation
 import Logging
 
-/// The jobs, their events, results and outbox in Postgres: the source of truth (DESIGN §2, §6).
+/// The jobs, their events and results in Postgres: the source of truth (docs/architecture.md, "Schema").
 /// Every write by a worker is fenced by the attempt it holds, so a stale worker's late write is refused.
 package struct PostgresJobStore: Sendable {
     package let client: PostgresClient
 
     package init(client: PostgresClient) {
         self.client = client
+    }
+
+    /// Runs `body` with the notifications of `channels` (see `PostgresClient.withNotifications`): how the
+    /// scheduler's services wake on a commit instead of polling.
+    package func withNotifications<T: Sendable>(
+        channels: [String], _ body: (PostgresNotifications) async throws -> T
+    ) async throws -> T {
+        try await client.withNotifications(channels: channels, body)
     }
 
     // MARK: Environments
@@ -26,116 +34,27 @@ package struct PostgresJobStore: Sendable {
         }
     }
 
-    // MARK: Submission
-
-    /// A message to publish after the transaction that wrote it commits.
-    package struct OutboxMessage: Sendable, Hashable {
-        package var id: Int
-        package var jobID: JobID
-        package var exchange: String
-        package var routingKey: String
-        package var headers: [String: String]
-        package var body: String
-
-        package init(
-            id: Int = 0, jobID: JobID, exchange: String, routingKey: String, headers: [String: String], body: String
-        ) {
-            self.id = id
-            self.jobID = jobID
-            self.exchange = exchange
-            self.routingKey = routingKey
-            self.headers = headers
-            self.body = body
-        }
-    }
-
-    /// Inserts the job (status 1), its first event and its outbox row atomically; returns the outbox row with its
-    /// id. One statement, so one round trip and one commit (see `insert(_:idempotencyKey:outbox:)`).
-    package func insert(_ job: Job, outbox message: OutboxMessage) async throws -> OutboxMessage {
-        switch try await insert(job, idempotencyKey: nil, outbox: message) {
-        case .inserted(let stored):
-            return stored
-        case .existing:
-            // Without a key there is nothing to conflict with.
-            throw PostgresError(code: .server, message: "a job insert without an idempotency key found a duplicate")
-        }
-    }
-
-    package func markOutboxSent(ids: [Int]) async throws {
-        guard !ids.isEmpty else { return }
-        try await client.execute(
-            "update outbox set sent_at = now(), attempts = attempts + 1 where id = any($1::bigint[])",
-            [.text(Self.arrayLiteral(ids))])
-    }
-
-    /// Takes up to `limit` unsent outbox rows that are due (older than `minimumAge`, past their retry time) and
-    /// hands them to `publish` while they stay locked, so two relays never publish the same row at once. Rows
-    /// `publish` reports as sent are marked; failed rows wait before the next try (1 s doubling to 60 s), so one
-    /// message that cannot be routed never holds back the others.
-    package func relayOutbox(
-        limit: Int, minimumAge: Duration,
-        publish: @Sendable ([OutboxMessage]) async -> (sent: [Int], failed: [Int], error: String?)
-    ) async throws -> (sent: Int, failed: Int) {
-        try await client.withTransaction { tx in
-            let rows = try await tx.query(
-                """
-                select id, job_id, exchange, routing_key, headers::text as headers, body from outbox
-                where sent_at is null and next_attempt_at <= now() and created_at < now() - make_interval(secs => $1)
-                order by next_attempt_at, id limit $2 for update skip locked
-                """,
-                [.double(minimumAge.seconds), .int(Int64(limit))])
-            guard !rows.isEmpty else { return (0, 0) }
-            let messages = try rows.map { row in
-                OutboxMessage(
-                    id: try row.int("id"), jobID: JobID(uuid: try row.uuid("job_id")),
-                    exchange: try row.string("exchange"), routingKey: try row.string("routing_key"),
-                    headers: try JSONDecoder().decode(
-                        [String: String].self, from: Data(try row.string("headers").utf8)),
-                    body: try row.string("body"))
-            }
-            let outcome = await publish(messages)
-            if !outcome.sent.isEmpty {
-                try await tx.execute(
-                    "update outbox set sent_at = now(), attempts = attempts + 1 where id = any($1::bigint[])",
-                    [.text(Self.arrayLiteral(outcome.sent))])
-            }
-            if !outcome.failed.isEmpty {
-                try await tx.execute(
-                    """
-                    update outbox set attempts = attempts + 1, last_error = $2,
-                        next_attempt_at = now() + make_interval(secs => least(60, power(2, least(attempts, 6))))
-                    where id = any($1::bigint[])
-                    """,
-                    [.text(Self.arrayLiteral(outcome.failed)), .text(String((outcome.error ?? "").prefix(1000)))])
-            }
-            return (outcome.sent.count, outcome.failed.count)
-        }
-    }
-
     // MARK: Claims and leases
 
     package enum ClaimResult: Sendable {
-        /// This worker now holds the job's new attempt.
+        /// This worker now holds the job's new attempt (or adopts its launched one).
         case claimed(Job)
-        /// Another worker holds a live lease until the given time.
+        /// A worker holds a live lease until the given time (possibly this worker).
         case heldByLiveWorker(until: Date, workerID: String)
-        /// The job's environment already runs its `maxRunning` jobs; it stays queued (the scheduler publishes it
-        /// again, in queue order, once a slot frees).
-        case atCapacity
+        /// The dispatcher has not admitted the job (a stale message, e.g. from before an upgrade): it waits in
+        /// Postgres, and its message comes when it is admitted.
+        case notAdmitted
         /// The job has finished (or was stopped); nothing to do.
         case finished
         case notFound
     }
 
-    /// Claims a job: exactly one of many concurrent claimers wins. A job is claimable while it is not finished and
-    /// nobody holds a live lease on it. The winner's attempt is the previous one plus one, unless the current
-    /// attempt was launched on a cluster (its objects exist): then the winner adopts that attempt, status kept.
-    ///
-    /// With `maxRunning`, a new attempt is started only while fewer jobs of the environment are held by live workers
-    /// (an environment's `maxJobs`); adopting a launched attempt is never refused, it is already running.
-    package func claim(
-        jobID: JobID, workerID: String, lease: Duration, maxRunning: Int? = nil
-    ) async throws -> ClaimResult {
+    /// Claims an admitted job: exactly one of many concurrent claimers wins. A job is claimable while it is admitted,
+    /// not finished, and nobody holds a live lease on it. The winner's attempt is the previous one plus one (its time
+    /// limit counts from now), unless the current attempt was launched on a cluster (its objects exist): then the
+    /// winner adopts that attempt, status and start time kept. Capacity is not checked here: admission already
+    /// counted the job against its environment's maxJobs.
+    package func claim(jobID: JobID, workerID: String, lease: Duration) async throws -> ClaimResult {
         try await client.withTransaction { tx in
             // A job asked to stop whose worker is gone is finished as stopped rather than run again.
             let stopped = try await tx.query(
@@ -157,23 +76,16 @@ package struct PostgresJobStore: Sendable {
                 update jobs set
                     attempt = case when launched_attempt = attempt then attempt else attempt + 1 end,
                     status = case when launched_attempt = attempt then status else $4 end,
-                    worker_id = $2, lease_until = now() + make_interval(secs => $3),
+                    attempt_started_at = case when launched_attempt = attempt then attempt_started_at else now() end,
+                    claim_number = claim_number + 1, worker_id = $2, lease_until = now() + make_interval(secs => $3),
                     started_at = coalesce(started_at, now())
-                where id = $1 and finished_at is null and (lease_until is null or lease_until < now())
-                    and (
-                        $5::int is null or launched_attempt = attempt
-                        or (
-                            select count(*) from jobs running
-                            where running.environment = jobs.environment and running.finished_at is null
-                                and running.worker_id is not null and running.lease_until > now()
-                                and running.id <> jobs.id
-                        ) < $5::int
-                    )
+                where id = $1 and finished_at is null and admitted_at is not null
+                    and (lease_until is null or lease_until < now())
                 returning \(Self.jobColumns), coalesce(launched_attempt = attempt, false) as adopted
                 """,
                 [
                     .uuid(jobID.uuid), .text(workerID), .double(lease.seconds),
-                    .int(Int64(JobStatus.configuringVolumes.rawValue)), maxRunning.map { .int(Int64($0)) } ?? .null,
+                    .int(Int64(JobStatus.configuringVolumes.rawValue)),
                 ])
             if let row = claimed.first {
                 let job = try Self.job(from: row)
@@ -188,13 +100,13 @@ package struct PostgresJobStore: Sendable {
             }
             let rows = try await tx.query(
                 """
-                select finished_at, lease_until, worker_id, (lease_until is null or lease_until < now()) as free
+                select finished_at, lease_until, worker_id, admitted_at is not null as admitted,
+                    (lease_until is null or lease_until < now()) as free
                 from jobs where id = $1
                 """, [.uuid(jobID.uuid)])
             guard let row = rows.first else { return .notFound }
             if try row.optionalDate("finished_at") != nil { return .finished }
-            // Free to claim, yet not claimed: only the capacity condition can have refused it.
-            if try row.bool("free") { return .atCapacity }
+            if try !row.bool("admitted") { return .notAdmitted }
             return .heldByLiveWorker(
                 until: try row.optionalDate("lease_until") ?? Date(),
                 workerID: try row.optionalString("worker_id") ?? "")
@@ -202,60 +114,47 @@ package struct PostgresJobStore: Sendable {
     }
 
     /// Records that the attempt's cluster objects exist, so a worker that takes the job over adopts them. Fenced:
-    /// only the worker holding this attempt may say so.
-    package func markLaunched(jobID: JobID, attempt: Int, workerID: String) async throws {
+    /// only the holder of `claim` may say so.
+    package func markLaunched(_ claim: JobClaim) async throws {
         let updated = try await client.execute(
-            """
-            update jobs set launched_attempt = $2
-            where id = $1 and attempt = $2 and worker_id = $3 and finished_at is null
-            """,
-            [.uuid(jobID.uuid), .int(Int64(attempt)), .text(workerID)])
-        guard updated == 1 else {
-            throw FencingError(jobID: jobID, attempt: attempt, reason: "attempt is no longer this worker's")
-        }
+            "update jobs set launched_attempt = $2 where \(Self.holder)", Self.holderParameters(claim))
+        guard updated == 1 else { throw FencingError(claim, reason: "the claim is no longer this worker's") }
     }
 
-    /// Extends the lease of the attempt this worker holds; false when the attempt is no longer this worker's
-    /// (finished, or taken over after the lease expired).
+    /// The condition every write by a job's holder carries, over parameters $1 to $4 of ``holderParameters(_:)``.
+    static let holder =
+        "id = $1 and attempt = $2 and claim_number = $3 and worker_id is not distinct from $4 and finished_at is null"
+
+    static func holderParameters(_ claim: JobClaim) -> [PostgresValue] {
+        [.uuid(claim.jobID.uuid), .int(Int64(claim.attempt)), .int(Int64(claim.number)), .optional(claim.workerID)]
+    }
+
+    /// What a lease renewal found.
     package enum LeaseState: Sendable, Hashable {
-        /// The attempt still holds the job.
+        /// The claim still holds the job.
         case held
-        /// The attempt holds the job and a stop was requested: stop it and record the stop.
+        /// The claim holds the job and a stop was requested: stop it and record the stop.
         case stopRequested
-        /// The attempt no longer holds the job (finished, or taken over after the lease lapsed).
+        /// The claim no longer holds the job (finished, or claimed by another worker after the lease lapsed).
         case lost
     }
 
-    /// Extends the lease of the attempt this worker holds, and says whether a stop was requested meanwhile.
-    package func renewLease(jobID: JobID, attempt: Int, workerID: String, lease: Duration) async throws -> LeaseState {
+    /// Extends the leases of many claims one worker holds, in one statement; returns the state of each job whose
+    /// claim still holds it (absent: `.lost`).
+    package func renewLeases(workerID: String, claims: [JobClaim], lease: Duration) async throws -> [JobID: LeaseState]
+    {
+        guard !claims.isEmpty else { return [:] }
         let rows = try await client.query(
             """
-            update jobs set lease_until = now() + make_interval(secs => $4)
-            where id = $1 and attempt = $2 and worker_id = $3 and finished_at is null
-            returning stopreq
-            """,
-            [.uuid(jobID.uuid), .int(Int64(attempt)), .text(workerID), .double(lease.seconds)])
-        guard let row = rows.first else { return .lost }
-        return try row.int("stopreq") == 0 ? .held : .stopRequested
-    }
-
-    /// Extends the leases of many attempts one worker holds, in one statement; returns the state of each attempt
-    /// that still holds its job (absent: `.lost`).
-    package func renewLeases(
-        workerID: String, jobs: [(jobID: JobID, attempt: Int)], lease: Duration
-    ) async throws -> [JobID: LeaseState] {
-        guard !jobs.isEmpty else { return [:] }
-        let rows = try await client.query(
-            """
-            update jobs set lease_until = now() + make_interval(secs => $4)
-            from unnest($1::uuid[], $2::int[]) as held (id, attempt)
-            where jobs.id = held.id and jobs.attempt = held.attempt and jobs.worker_id = $3
-                and jobs.finished_at is null
+            update jobs set lease_until = now() + make_interval(secs => $5)
+            from unnest($1::uuid[], $2::int[], $3::int[]) as held (id, attempt, claim_number)
+            where jobs.id = held.id and jobs.attempt = held.attempt and jobs.claim_number = held.claim_number
+                and jobs.worker_id = $4 and jobs.finished_at is null
             returning jobs.id, jobs.stopreq
             """,
             [
-                .textArray(jobs.map { $0.jobID.uuid.uuidString }), .text(Self.arrayLiteral(jobs.map(\.attempt))),
-                .text(workerID), .double(lease.seconds),
+                .textArray(claims.map { $0.jobID.uuid.uuidString }), .text(Self.arrayLiteral(claims.map(\.attempt))),
+                .text(Self.arrayLiteral(claims.map(\.number))), .text(workerID), .double(lease.seconds),
             ])
         var states: [JobID: LeaseState] = [:]
         for row in rows {
@@ -296,94 +195,83 @@ package struct PostgresJobStore: Sendable {
         }
     }
 
-    /// Gives a job back without finishing it (graceful shutdown): the lease ends now and a new message is queued
-    /// through the outbox, so another worker starts a new attempt at once.
-    package func release(jobID: JobID, attempt: Int, workerID: String, outbox message: OutboxMessage) async throws {
-        let headers = String(decoding: try JSONEncoder().encode(message.headers), as: UTF8.self)
+    /// Gives a job back without finishing it (graceful shutdown): the lease ends now and its dispatch is cleared, so
+    /// the dispatcher publishes it again at once (the trigger wakes it) and another worker takes it over.
+    package func release(_ claim: JobClaim) async throws {
         try await client.withTransaction { tx in
             let released = try await tx.execute(
-                """
-                update jobs set lease_until = now(), worker_id = null
-                where id = $1 and attempt = $2 and worker_id = $3 and finished_at is null
-                """,
-                [.uuid(jobID.uuid), .int(Int64(attempt)), .text(workerID)])
+                "update jobs set lease_until = now(), worker_id = null, dispatched_at = null where \(Self.holder)",
+                Self.holderParameters(claim))
             guard released == 1 else { return }
             try await tx.execute(
                 "insert into job_events (job_id, attempt, status, reason) select id, attempt, status, $2 from jobs where id = $1",
-                [.uuid(jobID.uuid), .text("released by \(workerID) at shutdown")])
-            try await tx.execute(
-                "insert into outbox (job_id, exchange, routing_key, headers, body) values ($1, $2, $3, $4, $5)",
-                [
-                    .uuid(jobID.uuid), .text(message.exchange), .text(message.routingKey), .json(headers),
-                    .text(message.body),
-                ])
+                [.uuid(claim.jobID.uuid), .text("released by \(claim.workerID ?? "?") at shutdown")])
         }
     }
 
-    // MARK: Progress, fenced by attempt
+    // MARK: Progress, fenced by the holder's claim
 
-    /// Records a status change of the attempt `attempt`. Refused (FencingError) if that attempt is no longer
-    /// current or the job has finished; an illegal transition is refused by the state machine.
-    package func recordStatus(jobID: JobID, attempt: Int, status: JobStatus, reason: String? = nil) async throws {
-        let predecessors = JobStatus.allCases.filter { $0.canMove(to: status) }.map(\.rawValue)
-        try await client.withTransaction { tx in
-            let rows = try await tx.query(
-                "select status, attempt, finished_at from jobs where id = $1 for update", [.uuid(jobID.uuid)])
-            guard let row = rows.first else {
-                throw FencingError(jobID: jobID, attempt: attempt, reason: "no such job")
-            }
-            let current = try row.int("status")
-            guard try row.int("attempt") == attempt, try row.optionalDate("finished_at") == nil else {
-                throw FencingError(jobID: jobID, attempt: attempt, reason: "attempt is no longer current")
-            }
-            if current == status.rawValue { return }
-            guard predecessors.contains(current), let from = JobStatus(rawValue: current) else {
-                throw IllegalTransition(from: JobStatus(rawValue: current) ?? .queued, to: status)
-            }
-            _ = from
-            try await tx.execute(
-                "update jobs set status = $2 where id = $1", [.uuid(jobID.uuid), .int(Int64(status.rawValue))])
-            try await tx.execute(
-                "insert into job_events (job_id, attempt, status, reason) values ($1, $2, $3, $4)",
-                [.uuid(jobID.uuid), .int(Int64(attempt)), .int(Int64(status.rawValue)), .optional(reason)])
+    /// Records a status change of the job `claim` holds. Refused (``FencingError``) unless the claim still holds
+    /// the unfinished job; an illegal transition is refused by the state machine. One statement: the row is locked,
+    /// checked, moved and its event written in a single round trip.
+    package func recordStatus(_ claim: JobClaim, status: JobStatus, reason: String? = nil) async throws {
+        let predecessors = JobStatus.allCases.filter { $0.canMove(to: status) }.map { String($0.rawValue) }
+        let rows = try await client.query(
+            """
+            with current as (
+                select status from jobs where \(Self.holder) for update
+            ), moved as (
+                update jobs set status = $5 from current
+                where jobs.id = $1 and current.status <> $5 and current.status = any($6::text[]::smallint[])
+                returning jobs.id
+            ), event as (
+                insert into job_events (job_id, attempt, status, reason) select id, $2, $5, $7 from moved
+            )
+            select (select status from current) as status, (select count(*) from moved) as moved
+            """,
+            Self.holderParameters(claim) + [
+                .int(Int64(status.rawValue)), .textArray(predecessors), .optional(reason),
+            ])
+        guard let current = try rows.first?.optionalInt("status") else {
+            throw FencingError(claim, reason: "the claim no longer holds the job, or it has finished")
         }
+        let moved = try rows[0].int("moved")
+        if current == status.rawValue || moved == 1 { return }
+        throw IllegalTransition(from: JobStatus(rawValue: current) ?? .queued, to: status)
     }
 
-    /// Records the terminal status, outcome and results of an attempt in one transaction.
-    package func finish(jobID: JobID, attempt: Int, result: ExecutionResult) async throws {
-        try await client.withTransaction { tx in
-            let updated = try await tx.execute(
-                """
-                update jobs set status = $3, outcome = $4, failure_reason = $5, exit_code = $6, oom_killed = $7,
-                    stopreq = coalesce($8, stopreq), finished_at = now(), lease_until = null
-                where id = $1 and attempt = $2 and finished_at is null
-                """,
-                [
-                    .uuid(jobID.uuid), .int(Int64(attempt)), .int(Int64(result.status.rawValue)),
-                    .text(result.outcome.rawValue), .optional(result.failureReason),
-                    result.exitCode.map { .int(Int64($0)) } ?? .null, .bool(result.oomKilled),
-                    result.stopRequest.map { .int(Int64($0)) } ?? .null,
-                ])
-            guard updated == 1 else {
-                throw FencingError(jobID: jobID, attempt: attempt, reason: "attempt is no longer current")
-            }
-            try await tx.execute(
-                "insert into job_events (job_id, attempt, status, reason) values ($1, $2, $3, $4)",
-                [
-                    .uuid(jobID.uuid), .int(Int64(attempt)), .int(Int64(result.status.rawValue)),
-                    .text(result.failureReason ?? result.outcome.rawValue),
-                ])
-            for file in result.results {
-                try await tx.execute(
-                    """
-                    insert into job_results (job_id, position, attempt, name, kind, size, sha256, location)
-                    values ($1, $2, $3, $4, $5, $6, $7, $8)
-                    """,
-                    [
-                        .uuid(jobID.uuid), .int(Int64(file.index)), .int(Int64(attempt)), .text(file.name),
-                        .text(file.kind.rawValue), .int(file.size), .text(file.sha256), .text(file.location),
-                    ])
-            }
+    /// Records the terminal status, outcome and results of the job `claim` holds, in one statement; refused
+    /// (``FencingError``) unless the claim still holds the unfinished job.
+    package func finish(_ claim: JobClaim, result: ExecutionResult) async throws {
+        let files = result.results
+        let rows = try await client.query(
+            """
+            with done as (
+                update jobs set status = $5, outcome = $6, failure_reason = $7, exit_code = $8, oom_killed = $9,
+                    stopreq = coalesce($10, stopreq), finished_at = now(), lease_until = null
+                where \(Self.holder)
+                returning id
+            ), event as (
+                insert into job_events (job_id, attempt, status, reason) select id, $2, $5, $11 from done
+            ), files as (
+                insert into job_results (job_id, position, attempt, name, kind, size, sha256, location)
+                select done.id, f.position, $2, f.name, f.kind, f.size, f.sha256, f.location
+                from done, unnest($12::text[]::int[], $13::text[], $14::text[], $15::text[]::bigint[], $16::text[],
+                    $17::text[]) as f (position, name, kind, size, sha256, location)
+            )
+            select count(*) as finished from done
+            """,
+            Self.holderParameters(claim) + [
+                .int(Int64(result.status.rawValue)), .text(result.outcome.rawValue), .optional(result.failureReason),
+                result.exitCode.map { .int(Int64($0)) } ?? .null, .bool(result.oomKilled),
+                result.stopRequest.map { .int(Int64($0)) } ?? .null,
+                .text(result.failureReason ?? result.outcome.rawValue),
+                .textArray(files.map { String($0.index) }), .textArray(files.map(\.name)),
+                .textArray(files.map(\.kind.rawValue)), .textArray(files.map { String($0.size) }),
+                .textArray(files.map(\.sha256)), .textArray(files.map(\.location)),
+            ])
+        guard try rows.first?.int("finished") == 1 else {
+            throw FencingError(claim, reason: "the claim no longer holds the job, or it has finished")
         }
     }
 
@@ -431,8 +319,9 @@ package struct PostgresJobStore: Sendable {
     // MARK: Row mapping
 
     static let jobColumns = """
-        id, environment, owner, viewers, agreement_id, status, outcome, failure_reason, exit_code, oom_killed, stopreq, \
-        attempt, worker_id, lease_until, created_at, started_at, finished_at, workflow::text as workflow
+        id, environment, owner, viewers, agreement_id, origin, ocean_signer, status, outcome, failure_reason, exit_code, \
+        oom_killed, stopreq, attempt, claim_number, worker_id, lease_until, created_at, started_at, finished_at, \
+        priority, workflow::text as workflow
         """
 
     static func job(from row: PostgresRow) throws -> Job {
@@ -443,13 +332,17 @@ package struct PostgresJobStore: Sendable {
         return Job(
             id: JobID(uuid: try row.uuid("id")), environment: try row.string("environment"),
             owner: try row.string("owner"), viewers: try row.stringArray("viewers"),
-            agreementID: try row.optionalString("agreement_id"), status: jobStatus,
+            agreementID: try row.optionalString("agreement_id"),
+            origin: try row.string("origin") == "ocean"
+                ? .ocean(signer: try row.optionalString("ocean_signer") ?? "") : .native,
+            status: jobStatus,
             outcome: try row.optionalString("outcome").flatMap(JobOutcome.init(rawValue:)),
             failureReason: try row.optionalString("failure_reason"), exitCode: try row.optionalInt("exit_code"),
             oomKilled: try row.bool("oom_killed"), stopRequest: try row.int("stopreq"), attempt: try row.int("attempt"),
+            claimNumber: try row.int("claim_number"),
             workerID: try row.optionalString("worker_id"), leaseUntil: try row.optionalDate("lease_until"),
             createdAt: try row.date("created_at"), startedAt: try row.optionalDate("started_at"),
-            finishedAt: try row.optionalDate("finished_at"),
+            finishedAt: try row.optionalDate("finished_at"), priority: try row.int("priority"),
             workflow: try JSONDecoder().decode(Workflow.self, from: Data(try row.string("workflow").utf8)))
     }
 
@@ -458,12 +351,17 @@ package struct PostgresJobStore: Sendable {
     }
 }
 
-/// A write by an attempt that no longer holds the job: refused, never applied.
+/// A write by a claim that no longer holds the job: refused, never applied.
 package struct FencingError: Error, CustomStringConvertible, Sendable {
-    package var jobID: JobID
-    package var attempt: Int
+    package var claim: JobClaim
     package var reason: String
-    package var description: String { "write for job \(jobID) attempt \(attempt) refused: \(reason)" }
+
+    package init(_ claim: JobClaim, reason: String) {
+        self.claim = claim
+        self.reason = reason
+    }
+
+    package var description: String { "write for \(claim) refused: \(reason)" }
 }
 
 extension Duration {
@@ -474,6 +372,18 @@ extension Duration {
 }
 
 extension PostgresJobStore {
+    /// Deletes an environment and everything in it — its jobs (with their events, results and logs), batches and
+    /// worker registrations — in chunks, so a large one does not hold one long transaction. For benchmarks and tests
+    /// that make environments of their own; files in the result store are the caller's to remove.
+    package func removeEnvironment(_ id: String) async throws {
+        while try await client.execute(
+            "delete from jobs where id in (select id from jobs where environment = $1 limit 20000)", [.text(id)]) > 0
+        {}
+        try await client.execute("delete from batches where environment = $1", [.text(id)])
+        try await client.execute("delete from workers where $1 = any(environments)", [.text(id)])
+        try await client.execute("delete from environments where id = $1", [.text(id)])
+    }
+
     /// Environments the scheduler hid because nothing served them lately (its duty 12); listings leave them out.
     package func hiddenEnvironmentIDs() async throws -> Set<String> {
         Set(try await client.query("select id from environments where hidden").map { try $0.string("id") })

@@ -18,15 +18,37 @@ import NIOPosix
 public struct JobWorkspace: Sendable, Hashable {
     /// The directory mounted as `/data`.
     public let data: URL
+    /// The directory that holds `outputs/` and `logs/`, what the algorithm writes: `data` itself, or the job's
+    /// size-capped output volume when the local executor mounts one.
+    public let writable: URL
 
     public init(data: URL) {
         self.data = data.standardizedFileURL
+        self.writable = self.data
+    }
+
+    private init(data: URL, writable: URL) {
+        self.data = data
+        self.writable = writable.standardizedFileURL
+    }
+
+    /// The same workspace with `outputs/` and `logs/` under `directory`.
+    public func withWritable(_ directory: URL) -> JobWorkspace {
+        JobWorkspace(data: data, writable: directory)
     }
 
     /// `<workRoot>/<jobID>-<attempt>/data`: deterministic, so a retried attempt never shares files with another.
     public init(workRoot: URL, jobID: JobID, attempt: Int) {
         self.init(
             data: Self.directory(workRoot: workRoot, jobID: jobID, attempt: attempt).appendingPathComponent("data"))
+    }
+
+    /// The workspace of an attempt the local executor is running, as a reader outside the executor (the gateway's
+    /// live logs) finds it: with `outputs/` and `logs/` on the attempt's output volume when one is mounted there.
+    public static func ofRunningAttempt(workRoot: URL, jobID: JobID, attempt: Int) -> JobWorkspace {
+        let workspace = JobWorkspace(workRoot: workRoot, jobID: jobID, attempt: attempt)
+        let volume = OutputVolume(attemptDirectory: directory(workRoot: workRoot, jobID: jobID, attempt: attempt))
+        return OutputVolume.isMountPoint(volume.mountPoint.path) ? workspace.withWritable(volume.mountPoint) : workspace
     }
 
     /// The per-attempt directory that holds `data`.
@@ -42,12 +64,20 @@ public struct JobWorkspace: Sendable, Hashable {
     public var transformations: URL { data.appendingPathComponent("transformations", isDirectory: true) }
     public var algorithm: URL { transformations.appendingPathComponent("algorithm") }
     public var ddos: URL { data.appendingPathComponent("ddos", isDirectory: true) }
-    public var outputs: URL { data.appendingPathComponent("outputs", isDirectory: true) }
-    public var logs: URL { data.appendingPathComponent("logs", isDirectory: true) }
+    public var outputs: URL { writable.appendingPathComponent("outputs", isDirectory: true) }
+    public var logs: URL { writable.appendingPathComponent("logs", isDirectory: true) }
     public var algorithmLog: URL { logs.appendingPathComponent("algorithm.log") }
     public var adminLogs: URL { data.appendingPathComponent("adminlogs", isDirectory: true) }
     public var configureLog: URL { adminLogs.appendingPathComponent("configure.log") }
     public var publishLog: URL { adminLogs.appendingPathComponent("publish.log") }
+
+    /// The host file behind a path the algorithm sees under `/data`.
+    public func hostPath(ofSandboxPath path: String) -> URL? {
+        guard path.hasPrefix("/data/") else { return nil }
+        let relative = String(path.dropFirst("/data/".count))
+        let writableTop = ["outputs", "logs"].contains { relative == $0 || relative.hasPrefix($0 + "/") }
+        return (writableTop ? writable : data).appendingPathComponent(relative)
+    }
 
     /// Where file `n` of an input goes: `inputs/<inputDirectoryName>/<n>`.
     public func inputFile(_ input: Workflow.Input, position: Int, file: Int) -> URL {

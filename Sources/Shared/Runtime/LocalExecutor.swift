@@ -18,6 +18,8 @@ public struct LocalExecutorConfiguration: Sendable, Hashable {
     public var sandbox: SandboxConfiguration
     /// The publish step: output file count limit.
     public var publisher: ResultPublisherConfiguration
+    /// Images: where OCI layouts are and where their unpacked roots are cached.
+    public var images: ImageStoreConfiguration = ImageStoreConfiguration()
 
     public init(
         workRoot: URL = FileManager.default.temporaryDirectory.appendingPathComponent("c2d-work", isDirectory: true),
@@ -56,6 +58,7 @@ public struct LocalExecutor: TaskExecutor {
     private let provisioner: Provisioner
     private let sandbox: Sandbox
     private let publisher: ResultPublisher
+    private let images: ImageStore
     private let threadPool: NIOThreadPool
     private let logger: Logger
 
@@ -70,13 +73,33 @@ public struct LocalExecutor: TaskExecutor {
         self.sandbox = Sandbox(configuration: configuration.sandbox, threadPool: threadPool)
         self.publisher = ResultPublisher(
             store: resultStore, configuration: configuration.publisher, threadPool: threadPool)
+        self.images = ImageStore(configuration: configuration.images, threadPool: threadPool)
         self.threadPool = threadPool
         self.logger = logger
     }
 
-    /// Checks that the sandbox works on this machine; call it before taking jobs.
-    public func selfCheck() async throws(SandboxError) {
-        try await sandbox.selfCheck()
+    /// Checks that the sandbox works on this machine and prepares its hard limits; call it before taking jobs. Also
+    /// clears what workers that died left in the work root (workspaces, mounted output volumes). Returns what the
+    /// sandbox enforces on this host, for the log.
+    @discardableResult
+    public func selfCheck() async throws(SandboxError) -> SandboxReport {
+        let report = try await sandbox.selfCheck()
+        let removed = await removeStaleWorkspaces()
+        if removed > 0 { logger.info("removed workspaces of dead workers", metadata: ["count": "\(removed)"]) }
+        return report
+    }
+
+    /// Removes what attempts whose lock nobody holds left in the work root — workspaces, mounted output volumes,
+    /// cgroups — and returns how many. A killed worker's lock is released by the kernel, so this is safe at any
+    /// time, beside live attempts of this and other workers sharing the work root.
+    public func removeStaleWorkspaces() async -> Int {
+        let workRoot = configuration.workRoot
+        let tools = OutputVolume.Tools()
+        let cgroups = await sandbox.prepared()?.cgroups
+        return
+            (try? await threadPool.runIfActive {
+                AttemptLock.sweep(workRoot: workRoot, tools: tools, cgroups: cgroups)
+            }) ?? 0
     }
 
     public func execute(
@@ -85,18 +108,59 @@ public struct LocalExecutor: TaskExecutor {
         var logger = self.logger
         logger[metadataKey: "job-id"] = "\(job.id)"
         logger[metadataKey: "attempt"] = "\(job.attempt)"
-        let workspace = try await JobWorkspace.create(
-            workRoot: configuration.workRoot, jobID: job.id, attempt: job.attempt, threadPool: threadPool)
+        // Gateways refuse GPU jobs for the local executor at submit; one that got here anyway (submitted through a
+        // gateway that thought the executor was Kubernetes) must not run without the GPU it asked for.
+        if environment.gpuCount(of: job.workflow) > 0 {
+            return ExecutionResult(
+                status: .containerCreationFailed, outcome: .failed,
+                failureReason: "gpu_not_available: the local executor has no GPUs")
+        }
+        let directory = JobWorkspace.directory(workRoot: configuration.workRoot, jobID: job.id, attempt: job.attempt)
+        let threadPool = self.threadPool
+        let volume = OutputVolume(attemptDirectory: directory)
+        let volumeTools = await sandbox.prepared()?.volumeTools
+        // Held until the workspace is gone, so a sweep by another worker never takes a live one.
+        let lock = try await threadPool.runIfActive {
+            let lock = try AttemptLock(directory: directory)
+            // A volume left mounted by an earlier run of this attempt must go before its directory can.
+            if let volumeTools, OutputVolume.isMountPoint(volume.mountPoint.path) { volume.remove(tools: volumeTools) }
+            return lock
+        }
+        var workspace: JobWorkspace
+        do {
+            workspace = try await JobWorkspace.create(
+                workRoot: configuration.workRoot, jobID: job.id, attempt: job.attempt, threadPool: threadPool)
+        } catch {
+            lock.release()
+            throw error
+        }
+        // Outputs and logs on a volume of the environment's size, where the host allows.
+        if let volumeTools {
+            do {
+                try await threadPool.runIfActive {
+                    try volume.create(diskLimitBytes: Int64(environment.diskMiB) << 20, tools: volumeTools)
+                }
+                workspace = workspace.withWritable(volume.mountPoint)
+            } catch {
+                logger.error("cannot create the job's output volume", metadata: ["error": "\(error)"])
+                await cleanUp(workspace, volume: volume, tools: volumeTools, lock: lock, logger: logger)
+                // Ocean's "Volume creation failed" (21), reached from "Configuring volumes".
+                try await progress(.configuringVolumes)
+                return ExecutionResult(
+                    status: .volumeCreationFailed, outcome: .failed,
+                    failureReason: "the worker could not create the job's output volume; try again later")
+            }
+        }
         let result: ExecutionResult
         do {
             result = try await run(
                 job: job, environment: environment, workspace: workspace, progress: progress,
                 logger: logger)
         } catch {
-            await cleanUp(workspace, logger: logger)
+            await cleanUp(workspace, volume: volume, tools: volumeTools, lock: lock, logger: logger)
             throw error
         }
-        await cleanUp(workspace, logger: logger)
+        await cleanUp(workspace, volume: volume, tools: volumeTools, lock: lock, logger: logger)
         logger.info(
             "job ended",
             metadata: ["status": "\(result.status.rawValue)", "outcome": "\(result.outcome.rawValue)"])
@@ -109,8 +173,21 @@ public struct LocalExecutor: TaskExecutor {
     ) async throws -> ExecutionResult {
         let diskLimit = Int64(environment.diskMiB) << 20
 
-        // Configure.
+        // Configure: the image first (never run a job in another image than it asked for), then inputs.
         try await progress(.configuringVolumes)
+        let image: PreparedImage?
+        switch await prepareImage(job: job, environment: environment, workspace: workspace) {
+        case .success(let prepared):
+            image = prepared
+        case .failure(let error):
+            if Task.isCancelled {
+                return await stopped(job: job, environment: environment, workspace: workspace, progress: progress)
+            }
+            logger.info("image unavailable", metadata: ["reason": "\(error.reason)"])
+            let report = await publishUncancelled(job: job, workspace: workspace, diskLimit: diskLimit, outputs: false)
+            return ExecutionResult(
+                status: .imagePullFailed, outcome: .failed, failureReason: error.reason, results: report.results)
+        }
         do {
             try await provisioner.provision(job.workflow, into: workspace)
         } catch {
@@ -129,7 +206,8 @@ public struct LocalExecutor: TaskExecutor {
 
         // Algorithm.
         try await progress(.runningAlgorithm)
-        let specification = SandboxSpecification(job: job, environment: environment, workspace: workspace)
+        let specification = SandboxSpecification(
+            job: job, environment: environment, workspace: workspace, image: image)
         let termination = await sandbox.run(specification)
         logger.info("algorithm ended", metadata: ["termination": "\(termination)"])
 
@@ -152,6 +230,11 @@ public struct LocalExecutor: TaskExecutor {
         case .killedBySignal(let signal):
             result = ExecutionResult(
                 status: .finished, outcome: .failed, failureReason: "algorithm was killed by signal \(signal)")
+        case .outOfMemory(let code, let limit):
+            result = ExecutionResult(
+                status: .finished, outcome: .failed,
+                failureReason: "algorithm ran out of memory (the environment's limit is \(limit) MiB)",
+                exitCode: Int(code), oomKilled: true)
         case .timedOut(let limit):
             result = ExecutionResult(
                 status: .finished, outcome: .timedOut,
@@ -178,6 +261,44 @@ public struct LocalExecutor: TaskExecutor {
             result.failureReason = [result.failureReason, failure.reason].compactMap { $0 }.joined(separator: "; ")
         }
         return result
+    }
+
+    /// The root the algorithm runs in, as `ImagePolicy` decides for the local executor: none (the worker's own
+    /// system) when the workflow names no image or the environment maps the image to the host, else the image's
+    /// unpacked root. The decision goes to the configure log, so the job's owner can see where it ran.
+    private func prepareImage(
+        job: Job, environment: ComputeEnvironment, workspace: JobWorkspace
+    ) async -> Result<PreparedImage?, ImageError> {
+        let container = job.workflow.stage?.algorithm.container
+        let named = "\(container?.image ?? ""):\(container?.tag.flatMap { $0.isEmpty ? nil : $0 } ?? "latest")"
+        let log = try? await AdminLog(file: workspace.configureLog, threadPool: threadPool)
+        let outcome: Result<PreparedImage?, ImageError>
+        do {
+            switch try ImagePolicy.decide(container, environment: environment, executor: .local) {
+            case .workerSystem, .cluster:
+                await log?.line("no image named: the algorithm runs on the worker's own system")
+                outcome = .success(nil)
+            case .hostMapped:
+                await log?.line(
+                    "image \(named) runs on the worker's own system, as environment '\(environment.id)' declares")
+                outcome = .success(nil)
+            case .layout(let entry, let reference, let checksum):
+                do {
+                    let prepared = try await images.prepare(entry, reference: reference, checksum: checksum)
+                    await log?.line(
+                        "image \(named): OCI layout '\(entry.layout ?? "")' at '\(reference)', \(prepared.digest)")
+                    outcome = .success(prepared)
+                } catch {
+                    await log?.line("image \(named) is not available: \(error.reason)")
+                    outcome = .failure(error)
+                }
+            }
+        } catch {
+            await log?.line("image \(named) cannot run here: \(error.message)")
+            outcome = .failure(ImageError(error.message))
+        }
+        await log?.close()
+        return outcome
     }
 
     /// The end of a stopped job: logs are still published, then `finished` with outcome `stopped`.
@@ -215,14 +336,22 @@ public struct LocalExecutor: TaskExecutor {
         }.value
     }
 
-    private func cleanUp(_ workspace: JobWorkspace, logger: Logger) async {
+    /// Unmounts the output volume (its files are published by now), removes the workspace unless kept, and lets
+    /// go of the attempt's lock.
+    private func cleanUp(
+        _ workspace: JobWorkspace, volume: OutputVolume, tools: OutputVolume.Tools?, lock: AttemptLock, logger: Logger
+    ) async {
+        let threadPool = self.threadPool
+        defer { lock.release() }
         guard !configuration.keepWorkspaces else {
             logger.debug("workspace kept", metadata: ["path": "\(workspace.root.path)"])
             return
         }
-        let threadPool = self.threadPool
         do {
-            try await Task { try await workspace.remove(threadPool: threadPool) }.value
+            try await Task {
+                if let tools { try await threadPool.runIfActive { volume.remove(tools: tools) } }
+                try await workspace.remove(threadPool: threadPool)
+            }.value
         } catch {
             logger.warning(
                 "cannot remove the workspace", metadata: ["path": "\(workspace.root.path)", "error": "\(error)"])

@@ -26,7 +26,16 @@ public struct ProvisionerConfiguration: Sendable, Hashable {
     public var maxRedirects: Int
     /// Whether URLs may point at loopback, private, link-local (cloud metadata) and similar addresses. Off by
     /// default, so a consumer's URL cannot make the worker fetch from the operator's own network. Default false.
+    /// `C2D_ALLOW_PRIVATE_URLS=1`.
     public var allowPrivateNetworks: Bool
+    /// Non-public networks URLs may reach even so, e.g. a data server inside the perimeter. Default none.
+    /// `C2D_ALLOWED_PRIVATE_NETWORKS`.
+    public var allowedNetworks: [IPNetwork] = []
+
+    /// Where outbound requests may connect.
+    public var addressPolicy: OutboundAddressPolicy {
+        OutboundAddressPolicy(allowsEverything: allowPrivateNetworks, allowedNetworks: allowedNetworks)
+    }
     /// The operator's secp256k1 private key (32 bytes), which signs downloads of `remote` sources from Ocean
     /// Providers, as pod-configuration's PRIVATE_KEY does. nil refuses `remote` sources. `C2D_OPERATOR_PRIVATE_KEY`.
     public var operatorPrivateKey: [UInt8]?
@@ -48,31 +57,44 @@ public struct ProvisionerConfiguration: Sendable, Hashable {
 /// every action to `adminlogs/configure.log`. Shared by the local executor and the in-pod `c2d pod configure`.
 public struct Provisioner: Sendable {
     public let configuration: ProvisionerConfiguration
-    let httpClient: HTTPClient
     let threadPool: NIOThreadPool
+    /// Every request goes to the address its host was checked at (``PinnedHTTP``).
+    let http: PinnedHTTP
 
-    /// `httpClient` is the process's shared client (never one per job); make it with `makeHTTPClient` so that
-    /// redirects are left to the provisioner, which refuses non-http(s) targets and counts hops.
+    /// `httpClient` is the process's shared client (make it with `makeHTTPClient`); its event loops serve the
+    /// provisioner's requests, each of which connects to the address that was checked for it. `resolver` finds
+    /// hosts' addresses (default the system's). `clientConfiguration` replaces the one made from `configuration`
+    /// (e.g. to trust another certificate authority); keep its redirects disallowed.
     public init(
-        configuration: ProvisionerConfiguration, httpClient: HTTPClient, threadPool: NIOThreadPool = .singleton
+        configuration: ProvisionerConfiguration, httpClient: HTTPClient, threadPool: NIOThreadPool = .singleton,
+        resolver: HostResolver = .system, clientConfiguration: HTTPClient.Configuration? = nil
     ) {
         self.configuration = configuration
-        self.httpClient = httpClient
         self.threadPool = threadPool
+        self.http = PinnedHTTP(
+            addressGuard: AddressGuard(
+                policy: configuration.addressPolicy, resolver: resolver, threadPool: threadPool),
+            eventLoopGroup: httpClient.eventLoopGroup,
+            configuration: clientConfiguration ?? Self.clientConfiguration(configuration))
     }
 
-    /// A client suited to the provisioner: connect timeout from the configuration, redirects not followed by the
-    /// client (the provisioner follows them itself), no cookies. Shut it down when the process stops.
+    /// A client suited to the provisioner (see ``clientConfiguration(_:)``). Shut it down when the process stops.
     public static func makeHTTPClient(
         configuration: ProvisionerConfiguration,
         eventLoopGroup: any EventLoopGroup = MultiThreadedEventLoopGroup.singleton
     ) -> HTTPClient {
+        HTTPClient(eventLoopGroupProvider: .shared(eventLoopGroup), configuration: clientConfiguration(configuration))
+    }
+
+    /// Connect timeout from the configuration, redirects not followed by the client (the provisioner follows them
+    /// itself, checking every hop), no decompression, no proxy.
+    public static func clientConfiguration(_ configuration: ProvisionerConfiguration) -> HTTPClient.Configuration {
         var clientConfiguration = HTTPClient.Configuration()
         clientConfiguration.redirectConfiguration = .disallow
         clientConfiguration.timeout = HTTPClient.Configuration.Timeout(
             connect: TimeAmount(configuration.connectTimeout), read: TimeAmount(configuration.downloadTimeout))
         clientConfiguration.decompression = .disabled
-        return HTTPClient(eventLoopGroupProvider: .shared(eventLoopGroup), configuration: clientConfiguration)
+        return clientConfiguration
     }
 
     /// Runs the configure step for `workflow` into `workspace` and writes `adminlogs/configure.log`. Throws the
@@ -252,30 +274,48 @@ public struct Provisioner: Sendable {
     /// redirects to http(s) URLs, all within `downloadTimeout`.
     private func download(_ url: String, to destination: URL, log: AdminLog, what: String) async throws -> FileDigest {
         let configuration = self.configuration
-        let client = httpClient
+        let http = self.http
         let threadPool = self.threadPool
-        let addressGuard = AddressGuard(
-            allowPrivateNetworks: configuration.allowPrivateNetworks, threadPool: threadPool)
+        /// What one hop ended in.
+        enum Hop: Sendable {
+            case redirect(status: UInt, location: String?)
+            case file(FileDigest)
+        }
         do {
             return try await withDeadline(configuration.downloadTimeout, operation: "download") {
                 var current = url
                 var redirects = 0
                 while true {
-                    guard let parsed = URL(string: current), let scheme = parsed.scheme?.lowercased(),
-                        scheme == "http" || scheme == "https", parsed.host != nil
-                    else {
-                        throw RuntimeIssue("\(AdminLog.redact(current)) is not an http or https URL")
-                    }
-                    // Every hop is checked, so a public URL cannot redirect into the operator's network.
-                    try await addressGuard.check(host: parsed.host ?? "")
                     var request = HTTPClientRequest(url: current)
                     request.method = .GET
-                    let response = try await client.execute(
-                        request, deadline: .now() + TimeAmount(configuration.downloadTimeout))
-                    let status = response.status.code
-                    if [301, 302, 303, 307, 308].contains(status) {
-                        guard let location = response.headers.first(name: "location"),
-                            let next = URL(string: location, relativeTo: parsed)?.absoluteURL
+                    // Every hop is checked and pinned, so a public URL cannot redirect into the operator's network.
+                    let hop = try await http.withResponse(
+                        to: request, deadline: .now() + TimeAmount(configuration.downloadTimeout)
+                    ) { response -> Hop in
+                        let status = response.status.code
+                        if [301, 302, 303, 307, 308].contains(status) {
+                            return .redirect(status: status, location: response.headers.first(name: "location"))
+                        }
+                        guard (200..<300).contains(status) else {
+                            throw RuntimeIssue("HTTP \(status) from \(AdminLog.redact(current))")
+                        }
+                        if let length = response.headers.first(name: "content-length").flatMap(Int64.init),
+                            length > configuration.maxFileBytes
+                        {
+                            throw RuntimeIssue(
+                                "the file is \(length) bytes, above the limit of \(configuration.maxFileBytes) bytes")
+                        }
+                        return .file(
+                            try await Self.stream(
+                                response.body, to: destination, limit: configuration.maxFileBytes,
+                                threadPool: threadPool))
+                    }
+                    switch hop {
+                    case .file(let digest):
+                        return digest
+                    case .redirect(let status, let location):
+                        guard let location, let base = URL(string: current),
+                            let next = URL(string: location, relativeTo: base)?.absoluteURL
                         else {
                             throw RuntimeIssue("HTTP \(status) redirect without a usable Location")
                         }
@@ -285,19 +325,7 @@ public struct Provisioner: Sendable {
                         }
                         current = next.absoluteString
                         await log.line("\(what): HTTP \(status), redirected to \(AdminLog.redact(current))")
-                        continue
                     }
-                    guard (200..<300).contains(status) else {
-                        throw RuntimeIssue("HTTP \(status) from \(AdminLog.redact(current))")
-                    }
-                    if let length = response.headers.first(name: "content-length").flatMap(Int64.init),
-                        length > configuration.maxFileBytes
-                    {
-                        throw RuntimeIssue(
-                            "the file is \(length) bytes, above the limit of \(configuration.maxFileBytes) bytes")
-                    }
-                    return try await Self.stream(
-                        response.body, to: destination, limit: configuration.maxFileBytes, threadPool: threadPool)
                 }
             }
         } catch let error as DeadlineExceeded {

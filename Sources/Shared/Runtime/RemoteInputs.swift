@@ -102,22 +102,20 @@ extension Provisioner {
 
     /// A small JSON request (DDO, Provider root, fileinfo) under the download timeout and the address guard.
     private func jsonRequest(_ method: HTTPMethod, _ url: String, body: [String: String]? = nil) async throws -> Any {
-        guard let parsed = URL(string: url), let scheme = parsed.scheme?.lowercased(),
-            scheme == "http" || scheme == "https", let host = parsed.host
-        else { throw RuntimeIssue("\(AdminLog.redact(url)) is not an http or https URL") }
-        try await AddressGuard(allowPrivateNetworks: configuration.allowPrivateNetworks, threadPool: threadPool)
-            .check(host: host)
         var request = HTTPClientRequest(url: url)
         request.method = method
         if let body {
             request.headers.add(name: "content-type", value: "application/json")
             request.body = .bytes(ByteBuffer(bytes: try JSONSerialization.data(withJSONObject: body)))
         }
-        let response = try await httpClient.execute(
-            request, deadline: .now() + TimeAmount(configuration.connectTimeout * 3))
-        let bytes = try await response.body.collect(upTo: 4 << 20)
-        guard (200..<300).contains(response.status.code) else {
-            throw RuntimeIssue("HTTP \(response.status.code) from \(AdminLog.redact(url))")
+        let bytes = try await http.withResponse(
+            to: request, deadline: .now() + TimeAmount(configuration.connectTimeout * 3)
+        ) { response in
+            let bytes = try await response.body.collect(upTo: 4 << 20)
+            guard (200..<300).contains(response.status.code) else {
+                throw RuntimeIssue("HTTP \(response.status.code) from \(AdminLog.redact(url))")
+            }
+            return bytes
         }
         return try JSONSerialization.jsonObject(with: Data(buffer: bytes))
     }

@@ -46,6 +46,7 @@ public struct SandboxError: Error, CustomStringConvertible, Sendable, Hashable {
         private enum Base: String, Sendable {
             case toolMissing = "tool_missing"
             case unavailable
+            case isolationUnavailable = "isolation_unavailable"
         }
 
         private let base: Base
@@ -58,6 +59,9 @@ public struct SandboxError: Error, CustomStringConvertible, Sendable, Hashable {
         public static let toolMissing = Code(.toolMissing)
         /// bubblewrap is installed but cannot build a sandbox (usually: user namespaces are disabled).
         public static let unavailable = Code(.unavailable)
+        /// `C2D_SANDBOX_ISOLATION=strict`, and a hard limit (cgroup, output volume, network namespace) cannot be
+        /// enforced on this host.
+        public static let isolationUnavailable = Code(.isolationUnavailable)
 
         public var description: String { base.rawValue }
     }

@@ -30,7 +30,7 @@ public struct FileResultStoreConfiguration: Sendable, Hashable {
 /// injected `NIOThreadPool`, never on the cooperative pool.
 public struct FileResultStore: ResultStore {
     public let configuration: FileResultStoreConfiguration
-    private let threadPool: NIOThreadPool
+    let threadPool: NIOThreadPool
 
     public var root: URL { configuration.root }
 

@@ -10,6 +10,10 @@ public struct StorageError: Error, CustomStringConvertible, Sendable, Hashable {
             case notARegularFile = "not_a_regular_file"
             case sizeLimitExceeded = "size_limit_exceeded"
             case io
+            case unavailable
+            case rejected
+            case unsupported
+            case invalidConfiguration = "invalid_configuration"
         }
 
         private let base: Base
@@ -30,6 +34,14 @@ public struct StorageError: Error, CustomStringConvertible, Sendable, Hashable {
         public static let sizeLimitExceeded = Code(.sizeLimitExceeded)
         /// An operating-system call failed.
         public static let io = Code(.io)
+        /// A remote store (S3) could not be reached, timed out or kept answering 5xx or 503 SlowDown.
+        public static let unavailable = Code(.unavailable)
+        /// A remote store refused the request (4xx: credentials, bucket, permissions, a checksum mismatch).
+        public static let rejected = Code(.rejected)
+        /// The store cannot do this (a filesystem store has no presigned URLs).
+        public static let unsupported = Code(.unsupported)
+        /// The store's settings are unusable (a missing bucket name or credentials, a bad endpoint).
+        public static let invalidConfiguration = Code(.invalidConfiguration)
 
         public var description: String { base.rawValue }
     }
@@ -38,12 +50,18 @@ public struct StorageError: Error, CustomStringConvertible, Sendable, Hashable {
     public var message: String
     /// The `errno` of the failed system call, when there is one.
     public var errno: Int32?
+    /// The HTTP status a remote store answered, when it answered.
+    public var httpStatus: Int?
 
-    public init(code: Code, message: String, errno: Int32? = nil) {
+    public init(code: Code, message: String, errno: Int32? = nil, httpStatus: Int? = nil) {
         self.code = code
         self.message = message
         self.errno = errno
+        self.httpStatus = httpStatus
     }
+
+    /// Worth another try: the remote store was unavailable.
+    public var isRetriable: Bool { code == .unavailable }
 
     public var description: String { "\(code): \(message)" }
 }

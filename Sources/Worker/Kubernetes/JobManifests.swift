@@ -162,6 +162,10 @@ package struct JobManifests: Sendable {
             volumes: [Volume(name: ClusterNaming.dataVolume, ephemeral: claim)])
         // A backstop (the pod's clock includes waiting for the inputs); the monitor ends the algorithm at its limit.
         pod.activeDeadlineSeconds = configuration.configureDeadlineSeconds + algorithmDeadlineSeconds
+        pod.nodeSelector = AlgorithmPlacement.of(job, environment: environment).nodeSelector
+        if !environment.imagePullSecrets.isEmpty {
+            pod.imagePullSecrets = environment.imagePullSecrets.map { LocalObjectReference(name: $0) }
+        }
         var labels = labels(.algorithm)
         labels[ClusterNaming.networkLabel] = algorithmHasNetwork ? "allowed" : "none"
         return Pod(
@@ -182,7 +186,9 @@ package struct JobManifests: Sendable {
         var requested: [String: Double] = [:]
         for resource in job.workflow.stage?.compute?.resources ?? [] { requested[resource.id] = resource.amount }
         let cpus = min(environment.cpus, requested["cpu"] ?? environment.cpus)
-        let amounts = ["cpu": Self.quantity(cpus), "memory": "\(algorithmMemoryMiB)Mi"]
+        let amounts = ["cpu": Self.quantity(cpus), "memory": "\(algorithmMemoryMiB)Mi"].merging(
+            AlgorithmPlacement.of(job, environment: environment).extendedResources
+        ) { $1 }
         let entrypoint = algorithm?.container?.entrypoint ?? ""
         let volume = ClusterNaming.dataVolume
         return Container(

@@ -189,7 +189,7 @@ package final class KubernetesExecutor: Executor {
         }
         // Recording the launch and creating the algorithm pod need not wait for each other: both follow the Job.
         async let launched: Void = retrying("recording the launch", logger: logger) {
-            try await store.markLaunched(jobID: job.id, attempt: job.attempt, workerID: workerID)
+            try await store.markLaunched(JobClaim(job))
         }
         try await createAlgorithmPod(manifests, root: root, logger: logger)
         try await launched

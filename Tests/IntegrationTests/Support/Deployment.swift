@@ -71,16 +71,23 @@ final class Deployment: @unchecked Sendable {
 
     /// `environmentFields`: more JSON members for the test's compute environment, e.g. `"allowNetwork": true`.
     init(
-        maxJobDuration: Int = 60, extraEnvironment: [String: String] = [:], environmentFields: String = "",
-        port: Int? = nil
+        maxJobDuration: Int = 60, maxJobs: Int = 4, extraEnvironment: [String: String] = [:],
+        environmentFields: String = "", port: Int? = nil
     ) throws {
         environmentID = "t\(UInt32.random(in: 0...UInt32.max))"
         directory = FileManager.default.temporaryDirectory.appendingPathComponent("c2d-it-\(environmentID)")
         dataDirectory = directory.appendingPathComponent("data")
         try FileManager.default.createDirectory(at: dataDirectory, withIntermediateDirectories: true)
         self.port = try port ?? TestEnvironment.freePort()
+        // Test workflows name the image "python" (as Ocean's do): with the local executor the test environment declares
+        // that it runs on the worker's own system, unless a test brings its own images. (On Kubernetes an images list
+        // would be an allow-list; there the cluster pulls whatever is named.)
+        let local = extraEnvironment["C2D_EXECUTOR"] != "kubernetes"
+        let images =
+            environmentFields.contains("\"images\"") || !local
+            ? "" : #", "images": [{"image": "python", "host": true}]"#
         let environments = """
-            [{"id": "\(environmentID)", "maxJobDuration": \(maxJobDuration), "memoryMiB": 1024, "maxJobs": 4\(
+            [{"id": "\(environmentID)", "maxJobDuration": \(maxJobDuration), "memoryMiB": 1024, "maxJobs": \(maxJobs)\(images)\(
                 environmentFields.isEmpty ? "" : ", " + environmentFields)}]
             """
         try environments.write(
@@ -231,7 +238,11 @@ final class Deployment: @unchecked Sendable {
     }
 
     func results(_ id: String) async throws -> [[String: Any]] {
-        try await get("/v1/jobs/\(id)/results").json["results"] as? [[String: Any]] ?? []
+        let response = try await get("/v1/jobs/\(id)/results")
+        guard response.status == 200, let results = response.json["results"] as? [[String: Any]] else {
+            throw TestFailure("GET /v1/jobs/\(id)/results: \(response.status) \(response.text)")
+        }
+        return results
     }
 
     func download(_ id: String, name: String) async throws -> String {
@@ -254,12 +265,12 @@ final class Deployment: @unchecked Sendable {
 extension Deployment {
     /// Runs `body` against a fresh deployment and always stops its processes afterwards.
     static func with(
-        maxJobDuration: Int = 60, extraEnvironment: [String: String] = [:], environmentFields: String = "",
-        port: Int? = nil, _ body: (Deployment) async throws -> Void
+        maxJobDuration: Int = 60, maxJobs: Int = 4, extraEnvironment: [String: String] = [:],
+        environmentFields: String = "", port: Int? = nil, _ body: (Deployment) async throws -> Void
     ) async throws {
         let deployment = try Deployment(
-            maxJobDuration: maxJobDuration, extraEnvironment: extraEnvironment, environmentFields: environmentFields,
-            port: port)
+            maxJobDuration: maxJobDuration, maxJobs: maxJobs, extraEnvironment: extraEnvironment,
+            environmentFields: environmentFields, port: port)
         do {
             try await body(deployment)
         } catch {

@@ -69,7 +69,8 @@ private final class ConnectionPump {
 
     private struct ConsumerSlot {
         var buffer: ConsumerBuffer
-        var consumerTag: String
+        /// Nil while paused: the channel stays open (its deliveries can still be settled) but consumes nothing.
+        var consumerTag: String?
     }
 
     private let connection: RabbitMQConnection
@@ -481,12 +482,26 @@ private final class ConnectionPump {
                 let slot = consumers.removeValue(forKey: channel)
             else { return }
             do {
-                try rpc(channel, "cancelling the consumer on queue '\(slot.buffer.queue)'") { state, channel in
-                    withAMQPBytes([slot.consumerTag]) { amqp_basic_cancel(state, channel, $0[0]) != nil }
+                if let consumerTag = slot.consumerTag {
+                    try rpc(channel, "cancelling the consumer on queue '\(slot.buffer.queue)'") { state, channel in
+                        withAMQPBytes([consumerTag]) { amqp_basic_cancel(state, channel, $0[0]) != nil }
+                    }
                 }
                 closeChannelQuietly(channel)
             } catch is ChannelFailure {
                 // The channel is gone already; nothing left to cancel.
+            }
+        case .updateConsumer(let id):
+            guard let channel = consumerChannels[id], let slot = consumers[channel] else { return }
+            do {
+                try applyPause(slot, channel: channel)
+            } catch let failure as ChannelFailure {
+                // The broker closed the channel (e.g. the queue is gone): start over on a fresh one.
+                consumers[channel] = nil
+                consumerChannels[id] = nil
+                slot.buffer.dropDeliveries(connectionID: connection.id, channel: channel)
+                logger.info("pausing or resuming a consumer failed", metadata: ["amqp.error": "\(failure.error)"])
+                try startConsumer(slot.buffer)
             }
         case .close:
             if closeDeadline == nil {
@@ -615,8 +630,34 @@ private final class ConnectionPump {
         guard !buffer.isFinished, consumerChannels[buffer.id] == nil else { return }
         do {
             let channel = try openChannel()
-            try rpc(channel, "setting prefetch \(buffer.prefetch) for queue '\(buffer.queue)'") { state, channel in
-                amqp_basic_qos(state, channel, 0, UInt16(clamping: buffer.prefetch), 0) != nil
+            consumers[channel] = ConsumerSlot(buffer: buffer, consumerTag: nil)
+            consumerChannels[buffer.id] = channel
+            try applyPause(consumers[channel]!, channel: channel)
+            if buffer.isFinished {  // cancelled while we were subscribing
+                try execute(.cancelConsumer(id: buffer.id))
+            }
+        } catch let failure as ChannelFailure {
+            logger.info("the broker refused a consumer", metadata: ["amqp.error": "\(failure.error)"])
+            if let channel = consumerChannels.removeValue(forKey: buffer.id) { consumers[channel] = nil }
+            buffer.finish(throwing: failure.error)
+        }
+    }
+
+    /// Makes the channel's subscription match what the consumer asks for: `basic.cancel` to pause (the channel stays
+    /// open, so deliveries sent before the broker processed the cancel still arrive and can be settled), `basic.qos`
+    /// with the current prefetch and `basic.consume` to resume.
+    private func applyPause(_ slot: ConsumerSlot, channel: UInt16) throws {
+        let buffer = slot.buffer
+        let wanted = buffer.subscription
+        if wanted.paused, let consumerTag = slot.consumerTag {
+            try rpc(channel, "pausing the consumer on queue '\(buffer.queue)'") { state, channel in
+                withAMQPBytes([consumerTag]) { amqp_basic_cancel(state, channel, $0[0]) != nil }
+            }
+            consumers[channel]?.consumerTag = nil
+            logger.debug("paused", metadata: ["amqp.queue": "\(buffer.queue)", "amqp.channel": "\(channel)"])
+        } else if !wanted.paused, slot.consumerTag == nil {
+            try rpc(channel, "setting prefetch \(wanted.prefetch) for queue '\(buffer.queue)'") { state, channel in
+                amqp_basic_qos(state, channel, 0, UInt16(clamping: wanted.prefetch), 0) != nil
             }
             var consumerTag = ""
             try rpc(channel, "consuming from queue '\(buffer.queue)'") { state, channel in
@@ -630,15 +671,8 @@ private final class ConnectionPump {
                     }
                 }
             }
-            consumers[channel] = ConsumerSlot(buffer: buffer, consumerTag: consumerTag)
-            consumerChannels[buffer.id] = channel
+            consumers[channel]?.consumerTag = consumerTag
             logger.debug("consuming", metadata: ["amqp.queue": "\(buffer.queue)", "amqp.channel": "\(channel)"])
-            if buffer.isFinished {  // cancelled while we were subscribing
-                try execute(.cancelConsumer(id: buffer.id))
-            }
-        } catch let failure as ChannelFailure {
-            logger.info("the broker refused a consumer", metadata: ["amqp.error": "\(failure.error)"])
-            buffer.finish(throwing: failure.error)
         }
     }
 
@@ -780,7 +814,7 @@ private final class ConnectionPump {
                 continuation.resume(throwing: RabbitMQConnection.notSent(reason))
             case .inspectQueue(_, let continuation):
                 continuation.resume(throwing: RabbitMQConnection.notSent(reason))
-            case .startConsumer, .cancelConsumer, .close:
+            case .startConsumer, .cancelConsumer, .updateConsumer, .close:
                 break  // consumers are started again on the next connection by the client
             }
         }

@@ -28,6 +28,8 @@ final class RabbitMQConnection: DeliverySettler, Sendable {
         case inspectQueue(String, CheckedContinuation<AMQPQueueStatus, any Error>)
         case startConsumer(ConsumerBuffer)
         case cancelConsumer(id: Int)
+        /// Pause or resume the consumer, as its buffer's ``ConsumerBuffer/subscription`` now says.
+        case updateConsumer(id: Int)
         /// Stop taking publishes, wait (up to the RPC timeout) for outstanding confirms, then connection.close 200.
         case close
     }

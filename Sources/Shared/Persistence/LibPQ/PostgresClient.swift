@@ -8,11 +8,13 @@ import Logging
 /// later calls open fresh ones, so the client never needs to be recreated.
 package final class PostgresClient: Sendable {
     private let pool: ConnectionPool
-    private let logger: Logger
+    let configuration: PostgresConfiguration
+    let logger: Logger
     private let maximumConnections: Int
 
     package init(configuration: PostgresConfiguration, logger: Logger) {
         self.pool = ConnectionPool(configuration: configuration, logger: logger)
+        self.configuration = configuration
         self.logger = logger
         self.maximumConnections = configuration.maximumConnections
     }

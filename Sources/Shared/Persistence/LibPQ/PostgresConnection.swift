@@ -99,6 +99,26 @@ final class PostgresConnection: Sendable {
         }
     }
 
+    // MARK: Notifications (LISTEN/NOTIFY)
+
+    /// Subscribes this connection to `channels` (`LISTEN`); the names are quoted as identifiers.
+    func listen(_ channels: [String]) async throws {
+        let sql = channels.map { "LISTEN \(PostgresIdentifier.quoted($0))" }.joined(separator: "; ")
+        try await onThread { [shared] handle in
+            try handle.simple(sql: sql, shared: shared)
+        }
+    }
+
+    /// Waits up to `timeout` for notifications on the channels this connection listens to and returns those that
+    /// arrived (possibly none). The owner thread blocks in `poll` meanwhile, which wakes the moment the server sends
+    /// something, so a notification is handed on as soon as it arrives. Throws `.connectionLost` when the
+    /// connection breaks (notifications sent meanwhile are lost: listen again and rescan).
+    func notifications(timeout: Duration) async throws -> [PostgresNotification] {
+        try await onThread { [shared] handle in
+            try handle.waitForNotifications(timeout: timeout, shared: shared)
+        }
+    }
+
     /// Closes the connection (`PQfinish`) and stops its thread.
     func close() async {
         shared.freeCancel()
@@ -380,6 +400,40 @@ private final class ConnectionHandle: @unchecked Sendable {
                 message: "the transaction was aborted by an earlier error and has been rolled back"
             )
         }
+    }
+
+    /// Notifications already read, else those arriving within `timeout` (one `poll` on the socket).
+    func waitForNotifications(timeout: Duration, shared: SharedState) throws -> [PostgresNotification] {
+        let connection = try requireConnection(shared)
+        func consume() throws {
+            guard PQconsumeInput(connection) == 1, PQstatus(connection) == CONNECTION_OK else {
+                shared.withLock { $0.broken = true }
+                throw PostgresError(code: .connectionLost, message: Self.errorMessage(connection))
+            }
+        }
+        func drain() -> [PostgresNotification] {
+            var notifications: [PostgresNotification] = []
+            while let notify = PQnotifies(connection) {
+                notifications.append(
+                    PostgresNotification(
+                        channel: String(cString: notify.pointee.relname),
+                        payload: String(cString: notify.pointee.extra),
+                        processID: Int(notify.pointee.be_pid)))
+                PQfreemem(notify)
+            }
+            return notifications
+        }
+        try consume()
+        let ready = drain()
+        if !ready.isEmpty { return ready }
+        var descriptor = pollfd(fd: PQsocket(connection), events: Int16(POLLIN), revents: 0)
+        let milliseconds = Int32(clamping: max(0, timeout.milliseconds))
+        if poll(&descriptor, 1, milliseconds) < 0, errno != EINTR {
+            shared.withLock { $0.broken = true }
+            throw PostgresError(code: .connectionLost, message: "waiting for notifications failed: errno \(errno)")
+        }
+        try consume()
+        return drain()
     }
 
     /// Bytes handed to `PQputCopyData` per call: large enough that the call overhead vanishes, small enough that

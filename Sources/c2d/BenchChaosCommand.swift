@@ -1,0 +1,463 @@
+import ArgumentParser
+import AsyncHTTPClient
+import Domain
+import Foundation
+import Gateway
+import Logging
+import NIOCore
+import NIOFoundationCompat
+import NIOHTTP1
+import Persistence
+
+/// `c2d bench chaos`: jobs through two gateways, two schedulers and three workers (separate processes of this
+/// binary) while a driver SIGKILLs workers, the leading scheduler and a gateway, restarts RabbitMQ and Postgres once
+/// each, and — with `--executor kubernetes` — injects 500s, a 429 storm and expired watches into the kube-sim it
+/// runs. Then it checks every accepted job: terminal exactly once, its result present and correct, nothing left
+/// behind, and prints accepted / lost / duplicated / stuck and the time to drain. Target: 0 lost, 0 duplicated,
+/// 0 stuck. RabbitMQ and Postgres are restarted with `C2D_SERVICES_SCRIPT` (`scripts/services env` exports it).
+struct BenchChaosCommand: AsyncParsableCommand {
+    static let configuration = CommandConfiguration(
+        commandName: "chaos",
+        abstract: "Kill and restart parts of c2d while jobs run; count lost, duplicated and stuck jobs.")
+
+    @Option(help: "Jobs to submit.")
+    var jobs: Int = 1000
+    @Option(help: "Submissions per second.")
+    var rate: Double = 25
+    @Option(help: "Seconds each job's algorithm sleeps.")
+    var jobSeconds: Double = 0.3
+    @Option(help: "Executor: local (bubblewrap) or kubernetes (against a c2d kube-sim this bench starts).")
+    var executor: String = "local"
+    @Option(help: "Seed for the fault schedule.")
+    var seed: UInt64 = 1
+    @Option(help: "Most seconds to wait for every job to end after the last submission.")
+    var drainTimeout: Double = 900
+    @Option(help: "The c2d binary to run (default: this one).")
+    var binary: String?
+    @Option(help: "The script that stops and starts RabbitMQ and Postgres (default: $C2D_SERVICES_SCRIPT).")
+    var servicesScript: String?
+
+    func run() async throws {
+        let settings = try Launcher.settings()
+        var logger = Logger(label: "c2d-bench")
+        logger.logLevel = .critical
+        guard executor == "local" || executor == "kubernetes" else {
+            throw ValidationError("--executor must be 'local' or 'kubernetes'")
+        }
+        guard
+            let script = servicesScript ?? ProcessInfo.processInfo.environment["C2D_SERVICES_SCRIPT"],
+            FileManager.default.isExecutableFile(atPath: script)
+        else {
+            throw ValidationError(
+                "restarting RabbitMQ and Postgres needs --services-script or C2D_SERVICES_SCRIPT "
+                    + "(eval \"$(scripts/services env)\" sets it)")
+        }
+        let postgres = PostgresClient(configuration: settings.postgres, logger: logger)
+        let store = PostgresJobStore(client: postgres)
+        let token = try await BenchSubmitCommand.createToken(store)
+        let run = try Chaos(
+            configuration: self, binary: binary ?? CommandLine.arguments[0], script: script, store: store,
+            token: token.value)
+        do {
+            try await run.execute()
+        } catch {
+            await run.stopAll()
+            _ = try? await store.revokeToken(id: token.id)
+            await postgres.shutdown()
+            throw error
+        }
+        await run.stopAll()
+        _ = try? await store.revokeToken(id: token.id)
+        await postgres.shutdown()
+    }
+}
+
+/// One chaos run: its processes, its fault schedule and its verdict.
+final class Chaos: @unchecked Sendable {
+    // @unchecked: processes are started and replaced by the run's own tasks, under `lock`.
+    let configuration: BenchChaosCommand
+    let binary: String
+    let script: String
+    let store: PostgresJobStore
+    let token: String
+    let environment: ComputeEnvironment
+    let work: URL
+    let ports: [Int]
+    private let lock = NSLock()
+    private var processes: [String: ChildProcess] = [:]
+    private var variables: [String: String] = [:]
+    private var faults: [String] = []
+    private var random: SplitMix
+
+    init(configuration: BenchChaosCommand, binary: String, script: String, store: PostgresJobStore, token: String)
+        throws
+    {
+        self.configuration = configuration
+        self.binary = binary
+        self.script = script
+        self.store = store
+        self.token = token
+        environment = ComputeEnvironment(
+            id: "chaos-\(UInt32.random(in: 0...UInt32.max))", maxJobDuration: 600, maxJobs: 0)
+        work = FileManager.default.temporaryDirectory.appendingPathComponent("c2d-bench-chaos-\(environment.id)")
+        ports = [try BenchSubmitCommand.freePort(), try BenchSubmitCommand.freePort()]
+        random = SplitMix(seed: configuration.seed)
+    }
+
+    var kubernetes: Bool { configuration.executor == "kubernetes" }
+
+    func execute() async throws {
+        try FileManager.default.createDirectory(at: work, withIntermediateDirectories: true)
+        let environments = work.appendingPathComponent("environments.json")
+        try JSONEncoder().encode([environment]).write(to: environments)
+        variables = [
+            "C2D_ENVIRONMENTS": environments.path,
+            "C2D_WORK_DIR": work.appendingPathComponent("work").path,
+            "C2D_RESULTS_DIR": work.appendingPathComponent("results").path,
+            // Short leases, so killed workers' jobs are handed over within seconds.
+            "C2D_LEASE_SECONDS": "6", "C2D_LEASE_GRACE_SECONDS": "2", "C2D_SCHEDULER_LEASE_SECONDS": "4",
+            "C2D_SCHEDULER_RECONCILE_INTERVAL_SECONDS": "1",
+            // Workers are killed at random: a job may lose several before it runs to the end.
+            "C2D_POISON_ATTEMPTS": "20", "C2D_WORKER_SLOTS": "4", "LOG_LEVEL": "warning",
+        ]
+        if kubernetes {
+            let kubeconfig = work.appendingPathComponent("kube-sim.kubeconfig")
+            try start("kube-sim", ["kube-sim", "--port", "0", "--kubeconfig", kubeconfig.path, "--namespace", "chaos"])
+            try await BenchE2ECommand.waitFor("kube-sim's kubeconfig", timeout: .seconds(30)) {
+                FileManager.default.fileExists(atPath: kubeconfig.path)
+            }
+            variables["C2D_EXECUTOR"] = "kubernetes"
+            variables["KUBECONFIG"] = kubeconfig.path
+            variables["C2D_KUBERNETES_NAMESPACE"] = "chaos"
+        }
+        for (index, port) in ports.enumerated() { try start("gateway-\(index + 1)", ["gateway", "--port", "\(port)"]) }
+        for index in 1...2 { try start("scheduler-\(index)", ["scheduler"]) }
+        for index in 1...3 { try start("worker-\(index)", ["worker"]) }
+        for port in ports { try await BenchSubmitCommand.waitUntilHealthy("http://127.0.0.1:\(port)") }
+
+        print(
+            "c2d bench chaos: \(configuration.jobs) jobs at \(configuration.rate)/s, executor \(configuration.executor), "
+                + "2 gateways, 2 schedulers, 3 workers, seed \(configuration.seed)")
+        let started = ContinuousClock.now
+        let submitting = ContinuousClock.now + .seconds(Double(configuration.jobs) / configuration.rate)
+        let accepted = try await withThrowingTaskGroup(of: [Int: JobID].self) { group in
+            group.addTask { try await self.submitAll() }
+            group.addTask {
+                try await self.injectFaults(until: submitting)
+                return [:]
+            }
+            var accepted: [Int: JobID] = [:]
+            for try await part in group { accepted.merge(part) { a, _ in a } }
+            return accepted
+        }
+        let submitted = ContinuousClock.now
+        print("submitted: \(accepted.count) accepted in \(format(submitted - started)); faults: \(faults.count)")
+        for fault in faults { print("  \(fault)") }
+        // Drain: every accepted job must end.
+        let deadline = ContinuousClock.now + .seconds(configuration.drainTimeout)
+        let ids = PostgresValue.textArray(accepted.values.map { $0.uuid.uuidString })
+        while ContinuousClock.now < deadline {
+            let open = try await store.client.query(
+                "select count(*) as n from jobs where id = any($1::text[]::uuid[]) and finished_at is null", [ids]
+            )[0].int("n")
+            if open == 0 { break }
+            try await keepFleetRunning()
+            try await Task.sleep(for: .milliseconds(500))
+        }
+        let drained = ContinuousClock.now
+        try await Task.sleep(for: .seconds(2))
+        try await report(accepted: accepted, drain: drained - submitted, total: drained - started)
+    }
+
+    // MARK: Processes
+
+    func start(_ name: String, _ arguments: [String]) throws {
+        let process = try ChildProcess(
+            name: name, executable: binary, arguments: arguments, environment: variables,
+            log: work.appendingPathComponent("\(name).log"))
+        lock.withLock { processes[name] = process }
+    }
+
+    func process(_ name: String) -> ChildProcess? { lock.withLock { processes[name] } }
+
+    func restart(_ name: String, after delay: Duration) async throws {
+        guard let old = process(name) else { return }
+        old.kill9()
+        _ = await old.waitForExit(timeout: .seconds(10))
+        try await Task.sleep(for: delay)
+        let arguments: [String]
+        if name.hasPrefix("gateway") {
+            arguments = ["gateway", "--port", "\(ports[Int(name.dropFirst("gateway-".count))! - 1])"]
+        } else if name.hasPrefix("scheduler") {
+            arguments = ["scheduler"]
+        } else {
+            arguments = ["worker"]
+        }
+        try start(name, arguments)
+    }
+
+    /// Processes that exited on their own (e.g. while Postgres was down at their start) are started again.
+    func keepFleetRunning() async throws {
+        let dead = lock.withLock { processes.filter { !$0.value.isRunning && $0.key != "kube-sim" }.map(\.key) }
+        for name in dead { try await restart(name, after: .zero) }
+    }
+
+    func stopAll() async {
+        let all = lock.withLock { Array(processes.values) }
+        for process in all where process.name != "kube-sim" { await process.stop(timeout: .seconds(10)) }
+        for process in all where process.name == "kube-sim" { await process.stop(timeout: .seconds(10)) }
+        _ = try? await store.client.execute("delete from workers where $1 = any(environments)", [.text(environment.id)])
+    }
+
+    // MARK: Submissions
+
+    /// Submits every job, alternating gateways, each with its own idempotency key; a failed attempt (a gateway
+    /// killed, Postgres restarting) is retried on the other gateway until accepted.
+    func submitAll() async throws -> [Int: JobID] {
+        var accepted: [Int: JobID] = [:]
+        let interval = Duration.seconds(1 / configuration.rate)
+        var next = ContinuousClock.now
+        for index in 0..<configuration.jobs {
+            try await Task.sleep(until: next)
+            next += interval
+            var gateway = index % 2
+            var tries = 0
+            while true {
+                tries += 1
+                if let id = try? await submit(index, port: ports[gateway]) {
+                    accepted[index] = id
+                    break
+                }
+                guard tries < 600 else { throw ValidationError("job \(index) was never accepted") }
+                gateway = 1 - gateway
+                try await Task.sleep(for: .milliseconds(200))
+            }
+        }
+        return accepted
+    }
+
+    func submit(_ index: Int, port: Int) async throws -> JobID? {
+        let algorithm: [String: Any]
+        if kubernetes {
+            // The emulator runs no containers; it simulates the pod from its command.
+            algorithm = [
+                "rawcode": "pass",
+                "container": ["entrypoint": "sleep \(configuration.jobSeconds)", "image": "python", "tag": "3.11"],
+            ]
+        } else {
+            algorithm = [
+                "rawcode":
+                    "import time\ntime.sleep(\(configuration.jobSeconds))\n"
+                    + "open('/data/outputs/result.txt', 'w').write('chaos-\(index)')\n",
+                "container": ["entrypoint": "python3 $ALGO"],
+            ]
+        }
+        let body = try JSONSerialization.data(
+            withJSONObject: [
+                "environment": environment.id, "workflow": ["stages": [["input": [], "algorithm": algorithm]]],
+            ])
+        var request = HTTPClientRequest(url: "http://127.0.0.1:\(port)/v1/jobs")
+        request.method = .POST
+        request.headers.add(name: "authorization", value: "Bearer " + token)
+        request.headers.add(name: "content-type", value: "application/json")
+        request.headers.add(name: "idempotency-key", value: "\(environment.id)-\(index)")
+        request.body = .bytes(ByteBuffer(bytes: body))
+        let response = try await HTTPClient.shared.execute(request, timeout: .seconds(10))
+        let answer = try await response.body.collect(upTo: 1 << 20)
+        guard response.status == .created || response.status == .ok,
+            let object = try? JSONSerialization.jsonObject(with: Data(buffer: answer)) as? [String: Any],
+            let id = (object["id"] as? String).flatMap(JobID.init)
+        else { return nil }
+        return id
+    }
+
+    // MARK: Faults
+
+    func note(_ text: String, since start: ContinuousClock.Instant) {
+        lock.withLock { faults.append("\(format(ContinuousClock.now - start)): \(text)") }
+    }
+
+    /// The fault schedule over the submission window: workers killed every 5 to 10 s (restarted 1 to 3 s later),
+    /// the leading scheduler at a quarter, a gateway at two fifths, RabbitMQ restarted at half, Postgres at seven
+    /// tenths; with Kubernetes, 20 % of API requests answer 500 for 10 s at three tenths, a 429 storm at three
+    /// fifths and every watch expired (410) at four fifths. Each one-off fault runs in a task of its own, so worker
+    /// kills go on while a broker restarts; the schedule ends when the window is over and every fault has run.
+    func injectFaults(until end: ContinuousClock.Instant) async throws {
+        let start = ContinuousClock.now
+        let window = end - start
+        var once: [(Double, String)] = [(0.25, "leader"), (0.4, "gateway"), (0.5, "rabbitmq"), (0.7, "postgres")]
+        if kubernetes { once += [(0.3, "errors"), (0.6, "throttle"), (0.8, "watches")] }
+        once.sort { $0.0 < $1.0 }
+        try await withThrowingTaskGroup(of: Void.self) { faults in
+            var nextWorkerKill = start + .seconds(Double(random.next(5, 10)))
+            while ContinuousClock.now < end || !once.isEmpty {
+                try await Task.sleep(for: .milliseconds(200))
+                let elapsed = (ContinuousClock.now - start) / window
+                while let (at, what) = once.first, elapsed >= at {
+                    once.removeFirst()
+                    faults.addTask { try await self.inject(what, since: start) }
+                }
+                if ContinuousClock.now >= nextWorkerKill && ContinuousClock.now < end {
+                    let name = "worker-\(random.next(1, 3))"
+                    let delay = Duration.seconds(Double(random.next(1, 3)))
+                    note("SIGKILL \(name), restarted after \(format(delay))", since: start)
+                    faults.addTask { try await self.restart(name, after: delay) }
+                    nextWorkerKill = ContinuousClock.now + .seconds(Double(random.next(5, 10)))
+                }
+            }
+            try await faults.waitForAll()
+        }
+    }
+
+    func inject(_ what: String, since start: ContinuousClock.Instant) async throws {
+        switch what {
+        case "leader":
+            let holder =
+                (try? await store.client.query("select holder from scheduler_lease")).flatMap {
+                    try? $0.first?.optionalString("holder")
+                } ?? nil
+            let leader = lock.withLock {
+                processes.first { name, process in
+                    name.hasPrefix("scheduler") && holder?.contains("-\(process.pid)-") == true
+                }?.key
+            }
+            let name = leader ?? "scheduler-1"
+            note("SIGKILL the leading scheduler (\(name)), restarted after 2 s", since: start)
+            try await restart(name, after: .seconds(2))
+        case "gateway":
+            note("SIGKILL gateway-1, restarted after 2 s", since: start)
+            try await restart("gateway-1", after: .seconds(2))
+        case "rabbitmq", "postgres":
+            note("restart \(what)", since: start)
+            try await services("stop", what)
+            try await Task.sleep(for: .seconds(2))
+            try await services("start", what)
+            note("\(what) is back", since: start)
+        case "errors":
+            note("kube-sim: 20 % of requests answer 500 for 10 s", since: start)
+            try await emulatorFaults(["serverErrorFraction": 0.2])
+            Task {
+                try? await Task.sleep(for: .seconds(10))
+                try? await self.emulatorFaults([:])
+            }
+        case "throttle":
+            note("kube-sim: 429 storm on half the requests for 10 s", since: start)
+            try await emulatorFaults(["throttle": ["fraction": 0.5, "durationSeconds": 10]])
+        case "watches":
+            note("kube-sim: every watch expired (410 Gone)", since: start)
+            try await emulatorFaults(["dropWatches": true, "compact": true])
+        default:
+            break
+        }
+    }
+
+    func services(_ verb: String, _ name: String) async throws {
+        let process = try ChildProcess(
+            name: "services-\(verb)-\(name)", executable: script, arguments: [verb, name], environment: [:],
+            log: work.appendingPathComponent("services-\(verb)-\(name).log"))
+        guard await process.waitForExit(timeout: .seconds(120)) else {
+            throw ValidationError("\(script) \(verb) \(name) did not finish: \(process.logTail())")
+        }
+    }
+
+    func emulatorFaults(_ body: [String: Any]) async throws {
+        let kubeconfig = try String(contentsOf: work.appendingPathComponent("kube-sim.kubeconfig"), encoding: .utf8)
+        guard
+            let server = kubeconfig.split(separator: "\n").first(where: { $0.contains("server:") })?
+                .split(separator: " ").last
+        else { return }
+        var request = HTTPClientRequest(url: "\(server)/_emulator/faults")
+        request.method = .POST
+        request.headers.add(name: "content-type", value: "application/json")
+        request.body = .bytes(ByteBuffer(bytes: try JSONSerialization.data(withJSONObject: body)))
+        _ = try await HTTPClient.shared.execute(request, timeout: .seconds(10))
+    }
+
+    // MARK: Verdict
+
+    func report(accepted: [Int: JobID], drain: Duration, total: Duration) async throws {
+        let ids = PostgresValue.textArray(accepted.values.map { $0.uuid.uuidString })
+        let rows = try await store.client.query(
+            """
+            select j.id, j.finished_at is not null as finished, j.outcome, coalesce(j.failure_reason, '') as reason,
+                j.attempt,
+                (select count(*) from job_events e where e.job_id = j.id and e.status in (2, 11, 31, 32, 41, 42, 62, 70))
+                    as terminal_events,
+                (select count(distinct r.attempt) from job_results r where r.job_id = j.id) as result_attempts,
+                (select r.location from job_results r where r.job_id = j.id and r.kind = 'output'
+                    and r.name = 'result.txt' limit 1) as result
+            from jobs j where j.id = any($1::text[]::uuid[])
+            """,
+            [ids])
+        let found = Dictionary(uniqueKeysWithValues: try rows.map { (JobID(uuid: try $0.uuid("id")), $0) })
+        var lost = 0
+        var stuck = 0
+        var duplicated = 0
+        var wrong = 0
+        var failures: [String: Int] = [:]
+        var attempts = 0
+        let results = work.appendingPathComponent("results")
+        for (index, id) in accepted {
+            guard let row = found[id] else {
+                lost += 1
+                continue
+            }
+            attempts += try row.int("attempt")
+            guard try row.bool("finished") else {
+                stuck += 1
+                continue
+            }
+            if try row.int("terminal_events") != 1 || row.int("result_attempts") > 1 { duplicated += 1 }
+            guard try row.optionalString("outcome") == "succeeded" else {
+                failures[String(try row.string("reason").prefix(60)), default: 0] += 1
+                continue
+            }
+            if !kubernetes {
+                let location = try row.optionalString("result")
+                let content = location.flatMap {
+                    try? String(contentsOf: results.appendingPathComponent($0), encoding: .utf8)
+                }
+                if content != "chaos-\(index)" { wrong += 1 }
+            }
+        }
+        // Workspaces of killed workers go once their jobs were handed over, at the workers' next sweep (a minute).
+        var workspaces: [String] = []
+        let sweepDeadline = ContinuousClock.now + .seconds(90)
+        repeat {
+            workspaces =
+                (try? FileManager.default.contentsOfDirectory(atPath: work.appendingPathComponent("work").path)) ?? []
+            if workspaces.isEmpty { break }
+            try await Task.sleep(for: .seconds(1))
+        } while ContinuousClock.now < sweepDeadline
+        print("accepted \(accepted.count), lost \(lost), duplicated \(duplicated), stuck \(stuck)")
+        print(
+            "succeeded \(accepted.count - lost - stuck - failures.values.reduce(0, +)), "
+                + "wrong or missing results \(wrong), attempts \(attempts) (\(attempts - accepted.count) retries)")
+        for (reason, count) in failures.sorted(by: { $0.value > $1.value }) { print("  failed \(count): \(reason)") }
+        print("orphans: \(workspaces.count) workspaces left on disk")
+        print("time to drain after the last submission: \(format(drain)); whole run \(format(total))")
+        let met = lost == 0 && duplicated == 0 && stuck == 0
+        print("target 0 lost, 0 duplicated, 0 stuck: \(met ? "met" : "MISSED")")
+        try? await store.removeEnvironment(environment.id)
+    }
+
+    func format(_ duration: Duration) -> String {
+        String(format: "%.1f s", Double(duration.components.seconds) + Double(duration.components.attoseconds) / 1e18)
+    }
+}
+
+/// A small seeded generator, so a fault schedule can be run again.
+struct SplitMix {
+    var state: UInt64
+
+    init(seed: UInt64) { state = seed }
+
+    mutating func next(_ low: Int, _ high: Int) -> Int {
+        state &+= 0x9E37_79B9_7F4A_7C15
+        var z = state
+        z = (z ^ (z >> 30)) &* 0xBF58_476D_1CE4_E5B9
+        z = (z ^ (z >> 27)) &* 0x94D0_49BB_1331_11EB
+        z ^= z >> 31
+        return low + Int(z % UInt64(high - low + 1))
+    }
+}

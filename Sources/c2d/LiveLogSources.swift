@@ -1,0 +1,99 @@
+import Domain
+import Foundation
+import Gateway
+import Kubernetes
+import NIOCore
+import Runtime
+
+/// Follows a running step of the local executor by reading its log file in the attempt's workspace as it grows
+/// (`algorithm.log`, or the step's admin log): the gateway must see the workers' `C2D_WORK_DIR` (`c2d dev`, or a
+/// gateway on the workers' host).
+struct WorkspaceLogSource: StepLogSource {
+    let workRoot: URL
+
+    func file(job: Domain.Job, step: LogStep) -> URL {
+        let workspace = JobWorkspace.ofRunningAttempt(workRoot: workRoot, jobID: job.id, attempt: job.attempt)
+        switch step {
+        case .configure: return workspace.configureLog
+        case .algorithm: return workspace.algorithmLog
+        case .publish: return workspace.publishLog
+        }
+    }
+
+    func follow(
+        job: Domain.Job, step: LogStep, phase: @escaping @Sendable () async -> LogStep.Phase
+    ) -> AsyncThrowingStream<ByteBuffer, any Error> {
+        let file = file(job: job, step: step)
+        return AsyncThrowingStream { continuation in
+            let task = Task {
+                var offset: UInt64 = 0
+                func readMore() {
+                    guard let handle = try? FileHandle(forReadingFrom: file) else { return }
+                    defer { try? handle.close() }
+                    // At most 1 MiB per poll: a chatty algorithm is streamed over several polls, not held in memory.
+                    guard (try? handle.seek(toOffset: offset)) != nil,
+                        let data = try? handle.read(upToCount: 1 << 20), !data.isEmpty
+                    else { return }
+                    offset += UInt64(data.count)
+                    continuation.yield(ByteBuffer(bytes: data))
+                }
+                while !Task.isCancelled {
+                    readMore()
+                    if await phase() == .after {
+                        readMore()
+                        break
+                    }
+                }
+                continuation.finish()
+            }
+            continuation.onTermination = { _ in task.cancel() }
+        }
+    }
+}
+
+/// Follows a running step on Kubernetes through the API server: waits for the step's pod to start, then streams its
+/// container's log with `follow`, which ends when the container exits. configure and publish are containers of the
+/// attempt's io pod; the algorithm writes to `algorithm.log` on the attempt's volume, not to its container log, so
+/// for it this source shows nothing and the streamer answers with the archived log once the job ended.
+struct PodLogSource: StepLogSource {
+    let client: KubernetesClient
+    let namespace: String
+
+    func follow(
+        job: Domain.Job, step: LogStep, phase: @escaping @Sendable () async -> LogStep.Phase
+    ) -> AsyncThrowingStream<ByteBuffer, any Error> {
+        guard step != .algorithm else { return AsyncThrowingStream { $0.finish() } }
+        let selector = ClusterNaming.labels(
+            jobID: job.id, attempt: job.attempt, environment: job.environment, role: .io
+        )
+        .filter { $0.key != ClusterNaming.environmentLabel }
+        .sorted { $0.key < $1.key }.map { "\($0.key)=\($0.value)" }.joined(separator: ",")
+        let client = self.client
+        let namespace = self.namespace
+        return AsyncThrowingStream { continuation in
+            let task = Task {
+                while !Task.isCancelled {
+                    let pods = try? await client.list(
+                        Pod.self, namespace: namespace, options: ListOptions(labelSelector: selector))
+                    // configure is an init container, so its pod is still Pending while it runs: try the log
+                    // whatever the phase; a container that has not started answers an error and is tried again.
+                    if let name = pods?.items.first?.metadata.name {
+                        do {
+                            let stream = try await client.followPodLogs(
+                                name: name, namespace: namespace, options: PodLogOptions(container: step.rawValue))
+                            for try await chunk in stream { continuation.yield(chunk) }
+                            break
+                        } catch is CancellationError {
+                            break
+                        } catch {
+                            // The container is not ready to serve its log yet: wait and look again.
+                        }
+                    }
+                    if await phase() == .after { break }
+                }
+                continuation.finish()
+            }
+            continuation.onTermination = { _ in task.cancel() }
+        }
+    }
+}
