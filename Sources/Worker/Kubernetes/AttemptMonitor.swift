@@ -414,6 +414,9 @@ package final class AttemptMonitor: Service, Sendable {
             if ContinuousClock.now - lastPrune > .seconds(30) {
                 lastPrune = .now
                 informer.prune(goneBefore: now.addingTimeInterval(-(configuration.tombstoneRetention / .seconds(1))))
+                // What launching and ending attempts freed goes back to the system, so that resident memory follows
+                // the attempts monitored now rather than the largest burst so far.
+                FreeMemory.returnToSystem()
             }
         }
     }
