@@ -29,6 +29,13 @@ package struct AMQPMessage: Sendable, Hashable {
 /// A message received by an ``AMQPConsumer``, to be settled exactly once with ``ack()``, ``nack(requeue:)`` or
 /// ``reject(requeue:)``. Settling after the connection that delivered it was lost throws `.connectionClosed` (the
 /// broker redelivers the message anyway).
+///
+/// A settlement returns once it is queued for the connection's thread, without waiting for it to be written: the
+/// thread sends it in order with everything else on the channel. If the connection breaks before it is written, the
+/// broker redelivers the message, as it would for a consumer that died before settling; consumers must tolerate
+/// redeliveries in any case (a worker's claim drops a message for a job it already runs or that has finished).
+/// Waiting for each write cost two thread hand-offs per message and held consumption at 0.4 of a raw loop's rate
+/// (docs/operations.md, "AMQP").
 package struct AMQPDelivery: Sendable {
     package var message: AMQPMessage
     package var exchange: String
@@ -65,18 +72,18 @@ package struct AMQPDelivery: Sendable {
 
     /// The message was handled: the broker forgets it.
     package func ack() async throws {
-        try await settler.settle(channel: channel, deliveryTag: deliveryTag, as: .ack)
+        try settler.settle(channel: channel, deliveryTag: deliveryTag, as: .ack)
     }
 
     /// The message was not handled: back to the queue when `requeue` (a quorum queue counts this towards
     /// `x-delivery-limit`), otherwise dropped or dead-lettered.
     package func nack(requeue: Bool) async throws {
-        try await settler.settle(channel: channel, deliveryTag: deliveryTag, as: .nack(requeue: requeue))
+        try settler.settle(channel: channel, deliveryTag: deliveryTag, as: .nack(requeue: requeue))
     }
 
     /// Same effect as ``nack(requeue:)`` for a single message (basic.reject).
     package func reject(requeue: Bool) async throws {
-        try await settler.settle(channel: channel, deliveryTag: deliveryTag, as: .reject(requeue: requeue))
+        try settler.settle(channel: channel, deliveryTag: deliveryTag, as: .reject(requeue: requeue))
     }
 }
 
@@ -89,5 +96,6 @@ enum Settlement: Sendable, Hashable {
 
 /// What a delivery calls back into to settle itself: the connection that delivered it.
 protocol DeliverySettler: Sendable {
-    func settle(channel: UInt16, deliveryTag: UInt64, as settlement: Settlement) async throws
+    /// Queues the settlement; throws when the connection is already closed.
+    func settle(channel: UInt16, deliveryTag: UInt64, as settlement: Settlement) throws(AMQPError)
 }

@@ -6,7 +6,7 @@ extension PostgresJobStore {
 
     /// Inserts `jobs` (status as given, normally 1) and one job_events row per job, in one short transaction through
     /// COPY. All or nothing: any failure (a duplicate job id, an unknown environment) rolls the whole batch back. The
-    /// jobs wait for admission; the insert trigger wakes the dispatchers at commit.
+    /// jobs wait for admission; the dispatchers are woken after the commit.
     package func insertBatch(_ jobs: [Job], batchID: UUID?, trace: RequestTrace = RequestTrace()) async throws {
         guard !jobs.isEmpty else { return }
         let batch = batchID.map(PostgresValue.uuid) ?? .null
@@ -36,6 +36,7 @@ extension PostgresJobStore {
             }
             try await tx.copy(into: "job_events", columns: ["job_id", "attempt", "status"], rows: eventRows)
         }
+        wakeups.wake(Set(jobs.map(\.environment)))
     }
 
     /// Jobs per COPY statement in ``insertBatch(_:batchID:trace:)``: small enough that encoding and storing
@@ -71,7 +72,7 @@ extension PostgresJobStore {
 
     /// Inserts the job (waiting for admission) and its first event, unless its owner already has a job under
     /// `idempotencyKey`: then that job is returned instead of a duplicate. With a nil key it is a plain insert and
-    /// always returns `.inserted`. The insert trigger wakes the dispatchers at commit.
+    /// always returns `.inserted`. The dispatchers are woken after the commit (``SubmitWakeups``).
     ///
     /// One statement (a data-modifying CTE) rather than a transaction of two: a single round trip and an implicit
     /// transaction, so it is just as atomic and commits with one fsync. Concurrent submissions with the same key
@@ -102,7 +103,10 @@ extension PostgresJobStore {
                 .json(workflow), .textArray(job.viewers), .int(Int64(job.priority)), .optional(trace.requestID),
                 .optional(trace.traceparent), .text(job.origin.name), .optional(job.origin.oceanSigner),
             ])
-        if let row = rows.first { return .inserted(createdEpoch: try row.string("created_epoch")) }
+        if let row = rows.first {
+            wakeups.wake([job.environment])
+            return .inserted(createdEpoch: try row.string("created_epoch"))
+        }
         guard let idempotencyKey, let existing = try await self.job(owner: job.owner, idempotencyKey: idempotencyKey)
         else {
             // Only possible if the conflicting job was deleted in between (retention); the caller may retry.

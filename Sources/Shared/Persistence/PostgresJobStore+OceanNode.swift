@@ -63,6 +63,7 @@ extension PostgresJobStore {
         guard let row = rows.first else {
             throw PostgresError(code: .server, message: "the job insert returned no row")
         }
+        wakeups.wake([job.environment])
         return try row.string("created_epoch")
     }
 

@@ -6,9 +6,12 @@ import Logging
 /// Every write by a worker is fenced by the attempt it holds, so a stale worker's late write is refused.
 package struct PostgresJobStore: Sendable {
     package let client: PostgresClient
+    /// Wakes the dispatchers after a submit committed; shared by the copies of this store.
+    let wakeups: SubmitWakeups
 
     package init(client: PostgresClient) {
         self.client = client
+        self.wakeups = SubmitWakeups(client: client)
     }
 
     /// Runs `body` with the notifications of `channels` (see `PostgresClient.withNotifications`): how the

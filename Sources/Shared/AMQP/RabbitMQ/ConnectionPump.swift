@@ -439,8 +439,8 @@ private final class ConnectionPump {
                     waitingPublishes.append(request)
                 }
             }
-        case .settle(let channel, let deliveryTag, let settlement, let continuation):
-            try settle(channel: channel, deliveryTag: deliveryTag, as: settlement, continuation: continuation)
+        case .settle(let channel, let deliveryTag, let settlement):
+            try settle(channel: channel, deliveryTag: deliveryTag, as: settlement)
         case .declare(let topology, let continuation):
             try control(continuation) { try self.declare(topology) }
         case .deleteQueue(let name, let continuation):
@@ -525,17 +525,13 @@ private final class ConnectionPump {
         }
     }
 
-    private func settle(
-        channel: UInt16,
-        deliveryTag: UInt64,
-        as settlement: Settlement,
-        continuation: CheckedContinuation<Void, any Error>
-    ) throws {
+    /// Sends a settlement the consumer queued. One for a channel that is gone is dropped: the broker requeued the
+    /// message when the channel closed.
+    private func settle(channel: UInt16, deliveryTag: UInt64, as settlement: Settlement) throws {
         guard let state, consumers[channel] != nil else {
-            continuation.resume(
-                throwing: AMQPError(
-                    code: .channelClosed,
-                    message: "the channel that delivered the message is closed; the broker redelivers it"))
+            logger.debug(
+                "settlement for a closed channel dropped; the broker redelivers the message",
+                metadata: ["amqp.channel": "\(channel)"])
             return
         }
         let status: Int32
@@ -548,12 +544,9 @@ private final class ConnectionPump {
             status = amqp_basic_reject(state, channel, deliveryTag, requeue ? 1 : 0)
         }
         guard status == AMQPStatus.ok.rawValue else {
-            let error = AMQPError(
+            throw AMQPError(
                 code: .connectionClosed, message: "connection lost while settling: \(AMQPStatus(rawValue: status))")
-            continuation.resume(throwing: error)
-            throw error
         }
-        continuation.resume()
     }
 
     // MARK: Publishing
@@ -807,8 +800,8 @@ private final class ConnectionPump {
             switch command {
             case .publish(let requests):
                 for request in requests { request.complete(RabbitMQConnection.notSent(reason)) }
-            case .settle(_, _, _, let continuation):
-                continuation.resume(throwing: RabbitMQConnection.settleError(reason))
+            case .settle:
+                break  // the broker requeues what the lost connection had not settled
             case .declare(_, let continuation), .deleteQueue(_, let continuation),
                 .deleteExchange(_, let continuation):
                 continuation.resume(throwing: RabbitMQConnection.notSent(reason))

@@ -21,7 +21,7 @@ struct PublishRequest: Sendable {
 final class RabbitMQConnection: DeliverySettler, Sendable {
     enum Command: Sendable {
         case publish([PublishRequest])
-        case settle(channel: UInt16, deliveryTag: UInt64, Settlement, CheckedContinuation<Void, any Error>)
+        case settle(channel: UInt16, deliveryTag: UInt64, Settlement)
         case declare(AMQPTopology, CheckedContinuation<Void, any Error>)
         case deleteQueue(String, CheckedContinuation<Void, any Error>)
         case deleteExchange(String, CheckedContinuation<Void, any Error>)
@@ -98,11 +98,11 @@ final class RabbitMQConnection: DeliverySettler, Sendable {
         _ = submit(.close)
     }
 
-    func settle(channel: UInt16, deliveryTag: UInt64, as settlement: Settlement) async throws {
-        try await withCheckedThrowingContinuation { (continuation: CheckedContinuation<Void, any Error>) in
-            if let reason = submit(.settle(channel: channel, deliveryTag: deliveryTag, settlement, continuation)) {
-                continuation.resume(throwing: Self.settleError(reason))
-            }
+    /// Queues the settlement for the owner thread and returns without waiting for it to be written (see
+    /// ``AMQPDelivery/ack()``). Throws only when the connection is already closed.
+    func settle(channel: UInt16, deliveryTag: UInt64, as settlement: Settlement) throws(AMQPError) {
+        if let reason = submit(.settle(channel: channel, deliveryTag: deliveryTag, settlement)) {
+            throw Self.settleError(reason)
         }
     }
 
