@@ -115,6 +115,11 @@ let package = Package(
         ),
 
         .target(
+            name: "ChildProcesses",
+            path: "Sources/Shared/ChildProcesses",
+            swiftSettings: swiftSettings
+        ),
+        .target(
             name: "Kubernetes",
             dependencies: [
                 .product(name: "AsyncHTTPClient", package: "async-http-client"),
@@ -197,6 +202,7 @@ let package = Package(
             name: "c2d",
             dependencies: [
                 "AMQP",
+                "ChildProcesses",
                 "Domain",
                 "Gateway",
                 "Kubernetes",
@@ -219,6 +225,17 @@ let package = Package(
         ),
 
         // MARK: Tests
+        // What more than one test target needs (database harness, waiting, processes, ports): test targets only.
+        .target(
+            name: "TestSupport",
+            dependencies: [
+                "ChildProcesses",
+                "Persistence",
+                .product(name: "Logging", package: "swift-log"),
+            ],
+            path: "Tests/TestSupport",
+            swiftSettings: swiftSettings
+        ),
         .testTarget(
             name: "DomainTests",
             dependencies: ["Domain"],
@@ -228,6 +245,7 @@ let package = Package(
             name: "AMQPTests",
             dependencies: [
                 "AMQP",
+                "TestSupport",
                 .product(name: "Logging", package: "swift-log"),
                 .product(name: "ServiceLifecycle", package: "swift-service-lifecycle"),
             ],
@@ -238,6 +256,7 @@ let package = Package(
             dependencies: [
                 "Domain",
                 "Persistence",
+                "TestSupport",
                 .product(name: "Logging", package: "swift-log"),
             ],
             swiftSettings: swiftSettings
@@ -247,6 +266,7 @@ let package = Package(
             dependencies: [
                 "Domain",
                 "Storage",
+                "TestSupport",
                 .product(name: "AsyncHTTPClient", package: "async-http-client"),
                 .product(name: "NIOCore", package: "swift-nio"),
                 .product(name: "NIOHTTP1", package: "swift-nio"),
@@ -265,6 +285,7 @@ let package = Package(
                 "Runtime",
                 "Signatures",
                 "Storage",
+                "TestSupport",
                 .product(name: "AsyncHTTPClient", package: "async-http-client"),
                 .product(name: "NIOSSL", package: "swift-nio-ssl"),
             ],
@@ -288,6 +309,7 @@ let package = Package(
             name: "KubernetesEmulatorTests",
             dependencies: [
                 "KubernetesEmulator",
+                "TestSupport",
                 .product(name: "AsyncHTTPClient", package: "async-http-client"),
                 .product(name: "Logging", package: "swift-log"),
                 .product(name: "NIOCore", package: "swift-nio"),
@@ -305,6 +327,7 @@ let package = Package(
                 "Persistence",
                 "Scheduler",
                 "Storage",
+                "TestSupport",
                 .product(name: "Logging", package: "swift-log"),
             ],
             swiftSettings: swiftSettings
@@ -313,6 +336,7 @@ let package = Package(
             name: "IntegrationTests",
             dependencies: [
                 "AMQP",
+                "ChildProcesses",
                 "Domain",
                 "Gateway",
                 "Kubernetes",
@@ -322,10 +346,10 @@ let package = Package(
                 "Scheduler",
                 "Signatures",
                 "Storage",
+                "TestSupport",
                 "Worker",
                 .product(name: "AsyncHTTPClient", package: "async-http-client"),
                 .product(name: "Hummingbird", package: "hummingbird"),
-                .product(name: "HummingbirdTesting", package: "hummingbird"),
                 .product(name: "Logging", package: "swift-log"),
                 .product(name: "NIOCore", package: "swift-nio"),
                 .product(name: "NIOFoundationCompat", package: "swift-nio"),

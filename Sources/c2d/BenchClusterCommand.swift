@@ -1,6 +1,7 @@
 import AMQP
 import ArgumentParser
 import AsyncHTTPClient
+import ChildProcesses
 import Domain
 import Foundation
 import Gateway
@@ -58,7 +59,7 @@ struct BenchClusterCommand: AsyncParsableCommand {
         let environments = work.appendingPathComponent("environments.json")
         try JSONEncoder().encode([environment]).write(to: environments)
 
-        let port = try BenchSubmitCommand.freePort()
+        let port = try LoopbackPort.free()
         var gatewayConfiguration = GatewayConfiguration(
             port: port, environments: [environment], limits: settings.limits)
         gatewayConfiguration.maxBatchJobs = 10_000

@@ -6,11 +6,12 @@ import Logging
 import Persistence
 import Scheduler
 import Storage
+import TestSupport
 import Testing
 
 /// One schema, one emulated cluster, the Kubernetes adapter, a file result store, and a leader.
 final class ReconcileWorld {
-    let makeClient: SchedulerTestDatabase.Clients
+    let makeClient: TestDatabase.Clients
     let client: PostgresClient
     let store: PostgresJobStore
     let emulator: KubernetesEmulator
@@ -24,8 +25,7 @@ final class ReconcileWorld {
         leaseGrace: .seconds(1), missingObjectGrace: .seconds(1), orphanGrace: .zero, timeoutGrace: .zero,
         maxAttempts: 2)
 
-    private init(makeClient: SchedulerTestDatabase.Clients, emulator: KubernetesEmulator, port: Int, watch: Bool) throws
-    {
+    private init(makeClient: TestDatabase.Clients, emulator: KubernetesEmulator, port: Int, watch: Bool) throws {
         self.makeClient = makeClient
         self.client = makeClient()
         self.store = PostgresJobStore(client: client)
@@ -34,21 +34,21 @@ final class ReconcileWorld {
             configuration: KubernetesConfiguration(
                 server: "http://127.0.0.1:\(port)", namespace: "c2d-test", requestTimeout: .seconds(5),
                 maxRetries: 1),
-            logger: SchedulerTestDatabase.logger)
+            logger: TestDatabase.logger)
         self.results = FileResultStore(
             root: FileManager.default.temporaryDirectory.appendingPathComponent("c2d-reconcile-\(UUID().uuidString)"))
         self.cluster = KubernetesReconcileCluster(
             configuration: .init(namespace: "c2d-test", pageSize: 7, watch: watch), client: kubernetes,
             resultStore: results,
-            store: store, logger: SchedulerTestDatabase.logger)
+            store: store, logger: TestDatabase.logger)
     }
 
     /// With `watch`, the adapter answers passes from its watches (as in production); else it lists every pass.
     static func with(watch: Bool = true, _ body: (ReconcileWorld) async throws -> Void) async throws {
-        try await SchedulerTestDatabase.withMigratedSchema { makeClient in
+        try await TestDatabase.withMigratedSchema { makeClient in
             var configuration = KubernetesEmulatorConfiguration()
             configuration.defaultPodDuration = .milliseconds(20)
-            let emulator = KubernetesEmulator(configuration: configuration, logger: SchedulerTestDatabase.logger)
+            let emulator = KubernetesEmulator(configuration: configuration, logger: TestDatabase.logger)
             let port = try await emulator.start()
             let world = try ReconcileWorld(makeClient: makeClient, emulator: emulator, port: port, watch: watch)
             func cleanUp() async {
@@ -72,7 +72,7 @@ final class ReconcileWorld {
     func leader(_ holder: String, lease: Duration = .seconds(10)) -> (SchedulerLeadership, Task<Void, any Error>) {
         let leadership = SchedulerLeadership(
             configuration: .init(leaseDuration: lease, holderID: holder), client: makeClient(holder),
-            logger: SchedulerTestDatabase.logger)
+            logger: TestDatabase.logger)
         return (leadership, Task { try await leadership.run() })
     }
 
@@ -83,7 +83,7 @@ final class ReconcileWorld {
         Reconciler(
             configuration: .init(planner: planner), store: PostgresReconcileStore(client: makeClient()),
             leadership: leadership, cluster: cluster ?? self.cluster,
-            removeFiles: Reconciler.removeFiles(from: results), logger: SchedulerTestDatabase.logger)
+            removeFiles: Reconciler.removeFiles(from: results), logger: TestDatabase.logger)
     }
 
     static func epoch(of leadership: SchedulerLeadership) async throws -> Int64 {
