@@ -212,8 +212,10 @@ struct MessagingTests {
 
     @Test("wrong credentials: c2d worker exits non-zero with one clear error")
     func wrongCredentials() async throws {
-        try await Deployment.with(extraEnvironment: ["AMQP_URL": "amqp://guest:wrong@127.0.0.1:5672/"]) {
-            deployment in
+        // This checkout's broker (its port comes from `scripts/services env`), with a wrong password.
+        let url = (ProcessInfo.processInfo.environment["AMQP_URL"] ?? "amqp://guest:guest@127.0.0.1:5672/")
+            .replacingOccurrences(of: "guest:guest@", with: "guest:wrong@")
+        try await Deployment.with(extraEnvironment: ["AMQP_URL": url]) { deployment in
             let worker = try deployment.start("worker", ["worker"])
             #expect(await worker.waitForExit(timeout: .seconds(30)))
             #expect(worker.exitCode != 0)
