@@ -1,4 +1,3 @@
-import ChildProcesses
 import Domain
 import Foundation
 import Logging
