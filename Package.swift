@@ -116,6 +116,11 @@ let package = Package(
         ),
 
         .target(
+            name: "ChildProcesses",
+            path: "Sources/Shared/ChildProcesses",
+            swiftSettings: swiftSettings
+        ),
+        .target(
             name: "Kubernetes",
             dependencies: [
                 "Domain",
@@ -199,6 +204,7 @@ let package = Package(
             name: "c2d",
             dependencies: [
                 "AMQP",
+                "ChildProcesses",
                 "Domain",
                 "Gateway",
                 "Kubernetes",
@@ -221,6 +227,17 @@ let package = Package(
         ),
 
         // MARK: Tests
+        // What more than one test target needs (database harness, waiting, processes, ports): test targets only.
+        .target(
+            name: "TestSupport",
+            dependencies: [
+                "ChildProcesses",
+                "Persistence",
+                .product(name: "Logging", package: "swift-log"),
+            ],
+            path: "Tests/TestSupport",
+            swiftSettings: swiftSettings
+        ),
         .testTarget(
             name: "DomainTests",
             dependencies: ["Domain"],
@@ -230,6 +247,7 @@ let package = Package(
             name: "AMQPTests",
             dependencies: [
                 "AMQP",
+                "TestSupport",
                 .product(name: "Logging", package: "swift-log"),
                 .product(name: "ServiceLifecycle", package: "swift-service-lifecycle"),
             ],
@@ -240,6 +258,7 @@ let package = Package(
             dependencies: [
                 "Domain",
                 "Persistence",
+                "TestSupport",
                 .product(name: "Logging", package: "swift-log"),
             ],
             swiftSettings: swiftSettings
@@ -249,6 +268,7 @@ let package = Package(
             dependencies: [
                 "Domain",
                 "Storage",
+                "TestSupport",
                 .product(name: "AsyncHTTPClient", package: "async-http-client"),
                 .product(name: "NIOCore", package: "swift-nio"),
                 .product(name: "NIOHTTP1", package: "swift-nio"),
@@ -267,6 +287,7 @@ let package = Package(
                 "Runtime",
                 "Signatures",
                 "Storage",
+                "TestSupport",
                 .product(name: "AsyncHTTPClient", package: "async-http-client"),
                 .product(name: "NIOSSL", package: "swift-nio-ssl"),
             ],
@@ -291,6 +312,7 @@ let package = Package(
             name: "KubernetesEmulatorTests",
             dependencies: [
                 "KubernetesEmulator",
+                "TestSupport",
                 .product(name: "AsyncHTTPClient", package: "async-http-client"),
                 .product(name: "Logging", package: "swift-log"),
                 .product(name: "NIOCore", package: "swift-nio"),
@@ -309,7 +331,25 @@ let package = Package(
                 "Scheduler",
                 "Storage",
                 "Worker",
+                "TestSupport",
                 .product(name: "Logging", package: "swift-log"),
+            ],
+            swiftSettings: swiftSettings
+        ),
+        .testTarget(
+            name: "GatewayTests",
+            dependencies: [
+                "Domain",
+                "Gateway",
+                "Persistence",
+                "Storage",
+                "TestSupport",
+                .product(name: "HTTPTypes", package: "swift-http-types"),
+                .product(name: "Hummingbird", package: "hummingbird"),
+                .product(name: "HummingbirdTesting", package: "hummingbird"),
+                .product(name: "Logging", package: "swift-log"),
+                .product(name: "NIOCore", package: "swift-nio"),
+                .product(name: "NIOFoundationCompat", package: "swift-nio"),
             ],
             swiftSettings: swiftSettings
         ),
@@ -317,6 +357,7 @@ let package = Package(
             name: "IntegrationTests",
             dependencies: [
                 "AMQP",
+                "ChildProcesses",
                 "Domain",
                 "Gateway",
                 "Kubernetes",
@@ -326,10 +367,10 @@ let package = Package(
                 "Scheduler",
                 "Signatures",
                 "Storage",
+                "TestSupport",
                 "Worker",
                 .product(name: "AsyncHTTPClient", package: "async-http-client"),
                 .product(name: "Hummingbird", package: "hummingbird"),
-                .product(name: "HummingbirdTesting", package: "hummingbird"),
                 .product(name: "Logging", package: "swift-log"),
                 .product(name: "NIOCore", package: "swift-nio"),
                 .product(name: "NIOFoundationCompat", package: "swift-nio"),

@@ -1,5 +1,6 @@
 import ArgumentParser
 import AsyncHTTPClient
+import ChildProcesses
 import Domain
 import Foundation
 import Gateway
@@ -100,7 +101,7 @@ final class Chaos: @unchecked Sendable {
         environment = ComputeEnvironment(
             id: "chaos-\(UInt32.random(in: 0...UInt32.max))", maxJobDuration: 600, maxJobs: 0)
         work = FileManager.default.temporaryDirectory.appendingPathComponent("c2d-bench-chaos-\(environment.id)")
-        ports = [try BenchSubmitCommand.freePort(), try BenchSubmitCommand.freePort()]
+        ports = [try LoopbackPort.free(), try LoopbackPort.free()]
         random = SplitMix(seed: configuration.seed)
     }
 
@@ -182,7 +183,7 @@ final class Chaos: @unchecked Sendable {
 
     func restart(_ name: String, after delay: Duration) async throws {
         guard let old = process(name) else { return }
-        old.kill9()
+        await old.kill9()
         _ = await old.waitForExit(timeout: .seconds(10))
         try await Task.sleep(for: delay)
         let arguments: [String]

@@ -1,6 +1,7 @@
 import AMQP
 import ArgumentParser
 import AsyncHTTPClient
+import ChildProcesses
 import Domain
 import Foundation
 import Kubernetes
@@ -319,7 +320,7 @@ final class Rig: @unchecked Sendable {
         emulatorURL =
             text.split(separator: "\n").first { $0.contains("server:") }
             .map { String($0.split(separator: " ").last ?? "") } ?? ""
-        port = try BenchSubmitCommand.freePort()
+        port = try LoopbackPort.free()
         try launch(Self.gatewayName, ["gateway", "--port", String(port)])
         try await BenchSubmitCommand.waitUntilHealthy(gatewayURL)
         try launch(Self.scheduler, ["scheduler"])

@@ -1,6 +1,7 @@
 import AMQP
 import ArgumentParser
 import AsyncHTTPClient
+import ChildProcesses
 import Domain
 import Foundation
 import Gateway
@@ -178,7 +179,7 @@ struct BenchE2ECommand: AsyncParsableCommand {
         try FileManager.default.createDirectory(at: directory, withIntermediateDirectories: true)
         let environments = directory.appendingPathComponent("environments.json")
         try JSONEncoder().encode([environment]).write(to: environments)
-        let port = try BenchSubmitCommand.freePort()
+        let port = try LoopbackPort.free()
         var variables = extra
         variables["C2D_ENVIRONMENTS"] = environments.path
         variables["C2D_WORK_DIR"] = directory.appendingPathComponent("work").path

@@ -1,6 +1,7 @@
 import AMQP
 import ArgumentParser
 import AsyncHTTPClient
+import ChildProcesses
 import Domain
 import Foundation
 import Gateway
@@ -58,7 +59,7 @@ struct BenchSubmitCommand: AsyncParsableCommand {
         }
         let environment = ComputeEnvironment(id: "bench-\(UInt32.random(in: 0...UInt32.max))")
         try await store.upsertEnvironments([environment])
-        let port = try Self.freePort()
+        let port = try LoopbackPort.free()
         var configuration = GatewayConfiguration(port: port, environments: [environment], limits: settings.limits)
         configuration.maxBatchJobs = max(largeBatch, batchSize, settings.maxBatchJobs)
         // No worker serves the bench's environment, so nothing is admitted: the bench measures acceptance alone.
@@ -250,25 +251,6 @@ struct BenchSubmitCommand: AsyncParsableCommand {
     static func cleanUp(_ environment: String, token: UUID, store: PostgresJobStore) async throws {
         try await store.removeEnvironment(environment)
         _ = try await store.revokeToken(id: token)
-    }
-
-    static func freePort() throws -> Int {
-        let fd = socket(AF_INET, Int32(SOCK_STREAM.rawValue), 0)
-        defer { close(fd) }
-        var address = sockaddr_in()
-        address.sin_family = sa_family_t(AF_INET)
-        address.sin_addr.s_addr = inet_addr("127.0.0.1")
-        let bound = withUnsafePointer(to: &address) {
-            $0.withMemoryRebound(to: sockaddr.self, capacity: 1) {
-                bind(fd, $0, socklen_t(MemoryLayout<sockaddr_in>.size))
-            }
-        }
-        guard bound == 0 else { throw ValidationError("no free port on 127.0.0.1") }
-        var length = socklen_t(MemoryLayout<sockaddr_in>.size)
-        withUnsafeMutablePointer(to: &address) {
-            $0.withMemoryRebound(to: sockaddr.self, capacity: 1) { _ = getsockname(fd, $0, &length) }
-        }
-        return Int(UInt16(bigEndian: address.sin_port))
     }
 
     static func rate(_ count: Int, _ elapsed: Duration) -> String {

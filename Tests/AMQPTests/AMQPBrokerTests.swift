@@ -3,6 +3,7 @@ import Foundation
 import Logging
 import ServiceLifecycle
 import Synchronization
+import TestSupport
 import Testing
 
 /// Against the real RabbitMQ found through `AMQP_URL` (default amqp://guest:guest@127.0.0.1:5672/). Each test uses
@@ -377,7 +378,7 @@ struct AMQPBrokerTests {
             try await client.publish(AMQPMessage(body: [1], messageID: "before"), exchange: "", routingKey: queue)
             try await waitUntil("'before' is consumed") { await received.contains("before") }
 
-            try await services("stop", "rabbitmq")
+            try await TestEnvironment.services("stop", "rabbitmq")
             do {
                 try await waitUntil("the client notices the broker is gone") { !client.isConnected }
                 let clock = ContinuousClock()
@@ -390,29 +391,14 @@ struct AMQPBrokerTests {
                 }
                 #expect(clock.now - started < .milliseconds(500))
             } catch {
-                try? await services("start", "rabbitmq")
+                try? await TestEnvironment.services("start", "rabbitmq")
                 throw error
             }
-            try await services("start", "rabbitmq")
+            try await TestEnvironment.services("start", "rabbitmq")
 
             try await waitUntil("the client reconnects", timeout: .seconds(60)) { client.isConnected }
             try await client.publish(AMQPMessage(body: [3], messageID: "after"), exchange: "", routingKey: queue)
             try await waitUntil("'after' is consumed") { await received.contains("after") }
-        }
-    }
-
-    private func waitUntil(
-        _ what: String,
-        timeout: Duration = .seconds(20),
-        _ condition: () async -> Bool
-    ) async throws {
-        let deadline = ContinuousClock.now + timeout
-        while await !condition() {
-            guard ContinuousClock.now < deadline else {
-                Issue.record("timed out waiting until \(what)")
-                throw CancellationError()
-            }
-            try await Task.sleep(for: .milliseconds(50))
         }
     }
 }

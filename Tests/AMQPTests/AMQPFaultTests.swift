@@ -2,6 +2,7 @@ import AMQP
 import Foundation
 import Logging
 import Synchronization
+import TestSupport
 import Testing
 
 /// Faults against the real broker: lost consumers, a frozen broker, a restart during a publish burst; and the
@@ -170,8 +171,8 @@ struct AMQPFaultTests {
                 }
                 group.addTask {
                     while confirmed.withLock({ $0.count }) < total / 20 { try await Task.sleep(for: .milliseconds(5)) }
-                    try await services("stop", "rabbitmq")
-                    try await services("start", "rabbitmq")
+                    try await TestEnvironment.services("stop", "rabbitmq")
+                    try await TestEnvironment.services("start", "rabbitmq")
                 }
                 try await group.waitForAll()
             }
@@ -209,13 +210,8 @@ struct AMQPFaultTests {
     }
 
     private func brokerPID() throws -> pid_t {
-        let file = repositoryRoot.appendingPathComponent(".data/services/rabbitmq/rabbit.pid")
+        let file = TestEnvironment.repositoryRoot.appendingPathComponent(".data/services/rabbitmq/rabbit.pid")
         let text = try String(contentsOf: file, encoding: .utf8).trimmingCharacters(in: .whitespacesAndNewlines)
         return try #require(pid_t(text), "no broker pid in \(file.path)")
-    }
-
-    private var repositoryRoot: URL {
-        URL(fileURLWithPath: #filePath).resolvingSymlinksInPath().deletingLastPathComponent()
-            .deletingLastPathComponent().deletingLastPathComponent()
     }
 }

@@ -1,7 +1,9 @@
+import ChildProcesses
 import Foundation
 import Gateway
 import NIOHTTP1
 import Persistence
+import TestSupport
 import Testing
 
 /// Tokens, scopes, ownership, submit policy and limits of the native API, on a real `c2d dev`.
@@ -209,7 +211,7 @@ struct AuthorizationTests {
             try await deployment.startDev()
             let id = try await deployment.submit(deployment.jobRequest(code: "print(1)"))
             _ = try await deployment.defaultAuthorization()
-            try TestEnvironment.services("stop", "postgres")
+            try await TestEnvironment.services("stop", "postgres")
             do {
                 for path in ["/v1/jobs/\(id)", "/v1/jobs"] {
                     let start = ContinuousClock.now
@@ -223,10 +225,10 @@ struct AuthorizationTests {
                 #expect(submit.status == 503, "\(submit.text)")
                 #expect(ContinuousClock.now - start < .seconds(1))
             } catch {
-                try TestEnvironment.services("start", "postgres")
+                try await TestEnvironment.services("start", "postgres")
                 throw error
             }
-            try TestEnvironment.services("start", "postgres")
+            try await TestEnvironment.services("start", "postgres")
             let deadline = ContinuousClock.now + .seconds(30)
             var status = 0
             while ContinuousClock.now < deadline {

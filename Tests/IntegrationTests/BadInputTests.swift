@@ -1,10 +1,12 @@
 import AsyncHTTPClient
+import ChildProcesses
 import Foundation
 import Gateway
 import NIOCore
 import NIOFoundationCompat
 import NIOHTTP1
 import Persistence
+import TestSupport
 import Testing
 
 /// Hostile input on both APIs, systematically: other owners' ids on every job route of the OpenAPI document,

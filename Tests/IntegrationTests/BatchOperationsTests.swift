@@ -4,6 +4,7 @@ import Gateway
 import NIOCore
 import NIOHTTP1
 import Persistence
+import TestSupport
 import Testing
 
 /// A batch as a whole (Armada's job sets): status counts, stop, the events of all its jobs, ownership, and chunked

@@ -1,5 +1,6 @@
 import Foundation
 import Persistence
+import TestSupport
 import Testing
 
 /// At-least-once delivery, exactly-once effect, at the job level: RabbitMQ restarts in the middle of a burst of
@@ -17,8 +18,8 @@ struct BurstTests {
                 if chunk >= 45 && restart == nil {
                     // Stop the broker while submissions keep arriving; bring it back while they still do.
                     restart = Task.detached {
-                        try TestEnvironment.services("stop", "rabbitmq")
-                        try TestEnvironment.services("start", "rabbitmq")
+                        try await TestEnvironment.services("stop", "rabbitmq")
+                        try await TestEnvironment.services("start", "rabbitmq")
                     }
                 }
                 let batch = try await withThrowingTaskGroup(of: String.self) { group in

@@ -1,6 +1,8 @@
+import ChildProcesses
 import Foundation
 import Gateway
 import Persistence
+import TestSupport
 import Testing
 
 /// `c2d job` and `c2d batch` end to end: the real binary as a user runs it, against a live gateway, worker and

@@ -2,6 +2,7 @@ import Domain
 import Foundation
 import NIOHTTP1
 import Persistence
+import TestSupport
 import Testing
 
 /// Admission and dispatch with separate `c2d` processes on real RabbitMQ and Postgres: maxJobs holds fleet-wide, a

@@ -1,9 +1,11 @@
 import AsyncHTTPClient
+import ChildProcesses
 import Foundation
 import Gateway
 import NIOCore
 import NIOFoundationCompat
 import NIOHTTP1
+import TestSupport
 import Testing
 
 /// Server-Sent Events of status changes, resumable with Last-Event-ID.

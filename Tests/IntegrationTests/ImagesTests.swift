@@ -1,4 +1,5 @@
 import Foundation
+import TestSupport
 import Testing
 
 /// Images through the whole system: the gateway refuses at submit what the environment cannot run, and a worker

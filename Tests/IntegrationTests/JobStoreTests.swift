@@ -2,6 +2,7 @@ import Domain
 import Foundation
 import Logging
 import Persistence
+import TestSupport
 import Testing
 
 /// The job SQL against real Postgres: claims are exclusive, admission respects maxJobs, free worker slots, priority
@@ -13,10 +14,7 @@ struct JobStoreTests {
         configuration.maximumConnections = 10
         let client = PostgresClient(configuration: configuration, logger: Logger(label: "test"))
         do {
-            _ = try await MigrationRunner(
-                client: client, directory: TestEnvironment.repositoryRoot.appendingPathComponent("migrations"),
-                logger: Logger(label: "test")
-            ).apply()
+            try await TestDatabase.migrate(client)
             let store = PostgresJobStore(client: client)
             let environment = ComputeEnvironment(id: "store-\(UInt32.random(in: 0...UInt32.max))")
             try await store.upsertEnvironments([environment])
@@ -314,10 +312,7 @@ struct JobStoreTests {
     @Test("migrations applied twice are a no-op")
     func migrationsTwice() async throws {
         try await Self.withStore { store, _ in
-            let again = try await MigrationRunner(
-                client: store.client, directory: TestEnvironment.repositoryRoot.appendingPathComponent("migrations"),
-                logger: Logger(label: "test")
-            ).apply()
+            let again = try await TestDatabase.migrate(store.client)
             #expect(again.isEmpty)
         }
     }

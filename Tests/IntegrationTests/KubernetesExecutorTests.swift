@@ -1,3 +1,4 @@
+import ChildProcesses
 import Domain
 import Foundation
 import Kubernetes
@@ -5,6 +6,7 @@ import KubernetesEmulator
 import Logging
 import NIOHTTP1
 import Persistence
+import TestSupport
 import Testing
 
 /// The Kubernetes executor end to end: real Postgres and RabbitMQ, real `c2d` processes, and the Kubernetes API

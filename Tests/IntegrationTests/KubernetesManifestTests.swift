@@ -1,6 +1,8 @@
+import ChildProcesses
 import Domain
 import Foundation
 import Kubernetes
+import TestSupport
 import Testing
 import Worker
 

@@ -1,8 +1,10 @@
 import AMQP
+import ChildProcesses
 import Domain
 import Foundation
 import Logging
 import Persistence
+import TestSupport
 import Testing
 
 /// Poison messages, the event stream and `c2d tail`, and startup errors, with the real `c2d` binary.
@@ -80,7 +82,7 @@ struct MessagingTests {
             // The other is published to its queue again by the dispatcher, and stays unfinished.
             try await AMQPClient.withConnectedClient(configuration: Self.amqp, logger: Logger(label: "test")) {
                 client in
-                try await Self.waitUntil("the spared job's message is back in its queue") {
+                try await waitUntil("the spared job's message is back in its queue") {
                     try await client.queueStatus(JobQueueNames.queue(environment: deployment.environmentID)).messages
                         >= 1
                 }
@@ -132,7 +134,7 @@ struct MessagingTests {
             }
             for id in jobs { _ = try await deployment.waitForJob(id) }
             var expected = try await Self.eventIDs(deployment, after: start)
-            try await Self.waitUntil("tail-1 printed the first jobs' events") {
+            try await waitUntil("tail-1 printed the first jobs' events") {
                 Set(Self.printedIDs(tail1.log)).isSuperset(of: expected)
             }
             await tail1.kill9()
@@ -149,7 +151,7 @@ struct MessagingTests {
 
             let tail2 = try deployment.start(
                 "tail-2", ["tail", "--json", "--environment", deployment.environmentID, "--from", String(last)])
-            try await Self.waitUntil("tail-2 caught up") {
+            try await waitUntil("tail-2 caught up") {
                 Set(first + Self.printedIDs(tail2.log)).isSuperset(of: expected)
             }
             let all = first + Self.printedIDs(tail2.log)
@@ -200,7 +202,7 @@ struct MessagingTests {
             await slow.shutdown()
             let expected = try await Self.eventIDs(deployment, after: start)
             #expect(expected.count == 2)
-            try await Self.waitUntil("the tail printed both events") {
+            try await waitUntil("the tail printed both events") {
                 Set(Self.printedIDs(tail.log)).isSuperset(of: expected)
             }
             #expect(Self.printedIDs(tail.log) == expected, "in id order, the slow one first")
@@ -210,8 +212,10 @@ struct MessagingTests {
 
     @Test("wrong credentials: c2d worker exits non-zero with one clear error")
     func wrongCredentials() async throws {
-        try await Deployment.with(extraEnvironment: ["AMQP_URL": "amqp://guest:wrong@127.0.0.1:5672/"]) {
-            deployment in
+        // This checkout's broker (its port comes from `scripts/services env`), with a wrong password.
+        let url = (ProcessInfo.processInfo.environment["AMQP_URL"] ?? "amqp://guest:guest@127.0.0.1:5672/")
+            .replacingOccurrences(of: "guest:guest@", with: "guest:wrong@")
+        try await Deployment.with(extraEnvironment: ["AMQP_URL": url]) { deployment in
             let worker = try deployment.start("worker", ["worker"])
             #expect(await worker.waitForExit(timeout: .seconds(30)))
             #expect(worker.exitCode != 0)
@@ -236,16 +240,6 @@ struct MessagingTests {
     static func printedIDs(_ log: String) -> [Int] {
         log.split(separator: "\n").filter { $0.hasPrefix("{") }.compactMap { line in
             (try? JSONSerialization.jsonObject(with: Data(line.utf8)) as? [String: Any])?["id"] as? Int
-        }
-    }
-
-    static func waitUntil(_ what: String, timeout: Duration = .seconds(30), _ condition: () async throws -> Bool)
-        async throws
-    {
-        let deadline = ContinuousClock.now + timeout
-        while try await !condition() {
-            guard ContinuousClock.now < deadline else { throw TestFailure("timed out waiting until \(what)") }
-            try await Task.sleep(for: .milliseconds(100))
         }
     }
 }

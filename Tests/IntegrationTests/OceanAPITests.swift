@@ -1,6 +1,7 @@
 import Foundation
 import NIOHTTP1
 import Signatures
+import TestSupport
 import Testing
 
 /// Ocean's operator-service API (ocean-c2d.md §2.2) against the real `c2d` binary: Ocean's error texts and

@@ -1,7 +1,9 @@
+import ChildProcesses
 import Foundation
 import Gateway
 import NIOHTTP1
 import Signatures
+import TestSupport
 import Testing
 
 /// Who may use the Ocean operator-service API, and what it may reach: off unless Providers are listed, signed

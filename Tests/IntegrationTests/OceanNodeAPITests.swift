@@ -1,10 +1,12 @@
 import AsyncHTTPClient
+import ChildProcesses
 import Domain
 import Foundation
 import Gateway
 import Kubernetes
 import NIOCore
 import NIOHTTP1
+import TestSupport
 import Testing
 
 /// ocean-node's compute API (`/api/services`) against the real `c2d` binary, black box: requests are signed by an

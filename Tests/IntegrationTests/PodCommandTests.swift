@@ -1,4 +1,5 @@
 import AsyncHTTPClient
+import ChildProcesses
 import Domain
 import Foundation
 import Logging
@@ -6,6 +7,7 @@ import NIOCore
 import NIOHTTP1
 import Persistence
 import Storage
+import TestSupport
 import Testing
 
 /// The Kubernetes executor's in-pod steps as real processes: `c2d pod configure` on a data directory, and
@@ -93,11 +95,7 @@ struct PodCommandTests {
     /// A gateway alone (no worker, so submitted jobs stay queued for the test to claim) with a 4 KiB upload limit.
     static func withGateway(_ body: (Deployment, PostgresJobStore) async throws -> Void) async throws {
         try await Deployment.with(extraEnvironment: ["C2D_MAX_UPLOAD_BYTES": "4096"]) { deployment in
-            _ = try await MigrationRunner(
-                client: deployment.postgres,
-                directory: TestEnvironment.repositoryRoot.appendingPathComponent("migrations"),
-                logger: Logger(label: "test")
-            ).apply()
+            try await TestDatabase.migrate(deployment.postgres)
             try deployment.start("gateway", ["gateway", "--port", String(deployment.port)])
             try await deployment.waitUntilHealthy()
             try await body(deployment, PostgresJobStore(client: deployment.postgres))

@@ -1,6 +1,8 @@
+import ChildProcesses
 import Foundation
 import NIOHTTP1
 import Persistence
+import TestSupport
 import Testing
 
 /// A worker that dies after acknowledging its message: the scheduler notices the lapsed lease and another

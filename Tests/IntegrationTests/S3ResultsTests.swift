@@ -1,4 +1,5 @@
 import AsyncHTTPClient
+import ChildProcesses
 import Domain
 import Foundation
 import Gateway
@@ -7,6 +8,7 @@ import NIOCore
 import NIOHTTP1
 import Persistence
 import Storage
+import TestSupport
 import Testing
 
 /// A deployment whose results live in an S3-compatible store (moto_server on loopback, started by
@@ -14,24 +16,11 @@ import Testing
 /// presigned URLs and nobody else does, and expiry deletes the objects.
 @Suite("Results in S3", .serialized)
 struct S3ResultsTests {
-    static var endpoint: String {
-        let environment = ProcessInfo.processInfo.environment
-        if let endpoint = environment["C2D_TEST_S3_ENDPOINT"], !endpoint.isEmpty { return endpoint }
-        return "http://127.0.0.1:\(environment["C2D_S3_PORT"] ?? "59000")"
-    }
+    static var endpoint: String { TestEnvironment.s3Endpoint }
 
     /// Starts moto (idempotent) and makes a bucket for the test; returns the deployment's environment for it.
     static func bucket() async throws -> (bucket: String, environment: [String: String]) {
-        let script = TestEnvironment.repositoryRoot.appendingPathComponent("scripts/s3-server").path
-        let log = FileManager.default.temporaryDirectory.appendingPathComponent("c2d-s3-\(UUID()).log")
-        let pid = try C2DProcess.spawn(
-            executable: script, arguments: [script, "start"],
-            environment: ProcessInfo.processInfo.environment.map { "\($0.key)=\($0.value)" }, log: log.path,
-            directory: TestEnvironment.repositoryRoot.path)
-        var status: Int32 = 0
-        while waitpid(pid, &status, 0) == -1 && errno == EINTR {}
-        try? FileManager.default.removeItem(at: log)
-        guard status == 0 else { throw TestFailure("scripts/s3-server start failed") }
+        try await TestEnvironment.startS3Server()
         let bucket = "c2d-it-\(UUID().uuidString.lowercased().prefix(18))"
         var request = HTTPClientRequest(url: "\(endpoint)/\(bucket)")
         request.method = .PUT
@@ -164,11 +153,7 @@ extension S3ResultsTests {
         // Uploads through the gateway would be refused (1 byte): everything must go straight to the bucket.
         try await Deployment.with(extraEnvironment: environment.merging(["C2D_MAX_UPLOAD_BYTES": "1"]) { $1 }) {
             deployment in
-            _ = try await MigrationRunner(
-                client: deployment.postgres,
-                directory: TestEnvironment.repositoryRoot.appendingPathComponent("migrations"),
-                logger: Logger(label: "test")
-            ).apply()
+            try await TestDatabase.migrate(deployment.postgres)
             try deployment.start("gateway", ["gateway", "--port", String(deployment.port)])
             try await deployment.waitUntilHealthy()
             let store = PostgresJobStore(client: deployment.postgres)

@@ -1,6 +1,8 @@
+import ChildProcesses
 import Foundation
 import NIOHTTP1
 import Persistence
+import TestSupport
 import Testing
 
 /// A real job end to end: HTTP → Postgres → RabbitMQ → worker → bubblewrap sandbox → result store → HTTP,
@@ -145,7 +147,7 @@ struct DeliveryFaultTests {
     func submitDuringRabbitMQOutage() async throws {
         try await Deployment.with() { deployment in
             try await deployment.startDev()
-            try TestEnvironment.services("stop", "rabbitmq")
+            try await TestEnvironment.services("stop", "rabbitmq")
             let id: String
             let waiting: Bool
             do {
@@ -157,10 +159,10 @@ struct DeliveryFaultTests {
                     "select admitted_at is null and status = 1 as waiting from jobs where id = $1::uuid", [.text(id)]
                 )[0].bool("waiting")
             } catch {
-                try TestEnvironment.services("start", "rabbitmq")
+                try await TestEnvironment.services("start", "rabbitmq")
                 throw error
             }
-            try TestEnvironment.services("start", "rabbitmq")
+            try await TestEnvironment.services("start", "rabbitmq")
             #expect(waiting)
             let job = try await deployment.waitForJob(id, timeout: .seconds(120))
             #expect(job["outcome"] as? String == "succeeded", "\(job)\n\(deployment.logs)")

@@ -3,6 +3,7 @@ import Foundation
 import NIOCore
 import NIOFoundationCompat
 import NIOHTTP1
+import TestSupport
 import Testing
 
 @testable import KubernetesEmulator
@@ -80,13 +81,7 @@ struct Harness {
     func eventually(
         _ what: String, within seconds: Int = 20, _ condition: () async throws -> Bool
     ) async throws {
-        let deadline = ContinuousClock.now + .seconds(seconds)
-        while ContinuousClock.now < deadline {
-            if try await condition() { return }
-            try await Task.sleep(for: .milliseconds(20))
-        }
-        Issue.record("condition never held: \(what)")
-        throw CancellationError()
+        try await waitUntil(what, timeout: .seconds(seconds), every: .milliseconds(20), condition)
     }
 
     func get(_ path: String) async throws -> JSON { try await call(.GET, path).json }

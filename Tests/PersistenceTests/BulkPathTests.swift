@@ -1,5 +1,6 @@
 import Domain
 import Foundation
+import TestSupport
 import Testing
 
 @testable import Persistence
@@ -238,20 +239,13 @@ extension PostgresIntegrationTests {
 
         static func withStore(_ body: (PostgresJobStore, ComputeEnvironment) async throws -> Void) async throws {
             try await TestDatabase.withSchema { client, _ in
-                _ = try await MigrationRunner(
-                    client: client, directory: migrationsDirectory, logger: TestDatabase.logger
-                ).apply()
+                try await TestDatabase.migrate(client)
                 let store = PostgresJobStore(client: client)
                 let environment = ComputeEnvironment(id: "bulk")
                 try await store.upsertEnvironments([environment])
                 try await body(store, environment)
             }
         }
-
-        /// `<root>/migrations`, found from this file (symlinks resolved, for scratch packages).
-        static let migrationsDirectory = URL(fileURLWithPath: #filePath).resolvingSymlinksInPath()
-            .deletingLastPathComponent().deletingLastPathComponent().deletingLastPathComponent()
-            .appendingPathComponent("migrations")
 
         static func job(_ environment: ComputeEnvironment) -> Job {
             Job(
@@ -265,9 +259,4 @@ extension PostgresIntegrationTests {
                 ]))
         }
     }
-}
-
-private struct TestFailure: Error, CustomStringConvertible {
-    var description: String
-    init(_ description: String) { self.description = description }
 }

@@ -1,5 +1,6 @@
 import Foundation
 import Logging
+import TestSupport
 import Testing
 
 @testable import Persistence
@@ -244,7 +245,9 @@ extension PostgresIntegrationTests {
         /// runs only when `C2D_TEST_POSTGRES_RESTART=1` (e.g. `swift test --filter PersistenceTests`).
         @Test(
             "after a server restart calls fail retriably, then succeed on fresh connections",
-            .enabled(if: ServicesScript.restartEnabled, "set C2D_TEST_POSTGRES_RESTART=1 to restart Postgres in tests")
+            .enabled(
+                if: ProcessInfo.processInfo.environment["C2D_TEST_POSTGRES_RESTART"] == "1",
+                "set C2D_TEST_POSTGRES_RESTART=1 to restart Postgres in tests")
         )
         func serverRestart() async throws {
             try await TestDatabase.withSchema({
@@ -258,7 +261,7 @@ extension PostgresIntegrationTests {
                 }
                 let inFlight = Task { try await client.query("SELECT pg_sleep(20)") }
                 try await Task.sleep(for: .milliseconds(300))
-                try await ServicesScript.run("stop", "postgres")
+                try await TestEnvironment.services("stop", "postgres")
                 let inFlightError = await #expect(throws: PostgresError.self) { try await inFlight.value }
                 #expect(inFlightError?.isRetriable == true)
                 #expect(inFlightError?.code == .connectionLost)
@@ -267,7 +270,7 @@ extension PostgresIntegrationTests {
                 let downError = await #expect(throws: PostgresError.self) { try await client.query("SELECT 1") }
                 #expect(downError?.isRetriable == true)
 
-                try await ServicesScript.run("start", "postgres")
+                try await TestEnvironment.services("start", "postgres")
                 // The same client recovers: stale idle connections are dropped, new ones opened.
                 for _ in 0..<5 {
                     #expect(try await client.query("SELECT 1 AS one")[0].int("one") == 1)
@@ -279,42 +282,4 @@ extension PostgresIntegrationTests {
         }
     }
 
-}
-
-/// `scripts/services` of the project, used to restart Postgres.
-enum ServicesScript {
-    static var restartEnabled: Bool {
-        ProcessInfo.processInfo.environment["C2D_TEST_POSTGRES_RESTART"] == "1" && url != nil
-    }
-
-    static let url: URL? = {
-        if let path = ProcessInfo.processInfo.environment["C2D_SERVICES_SCRIPT"] {
-            return URL(fileURLWithPath: path)
-        }
-        // Tests/PersistenceTests/<file> → <root>/scripts/services (symlinks resolved, for scratch packages).
-        let root = URL(fileURLWithPath: #filePath).resolvingSymlinksInPath()
-            .deletingLastPathComponent().deletingLastPathComponent().deletingLastPathComponent()
-        let script = root.appendingPathComponent("scripts/services")
-        return FileManager.default.isExecutableFile(atPath: script.path) ? script : nil
-    }()
-
-    /// Runs the script and waits for it on a thread of its own. Not `Foundation.Process`: its exit detection
-    /// hangs when the child leaves a daemon behind (here, the Postgres server that `start` launches).
-    static func run(_ arguments: String...) async throws {
-        guard let script = url else { throw CocoaError(.fileNoSuchFile) }
-        let argv = ([script.path] + arguments).map { strdup($0) } + [nil]
-        defer { argv.forEach { free($0) } }
-        var pid: pid_t = 0
-        let spawned = posix_spawn(&pid, script.path, nil, nil, argv, environ)
-        try #require(spawned == 0, "cannot run scripts/services")
-        let child = pid
-        let status: Int32 = await withCheckedContinuation { continuation in
-            Thread.detachNewThread {
-                var status: Int32 = 0
-                while waitpid(child, &status, 0) == -1 && errno == EINTR {}
-                continuation.resume(returning: status)
-            }
-        }
-        try #require(status == 0, "scripts/services \(arguments) failed with status \(status)")
-    }
 }

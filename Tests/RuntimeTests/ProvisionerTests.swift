@@ -3,6 +3,7 @@ import Domain
 import Foundation
 import NIOSSL
 import Synchronization
+import TestSupport
 import Testing
 
 @testable import Runtime
@@ -308,11 +309,6 @@ struct TestPKI {
             throw TestFailure("openssl \(arguments.prefix(2).joined(separator: " ")) failed")
         }
     }
-}
-
-struct TestFailure: Error, CustomStringConvertible {
-    var description: String
-    init(_ description: String) { self.description = description }
 }
 
 extension ProvisionerConfiguration {

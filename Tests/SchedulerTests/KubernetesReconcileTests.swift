@@ -6,12 +6,13 @@ import Logging
 import Persistence
 import Scheduler
 import Storage
+import TestSupport
 import Testing
 import Worker
 
 /// One schema, one emulated cluster, the Kubernetes adapter, a file result store, and a leader.
 final class ReconcileWorld {
-    let makeClient: SchedulerTestDatabase.Clients
+    let makeClient: TestDatabase.Clients
     let client: PostgresClient
     let store: PostgresJobStore
     let emulator: KubernetesEmulator
@@ -27,7 +28,7 @@ final class ReconcileWorld {
 
     let following: Task<Void, Never>
 
-    private init(makeClient: SchedulerTestDatabase.Clients, emulator: KubernetesEmulator, port: Int) throws {
+    private init(makeClient: TestDatabase.Clients, emulator: KubernetesEmulator, port: Int) throws {
         self.makeClient = makeClient
         self.client = makeClient()
         self.store = PostgresJobStore(client: client)
@@ -36,22 +37,22 @@ final class ReconcileWorld {
             configuration: KubernetesConfiguration(
                 server: "http://127.0.0.1:\(port)", namespace: "c2d-test", requestTimeout: .seconds(5),
                 maxRetries: 1),
-            logger: SchedulerTestDatabase.logger)
+            logger: TestDatabase.logger)
         self.results = FileResultStore(
             root: FileManager.default.temporaryDirectory.appendingPathComponent("c2d-reconcile-\(UUID().uuidString)"))
         let cluster = KubernetesReconcileCluster(
             configuration: .init(namespace: "c2d-test", pageSize: 7), client: kubernetes, resultStore: results,
-            store: store, logger: SchedulerTestDatabase.logger)
+            store: store, logger: TestDatabase.logger)
         self.cluster = cluster
         self.following = Task { await cluster.run() }
     }
 
     /// The adapter follows the emulator with its informer from the start, as the scheduler does.
     static func with(_ body: (ReconcileWorld) async throws -> Void) async throws {
-        try await SchedulerTestDatabase.withMigratedSchema { makeClient in
+        try await TestDatabase.withMigratedSchema { makeClient in
             var configuration = KubernetesEmulatorConfiguration()
             configuration.defaultPodDuration = .milliseconds(20)
-            let emulator = KubernetesEmulator(configuration: configuration, logger: SchedulerTestDatabase.logger)
+            let emulator = KubernetesEmulator(configuration: configuration, logger: TestDatabase.logger)
             let port = try await emulator.start()
             let world = try ReconcileWorld(makeClient: makeClient, emulator: emulator, port: port)
             await world.cluster.informer.waitUntilSynced()
@@ -77,7 +78,7 @@ final class ReconcileWorld {
     func leader(_ holder: String, lease: Duration = .seconds(10)) -> (SchedulerLeadership, Task<Void, any Error>) {
         let leadership = SchedulerLeadership(
             configuration: .init(leaseDuration: lease, holderID: holder), client: makeClient(holder),
-            logger: SchedulerTestDatabase.logger)
+            logger: TestDatabase.logger)
         return (leadership, Task { try await leadership.run() })
     }
 
@@ -88,7 +89,7 @@ final class ReconcileWorld {
         Reconciler(
             configuration: .init(planner: planner), store: PostgresReconcileStore(client: makeClient()),
             leadership: leadership, cluster: cluster ?? self.cluster,
-            removeFiles: Reconciler.removeFiles(from: results), logger: SchedulerTestDatabase.logger)
+            removeFiles: Reconciler.removeFiles(from: results), logger: TestDatabase.logger)
     }
 
     static func epoch(of leadership: SchedulerLeadership) async throws -> Int64 {

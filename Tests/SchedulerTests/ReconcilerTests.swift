@@ -4,6 +4,7 @@ import Kubernetes
 import Logging
 import Persistence
 import Scheduler
+import TestSupport
 import Testing
 
 /// A cluster that lists what the test put in it and records what the reconciler did to it.
@@ -50,7 +51,7 @@ struct ReconcilerTests {
     }
 
     @Test func appliesThePostgresDutiesAndTheClusterSideThroughTheProtocol() async throws {
-        try await SchedulerTestDatabase.withMigratedSchema { makeClient in
+        try await TestDatabase.withMigratedSchema { makeClient in
             let client = makeClient()
             let store = PostgresJobStore(client: client)
             try await store.upsertEnvironments([
@@ -132,7 +133,7 @@ struct ReconcilerTests {
                     createdAt: now.addingTimeInterval(-3600)),
             ])
             let leadership = SchedulerLeadership(
-                configuration: .init(holderID: "reconciler"), client: makeClient(), logger: SchedulerTestDatabase.logger
+                configuration: .init(holderID: "reconciler"), client: makeClient(), logger: TestDatabase.logger
             )
             let leading = Task { try await leadership.run() }
             #expect(await eventually(within: .seconds(10)) { leadership.role.epoch != nil })
@@ -140,7 +141,7 @@ struct ReconcilerTests {
             let removed = Locked<[String]>([])
             let reconciler = Reconciler(
                 store: PostgresReconcileStore(client: makeClient()), leadership: leadership, cluster: cluster,
-                removeFiles: { locations in removed.withLock { $0 += locations } }, logger: SchedulerTestDatabase.logger
+                removeFiles: { locations in removed.withLock { $0 += locations } }, logger: TestDatabase.logger
             )
 
             let first = try await reconciler.runOnce(epoch: epoch)

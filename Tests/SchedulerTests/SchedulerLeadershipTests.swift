@@ -3,6 +3,7 @@ import Logging
 import Persistence
 import Scheduler
 import Synchronization
+import TestSupport
 import Testing
 
 /// Leadership against a real Postgres; each test in its own schema, each instance with its own client (a process).
@@ -17,7 +18,7 @@ struct SchedulerLeadershipTests {
             let configuration = SchedulerLeadership.Configuration(
                 leaseDuration: lease, renewInterval: interval, pollInterval: interval, holderID: name)
             let leadership = SchedulerLeadership(
-                configuration: configuration, client: client, logger: SchedulerTestDatabase.logger)
+                configuration: configuration, client: client, logger: TestDatabase.logger)
             self.leadership = leadership
             self.task = Task { try await leadership.run() }
         }
@@ -36,7 +37,7 @@ struct SchedulerLeadershipTests {
     }
 
     @Test func exactlyOneOfTwoLeads() async throws {
-        try await SchedulerTestDatabase.withMigratedSchema { makeClient in
+        try await TestDatabase.withMigratedSchema { makeClient in
             let a = Instance("a", client: makeClient(), lease: .seconds(2))
             let b = Instance("b", client: makeClient(), lease: .seconds(2))
             #expect(await eventually(within: .seconds(10)) { a.epoch != nil || b.epoch != nil })
@@ -55,7 +56,7 @@ struct SchedulerLeadershipTests {
     }
 
     @Test func standbyTakesOverWithinTwoLeasePeriodsWhenTheLeaderStopsRenewing() async throws {
-        try await SchedulerTestDatabase.withMigratedSchema { makeClient in
+        try await TestDatabase.withMigratedSchema { makeClient in
             let lease = Duration.seconds(2)
             let a = Instance("a", client: makeClient(), lease: lease)
             #expect(await eventually(within: .seconds(10)) { a.epoch != nil })
@@ -72,7 +73,7 @@ struct SchedulerLeadershipTests {
     }
 
     @Test func gracefulReleaseHandsOverAtOnce() async throws {
-        try await SchedulerTestDatabase.withMigratedSchema { makeClient in
+        try await TestDatabase.withMigratedSchema { makeClient in
             // A lease far longer than the wait below: only the release can explain the takeover.
             let lease = Duration.seconds(60)
             let a = Instance("a", client: makeClient(), lease: lease, interval: .milliseconds(200))
@@ -90,7 +91,7 @@ struct SchedulerLeadershipTests {
     }
 
     @Test func deposedLeadersFencedWriteIsRejectedAndNothingLands() async throws {
-        try await SchedulerTestDatabase.withMigratedSchema { makeClient in
+        try await TestDatabase.withMigratedSchema { makeClient in
             let probe = makeClient()
             try await probe.executeScript("create table fence_probe (writer text not null)")
             let lease = Duration.seconds(2)
@@ -124,7 +125,7 @@ struct SchedulerLeadershipTests {
     }
 
     @Test func takeoverWaitsForTheOldLeadersFencedTransaction() async throws {
-        try await SchedulerTestDatabase.withMigratedSchema { makeClient in
+        try await TestDatabase.withMigratedSchema { makeClient in
             let probe = makeClient()
             try await probe.executeScript("create table fence_probe (writer text not null)")
             let lease = Duration.seconds(3)
@@ -157,7 +158,7 @@ struct SchedulerLeadershipTests {
     }
 
     @Test func leaderWorkIsCancelledWhenTheLeaseIsLost() async throws {
-        try await SchedulerTestDatabase.withMigratedSchema { makeClient in
+        try await TestDatabase.withMigratedSchema { makeClient in
             let a = Instance("a", client: makeClient(), lease: .seconds(2), interval: .milliseconds(200))
             let started = Locked<[Int64]>([])
             let cancelled = Locked(0)

@@ -4,40 +4,21 @@ import Foundation
 import NIOCore
 import NIOHTTP1
 import Storage
+import TestSupport
 import Testing
 
 /// The S3 result store against a real S3-compatible server: moto_server on loopback, started by
 /// `scripts/s3-server` (`C2D_S3_PORT`, default 59000). Each test works in a bucket of its own.
 @Suite("S3 result store", .serialized)
 struct S3ResultStoreTests {
-    static let repositoryRoot = URL(fileURLWithPath: #filePath)
-        .deletingLastPathComponent().deletingLastPathComponent().deletingLastPathComponent()
-
-    static var endpoint: String {
-        let environment = ProcessInfo.processInfo.environment
-        if let endpoint = environment["C2D_TEST_S3_ENDPOINT"], !endpoint.isEmpty { return endpoint }
-        return "http://127.0.0.1:\(environment["C2D_S3_PORT"] ?? "59000")"
-    }
-
-    /// Starts moto through the project's script (idempotent).
-    static func startServer() throws {
-        let process = Process()
-        process.executableURL = URL(fileURLWithPath: "/bin/bash")
-        process.arguments = [repositoryRoot.appendingPathComponent("scripts/s3-server").path, "start"]
-        process.standardInput = FileHandle.nullDevice
-        process.standardOutput = FileHandle.nullDevice
-        process.standardError = FileHandle.nullDevice
-        try process.run()
-        process.waitUntilExit()
-        guard process.terminationStatus == 0 else { throw StorageError(code: .unavailable, message: "no S3 server") }
-    }
+    static var endpoint: String { TestEnvironment.s3Endpoint }
 
     /// A store on a new bucket (moto creates one on `PUT /<bucket>`).
     static func withStore(
         partSize: Int = 5 << 20, attempts: Int = 4, endpoint: String = Self.endpoint,
         _ body: (S3ResultStore, S3Configuration) async throws -> Void
     ) async throws {
-        try startServer()
+        try await TestEnvironment.startS3Server()
         let bucket = "c2d-test-\(UUID().uuidString.lowercased().prefix(18))"
         var request = HTTPClientRequest(url: "\(Self.endpoint)/\(bucket)")
         request.method = .PUT

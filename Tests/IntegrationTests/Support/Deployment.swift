@@ -1,4 +1,5 @@
 import AsyncHTTPClient
+import ChildProcesses
 import Foundation
 import Gateway
 import Logging
@@ -7,55 +8,8 @@ import NIOFoundationCompat
 import NIOHTTP1
 import Persistence
 import Synchronization
+import TestSupport
 import Testing
-
-enum TestEnvironment {
-    static let repositoryRoot = URL(fileURLWithPath: #filePath)
-        .deletingLastPathComponent().deletingLastPathComponent().deletingLastPathComponent()
-        .deletingLastPathComponent()
-
-    /// Runs `scripts/services` (stop or start a service for fault tests).
-    static func services(_ arguments: String...) throws {
-        let script = repositoryRoot.appendingPathComponent("scripts/services").path
-        let log = FileManager.default.temporaryDirectory.appendingPathComponent("c2d-services-\(UUID()).log")
-        let pid = try C2DProcess.spawn(
-            executable: script, arguments: [script] + arguments,
-            environment: ProcessInfo.processInfo.environment.map { "\($0.key)=\($0.value)" }, log: log.path,
-            directory: repositoryRoot.path)
-        var status: Int32 = 0
-        while waitpid(pid, &status, 0) == -1 && errno == EINTR {}
-        let output = (try? String(contentsOf: log, encoding: .utf8)) ?? ""
-        try? FileManager.default.removeItem(at: log)
-        guard status == 0 else {
-            throw TestFailure("scripts/services \(arguments.joined(separator: " ")) failed:\n\(output)")
-        }
-    }
-
-    static func freePort() throws -> Int {
-        let fd = socket(AF_INET, Int32(SOCK_STREAM.rawValue), 0)
-        defer { close(fd) }
-        var address = sockaddr_in()
-        address.sin_family = sa_family_t(AF_INET)
-        address.sin_addr.s_addr = inet_addr("127.0.0.1")
-        address.sin_port = 0
-        let bound = withUnsafePointer(to: &address) {
-            $0.withMemoryRebound(to: sockaddr.self, capacity: 1) {
-                bind(fd, $0, socklen_t(MemoryLayout<sockaddr_in>.size))
-            }
-        }
-        guard bound == 0 else { throw TestFailure("no free port") }
-        var length = socklen_t(MemoryLayout<sockaddr_in>.size)
-        withUnsafeMutablePointer(to: &address) {
-            $0.withMemoryRebound(to: sockaddr.self, capacity: 1) { _ = getsockname(fd, $0, &length) }
-        }
-        return Int(UInt16(bigEndian: address.sin_port))
-    }
-}
-
-struct TestFailure: Error, CustomStringConvertible {
-    var description: String
-    init(_ description: String) { self.description = description }
-}
 
 /// One c2d deployment for a test: its own compute environment (so its own queue), data, work and result
 /// folders, and the `c2d` processes the test starts. Talks to it over HTTP like a client does.

@@ -4,24 +4,30 @@ import Foundation
     import Glibc
 #endif
 
-/// A child process for the benchmarks that run c2d as separate processes, its output in a log file.
+/// A child process whose output goes to a log file: the c2d processes the benchmarks and the integration tests
+/// start, and the scripts and tools they run.
 ///
 /// Started with `posix_spawn` and an empty signal mask and default dispositions: Foundation's `Process` hands its
-/// thread's blocked signals (SIGTERM among them) to the child, which then could not be stopped gracefully.
-final class ChildProcess: @unchecked Sendable {
+/// thread's blocked signals (SIGTERM among them) to the child, which then could not be stopped gracefully. Its exit
+/// is found by polling `waitpid`, never by waiting on an inherited descriptor, so a script that leaves a daemon
+/// behind (`scripts/services start`) still counts as finished.
+package final class ChildProcess: @unchecked Sendable {
     // @unchecked: `status` is guarded by `lock`; everything else is immutable after init.
-    let name: String
-    let pid: pid_t
-    let logFile: URL
+    package let name: String
+    package let pid: pid_t
+    package let logFile: URL
     private let lock = NSLock()
     private var status: Int32?
 
-    struct SpawnError: Error, CustomStringConvertible {
-        var description: String
+    package struct SpawnError: Error, CustomStringConvertible {
+        package var description: String
     }
 
-    /// Starts `executable` with `arguments` (not counting argv[0]) and the current environment plus `environment`.
-    init(name: String, executable: String, arguments: [String], environment: [String: String], log: URL) throws {
+    /// Starts `executable` with `arguments` (not counting argv[0]) and the current environment plus `environment`;
+    /// standard input is /dev/null, standard output and error go to `log` (truncated).
+    package init(
+        name: String, executable: String, arguments: [String], environment: [String: String] = [:], log: URL
+    ) throws {
         self.name = name
         self.logFile = log
         var attributes = posix_spawnattr_t()
@@ -66,24 +72,33 @@ final class ChildProcess: @unchecked Sendable {
         return status
     }
 
-    var isRunning: Bool { poll() == nil }
+    package var isRunning: Bool { poll() == nil }
+
+    /// The exit code, or 128 + signal for a child killed by a signal; nil while running.
+    package var exitCode: Int32? {
+        guard let raw = poll() else { return nil }
+        let signal = raw & 0x7f
+        return signal == 0 ? (raw >> 8) & 0xff : 128 + signal
+    }
 
     /// Graceful stop (SIGTERM), then SIGKILL if it does not exit within `timeout`.
-    func stop(timeout: Duration = .seconds(30)) async {
+    package func stop(timeout: Duration = .seconds(30)) async {
         guard isRunning else { return }
         kill(pid, SIGTERM)
         if await waitForExit(timeout: timeout) { return }
-        kill9()
+        await kill9()
+    }
+
+    /// SIGKILL, then up to 5 s for the child to be reaped.
+    package func kill9() async {
+        guard isRunning else { return }
+        kill(pid, SIGKILL)
         _ = await waitForExit(timeout: .seconds(5))
     }
 
-    func kill9() {
-        guard isRunning else { return }
-        kill(pid, SIGKILL)
-    }
-
+    /// Whether the child exited within `timeout`.
     @discardableResult
-    func waitForExit(timeout: Duration) async -> Bool {
+    package func waitForExit(timeout: Duration) async -> Bool {
         let deadline = ContinuousClock.now + timeout
         while isRunning {
             if ContinuousClock.now > deadline { return false }
@@ -92,8 +107,13 @@ final class ChildProcess: @unchecked Sendable {
         return true
     }
 
+    /// Everything the child wrote so far.
+    package var log: String {
+        (try? String(contentsOf: logFile, encoding: .utf8)) ?? ""
+    }
+
     /// The end of the log, for error messages.
-    func logTail(_ bytes: Int = 3000) -> String {
-        String(((try? String(contentsOf: logFile, encoding: .utf8)) ?? "").suffix(bytes))
+    package func logTail(_ bytes: Int = 3000) -> String {
+        String(log.suffix(bytes))
     }
 }
