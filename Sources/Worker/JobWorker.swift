@@ -166,7 +166,7 @@ package final class JobWorker: Service, Sendable {
                 decision = ClaimDecision.decide(
                     result, workerID: configuration.workerID, runningHere: slots.isRunning(message.jobId))
             } catch let error as PostgresError
-                where (error.isRetriable || error.code == .acquireTimeout) && transientFailures < 3
+                where error.isTransient && transientFailures < 3
             {
                 // A short outage or a busy pool: try again before giving the message back, since every
                 // redelivery counts against the queue's delivery limit. If the claim did commit and only its reply
@@ -294,7 +294,7 @@ package final class JobWorker: Service, Sendable {
                 try await store.recordStatus(claim, status: status)
                 return
             } catch let error as PostgresError
-                where (error.isRetriable || error.code == .acquireTimeout) && ContinuousClock.now < deadline
+                where error.isTransient && ContinuousClock.now < deadline
             {
                 logger.warning(
                     "recording progress failed; retrying", metadata: ["job": "\(claim.jobID)", "error": "\(error)"])

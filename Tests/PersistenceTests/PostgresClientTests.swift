@@ -102,7 +102,7 @@ extension PostgresIntegrationTests {
                 #expect(duplicate.code == .server)
                 #expect(duplicate.sqlState == "23505")
                 #expect(duplicate.constraint == "accounts_email_key")
-                #expect(!duplicate.isRetriable)
+                #expect(!duplicate.isTransient)
                 #expect(!duplicate.description.contains("secret"))
 
                 let syntax = try await #require(throws: PostgresError.self) {
@@ -211,7 +211,7 @@ extension PostgresIntegrationTests {
                 }
                 #expect(error.sqlState == "57014")
                 #expect(error.code == .timeout)
-                #expect(!error.isRetriable)
+                #expect(!error.isTransient)
                 let rows = try await client.query("SELECT pg_backend_pid() AS pid, 1 AS one")
                 #expect(try rows[0].int("one") == 1)
             }
@@ -263,12 +263,12 @@ extension PostgresIntegrationTests {
                 try await Task.sleep(for: .milliseconds(300))
                 try await TestEnvironment.services("stop", "postgres")
                 let inFlightError = await #expect(throws: PostgresError.self) { try await inFlight.value }
-                #expect(inFlightError?.isRetriable == true)
+                #expect(inFlightError?.isTransient == true)
                 #expect(inFlightError?.code == .connectionLost)
 
                 // While the server is down, calls fail retriably too.
                 let downError = await #expect(throws: PostgresError.self) { try await client.query("SELECT 1") }
-                #expect(downError?.isRetriable == true)
+                #expect(downError?.isTransient == true)
 
                 try await TestEnvironment.services("start", "postgres")
                 // The same client recovers: stale idle connections are dropped, new ones opened.

@@ -61,7 +61,7 @@ public struct StorageError: Error, CustomStringConvertible, Sendable, Hashable {
     }
 
     /// Worth another try: the remote store was unavailable.
-    public var isRetriable: Bool { code == .unavailable }
+    public var isTransient: Bool { code == .unavailable }
 
     public var description: String { "\(code): \(message)" }
 }

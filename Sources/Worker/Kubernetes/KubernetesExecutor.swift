@@ -276,7 +276,7 @@ package final class KubernetesExecutor: Executor {
     }
 
     static func isTransient(_ error: any Error) -> Bool {
-        if let error = error as? PostgresError { return error.isRetriable || error.code == .acquireTimeout }
+        if let error = error as? PostgresError { return error.isTransient }
         if let error = error as? KubernetesError { return error.isTransient }
         return false
     }

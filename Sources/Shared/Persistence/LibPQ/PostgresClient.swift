@@ -4,7 +4,7 @@ import Logging
 ///
 /// Each statement runs on a connection from the pool, with bound parameters and a per-connection cache of prepared
 /// statements. After a server restart or a network failure, the statements in flight fail with
-/// ``PostgresError/Code/connectionLost`` (``PostgresError/isRetriable``); the broken connections are dropped and
+/// ``PostgresError/Code/connectionLost`` (``PostgresError/isTransient``); the broken connections are dropped and
 /// later calls open fresh ones, so the client never needs to be recreated.
 package final class PostgresClient: Sendable {
     private let pool: ConnectionPool

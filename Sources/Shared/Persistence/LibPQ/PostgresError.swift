@@ -62,11 +62,12 @@ package struct PostgresError: Error, CustomStringConvertible, Sendable {
     package var isSerializationFailure: Bool { sqlState == "40001" || sqlState == "40P01" }
 
     /// Whether running the same work again (on another connection, after a backoff) may succeed: the connection
-    /// failed or was lost, the server is shutting down or starting (57P01…57P03, class 08), or a serialization
-    /// failure or deadlock aborted the transaction. Note that after ``Code/connectionLost`` a write may already be
-    /// committed, so only idempotent work should be retried blindly.
-    package var isRetriable: Bool {
-        if code == .connectionLost || code == .connectionFailed { return true }
+    /// failed or was lost, the pool had no connection free in time, the server is shutting down or starting
+    /// (57P01…57P03, class 08), or a serialization failure or deadlock aborted the transaction. Note that after
+    /// ``Code/connectionLost`` a write may already be committed, so only idempotent work should be retried blindly.
+    /// The same name as `AMQPError`, `KubernetesError` and `StorageError` use.
+    package var isTransient: Bool {
+        if code == .connectionLost || code == .connectionFailed || code == .acquireTimeout { return true }
         guard let sqlState else { return false }
         return sqlState.hasPrefix("08") || ["57P01", "57P02", "57P03"].contains(sqlState) || isSerializationFailure
     }

@@ -302,7 +302,7 @@ public struct S3ResultStore: ReadableResultStore {
         while true {
             do {
                 return try await operation()
-            } catch let error as StorageError where error.isRetriable && attempt < max(1, configuration.attempts) {
+            } catch let error as StorageError where error.isTransient && attempt < max(1, configuration.attempts) {
                 try await Task.sleep(for: backoff)
                 backoff = backoff * 2
                 attempt += 1
