@@ -7,7 +7,7 @@ import Logging
 import Persistence
 import Scheduler
 
-/// `c2d bench reconcile`: the scheduler's reconcile pass at scale (anchors §9 G5) against the in-process Kubernetes
+/// `c2d bench reconcile`: the scheduler's reconcile pass at scale against the in-process Kubernetes
 /// emulator.
 ///
 /// It makes its own schema (`bench_reconcile_<random>`, migrated, dropped at the end), so no other job or scheduler

@@ -45,7 +45,7 @@ package struct ReconcileResult: Sendable, Hashable {
     package var duration: Duration = .zero
 }
 
-/// Keeps Postgres and the cluster in agreement (DESIGN §2.6, anchors §8 rule 4), as the leader only.
+/// Keeps Postgres and the cluster in agreement (docs/architecture.md, "The scheduler"), as the leader only.
 ///
 /// Each pass, under the leader's epoch:
 /// 1. List the cluster (if any) first, so no object looks newer than its job's claim.

@@ -7,7 +7,7 @@ import NIOHTTP1
 import NIOPosix
 import NIOSSL
 
-/// A small typed client for the part of the Kubernetes API c2d uses (DESIGN §1, §3).
+/// A small typed client for the part of the Kubernetes API c2d uses (docs/architecture.md, "Modules").
 ///
 /// Every call waits for the client-side rate limit, carries the bearer token (re-read when its file changes), has a
 /// deadline, retries 429 (honouring `Retry-After`) for every verb, and retries 5xx and transport failures for reads

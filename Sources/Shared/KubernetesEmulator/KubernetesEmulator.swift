@@ -173,7 +173,7 @@ public struct KubernetesEmulatorError: Error, CustomStringConvertible, Sendable 
     public var description: String { "KubernetesEmulatorError.\(code): \(reason)" }
 }
 
-/// An emulator of the Kubernetes API subset c2d uses (DESIGN §8): secrets, persistentvolumeclaims, pods (with logs),
+/// An emulator of the Kubernetes API subset c2d uses: secrets, persistentvolumeclaims, pods (with logs),
 /// batch/v1 jobs and networking.k8s.io/v1 networkpolicies, with resourceVersions, watches with bookmarks and 410,
 /// pagination, selectors, a Job controller over simulated pods, cascading deletion, and injected faults.
 ///
