@@ -238,82 +238,27 @@ package final class Reconciler: Service, Sendable {
     // MARK: Applying
 
     private func apply(_ plan: ReconcilePlan, epoch: Int64, result: inout ReconcileResult) async throws {
-        var handOver: [(id: JobID, attempt: Int)] = []
-        var retry: [(id: JobID, attempt: Int)] = []
-        var terminations: [Terminating] = []
-        var orphans: [AttemptKey] = []
-        var interventions: [(AttemptKey, AttemptOutcome.Intervention)] = []
-        var removals: [JobID] = []
-        var hide: [String] = []
-        var show: [String] = []
-        for action in plan.actions {
-            switch action {
-            case .handOver(let id, _, let attempt, _): handOver.append((id, attempt))
-            case .failPoison(let id, let attempt, let lapses):
-                // Its objects, if any, go as orphans once the job is finished.
-                terminations.append(
-                    Terminating(
-                        kind: .failPoison,
-                        termination: .init(
-                            jobID: id, attempt: attempt, status: .finished, outcome: .failed,
-                            reason: "poison: \(lapses) workers were lost while running this job", results: .logs)))
-            case .retryLost(let id, _, let attempt): retry.append((id, attempt))
-            case .failLost(let id, let attempt):
-                terminations.append(
-                    Terminating(
-                        kind: .failLost,
-                        termination: .init(
-                            jobID: id, attempt: attempt, status: .finished, outcome: .failed, reason: "lost")))
-            case .finalizeFromCluster(let id, let attempt, let final, let observed):
-                terminations.append(
-                    Terminating(
-                        kind: .finalizeFromCluster,
-                        termination: .init(
-                            jobID: id, attempt: attempt, status: final.status, outcome: final.outcome,
-                            reason: final.failureReason ?? final.outcome.rawValue, exitCode: final.exitCode,
-                            oomKilled: final.oomKilled, stopRequest: final.stopRequest,
-                            results: final.verdict.logsOnly ? .logs : .all),
-                        observed: observed, deleteObjects: observed.isLive))
-            case .intervene(let key, let intervention): interventions.append((key, intervention))
-            case .timeOut(let id, let attempt, let deleteObjects):
-                terminations.append(
-                    Terminating(
-                        kind: .timeOut,
-                        termination: .init(
-                            jobID: id, attempt: attempt, status: .finished, outcome: .timedOut,
-                            reason: "algorithm exceeded its time limit", stopRequest: 2, results: .all),
-                        deleteObjects: deleteObjects))
-            case .finalizeStop(let id, let attempt, let deleteObjects):
-                terminations.append(
-                    Terminating(
-                        kind: .finalizeStop,
-                        termination: .init(
-                            jobID: id, attempt: attempt, status: .finished, outcome: .stopped,
-                            reason: "the job was stopped on request", stopRequest: 1, results: .logs),
-                        deleteObjects: deleteObjects))
-            case .expireInQueue(let id):
-                terminations.append(
-                    Terminating(
-                        kind: .expireInQueue,
-                        termination: .init(
-                            jobID: id, attempt: 0, status: .expiredInQueue, outcome: .failed,
-                            reason: "expired in queue")))
-            case .deleteOrphan(let key, _): orphans.append(key)
-            case .removeResults(let id): removals.append(id)
-            case .hideEnvironment(let id): hide.append(id)
-            case .showEnvironment(let id): show.append(id)
-            }
+        let batches = ReconcileBatches(plan.actions)
+        try await requeue(batches, epoch: epoch, result: &result)
+        // Terminal records: missing step logs archived first, the record (with the attempt's uploads as results)
+        // committed, then the objects deleted.
+        for chunk in batches.terminations.chunked(configuration.batchSize) {
+            try await terminate(chunk, epoch: epoch, result: &result)
         }
+        await stopAndDelete(batches, result: &result)
+        try await removeAndHide(batches, epoch: epoch, result: &result)
+    }
 
-        let batch = configuration.batchSize
+    /// Hand-overs and retries: the job goes back to the dispatcher.
+    private func requeue(_ batches: ReconcileBatches, epoch: Int64, result: inout ReconcileResult) async throws {
         for (kind, items, how, reason) in [
             (
-                ReconcileAction.Kind.handOver, handOver, PostgresReconcileStore.RequeueKind.expiredLease,
+                ReconcileAction.Kind.handOver, batches.handOver, PostgresReconcileStore.RequeueKind.expiredLease,
                 "lease expired; handed to another worker"
             ),
-            (.retryLost, retry, .lostObjects, "cluster objects lost; retrying"),
+            (.retryLost, batches.retry, .lostObjects, "cluster objects lost; retrying"),
         ] {
-            for chunk in items.chunked(batch) {
+            for chunk in items.chunked(configuration.batchSize) {
                 try await attempt(kind, count: chunk.count, result: &result) {
                     try await self.leadership.withFencedTransaction(epoch: epoch) { tx in
                         try await self.store.requeue(Array(chunk), kind: how, reason: reason, in: tx).count
@@ -321,79 +266,84 @@ package final class Reconciler: Service, Sendable {
                 }
             }
         }
+    }
 
-        // Terminal records: missing step logs archived first, the record (with the attempt's uploads as results)
-        // committed, then the objects deleted.
-        for chunk in terminations.chunked(batch) {
-            var ready: [Terminating] = []
-            for item in chunk {
-                guard let observed = item.observed, let cluster else {
-                    ready.append(item)
-                    continue
-                }
-                do {
-                    try await cluster.archiveLogs(observed)
-                    ready.append(item)
-                } catch {
-                    result.failed += 1
-                    logger.warning(
-                        "archiving logs failed; job left for the next pass",
-                        metadata: ["job": "\(item.termination.jobID)", "error": "\(error)"])
-                }
+    /// One batch of terminal records: the step logs publish could not upload are archived first (a job whose logs
+    /// cannot be archived waits for the next pass), then the records commit in one fenced transaction, then the
+    /// finished attempts' objects are deleted.
+    private func terminate(
+        _ chunk: ArraySlice<Terminating>, epoch: Int64, result: inout ReconcileResult
+    ) async throws {
+        var ready: [Terminating] = []
+        for item in chunk {
+            guard let observed = item.observed, let cluster else {
+                ready.append(item)
+                continue
             }
-            guard !ready.isEmpty else { continue }
             do {
-                let finished = Set(
-                    try await leadership.withFencedTransaction(epoch: epoch) { tx in
-                        try await self.store.terminate(ready.map(\.termination), in: tx)
-                    })
-                var deletions: [AttemptKey] = []
-                for item in ready where finished.contains(item.termination.jobID) {
-                    result.applied[item.kind, default: 0] += 1
-                    if item.deleteObjects {
-                        deletions.append(AttemptKey(jobID: item.termination.jobID, attempt: item.termination.attempt))
-                    }
-                }
-                if !deletions.isEmpty, let cluster {
-                    do {
-                        try await cluster.delete(deletions)
-                    } catch {
-                        // The jobs are finished now, so a later pass deletes them as orphans.
-                        logger.warning("deleting objects failed", metadata: ["error": "\(error)"])
-                    }
-                }
-            } catch let error as LeadershipError {
-                throw error
+                try await cluster.archiveLogs(observed)
+                ready.append(item)
             } catch {
-                result.failed += ready.count
-                logger.warning("recording terminal states failed", metadata: ["error": "\(error)"])
+                result.failed += 1
+                logger.warning(
+                    "archiving logs failed; job left for the next pass",
+                    metadata: ["job": "\(item.termination.jobID)", "error": "\(error)"])
             }
         }
-
-        if let cluster {
-            for (key, intervention) in interventions {
+        guard !ready.isEmpty else { return }
+        do {
+            let finished = Set(
+                try await leadership.withFencedTransaction(epoch: epoch) { tx in
+                    try await self.store.terminate(ready.map(\.termination), in: tx)
+                })
+            var deletions: [AttemptKey] = []
+            for item in ready where finished.contains(item.termination.jobID) {
+                result.applied[item.kind, default: 0] += 1
+                if item.deleteObjects {
+                    deletions.append(AttemptKey(jobID: item.termination.jobID, attempt: item.termination.attempt))
+                }
+            }
+            if !deletions.isEmpty, let cluster {
                 do {
-                    try await cluster.intervene(key, intervention)
-                    result.applied[.intervene, default: 0] += 1
+                    try await cluster.delete(deletions)
                 } catch {
-                    result.failed += 1
-                    logger.warning(
-                        "stopping an attempt failed", metadata: ["job": "\(key.jobID)", "error": "\(error)"])
+                    // The jobs are finished now, so a later pass deletes them as orphans.
+                    logger.warning("deleting objects failed", metadata: ["error": "\(error)"])
                 }
             }
+        } catch let error as LeadershipError {
+            throw error
+        } catch {
+            result.failed += ready.count
+            logger.warning("recording terminal states failed", metadata: ["error": "\(error)"])
         }
+    }
 
-        if let cluster, !orphans.isEmpty {
+    /// Cluster-only actions: attempts to stop and orphans to delete. Failures are counted and left to the next pass.
+    private func stopAndDelete(_ batches: ReconcileBatches, result: inout ReconcileResult) async {
+        guard let cluster else { return }
+        for (key, intervention) in batches.interventions {
             do {
-                try await cluster.delete(orphans)
-                result.applied[.deleteOrphan, default: 0] += orphans.count
+                try await cluster.intervene(key, intervention)
+                result.applied[.intervene, default: 0] += 1
             } catch {
-                result.failed += orphans.count
-                logger.warning("deleting orphaned objects failed", metadata: ["error": "\(error)"])
+                result.failed += 1
+                logger.warning("stopping an attempt failed", metadata: ["job": "\(key.jobID)", "error": "\(error)"])
             }
         }
+        guard !batches.orphans.isEmpty else { return }
+        do {
+            try await cluster.delete(batches.orphans)
+            result.applied[.deleteOrphan, default: 0] += batches.orphans.count
+        } catch {
+            result.failed += batches.orphans.count
+            logger.warning("deleting orphaned objects failed", metadata: ["error": "\(error)"])
+        }
+    }
 
-        for chunk in removals.chunked(batch) {
+    /// Expired results and stale environments.
+    private func removeAndHide(_ batches: ReconcileBatches, epoch: Int64, result: inout ReconcileResult) async throws {
+        for chunk in batches.removals.chunked(configuration.batchSize) {
             try await attempt(.removeResults, count: chunk.count, result: &result) {
                 try await self.leadership.withFencedTransaction(epoch: epoch) { tx in
                     try await self.store.removeResults(Array(chunk), removeFiles: self.removeFiles, in: tx).count
@@ -401,7 +351,7 @@ package final class Reconciler: Service, Sendable {
             }
         }
         for (kind, ids, hidden) in [
-            (ReconcileAction.Kind.hideEnvironment, hide, true), (.showEnvironment, show, false),
+            (ReconcileAction.Kind.hideEnvironment, batches.hide, true), (.showEnvironment, batches.show, false),
         ]
         where !ids.isEmpty {
             try await attempt(kind, count: ids.count, result: &result) {
@@ -424,21 +374,5 @@ package final class Reconciler: Service, Sendable {
             result.failed += count
             logger.warning("reconcile batch failed", metadata: ["kind": "\(kind)", "error": "\(error)"])
         }
-    }
-}
-
-/// A terminal record to write, with what must happen around it.
-private struct Terminating: Sendable {
-    var kind: ReconcileAction.Kind
-    var termination: PostgresReconcileStore.Termination
-    /// The attempt whose missing step logs are archived first.
-    var observed: ObservedAttempt?
-    /// Delete the attempt's objects once the record committed.
-    var deleteObjects = false
-}
-
-extension Array {
-    fileprivate func chunked(_ size: Int) -> [ArraySlice<Element>] {
-        stride(from: 0, to: count, by: size).map { self[$0..<Swift.min($0 + size, count)] }
     }
 }
