@@ -1,6 +1,7 @@
 import Domain
 import Foundation
 import Kubernetes
+import Persistence
 import Scheduler
 import Testing
 

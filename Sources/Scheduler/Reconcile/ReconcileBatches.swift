@@ -1,5 +1,6 @@
 import Domain
 import Kubernetes
+import Persistence
 
 /// A plan's actions grouped the way the ``Reconciler`` applies them: in batches, one kind of write at a time.
 struct ReconcileBatches: Sendable {

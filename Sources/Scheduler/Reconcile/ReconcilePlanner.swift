@@ -1,6 +1,7 @@
 import Domain
 import Foundation
 import Kubernetes
+import Persistence
 
 /// The reconciler's decisions as a pure function over values: no I/O, no clock, so every rule is table-tested.
 ///

@@ -161,7 +161,20 @@ package final class Reconciler: Service, Sendable {
     private func record(_ result: ReconcileResult, epoch: Int64) async throws {
         let record = PostgresReconcileStore.PassRecord(
             leaseName: leadership.configuration.leaseName, holder: leadership.configuration.holderID, epoch: epoch,
-            result: result)
+            planned: Dictionary(uniqueKeysWithValues: result.planned.map { ($0.key.rawValue, $0.value) }),
+            applied: Dictionary(uniqueKeysWithValues: result.applied.map { ($0.key.rawValue, $0.value) }),
+            failed: result.failed,
+            failSafe: result.failSafe.map { reason in
+                switch reason {
+                case .clusterUnavailable: ("cluster_unavailable", reason.description)
+                case .clusterNearlyEmpty: ("cluster_nearly_empty", reason.description)
+                }
+            }, fullPass: result.fullPass, jobsRead: result.jobsRead,
+            capacity: result.capacity.mapValues { entry in
+                .init(
+                    running: entry.running, admitted: entry.admitted.count, waiting: entry.waiting.count,
+                    maxJobs: entry.maxJobs)
+            }, duration: result.duration)
         do {
             try await leadership.withFencedTransaction(epoch: epoch) { tx in
                 try await self.store.recordPass(record, in: tx)

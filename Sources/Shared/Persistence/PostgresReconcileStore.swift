@@ -1,6 +1,5 @@
 import Domain
 import Foundation
-import Persistence
 
 /// The reconciler's reads and its Postgres-side writes. Reads return ``ReconcileJob`` values; every write is a
 /// set-based, conditional statement on (job id, attempt) run inside the caller's fenced transaction, so a row that

@@ -1,5 +1,4 @@
 import Foundation
-import Persistence
 
 extension PostgresReconcileStore {
     /// What one pass leaves in `scheduler_state` (migration 0009) for `/metrics`.
@@ -7,19 +6,52 @@ extension PostgresReconcileStore {
         package var leaseName: String
         package var holder: String
         package var epoch: Int64
-        package var result: ReconcileResult
+        /// Actions planned and applied in this pass, by kind; added to the totals.
+        package var planned: [String: Int]
+        package var applied: [String: Int]
+        package var failed: Int
+        /// Why the fail-safe withheld destructive actions (a code and a sentence); nil when it did not.
+        package var failSafe: (code: String, detail: String)?
+        package var fullPass: Bool
+        package var jobsRead: Int
+        package var capacity: [String: Capacity]
+        package var duration: Duration
 
-        package init(leaseName: String, holder: String, epoch: Int64, result: ReconcileResult) {
+        package struct Capacity: Sendable, Codable {
+            package var running: Int
+            package var admitted: Int
+            package var waiting: Int
+            package var maxJobs: Int?
+
+            package init(running: Int, admitted: Int, waiting: Int, maxJobs: Int?) {
+                self.running = running
+                self.admitted = admitted
+                self.waiting = waiting
+                self.maxJobs = maxJobs
+            }
+        }
+
+        package init(
+            leaseName: String, holder: String, epoch: Int64, planned: [String: Int], applied: [String: Int],
+            failed: Int, failSafe: (code: String, detail: String)?, fullPass: Bool, jobsRead: Int,
+            capacity: [String: Capacity], duration: Duration
+        ) {
             self.leaseName = leaseName
             self.holder = holder
             self.epoch = epoch
-            self.result = result
+            self.planned = planned
+            self.applied = applied
+            self.failed = failed
+            self.failSafe = failSafe
+            self.fullPass = fullPass
+            self.jobsRead = jobsRead
+            self.capacity = capacity
+            self.duration = duration
         }
     }
 
     /// Records the pass in the leader's fenced transaction: latest-pass columns replaced, counters added to.
     package func recordPass(_ record: PassRecord, in tx: PostgresTransaction) async throws {
-        let result = record.result
         var planned: [String: Int] = [:]
         var applied: [String: Int] = [:]
         var failed = 0
@@ -34,24 +66,9 @@ extension PostgresReconcileStore {
             failed = try row.int("failed_total")
             passes = try row.int("passes_total")
         }
-        for (kind, count) in result.planned { planned[kind.rawValue, default: 0] += count }
-        for (kind, count) in result.applied { applied[kind.rawValue, default: 0] += count }
-        let capacity = Dictionary(
-            uniqueKeysWithValues: result.capacity.map { environment, entry in
-                (
-                    environment,
-                    CapacityRecord(
-                        running: entry.running, admitted: entry.admitted.count, waiting: entry.waiting.count,
-                        maxJobs: entry.maxJobs)
-                )
-            })
-        let failSafe: (kind: String, detail: String)? = result.failSafe.map { reason in
-            switch reason {
-            case .clusterUnavailable: ("cluster_unavailable", reason.description)
-            case .clusterNearlyEmpty: ("cluster_nearly_empty", reason.description)
-            }
-        }
-        let seconds = result.duration.seconds
+        for (kind, count) in record.planned { planned[kind, default: 0] += count }
+        for (kind, count) in record.applied { applied[kind, default: 0] += count }
+        let seconds = record.duration.seconds
         try await tx.execute(
             """
             insert into scheduler_state as s (
@@ -70,17 +87,10 @@ extension PostgresReconcileStore {
             """,
             [
                 .text(record.leaseName), .text(record.holder), .int(record.epoch), .double(seconds),
-                .bool(result.fullPass), .int(result.jobsRead), .int(passes + 1), .text(try Self.json(planned)),
-                .text(try Self.json(applied)), .int(failed + result.failed), .optional(failSafe?.kind),
-                .optional(failSafe.map { String($0.detail.prefix(500)) }), .text(try Self.json(capacity)),
+                .bool(record.fullPass), .int(record.jobsRead), .int(passes + 1), .text(try Self.json(planned)),
+                .text(try Self.json(applied)), .int(failed + record.failed), .optional(record.failSafe?.code),
+                .optional(record.failSafe.map { String($0.detail.prefix(500)) }), .text(try Self.json(record.capacity)),
             ])
-    }
-
-    private struct CapacityRecord: Codable {
-        var running: Int
-        var admitted: Int
-        var waiting: Int
-        var maxJobs: Int?
     }
 
     private static func counts(_ json: String) -> [String: Int] {
