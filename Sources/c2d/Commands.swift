@@ -1,16 +1,7 @@
-import AMQP
+import App
 import ArgumentParser
-import AsyncHTTPClient
-import Domain
 import Foundation
-import Gateway
-import Logging
 import Persistence
-import Runtime
-import Scheduler
-import ServiceLifecycle
-import Storage
-import Worker
 
 struct ServerOptions: ParsableArguments {
     @Option(help: "Address the HTTP API listens on.")
@@ -18,6 +9,8 @@ struct ServerOptions: ParsableArguments {
 
     @Option(help: "Port the HTTP API listens on.")
     var port: Int = 8080
+
+    var listener: (host: String, port: Int) { (host, port) }
 }
 
 struct DevCommand: AsyncParsableCommand {
@@ -27,7 +20,7 @@ struct DevCommand: AsyncParsableCommand {
     @OptionGroup var server: ServerOptions
 
     func run() async throws {
-        try await Launcher.run(roles: [.gateway, .worker, .scheduler], server: server, migrate: true)
+        try await Launcher.run(roles: [.gateway, .worker, .scheduler], listener: server.listener, migrate: true)
     }
 }
 
@@ -37,7 +30,7 @@ struct GatewayCommand: AsyncParsableCommand {
     @OptionGroup var server: ServerOptions
 
     func run() async throws {
-        try await Launcher.run(roles: [.gateway], server: server, migrate: false)
+        try await Launcher.run(roles: [.gateway], listener: server.listener, migrate: false)
     }
 }
 
@@ -46,7 +39,7 @@ struct WorkerCommand: AsyncParsableCommand {
         commandName: "worker", abstract: "Consume job messages and run jobs.")
 
     func run() async throws {
-        try await Launcher.run(roles: [.worker], server: nil, migrate: false)
+        try await Launcher.run(roles: [.worker], listener: nil, migrate: false)
     }
 }
 
@@ -55,7 +48,17 @@ struct SchedulerCommand: AsyncParsableCommand {
         commandName: "scheduler", abstract: "Relay the outbox and keep jobs moving.")
 
     func run() async throws {
-        try await Launcher.run(roles: [.scheduler], server: nil, migrate: false)
+        try await Launcher.run(roles: [.scheduler], listener: nil, migrate: false)
+    }
+}
+
+struct SettingsCommand: AsyncParsableCommand {
+    static let configuration = CommandConfiguration(
+        commandName: "settings",
+        abstract: "Print every environment variable c2d reads, its default and meaning (README's table).")
+
+    func run() async throws {
+        print(Setting.markdownTable(), terminator: "")
     }
 }
 

@@ -1,4 +1,5 @@
 import AMQP
+import App
 import ArgumentParser
 import Domain
 import Foundation

@@ -6,7 +6,7 @@ import Persistence
 import Synchronization
 
 /// How the native API authenticates callers.
-package enum APIAuthMode: String, Sendable {
+package enum APIAuthMode: String, Sendable, CaseIterable {
     /// Bearer tokens issued by `c2d token create` (the default).
     case token
     /// No authentication: every caller may do everything and names the owner in its requests. Only for a gateway

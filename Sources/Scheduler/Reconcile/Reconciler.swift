@@ -60,7 +60,7 @@ package struct ReconcileResult: Sendable, Hashable {
 /// cursor; the periodic full pass bounds how long.
 package final class Reconciler: Service, Sendable {
     package struct Configuration: Sendable {
-        /// Time between passes. Default 5 s.
+        /// Time between passes. Default 2 s.
         package var interval: Duration
         /// Time between full passes. Default 60 s.
         package var fullPassInterval: Duration
@@ -72,7 +72,7 @@ package final class Reconciler: Service, Sendable {
         package var recordsState: Bool
 
         package init(
-            interval: Duration = .seconds(5), fullPassInterval: Duration = .seconds(60), batchSize: Int = 500,
+            interval: Duration = .seconds(2), fullPassInterval: Duration = .seconds(60), batchSize: Int = 500,
             planner: ReconcilePlanner.Configuration = .init(), recordsState: Bool = true
         ) {
             self.interval = interval

@@ -59,15 +59,15 @@ package struct AMQPConfiguration: Sendable {
 }
 
 /// The parts of an `amqp://` URL, decoded.
-struct AMQPEndpoint: Sendable, Hashable {
-    var host: String
-    var port: Int
-    var user: String
-    var password: String
-    var vhost: String
+package struct AMQPEndpoint: Sendable, Hashable {
+    package var host: String
+    package var port: Int
+    package var user: String
+    package var password: String
+    package var vhost: String
 
     /// Parses by hand rather than with `URLComponents`, which mangles percent-encoded vhosts such as `%2f`.
-    init(url: String) throws(AMQPError) {
+    package init(url: String) throws(AMQPError) {
         func invalid(_ why: String) -> AMQPError {
             AMQPError(
                 code: .invalidURL, message: "invalid AMQP URL (\(why)); expected amqp://user:password@host:port/vhost")

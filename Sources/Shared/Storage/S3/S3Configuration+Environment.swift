@@ -45,8 +45,12 @@ extension S3Configuration {
             credentials: S3Credentials(
                 accessKeyID: keyID, secretAccessKey: secret, sessionToken: value("AWS_SESSION_TOKEN")),
             pathStyle: pathStyle, prefix: value("C2D_S3_PREFIX") ?? "",
-            partSize: try integer("C2D_S3_PART_BYTES", default: 16 << 20, range: minimumPartSize...(5 << 30)),
-            presignDuration: .seconds(try integer("C2D_S3_PRESIGN_SECONDS", default: 300, range: 1...604_800)))
+            partSize: try integer("C2D_S3_PART_BYTES", default: defaultPartSize, range: minimumPartSize...(5 << 30)),
+            presignDuration: .seconds(
+                try integer(
+                    "C2D_S3_PRESIGN_SECONDS", default: Int(defaultPresignDuration.components.seconds),
+                    range: 1...604_800
+                )))
         guard let components = URLComponents(string: configuration.endpoint),
             ["http", "https"].contains(components.scheme?.lowercased() ?? ""), components.host != nil
         else {

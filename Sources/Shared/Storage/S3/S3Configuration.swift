@@ -39,11 +39,14 @@ public struct S3Configuration: Sendable, Hashable {
     public var initialBackoff: Duration
 
     public static let minimumPartSize = 5 << 20
+    /// Defaults of ``partSize`` and ``presignDuration``, which `fromEnvironment` and README's table use as well.
+    public static let defaultPartSize = 16 << 20
+    public static let defaultPresignDuration = Duration.seconds(300)
 
     public init(
         endpoint: String? = nil, bucket: String, region: String = "us-east-1", credentials: S3Credentials,
-        pathStyle: Bool? = nil, prefix: String = "", partSize: Int = 16 << 20,
-        presignDuration: Duration = .seconds(300),
+        pathStyle: Bool? = nil, prefix: String = "", partSize: Int = defaultPartSize,
+        presignDuration: Duration = defaultPresignDuration,
         connectTimeout: Duration = .seconds(10), idleTimeout: Duration = .seconds(60),
         requestTimeout: Duration = .seconds(30), transferTimeout: Duration = .seconds(900),
         downloadTimeout: Duration = .seconds(6 * 3600), attempts: Int = 4, initialBackoff: Duration = .milliseconds(200)

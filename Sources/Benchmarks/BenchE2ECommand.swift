@@ -1,4 +1,5 @@
 import AMQP
+import App
 import ArgumentParser
 import AsyncHTTPClient
 import ChildProcesses

@@ -1,9 +1,11 @@
+import AMQP
 import CRabbitMQ
 import Foundation
 
 /// The baseline for `c2d bench amqp`: the same work as the client does, as a minimal blocking rabbitmq-c loop on the
-/// calling thread, with none of the client's machinery (mailbox, owner thread, continuations). Lives here because only
-/// this module may import CRabbitMQ. Not for production use: no timeouts, no reconnects.
+/// calling thread, with none of the client's machinery (mailbox, owner thread, continuations). Imports CRabbitMQ
+/// itself, the one module besides AMQP that does: measuring the C library without our client is its purpose. Not for
+/// production use: no timeouts, no reconnects.
 package enum AMQPRawBenchmark {
     /// Publishes `count` persistent messages of `bodySize` bytes to `queue` (default exchange) with publisher confirms,
     /// keeping at most `window` unconfirmed; returns messages per second.
@@ -99,5 +101,24 @@ extension Duration {
     fileprivate var seconds: Double {
         let (seconds, attoseconds) = components
         return Double(seconds) + Double(attoseconds) / 1e18
+    }
+}
+
+/// Calls `body` with one `amqp_bytes_t` per string, all pointing into a single buffer that lives for the call (as the
+/// client's own bridging does).
+private func withAMQPBytes<R>(_ strings: [String], _ body: ([amqp_bytes_t]) throws -> R) rethrows -> R {
+    var storage: [UInt8] = []
+    storage.reserveCapacity(strings.reduce(0) { $0 + $1.utf8.count })
+    var ranges: [(offset: Int, count: Int)] = []
+    ranges.reserveCapacity(strings.count)
+    for string in strings {
+        ranges.append((storage.count, string.utf8.count))
+        storage.append(contentsOf: string.utf8)
+    }
+    return try storage.withUnsafeMutableBytes { raw in
+        let views = ranges.map { range in
+            amqp_bytes_t(len: range.count, bytes: range.count == 0 ? nil : raw.baseAddress! + range.offset)
+        }
+        return try body(views)
     }
 }

@@ -1,4 +1,5 @@
 import AMQP
+import App
 import ArgumentParser
 import AsyncHTTPClient
 import ChildProcesses
@@ -60,8 +61,9 @@ struct BenchSubmitCommand: AsyncParsableCommand {
         let environment = ComputeEnvironment(id: "bench-\(UInt32.random(in: 0...UInt32.max))")
         try await store.upsertEnvironments([environment])
         let port = try LoopbackPort.free()
-        var configuration = GatewayConfiguration(port: port, environments: [environment], limits: settings.limits)
-        configuration.maxBatchJobs = max(largeBatch, batchSize, settings.maxBatchJobs)
+        var configuration = GatewayConfiguration(
+            port: port, environments: [environment], limits: settings.gateway.limits)
+        configuration.maxBatchJobs = max(largeBatch, batchSize, settings.gateway.maxBatchJobs)
         // No worker serves the bench's environment, so nothing is admitted: the bench measures acceptance alone.
         let gateway = Gateway.buildApplication(
             configuration: configuration, store: store, resultStore: FileResultStore(root: settings.resultsDirectory),
