@@ -200,66 +200,55 @@ public final class AttemptInformer: Sendable {
     // MARK: Folding events
 
     func apply(jobs events: [InformerEvent<JobProjection>]) {
-        let now = Date()
-        let (changed, listener, waiters) = state.withLock {
-            state -> ([AttemptKey], (@Sendable ([AttemptKey]) -> Void)?, [CheckedContinuation<Void, Never>]) in
-            var changed: [AttemptKey] = []
-            var waiters: [CheckedContinuation<Void, Never>] = []
-            for event in events {
-                switch event {
-                case .listStarted:
-                    state.listing.jobs &+= 1
-                case .listFinished:
-                    changed += Self.sweep(&state, kind: .root, generation: state.listing.jobs, now: now)
-                    if !state.listed.jobs {
-                        state.listed.jobs = true
-                        if state.listed.pods { waiters = state.syncWaiters; state.syncWaiters = [] }
-                    }
-                case .listed(let job), .added(let job), .modified(let job):
-                    if let key = Self.update(&state, job: job, deleted: false, generation: state.listing.jobs, now: now)
-                    {
-                        changed.append(key)
-                    }
-                case .deleted(let job):
-                    if let key = Self.update(&state, job: job, deleted: true, generation: state.listing.jobs, now: now)
-                    {
-                        changed.append(key)
-                    }
-                }
-            }
-            return (changed, state.listener, waiters)
+        fold(events, from: .jobs) { state, job, deleted, generation, now in
+            Self.update(&state, job: job, deleted: deleted, generation: generation, now: now)
         }
-        for waiter in waiters { waiter.resume() }
-        if !changed.isEmpty { listener?(changed) }
     }
 
     func apply(pods events: [InformerEvent<PodProjection>]) {
+        fold(events, from: .pods) { state, pod, deleted, generation, now in
+            Self.update(&state, pod: pod, deleted: deleted, generation: generation, now: now)
+        }
+    }
+
+    /// Which informer events come from: its list generations and first listing are counted apart.
+    private enum Source {
+        case jobs, pods
+
+        /// The kinds of object whose entries a finished listing of this source sweeps.
+        var swept: [Kind] { self == .jobs ? [.root] : [.ioPod, .algorithmPod] }
+    }
+
+    /// Folds one informer's events into the attempts under the lock, then wakes who waited for the first full
+    /// listing of both kinds and tells the listener which attempts changed.
+    private func fold<Projection>(
+        _ events: [InformerEvent<Projection>], from source: Source,
+        update: (inout State, Projection, _ deleted: Bool, _ generation: UInt32, Date) -> AttemptKey?
+    ) {
         let now = Date()
         let (changed, listener, waiters) = state.withLock {
             state -> ([AttemptKey], (@Sendable ([AttemptKey]) -> Void)?, [CheckedContinuation<Void, Never>]) in
             var changed: [AttemptKey] = []
             var waiters: [CheckedContinuation<Void, Never>] = []
             for event in events {
+                let generation = source == .jobs ? state.listing.jobs : state.listing.pods
                 switch event {
                 case .listStarted:
-                    state.listing.pods &+= 1
+                    if source == .jobs { state.listing.jobs &+= 1 } else { state.listing.pods &+= 1 }
                 case .listFinished:
-                    changed += Self.sweep(&state, kind: .ioPod, generation: state.listing.pods, now: now)
-                    changed += Self.sweep(&state, kind: .algorithmPod, generation: state.listing.pods, now: now)
-                    if !state.listed.pods {
-                        state.listed.pods = true
-                        if state.listed.jobs { waiters = state.syncWaiters; state.syncWaiters = [] }
+                    for kind in source.swept {
+                        changed += Self.sweep(&state, kind: kind, generation: generation, now: now)
                     }
-                case .listed(let pod), .added(let pod), .modified(let pod):
-                    if let key = Self.update(&state, pod: pod, deleted: false, generation: state.listing.pods, now: now)
-                    {
-                        changed.append(key)
+                    let synced = state.listed.jobs && state.listed.pods
+                    if source == .jobs { state.listed.jobs = true } else { state.listed.pods = true }
+                    if !synced, state.listed.jobs && state.listed.pods {
+                        waiters = state.syncWaiters
+                        state.syncWaiters = []
                     }
-                case .deleted(let pod):
-                    if let key = Self.update(&state, pod: pod, deleted: true, generation: state.listing.pods, now: now)
-                    {
-                        changed.append(key)
-                    }
+                case .listed(let object), .added(let object), .modified(let object):
+                    if let key = update(&state, object, false, generation, now) { changed.append(key) }
+                case .deleted(let object):
+                    if let key = update(&state, object, true, generation, now) { changed.append(key) }
                 }
             }
             return (changed, state.listener, waiters)
