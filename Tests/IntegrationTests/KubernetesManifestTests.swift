@@ -161,4 +161,16 @@ struct KubernetesManifestTests {
         let open = Self.manifests(allowNetwork: true, raw: false).algorithmPod(owner: owner)
         #expect(open.metadata.labels?[ClusterNaming.networkLabel] == "allowed")
     }
+
+    @Test("the environment's imagePullSecrets are the algorithm pod's; without them it has none")
+    func imagePullSecrets() throws {
+        let owner = OwnerReference(apiVersion: "batch/v1", kind: "Job", name: "o", uid: "u")
+        let plain = Self.manifests(allowNetwork: false, raw: true)
+        #expect(try #require(plain.algorithmPod(owner: owner).spec).imagePullSecrets == nil)
+        var environment = plain.environment
+        environment.imagePullSecrets = ["registry-a", "registry-b"]
+        let manifests = JobManifests(job: plain.job, environment: environment, configuration: plain.configuration)
+        let spec = try #require(manifests.algorithmPod(owner: owner).spec)
+        #expect(spec.imagePullSecrets?.map(\.name) == ["registry-a", "registry-b"])
+    }
 }
