@@ -369,8 +369,7 @@ final class Rig: @unchecked Sendable {
             kill(process.processIdentifier, SIGKILL)
             process.waitUntilExit()
         }
-        _ = try? await store.client.query("delete from jobs where environment = $1", [.text(environment.id)])
-        _ = try? await store.client.query("delete from environments where id = $1", [.text(environment.id)])
+        try? await store.removeEnvironment(environment.id)
         if let token { _ = try? await store.revokeToken(id: token.id) }
     }
 
