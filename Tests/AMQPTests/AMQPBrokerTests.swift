@@ -275,7 +275,9 @@ struct AMQPBrokerTests {
     @Test("wrong credentials fail with .authenticationFailed, a closed port with .connectionFailed, promptly")
     func connectFailures() async throws {
         var badCredentials = Self.configuration
-        badCredentials.url = "amqp://guest:definitely-wrong@127.0.0.1:5672/"
+        // This checkout's broker (its port may not be the default), with a wrong password.
+        badCredentials.url = badCredentials.url.replacingOccurrences(
+            of: "guest:guest@", with: "guest:definitely-wrong@")
         let clock = ContinuousClock()
         var started = clock.now
         let authError = await expectAMQPError(.authenticationFailed) {
