@@ -3,6 +3,7 @@ import Foundation
 import HTTPTypes
 import Hummingbird
 import NIOCore
+import Persistence
 
 /// An error answered as JSON `{"code", "message"}` with a 4xx (or, for c2d's own faults, 5xx) status.
 package struct APIError: HTTPResponseError, Sendable {
@@ -36,4 +37,16 @@ package struct APIError: HTTPResponseError, Sendable {
 
     static let unavailable = APIError(
         .serviceUnavailable, code: "store_unavailable", message: "the job store is unavailable; try again shortly")
+}
+
+/// Runs a store call; a store that is down (any `PostgresError`) answers `error`, a prompt 503 in the API's own
+/// shape, instead of a bare 500. The one place every route maps store failures.
+func unavailableOnStoreError<T>(
+    answering error: some Error = APIError.unavailable, _ body: () async throws -> T
+) async throws -> T {
+    do {
+        return try await body()
+    } catch is PostgresError {
+        throw error
+    }
 }

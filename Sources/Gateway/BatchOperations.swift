@@ -78,14 +78,6 @@ struct BatchOperations: Sendable {
         }
         return batch
     }
-
-    func unavailableOnStoreError<T>(_ body: () async throws -> T) async throws -> T {
-        do {
-            return try await body()
-        } catch is PostgresError {
-            throw APIError.unavailable
-        }
-    }
 }
 
 /// A batch as the native API shows it.

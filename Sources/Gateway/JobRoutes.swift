@@ -176,15 +176,6 @@ struct JobRoutes: Sendable {
         return job
     }
 
-    /// A store that is down answers 503 promptly instead of a bare 500.
-    func unavailableOnStoreError<T>(_ body: () async throws -> T) async throws -> T {
-        do {
-            return try await body()
-        } catch is PostgresError {
-            throw APIError.unavailable
-        }
-    }
-
     static func decode<T: Decodable>(_ type: T.Type, from body: ByteBuffer) throws -> T {
         do {
             return try JSONDecoder().decode(T.self, from: Data(buffer: body))

@@ -190,15 +190,6 @@ struct UploadRoutes {
         guard UploadToken.isWellFormed(token) else { throw APIError.invalidUploadToken }
         return UploadToken.hash(token)
     }
-
-    /// A store that is down answers 503 promptly instead of a bare 500.
-    func unavailableOnStoreError<T>(_ body: () async throws -> T) async throws -> T {
-        do {
-            return try await body()
-        } catch is PostgresError {
-            throw APIError.unavailable
-        }
-    }
 }
 
 extension APIError {

@@ -317,11 +317,7 @@ struct OceanRoutes: Sendable {
     /// A store that is down answers 503 promptly, in Ocean's error shape.
     @discardableResult
     static func storeCall<T>(_ body: () async throws -> T) async throws -> T {
-        do {
-            return try await body()
-        } catch is PostgresError {
-            throw OceanError.unavailable
-        }
+        try await unavailableOnStoreError(answering: OceanError.unavailable, body)
     }
 
     static func json(_ value: some Encodable, headers: HTTPFields = [:]) throws -> Response {

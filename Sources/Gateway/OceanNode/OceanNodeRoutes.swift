@@ -503,11 +503,7 @@ struct OceanNodeRoutes: Sendable {
     }
 
     static func storeCall<T>(_ body: () async throws -> T) async throws -> T {
-        do {
-            return try await body()
-        } catch is PostgresError {
-            throw OceanNodeError.unavailable
-        }
+        try await unavailableOnStoreError(answering: OceanNodeError.unavailable, body)
     }
 
     static func json(_ value: some Encodable, headers: HTTPFields = [:]) throws -> Response {
