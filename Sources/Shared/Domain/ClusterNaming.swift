@@ -88,4 +88,33 @@ public enum ClusterNaming {
         /// starts (and ends) before the sidecar could see its end.
         public static let signalEndReady = "signal-end-ready"
     }
+
+    /// The environment variables the executor sets on c2d's own containers (`c2d pod …`), which read them back: one
+    /// list, so the manifests and the pod commands cannot drift apart. The algorithm container gets Ocean's variables
+    /// instead (`VOLUME`, `ALGO`, `DIDS`, …).
+    public enum PodVariable: String, Sendable, CaseIterable {
+        /// The data volume's mount path.
+        case volume = "VOLUME"
+        case jobID = "C2D_JOB_ID"
+        case attempt = "C2D_ATTEMPT"
+        /// The gateway's base URL for downloads and uploads.
+        case resultsURL = "C2D_RESULTS_URL"
+        /// The attempt's upload token.
+        case uploadToken = "C2D_UPLOAD_TOKEN"
+        /// `1`: configure may fetch inputs from private addresses.
+        case allowPrivateURLs = "C2D_ALLOW_PRIVATE_URLS"
+        /// The operator's key, from a Secret, to sign ocean-node's calls.
+        case operatorPrivateKey = "C2D_OPERATOR_PRIVATE_KEY"
+        /// Where the environment's datasets claim is mounted (`path` inputs).
+        case datasetsDirectory = "C2D_DATA_DIR"
+        /// publish: outputs above this end the job with status 42.
+        case diskLimitBytes = "C2D_DISK_LIMIT_BYTES"
+        /// await-inputs: how long to wait for configure.
+        case awaitSeconds = "C2D_AWAIT_SECONDS"
+        /// Where a step writes its termination message: unset on a cluster (Kubernetes reads `/dev/termination-log`);
+        /// `c2d kube-sim` sets it, having no such file.
+        case terminationLog = "C2D_TERMINATION_LOG"
+        /// configure: a workflow file to use instead of downloading the job's.
+        case workflowFile = "C2D_WORKFLOW_FILE"
+    }
 }

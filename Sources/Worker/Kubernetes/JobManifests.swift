@@ -75,9 +75,9 @@ package struct JobManifests: Sendable {
         var configureMounts = [VolumeMount(name: "data", mountPath: "/data")]
         var configureEnv =
             stepEnvironment(token: uploadToken) + [
-                EnvVar(name: "C2D_ALLOW_PRIVATE_URLS", value: configuration.allowPrivateURLs ? "1" : "0"),
+                EnvVar(.allowPrivateURLs, value: configuration.allowPrivateURLs ? "1" : "0"),
                 EnvVar(
-                    name: "C2D_OPERATOR_PRIVATE_KEY",
+                    name: ClusterNaming.PodVariable.operatorPrivateKey.rawValue,
                     valueFrom: EnvVarSource(
                         secretKeyRef: .init(
                             name: configuration.operatorKeySecret, key: KubernetesExecutorConfiguration.operatorKeyKey,
@@ -86,7 +86,7 @@ package struct JobManifests: Sendable {
         if let claim = environment.dataVolumeClaim {
             volumes.append(Volume(name: "datasets", persistentVolumeClaim: .init(claimName: claim, readOnly: true)))
             configureMounts.append(VolumeMount(name: "datasets", mountPath: Self.datasetsPath, readOnly: true))
-            configureEnv.append(EnvVar(name: "C2D_DATA_DIR", value: Self.datasetsPath))
+            configureEnv.append(EnvVar(.datasetsDirectory, value: Self.datasetsPath))
         }
         let configure = Container(
             name: ClusterNaming.Container.configure, image: configuration.podImage,
@@ -98,7 +98,7 @@ package struct JobManifests: Sendable {
             command: ["c2d", "pod", "publish", "--after-algorithm"],
             env: stepEnvironment(token: uploadToken) + [
                 // Outputs above the environment's disk limit end the job with status 42, as on the local executor.
-                EnvVar(name: "C2D_DISK_LIMIT_BYTES", value: String(Int64(environment.diskMiB) << 20))
+                EnvVar(.diskLimitBytes, value: String(Int64(environment.diskMiB) << 20))
             ],
             resources: stepResources, volumeMounts: [VolumeMount(name: "data", mountPath: "/data")],
             securityContext: Self.hardened)
@@ -137,12 +137,12 @@ package struct JobManifests: Sendable {
             name: ClusterNaming.Container.awaitInputs, image: configuration.podImage,
             command: ["c2d", "pod", "await-inputs"],
             env: [
-                EnvVar(name: "VOLUME", value: "/data"),
-                EnvVar(name: "C2D_AWAIT_SECONDS", value: String(configuration.configureDeadlineSeconds)),
+                EnvVar(.volume, value: "/data"),
+                EnvVar(.awaitSeconds, value: String(configuration.configureDeadlineSeconds)),
             ], resources: markerResources, volumeMounts: [dataMount], securityContext: Self.hardened)
         let signalEnd = Container(
             name: ClusterNaming.Container.signalEnd, image: configuration.podImage,
-            command: ["c2d", "pod", "signal-end"], env: [EnvVar(name: "VOLUME", value: "/data")],
+            command: ["c2d", "pod", "signal-end"], env: [EnvVar(.volume, value: "/data")],
             resources: markerResources, volumeMounts: [dataMount], securityContext: Self.hardened,
             restartPolicy: "Always",
             // The kubelet starts the algorithm once this returned: signal-end then handles SIGTERM, so even an
@@ -253,11 +253,11 @@ package struct JobManifests: Sendable {
 
     private func stepEnvironment(token: String) -> [EnvVar] {
         [
-            EnvVar(name: "C2D_JOB_ID", value: job.id.description),
-            EnvVar(name: "C2D_ATTEMPT", value: String(job.attempt)),
-            EnvVar(name: "VOLUME", value: "/data"),
-            EnvVar(name: "C2D_RESULTS_URL", value: configuration.resultsURL),
-            EnvVar(name: "C2D_UPLOAD_TOKEN", value: token),
+            EnvVar(.jobID, value: job.id.description),
+            EnvVar(.attempt, value: String(job.attempt)),
+            EnvVar(.volume, value: "/data"),
+            EnvVar(.resultsURL, value: configuration.resultsURL),
+            EnvVar(.uploadToken, value: token),
         ]
     }
 
@@ -277,5 +277,12 @@ package struct JobManifests: Sendable {
     static func quantity(_ cores: Double) -> String {
         let millicores = Int((cores * 1000).rounded())
         return millicores % 1000 == 0 ? String(millicores / 1000) : "\(millicores)m"
+    }
+}
+
+extension EnvVar {
+    /// A variable of c2d's own pod steps.
+    fileprivate init(_ variable: ClusterNaming.PodVariable, value: String) {
+        self.init(name: variable.rawValue, value: value)
     }
 }
