@@ -1,3 +1,4 @@
+import App
 import ArgumentParser
 import AsyncHTTPClient
 import Domain
@@ -81,9 +82,7 @@ struct ClientOptions: ParsableArguments {
     var requestTimeout: Int = 30
 
     func baseURL() throws -> String {
-        let text =
-            url ?? ProcessInfo.processInfo.environment["C2D_URL"].flatMap { $0.isEmpty ? nil : $0 }
-            ?? "http://127.0.0.1:8080"
+        let text = url ?? EnvironmentReader().text(.url)!
         guard let components = URLComponents(string: text), let scheme = components.scheme,
             ["http", "https"].contains(scheme.lowercased()), components.host != nil
         else {
@@ -94,7 +93,7 @@ struct ClientOptions: ParsableArguments {
     }
 
     var resolvedToken: String? {
-        token ?? ProcessInfo.processInfo.environment["C2D_TOKEN"].flatMap { $0.isEmpty ? nil : $0 }
+        token ?? EnvironmentReader().explicit(.token)
     }
 }
 

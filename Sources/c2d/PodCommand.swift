@@ -29,13 +29,14 @@ struct PodCommand: AsyncParsableCommand {
         try? Data((line + "\n").utf8).write(to: URL(fileURLWithPath: path))
     }
 
-    static func environment(_ key: String) -> String? {
-        ProcessInfo.processInfo.environment[key].flatMap { $0.isEmpty ? nil : $0 }
+    /// A variable the executor set on this step's container, if set and not empty.
+    static func environment(_ variable: ClusterNaming.PodVariable) -> String? {
+        ProcessInfo.processInfo.environment[variable.rawValue].flatMap { $0.isEmpty ? nil : $0 }
     }
 
     /// The termination message file: the option, else `$C2D_TERMINATION_LOG`, else Kubernetes' default.
     static func terminationLog(_ option: String?) -> String {
-        option ?? environment("C2D_TERMINATION_LOG") ?? "/dev/termination-log"
+        option ?? environment(.terminationLog) ?? "/dev/termination-log"
     }
 
     /// The coordination marks of the attempt's two pods, under `<data>/.c2d`.
@@ -92,7 +93,7 @@ struct PodCommand: AsyncParsableCommand {
 
         func run() async throws {
             let terminationLog = PodCommand.terminationLog(self.terminationLog)
-            let dataPath = data ?? PodCommand.environment("VOLUME") ?? "/data"
+            let dataPath = data ?? PodCommand.environment(.volume) ?? "/data"
             do {
                 try await configure(dataPath: dataPath, terminationLog: terminationLog)
                 try await PodCommand.mark(ClusterNaming.Marker.configured, data: dataPath)
@@ -106,12 +107,12 @@ struct PodCommand: AsyncParsableCommand {
 
         private func configure(dataPath: String, terminationLog: String) async throws {
             var provisioning = ProvisionerConfiguration(
-                dataDirectory: PodCommand.environment("C2D_DATA_DIR").map { URL(fileURLWithPath: $0) },
-                allowPrivateNetworks: PodCommand.environment("C2D_ALLOW_PRIVATE_URLS") == "1")
+                dataDirectory: PodCommand.environment(.datasetsDirectory).map { URL(fileURLWithPath: $0) },
+                allowPrivateNetworks: PodCommand.environment(.allowPrivateURLs) == "1")
             let parsedWorkflow: Workflow
             do {
                 provisioning.operatorPrivateKey = try Settings.parsePrivateKey(
-                    PodCommand.environment("C2D_OPERATOR_PRIVATE_KEY"))
+                    PodCommand.environment(.operatorPrivateKey))
             } catch {
                 throw PodCommand.fail(1, "\(error)", terminationLog: terminationLog)
             }
@@ -155,7 +156,7 @@ struct PodCommand: AsyncParsableCommand {
 
         /// The workflow from the file, or from the gateway.
         private func workflowBytes(terminationLog: String) async throws -> Data {
-            if let path = workflow ?? PodCommand.environment("C2D_WORKFLOW_FILE") {
+            if let path = workflow ?? PodCommand.environment(.workflowFile) {
                 do {
                     return try await NIOThreadPool.singleton.runIfActive {
                         try Data(contentsOf: URL(fileURLWithPath: path))
@@ -190,20 +191,20 @@ struct PodCommand: AsyncParsableCommand {
         resultsURL: String? = nil, token: String? = nil, jobID: String? = nil, attempt: Int? = nil,
         terminationLog: String, code: Int32
     ) throws -> HTTPUploadConfiguration {
-        guard let baseURL = resultsURL ?? environment("C2D_RESULTS_URL"),
+        guard let baseURL = resultsURL ?? environment(.resultsURL),
             let scheme = URL(string: baseURL)?.scheme, scheme == "http" || scheme == "https"
         else {
             throw fail(
                 code, "--results-url or C2D_RESULTS_URL must be the gateway's http(s) URL",
                 terminationLog: terminationLog)
         }
-        guard let token = token ?? environment("C2D_UPLOAD_TOKEN") else {
+        guard let token = token ?? environment(.uploadToken) else {
             throw fail(code, "--token or C2D_UPLOAD_TOKEN is missing", terminationLog: terminationLog)
         }
-        guard let jobText = jobID ?? environment("C2D_JOB_ID"), let job = JobID(jobText) else {
+        guard let jobText = jobID ?? environment(.jobID), let job = JobID(jobText) else {
             throw fail(code, "--job-id or C2D_JOB_ID must be a job id", terminationLog: terminationLog)
         }
-        guard let attempt = attempt ?? environment("C2D_ATTEMPT").flatMap({ Int($0) }), attempt > 0 else {
+        guard let attempt = attempt ?? environment(.attempt).flatMap({ Int($0) }), attempt > 0 else {
             throw fail(code, "--attempt or C2D_ATTEMPT must be a positive integer", terminationLog: terminationLog)
         }
         return HTTPUploadConfiguration(baseURL: baseURL, jobID: job, attempt: attempt, token: token)
@@ -229,8 +230,8 @@ struct PodCommand: AsyncParsableCommand {
 
         func run() async throws {
             let terminationLog = PodCommand.terminationLog(self.terminationLog)
-            let dataPath = data ?? PodCommand.environment("VOLUME") ?? "/data"
-            let limit = seconds ?? PodCommand.environment("C2D_AWAIT_SECONDS").flatMap { Int($0) } ?? 1800
+            let dataPath = data ?? PodCommand.environment(.volume) ?? "/data"
+            let limit = seconds ?? PodCommand.environment(.awaitSeconds).flatMap { Int($0) } ?? 1800
             let deadline = ContinuousClock.now + .seconds(limit)
             while ContinuousClock.now < deadline {
                 if await PodCommand.exists(PodCommand.marker(ClusterNaming.Marker.configured, data: dataPath)) {
@@ -271,7 +272,7 @@ struct PodCommand: AsyncParsableCommand {
         var readyTimeoutSeconds = 60
 
         func run() async throws {
-            let dataPath = data ?? PodCommand.environment("VOLUME") ?? "/data"
+            let dataPath = data ?? PodCommand.environment(.volume) ?? "/data"
             let ready = PodCommand.marker(ClusterNaming.Marker.signalEndReady, data: dataPath)
             if waitUntilReady {
                 let deadline = ContinuousClock.now + .seconds(readyTimeoutSeconds)
@@ -333,11 +334,11 @@ struct PodCommand: AsyncParsableCommand {
         func run() async throws {
             let terminationLog = PodCommand.terminationLog(self.terminationLog)
             let code = Int32(JobStatus.resultsUploadFailed.rawValue)
-            let dataPath = data ?? PodCommand.environment("VOLUME") ?? "/data"
+            let dataPath = data ?? PodCommand.environment(.volume) ?? "/data"
             let upload = try PodCommand.uploadConfiguration(
                 resultsURL: resultsURL, token: token, jobID: jobID, attempt: attempt, terminationLog: terminationLog,
                 code: code)
-            let diskLimit = diskLimitBytes ?? PodCommand.environment("C2D_DISK_LIMIT_BYTES").flatMap { Int64($0) }
+            let diskLimit = diskLimitBytes ?? PodCommand.environment(.diskLimitBytes).flatMap { Int64($0) }
             var includeOutputs = !logsOnly
             if afterAlgorithm {
                 let ended = await Self.waitForAlgorithm(dataPath: dataPath)
@@ -355,7 +356,8 @@ struct PodCommand: AsyncParsableCommand {
             let target: (store: any ResultStore, objectStoreClient: HTTPClient?)
             do {
                 target = try DirectUploadResultStore.publishStore(
-                    upload: upload, httpClient: httpClient, environment: ProcessInfo.processInfo.environment)
+                    upload: upload, httpClient: httpClient,
+                    s3: try ResultStoreSettings.publishTarget(EnvironmentReader()))
             } catch {
                 try? await httpClient.shutdown()
                 throw PodCommand.fail(code, "\(error)", terminationLog: terminationLog)

@@ -2,6 +2,7 @@ import Foundation
 import Gateway
 import Logging
 import Scheduler
+import Storage
 import Testing
 
 @testable import App
@@ -62,6 +63,38 @@ import Testing
         } throws: { error in
             guard let error = error as? ConfigurationError else { return false }
             return error.variable == variable && error.code == code && error.description.hasPrefix(variable)
+        }
+    }
+
+    /// The S3 store's variables, read by the same loader in gateways, workers and publish pods.
+    @Test func s3StoreFromItsVariables() throws {
+        let s3 = [
+            "C2D_RESULT_STORE": "s3", "C2D_S3_BUCKET": "results", "C2D_S3_ENDPOINT": "http://127.0.0.1:9000",
+            "AWS_ACCESS_KEY_ID": "key", "AWS_SECRET_ACCESS_KEY": "secret", "AWS_REGION": "eu-west-1",
+            "C2D_S3_PRESIGN_SECONDS": "60",
+        ]
+        guard case .s3(let configuration) = try Settings.load(s3).resultStore else {
+            Issue.record("not the S3 store")
+            return
+        }
+        #expect(configuration.bucket == "results" && configuration.region == "eu-west-1")
+        #expect(configuration.presignDuration == .seconds(60) && configuration.partSize == 16 << 20)
+        #expect(try ResultStoreSettings.publishTarget(EnvironmentReader(s3))?.endpoint == "http://127.0.0.1:9000")
+        #expect(try ResultStoreSettings.publishTarget(EnvironmentReader([:]))?.bucket == nil)
+
+        for (change, variable, code) in [
+            (["C2D_S3_BUCKET": ""], "C2D_RESULT_STORE", ConfigurationError.Code.missing),
+            (["AWS_SECRET_ACCESS_KEY": ""], "C2D_RESULT_STORE", .missing),
+            (["C2D_S3_PATH_STYLE": "yes"], "C2D_S3_PATH_STYLE", .notAChoice),
+            (["C2D_S3_ENDPOINT": "ftp://host"], "C2D_S3_ENDPOINT", .invalidValue),
+            (["C2D_S3_PART_BYTES": "1024"], "C2D_S3_PART_BYTES", .outOfRange),
+            (["C2D_RESULT_STORE": "gcs"], "C2D_RESULT_STORE", .notAChoice),
+        ] {
+            #expect {
+                try Settings.load(s3.merging(change) { $1 })
+            } throws: { error in
+                (error as? ConfigurationError).map { $0.variable == variable && $0.code == code } ?? false
+            }
         }
     }
 

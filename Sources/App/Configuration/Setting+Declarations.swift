@@ -211,6 +211,14 @@ extension Setting {
         default: .described("none"),
         "`s3`: credentials (the session token for temporary ones); requests are signed with SigV4")
 
+    /// Read with ``awsCredentials`` and shown in its row.
+    static let awsSecretAccessKey = Setting(
+        "AWS_SECRET_ACCESS_KEY", default: .described("none"), "see AWS_ACCESS_KEY_ID")
+    static let awsSessionToken = Setting("AWS_SESSION_TOKEN", default: .described("none"), "see AWS_ACCESS_KEY_ID")
+    /// Fallbacks of ``s3Region``, shown in its row.
+    static let awsRegion = Setting("AWS_REGION", default: .described("none"), "see C2D_S3_REGION")
+    static let awsDefaultRegion = Setting("AWS_DEFAULT_REGION", default: .described("none"), "see C2D_S3_REGION")
+
     static let imagesDir = Setting(
         "C2D_IMAGES_DIR", default: .value(".data/images"),
         "local executor: where environments' relative image `layout`s are")
@@ -219,11 +227,11 @@ extension Setting {
         "C2D_IMAGE_CACHE_DIR", default: .value(".data/image-cache"),
         "local executor: unpacked image roots, one per manifest digest (removable when no job runs)")
 
-    static let url = Setting(
+    package static let url = Setting(
         "C2D_URL", default: .value("http://127.0.0.1:8080"),
         "`c2d job` and `c2d batch`: the gateway (or `--url`)")
 
-    static let token = Setting(
+    package static let token = Setting(
         "C2D_TOKEN", default: .described("none"),
         "`c2d job` and `c2d batch`: the API token (or `--token`)")
 

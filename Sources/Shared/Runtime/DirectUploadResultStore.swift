@@ -21,13 +21,12 @@ package struct DirectUploadResultStore: ResultStore {
         self.httpClient = httpClient
     }
 
-    /// The store a publish step uses: straight to S3 when the environment says `C2D_RESULT_STORE=s3` (the pod then
-    /// needs the same `C2D_S3_*` and `AWS_*` settings as the gateway), else uploads through the gateway. The
-    /// second value is the S3 client to shut down afterwards.
+    /// The store a publish step uses: straight to the bucket `s3` names (the deployment's S3 store), else uploads
+    /// through the gateway. The second value is the S3 client to shut down afterwards.
     package static func publishStore(
-        upload: HTTPUploadConfiguration, httpClient: HTTPClient, environment: [String: String]
+        upload: HTTPUploadConfiguration, httpClient: HTTPClient, s3: S3Configuration?
     ) throws -> (store: any ResultStore, objectStoreClient: HTTPClient?) {
-        guard let s3 = try S3Configuration.fromEnvironment(environment) else {
+        guard let s3 else {
             return (HTTPUploadResultStore(configuration: upload, httpClient: httpClient), nil)
         }
         let client = S3ResultStore.makeHTTPClient(configuration: s3)
