@@ -8,12 +8,12 @@ import Foundation
 /// the environment's `diskMiB`, loop-mounted under the attempt's directory. The kernel refuses writes beyond it
 /// (ENOSPC), so a job cannot fill the host's disk; the image takes host space only for what is written, and goes
 /// away with the attempt. Needs root, loop devices and `mkfs.ext4`; blocking calls, for a thread pool.
-struct OutputVolume: Sendable {
+package struct OutputVolume: Sendable {
     /// The image file and its mount point, next to the attempt's `data`.
     let image: URL
-    let mountPoint: URL
+    package let mountPoint: URL
 
-    init(attemptDirectory: URL) {
+    package init(attemptDirectory: URL) {
         image = attemptDirectory.appendingPathComponent("volume.img")
         mountPoint = attemptDirectory.appendingPathComponent("volume", isDirectory: true)
     }
@@ -31,7 +31,7 @@ struct OutputVolume: Sendable {
 
     /// Creates, formats and mounts the image, with `outputs/` and `logs/` in it (owned by the worker's user, like
     /// the rest of the workspace). Leftovers of the same attempt are removed first.
-    func create(diskLimitBytes: Int64, tools: Tools) throws {
+    package func create(diskLimitBytes: Int64, tools: Tools) throws {
         remove(tools: tools)
         let descriptor = open(image.path, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0o600)
         guard descriptor >= 0 else { throw RuntimeIssue("cannot create \(image.path): \(Self.error())") }
@@ -58,7 +58,7 @@ struct OutputVolume: Sendable {
     }
 
     /// Unmounts (lazily, if something still holds it) and deletes the image; the loop device is freed with it.
-    func remove(tools: Tools) {
+    package func remove(tools: Tools) {
         if Self.isMountPoint(mountPoint.path) {
             if (try? tools.run(tools.umount, [mountPoint.path])) == nil {
                 try? tools.run(tools.umount, ["-l", mountPoint.path])
@@ -79,7 +79,7 @@ struct OutputVolume: Sendable {
     static func error() -> String { String(cString: strerror(errno)) }
 
     /// The programs the volume needs.
-    struct Tools: Sendable, Hashable {
+    package struct Tools: Sendable, Hashable {
         var mkfs = "/usr/sbin/mkfs.ext4"
         var mount = "/usr/bin/mount"
         var umount = "/usr/bin/umount"

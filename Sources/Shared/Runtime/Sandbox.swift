@@ -185,6 +185,11 @@ public struct Sandbox: Sendable {
         return try? await threadPool.runIfActive { host.prepared() }
     }
 
+    /// The programs output volumes need, nil when this host cannot mount them.
+    package func outputVolumeTools() async -> OutputVolume.Tools? {
+        await prepared()?.volumeTools
+    }
+
     // MARK: Arguments
 
     /// The environment the algorithm sees: Ocean's variables plus a minimal PATH, HOME and locale.

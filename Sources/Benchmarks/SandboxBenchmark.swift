@@ -1,20 +1,22 @@
+import ArgumentParser
 import Foundation
 import NIOPosix
+import Runtime
 
 /// What each hard limit of the local sandbox costs per launch (`c2d bench sandbox`): the same trivial algorithm
 /// (`true`) launched again and again with rlimits only, with a cgroup, with a cgroup and a network namespace, and
 /// the output volume's create-and-remove on its own and with everything.
-public enum SandboxBenchmark {
-    public struct Row: Sendable {
-        public var name: String
+enum SandboxBenchmark {
+    struct Row: Sendable {
+        var name: String
         /// Per launch, in milliseconds: median and 90th percentile; nil when the host cannot do it.
-        public var medianMilliseconds: Double?
-        public var p90Milliseconds: Double?
-        public var note: String
+        var medianMilliseconds: Double?
+        var p90Milliseconds: Double?
+        var note: String
     }
 
     /// Runs `launches` of each variant in a workspace under `workRoot`; returns the host's report and the rows.
-    public static func run(launches: Int, workRoot: URL, threadPool: NIOThreadPool = .singleton) async throws -> (
+    static func run(launches: Int, workRoot: URL, threadPool: NIOThreadPool = .singleton) async throws -> (
         report: SandboxReport, rows: [Row]
     ) {
         let directory = workRoot.appendingPathComponent("bench-\(UUID().uuidString)", isDirectory: true)
@@ -27,7 +29,6 @@ public enum SandboxBenchmark {
         let isolated = Sandbox(threadPool: threadPool)
         let report = try await isolated.selfCheck()
         _ = try await basic.selfCheck()
-        guard let prepared = await isolated.prepared() else { throw CancellationError() }
         var specification = SandboxSpecification(
             workspace: workspace, entrypoint: "true", timeLimitSeconds: 30, memoryMiB: 256, diskMiB: 64)
 
@@ -46,7 +47,9 @@ public enum SandboxBenchmark {
         }
         func launch(_ sandbox: Sandbox, _ specification: SandboxSpecification) async throws {
             let termination = await sandbox.run(specification)
-            guard termination == .exited(code: 0) else { throw RuntimeIssue("the sandbox ended with \(termination)") }
+            guard termination == .exited(code: 0) else {
+                throw ValidationError("the sandbox ended with \(termination)")
+            }
         }
         func unavailable(_ result: Result<String, SandboxReport.Failure>) -> String? {
             if case .failure(let failure) = result { return failure.reason }
@@ -74,7 +77,7 @@ public enum SandboxBenchmark {
             rows.append(
                 Row(name: "+ network namespace with link", medianMilliseconds: median, p90Milliseconds: p90, note: ""))
         }
-        if let tools = prepared.volumeTools {
+        if let tools = await isolated.outputVolumeTools() {
             let volume = OutputVolume(attemptDirectory: directory)
             let (median, p90) = try await measure {
                 try await threadPool.runIfActive {
