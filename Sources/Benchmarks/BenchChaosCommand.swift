@@ -157,12 +157,9 @@ final class Chaos: @unchecked Sendable {
         for fault in faults { print("  \(fault)") }
         // Drain: every accepted job must end.
         let deadline = ContinuousClock.now + .seconds(configuration.drainTimeout)
-        let ids = PostgresValue.textArray(accepted.values.map { $0.uuid.uuidString })
+        let ids = Array(accepted.values)
         while ContinuousClock.now < deadline {
-            let open = try await store.client.query(
-                "select count(*) as n from jobs where id = any($1::text[]::uuid[]) and finished_at is null", [ids]
-            )[0].int("n")
-            if open == 0 { break }
+            if try await store.unfinishedCount(of: ids) == 0 { break }
             try await keepFleetRunning()
             try await Task.sleep(for: .milliseconds(500))
         }
@@ -208,7 +205,7 @@ final class Chaos: @unchecked Sendable {
         let all = lock.withLock { Array(processes.values) }
         for process in all where process.name != "kube-sim" { await process.stop(timeout: .seconds(10)) }
         for process in all where process.name == "kube-sim" { await process.stop(timeout: .seconds(10)) }
-        _ = try? await store.client.execute("delete from workers where $1 = any(environments)", [.text(environment.id)])
+        try? await store.removeWorkers(environment: environment.id)
     }
 
     // MARK: Submissions
@@ -314,10 +311,7 @@ final class Chaos: @unchecked Sendable {
     func inject(_ what: String, since start: ContinuousClock.Instant) async throws {
         switch what {
         case "leader":
-            let holder =
-                (try? await store.client.query("select holder from scheduler_lease")).flatMap {
-                    try? $0.first?.optionalString("holder")
-                } ?? nil
+            let holder = try? await store.metricsSnapshot().leases.first?.holder
             let leader = lock.withLock {
                 processes.first { name, process in
                     name.hasPrefix("scheduler") && holder?.contains("-\(process.pid)-") == true
@@ -378,20 +372,8 @@ final class Chaos: @unchecked Sendable {
     // MARK: Verdict
 
     func report(accepted: [Int: JobID], drain: Duration, total: Duration) async throws {
-        let ids = PostgresValue.textArray(accepted.values.map { $0.uuid.uuidString })
-        let rows = try await store.client.query(
-            """
-            select j.id, j.finished_at is not null as finished, j.outcome, coalesce(j.failure_reason, '') as reason,
-                j.attempt,
-                (select count(*) from job_events e where e.job_id = j.id and e.status in (2, 11, 31, 32, 41, 42, 62, 70))
-                    as terminal_events,
-                (select count(distinct r.attempt) from job_results r where r.job_id = j.id) as result_attempts,
-                (select r.location from job_results r where r.job_id = j.id and r.kind = 'output'
-                    and r.name = 'result.txt' limit 1) as result
-            from jobs j where j.id = any($1::text[]::uuid[])
-            """,
-            [ids])
-        let found = Dictionary(uniqueKeysWithValues: try rows.map { (JobID(uuid: try $0.uuid("id")), $0) })
+        let audits = try await store.audits(of: Array(accepted.values), outputName: "result.txt")
+        let found = Dictionary(uniqueKeysWithValues: audits.map { ($0.id, $0) })
         var lost = 0
         var stuck = 0
         var duplicated = 0
@@ -400,23 +382,22 @@ final class Chaos: @unchecked Sendable {
         var attempts = 0
         let results = work.appendingPathComponent("results")
         for (index, id) in accepted {
-            guard let row = found[id] else {
+            guard let audit = found[id] else {
                 lost += 1
                 continue
             }
-            attempts += try row.int("attempt")
-            guard try row.bool("finished") else {
+            attempts += audit.attempt
+            guard audit.finished else {
                 stuck += 1
                 continue
             }
-            if try row.int("terminal_events") != 1 || row.int("result_attempts") > 1 { duplicated += 1 }
-            guard try row.optionalString("outcome") == "succeeded" else {
-                failures[String(try row.string("reason").prefix(60)), default: 0] += 1
+            if audit.terminalEvents != 1 || audit.resultAttempts > 1 { duplicated += 1 }
+            guard audit.outcome == "succeeded" else {
+                failures[String(audit.failureReason.prefix(60)), default: 0] += 1
                 continue
             }
             if !kubernetes {
-                let location = try row.optionalString("result")
-                let content = location.flatMap {
+                let content = audit.outputLocation.flatMap {
                     try? String(contentsOf: results.appendingPathComponent($0), encoding: .utf8)
                 }
                 if content != "chaos-\(index)" { wrong += 1 }

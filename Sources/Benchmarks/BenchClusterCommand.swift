@@ -464,27 +464,18 @@ final class Rig: @unchecked Sendable {
     // MARK: Reading
 
     func finished(store: PostgresJobStore) async throws -> Int {
-        try await store.client.query(
-            "select count(*) as n from jobs where environment = $1 and finished_at is not null",
-            [.text(environment.id)]
-        )[0].int("n")
+        try await store.counts(environment: environment.id).finished
     }
 
     func running(store: PostgresJobStore) async throws -> Int {
-        try await store.client.query(
-            "select count(*) as n from jobs where environment = $1 and status = 40", [.text(environment.id)]
-        )[0].int("n")
+        try await store.counts(environment: environment.id).running
     }
 
     /// Waits until no job of the benchmark is unfinished.
     func drain(store: PostgresJobStore) async throws {
         let deadline = ContinuousClock.now + .seconds(300)
         while ContinuousClock.now < deadline {
-            let left = try await store.client.query(
-                "select count(*) as n from jobs where environment = $1 and finished_at is null",
-                [.text(environment.id)]
-            )[0].int("n")
-            if left == 0 { return }
+            if try await store.counts(environment: environment.id).unfinished == 0 { return }
             try await Task.sleep(for: .milliseconds(500))
         }
     }

@@ -201,9 +201,7 @@ struct BenchE2ECommand: AsyncParsableCommand {
             try await BenchSubmitCommand.waitUntilHealthy(url)
             // Every worker registered before the clock starts, so each run measures the same fleet.
             try await Self.waitFor("\(count) workers to register", timeout: .seconds(60)) {
-                let rows = try? await store.client.query(
-                    "select count(*) as n from workers where $1 = any(environments)", [.text(environment.id)])
-                return (try? rows?.first?.int("n")) == count
+                (try? await store.registeredWorkerCount(environment: environment.id)) == count
             } orFail: {
                 processes.map { "--- \($0.name)\n\($0.logTail())" }.joined(separator: "\n")
             }
@@ -212,10 +210,7 @@ struct BenchE2ECommand: AsyncParsableCommand {
                 try await submitBatch(url: url, token: token, environment: environment.id)
                 let deadline = ContinuousClock.now + .seconds(timeout)
                 while true {
-                    let row = try await store.client.query(
-                        "select count(*) filter (where finished_at is null) as open from jobs where environment = $1",
-                        [.text(environment.id)])[0]
-                    if try row.int("open") == 0 { break }
+                    if try await store.counts(environment: environment.id).unfinished == 0 { break }
                     guard ContinuousClock.now < deadline else {
                         throw ValidationError("the run did not finish within \(timeout) s")
                     }
@@ -284,27 +279,19 @@ struct BenchE2ECommand: AsyncParsableCommand {
     /// slots, a claim takes the slot that has been free longest, and waited since that slot freed (or since the job
     /// was created, if later).
     static func figures(store: PostgresJobStore, environment: String, capacity: Int) async throws -> Figures {
-        let rows = try await store.client.query(
-            """
-            select j.created_at, j.finished_at, j.outcome,
-                (select min(e.created_at) from job_events e where e.job_id = j.id and e.status = 20) as claimed
-            from jobs j where j.environment = $1
-            """,
-            [.text(environment)])
         var created: [Date] = []
         var finished: [Date] = []
         var failed = 0
         enum Event { case claim(created: Date), end }
         var events: [(Date, Event)] = []
-        for row in rows {
-            let createdAt = try row.date("created_at")
-            created.append(createdAt)
-            if let end = try row.optionalDate("finished_at") {
+        for job in try await store.timelines(environment: environment) {
+            created.append(job.created)
+            if let end = job.finished {
                 finished.append(end)
                 events.append((end, .end))
             }
-            if try row.optionalString("outcome") != "succeeded" { failed += 1 }
-            if let claimed = try row.optionalDate("claimed") { events.append((claimed, .claim(created: createdAt))) }
+            if job.outcome != "succeeded" { failed += 1 }
+            if let claimed = job.claimed { events.append((claimed, .claim(created: job.created))) }
         }
         guard let first = created.min(), let last = finished.max(), last > first else {
             return Figures(jobsPerSecond: 0, failed: failed, waits: [])
@@ -332,7 +319,7 @@ struct BenchE2ECommand: AsyncParsableCommand {
             }
         }
         return Figures(
-            jobsPerSecond: Double(rows.count) / last.timeIntervalSince(first), failed: failed, waits: waits)
+            jobsPerSecond: Double(created.count) / last.timeIntervalSince(first), failed: failed, waits: waits)
     }
 
     /// Runs `body` while a queue bound to the environment's events on `c2d.events` is consumed; returns, per event,

@@ -1,0 +1,138 @@
+import Domain
+import Foundation
+
+/// Reads over many jobs at once, by which the benchmarks and the chaos run follow a run and check its figures, and
+/// the few writes that set a benchmark's stage. Kept here so that every statement stays behind the store's typed
+/// API; none is on a request path.
+extension PostgresJobStore {
+    /// How far one environment's jobs are.
+    package struct EnvironmentCounts: Sendable, Hashable {
+        package var unfinished: Int
+        /// Of the unfinished: those whose algorithm runs (status 40).
+        package var running: Int
+        package var finished: Int
+    }
+
+    package func counts(environment: String) async throws -> EnvironmentCounts {
+        let row = try await client.query(
+            """
+            select count(*) filter (where finished_at is null) as unfinished,
+                count(*) filter (where finished_at is null and status = \(JobStatus.runningAlgorithm.rawValue)) as running,
+                count(*) filter (where finished_at is not null) as finished
+            from jobs where environment = $1
+            """,
+            [.text(environment)])[0]
+        return EnvironmentCounts(
+            unfinished: try row.int("unfinished"), running: try row.int("running"), finished: try row.int("finished"))
+    }
+
+    /// How many of `ids` have not finished.
+    package func unfinishedCount(of ids: [JobID]) async throws -> Int {
+        try await client.query(
+            "select count(*) as n from jobs where id = any($1::text[]::uuid[]) and finished_at is null",
+            [.textArray(ids.map(\.uuid.uuidString))]
+        )[0].int("n")
+    }
+
+    /// Workers registered for `environment`, alive or not.
+    package func registeredWorkerCount(environment: String) async throws -> Int {
+        try await client.query(
+            "select count(*) as n from workers where $1 = any(environments)", [.text(environment)]
+        )[0].int("n")
+    }
+
+    /// Forgets the workers registered for `environment` (a benchmark's fleet after it stopped).
+    package func removeWorkers(environment: String) async throws {
+        try await client.execute("delete from workers where $1 = any(environments)", [.text(environment)])
+    }
+
+    /// What a chaos run checks of one job: that it ended once, with one attempt's results.
+    package struct JobAudit: Sendable, Hashable {
+        package var id: JobID
+        package var finished: Bool
+        package var outcome: String?
+        package var failureReason: String
+        package var attempt: Int
+        /// Terminal events recorded: more than one means the job ended twice.
+        package var terminalEvents: Int
+        /// Attempts that recorded results: more than one means two attempts published.
+        package var resultAttempts: Int
+        /// Where the output named as asked is stored, if it is.
+        package var outputLocation: String?
+    }
+
+    /// The audits of `ids`; a job missing from the answer was never stored.
+    package func audits(of ids: [JobID], outputName: String) async throws -> [JobAudit] {
+        let terminal = JobStatus.allCases.filter(\.isTerminal).map { String($0.rawValue) }.joined(separator: ", ")
+        return try await client.query(
+            """
+            select j.id, j.finished_at is not null as finished, j.outcome, coalesce(j.failure_reason, '') as reason,
+                j.attempt,
+                (select count(*) from job_events e where e.job_id = j.id and e.status in (\(terminal)))
+                    as terminal_events,
+                (select count(distinct r.attempt) from job_results r where r.job_id = j.id) as result_attempts,
+                (select r.location from job_results r where r.job_id = j.id and r.kind = 'output'
+                    and r.name = $2 limit 1) as result
+            from jobs j where j.id = any($1::text[]::uuid[])
+            """,
+            [.textArray(ids.map(\.uuid.uuidString)), .text(outputName)]
+        ).map {
+            JobAudit(
+                id: JobID(uuid: try $0.uuid("id")), finished: try $0.bool("finished"),
+                outcome: try $0.optionalString("outcome"), failureReason: try $0.string("reason"),
+                attempt: try $0.int("attempt"), terminalEvents: try $0.int("terminal_events"),
+                resultAttempts: try $0.int("result_attempts"), outputLocation: try $0.optionalString("result"))
+        }
+    }
+
+    /// When a job was created, first claimed (its first status 20 event) and finished, and how it ended.
+    package struct JobTimeline: Sendable, Hashable {
+        package var created: Date
+        package var claimed: Date?
+        package var finished: Date?
+        package var outcome: String?
+    }
+
+    /// The timelines of every job of `environment`.
+    package func timelines(environment: String) async throws -> [JobTimeline] {
+        try await client.query(
+            """
+            select j.created_at, j.finished_at, j.outcome,
+                (select min(e.created_at) from job_events e
+                    where e.job_id = j.id and e.status = \(JobStatus.configuringVolumes.rawValue)) as claimed
+            from jobs j where j.environment = $1
+            """,
+            [.text(environment)]
+        ).map {
+            JobTimeline(
+                created: try $0.date("created_at"), claimed: try $0.optionalDate("claimed"),
+                finished: try $0.optionalDate("finished_at"), outcome: try $0.optionalString("outcome"))
+        }
+    }
+
+    // MARK: Setting a benchmark's stage
+
+    /// Makes every job of `environment` look launched and running on `workerID` under a lease of `lease`, as a
+    /// fleet would have left them: the reconcile benchmark's 100,000 active jobs without running them.
+    package func stageRunning(environment: String, workerID: String, lease: Duration) async throws {
+        try await client.execute(
+            """
+            update jobs set attempt = 1, launched_attempt = 1, status = \(JobStatus.runningAlgorithm.rawValue),
+                worker_id = $2, lease_until = now() + make_interval(secs => $3), started_at = now()
+            where environment = $1
+            """,
+            [.text(environment), .text(workerID), .double(lease.seconds)])
+        try await client.execute("analyze jobs")
+    }
+
+    /// Extends the leases of `count` random unfinished jobs by `lease`: a batch of changes for an incremental
+    /// reconcile pass to find.
+    package func extendRandomLeases(count: Int, by lease: Duration) async throws {
+        try await client.execute(
+            """
+            update jobs set lease_until = now() + make_interval(secs => $2)
+            where id in (select id from jobs where finished_at is null order by random() limit $1)
+            """,
+            [.int(count), .double(lease.seconds)])
+    }
+}
