@@ -20,7 +20,7 @@ struct BenchReconcileCommand: AsyncParsableCommand {
         abstract: "Benchmark the scheduler's reconcile pass: full and incremental, with N active jobs and N Jobs.",
         discussion: """
             Connects like every c2d command (DATABASE_URL, else the PG* variables) and needs CREATE on the database. \
-            Targets (G5): full pass over 100,000 active jobs <= 3 s with <= 150 MiB transient RSS; incremental \
+            Targets: full pass over 100,000 active jobs <= 3 s with <= 150 MiB transient RSS; incremental \
             pass over 1,000 changed rows <= 50 ms.
             """
     )
@@ -47,9 +47,9 @@ struct BenchReconcileCommand: AsyncParsableCommand {
     func run() async throws {
         var logger = Logger(label: "c2d.bench")
         logger.logLevel = .error
-        let schema = "bench_reconcile_" + String(UInt32.random(in: 0...UInt32.max), radix: 16)
+        let schema = ScratchSchema(prefix: "bench_reconcile")
         // libpq reads PGOPTIONS for every connection made from now on: all of them work in the bench schema.
-        setenv("PGOPTIONS", "-c search_path=\(schema)", 1)
+        setenv("PGOPTIONS", "-c search_path=\(schema.name)", 1)
         var configuration = PostgresConfiguration.fromEnvironment()
         configuration.statementTimeout = .seconds(300)
         configuration.maximumConnections = 4
@@ -71,7 +71,7 @@ struct BenchReconcileCommand: AsyncParsableCommand {
 
 private struct ReconcileBench {
     let client: PostgresClient
-    let schema: String
+    let schema: ScratchSchema
     let jobs: Int
     let changes: Int
     let runs: Int
@@ -81,7 +81,7 @@ private struct ReconcileBench {
     let emulator: KubernetesEmulator
 
     init(
-        client: PostgresClient, schema: String, jobs: Int, changes: Int, runs: Int, pageSize: Int, logger: Logger
+        client: PostgresClient, schema: ScratchSchema, jobs: Int, changes: Int, runs: Int, pageSize: Int, logger: Logger
     ) {
         self.client = client
         self.schema = schema
@@ -95,7 +95,7 @@ private struct ReconcileBench {
 
     func run() async throws {
         let setupStart = ContinuousClock.now
-        try await client.execute("create schema \(schema)")
+        try await schema.create(using: client)
         _ = try await MigrationRunner(
             client: client, directory: Settings.load().migrationsDirectory, logger: logger
         ).apply()
@@ -170,12 +170,7 @@ private struct ReconcileBench {
             let sampled = await sampler.value
             rssPeak.append(max(Memory.peak() ?? 0, sampled) - baseline)
 
-            try await client.execute(
-                """
-                update jobs set lease_until = now() + interval '2 hours'
-                where id in (select id from jobs where finished_at is null order by random() limit $1)
-                """,
-                [.int(changes)])
+            try await store.extendRandomLeases(count: changes, by: .seconds(7_200))
             let incrementalStart = ContinuousClock.now
             lastIncremental = try await reconciler.runOnce(epoch: epoch)
             incremental.append((ContinuousClock.now - incrementalStart).seconds)
@@ -238,14 +233,7 @@ private struct ReconcileBench {
             try await store.insertBatch(batch, batchID: nil)
             ids += batch.map(\.id)
         }
-        try await client.execute(
-            """
-            update jobs set attempt = 1, launched_attempt = 1, status = 40, worker_id = 'bench-worker',
-                lease_until = now() + interval '1 hour', started_at = now()
-            where environment = $1
-            """,
-            [.text(environment)])
-        try await client.execute("analyze jobs")
+        try await store.stageRunning(environment: environment, workerID: "bench-worker", lease: .seconds(3_600))
         return ids
     }
 
@@ -285,9 +273,9 @@ private struct ReconcileBench {
     func cleanUp() async {
         await emulator.shutdown()
         do {
-            try await client.execute("drop schema if exists \(schema) cascade")
+            try await schema.drop(using: client)
         } catch {
-            print("warning: could not drop schema \(schema): \(error)")
+            print("warning: could not drop schema \(schema.name): \(error)")
         }
     }
 

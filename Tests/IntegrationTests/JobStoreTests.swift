@@ -1,9 +1,10 @@
 import Domain
 import Foundation
 import Logging
-import Persistence
 import TestSupport
 import Testing
+
+@testable import Persistence
 
 /// The job SQL against real Postgres: claims are exclusive, admission respects maxJobs, free worker slots, priority
 /// and fair share, writes are fenced by attempt.

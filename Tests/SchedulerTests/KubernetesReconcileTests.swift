@@ -3,12 +3,13 @@ import Foundation
 import Kubernetes
 import KubernetesEmulator
 import Logging
-import Persistence
 import Scheduler
 import Storage
 import TestSupport
 import Testing
 import Worker
+
+@testable import Persistence
 
 /// One schema, one emulated cluster, the Kubernetes adapter, a file result store, and a leader.
 final class ReconcileWorld {

@@ -79,20 +79,20 @@ package enum TestDatabase {
     }
 
     private static func withFreshSchema<T>(_ body: (Clients) async throws -> T) async throws -> T {
-        let schema = "test_" + UUID().uuidString.prefix(8).lowercased()
+        let schema = ScratchSchema(prefix: "test")
         let admin = PostgresClient(configuration: configuration(), logger: logger)
         func cleanUp(_ clients: Clients) async {
             for client in clients.opened { await client.shutdown() }
-            try? await admin.executeScript("DROP SCHEMA \(schema) CASCADE")
+            try? await schema.drop(using: admin)
             await admin.shutdown()
         }
         do {
-            try await admin.executeScript("CREATE SCHEMA \(schema)")
+            try await schema.create(using: admin)
         } catch {
             await admin.shutdown()
             throw error
         }
-        let clients = Clients(schema: schema)
+        let clients = Clients(schema: schema.name)
         do {
             let value = try await body(clients)
             await cleanUp(clients)

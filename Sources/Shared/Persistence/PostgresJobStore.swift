@@ -5,7 +5,7 @@ import Logging
 /// The jobs, their events and results in Postgres: the source of truth (docs/architecture.md, "Schema").
 /// Every write by a worker is fenced by the attempt it holds, so a stale worker's late write is refused.
 package struct PostgresJobStore: Sendable {
-    package let client: PostgresClient
+    let client: PostgresClient
     /// Wakes the dispatchers after a submit committed; shared by the copies of this store.
     let wakeups: SubmitWakeups
 

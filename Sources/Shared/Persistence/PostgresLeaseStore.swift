@@ -3,7 +3,7 @@ import Foundation
 /// The SQL of one named lease in `scheduler_lease` (migration 0002): who holds it, until when on the database
 /// clock, and its fencing epoch. `SchedulerLeadership` decides when to call what; this only says how.
 package struct PostgresLeaseStore: Sendable {
-    package let client: PostgresClient
+    let client: PostgresClient
     /// The row's name.
     package let name: String
     /// Who this process is: unique per process.

@@ -5,7 +5,7 @@ import Foundation
 /// set-based, conditional statement on (job id, attempt) run inside the caller's fenced transaction, so a row that
 /// moved on since the snapshot (claimed, finished, renewed) is left alone.
 package struct PostgresReconcileStore: Sendable {
-    package let client: PostgresClient
+    let client: PostgresClient
 
     package init(client: PostgresClient) {
         self.client = client
