@@ -173,36 +173,13 @@ public struct LocalExecutor: TaskExecutor {
     ) async throws -> ExecutionResult {
         let diskLimit = Int64(environment.diskMiB) << 20
 
-        // Configure: the image first (never run a job in another image than it asked for), then inputs.
-        try await progress(.configuringVolumes)
         let image: PreparedImage?
-        switch await prepareImage(job: job, environment: environment, workspace: workspace) {
-        case .success(let prepared):
-            image = prepared
-        case .failure(let error):
-            if Task.isCancelled {
-                return await stopped(job: job, environment: environment, workspace: workspace, progress: progress)
-            }
-            logger.info("image unavailable", metadata: ["reason": "\(error.reason)"])
-            let report = await publishUncancelled(job: job, workspace: workspace, diskLimit: diskLimit, outputs: false)
-            return ExecutionResult(
-                status: .imagePullFailed, outcome: .failed, failureReason: error.reason, results: report.results)
+        switch try await configure(
+            job: job, environment: environment, workspace: workspace, progress: progress, logger: logger)
+        {
+        case .ready(let prepared): image = prepared
+        case .ended(let result): return result
         }
-        do {
-            try await provisioner.provision(job.workflow, into: workspace)
-        } catch {
-            if Task.isCancelled {
-                return await stopped(job: job, environment: environment, workspace: workspace, progress: progress)
-            }
-            logger.info("configuration failed", metadata: ["reason": "\(error.reason)"])
-            let report = await publishUncancelled(job: job, workspace: workspace, diskLimit: diskLimit, outputs: false)
-            return ExecutionResult(
-                status: error.status, outcome: .failed, failureReason: error.reason, results: report.results)
-        }
-        if Task.isCancelled {
-            return await stopped(job: job, environment: environment, workspace: workspace, progress: progress)
-        }
-        try await progress(.provisioningSuccess)
 
         // Algorithm.
         try await progress(.runningAlgorithm)
@@ -221,24 +198,8 @@ public struct LocalExecutor: TaskExecutor {
             return ExecutionResult(
                 status: .algorithmFailed, outcome: .failed, failureReason: "the algorithm could not start: \(reason)",
                 results: report.results)
-        case .exited(0):
-            result = ExecutionResult(status: .finished, outcome: .succeeded, exitCode: 0)
-        case .exited(let code):
-            var reason = "algorithm exited with code \(code)"
-            if code > 128 && code < 128 + 65 { reason += " (killed by signal \(code - 128))" }
-            result = ExecutionResult(status: .finished, outcome: .failed, failureReason: reason, exitCode: Int(code))
-        case .killedBySignal(let signal):
-            result = ExecutionResult(
-                status: .finished, outcome: .failed, failureReason: "algorithm was killed by signal \(signal)")
-        case .outOfMemory(let code, let limit):
-            result = ExecutionResult(
-                status: .finished, outcome: .failed,
-                failureReason: "algorithm ran out of memory (the environment's limit is \(limit) MiB)",
-                exitCode: Int(code), oomKilled: true)
-        case .timedOut(let limit):
-            result = ExecutionResult(
-                status: .finished, outcome: .timedOut,
-                failureReason: "algorithm exceeded its time limit of \(limit) s", stopRequest: 2)
+        case .exited, .killedBySignal, .outOfMemory, .timedOut:
+            result = Self.result(ofAlgorithmEnd: termination)
         }
 
         // Disk quota, checked before the publishing status: runningAlgorithm → diskQuotaExceeded is the legal move.
@@ -261,6 +222,81 @@ public struct LocalExecutor: TaskExecutor {
             result.failureReason = [result.failureReason, failure.reason].compactMap { $0 }.joined(separator: "; ")
         }
         return result
+    }
+
+    /// How configure went: the image to run in, or the job's end.
+    private enum Configured {
+        case ready(PreparedImage?)
+        case ended(ExecutionResult)
+    }
+
+    /// Configure: the image first (never run a job in another image than it asked for), then the inputs. A failure
+    /// ends the job with configure's logs archived.
+    private func configure(
+        job: Job, environment: ComputeEnvironment, workspace: JobWorkspace,
+        progress: @escaping @Sendable (JobStatus) async throws -> Void, logger: Logger
+    ) async throws -> Configured {
+        let diskLimit = Int64(environment.diskMiB) << 20
+        try await progress(.configuringVolumes)
+        let image: PreparedImage?
+        switch await prepareImage(job: job, environment: environment, workspace: workspace) {
+        case .success(let prepared):
+            image = prepared
+        case .failure(let error):
+            if Task.isCancelled {
+                return .ended(
+                    await stopped(job: job, environment: environment, workspace: workspace, progress: progress))
+            }
+            logger.info("image unavailable", metadata: ["reason": "\(error.reason)"])
+            let report = await publishUncancelled(job: job, workspace: workspace, diskLimit: diskLimit, outputs: false)
+            return .ended(
+                ExecutionResult(
+                    status: .imagePullFailed, outcome: .failed, failureReason: error.reason, results: report.results))
+        }
+        do {
+            try await provisioner.provision(job.workflow, into: workspace)
+        } catch {
+            if Task.isCancelled {
+                return .ended(
+                    await stopped(job: job, environment: environment, workspace: workspace, progress: progress))
+            }
+            logger.info("configuration failed", metadata: ["reason": "\(error.reason)"])
+            let report = await publishUncancelled(job: job, workspace: workspace, diskLimit: diskLimit, outputs: false)
+            return .ended(
+                ExecutionResult(
+                    status: error.status, outcome: .failed, failureReason: error.reason, results: report.results))
+        }
+        if Task.isCancelled {
+            return .ended(await stopped(job: job, environment: environment, workspace: workspace, progress: progress))
+        }
+        try await progress(.provisioningSuccess)
+        return .ready(image)
+    }
+
+    /// What an algorithm that ran means for the job, before its outputs are checked and published.
+    static func result(ofAlgorithmEnd termination: SandboxTermination) -> ExecutionResult {
+        switch termination {
+        case .exited(0):
+            return ExecutionResult(status: .finished, outcome: .succeeded, exitCode: 0)
+        case .exited(let code):
+            var reason = "algorithm exited with code \(code)"
+            if code > 128 && code < 128 + 65 { reason += " (killed by signal \(code - 128))" }
+            return ExecutionResult(status: .finished, outcome: .failed, failureReason: reason, exitCode: Int(code))
+        case .killedBySignal(let signal):
+            return ExecutionResult(
+                status: .finished, outcome: .failed, failureReason: "algorithm was killed by signal \(signal)")
+        case .outOfMemory(let code, let limit):
+            return ExecutionResult(
+                status: .finished, outcome: .failed,
+                failureReason: "algorithm ran out of memory (the environment's limit is \(limit) MiB)",
+                exitCode: Int(code), oomKilled: true)
+        case .timedOut(let limit):
+            return ExecutionResult(
+                status: .finished, outcome: .timedOut,
+                failureReason: "algorithm exceeded its time limit of \(limit) s", stopRequest: 2)
+        case .stopped, .couldNotStart:
+            preconditionFailure("\(termination) is not an end of a running algorithm")
+        }
     }
 
     /// The root the algorithm runs in, as `ImagePolicy` decides for the local executor: none (the worker's own
