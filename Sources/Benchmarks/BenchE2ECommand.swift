@@ -65,24 +65,7 @@ struct BenchE2ECommand: AsyncParsableCommand {
         let settings = try Launcher.settings()
         var logger = Logger(label: "c2d-bench")
         logger.logLevel = .warning
-        let counts = workers.split(separator: ",").compactMap { Int($0.trimmingCharacters(in: .whitespaces)) }
-        guard !counts.isEmpty, counts.allSatisfy({ $0 >= 1 && $0 <= 32 }) else {
-            throw ValidationError("--workers must list counts from 1 to 32, e.g. 1,2,3,4")
-        }
-        guard executor == "local" || executor == "kubernetes" else {
-            throw ValidationError("--executor must be 'local' or 'kubernetes'")
-        }
-        let known = [
-            "capped": Profile(name: "capped", maxJobs: 2, slots: nil, target: 0.9),
-            "default": Profile(name: "default", maxJobs: 0, slots: nil, target: 2.5),
-            "dense": Profile(name: "dense", maxJobs: 0, slots: 8, target: nil),
-        ]
-        let chosen = try profiles.split(separator: ",").map { name in
-            guard let profile = known[String(name)] else {
-                throw ValidationError("unknown profile '\(name)'; use capped, default or dense")
-            }
-            return profile
-        }
+        let (counts, chosen) = try parsedOptions()
         let postgres = PostgresClient(configuration: settings.postgres, logger: logger)
         let store = PostgresJobStore(client: postgres)
         let work = FileManager.default.temporaryDirectory.appendingPathComponent("c2d-bench-e2e-\(UUID())")
@@ -93,17 +76,9 @@ struct BenchE2ECommand: AsyncParsableCommand {
         let binary = self.binary ?? CommandLine.arguments[0]
         do {
             if executor == "kubernetes" {
-                let kubeconfig = work.appendingPathComponent("kube-sim.kubeconfig")
-                cluster = try ChildProcess(
-                    name: "kube-sim", executable: binary,
-                    arguments: ["kube-sim", "--port", "0", "--kubeconfig", kubeconfig.path, "--namespace", "bench"],
-                    environment: [:], log: work.appendingPathComponent("kube-sim.log"))
-                try await Self.waitFor("kube-sim's kubeconfig", timeout: .seconds(30)) {
-                    FileManager.default.fileExists(atPath: kubeconfig.path)
-                }
-                extra["C2D_EXECUTOR"] = "kubernetes"
-                extra["KUBECONFIG"] = kubeconfig.path
-                extra["C2D_KUBERNETES_NAMESPACE"] = "bench"
+                let (process, variables) = try await Self.startCluster(binary: binary, work: work)
+                cluster = process
+                extra.merge(variables) { $1 }
             }
             print(
                 "c2d bench e2e: executor \(executor), \(jobs) jobs per run sleeping \(jobSeconds) s, "
@@ -122,22 +97,8 @@ struct BenchE2ECommand: AsyncParsableCommand {
                     baseline = baseline ?? figures.jobsPerSecond
                     let ratio = figures.jobsPerSecond / max(baseline ?? 1, 0.0001)
                     let waits = figures.waits.sorted()
-                    let events = figures.eventDelays.sorted()
-                    allEventDelays += events
-                    print(
-                        [
-                            Self.pad(profile.name, 8),
-                            Self.pad(profile.maxJobs == 0 ? "none" : "\(profile.maxJobs)", 7),
-                            Self.pad(profile.slots.map(String.init) ?? "default", 12), Self.pad("\(count)", 7),
-                            Self.pad(Self.format(figures.jobsPerSecond, 2), 7), Self.pad(Self.format(ratio, 2), 12),
-                            Self.pad("\(figures.failed)", 6),
-                            Self.pad(waits.isEmpty ? "-" : "\(Self.format(Self.percentile(waits, 0.5) * 1000)) ms", 13),
-                            Self.pad(
-                                waits.isEmpty ? "-" : "\(Self.format(Self.percentile(waits, 0.99) * 1000)) ms", 10),
-                            Self.pad(
-                                events.isEmpty ? "-" : "\(Self.format(Self.percentile(events, 0.5) * 1000)) ms", 10),
-                            events.isEmpty ? "-" : "\(Self.format(Self.percentile(events, 0.99) * 1000)) ms",
-                        ].joined(separator: "  "))
+                    allEventDelays += figures.eventDelays
+                    print(Self.row(profile: profile, workers: count, figures: figures, ratio: ratio))
                     if count == 3, let target = profile.target {
                         verdicts.append(
                             "\(profile.name): 3 workers \(Self.format(ratio, 2))× one (target ≥ \(target): "
@@ -167,6 +128,66 @@ struct BenchE2ECommand: AsyncParsableCommand {
         _ = try? await store.revokeToken(id: token.id)
         try? FileManager.default.removeItem(at: work)
         await postgres.shutdown()
+    }
+
+    /// The worker counts and profiles asked for, checked.
+    private func parsedOptions() throws -> (counts: [Int], profiles: [Profile]) {
+        let counts = workers.split(separator: ",").compactMap { Int($0.trimmingCharacters(in: .whitespaces)) }
+        guard !counts.isEmpty, counts.allSatisfy({ $0 >= 1 && $0 <= 32 }) else {
+            throw ValidationError("--workers must list counts from 1 to 32, e.g. 1,2,3,4")
+        }
+        guard executor == "local" || executor == "kubernetes" else {
+            throw ValidationError("--executor must be 'local' or 'kubernetes'")
+        }
+        let known = [
+            "capped": Profile(name: "capped", maxJobs: 2, slots: nil, target: 0.9),
+            "default": Profile(name: "default", maxJobs: 0, slots: nil, target: 2.5),
+            "dense": Profile(name: "dense", maxJobs: 0, slots: 8, target: nil),
+        ]
+        let chosen = try profiles.split(separator: ",").map { name in
+            guard let profile = known[String(name)] else {
+                throw ValidationError("unknown profile '\(name)'; use capped, default or dense")
+            }
+            return profile
+        }
+        return (counts, chosen)
+    }
+
+    /// A `c2d kube-sim` for the run, and the variables that point c2d's processes at it.
+    private static func startCluster(binary: String, work: URL) async throws -> (ChildProcess, [String: String]) {
+        let kubeconfig = work.appendingPathComponent("kube-sim.kubeconfig")
+        let cluster = try ChildProcess(
+            name: "kube-sim", executable: binary,
+            arguments: ["kube-sim", "--port", "0", "--kubeconfig", kubeconfig.path, "--namespace", "bench"],
+            environment: [:], log: work.appendingPathComponent("kube-sim.log"))
+        do {
+            try await waitFor("kube-sim's kubeconfig", timeout: .seconds(30)) {
+                FileManager.default.fileExists(atPath: kubeconfig.path)
+            }
+        } catch {
+            await cluster.stop()
+            throw error
+        }
+        return (
+            cluster,
+            ["C2D_EXECUTOR": "kubernetes", "KUBECONFIG": kubeconfig.path, "C2D_KUBERNETES_NAMESPACE": "bench"]
+        )
+    }
+
+    /// One line of the table.
+    private static func row(profile: Profile, workers: Int, figures: Figures, ratio: Double) -> String {
+        func milliseconds(_ values: [Double], _ quantile: Double) -> String {
+            values.isEmpty ? "-" : "\(format(percentile(values, quantile) * 1000)) ms"
+        }
+        let waits = figures.waits.sorted()
+        let events = figures.eventDelays.sorted()
+        return [
+            pad(profile.name, 8), pad(profile.maxJobs == 0 ? "none" : "\(profile.maxJobs)", 7),
+            pad(profile.slots.map(String.init) ?? "default", 12), pad("\(workers)", 7),
+            pad(format(figures.jobsPerSecond, 2), 7), pad(format(ratio, 2), 12), pad("\(figures.failed)", 6),
+            pad(milliseconds(waits, 0.5), 13), pad(milliseconds(waits, 0.99), 10), pad(milliseconds(events, 0.5), 10),
+            milliseconds(events, 0.99),
+        ].joined(separator: "  ")
     }
 
     /// One run: a fresh environment, its processes, one batch of jobs, the figures, and clean-up.
