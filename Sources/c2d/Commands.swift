@@ -73,10 +73,15 @@ struct MigrateCommand: AsyncParsableCommand {
         let settings = try Launcher.settings()
         let logger = Launcher.logger(settings)
         let client = PostgresClient(configuration: settings.postgres, logger: logger)
-        defer { Task { await client.shutdown() } }
         let directory = directory.map { URL(fileURLWithPath: $0) } ?? settings.migrationsDirectory
-        let applied = try await Launcher.failClearly("migrate") {
-            try await MigrationRunner(client: client, directory: directory, logger: logger).apply()
+        let applied: [String]
+        do {
+            applied = try await Launcher.failClearly("migrate") {
+                try await MigrationRunner(client: client, directory: directory, logger: logger).apply()
+            }
+        } catch {
+            await client.shutdown()
+            throw error
         }
         print(applied.isEmpty ? "migrations: up to date" : "migrations: applied \(applied.joined(separator: ", "))")
         await client.shutdown()
