@@ -4,6 +4,7 @@ import Logging
 import Scheduler
 import Storage
 import Testing
+import Worker
 
 @testable import App
 
@@ -96,6 +97,49 @@ import Testing
                 (error as? ConfigurationError).map { $0.variable == variable && $0.code == code } ?? false
             }
         }
+    }
+
+    /// A publish pod given `podVariables` and the credentials reads back the gateway's S3 store.
+    @Test func podVariablesReadBackTheStore() throws {
+        let configuration = S3Configuration(
+            endpoint: "http://127.0.0.1:9000", bucket: "results", region: "eu-west-1",
+            credentials: S3Credentials(accessKeyID: "key", secretAccessKey: "secret", sessionToken: nil),
+            pathStyle: false, prefix: "c2d/", partSize: 8 << 20)
+        var variables = ResultStoreSettings.podVariables(configuration)
+        variables["AWS_ACCESS_KEY_ID"] = "key"
+        variables["AWS_SECRET_ACCESS_KEY"] = "secret"
+        let read = try #require(try ResultStoreSettings.publishTarget(EnvironmentReader(variables)))
+        #expect(read.endpoint == configuration.endpoint && read.bucket == configuration.bucket)
+        #expect(read.region == configuration.region && read.pathStyle == configuration.pathStyle)
+        #expect(read.prefix == configuration.prefix && read.partSize == configuration.partSize)
+    }
+
+    /// `C2D_KUBERNETES_S3_SECRET` gives publish pods the bucket; without an S3 store it is a contradiction.
+    @Test func kubernetesDirectUploadNeedsTheS3Store() throws {
+        let kubeconfig = FileManager.default.temporaryDirectory.appendingPathComponent("c2d-kubeconfig-\(UUID())")
+        try """
+        current-context: a
+        clusters: [{name: c, cluster: {server: "https://k"}}]
+        contexts: [{name: a, context: {cluster: c, user: u}}]
+        users: [{name: u, user: {token: t}}]
+        """.write(to: kubeconfig, atomically: true, encoding: .utf8)
+        defer { try? FileManager.default.removeItem(at: kubeconfig) }
+        let kubernetes = [
+            "C2D_EXECUTOR": "kubernetes", "KUBECONFIG": kubeconfig.path, "C2D_KUBERNETES_S3_SECRET": "c2d-s3",
+        ]
+        #expect {
+            try Settings.load(kubernetes)
+        } throws: { error in
+            (error as? ConfigurationError).map { $0.variable == "C2D_KUBERNETES_S3_SECRET" && $0.code == .conflicting }
+                ?? false
+        }
+        let s3 = [
+            "C2D_RESULT_STORE": "s3", "C2D_S3_BUCKET": "results", "AWS_ACCESS_KEY_ID": "key",
+            "AWS_SECRET_ACCESS_KEY": "secret",
+        ]
+        let upload = try #require(try Settings.load(kubernetes.merging(s3) { $1 }).kubernetes?.executor.directUpload)
+        #expect(upload.credentialsSecret == "c2d-s3" && upload.variables["C2D_S3_BUCKET"] == "results")
+        #expect(upload.variables["AWS_SECRET_ACCESS_KEY"] == nil)
     }
 
     @Test func openDevelopmentAndProvidersConflict() {

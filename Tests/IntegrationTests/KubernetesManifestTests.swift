@@ -56,8 +56,9 @@ struct KubernetesManifestTests {
             try write(manifests.rootJob(uploadToken: "c2d_token"), "job-\(index)")
             try write(manifests.algorithmPod(owner: owner), "algorithm-\(index)")
         }
+        try write(Self.directUploadManifests().rootJob(uploadToken: "c2d_token"), "job-direct-upload")
         try write(JobManifests.algorithmIsolation(namespace: "c2d-jobs"), "isolation")
-        #expect(files.count == 5)
+        #expect(files.count == 6)
         let validator = try C2DProcess(
             name: "kubernetes-validate", program: "kubernetes-validate",
             arguments: ["--strict", "--kubernetes-version", "1.30.0"] + files, logDirectory: directory)
@@ -172,5 +173,39 @@ struct KubernetesManifestTests {
         let manifests = JobManifests(job: plain.job, environment: environment, configuration: plain.configuration)
         let spec = try #require(manifests.algorithmPod(owner: owner).spec)
         #expect(spec.imagePullSecrets?.map(\.name) == ["registry-a", "registry-b"])
+    }
+
+    static func directUploadManifests() -> JobManifests {
+        let plain = manifests(allowNetwork: false, raw: true)
+        var configuration = plain.configuration
+        configuration.directUpload = .init(
+            variables: ["C2D_RESULT_STORE": "s3", "C2D_S3_BUCKET": "results"], credentialsSecret: "c2d-s3")
+        return JobManifests(job: plain.job, environment: plain.environment, configuration: configuration)
+    }
+
+    @Test("with direct upload only the publish step gets the bucket's settings, its credentials from the Secret")
+    func directUpload() throws {
+        let manifests = Self.directUploadManifests()
+        let io = try #require(manifests.rootJob(uploadToken: "c2d_token").spec?.template.spec)
+        let publish = try #require(io.containers.first { $0.name == ClusterNaming.Container.publish })
+        let env = Dictionary(uniqueKeysWithValues: (publish.env ?? []).map { ($0.name, $0) })
+        #expect(env["C2D_RESULT_STORE"]?.value == "s3" && env["C2D_S3_BUCKET"]?.value == "results")
+        for (key, optional) in [("AWS_ACCESS_KEY_ID", false), ("AWS_SECRET_ACCESS_KEY", false)] {
+            let reference = try #require(env[key]?.valueFrom?.secretKeyRef)
+            #expect(reference.name == "c2d-s3" && reference.key == key && (reference.optional ?? false) == optional)
+            #expect(env[key]?.value == nil)
+        }
+        #expect(env["AWS_SESSION_TOKEN"]?.valueFrom?.secretKeyRef?.optional == true)
+        let configure = try #require(io.initContainers?.first)
+        #expect(!(configure.env ?? []).contains { $0.name.hasPrefix("AWS_") || $0.name.hasPrefix("C2D_S3") })
+        let owner = OwnerReference(apiVersion: "batch/v1", kind: "Job", name: "o", uid: "u")
+        let algorithm = try #require(manifests.algorithmPod(owner: owner).spec)
+        for container in algorithm.containers + (algorithm.initContainers ?? []) {
+            #expect(!(container.env ?? []).contains { $0.name.hasPrefix("AWS_") || $0.name.hasPrefix("C2D_S3") })
+        }
+        // Without it, publish uploads through the gateway and sees no bucket.
+        let plain = try #require(Self.manifests(allowNetwork: false, raw: true).rootJob(uploadToken: "t").spec)
+        #expect(
+            !(plain.template.spec?.containers.flatMap { $0.env ?? [] } ?? []).contains { $0.name.hasPrefix("AWS_") })
     }
 }

@@ -28,6 +28,15 @@ package struct KubernetesSettings: Sendable {
         executor.allowPrivateURLs = settings.allowPrivateURLs
         executor.operatorKeySecret = env.text(.kubernetesOperatorKeySecret)!
         executor.finishedTTLSeconds = try env.integer(.kubernetesFinishedTtlSeconds, in: 0...604_800)!
+        if let secret = env.explicit(.kubernetesS3Secret) {
+            guard case .s3(let s3) = settings.resultStore else {
+                throw ConfigurationError(
+                    .conflicting, Setting.kubernetesS3Secret.name,
+                    "needs C2D_RESULT_STORE=s3: publish pods upload straight to the bucket only when there is one")
+            }
+            executor.directUpload = .init(
+                variables: ResultStoreSettings.podVariables(s3), credentialsSecret: secret)
+        }
         return KubernetesSettings(client: client, executor: executor)
     }
 }

@@ -60,6 +60,17 @@ package enum ResultStoreSettings: Sendable {
         return configuration
     }
 
+    /// The variables that make ``load(_:resultsDirectory:)`` read `configuration` back, credentials aside: what a
+    /// Kubernetes publish pod is given to upload straight to the bucket.
+    package static func podVariables(_ configuration: S3Configuration) -> [String: String] {
+        [
+            Setting.resultStore.name: Kind.s3.rawValue, Setting.s3Bucket.name: configuration.bucket,
+            Setting.s3Endpoint.name: configuration.endpoint, Setting.s3Region.name: configuration.region,
+            Setting.s3PathStyle.name: String(configuration.pathStyle), Setting.s3Prefix.name: configuration.prefix,
+            Setting.s3PartBytes.name: String(configuration.partSize),
+        ]
+    }
+
     /// The S3 store a publish pod uploads to directly, nil when the deployment keeps results on a filesystem
     /// (the pod then uploads through the gateway).
     package static func publishTarget(_ env: EnvironmentReader) throws(ConfigurationError) -> S3Configuration? {

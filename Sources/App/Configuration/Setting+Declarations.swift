@@ -358,6 +358,14 @@ extension Setting {
         "the Secret in the jobs namespace (key `operator-key`) configure pods read the operator's key from; optional, "
             + "c2d never writes it")
 
+    static let kubernetesS3Secret = Setting(
+        "C2D_KUBERNETES_S3_SECRET", default: .described("unset"),
+        """
+        with `C2D_RESULT_STORE=s3`: the Secret in the jobs namespace (keys `AWS_ACCESS_KEY_ID`, \
+        `AWS_SECRET_ACCESS_KEY`, optional `AWS_SESSION_TOKEN`) publish pods take credentials from to upload results \
+        straight to the bucket; unset, they upload through the gateway. c2d never writes it
+        """)
+
     static let podImage = Setting(
         "C2D_POD_IMAGE", default: .value(KubernetesExecutorConfiguration().podImage),
         "the image of c2d's own step containers (configure, publish, await-inputs, signal-end)")
@@ -506,6 +514,7 @@ extension Setting {
         .kubernetesBurst,
         .kubernetesFinishedTtlSeconds,
         .kubernetesOperatorKeySecret,
+        .kubernetesS3Secret,
         .podImage,
         .resultsUrl,
         .imagePullTimeoutSeconds,

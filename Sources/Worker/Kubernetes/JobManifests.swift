@@ -99,7 +99,7 @@ package struct JobManifests: Sendable {
             env: stepEnvironment(token: uploadToken) + [
                 // Outputs above the environment's disk limit end the job with status 42, as on the local executor.
                 EnvVar(.diskLimitBytes, value: String(Int64(environment.diskMiB) << 20))
-            ],
+            ] + directUploadEnvironment,
             resources: stepResources, volumeMounts: [VolumeMount(name: "data", mountPath: "/data")],
             securityContext: Self.hardened)
         let affinity = Affinity(
@@ -259,6 +259,18 @@ package struct JobManifests: Sendable {
             EnvVar(.resultsURL, value: configuration.resultsURL),
             EnvVar(.uploadToken, value: token),
         ]
+    }
+
+    /// The bucket's settings and credentials, for a publish step that uploads straight to S3; none otherwise.
+    private var directUploadEnvironment: [EnvVar] {
+        guard let upload = configuration.directUpload else { return [] }
+        return upload.variables.sorted { $0.key < $1.key }.map { EnvVar(name: $0.key, value: $0.value) }
+            + KubernetesExecutorConfiguration.DirectUpload.credentialKeys.map {
+                EnvVar(
+                    name: $0.key,
+                    valueFrom: EnvVarSource(
+                        secretKeyRef: .init(name: upload.credentialsSecret, key: $0.key, optional: $0.optional)))
+            }
     }
 
     /// The configure and publish steps are c2d's own code: small, fixed requests.

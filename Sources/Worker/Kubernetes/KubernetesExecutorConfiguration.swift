@@ -36,6 +36,31 @@ package struct KubernetesExecutorConfiguration: Sendable, Hashable {
     package var operatorKeySecret: String
     /// Whether configure may fetch from private addresses (`C2D_ALLOW_PRIVATE_URLS`).
     package var allowPrivateURLs: Bool
+    /// Where publish pods upload results: nil (the default) through the gateway; set, straight to the deployment's
+    /// S3 bucket (`C2D_KUBERNETES_S3_SECRET`), so no result byte passes through a gateway.
+    package var directUpload: DirectUpload?
+
+    /// What a publish pod needs to upload straight to the bucket.
+    package struct DirectUpload: Sendable, Hashable {
+        /// The bucket's non-secret settings, as the variables the pod's settings loader reads (`C2D_RESULT_STORE`,
+        /// `C2D_S3_*`).
+        package var variables: [String: String]
+        /// The Secret in the jobs namespace with keys `AWS_ACCESS_KEY_ID`, `AWS_SECRET_ACCESS_KEY` and optionally
+        /// `AWS_SESSION_TOKEN`; c2d never writes it.
+        package var credentialsSecret: String
+
+        package init(variables: [String: String], credentialsSecret: String) {
+            self.variables = variables
+            self.credentialsSecret = credentialsSecret
+        }
+
+        /// The keys of ``credentialsSecret``, each read into the variable of the same name; the session token is
+        /// optional.
+        package static let credentialKeys = [
+            (key: "AWS_ACCESS_KEY_ID", optional: false), (key: "AWS_SECRET_ACCESS_KEY", optional: false),
+            (key: "AWS_SESSION_TOKEN", optional: true),
+        ]
+    }
     /// How long a create or a Postgres write that failed for a transient reason (API 429/5xx/timeout, Postgres
     /// unavailable or its pool exhausted) is retried before the attempt counts as not carried out. Default 120 s.
     package var transientRetryBudget: Duration = .seconds(120)

@@ -39,7 +39,7 @@ public struct S3Configuration: Sendable, Hashable {
     public var initialBackoff: Duration
 
     public static let minimumPartSize = 5 << 20
-    /// Defaults of ``partSize`` and ``presignDuration``, which `fromEnvironment` and README's table use as well.
+    /// Defaults of ``partSize`` and ``presignDuration``, which the settings loader and README's table use as well.
     public static let defaultPartSize = 16 << 20
     public static let defaultPresignDuration = Duration.seconds(300)
 
