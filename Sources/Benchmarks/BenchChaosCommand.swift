@@ -89,6 +89,10 @@ final class Chaos: @unchecked Sendable {
     private var processes: [String: ChildProcess] = [:]
     private var variables: [String: String] = [:]
     private var faults: [String] = []
+    /// Processes between their kill and their new start, which the fleet's keeper leaves alone.
+    private var restarting: Set<String> = []
+    /// When the last job was accepted.
+    private var lastAccepted: ContinuousClock.Instant?
     private var random: SplitMix
 
     init(configuration: BenchChaosCommand, binary: String, script: String, store: PostgresJobStore, token: String)
@@ -152,8 +156,10 @@ final class Chaos: @unchecked Sendable {
             for try await part in group { accepted.merge(part) { a, _ in a } }
             return accepted
         }
-        let submitted = ContinuousClock.now
-        print("submitted: \(accepted.count) accepted in \(format(submitted - started)); faults: \(faults.count)")
+        let submitted = lock.withLock { lastAccepted } ?? ContinuousClock.now
+        print(
+            "submitted: \(accepted.count) accepted in \(format(submitted - started)) (faults went on until "
+                + "\(format(ContinuousClock.now - started))); faults: \(faults.count)")
         for fault in faults { print("  \(fault)") }
         // Drain: every accepted job must end.
         let deadline = ContinuousClock.now + .seconds(configuration.drainTimeout)
@@ -180,7 +186,8 @@ final class Chaos: @unchecked Sendable {
     func process(_ name: String) -> ChildProcess? { lock.withLock { processes[name] } }
 
     func restart(_ name: String, after delay: Duration) async throws {
-        guard let old = process(name) else { return }
+        guard let old = process(name), lock.withLock({ restarting.insert(name).inserted }) else { return }
+        defer { _ = lock.withLock { restarting.remove(name) } }
         await old.kill9()
         _ = await old.waitForExit(timeout: .seconds(10))
         try await Task.sleep(for: delay)
@@ -197,7 +204,9 @@ final class Chaos: @unchecked Sendable {
 
     /// Processes that exited on their own (e.g. while Postgres was down at their start) are started again.
     func keepFleetRunning() async throws {
-        let dead = lock.withLock { processes.filter { !$0.value.isRunning && $0.key != "kube-sim" }.map(\.key) }
+        let dead = lock.withLock {
+            processes.filter { !$0.value.isRunning && $0.key != "kube-sim" && !restarting.contains($0.key) }.map(\.key)
+        }
         for name in dead { try await restart(name, after: .zero) }
     }
 
@@ -225,8 +234,12 @@ final class Chaos: @unchecked Sendable {
                 tries += 1
                 if let id = try? await submit(index, port: ports[gateway]) {
                     accepted[index] = id
+                    lock.withLock { lastAccepted = ContinuousClock.now }
                     break
                 }
+                // As a supervisor would, start again what exited on its own (a gateway restarted while Postgres
+                // was down stops at once), rather than sending every other job to a dead port.
+                try await keepFleetRunning()
                 guard tries < 600 else { throw ValidationError("job \(index) was never accepted") }
                 gateway = 1 - gateway
                 try await Task.sleep(for: .milliseconds(200))
