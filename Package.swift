@@ -300,9 +300,11 @@ let package = Package(
             name: "AppTests",
             dependencies: [
                 "App",
+                "ChildProcesses",
                 "Gateway",
                 "Persistence",
                 "Scheduler",
+                "TestSupport",
                 .product(name: "Logging", package: "swift-log"),
                 .product(name: "ServiceLifecycle", package: "swift-service-lifecycle"),
             ],

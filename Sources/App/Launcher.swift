@@ -73,9 +73,29 @@ package enum Launcher {
         }
     }
 
+    /// Asks Postgres until it answers, for at most `wait`; an error that waiting cannot cure (a statement error, a
+    /// configuration libpq refuses) ends it at once. Authentication failures look like connection failures to
+    /// libpq, so they too are retried, each one logged with its reason.
+    static func waitForPostgres(_ postgres: PostgresClient, for wait: Duration, logger: Logger) async throws {
+        let deadline = ContinuousClock.now + wait
+        var backoff = Duration.milliseconds(250)
+        while true {
+            do {
+                _ = try await postgres.query("select 1")
+                return
+            } catch let error as PostgresError where error.isTransient && ContinuousClock.now + backoff < deadline {
+                logger.warning("waiting for Postgres", metadata: ["error": "\(error)"])
+                try await Task.sleep(for: backoff)
+                backoff = min(backoff * 2, .seconds(4))
+            }
+        }
+    }
+
     /// Postgres reachable, migrations applied if asked, this process's environments recorded.
     static func prepare(postgres: PostgresClient, settings: Settings, migrate: Bool, logger: Logger) async throws {
-        _ = try await failClearly("cannot reach Postgres") { try await postgres.query("select 1") }
+        try await failClearly("cannot reach Postgres") {
+            try await waitForPostgres(postgres, for: settings.startupWait, logger: logger)
+        }
         if migrate {
             let applied = try await failClearly("migrate") {
                 try await MigrationRunner(client: postgres, directory: settings.migrationsDirectory, logger: logger)

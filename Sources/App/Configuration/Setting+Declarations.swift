@@ -443,6 +443,13 @@ extension Setting {
         default: .value(String(KubernetesReconcileCluster.Configuration(namespace: "").pageSize)),
         "items per Kubernetes list page of the scheduler's informer")
 
+    static let startupWaitSeconds = Setting(
+        "C2D_STARTUP_WAIT_SECONDS", default: .seconds(Settings.defaultStartupWait),
+        """
+        how long a starting gateway, worker or scheduler waits for Postgres (a warning per try) before it stops; \
+        0 = stop at once
+        """)
+
     static let logLevel = Setting(
         "LOG_LEVEL", default: .value("info"),
         "`trace`, `debug`, `info`, `notice`, `warning`, `error`, `critical`")
@@ -532,6 +539,7 @@ extension Setting {
         .schedulerEnvironmentStaleSeconds,
         .schedulerLogLimitBytes,
         .schedulerListPageSize,
+        .startupWaitSeconds,
         .logLevel,
         .faultExitAfterClaim,
     ]

@@ -50,6 +50,11 @@ package struct Settings: Sendable {
     /// `C2D_EXECUTOR=kubernetes`: jobs run as Kubernetes objects; nil runs them in the local sandbox.
     package var kubernetes: KubernetesSettings?
     package var exitAfterClaimForTesting: Bool
+    /// How long a starting process waits for Postgres to answer before it gives up (`C2D_STARTUP_WAIT_SECONDS`):
+    /// a process started while the database restarts comes up when it is back, rather than exiting into a crash
+    /// loop's growing back-off.
+    package var startupWait: Duration = Settings.defaultStartupWait
+    package static let defaultStartupWait = Duration.seconds(30)
 
     /// Where workers run jobs (`C2D_EXECUTOR`).
     enum ExecutorChoice: String, CaseIterable {
@@ -98,6 +103,7 @@ package struct Settings: Sendable {
             scheduler: try SchedulerSettings.load(
                 env, leaseGrace: leaseGrace, workerLease: leaseDuration, poisonAttempts: messaging.poisonAttempts),
             exitAfterClaimForTesting: try env.flag(.faultExitAfterClaim))
+        settings.startupWait = try env.seconds(.startupWaitSeconds, in: 0...3600)!
         settings.gateway.executor = useKubernetes ? .kubernetes : .local
         settings.gateway.presignedURLLifetime =
             settings.resultStore.presignDuration ?? settings.gateway.presignedURLLifetime
