@@ -236,35 +236,30 @@ public struct LocalExecutor: TaskExecutor {
         job: Job, environment: ComputeEnvironment, workspace: JobWorkspace,
         progress: @escaping @Sendable (JobStatus) async throws -> Void, logger: Logger
     ) async throws -> Configured {
-        let diskLimit = Int64(environment.diskMiB) << 20
+        // A failure archives configure's log; one caused by a stop is the stop.
+        func failed(_ event: String, status: JobStatus, reason: String) async -> Configured {
+            if Task.isCancelled {
+                return .ended(
+                    await stopped(job: job, environment: environment, workspace: workspace, progress: progress))
+            }
+            logger.info("\(event)", metadata: ["reason": "\(reason)"])
+            let report = await publishUncancelled(
+                job: job, workspace: workspace, diskLimit: Int64(environment.diskMiB) << 20, outputs: false)
+            return .ended(
+                ExecutionResult(status: status, outcome: .failed, failureReason: reason, results: report.results))
+        }
         try await progress(.configuringVolumes)
         let image: PreparedImage?
         switch await prepareImage(job: job, environment: environment, workspace: workspace) {
         case .success(let prepared):
             image = prepared
         case .failure(let error):
-            if Task.isCancelled {
-                return .ended(
-                    await stopped(job: job, environment: environment, workspace: workspace, progress: progress))
-            }
-            logger.info("image unavailable", metadata: ["reason": "\(error.reason)"])
-            let report = await publishUncancelled(job: job, workspace: workspace, diskLimit: diskLimit, outputs: false)
-            return .ended(
-                ExecutionResult(
-                    status: .imagePullFailed, outcome: .failed, failureReason: error.reason, results: report.results))
+            return await failed("image unavailable", status: .imagePullFailed, reason: error.reason)
         }
         do {
             try await provisioner.provision(job.workflow, into: workspace)
         } catch {
-            if Task.isCancelled {
-                return .ended(
-                    await stopped(job: job, environment: environment, workspace: workspace, progress: progress))
-            }
-            logger.info("configuration failed", metadata: ["reason": "\(error.reason)"])
-            let report = await publishUncancelled(job: job, workspace: workspace, diskLimit: diskLimit, outputs: false)
-            return .ended(
-                ExecutionResult(
-                    status: error.status, outcome: .failed, failureReason: error.reason, results: report.results))
+            return await failed("configuration failed", status: error.status, reason: error.reason)
         }
         if Task.isCancelled {
             return .ended(await stopped(job: job, environment: environment, workspace: workspace, progress: progress))
