@@ -433,9 +433,24 @@ extension Cluster {
         if let job = stored.controller { schedule(after: .zero, .syncJob(job)) }
     }
 
+    /// One step of a pod's life: containers whose time came move on, running ones notice the marks they wait for,
+    /// the next containers are created in order, and a pod whose work is over stops what still runs and ends.
     func advance(_ runtime: inout PodRuntime, uid: String, pod: JSON, now: ContinuousClock.Instant) {
         let namespace = pod[["metadata", "namespace"]]?.string ?? ""
-        // 1. Containers whose time came.
+        fireDueContainers(&runtime, uid: uid, pod: pod, now: now)
+        for index in runtime.containers.indices where runtime.containers[index].isRunning {
+            watchMarkers(&runtime, index, uid: uid, now: now)
+        }
+        if !runtime.failing && !runtime.deleting {
+            if startInitContainers(&runtime, namespace: namespace, now: now) && !runtime.failing {
+                startMainContainers(&runtime, namespace: namespace, now: now)
+            }
+        }
+        endIfOver(&runtime, now: now)
+    }
+
+    /// Containers whose time came: created ones start, running ones end, a failing pull backs off.
+    private func fireDueContainers(_ runtime: inout PodRuntime, uid: String, pod: JSON, now: ContinuousClock.Instant) {
         for index in runtime.containers.indices {
             guard let due = runtime.containers[index].due, due <= now else { continue }
             runtime.containers[index].due = nil
@@ -454,79 +469,80 @@ extension Cluster {
                 break
             }
         }
-        // 2. Containers waiting for a mark on the shared volume.
-        for index in runtime.containers.indices where runtime.containers[index].isRunning {
-            watchMarkers(&runtime, index, uid: uid, now: now)
-        }
-        // 3. Init containers in order, then the main containers.
-        if !runtime.failing && !runtime.deleting {
-            var initialized = true
-            for index in runtime.containers.indices where runtime.containers[index].kind != .main {
-                let container = runtime.containers[index]
-                switch container.kind {
-                case .initContainer:
-                    if container.phase == .terminated {
-                        if container.exitCode == 0 { continue }
-                        runtime.failing = true
-                    } else if container.phase == .waiting {
-                        create(&runtime, index, namespace: namespace, now: now)
-                    }
-                case .sidecar:
-                    if container.isStarted { continue }
-                    if container.isRunning { break }
-                    if container.phase == .waiting { create(&runtime, index, namespace: namespace, now: now) }
-                    if container.phase == .terminated { continue }
-                case .main:
-                    continue
+    }
+
+    /// Init containers run one at a time, in order (a native sidecar only has to have started); returns whether
+    /// all of them are done, so the main containers may start. A failed init container fails the pod.
+    private func startInitContainers(
+        _ runtime: inout PodRuntime, namespace: String, now: ContinuousClock.Instant
+    ) -> Bool {
+        for index in runtime.containers.indices where runtime.containers[index].kind != .main {
+            let container = runtime.containers[index]
+            switch container.kind {
+            case .initContainer:
+                if container.phase == .terminated {
+                    if container.exitCode == 0 { continue }
+                    runtime.failing = true
+                } else if container.phase == .waiting {
+                    create(&runtime, index, namespace: namespace, now: now)
                 }
-                initialized = false
-                break
+            case .sidecar:
+                if container.isStarted { continue }
+                if container.isRunning { break }
+                if container.phase == .waiting { create(&runtime, index, namespace: namespace, now: now) }
+                if container.phase == .terminated { continue }
+            case .main:
+                continue
             }
-            if initialized && !runtime.failing {
-                for index in runtime.containers.indices where runtime.containers[index].kind == .main {
-                    let container = runtime.containers[index]
-                    if container.phase == .waiting && !container.stuck {
-                        create(&runtime, index, namespace: namespace, now: now)
-                    } else if container.phase == .terminated && restarts(runtime, container) {
-                        var restarted = container
-                        restarted.restartCount += 1
-                        restarted.lastTerminated = container.terminated
-                        restarted.terminated = nil
-                        restarted.exitCode = nil
-                        restarted.phase = .creating
-                        restarted.waitingReason = "CrashLoopBackOff"
-                        restarted.waitingMessage = "back-off restarting failed container"
-                        restarted.due = now + scaled(configuration.podRetryDelay)
-                        runtime.containers[index] = restarted
-                    }
-                }
+            return false
+        }
+        return true
+    }
+
+    /// Main containers start together; one that ended and restarts (per the restart policy) backs off first.
+    private func startMainContainers(_ runtime: inout PodRuntime, namespace: String, now: ContinuousClock.Instant) {
+        for index in runtime.containers.indices where runtime.containers[index].kind == .main {
+            let container = runtime.containers[index]
+            if container.phase == .waiting && !container.stuck {
+                create(&runtime, index, namespace: namespace, now: now)
+            } else if container.phase == .terminated && restarts(runtime, container) {
+                var restarted = container
+                restarted.restartCount += 1
+                restarted.lastTerminated = container.terminated
+                restarted.terminated = nil
+                restarted.exitCode = nil
+                restarted.phase = .creating
+                restarted.waitingReason = "CrashLoopBackOff"
+                restarted.waitingMessage = "back-off restarting failed container"
+                restarted.due = now + scaled(configuration.podRetryDelay)
+                runtime.containers[index] = restarted
             }
         }
-        // 4. Ending: once the main containers ended (or the pod fails or is deleted), stop what still runs — main
-        // containers first, sidecars after them.
+    }
+
+    /// Once the main containers ended (or the pod fails or is deleted), stop what still runs — main containers
+    /// first, sidecars after them — and when nothing runs, the pod's phase is final.
+    private func endIfOver(_ runtime: inout PodRuntime, now: ContinuousClock.Instant) {
         let mains = runtime.containers.filter { $0.kind == .main }
         let mainsOver = mains.allSatisfy { $0.phase == .terminated && !restarts(runtime, $0) || !$0.hasStarted }
         let mainsEnded = mains.allSatisfy { $0.phase == .terminated && !restarts(runtime, $0) }
-        let ending = runtime.failing || runtime.deleting || mainsEnded
-        if ending {
-            for index in runtime.containers.indices where runtime.containers[index].kind != .sidecar {
+        guard runtime.failing || runtime.deleting || mainsEnded else { return }
+        for index in runtime.containers.indices where runtime.containers[index].kind != .sidecar {
+            if runtime.containers[index].isRunning { signal(&runtime, index, now: now) }
+            if runtime.containers[index].phase == .creating { runtime.containers[index].phase = .waiting }
+        }
+        let othersStopped = runtime.containers.allSatisfy { $0.kind == .sidecar || !$0.isRunning }
+        if othersStopped && mainsOver {
+            for index in runtime.containers.indices where runtime.containers[index].kind == .sidecar {
                 if runtime.containers[index].isRunning { signal(&runtime, index, now: now) }
                 if runtime.containers[index].phase == .creating { runtime.containers[index].phase = .waiting }
             }
-            let othersStopped = runtime.containers.allSatisfy { $0.kind == .sidecar || !$0.isRunning }
-            if othersStopped && mainsOver {
-                for index in runtime.containers.indices where runtime.containers[index].kind == .sidecar {
-                    if runtime.containers[index].isRunning { signal(&runtime, index, now: now) }
-                    if runtime.containers[index].phase == .creating { runtime.containers[index].phase = .waiting }
-                }
-            }
-            if runtime.containers.allSatisfy({ !$0.isRunning && $0.phase != .creating }) {
-                let succeeded =
-                    !runtime.failing && !mains.isEmpty
-                    && mains.allSatisfy { $0.phase == .terminated && $0.exitCode == 0 }
-                runtime.phase = succeeded ? "Succeeded" : "Failed"
-                runtime.stage = .finished
-            }
+        }
+        if runtime.containers.allSatisfy({ !$0.isRunning && $0.phase != .creating }) {
+            let succeeded =
+                !runtime.failing && !mains.isEmpty && mains.allSatisfy { $0.phase == .terminated && $0.exitCode == 0 }
+            runtime.phase = succeeded ? "Succeeded" : "Failed"
+            runtime.stage = .finished
         }
     }
 
