@@ -58,12 +58,15 @@ struct ClientFailure: Error, CustomStringConvertible {
     var message: String
     /// The gateway's answer, when there was one (an `invalid_batch` lists the refused jobs there).
     var body: Data?
+    /// The gateway's error code (`log_not_found`, …), when it answered with one.
+    var code: String?
     var description: String { message }
 
-    init(_ exit: ClientExit, _ message: String, body: Data? = nil) {
+    init(_ exit: ClientExit, _ message: String, body: Data? = nil, code: String? = nil) {
         self.exit = exit
         self.message = message
         self.body = body
+        self.code = code
     }
 }
 
@@ -175,6 +178,12 @@ struct JobClient: Sendable {
 
     /// The API's `{"code","message"}` as one line, with the fix for the common cases.
     func failure(_ reply: Reply, method: HTTPMethod, path: String) -> ClientFailure {
+        var failure = describedFailure(reply, method: method, path: path)
+        failure.code = reply.object["code"] as? String
+        return failure
+    }
+
+    private func describedFailure(_ reply: Reply, method: HTTPMethod, path: String) -> ClientFailure {
         let object = reply.object
         let code = object["code"] as? String ?? "http_\(reply.status)"
         let message = object["message"] as? String ?? String(decoding: reply.body.prefix(300), as: UTF8.self)

@@ -114,22 +114,24 @@ struct JobCommand: AsyncParsableCommand {
 
     struct Logs: AsyncParsableCommand {
         static let configuration = CommandConfiguration(
-            abstract: "Print a job's archived logs (algorithm, configure, publish).",
+            abstract: "Print a job's logs (configure, algorithm, publish).",
             discussion: """
-                Logs are archived when a step ends. With -f the command follows the job's status changes (on \
-                stderr) until it ends, then prints its logs: the gateway has no live log route yet, so output \
-                written while the algorithm runs appears at the end.
+                Without -f, the archived logs of the steps that ended. With -f, each step's output as it is \
+                written (configure, then the algorithm, then publish; a header per step on stderr), and the \
+                exit code says how the job ended. A gateway that cannot follow running steps makes -f wait for \
+                the job's end and print the archived logs then.
                 """)
 
         @OptionGroup var client: ClientOptions
         @Argument(help: "The job's id.") var id: String
-        @Flag(name: [.customShort("f"), .long], help: "Follow the job until it ends, then print its logs.")
+        @Flag(name: [.customShort("f"), .long], help: "Stream each step's output while it runs, until the job ends.")
         var follow = false
         @Option(help: "With -f: seconds to wait before giving up (exit 8).") var timeout: Int?
 
         func run() async throws {
             try await JobClient.run(client) { api in
                 var exit = ClientExit.success
+                if follow && !client.json, let streamed = try await stream(api) { return streamed }
                 if follow {
                     exit = try await JobCommand.follow(api, id: id, json: false, timeout: timeout, quiet: false) {
                         _ in
@@ -161,6 +163,31 @@ struct JobCommand: AsyncParsableCommand {
                 }
                 return exit
             }
+        }
+
+        /// Streams the steps' logs as they are written; nil when this gateway cannot follow running steps.
+        private func stream(_ api: JobClient) async throws -> ClientExit? {
+            let deadline = ContinuousClock.now + .seconds(timeout ?? 6 * 3600)
+            for step in ["configure", "algorithm", "publish"] {
+                ClientOutput.note("==> \(step) <==")
+                let path = "/v1/jobs/\(JobClient.pathSegment(id))/logs/\(step)?follow=true"
+                do {
+                    _ = try await withDeadline(deadline - .now, operation: "following the \(step) log") {
+                        try await api.download(path, to: "-")
+                    }
+                } catch let failure as ClientFailure where failure.code == "log_not_found" {
+                    continue  // the step never ran (the job ended before it)
+                } catch let failure as ClientFailure where failure.code == "live_logs_unavailable" {
+                    return nil
+                } catch is DeadlineExceeded {
+                    throw ClientFailure(.gaveUp, "job \(id) did not finish within \(timeout ?? 0) s; it goes on")
+                }
+            }
+            // The job ends after its publish step; then one line says how.
+            let left = Int(max(1, (deadline - .now).components.seconds))
+            let exit = try await JobCommand.follow(api, id: id, json: false, timeout: left, quiet: true) { _ in }
+            ClientOutput.note(JobCommand.summary(try await api.job(id).0))
+            return exit
         }
     }
 

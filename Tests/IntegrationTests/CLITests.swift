@@ -81,6 +81,19 @@ struct CLITests {
             let listed = try await Self.run(deployment, ["job", "list", "--status", "70", "--json"], token: token)
             #expect((Self.lastJSON(listed.output)["jobs"] as? [[String: Any]])?.first?["id"] as? String == id)
 
+            // -f streams the steps' output while they run; a job submitted without waiting is followed to its end.
+            let talker = try Self.write(
+                #"{"stages": [{"input": [], "algorithm": {"rawcode": "import time\nfor i in range(3):\n    print('tick', i, flush=True)\n    time.sleep(0.5)", "container": {"entrypoint": "python3 $ALGO"}}}]}"#,
+                "talk.json", in: deployment)
+            let talking = try await Self.run(
+                deployment, ["job", "submit", "-f", talker, "--environment", deployment.environmentID], token: token)
+            let talkingID = talking.output.split(separator: "\n").last.map(String.init) ?? ""
+            let followed = try await Self.run(deployment, ["job", "logs", "-f", talkingID], token: token)
+            #expect(followed.code == 0, "\(followed.output)")
+            #expect(
+                followed.output.contains("tick 2") && followed.output.contains("==> publish <=="), "\(followed.output)")
+            #expect(followed.output.contains("succeeded"), "\(followed.output)")
+
             // A failing algorithm: not exit 0 with --wait.
             let failing = try Self.write(
                 #"{"stages": [{"input": [], "algorithm": {"rawcode": "import sys; sys.exit(3)", "container": {"entrypoint": "python3 $ALGO"}}}]}"#,

@@ -16,8 +16,10 @@ private func id(_ n: Int) -> JobID {
 
 private let env = ReconcileEnvironment(id: "env", maxJobs: 0, lastSeen: now)
 
-private func queued(_ n: Int, created: Double = 0, admitted: Bool = false) -> ReconcileJob {
-    ReconcileJob(id: id(n), environment: "env", createdAt: ago(created), admitted: admitted)
+private func queued(_ n: Int, created: Double = 0, admitted: Bool = false, maxQueueWait: Duration? = nil)
+    -> ReconcileJob
+{
+    ReconcileJob(id: id(n), environment: "env", createdAt: ago(created), maxQueueWait: maxQueueWait, admitted: admitted)
 }
 
 /// A job a worker claimed (attempt `attempt`, status 40) with a lease ending `leaseEnds` seconds from now; its first
@@ -268,6 +270,20 @@ let plannerCases: [PlannerCase] = [
     PlannerCase(
         name: "9 waited 300 s: expired", jobs: [queued(1, created: 300)],
         environments: [ReconcileEnvironment(id: "env", maxJobs: 0, maxQueueWait: .seconds(300), lastSeen: now)],
+        expected: [.expireInQueue(jobID: id(1))]),
+    PlannerCase(
+        name: "9 the job's own wait (ocean-node's queueMaxWaitTime) ends first: expired",
+        jobs: [queued(1, created: 60, maxQueueWait: .seconds(60)), queued(2, created: 59, maxQueueWait: .seconds(60))],
+        environments: [ReconcileEnvironment(id: "env", maxJobs: 0, maxQueueWait: .seconds(300), lastSeen: now)],
+        expected: [.expireInQueue(jobID: id(1))]),
+    PlannerCase(
+        name: "9 the environment's wait ends before the job's own: expired",
+        jobs: [queued(1, created: 300, maxQueueWait: .seconds(900))],
+        environments: [ReconcileEnvironment(id: "env", maxJobs: 0, maxQueueWait: .seconds(300), lastSeen: now)],
+        expected: [.expireInQueue(jobID: id(1))]),
+    PlannerCase(
+        name: "9 the job's own wait without an environment's",
+        jobs: [queued(1, created: 30, maxQueueWait: .seconds(30))],
         expected: [.expireInQueue(jobID: id(1))]),
     PlannerCase(
         name: "9 claimed jobs never expire in queue", jobs: [running(1, started: 900)], cluster: .notConfigured,

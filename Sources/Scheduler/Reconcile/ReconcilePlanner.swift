@@ -220,7 +220,9 @@ private struct Planning {
             return
         }
         if job.leaseUntil.map({ $0 > now }) ?? false { return }
-        if job.isQueued, let wait = environment?.maxQueueWait, job.createdAt.plus(wait) <= now {
+        // The job's own wait (ocean-node's queueMaxWaitTime) within the environment's, whichever ends first.
+        let waits = [job.maxQueueWait, environment?.maxQueueWait].compactMap { $0 }
+        if job.isQueued, let wait = waits.min(), job.createdAt.plus(wait) <= now {
             finish(job, .expireInQueue(jobID: job.id))
         }
     }

@@ -13,8 +13,9 @@ package struct PostgresReconcileStore: Sendable {
 
     // MARK: Reads
 
-    /// Columns of a ``ReconcileJob``; `j` is jobs, `e` its environment. maxtime and maxJobDuration are read
-    /// leniently: a value that is not a JSON number counts as absent (the environment default is 3600 s).
+    /// Columns of a ``ReconcileJob``; `j` is jobs, `e` its environment. maxtime, maxJobDuration and ocean-node's
+    /// queueMaxWaitTime are read leniently: a value that is not a JSON number counts as absent (the environment
+    /// default is 3600 s).
     private static let jobColumns = """
         j.id, j.environment, j.status, j.attempt, j.worker_id, j.lease_until, j.created_at, j.started_at,
         j.attempt_started_at, j.finished_at, j.stopreq, j.removed, j.change_seq, j.admitted_at is not null as admitted,
@@ -22,7 +23,9 @@ package struct PostgresReconcileStore: Sendable {
         case when jsonb_typeof(j.workflow #> '{stages,0,compute,maxtime}') = 'number'
             then (j.workflow #>> '{stages,0,compute,maxtime}')::numeric::bigint end as maxtime,
         case when jsonb_typeof(e.definition -> 'maxJobDuration') = 'number'
-            then (e.definition ->> 'maxJobDuration')::numeric::bigint end as max_job_duration
+            then (e.definition ->> 'maxJobDuration')::numeric::bigint end as max_job_duration,
+        case when jsonb_typeof(j.ocean_node -> 'queueMaxWaitTime') = 'number'
+            then (j.ocean_node ->> 'queueMaxWaitTime')::double precision end as queue_max_wait
         """
 
     /// Unfinished jobs (a full pass, through the partial index), or every job written after `cursor` (incremental;
@@ -136,7 +139,9 @@ package struct PostgresReconcileStore: Sendable {
             leaseUntil: try row.optionalDate("lease_until"), createdAt: try row.date("created_at"),
             startedAt: try row.optionalDate("started_at"), attemptStartedAt: try row.optionalDate("attempt_started_at"),
             finishedAt: try row.optionalDate("finished_at"), stopRequest: try row.int("stopreq"),
-            maxDuration: limit > 0 ? .seconds(limit) : nil, removed: try row.bool("removed"),
+            maxDuration: limit > 0 ? .seconds(limit) : nil,
+            maxQueueWait: try row.optionalDouble("queue_max_wait").flatMap { $0 > 0 ? .seconds($0) : nil },
+            removed: try row.bool("removed"),
             admitted: try row.bool("admitted"), lapses: try row.int("lapses"),
             changeSeq: Int64(try row.int("change_seq")))
     }

@@ -21,6 +21,9 @@ package struct ReconcileJob: Sendable, Hashable {
     package var stopRequest: Int
     /// The job's run-time limit: the workflow's `maxtime` capped by the environment's `maxJobDuration`. Nil: none.
     package var maxDuration: Duration?
+    /// How long the job itself may wait in the queue (ocean-node's `queueMaxWaitTime`); nil: the environment's
+    /// `maxQueueWait` alone applies.
+    package var maxQueueWait: Duration?
     /// Results and logs were deleted after the storage expiry.
     package var removed: Bool
     /// The dispatcher admitted it: it holds one of its environment's slots until it finishes.
@@ -32,7 +35,8 @@ package struct ReconcileJob: Sendable, Hashable {
     package init(
         id: JobID, environment: String, status: JobStatus = .queued, attempt: Int = 0, workerID: String? = nil,
         leaseUntil: Date? = nil, createdAt: Date, startedAt: Date? = nil, attemptStartedAt: Date? = nil,
-        finishedAt: Date? = nil, stopRequest: Int = 0, maxDuration: Duration? = nil, removed: Bool = false,
+        finishedAt: Date? = nil, stopRequest: Int = 0, maxDuration: Duration? = nil, maxQueueWait: Duration? = nil,
+        removed: Bool = false,
         admitted: Bool? = nil, lapses: Int = 0, changeSeq: Int64 = 0
     ) {
         self.id = id
@@ -47,6 +51,7 @@ package struct ReconcileJob: Sendable, Hashable {
         self.finishedAt = finishedAt
         self.stopRequest = stopRequest
         self.maxDuration = maxDuration
+        self.maxQueueWait = maxQueueWait
         self.removed = removed
         // A job that was ever claimed was admitted first.
         self.admitted = admitted ?? (attempt > 0 || workerID != nil)
