@@ -30,7 +30,7 @@ package final class JobWorker: Service, Sendable {
     /// end, deleting it) would queue behind all the others' launches until the submissions stop: with the cap, the
     /// backlog waits in the queue and the attempts already launched finish first.
     let launches: SlotPool
-    static let launchesAtOnce = 32
+    static let launchesAtOnce = 256
     let leases: LeaseKeeper
     /// Attempts running now, for the shutdown timer.
     let attempts = RunningAttempts()

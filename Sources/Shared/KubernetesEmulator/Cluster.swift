@@ -155,6 +155,12 @@ actor Cluster {
     var listSnapshots: [String: ListSnapshot] = [:]
     var watchers: [Int: Watcher] = [:]
     var nextWatcherID = 0
+    /// Per watcher, the lines written since the last flush: delivered together, so a burst of events (a tick that
+    /// advances many pods) costs one write per watch, not one per event. Kept apart from `watchers`, which the
+    /// fan-out iterates while lines are appended.
+    var pending: [Int: [UInt8]] = [:]
+    var unflushed: [Int] = []
+    var flushScheduled = false
     var byUID: [String: ObjectRef] = [:]
     var dependents: [String: Set<ObjectRef>] = [:]
     var random: SeededGenerator
@@ -306,10 +312,34 @@ actor Cluster {
             compact(upTo: history.count - configuration.compaction.maxEvents)
         }
         for (id, watcher) in watchers where watcher.resource.index == resource.index {
-            if let line = Self.line(for: event, watcher.selection) {
-                if case .terminated = watcher.continuation.yield(line) { watchers[id] = nil }
+            if let line = Self.line(for: event, watcher.selection) { send(id, line) }
+        }
+    }
+
+    /// Queues a line for a watcher; the lines of one actor turn go out together right after it.
+    func send(_ id: Int, _ line: [UInt8]) {
+        guard watchers[id] != nil else { return }
+        if pending[id] == nil {
+            unflushed.append(id)
+            if !flushScheduled {
+                flushScheduled = true
+                Task { self.flushWatches() }
             }
         }
+        pending[id, default: []].append(contentsOf: line)
+    }
+
+    func flushWatches() {
+        flushScheduled = false
+        let ids = unflushed
+        unflushed = []
+        for id in ids { flush(id) }
+    }
+
+    /// Delivers the watcher's pending lines (before anything that ends the watch).
+    func flush(_ id: Int) {
+        guard let lines = pending.removeValue(forKey: id), let watcher = watchers[id] else { return }
+        if case .terminated = watcher.continuation.yield(lines) { watchers[id] = nil }
     }
 
     /// The watch line a watcher with `selection` sees for `event`, or nil; an object that stops matching a
@@ -865,7 +895,8 @@ actor Cluster {
             "too old resource version: the watch cache was reinitialised (\(compactedRevision))")
         var object = status.json
         object["status"] = "Failure"
-        for watcher in watchers.values {
+        for (id, watcher) in watchers {
+            flush(id)
             watcher.continuation.yield(Self.watchLine("ERROR", object.serialized()))
             watcher.continuation.finish()
         }
@@ -873,7 +904,10 @@ actor Cluster {
     }
 
     func dropWatches() {
-        for watcher in watchers.values { watcher.continuation.finish() }
+        for (id, watcher) in watchers {
+            flush(id)
+            watcher.continuation.finish()
+        }
         watchers = [:]
     }
 
@@ -904,11 +938,12 @@ actor Cluster {
         }
         for (id, watcher) in watchers {
             if now >= watcher.deadline {
+                flush(id)
                 watcher.continuation.finish()
                 watchers[id] = nil
             } else if watcher.bookmarks && now >= watcher.nextBookmark {
                 watchers[id]?.nextBookmark = now + configuration.bookmarkInterval
-                if case .terminated = watcher.continuation.yield(bookmarkLine(watcher.resource)) { watchers[id] = nil }
+                send(id, bookmarkLine(watcher.resource))
             }
         }
         let horizon = now - configuration.compaction.window
