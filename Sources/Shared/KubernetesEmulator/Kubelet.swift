@@ -684,7 +684,8 @@ extension Cluster {
                 environment[name] = remap(value)
             } else if let reference = variable[["valueFrom", "secretKeyRef"]],
                 let secret = tables[ResourceType.secrets.index].objects[
-                    namespace + "/" + (reference["name"]?.string ?? "")].map(json),
+                    namespace + "/" + (reference["name"]?.string ?? "")
+                ].map(json),
                 let encoded = secret[["data", reference["key"]?.string ?? ""]]?.string,
                 let data = Data(base64Encoded: encoded)
             {
