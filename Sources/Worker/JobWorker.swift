@@ -25,12 +25,6 @@ package final class JobWorker: Service, Sendable {
     let slots: WorkerSlots
     /// Claims in flight at once.
     let claims: SlotPool
-    /// Kubernetes attempts between delivery and launched (claim, creates) at once. A fleet offered more than it can
-    /// run would otherwise start every delivery at once, and each job's next step (its pods' progress, recording its
-    /// end, deleting it) would queue behind all the others' launches until the submissions stop: with the cap, the
-    /// backlog waits in the queue and the attempts already launched finish first.
-    let launches: SlotPool
-    static let launchesAtOnce = 256
     let leases: LeaseKeeper
     /// Attempts running now, for the shutdown timer.
     let attempts = RunningAttempts()
@@ -47,7 +41,6 @@ package final class JobWorker: Service, Sendable {
         self.slots = WorkerSlots(
             SlotGate(capacity: configuration.slots, maximumPrefetch: configuration.maximumPrefetch))
         self.claims = SlotPool(count: 4)
-        self.launches = SlotPool(count: Self.launchesAtOnce)
         self.leases = LeaseKeeper(
             store: store, workerID: configuration.workerID, lease: configuration.leaseDuration, logger: logger)
     }
@@ -123,13 +116,6 @@ package final class JobWorker: Service, Sendable {
                     // Claims run concurrently (each is a short transaction), so one slow claim never holds back the
                     // deliveries behind it; a few at a time, so a burst does not exhaust the Postgres pool.
                     jobs.addTask {
-                        // With the local executor the launch is the whole run: there the slots alone bound it.
-                        let capped = self.configuration.executorKind == "kubernetes"
-                        if capped, (try? await self.launches.acquire()) == nil {
-                            try? await delivery.nack(requeue: true)
-                            self.slots.release()
-                            return
-                        }
                         var claimed: Job?
                         if (try? await self.claims.acquire()) != nil {
                             claimed = await self.claimInItsOwnTask(delivery)
@@ -146,7 +132,6 @@ package final class JobWorker: Service, Sendable {
                         } else {
                             self.slots.release()
                         }
-                        if capped { await self.launches.release() }
                     }
                 }
             } catch {
