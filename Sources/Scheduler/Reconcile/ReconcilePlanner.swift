@@ -274,8 +274,10 @@ private struct Planning {
     /// admission, after this plan's finalizations. The dispatcher decides admission; this is what `/metrics` shows.
     func reportCapacity(environments: [String: ReconcileEnvironment]) -> [String: EnvironmentCapacity] {
         var capacity: [String: EnvironmentCapacity] = [:]
+        // Each id formatted once, not at every comparison of the sort.
         let unfinished = snapshot.jobs.filter { !$0.isTerminal && !finishing.contains($0.id) }
-            .sorted { ($0.createdAt, $0.id.description) < ($1.createdAt, $1.id.description) }
+            .map { (job: $0, id: $0.id.description) }
+            .sorted { ($0.job.createdAt, $0.id) < ($1.job.createdAt, $1.id) }.map(\.job)
         for job in unfinished {
             var entry =
                 capacity[job.environment]

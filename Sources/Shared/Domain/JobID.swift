@@ -24,7 +24,21 @@ public struct JobID: Hashable, Sendable, CustomStringConvertible, Codable {
     }
 
     public var description: String {
-        uuid.uuidString.lowercased().replacingOccurrences(of: "-", with: "")
+        // Written digit by digit: Foundation's uppercase dashed form, lowercased and stripped, cost microseconds, and
+        // ids are formatted per job in labels, logs and sorts.
+        withUnsafeBytes(of: uuid.uuid) { bytes in
+            String(unsafeUninitializedCapacity: 32) { out in
+                for (offset, byte) in bytes.enumerated() {
+                    out[offset * 2] = Self.hexDigit(byte >> 4)
+                    out[offset * 2 + 1] = Self.hexDigit(byte & 0x0F)
+                }
+                return 32
+            }
+        }
+    }
+
+    private static func hexDigit(_ value: UInt8) -> UInt8 {
+        value < 10 ? UInt8(ascii: "0") + value : UInt8(ascii: "a") + value - 10
     }
 
     public init(from decoder: any Decoder) throws {

@@ -68,6 +68,14 @@ public final class KubernetesClient: Sendable {
     public func create<R: KubernetesResource>(
         _ object: R, namespace: String? = nil, priority: RequestPriority = .starting
     ) async throws -> R {
+        try await create(object, as: R.self, namespace: namespace, priority: priority)
+    }
+
+    /// Creates `object` and decodes the stored object as `projection` only (say its uid and labels): a launch that
+    /// needs the uid should not pay for decoding the whole pod or Job the API server echoes back.
+    public func create<R: KubernetesResource, P: Decodable & Sendable>(
+        _ object: R, as projection: P.Type, namespace: String? = nil, priority: RequestPriority = .starting
+    ) async throws -> P {
         var object = object
         object.apiVersion = R.resource.apiVersion
         object.kind = R.resource.kind
@@ -78,14 +86,21 @@ public final class KubernetesClient: Sendable {
             contentType: "application/json",
             context: "create \(R.resource.kind) \(object.metadata.name ?? object.metadata.generateName ?? "")",
             priority: priority)
-        return try decode(R.self, from: try await execute(call), context: call.context)
+        return try decode(P.self, from: try await execute(call), context: call.context)
     }
 
     public func get<R: KubernetesResource>(_ type: R.Type, name: String, namespace: String? = nil) async throws -> R {
+        try await get(type, as: R.self, name: name, namespace: namespace)
+    }
+
+    /// Reads one object, decoded as `projection` only.
+    public func get<R: KubernetesResource, P: Decodable & Sendable>(
+        _ type: R.Type, as projection: P.Type, name: String, namespace: String? = nil
+    ) async throws -> P {
         let call = Call(
             method: .GET, path: R.resource.objectPath(name: name, namespace: resolve(namespace)),
             context: "get \(R.resource.kind) \(name)")
-        return try decode(R.self, from: try await execute(call), context: call.context)
+        return try decode(P.self, from: try await execute(call), context: call.context)
     }
 
     /// One page of `type`, items decoded as the full kind.

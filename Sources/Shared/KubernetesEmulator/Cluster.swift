@@ -155,6 +155,12 @@ actor Cluster {
     var listSnapshots: [String: ListSnapshot] = [:]
     var watchers: [Int: Watcher] = [:]
     var nextWatcherID = 0
+    /// Per watcher, the lines written since the last flush: delivered together, so a burst of events (a tick that
+    /// advances many pods) costs one write per watch, not one per event. Kept apart from `watchers`, which the
+    /// fan-out iterates while lines are appended.
+    var pending: [Int: [UInt8]] = [:]
+    var unflushed: [Int] = []
+    var flushScheduled = false
     var byUID: [String: ObjectRef] = [:]
     var dependents: [String: Set<ObjectRef>] = [:]
     var random: SeededGenerator
@@ -174,6 +180,12 @@ actor Cluster {
     var markerWaiters: [String: Set<String>] = [:]
     /// Real step processes, when configured.
     let processes: StepProcesses?
+    /// Recently written objects as parsed JSON, by uid, with the resourceVersion they stand for: the controllers
+    /// read, change and write back the objects they just wrote (a pod's status several times a second), and
+    /// parsing the stored bytes again each time was a fifth of the emulator's CPU. Bounded by
+    /// ``parsedCacheLimit``; a miss parses the bytes as before.
+    var parsed: [String: (resourceVersion: UInt64, object: JSON)] = [:]
+    static let parsedCacheLimit = 4_096
 
     init(configuration: KubernetesEmulatorConfiguration) {
         self.configuration = configuration
@@ -211,6 +223,20 @@ actor Cluster {
 
     func object(_ ref: ObjectRef) -> StoredObject? { tables[ref.resource].objects[ref.key] }
 
+    /// The stored object as JSON: from ``parsed`` when it holds this version, else parsed from its bytes.
+    func json(_ stored: StoredObject) -> JSON {
+        if let hit = parsed[stored.uid], hit.resourceVersion == stored.resourceVersion { return hit.object }
+        let object = stored.json()
+        remember(stored, object)
+        return object
+    }
+
+    func remember(_ stored: StoredObject, _ object: JSON) {
+        guard !stored.uid.isEmpty else { return }
+        if parsed.count >= Self.parsedCacheLimit { parsed.removeAll(keepingCapacity: true) }
+        parsed[stored.uid] = (stored.resourceVersion, object)
+    }
+
     static func fields(of object: JSON, _ resource: ResourceType) -> SelectableFields {
         SelectableFields(
             name: object[["metadata", "name"]]?.string ?? "",
@@ -240,6 +266,9 @@ actor Cluster {
         for owner in stored.owners { dependents[owner, default: []].insert(ref) }
         tables[resource.index].objects[key] = stored
         byUID[stored.uid] = ref
+        // Only a value that reads back the same from its bytes stands in for them (an integral double is
+        // written as an integer and would read back as one).
+        if object.survivesSerialization { remember(stored, object) }
         record(resource, type, stored.bytes, old: previous?.fields, new: stored.fields, previous: previous?.bytes)
         return object
     }
@@ -258,12 +287,13 @@ actor Cluster {
     func remove(_ ref: ObjectRef) {
         guard let stored = object(ref) else { return }
         resourceVersion += 1
-        var object = stored.json()
+        var object = json(stored)
         object[["metadata", "resourceVersion"]] = .string(String(resourceVersion))
         let bytes = object.serialized()
         tables[ref.resource].objects[ref.key] = nil
         tables[ref.resource].removeKey(ref.key)
         byUID[stored.uid] = nil
+        parsed[stored.uid] = nil
         for owner in stored.owners { dependents[owner]?.remove(ref) }
         record(ref.type, .deleted, bytes, old: stored.fields, new: stored.fields, previous: stored.bytes)
         afterRemoval(ref, stored)
@@ -282,10 +312,34 @@ actor Cluster {
             compact(upTo: history.count - configuration.compaction.maxEvents)
         }
         for (id, watcher) in watchers where watcher.resource.index == resource.index {
-            if let line = Self.line(for: event, watcher.selection) {
-                if case .terminated = watcher.continuation.yield(line) { watchers[id] = nil }
+            if let line = Self.line(for: event, watcher.selection) { send(id, line) }
+        }
+    }
+
+    /// Queues a line for a watcher; the lines of one actor turn go out together right after it.
+    func send(_ id: Int, _ line: [UInt8]) {
+        guard watchers[id] != nil else { return }
+        if pending[id] == nil {
+            unflushed.append(id)
+            if !flushScheduled {
+                flushScheduled = true
+                Task { self.flushWatches() }
             }
         }
+        pending[id, default: []].append(contentsOf: line)
+    }
+
+    func flushWatches() {
+        flushScheduled = false
+        let ids = unflushed
+        unflushed = []
+        for id in ids { flush(id) }
+    }
+
+    /// Delivers the watcher's pending lines (before anything that ends the watch).
+    func flush(_ id: Int) {
+        guard let lines = pending.removeValue(forKey: id), let watcher = watchers[id] else { return }
+        if case .terminated = watcher.continuation.yield(lines) { watchers[id] = nil }
     }
 
     /// The watch line a watcher with `selection` sees for `event`, or nil; an object that stops matching a
@@ -540,7 +594,7 @@ actor Cluster {
             throw APIStatus.conflict(
                 resource, name, "Precondition failed: UID in precondition: \(uid), UID in object meta: \(stored.uid)")
         }
-        let old = stored.json()
+        let old = json(stored)
         var new = body
         new["kind"] = .string(resource.kind)
         new["apiVersion"] = .string(resource.apiVersion)
@@ -639,7 +693,7 @@ actor Cluster {
         guard let stored = tables[resource.index].objects[namespace + "/" + name] else {
             throw APIStatus.notFound(resource, name)
         }
-        var old = stored.json()
+        var old = json(stored)
         let patched: JSON
         if contentType.hasPrefix("application/merge-patch+json")
             || contentType.hasPrefix("application/strategic-merge-patch+json")
@@ -674,7 +728,7 @@ actor Cluster {
                 "Precondition failed: ResourceVersion in precondition: \(version), ResourceVersion in meta: \(stored.resourceVersion)"
             )
         }
-        if options.dryRun { return stored.json() }
+        if options.dryRun { return json(stored) }
         // Jobs keep the legacy default of batch/v1 (orphan their pods); everything else cascades in the background.
         let policy = options.propagation ?? (resource == .jobs ? .orphan : .background)
         return deleteObject(ref, policy: policy, grace: options.gracePeriodSeconds)
@@ -694,7 +748,7 @@ actor Cluster {
     func deleteObject(_ ref: ObjectRef, policy: Propagation, grace: Int64?) -> JSON {
         guard let stored = object(ref) else { return .null }
         let resource = ref.type
-        var object = stored.json()
+        var object = json(stored)
         if stored.deleting {
             // Already being deleted: a foreground request still adds its finalizer.
             if policy == .foreground, !Self.finalizers(object).contains("foregroundDeletion") {
@@ -744,7 +798,7 @@ actor Cluster {
     func orphanDependents(of uid: String) {
         for ref in dependents[uid] ?? [] {
             guard let stored = object(ref) else { continue }
-            var object = stored.json()
+            var object = json(stored)
             let references = (object[["metadata", "ownerReferences"]]?.array ?? []).filter { $0["uid"]?.string != uid }
             object[["metadata", "ownerReferences"]] = references.isEmpty ? nil : .array(references)
             commit(ref.type, object, type: .modified)
@@ -841,7 +895,8 @@ actor Cluster {
             "too old resource version: the watch cache was reinitialised (\(compactedRevision))")
         var object = status.json
         object["status"] = "Failure"
-        for watcher in watchers.values {
+        for (id, watcher) in watchers {
+            flush(id)
             watcher.continuation.yield(Self.watchLine("ERROR", object.serialized()))
             watcher.continuation.finish()
         }
@@ -849,7 +904,10 @@ actor Cluster {
     }
 
     func dropWatches() {
-        for watcher in watchers.values { watcher.continuation.finish() }
+        for (id, watcher) in watchers {
+            flush(id)
+            watcher.continuation.finish()
+        }
         watchers = [:]
     }
 
@@ -880,11 +938,12 @@ actor Cluster {
         }
         for (id, watcher) in watchers {
             if now >= watcher.deadline {
+                flush(id)
                 watcher.continuation.finish()
                 watchers[id] = nil
             } else if watcher.bookmarks && now >= watcher.nextBookmark {
                 watchers[id]?.nextBookmark = now + configuration.bookmarkInterval
-                if case .terminated = watcher.continuation.yield(bookmarkLine(watcher.resource)) { watchers[id] = nil }
+                send(id, bookmarkLine(watcher.resource))
             }
         }
         let horizon = now - configuration.compaction.window
@@ -940,7 +999,7 @@ actor Cluster {
             if remaining.isEmpty {
                 deleteObject(ref, policy: .background, grace: nil)
             } else {
-                var object = stored.json()
+                var object = json(stored)
                 let references = (object[["metadata", "ownerReferences"]]?.array ?? []).filter {
                     $0["uid"]?.string != uid
                 }
@@ -954,7 +1013,7 @@ actor Cluster {
     /// Foreground deletion: delete dependents (themselves in the foreground), and remove the owner once none remain.
     func processForeground(_ uid: String) {
         guard let ref = byUID[uid], let stored = object(ref), stored.deleting else { return }
-        var object = stored.json()
+        var object = json(stored)
         guard Self.finalizers(object).contains("foregroundDeletion") else { return }
         let waiting = (dependents[uid] ?? []).filter { self.object($0) != nil }
         for dependent in waiting where self.object(dependent)?.deleting == false {

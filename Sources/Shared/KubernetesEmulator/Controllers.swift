@@ -98,7 +98,7 @@ extension Cluster {
     func syncJob(_ uid: String) {
         guard let ref = byUID[uid], ref.resource == ResourceType.jobs.index, let stored = object(ref), !stored.deleting
         else { return }
-        let job = stored.json()
+        let job = json(stored)
         let spec = job["spec"] ?? [:]
         var status = job["status"] ?? [:]
         var conditions = status["conditions"]?.array ?? []
@@ -117,7 +117,7 @@ extension Cluster {
         var failed = Int(status["failed"]?.int ?? 0)
         for podRef in podRefs {
             guard let podStored = object(podRef), podStored.controller == uid else { continue }
-            let pod = podStored.json()
+            let pod = json(podStored)
             let phase = pod[["status", "phase"]]?.string ?? "Pending"
             restarts += (pod[["status", "containerStatuses"]]?.array ?? []).reduce(0) {
                 $0 + Int($1["restartCount"]?.int ?? 0)

@@ -369,6 +369,17 @@ extension JSON {
         "spec": 20, "data": 21, "status": 30, "items": 31, "object": 32,
     ]
 
+    /// Whether parsing ``serialized()`` gives this value back: false when it holds a double that is written as an
+    /// integer (and so reads back as `.int`).
+    var survivesSerialization: Bool {
+        switch self {
+        case .null, .bool, .int, .string: return true
+        case .double(let value): return !(value.isFinite && value.rounded() == value && abs(value) < 1e15)
+        case .array(let elements): return elements.allSatisfy(\.survivesSerialization)
+        case .object(let members): return members.values.allSatisfy(\.survivesSerialization)
+        }
+    }
+
     func serialized() -> [UInt8] {
         var out: [UInt8] = []
         out.reserveCapacity(512)
@@ -401,16 +412,16 @@ extension JSON {
             out.append(UInt8(ascii: "]"))
         case .object(let members):
             out.append(UInt8(ascii: "{"))
-            let keys = members.keys.sorted { left, right in
-                let leftRank = Self.keyRank[left] ?? 100
-                let rightRank = Self.keyRank[right] ?? 100
-                return leftRank != rightRank ? leftRank < rightRank : left < right
-            }
-            for (offset, key) in keys.enumerated() {
+            // Each key's rank looked up once, not at every comparison (hashing keys was most of the sort).
+            var ordered: [(rank: Int, key: String, value: JSON)] = []
+            ordered.reserveCapacity(members.count)
+            for (key, value) in members { ordered.append((Self.keyRank[key] ?? 100, key, value)) }
+            ordered.sort { $0.rank != $1.rank ? $0.rank < $1.rank : $0.key < $1.key }
+            for (offset, member) in ordered.enumerated() {
                 if offset > 0 { out.append(UInt8(ascii: ",")) }
-                Self.writeString(key, into: &out)
+                Self.writeString(member.key, into: &out)
                 out.append(UInt8(ascii: ":"))
-                members[key]!.write(into: &out)
+                member.value.write(into: &out)
             }
             out.append(UInt8(ascii: "}"))
         }
@@ -418,6 +429,12 @@ extension JSON {
 
     static func writeString(_ value: String, into out: inout [UInt8]) {
         out.append(UInt8(ascii: "\""))
+        // Most strings need no escape: copied whole.
+        if !value.utf8.contains(where: { $0 < 0x20 || $0 == UInt8(ascii: "\"") || $0 == UInt8(ascii: "\\") }) {
+            out.append(contentsOf: value.utf8)
+            out.append(UInt8(ascii: "\""))
+            return
+        }
         for byte in value.utf8 {
             switch byte {
             case UInt8(ascii: "\""): out.append(contentsOf: "\\\"".utf8)

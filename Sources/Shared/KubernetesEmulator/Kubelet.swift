@@ -346,7 +346,7 @@ extension Cluster {
         let ref = ObjectRef(resource: ResourceType.persistentVolumeClaims.index, key: claim)
         guard let stored = object(ref), stored.deleting else { return }
         if pods.values.contains(where: { $0.claims.contains(claim) }) { return }
-        var object = stored.json()
+        var object = json(stored)
         let remaining = Self.finalizers(object).filter { $0 != Validation.claimProtection }
         guard remaining.count != Self.finalizers(object).count else { return }
         object[["metadata", "finalizers"]] = remaining.isEmpty ? nil : .array(remaining.map { .string($0) })
@@ -358,7 +358,7 @@ extension Cluster {
     func bind(_ claim: String) {
         let ref = ObjectRef(resource: ResourceType.persistentVolumeClaims.index, key: claim)
         guard let stored = object(ref), !stored.deleting else { return }
-        var object = stored.json()
+        var object = json(stored)
         guard object[["status", "phase"]]?.string != "Bound" else { return }
         object["status"] = [
             "phase": "Bound", "accessModes": object[["spec", "accessModes"]] ?? [],
@@ -386,7 +386,7 @@ extension Cluster {
     /// keep running), then the main containers; once those ended, stops the sidecars; then the phase is final.
     func podStep(_ uid: String) {
         guard var runtime = pods[uid], let ref = byUID[uid], let stored = object(ref) else { return }
-        let pod = stored.json()
+        let pod = json(stored)
         let now = ContinuousClock.now
         if runtime.stage == .created {
             let missing = runtime.claims.filter {
@@ -585,7 +585,7 @@ extension Cluster {
             guard let reference = variable[["valueFrom", "secretKeyRef"]] else { continue }
             if reference["optional"]?.bool == true { continue }
             let name = reference["name"]?.string ?? ""
-            guard let secret = tables[ResourceType.secrets.index].objects[namespace + "/" + name]?.json() else {
+            guard let secret = tables[ResourceType.secrets.index].objects[namespace + "/" + name].map(json) else {
                 return "secret \"\(name)\" not found"
             }
             let key = reference["key"]?.string ?? ""
@@ -700,7 +700,8 @@ extension Cluster {
                 environment[name] = remap(value)
             } else if let reference = variable[["valueFrom", "secretKeyRef"]],
                 let secret = tables[ResourceType.secrets.index].objects[
-                    namespace + "/" + (reference["name"]?.string ?? "")]?.json(),
+                    namespace + "/" + (reference["name"]?.string ?? "")
+                ].map(json),
                 let encoded = secret[["data", reference["key"]?.string ?? ""]]?.string,
                 let data = Data(base64Encoded: encoded)
             {
@@ -895,7 +896,7 @@ extension Cluster {
             return
         }
         let grace =
-            byUID[uid].flatMap { object($0)?.json()[["metadata", "deletionGracePeriodSeconds"]]?.int } ?? 30
+            byUID[uid].flatMap { object($0).map(json)?[["metadata", "deletionGracePeriodSeconds"]]?.int } ?? 30
         schedule(after: scaled(Double(max(grace, 0))) + scaled(configuration.podTerminationDelay), .podTerminated(uid))
         podStep(uid)
     }
@@ -922,7 +923,7 @@ extension Cluster {
             writeStatus(uid, runtime)
         }
         guard let current = object(ref) else { return }
-        let pod = current.json()
+        let pod = json(current)
         let finalizers = Self.finalizers(pod).filter { $0 != "foregroundDeletion" }
         if finalizers.isEmpty {
             if Self.finalizers(pod).contains("foregroundDeletion") {
@@ -937,7 +938,7 @@ extension Cluster {
 
     func writePod(_ uid: String, _ change: (inout JSON) -> Void) {
         guard let ref = byUID[uid], let stored = object(ref) else { return }
-        var pod = stored.json()
+        var pod = json(stored)
         let before = pod
         change(&pod)
         guard pod != before else { return }
@@ -1041,7 +1042,7 @@ extension Cluster {
         guard let stored = tables[ResourceType.pods.index].objects[namespace + "/" + name] else {
             throw APIStatus.notFound(.pods, name)
         }
-        let pod = stored.json()
+        let pod = json(stored)
         let mains = (pod[["spec", "containers"]]?.array ?? []).compactMap { $0["name"]?.string }
         let inits = (pod[["spec", "initContainers"]]?.array ?? []).compactMap { $0["name"]?.string }
         let chosen: String

@@ -301,8 +301,17 @@ struct EmulatorResponder: HTTPResponder {
         let stream = try await cluster.watch(
             resource, selection: selection, from: query["resourceVersion"], bookmarks: bookmarks, timeout: timeout)
         let body = ResponseBody { writer in
-            for await line in stream {
-                try await writer.write(ByteBuffer(bytes: table ? TablePrinter.watchLine(resource, line) : line))
+            // Each element holds one or more whole lines (what the cluster wrote in one turn).
+            for await lines in stream {
+                guard table else {
+                    try await writer.write(ByteBuffer(bytes: lines))
+                    continue
+                }
+                var out: [UInt8] = []
+                for line in lines.split(separator: UInt8(ascii: "\n")) {
+                    out.append(contentsOf: TablePrinter.watchLine(resource, Array(line) + [UInt8(ascii: "\n")]))
+                }
+                try await writer.write(ByteBuffer(bytes: out))
             }
             try await writer.finish(nil)
         }

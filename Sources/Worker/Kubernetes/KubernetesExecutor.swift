@@ -179,7 +179,9 @@ package final class KubernetesExecutor: Executor {
             guard observed?.root == .present, observed?.algorithmPod.presence == .notSeen else { return }
             logger.info("adopting the attempt; creating its algorithm pod")
             let root = try await retrying("reading the attempt's Job", logger: logger) {
-                try await client.get(Kubernetes.Job.self, name: manifests.rootName, namespace: configuration.namespace)
+                try await client.get(
+                    Kubernetes.Job.self, as: CreatedObject.self, name: manifests.rootName,
+                    namespace: configuration.namespace)
             }
             try await createAlgorithmPod(manifests, root: root, logger: logger)
             return
@@ -195,7 +197,7 @@ package final class KubernetesExecutor: Executor {
         try await launched
     }
 
-    private func createAlgorithmPod(_ manifests: JobManifests, root: Kubernetes.Job, logger: Logger) async throws {
+    private func createAlgorithmPod(_ manifests: JobManifests, root: CreatedObject, logger: Logger) async throws {
         guard let uid = root.metadata.uid else {
             throw KubernetesExecutorError(.unexpectedResponse, "the API returned a Job without a uid")
         }
@@ -207,17 +209,29 @@ package final class KubernetesExecutor: Executor {
         }
     }
 
+    /// What a launch reads of an object it created or adopted.
+    struct CreatedObject: Decodable, Sendable {
+        struct Metadata: Decodable, Sendable {
+            var uid: String?
+            var labels: AttemptLabels?
+        }
+        var metadata: Metadata
+    }
+
     /// Creates the object; if one of that name exists it is adopted when its labels say it is this attempt's, and
     /// refused otherwise (never a duplicate, never someone else's object).
-    private func createOrAdopt<R: KubernetesResource>(_ object: R, _ manifests: JobManifests) async throws -> R {
+    private func createOrAdopt<R: KubernetesResource>(
+        _ object: R, _ manifests: JobManifests
+    ) async throws -> CreatedObject {
         do {
-            return try await client.create(object, namespace: configuration.namespace)
+            return try await client.create(object, as: CreatedObject.self, namespace: configuration.namespace)
         } catch let error as KubernetesError where error.code == .alreadyExists {
             let name = object.metadata.name ?? ""
-            let existing = try await client.get(R.self, name: name, namespace: configuration.namespace)
-            let labels = existing.metadata.labels ?? [:]
-            guard labels[ClusterNaming.jobIDLabel] == manifests.job.id.description,
-                labels[ClusterNaming.attemptLabel] == String(manifests.job.attempt)
+            let existing = try await client.get(
+                R.self, as: CreatedObject.self, name: name, namespace: configuration.namespace)
+            let labels = existing.metadata.labels
+            guard labels?.jobID == manifests.job.id.description,
+                labels?.attempt == String(manifests.job.attempt)
             else {
                 throw KubernetesExecutorError(
                     .foreignObject, "\(R.resource.kind) \(name) exists but belongs to another job or attempt")
