@@ -21,7 +21,8 @@ public struct JobID: Hashable, Sendable, CustomStringConvertible, Codable {
         let low = (generator.next() & 0x3fff_ffff_ffff_ffff) | 0x8000_0000_0000_0000
         let h = withUnsafeBytes(of: high.bigEndian) { Array($0) }
         let l = withUnsafeBytes(of: low.bigEndian) { Array($0) }
-        return UUID(uuid: (h[0], h[1], h[2], h[3], h[4], h[5], h[6], h[7], l[0], l[1], l[2], l[3], l[4], l[5], l[6], l[7]))
+        return UUID(
+            uuid: (h[0], h[1], h[2], h[3], h[4], h[5], h[6], h[7], l[0], l[1], l[2], l[3], l[4], l[5], l[6], l[7]))
     }
 
     /// Accepts the 32-digit hex form and the dashed UUID form; anything else is not a job id.

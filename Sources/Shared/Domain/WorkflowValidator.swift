@@ -16,7 +16,8 @@ public struct WorkflowValidator: Sendable {
     /// Validates like ``validate(_:environment:)`` and returns the workflow as JSON text, the form the job store
     /// writes: the size check needs the encoding anyway, and a submit that passes it on encodes the workflow once.
     /// Nil only if the workflow cannot be encoded (then the store's own encoding reports it).
-    public func validatedJSON(_ workflow: Workflow, environment: ComputeEnvironment) throws(SubmissionError) -> String? {
+    public func validatedJSON(_ workflow: Workflow, environment: ComputeEnvironment) throws(SubmissionError) -> String?
+    {
         guard let stage = workflow.stages.first else {
             throw SubmissionError(code: "missing_stages", message: "the workflow has no stages")
         }
@@ -74,7 +75,7 @@ public struct WorkflowValidator: Sendable {
 
     /// Whether JSON text holds the escape `\\u0000` (how JSONEncoder writes a NUL), searched in the bytes: on the
     /// submit path a `String.contains` here went through Foundation's CFString search, a few percent of a submit.
-    static func containsEscapedNUL(_ json: Data) -> Bool {
+    public static func containsEscapedNUL(_ json: Data) -> Bool {
         let pattern: [UInt8] = Array(#"\u0000"#.utf8)
         return json.withUnsafeBytes { bytes in
             guard bytes.count >= pattern.count else { return false }

@@ -128,7 +128,8 @@ package struct MigrationRunner: Sendable {
         }
     }
 
-    private func applyLocked(_ migration: Migration, sql: String, in session: PostgresTransaction) async throws -> Bool {
+    private func applyLocked(_ migration: Migration, sql: String, in session: PostgresTransaction) async throws -> Bool
+    {
         let checksum = try await Self.checksum(of: sql, in: session)
         let rows = try await session.query(
             "SELECT checksum FROM schema_migrations WHERE version = $1", [.text(migration.version)])
