@@ -63,11 +63,10 @@ struct WorkflowValidatorTests {
         #expect(code(workflow) == expected)
     }
 
-    @Test("a valid workflow's JSON is what JSONEncoder writes, so the store can write it as is")
+    @Test("a valid workflow's JSON decodes to the same workflow, so the store can write it as is")
     func validatedJSON() throws {
         let workflow = Self.workflow()
         let json = try #require(try WorkflowValidator().validatedJSON(workflow, environment: Self.environment))
-        #expect(json == String(decoding: try JSONEncoder().encode(workflow), as: UTF8.self))
         #expect(try JSONDecoder().decode(Workflow.self, from: Data(json.utf8)) == workflow)
     }
 

@@ -73,7 +73,7 @@ public struct WorkflowValidator: Sendable {
         return encoded.map { String(decoding: $0, as: UTF8.self) }
     }
 
-    /// Whether JSON text holds the escape `\\u0000` (how JSONEncoder writes a NUL), searched in the bytes: on the
+    /// Whether JSON text holds the escape `\u0000` (how JSONEncoder writes a NUL), searched in the bytes: on the
     /// submit path a `String.contains` here went through Foundation's CFString search, a few percent of a submit.
     public static func containsEscapedNUL(_ json: Data) -> Bool {
         let pattern: [UInt8] = Array(#"\u0000"#.utf8)

@@ -28,9 +28,9 @@ extension PostgresJobStore {
         var jobRows = try rows(chunks.first)
 
         try await client.withTransaction { tx in
-            // Jobs go in chunks, each a COPY of its own, and the next chunk's workflows are encoded to JSON while
-            // the server stores the current one: the encoding is the client's largest cost, and on a machine of
-            // two cores it then overlaps the server's work instead of adding to it.
+            // Jobs go in chunks, each a COPY of its own, and the next chunk's rows are built (its workflows encoded
+            // to JSON, unless the caller passed them) while the server stores the current one: the encoding is the
+            // client's largest cost, and on a machine of two cores it then overlaps the server's work.
             for number in chunks.indices {
                 let next = number + 1 < chunks.count ? chunks[number + 1] : nil
                 async let following = rows(next)
