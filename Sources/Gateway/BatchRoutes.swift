@@ -157,11 +157,15 @@ extension JobSubmitter {
         var errors: [BatchError.Item] = []
         var workflows: [Workflow] = []
         workflows.reserveCapacity(request.jobs.count)
+        // Each workflow's JSON from its validation, written as is: encoding is a batch's largest cost in the gateway.
+        var workflowJSON: [String]? = []
+        workflowJSON?.reserveCapacity(request.jobs.count)
         for (index, item) in request.jobs.enumerated() {
             do {
                 let workflow = try item.workflow.get()
-                try validate(workflow, environment: environment, chainID: request.chainId)
+                let json = try validate(workflow, environment: environment, chainID: request.chainId)
                 workflows.append(workflow)
+                if let json { workflowJSON?.append(json) } else { workflowJSON = nil }
             } catch {
                 errors.append(.init(index: index, code: error.code, message: error.message))
             }
@@ -186,7 +190,8 @@ extension JobSubmitter {
                 priority: priority, workflow: workflow)
         }
         do {
-            try await store.insertBatch(jobs, batchID: batchID, trace: .new(requestID: requestID))
+            try await store.insertBatch(
+                jobs, workflowJSON: workflowJSON, batchID: batchID, trace: .new(requestID: requestID))
         } catch let error as PostgresError {
             // Another retry of the same reserved chunk wrote these jobs first.
             if placement.resumesReservation, error.isUniqueViolation,

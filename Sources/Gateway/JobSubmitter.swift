@@ -63,8 +63,9 @@ package struct JobSubmitter: Sendable {
                 .badRequest, code: "unknown_environment",
                 message: "environment '\(request.environment.prefix(64))' does not exist")
         }
+        let workflowJSON: String?
         do {
-            try validate(request.workflow, environment: environment, chainID: request.chainId)
+            workflowJSON = try validate(request.workflow, environment: environment, chainID: request.chainId)
         } catch {
             throw APIError(error)
         }
@@ -75,7 +76,7 @@ package struct JobSubmitter: Sendable {
         let outcome: PostgresJobStore.IdempotentInsert
         do {
             outcome = try await store.insert(
-                job, idempotencyKey: idempotencyKey, trace: .new(requestID: requestID))
+                job, workflowJSON: workflowJSON, idempotencyKey: idempotencyKey, trace: .new(requestID: requestID))
         } catch let error as PostgresError {
             logger.error("job insert failed", metadata: ["error": "\(error)"])
             throw APIError.unavailable
@@ -98,8 +99,12 @@ package struct JobSubmitter: Sendable {
     }
 
     /// The validator's checks, then the environment's policy, then whether the environment can run the named image.
-    func validate(_ workflow: Workflow, environment: ComputeEnvironment, chainID: Int?) throws(SubmissionError) {
-        try validator.validate(workflow, environment: environment)
+    /// Returns the workflow as JSON for the store (see ``WorkflowValidator/validatedJSON(_:environment:)``).
+    @discardableResult
+    func validate(
+        _ workflow: Workflow, environment: ComputeEnvironment, chainID: Int?
+    ) throws(SubmissionError) -> String? {
+        let workflowJSON = try validator.validatedJSON(workflow, environment: environment)
         try SubmissionPolicy.check(workflow, environment: environment, chainID: chainID)
         if configuration.executor == .kubernetes, environment.dataVolumeClaim == nil,
             workflow.stage?.input.contains(where: { !$0.path.isEmpty }) == true
@@ -112,6 +117,7 @@ package struct JobSubmitter: Sendable {
         }
         _ = try ImagePolicy.decide(
             workflow.stage?.algorithm.container, environment: environment, executor: configuration.executor)
+        return workflowJSON
     }
 
     /// The owner a new job gets: the caller's own, unless an admin (or a gateway without authentication) names

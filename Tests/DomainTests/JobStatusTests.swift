@@ -71,4 +71,33 @@ struct JobIDTests {
         #expect(JobID("not-a-job") == nil)
         #expect(JobID(String(repeating: "g", count: 32)) == nil)
     }
+
+    @Test("the hex form is the UUID's, lowercase and without dashes, for any UUID version")
+    func description() {
+        for uuid in [UUID(), JobID.timeOrderedUUID(), UUID(uuidString: "00FF10A0-0000-4000-8000-ABCDEF012345")!] {
+            #expect(
+                JobID(uuid: uuid).description == uuid.uuidString.lowercased().replacingOccurrences(of: "-", with: ""))
+        }
+    }
+
+    @Test("new ids are UUID version 7: the time in milliseconds first, so later ids sort after earlier ones")
+    func timeOrdered() {
+        let instant = Date(timeIntervalSince1970: 1_764_979_200.123)
+        let id = JobID(uuid: JobID.timeOrderedUUID(now: instant))
+        #expect(id.description.hasPrefix(String(1_764_979_200_123, radix: 16).leftPadded(to: 12)))
+        let bytes = id.uuid.uuid
+        #expect(bytes.6 >> 4 == 7)
+        #expect(bytes.8 >> 6 == 0b10)
+        let later = JobID(uuid: JobID.timeOrderedUUID(now: instant.addingTimeInterval(0.001)))
+        #expect(id.description < later.description)
+        // 74 random bits: ids made in the same millisecond differ.
+        #expect(Set((0..<1000).map { _ in JobID.timeOrderedUUID(now: instant) }).count == 1000)
+        #expect(JobID().uuid.uuid.6 >> 4 == 7)
+    }
+}
+
+extension String {
+    fileprivate func leftPadded(to length: Int) -> String {
+        String(repeating: "0", count: max(0, length - count)) + self
+    }
 }

@@ -63,6 +63,23 @@ struct WorkflowValidatorTests {
         #expect(code(workflow) == expected)
     }
 
+    @Test("a valid workflow's JSON decodes to the same workflow, so the store can write it as is")
+    func validatedJSON() throws {
+        let workflow = Self.workflow()
+        let json = try #require(try WorkflowValidator().validatedJSON(workflow, environment: Self.environment))
+        #expect(try JSONDecoder().decode(Workflow.self, from: Data(json.utf8)) == workflow)
+    }
+
+    @Test(
+        "the NUL check finds the escape anywhere in the bytes",
+        arguments: [
+            (#"{"a":"x\u0000"}"#, true), (#"\u0000"#, true), (#"{"a":"\u0001"}"#, false), (#"\u000"#, false),
+            ("", false), (#"{"a":"u0000"}"#, false),
+        ])
+    func escapedNUL(json: String, found: Bool) {
+        #expect(WorkflowValidator.containsEscapedNUL(Data(json.utf8)) == found)
+    }
+
     @Test func rawCodeNeedsPermission() {
         var environment = Self.environment
         environment.allowRawAlgorithm = false

@@ -176,6 +176,27 @@ extension PostgresIntegrationTests {
             }
         }
 
+        @Test("insertBatch writes the workflow JSON it is given (the validator's), across chunks, in job order")
+        func batchInsertEncoded() async throws {
+            try await Self.withStore { store, environment in
+                let count = PostgresJobStore.batchChunkSize + 7
+                let jobs = (0..<count).map { _ in Self.job(environment) }
+                // Distinct JSON per job (a key the workflow does not have): shows which text was written, and where.
+                let json = jobs.indices.map { #"{"stages":[],"mark":\#($0)}"# }
+                try await store.insertBatch(jobs, workflowJSON: json, batchID: nil)
+                let rows = try await store.client.query(
+                    "SELECT id, (workflow ->> 'mark')::int AS mark FROM jobs WHERE id = any($1::text[]::uuid[])",
+                    [.textArray(jobs.map(\.id.uuid.uuidString))])
+                let marks = Dictionary(uniqueKeysWithValues: try rows.map { (try $0.uuid("id"), try $0.int("mark")) })
+                #expect(marks.count == count)
+                #expect(jobs.indices.allSatisfy { marks[jobs[$0].id.uuid] == $0 })
+                // A list of the wrong length is not trusted: the store encodes the workflows itself.
+                let more = (0..<3).map { _ in Self.job(environment) }
+                try await store.insertBatch(more, workflowJSON: ["{}"], batchID: nil)
+                #expect(try await store.job(more[2].id)?.workflow == more[2].workflow)
+            }
+        }
+
         @Test("insertBatch is all or nothing: a duplicate id in the batch writes nothing")
         func batchAllOrNothing() async throws {
             try await Self.withStore { store, environment in

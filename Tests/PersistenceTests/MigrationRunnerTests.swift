@@ -71,6 +71,38 @@ extension PostgresIntegrationTests {
             }
         }
 
+        @Test("a no-transaction migration runs a concurrent index drop once, also under concurrent runners")
+        func outsideTransaction() async throws {
+            let directory = FileManager.default.temporaryDirectory
+                .appendingPathComponent("pq-migrations-\(UUID().uuidString)")
+            try FileManager.default.createDirectory(at: directory, withIntermediateDirectories: true)
+            defer { try? FileManager.default.removeItem(at: directory) }
+            try "CREATE TABLE gadgets (id int, name text); CREATE INDEX gadgets_name ON gadgets (name);"
+                .save("0001_gadgets.sql", in: directory)
+            // Inside a transaction block Postgres refuses CONCURRENTLY (25001): this only passes outside one.
+            try "\(MigrationRunner.noTransactionMarker)\n-- why\nDROP INDEX CONCURRENTLY IF EXISTS gadgets_name;\n"
+                .save("0002_drop_name.sql", in: directory)
+
+            try await TestDatabase.withSchema { client, _ in
+                let runner = MigrationRunner(client: client, directory: directory, logger: TestDatabase.logger)
+                let results = try await withThrowingTaskGroup(of: [String].self) { group in
+                    for _ in 0..<4 { group.addTask { try await runner.apply() } }
+                    return try await group.reduce(into: []) { $0.append($1) }
+                }
+                #expect(results.flatMap { $0 }.sorted() == ["0001", "0002"])
+                let index = try await client.query("SELECT to_regclass('gadgets_name') IS NULL AS gone")
+                #expect(try index[0].bool("gone"))
+                #expect(try await client.query("SELECT count(*) AS n FROM schema_migrations")[0].int("n") == 2)
+                // The session lock is released: a transactional migration after it still applies.
+                try "ALTER TABLE gadgets ADD COLUMN size int;".save("0003_size.sql", in: directory)
+                #expect(try await runner.apply() == ["0003"])
+
+                // Died after the drop, before the bookkeeping row: the next run applies it again, harmlessly.
+                _ = try await client.execute("DELETE FROM schema_migrations WHERE version = '0002'")
+                #expect(try await runner.apply() == ["0002"])
+            }
+        }
+
         @Test("discovery sorts by numeric version and rejects duplicates")
         func discovery() throws {
             let directory = FileManager.default.temporaryDirectory

@@ -339,8 +339,9 @@ extension JobSubmitter {
         workflow: Workflow, environment: ComputeEnvironment, owner: String, agreementID: String, signer: String,
         chainID: Int?, requestID: String
     ) async throws -> (Job, createdEpoch: String) {
+        let workflowJSON: String?
         do {
-            try validate(workflow, environment: environment, chainID: chainID)
+            workflowJSON = try validate(workflow, environment: environment, chainID: chainID)
         } catch {
             throw OceanError(.init(code: error.httpStatus), code: error.code, message: error.message)
         }
@@ -348,7 +349,7 @@ extension JobSubmitter {
             id: JobID(), environment: environment.id, owner: owner, agreementID: agreementID,
             origin: .ocean(signer: signer), workflow: workflow)
         do {
-            switch try await store.insert(job, trace: .new(requestID: requestID)) {
+            switch try await store.insert(job, workflowJSON: workflowJSON, trace: .new(requestID: requestID)) {
             case .inserted(let createdEpoch):
                 return (job, createdEpoch)
             case .existing:

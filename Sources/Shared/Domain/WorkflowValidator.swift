@@ -10,6 +10,14 @@ public struct WorkflowValidator: Sendable {
     }
 
     public func validate(_ workflow: Workflow, environment: ComputeEnvironment) throws(SubmissionError) {
+        _ = try validatedJSON(workflow, environment: environment)
+    }
+
+    /// Validates like ``validate(_:environment:)`` and returns the workflow as JSON text, the form the job store
+    /// writes: the size check needs the encoding anyway, and a submit that passes it on encodes the workflow once.
+    /// Nil only if the workflow cannot be encoded (then the store's own encoding reports it).
+    public func validatedJSON(_ workflow: Workflow, environment: ComputeEnvironment) throws(SubmissionError) -> String?
+    {
         guard let stage = workflow.stages.first else {
             throw SubmissionError(code: "missing_stages", message: "the workflow has no stages")
         }
@@ -31,7 +39,8 @@ public struct WorkflowValidator: Sendable {
                     code: "duplicate_input", message: "input \(position) repeats the dataset id '\(input.id)'")
             }
         }
-        if let encoded = try? JSONEncoder().encode(workflow) {
+        let encoded = try? JSONEncoder().encode(workflow)
+        if let encoded {
             guard encoded.count <= limits.maxWorkflowBytes else {
                 throw SubmissionError(
                     code: "workflow_too_large",
@@ -39,7 +48,7 @@ public struct WorkflowValidator: Sendable {
                     httpStatus: 413)
             }
             // Postgres's jsonb cannot hold NUL characters; refuse them here rather than fail at the insert.
-            guard !String(decoding: encoded, as: UTF8.self).contains("\\u0000") else {
+            guard !Self.containsEscapedNUL(encoded) else {
                 throw SubmissionError(
                     code: "invalid_character", message: "text in the workflow may not contain NUL (\\u0000) characters")
             }
@@ -60,6 +69,20 @@ public struct WorkflowValidator: Sendable {
                     message: "compute.maxtime \(maxtime) s exceeds environment '\(environment.id)' "
                         + "maxJobDuration \(environment.maxJobDuration) s")
             }
+        }
+        return encoded.map { String(decoding: $0, as: UTF8.self) }
+    }
+
+    /// Whether JSON text holds the escape `\u0000` (how JSONEncoder writes a NUL), searched in the bytes: on the
+    /// submit path a `String.contains` here went through Foundation's CFString search, a few percent of a submit.
+    public static func containsEscapedNUL(_ json: Data) -> Bool {
+        let pattern: [UInt8] = Array(#"\u0000"#.utf8)
+        return json.withUnsafeBytes { bytes in
+            guard bytes.count >= pattern.count else { return false }
+            for start in 0...(bytes.count - pattern.count) where bytes[start] == pattern[0] {
+                if (1..<pattern.count).allSatisfy({ bytes[start + $0] == pattern[$0] }) { return true }
+            }
+            return false
         }
     }
 

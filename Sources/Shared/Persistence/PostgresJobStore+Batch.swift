@@ -6,8 +6,11 @@ extension PostgresJobStore {
 
     /// Inserts `jobs` (status as given, normally 1) and one job_events row per job, in one short transaction through
     /// COPY. All or nothing: any failure (a duplicate job id, an unknown environment) rolls the whole batch back. The
-    /// jobs wait for admission; the dispatchers are woken after the commit.
-    package func insertBatch(_ jobs: [Job], batchID: UUID?, trace: RequestTrace = RequestTrace()) async throws {
+    /// jobs wait for admission; the dispatchers are woken after the commit. `workflowJSON`, when given, is each job's
+    /// workflow already encoded (by the validator, ``WorkflowValidator/validatedJSON(_:environment:)``), in order.
+    package func insertBatch(
+        _ jobs: [Job], workflowJSON: [String]? = nil, batchID: UUID?, trace: RequestTrace = RequestTrace()
+    ) async throws {
         guard !jobs.isEmpty else { return }
         let batch = batchID.map(PostgresValue.uuid) ?? .null
         let eventRows: [[PostgresValue]] = jobs.map {
@@ -16,15 +19,21 @@ extension PostgresJobStore {
         let chunks = stride(from: 0, to: jobs.count, by: Self.batchChunkSize).map {
             $0..<min($0 + Self.batchChunkSize, jobs.count)
         }
-        var jobRows = try chunks.first.map { try Self.jobRows(jobs[$0], batch: batch, trace: trace) } ?? []
+        // One JSON per job or none: a list of another length is not trusted, and the workflows are encoded here.
+        let encoded = workflowJSON?.count == jobs.count ? workflowJSON : nil
+        @Sendable func rows(_ range: Range<Int>?) throws -> [[PostgresValue]] {
+            guard let range else { return [] }
+            return try Self.jobRows(jobs[range], workflowJSON: encoded?[range], batch: batch, trace: trace)
+        }
+        var jobRows = try rows(chunks.first)
 
         try await client.withTransaction { tx in
-            // Jobs go in chunks, each a COPY of its own, and the next chunk's workflows are encoded to JSON while
-            // the server stores the current one: the encoding is the client's largest cost, and on a machine of
-            // two cores it then overlaps the server's work instead of adding to it.
+            // Jobs go in chunks, each a COPY of its own, and the next chunk's rows are built (its workflows encoded
+            // to JSON, unless the caller passed them) while the server stores the current one: the encoding is the
+            // client's largest cost, and on a machine of two cores it then overlaps the server's work.
             for number in chunks.indices {
                 let next = number + 1 < chunks.count ? chunks[number + 1] : nil
-                async let following = Self.jobRows(next.map { jobs[$0] } ?? [], batch: batch, trace: trace)
+                async let following = rows(next)
                 try await tx.copy(
                     into: "jobs",
                     columns: [
@@ -43,13 +52,15 @@ extension PostgresJobStore {
     /// overlap well, large enough that the extra round trips don't matter.
     static let batchChunkSize = 2_000
 
-    /// The `jobs` COPY rows of some jobs; encodes each workflow to JSON.
+    /// The `jobs` COPY rows of some jobs; encodes each workflow to JSON unless `workflowJSON` has it.
     private static func jobRows(
-        _ jobs: ArraySlice<Job>, batch: PostgresValue, trace: RequestTrace
+        _ jobs: ArraySlice<Job>, workflowJSON: ArraySlice<String>?, batch: PostgresValue, trace: RequestTrace
     ) throws -> [[PostgresValue]] {
         let encoder = JSONEncoder()
-        return try jobs.map { job in
-            let workflow = String(decoding: try encoder.encode(job.workflow), as: UTF8.self)
+        return try jobs.indices.map { index in
+            let job = jobs[index]
+            let workflow =
+                try workflowJSON?[index] ?? String(decoding: encoder.encode(job.workflow), as: UTF8.self)
             return [
                 .uuid(job.id.uuid), .text(job.environment), .text(job.owner), .textArray(job.viewers),
                 .optional(job.agreementID), batch,
@@ -72,7 +83,8 @@ extension PostgresJobStore {
 
     /// Inserts the job (waiting for admission) and its first event, unless its owner already has a job under
     /// `idempotencyKey`: then that job is returned instead of a duplicate. With a nil key it is a plain insert and
-    /// always returns `.inserted`. The dispatchers are woken after the commit (``SubmitWakeups``).
+    /// always returns `.inserted`. The dispatchers are woken after the commit (``SubmitWakeups``). `workflowJSON`,
+    /// when given, is the job's workflow already encoded (``WorkflowValidator/validatedJSON(_:environment:)``).
     ///
     /// One statement (a data-modifying CTE) rather than a transaction of two: a single round trip and an implicit
     /// transaction, so it is just as atomic and commits with one fsync. Concurrent submissions with the same key
@@ -80,9 +92,9 @@ extension PostgresJobStore {
     /// other wait for it and write nothing, and the follow-up read (a new statement) then sees the winner's job.
     @discardableResult
     package func insert(
-        _ job: Job, idempotencyKey: String? = nil, trace: RequestTrace = RequestTrace()
+        _ job: Job, workflowJSON: String? = nil, idempotencyKey: String? = nil, trace: RequestTrace = RequestTrace()
     ) async throws -> IdempotentInsert {
-        let workflow = String(decoding: try JSONEncoder().encode(job.workflow), as: UTF8.self)
+        let workflow = try workflowJSON ?? String(decoding: JSONEncoder().encode(job.workflow), as: UTF8.self)
         let rows = try await client.query(
             """
             with job as (

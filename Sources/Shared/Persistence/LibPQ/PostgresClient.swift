@@ -69,6 +69,15 @@ package final class PostgresClient: Sendable {
         }
     }
 
+    /// Runs `body` on one connection outside any transaction block: each statement commits on its own. For what
+    /// cannot run in a transaction (`DROP INDEX CONCURRENTLY`) and needs session state between statements (a session
+    /// advisory lock). The connection goes back to the pool afterwards.
+    package func withSession<T: Sendable>(_ body: (PostgresTransaction) async throws -> T) async throws -> T {
+        try await withConnection { connection in
+            try await body(PostgresTransaction(connection: connection))
+        }
+    }
+
     /// Closes idle connections, fails waiting callers, and makes every later call throw
     /// ``PostgresError/Code/poolClosed``. Connections in use close when their call finishes.
     package func shutdown() async {

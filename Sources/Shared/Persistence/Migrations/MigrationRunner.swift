@@ -11,6 +11,11 @@ import Logging
 ///
 /// A migration file runs as one script inside that transaction, so it must not contain its own
 /// BEGIN/COMMIT or statements that cannot run in a transaction block (e.g. `CREATE INDEX CONCURRENTLY`).
+///
+/// Except a file whose first line is ``noTransactionMarker``: it holds one statement that cannot run in a
+/// transaction block (`DROP INDEX CONCURRENTLY`, which leaves a live table writable), run on its own under a
+/// session advisory lock and recorded after it succeeded. A process dying in between leaves it done but unrecorded,
+/// so such a statement must be safe to run again (`if exists`, `if not exists`).
 package struct MigrationRunner: Sendable {
     private let client: PostgresClient
     private let directory: URL
@@ -68,9 +73,15 @@ package struct MigrationRunner: Sendable {
         return appliedNow
     }
 
+    /// The first line of a migration that runs outside a transaction block.
+    package static let noTransactionMarker = "-- c2d:no-transaction"
+
     /// Runs one migration and records it, unless another runner did so while we waited for the lock.
     private func apply(_ migration: Migration) async throws -> Bool {
         let sql = try Self.read(migration)
+        if sql.hasPrefix(Self.noTransactionMarker) {
+            return try await applyOutsideTransaction(migration, sql: sql)
+        }
         return try await client.withTransaction { transaction in
             _ = try await transaction.query("SELECT pg_advisory_xact_lock($1)", [.int(Self.lockKey)])
             let checksum = try await Self.checksum(of: sql, in: transaction)
@@ -98,6 +109,47 @@ package struct MigrationRunner: Sendable {
             )
             return true
         }
+    }
+
+    /// Runs a ``noTransactionMarker`` migration: the statement commits on its own, then the bookkeeping row.
+    private func applyOutsideTransaction(_ migration: Migration, sql: String) async throws -> Bool {
+        try await client.withSession { session in
+            // A session lock excludes the transaction-scoped one of other runners (same key), and is released here
+            // or when the connection closes.
+            _ = try await session.query("SELECT pg_advisory_lock($1)", [.int(Self.lockKey)])
+            do {
+                let applied = try await applyLocked(migration, sql: sql, in: session)
+                _ = try await session.query("SELECT pg_advisory_unlock($1)", [.int(Self.lockKey)])
+                return applied
+            } catch {
+                _ = try? await session.query("SELECT pg_advisory_unlock($1)", [.int(Self.lockKey)])
+                throw error
+            }
+        }
+    }
+
+    private func applyLocked(_ migration: Migration, sql: String, in session: PostgresTransaction) async throws -> Bool
+    {
+        let checksum = try await Self.checksum(of: sql, in: session)
+        let rows = try await session.query(
+            "SELECT checksum FROM schema_migrations WHERE version = $1", [.text(migration.version)])
+        if let row = rows.first {
+            try Self.compare(migration, recorded: try row.string("checksum"), current: checksum)
+            return false
+        }
+        let started = ContinuousClock.now
+        try await session.executeScript(sql)
+        _ = try await session.execute(
+            "INSERT INTO schema_migrations (version, name, checksum) VALUES ($1, $2, $3)",
+            [.text(migration.version), .text(migration.name), .text(checksum)])
+        logger.info(
+            "applied migration outside a transaction",
+            metadata: [
+                "migration.version": "\(migration.version)",
+                "migration.name": "\(migration.name)",
+                "migration.duration": "\(ContinuousClock.now - started)",
+            ])
+        return true
     }
 
     private func recordedChecksums() async throws -> [String: String] {
