@@ -95,6 +95,8 @@ extension Cluster {
         ])
     }
 
+    /// The Job controller's reconcile of one Job: count its pods, then suspend, fail, complete, or create the pods
+    /// it still needs, and write the status.
     func syncJob(_ uid: String) {
         guard let ref = byUID[uid], ref.resource == ResourceType.jobs.index, let stored = object(ref), !stored.deleting
         else { return }
@@ -108,49 +110,9 @@ extension Cluster {
         if finished { return }
         var runtime = jobs[uid] ?? JobRuntime()
         let now = ContinuousClock.now
-        let podRefs = (dependents[uid] ?? []).filter { $0.resource == ResourceType.pods.index }
-        var active: [ObjectRef] = []
-        var terminating = 0
-        var ready = 0
-        var restarts = 0
-        var succeeded = Int(status["succeeded"]?.int ?? 0)
-        var failed = Int(status["failed"]?.int ?? 0)
-        for podRef in podRefs {
-            guard let podStored = object(podRef), podStored.controller == uid else { continue }
-            let pod = json(podStored)
-            let phase = pod[["status", "phase"]]?.string ?? "Pending"
-            restarts += (pod[["status", "containerStatuses"]]?.array ?? []).reduce(0) {
-                $0 + Int($1["restartCount"]?.int ?? 0)
-            }
-            if phase == "Succeeded" || phase == "Failed" {
-                if runtime.counted.insert(podStored.uid).inserted {
-                    if phase == "Succeeded" {
-                        succeeded += 1
-                    } else {
-                        failed += 1
-                        runtime.lastFailure = now
-                    }
-                }
-            } else if podStored.deleting {
-                terminating += 1
-            } else {
-                active.append(podRef)
-                if phase == "Running" { ready += 1 }
-            }
-        }
-        // A pod that vanished before finishing (deleted while running) counts as failed, as with tracking finalizers.
-        let known = Set(podRefs.compactMap { object($0)?.uid })
-        for tracked in runtime.tracked where !known.contains(tracked) && !runtime.counted.contains(tracked) {
-            failed += 1
-            runtime.lastFailure = now
-        }
-        runtime.counted.formIntersection(known)
-        runtime.tracked = Set(
-            podRefs.compactMap { podRef in
-                object(podRef).flatMap { runtime.counted.contains($0.uid) ? nil : $0.uid }
-            })
+        var pods = countPods(of: uid, status: status, runtime: &runtime, now: now)
         if spec["suspend"]?.bool == true {
-            for podRef in active { deleteObject(podRef, policy: .background, grace: nil) }
+            for podRef in pods.active { deleteObject(podRef, policy: .background, grace: nil) }
             setCondition(&conditions, "Suspended", reason: "JobSuspended", message: "Job suspended")
             status["active"] = 0
             status["conditions"] = .array(conditions)
@@ -175,73 +137,143 @@ extension Cluster {
             runtime.startedAt = now
         }
         if runtime.startedAt == nil { runtime.startedAt = now }
-        let backoffLimit = Int(spec["backoffLimit"]?.int ?? 6)
-        let completions = Int(spec["completions"]?.int ?? 1)
-        let parallelism = Int(spec["parallelism"]?.int ?? 1)
-        var failure: (reason: String, message: String)?
-        if let target = conditions.first(where: { $0["type"]?.string == "FailureTarget" }) {
-            failure = (target["reason"]?.string ?? "", target["message"]?.string ?? "")
-        } else if failed + restarts > backoffLimit {
-            failure = ("BackoffLimitExceeded", "Job has reached the specified backoff limit")
-        } else if let deadline = spec["activeDeadlineSeconds"]?.int, let started = runtime.startedAt {
-            let due = started + scaled(Double(deadline))
-            if now >= due {
-                failure = ("DeadlineExceeded", "Job was active longer than specified deadline")
-            } else if !runtime.deadlineScheduled {
-                runtime.deadlineScheduled = true
-                timers.push(due, .syncJob(uid))
-            }
-        }
         var created = 0
-        if let failure {
+        if let failure = failure(of: uid, spec: spec, conditions: conditions, pods: pods, runtime: &runtime, now: now) {
             setCondition(&conditions, "FailureTarget", reason: failure.reason, message: failure.message)
-            for podRef in active { deleteObject(podRef, policy: .background, grace: nil) }
-            terminating += active.count
-            active = []
-            ready = 0
-            if terminating == 0 {
+            terminateActive(&pods)
+            pods.ready = 0
+            if pods.terminating == 0 {
                 setCondition(&conditions, "Failed", reason: failure.reason, message: failure.message)
                 scheduleTTL(uid, spec)
             }
-        } else if succeeded >= completions {
-            setCondition(
-                &conditions, "SuccessCriteriaMet", reason: "CompletionsReached",
-                message: "Reached expected number of succeeded pods")
-            for podRef in active { deleteObject(podRef, policy: .background, grace: nil) }
-            terminating += active.count
-            active = []
-            if terminating == 0 {
-                setCondition(
-                    &conditions, "Complete", reason: "CompletionsReached",
-                    message: "Reached expected number of succeeded pods")
+        } else if pods.succeeded >= Int(spec["completions"]?.int ?? 1) {
+            let message = "Reached expected number of succeeded pods"
+            setCondition(&conditions, "SuccessCriteriaMet", reason: "CompletionsReached", message: message)
+            terminateActive(&pods)
+            if pods.terminating == 0 {
+                setCondition(&conditions, "Complete", reason: "CompletionsReached", message: message)
                 status["completionTime"] = .string(Timestamp.now())
                 scheduleTTL(uid, spec)
             }
         } else {
-            let wanted = max(0, min(parallelism, completions - succeeded) - active.count - terminating)
-            if wanted > 0 {
-                let retryAt = runtime.lastFailure.map { $0 + scaled(configuration.podRetryDelay) }
-                if let retryAt, retryAt > now {
-                    timers.push(retryAt, .syncJob(uid))
-                } else {
-                    for _ in 0..<wanted {
-                        if let podUID = createPod(for: job) {
-                            created += 1
-                            runtime.tracked.insert(podUID)
-                        }
-                    }
-                }
-            }
+            created = createMissingPods(uid, job, spec: spec, pods: pods, runtime: &runtime, now: now)
         }
-        status["active"] = active.count + created == 0 ? nil : .int(Int64(active.count + created))
-        status["ready"] = .int(Int64(ready))
-        status["terminating"] = .int(Int64(terminating))
-        status["succeeded"] = succeeded == 0 ? nil : .int(Int64(succeeded))
-        status["failed"] = failed == 0 ? nil : .int(Int64(failed))
+        let active = pods.active.count + created
+        status["active"] = active == 0 ? nil : .int(Int64(active))
+        status["ready"] = .int(Int64(pods.ready))
+        status["terminating"] = .int(Int64(pods.terminating))
+        status["succeeded"] = pods.succeeded == 0 ? nil : .int(Int64(pods.succeeded))
+        status["failed"] = pods.failed == 0 ? nil : .int(Int64(pods.failed))
         status["uncountedTerminatedPods"] = [:]
         status["conditions"] = conditions.isEmpty ? nil : .array(conditions)
         jobs[uid] = runtime
         writeJobStatus(ref, job, status)
+    }
+
+    /// A Job's pods as its controller counts them.
+    struct JobPods {
+        var active: [ObjectRef] = []
+        var terminating = 0
+        var ready = 0
+        var restarts = 0
+        var succeeded: Int
+        var failed: Int
+    }
+
+    /// Deletes a Job's running pods, which then count as terminating.
+    private func terminateActive(_ pods: inout JobPods) {
+        for podRef in pods.active { deleteObject(podRef, policy: .background, grace: nil) }
+        pods.terminating += pods.active.count
+        pods.active = []
+    }
+
+    /// Counts each finished pod once (tracking finalizers' role); a pod that vanished before finishing (deleted
+    /// while running) counts as failed.
+    private func countPods(
+        of uid: String, status: JSON, runtime: inout JobRuntime, now: ContinuousClock.Instant
+    ) -> JobPods {
+        let podRefs = (dependents[uid] ?? []).filter { $0.resource == ResourceType.pods.index }
+        var pods = JobPods(succeeded: Int(status["succeeded"]?.int ?? 0), failed: Int(status["failed"]?.int ?? 0))
+        for podRef in podRefs {
+            guard let podStored = object(podRef), podStored.controller == uid else { continue }
+            let pod = json(podStored)
+            let phase = pod[["status", "phase"]]?.string ?? "Pending"
+            pods.restarts += (pod[["status", "containerStatuses"]]?.array ?? []).reduce(0) {
+                $0 + Int($1["restartCount"]?.int ?? 0)
+            }
+            if phase == "Succeeded" || phase == "Failed" {
+                if runtime.counted.insert(podStored.uid).inserted {
+                    if phase == "Succeeded" {
+                        pods.succeeded += 1
+                    } else {
+                        pods.failed += 1
+                        runtime.lastFailure = now
+                    }
+                }
+            } else if podStored.deleting {
+                pods.terminating += 1
+            } else {
+                pods.active.append(podRef)
+                if phase == "Running" { pods.ready += 1 }
+            }
+        }
+        let known = Set(podRefs.compactMap { object($0)?.uid })
+        for tracked in runtime.tracked where !known.contains(tracked) && !runtime.counted.contains(tracked) {
+            pods.failed += 1
+            runtime.lastFailure = now
+        }
+        runtime.counted.formIntersection(known)
+        runtime.tracked = Set(
+            podRefs.compactMap { podRef in
+                object(podRef).flatMap { runtime.counted.contains($0.uid) ? nil : $0.uid }
+            })
+        return pods
+    }
+
+    /// Why the Job fails, if it does: a failure target set before, the backoff limit, or the active deadline (whose
+    /// timer is set the first time it is seen).
+    private func failure(
+        of uid: String, spec: JSON, conditions: [JSON], pods: JobPods, runtime: inout JobRuntime,
+        now: ContinuousClock.Instant
+    ) -> (reason: String, message: String)? {
+        if let target = conditions.first(where: { $0["type"]?.string == "FailureTarget" }) {
+            return (target["reason"]?.string ?? "", target["message"]?.string ?? "")
+        }
+        if pods.failed + pods.restarts > Int(spec["backoffLimit"]?.int ?? 6) {
+            return ("BackoffLimitExceeded", "Job has reached the specified backoff limit")
+        }
+        if let deadline = spec["activeDeadlineSeconds"]?.int, let started = runtime.startedAt {
+            let due = started + scaled(Double(deadline))
+            if now >= due { return ("DeadlineExceeded", "Job was active longer than specified deadline") }
+            if !runtime.deadlineScheduled {
+                runtime.deadlineScheduled = true
+                timers.push(due, .syncJob(uid))
+            }
+        }
+        return nil
+    }
+
+    /// Creates the pods parallelism and completions still call for, after the retry delay of a failed one; returns
+    /// how many it made.
+    private func createMissingPods(
+        _ uid: String, _ job: JSON, spec: JSON, pods: JobPods, runtime: inout JobRuntime, now: ContinuousClock.Instant
+    ) -> Int {
+        let completions = Int(spec["completions"]?.int ?? 1)
+        let parallelism = Int(spec["parallelism"]?.int ?? 1)
+        let wanted = max(0, min(parallelism, completions - pods.succeeded) - pods.active.count - pods.terminating)
+        guard wanted > 0 else { return 0 }
+        if let retryAt = runtime.lastFailure.map({ $0 + scaled(configuration.podRetryDelay) }), retryAt > now {
+            timers.push(retryAt, .syncJob(uid))
+            return 0
+        }
+        var created = 0
+        for _ in 0..<wanted {
+            if let podUID = createPod(for: job) {
+                created += 1
+                runtime.tracked.insert(podUID)
+            }
+        }
+        return created
     }
 
     func writeJobStatus(_ ref: ObjectRef, _ job: JSON, _ status: JSON) {
