@@ -182,102 +182,123 @@ struct EmulatorResponder: HTTPResponder {
     // MARK: Resource verbs
 
     func resourceRequest(_ request: Request, _ path: ResourcePath, _ query: [String: String]) async throws -> Response {
-        let resource = path.resource
-        let dryRun = query["dryRun"] == "All"
-        guard let name = path.name else {
-            let watching = query["watch"] == "true" || query["watch"] == "1"
-            let verb: String
-            switch request.method {
-            case .get: verb = watching ? "watch" : "list"
-            case .post: verb = "create"
-            case .delete: verb = "deletecollection"
-            default: throw APIStatus.methodNotAllowed()
-            }
-            try await admit(verb: verb, resource: resource.name)
-            if request.method == .post {
-                guard let namespace = path.namespace else { throw APIStatus.methodNotAllowed() }
-                guard let body = try await body(request) else {
-                    throw APIStatus.badRequest("the request body is empty")
-                }
-                return Self.json(
-                    201, try await cluster.create(resource, namespace: namespace, body: body, dryRun: dryRun))
-            }
-            var selection = Selection(namespace: path.namespace)
-            if let text = query["labelSelector"] { selection.labels = try LabelSelector(parsing: text) }
-            if let text = query["fieldSelector"] {
-                selection.fields = try FieldSelector(parsing: text, resource: resource)
-            }
-            if request.method == .delete {
-                let options = try DeleteOptions(body: try await body(request), query: query)
-                return Self.json(
-                    200, try await cluster.deleteCollection(resource, selection: selection, options: options))
-            }
-            let table = TablePrinter.wants(request.headers[.accept])
-            if watching { return try await watch(resource, selection, query, table: table) }
-            let limit = query["limit"].flatMap { Int($0) }
-            let bytes = try await cluster.list(
-                resource, selection: selection, limit: limit, continueToken: query["continue"])
-            guard table else { return Self.json(200, bytes) }
-            let list = try JSON.parse(bytes)
-            return Self.json(
-                200, TablePrinter.table(resource, items: list["items"]?.array ?? [], metadata: list["metadata"] ?? [:]))
-        }
+        guard let name = path.name else { return try await collectionRequest(request, path, query) }
         let namespace = path.namespace ?? ""
         switch path.subresource {
         case nil:
-            switch request.method {
-            case .get:
-                try await admit(verb: "get", resource: resource.name)
-                let bytes = try await cluster.get(resource, namespace: namespace, name: name)
-                guard TablePrinter.wants(request.headers[.accept]) else { return Self.json(200, bytes) }
-                let object = try JSON.parse(bytes)
-                let metadata: JSON = ["resourceVersion": object[["metadata", "resourceVersion"]] ?? ""]
-                return Self.json(200, TablePrinter.table(resource, items: [object], metadata: metadata))
-            case .put:
-                try await admit(verb: "update", resource: resource.name)
-                guard let body = try await body(request) else {
-                    throw APIStatus.badRequest("the request body is empty")
-                }
-                return Self.json(
-                    200,
-                    try await cluster.update(resource, namespace: namespace, name: name, body: body, dryRun: dryRun))
-            case .patch:
-                try await admit(verb: "patch", resource: resource.name)
-                return try await patch(request, resource, namespace, name, kind: .main, dryRun: dryRun)
-            case .delete:
-                try await admit(verb: "delete", resource: resource.name)
-                let options = try DeleteOptions(body: try await body(request), query: query)
-                return Self.json(
-                    200, try await cluster.delete(resource, namespace: namespace, name: name, options: options))
-            default:
-                throw APIStatus.methodNotAllowed()
-            }
-        case "status" where resource.hasStatus:
-            switch request.method {
-            case .get:
-                try await admit(verb: "get", resource: resource.name + "/status")
-                return Self.json(200, try await cluster.get(resource, namespace: namespace, name: name))
-            case .put:
-                try await admit(verb: "update", resource: resource.name + "/status")
-                guard let body = try await body(request) else {
-                    throw APIStatus.badRequest("the request body is empty")
-                }
-                return Self.json(
-                    200,
-                    try await cluster.update(
-                        resource, namespace: namespace, name: name, body: body, kind: .status, dryRun: dryRun))
-            case .patch:
-                try await admit(verb: "patch", resource: resource.name + "/status")
-                return try await patch(request, resource, namespace, name, kind: .status, dryRun: dryRun)
-            default:
-                throw APIStatus.methodNotAllowed()
-            }
-        case "log" where resource == .pods:
+            return try await objectRequest(request, path.resource, namespace, name, query)
+        case "status" where path.resource.hasStatus:
+            return try await statusRequest(request, path.resource, namespace, name, query)
+        case "log" where path.resource == .pods:
             guard request.method == .get else { throw APIStatus.methodNotAllowed() }
             try await admit(verb: "get", resource: "pods/log")
             return try await podLog(namespace, name, query)
         default:
             throw APIStatus.pathNotFound()
+        }
+    }
+
+    /// A resource's collection: list, watch, create, deletecollection.
+    private func collectionRequest(
+        _ request: Request, _ path: ResourcePath, _ query: [String: String]
+    ) async throws -> Response {
+        let resource = path.resource
+        let dryRun = query["dryRun"] == "All"
+        let watching = query["watch"] == "true" || query["watch"] == "1"
+        let verb: String
+        switch request.method {
+        case .get: verb = watching ? "watch" : "list"
+        case .post: verb = "create"
+        case .delete: verb = "deletecollection"
+        default: throw APIStatus.methodNotAllowed()
+        }
+        try await admit(verb: verb, resource: resource.name)
+        if request.method == .post {
+            guard let namespace = path.namespace else { throw APIStatus.methodNotAllowed() }
+            guard let body = try await body(request) else {
+                throw APIStatus.badRequest("the request body is empty")
+            }
+            return Self.json(
+                201, try await cluster.create(resource, namespace: namespace, body: body, dryRun: dryRun))
+        }
+        var selection = Selection(namespace: path.namespace)
+        if let text = query["labelSelector"] { selection.labels = try LabelSelector(parsing: text) }
+        if let text = query["fieldSelector"] {
+            selection.fields = try FieldSelector(parsing: text, resource: resource)
+        }
+        if request.method == .delete {
+            let options = try DeleteOptions(body: try await body(request), query: query)
+            return Self.json(
+                200, try await cluster.deleteCollection(resource, selection: selection, options: options))
+        }
+        let table = TablePrinter.wants(request.headers[.accept])
+        if watching { return try await watch(resource, selection, query, table: table) }
+        let limit = query["limit"].flatMap { Int($0) }
+        let bytes = try await cluster.list(
+            resource, selection: selection, limit: limit, continueToken: query["continue"])
+        guard table else { return Self.json(200, bytes) }
+        let list = try JSON.parse(bytes)
+        return Self.json(
+            200, TablePrinter.table(resource, items: list["items"]?.array ?? [], metadata: list["metadata"] ?? [:]))
+    }
+
+    /// One object: get, update, patch, delete.
+    private func objectRequest(
+        _ request: Request, _ resource: ResourceType, _ namespace: String, _ name: String, _ query: [String: String]
+    ) async throws -> Response {
+        let dryRun = query["dryRun"] == "All"
+        switch request.method {
+        case .get:
+            try await admit(verb: "get", resource: resource.name)
+            let bytes = try await cluster.get(resource, namespace: namespace, name: name)
+            guard TablePrinter.wants(request.headers[.accept]) else { return Self.json(200, bytes) }
+            let object = try JSON.parse(bytes)
+            let metadata: JSON = ["resourceVersion": object[["metadata", "resourceVersion"]] ?? ""]
+            return Self.json(200, TablePrinter.table(resource, items: [object], metadata: metadata))
+        case .put:
+            try await admit(verb: "update", resource: resource.name)
+            guard let body = try await body(request) else {
+                throw APIStatus.badRequest("the request body is empty")
+            }
+            return Self.json(
+                200,
+                try await cluster.update(resource, namespace: namespace, name: name, body: body, dryRun: dryRun))
+        case .patch:
+            try await admit(verb: "patch", resource: resource.name)
+            return try await patch(request, resource, namespace, name, kind: .main, dryRun: dryRun)
+        case .delete:
+            try await admit(verb: "delete", resource: resource.name)
+            let options = try DeleteOptions(body: try await body(request), query: query)
+            return Self.json(
+                200, try await cluster.delete(resource, namespace: namespace, name: name, options: options))
+        default:
+            throw APIStatus.methodNotAllowed()
+        }
+    }
+
+    /// One object's status subresource: get, update, patch.
+    private func statusRequest(
+        _ request: Request, _ resource: ResourceType, _ namespace: String, _ name: String, _ query: [String: String]
+    ) async throws -> Response {
+        let dryRun = query["dryRun"] == "All"
+        switch request.method {
+        case .get:
+            try await admit(verb: "get", resource: resource.name + "/status")
+            return Self.json(200, try await cluster.get(resource, namespace: namespace, name: name))
+        case .put:
+            try await admit(verb: "update", resource: resource.name + "/status")
+            guard let body = try await body(request) else {
+                throw APIStatus.badRequest("the request body is empty")
+            }
+            return Self.json(
+                200,
+                try await cluster.update(
+                    resource, namespace: namespace, name: name, body: body, kind: .status, dryRun: dryRun))
+        case .patch:
+            try await admit(verb: "patch", resource: resource.name + "/status")
+            return try await patch(request, resource, namespace, name, kind: .status, dryRun: dryRun)
+        default:
+            throw APIStatus.methodNotAllowed()
         }
     }
 
