@@ -1,7 +1,7 @@
 import Foundation
 
 /// What one container of an attempt was last seen doing, as its pod's container status says.
-public enum ContainerObservation: Sendable, Hashable {
+package enum ContainerObservation: Sendable, Hashable {
     /// No status yet: the pod does not exist, is not scheduled, or has not reached this container.
     case pending
     /// Waiting to start; `reason` is the kubelet's (`PodInitializing`, `ContainerCreating`, `ErrImagePull`,
@@ -10,12 +10,12 @@ public enum ContainerObservation: Sendable, Hashable {
     case running(startedAt: Date?)
     case terminated(ContainerTermination)
 
-    public var termination: ContainerTermination? {
+    package var termination: ContainerTermination? {
         if case .terminated(let termination) = self { return termination }
         return nil
     }
 
-    public var hasStarted: Bool {
+    package var hasStarted: Bool {
         switch self {
         case .running, .terminated: true
         case .pending, .waiting: false
@@ -24,16 +24,16 @@ public enum ContainerObservation: Sendable, Hashable {
 }
 
 /// A terminated container's state.
-public struct ContainerTermination: Sendable, Hashable {
-    public var exitCode: Int
+package struct ContainerTermination: Sendable, Hashable {
+    package var exitCode: Int
     /// `Completed`, `Error`, `OOMKilled`, `ContainerCannotRun`, `StartError`, `DeadlineExceeded` …
-    public var reason: String?
+    package var reason: String?
     /// The container's termination message (c2d's own steps write their one-line reason there).
-    public var message: String?
-    public var startedAt: Date?
-    public var finishedAt: Date?
+    package var message: String?
+    package var startedAt: Date?
+    package var finishedAt: Date?
 
-    public init(
+    package init(
         exitCode: Int, reason: String? = nil, message: String? = nil, startedAt: Date? = nil, finishedAt: Date? = nil
     ) {
         self.exitCode = exitCode
@@ -43,18 +43,18 @@ public struct ContainerTermination: Sendable, Hashable {
         self.finishedAt = finishedAt
     }
 
-    public var oomKilled: Bool { reason == "OOMKilled" }
+    package var oomKilled: Bool { reason == "OOMKilled" }
 
     /// How long the container ran, when both times are known.
-    public var ran: TimeInterval? {
+    package var ran: TimeInterval? {
         guard let startedAt, let finishedAt else { return nil }
         return finishedAt.timeIntervalSince(startedAt)
     }
 }
 
 /// One pod of an attempt, as far as the outcome depends on it.
-public struct PodObservation: Sendable, Hashable {
-    public enum Presence: Sendable, Hashable {
+package struct PodObservation: Sendable, Hashable {
+    package enum Presence: Sendable, Hashable {
         /// Never seen (not created yet, or created and deleted while nobody watched).
         case notSeen
         case present
@@ -62,45 +62,45 @@ public struct PodObservation: Sendable, Hashable {
         case gone
     }
 
-    public var presence: Presence
+    package var presence: Presence
     /// `Pending`, `Running`, `Succeeded`, `Failed`.
-    public var phase: String?
+    package var phase: String?
     /// The pod's own reason: `DeadlineExceeded` (activeDeadlineSeconds), `Evicted` …
-    public var reason: String?
+    package var reason: String?
     /// A deletion was requested (stop, time-out, clean-up): its containers are being stopped.
-    public var deleting: Bool
+    package var deleting: Bool
 
-    public init(presence: Presence = .notSeen, phase: String? = nil, reason: String? = nil, deleting: Bool = false) {
+    package init(presence: Presence = .notSeen, phase: String? = nil, reason: String? = nil, deleting: Bool = false) {
         self.presence = presence
         self.phase = phase
         self.reason = reason
         self.deleting = deleting
     }
 
-    public var isFinished: Bool { phase == "Succeeded" || phase == "Failed" }
+    package var isFinished: Bool { phase == "Succeeded" || phase == "Failed" }
     /// Gone, or finished: none of its containers will do anything more.
-    public var isOver: Bool { presence == .gone || (presence == .present && isFinished) }
+    package var isOver: Bool { presence == .gone || (presence == .present && isFinished) }
 }
 
 /// Everything the cluster shows about one attempt, reduced to what decides its outcome: the three steps'
 /// containers and the two pods. Built by the informer (`Kubernetes.AttemptInformer`) for the worker and the
 /// scheduler alike.
-public struct AttemptObservation: Sendable, Hashable {
+package struct AttemptObservation: Sendable, Hashable {
     /// The attempt's Job (root object): seen, and whether it still exists.
-    public var root: PodObservation.Presence
+    package var root: PodObservation.Presence
     /// The root Job's failure reason (`DeadlineExceeded`, `BackoffLimitExceeded`), if it failed.
-    public var rootFailure: String?
-    public var ioPod: PodObservation
-    public var algorithmPod: PodObservation
-    public var configure: ContainerObservation
-    public var algorithm: ContainerObservation
-    public var publish: ContainerObservation
+    package var rootFailure: String?
+    package var ioPod: PodObservation
+    package var algorithmPod: PodObservation
+    package var configure: ContainerObservation
+    package var algorithm: ContainerObservation
+    package var publish: ContainerObservation
     /// From the pods' specs, for messages: the algorithm's image and memory limit (`512Mi`), c2d's image.
-    public var algorithmImage: String?
-    public var algorithmMemoryLimit: String?
-    public var stepImage: String?
+    package var algorithmImage: String?
+    package var algorithmMemoryLimit: String?
+    package var stepImage: String?
 
-    public init(
+    package init(
         root: PodObservation.Presence = .notSeen, rootFailure: String? = nil, ioPod: PodObservation = .init(),
         algorithmPod: PodObservation = .init(), configure: ContainerObservation = .pending,
         algorithm: ContainerObservation = .pending, publish: ContainerObservation = .pending,
@@ -119,7 +119,7 @@ public struct AttemptObservation: Sendable, Hashable {
     }
 
     /// Nothing of the attempt exists any more (or ever did).
-    public var isGone: Bool {
+    package var isGone: Bool {
         root != .present && ioPod.presence != .present && algorithmPod.presence != .present
     }
 }

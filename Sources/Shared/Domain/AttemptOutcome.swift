@@ -23,18 +23,18 @@ import Foundation
 ///
 /// The attempt is *settled* (ready to be recorded) once its verdict is known and the io pod will upload nothing
 /// more: publish terminated, or the io pod is over.
-public enum AttemptOutcome {
+package enum AttemptOutcome {
     /// What the rules need besides the observation.
-    public struct Context: Sendable, Hashable {
-        public var now: Date
+    package struct Context: Sendable, Hashable {
+        package var now: Date
         /// Ocean's stopreq 1 was set on the job.
-        public var stopRequested: Bool
+        package var stopRequested: Bool
         /// The algorithm's time limit in seconds (the workflow's `maxtime` capped by the environment).
-        public var algorithmTimeLimit: Int
+        package var algorithmTimeLimit: Int
         /// How long an image may fail to pull, or a container fail to be created, before the attempt ends.
-        public var startTimeout: TimeInterval
+        package var startTimeout: TimeInterval
 
-        public init(
+        package init(
             now: Date, stopRequested: Bool = false, algorithmTimeLimit: Int = 3600, startTimeout: TimeInterval = 300
         ) {
             self.now = now
@@ -45,17 +45,17 @@ public enum AttemptOutcome {
     }
 
     /// How a decided attempt ends.
-    public struct Verdict: Sendable, Hashable {
-        public var status: JobStatus
-        public var outcome: JobOutcome
-        public var failureReason: String?
-        public var exitCode: Int?
-        public var oomKilled: Bool
-        public var stopRequest: Int?
+    package struct Verdict: Sendable, Hashable {
+        package var status: JobStatus
+        package var outcome: JobOutcome
+        package var failureReason: String?
+        package var exitCode: Int?
+        package var oomKilled: Bool
+        package var stopRequest: Int?
         /// Only logs are kept (a stop): outputs the publish step may have uploaded are left out of the results.
-        public var logsOnly: Bool
+        package var logsOnly: Bool
 
-        public init(
+        package init(
             status: JobStatus, outcome: JobOutcome, failureReason: String? = nil, exitCode: Int? = nil,
             oomKilled: Bool = false, stopRequest: Int? = nil, logsOnly: Bool = false
         ) {
@@ -69,7 +69,7 @@ public enum AttemptOutcome {
         }
 
         /// The result to record, with `results` in Ocean's order.
-        public func result(with results: [ResultFile]) -> ExecutionResult {
+        package func result(with results: [ResultFile]) -> ExecutionResult {
             let kept =
                 logsOnly
                 ? results.filter { $0.kind != .output }.enumerated().map { index, file in
@@ -84,7 +84,7 @@ public enum AttemptOutcome {
     }
 
     /// What to do to the cluster.
-    public enum Intervention: Sendable, Hashable {
+    package enum Intervention: Sendable, Hashable {
         /// Nothing: the attempt runs, or ends by itself.
         case none
         /// Delete the whole attempt (stop, a start that will never happen): its pods stop, publish uploads the logs.
@@ -93,33 +93,33 @@ public enum AttemptOutcome {
         case deleteAlgorithmPod
     }
 
-    public struct Assessment: Sendable, Hashable {
+    package struct Assessment: Sendable, Hashable {
         /// The furthest progress status the attempt reached (20, 30, 40 or 60); record it if the job is behind.
-        public var progress: JobStatus
+        package var progress: JobStatus
         /// Set once the end is decided (it may still be waiting for the logs).
-        public var verdict: Verdict?
+        package var verdict: Verdict?
         /// The verdict may be recorded now: nothing more will be uploaded.
-        public var settled: Bool
-        public var intervention: Intervention
+        package var settled: Bool
+        package var intervention: Intervention
         /// When the assessment may change without any new observation (a time limit or a start time-out), so the
         /// caller knows when to look again.
-        public var reassessAt: Date?
+        package var reassessAt: Date?
     }
 
     /// Image pull problems a container may recover from, until the time-out.
-    public static let imagePullReasons: Set<String> = [
+    package static let imagePullReasons: Set<String> = [
         "ErrImagePull", "ImagePullBackOff", "InvalidImageName", "ErrImageNeverPull", "RegistryUnavailable",
     ]
 
     /// Problems creating a container (bad configuration, runtime refusal).
-    public static let createReasons: Set<String> = [
+    package static let createReasons: Set<String> = [
         "CreateContainerConfigError", "CreateContainerError", "RunContainerError", "PreStartHookError",
     ]
 
     /// Terminated reasons that mean the container never started its process.
-    public static let cannotRunReasons: Set<String> = ["ContainerCannotRun", "StartError"]
+    package static let cannotRunReasons: Set<String> = ["ContainerCannotRun", "StartError"]
 
-    public static func assess(_ observed: AttemptObservation, _ context: Context) -> Assessment {
+    package static func assess(_ observed: AttemptObservation, _ context: Context) -> Assessment {
         var reading = Reading(observed: observed, context: context)
         return reading.run()
     }

@@ -11,61 +11,61 @@
 ///
 /// The volume is the algorithm pod's generic ephemeral volume, claim `c2d-<id>-<attempt>-algorithm-data`, which the
 /// io pod mounts by name. Deleting the Job deletes everything (owner references).
-public enum ClusterNaming {
+package enum ClusterNaming {
     /// The logical steps of an attempt, each one container.
-    public enum Step: String, Sendable, Hashable, CaseIterable {
+    package enum Step: String, Sendable, Hashable, CaseIterable {
         case configure, algorithm, publish
     }
 
     /// The two pods of an attempt.
-    public enum Role: String, Sendable, Hashable, CaseIterable {
+    package enum Role: String, Sendable, Hashable, CaseIterable {
         /// configure and publish: c2d's own image, network to fetch inputs and to reach the gateway.
         case io
         /// the consumer's algorithm: no network (unless allowed), no credentials.
         case algorithm
     }
 
-    public static let managedByLabel = "app.kubernetes.io/managed-by"
-    public static let managedByValue = "c2d"
-    public static let jobIDLabel = "c2d.io/job-id"
-    public static let attemptLabel = "c2d.io/attempt"
-    public static let roleLabel = "c2d.io/role"
-    public static let environmentLabel = "c2d.io/environment"
+    package static let managedByLabel = "app.kubernetes.io/managed-by"
+    package static let managedByValue = "c2d"
+    package static let jobIDLabel = "c2d.io/job-id"
+    package static let attemptLabel = "c2d.io/attempt"
+    package static let roleLabel = "c2d.io/role"
+    package static let environmentLabel = "c2d.io/environment"
     /// On algorithm pods: `none` (selected by the namespace's deny-all NetworkPolicy) or `allowed`.
-    public static let networkLabel = "c2d.io/network"
+    package static let networkLabel = "c2d.io/network"
 
     /// The label selector of every object c2d manages.
-    public static let selector = "\(managedByLabel)=\(managedByValue)"
+    package static let selector = "\(managedByLabel)=\(managedByValue)"
 
     /// Container names.
-    public enum Container {
-        public static let configure = "configure"
-        public static let publish = "publish"
-        public static let awaitInputs = "await-inputs"
-        public static let signalEnd = "signal-end"
-        public static let algorithm = "algorithm"
+    package enum Container {
+        package static let configure = "configure"
+        package static let publish = "publish"
+        package static let awaitInputs = "await-inputs"
+        package static let signalEnd = "signal-end"
+        package static let algorithm = "algorithm"
     }
 
     /// `c2d-<job id>-<attempt>`: the attempt's Job (the io pod's controller and the owner of the rest).
-    public static func attemptName(jobID: JobID, attempt: Int) -> String {
+    package static func attemptName(jobID: JobID, attempt: Int) -> String {
         "c2d-\(jobID)-\(attempt)"
     }
 
     /// `c2d-<job id>-<attempt>-algorithm`: the algorithm pod (48 characters for attempts below 10).
-    public static func algorithmPodName(jobID: JobID, attempt: Int) -> String {
+    package static func algorithmPodName(jobID: JobID, attempt: Int) -> String {
         "\(attemptName(jobID: jobID, attempt: attempt))-algorithm"
     }
 
     /// The name of the algorithm pod's ephemeral volume.
-    public static let dataVolume = "data"
+    package static let dataVolume = "data"
 
     /// `c2d-<job id>-<attempt>-algorithm-data`: the claim Kubernetes makes for the algorithm pod's ephemeral volume
     /// (`<pod>-<volume>`), which the io pod mounts.
-    public static func dataClaimName(jobID: JobID, attempt: Int) -> String {
+    package static func dataClaimName(jobID: JobID, attempt: Int) -> String {
         "\(algorithmPodName(jobID: jobID, attempt: attempt))-\(dataVolume)"
     }
 
-    public static func labels(jobID: JobID, attempt: Int, environment: String, role: Role?) -> [String: String] {
+    package static func labels(jobID: JobID, attempt: Int, environment: String, role: Role?) -> [String: String] {
         var labels = [
             managedByLabel: managedByValue, jobIDLabel: jobID.description, attemptLabel: String(attempt),
             environmentLabel: environment,
@@ -76,23 +76,23 @@ public enum ClusterNaming {
 
     /// Files on the data volume by which the two pods coordinate, under `/data/.c2d` (never mounted into the
     /// algorithm container, so the algorithm cannot forge them).
-    public enum Marker {
-        public static let directory = ".c2d"
+    package enum Marker {
+        package static let directory = ".c2d"
         /// Written by configure when the inputs are in place.
-        public static let configured = "configured"
+        package static let configured = "configured"
         /// Written by configure when it failed (holds its exit code): the algorithm never starts.
-        public static let configureFailed = "configure-failed"
+        package static let configureFailed = "configure-failed"
         /// Written by the algorithm pod's `signal-end` sidecar once the algorithm container ended (for any reason).
-        public static let algorithmEnded = "algorithm-ended"
+        package static let algorithmEnded = "algorithm-ended"
         /// Written by `signal-end` once it handles SIGTERM; its postStart hook waits for it, so the algorithm never
         /// starts (and ends) before the sidecar could see its end.
-        public static let signalEndReady = "signal-end-ready"
+        package static let signalEndReady = "signal-end-ready"
     }
 
     /// The environment variables the executor sets on c2d's own containers (`c2d pod …`), which read them back: one
     /// list, so the manifests and the pod commands cannot drift apart. The algorithm container gets Ocean's variables
     /// instead (`VOLUME`, `ALGO`, `DIDS`, …).
-    public enum PodVariable: String, Sendable, CaseIterable {
+    package enum PodVariable: String, Sendable, CaseIterable {
         /// The data volume's mount path.
         case volume = "VOLUME"
         case jobID = "C2D_JOB_ID"

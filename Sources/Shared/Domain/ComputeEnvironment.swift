@@ -1,74 +1,74 @@
 /// A compute environment: where jobs run and the limits they run under. Ocean's legacy environment
 /// object (`cpuNumber`, `ramGB`, `maxJobDuration`, …) is derived from it by the gateway.
-public struct ComputeEnvironment: Sendable, Hashable, Codable {
-    public var id: String
-    public var description: String
+package struct ComputeEnvironment: Sendable, Hashable, Codable {
+    package var id: String
+    package var description: String
     /// Longest run time of the algorithm step, in seconds.
-    public var maxJobDuration: Int
+    package var maxJobDuration: Int
     /// CPU cores one job may use.
-    public var cpus: Double
+    package var cpus: Double
     /// Memory one job may use, in MiB.
-    public var memoryMiB: Int
+    package var memoryMiB: Int
     /// Disk one job may write (outputs and logs), in MiB.
-    public var diskMiB: Int
+    package var diskMiB: Int
     /// Jobs of this environment that may run at once across the whole fleet (admitted and not finished); 0 (the
     /// default) sets no cap of its own, so the live workers' free slots are the limit.
-    public var maxJobs: Int
+    package var maxJobs: Int
     /// Whether algorithms may reach the network when a job asks for it (`compute.allowNetwork`). Off by default:
     /// isolation is the default, and even where allowed a job gets network only by asking.
-    public var allowNetwork: Bool
+    package var allowNetwork: Bool
     /// Whether raw code (`rawcode`) algorithms are accepted.
-    public var allowRawAlgorithm: Bool
+    package var allowRawAlgorithm: Bool
     /// Seconds results are kept after a job finishes; 0 keeps them until deleted.
-    public var storageExpiry: Int
+    package var storageExpiry: Int
     /// Seconds a job may wait in the queue before it ends with status 2 (expired in queue); 0 (the default) waits
     /// as long as it takes.
-    public var maxQueueWait: Int = 0
+    package var maxQueueWait: Int = 0
     /// Ocean chain ids whose jobs this environment accepts; empty (the default) accepts any chain.
-    public var chainIds: [Int] = []
+    package var chainIds: [Int] = []
     /// Published (non-raw) algorithms this environment runs; empty (the default) runs any. Each entry's fields may
     /// use `*` wildcards.
-    public var trustedAlgorithms: [TrustedAlgorithm] = []
+    package var trustedAlgorithms: [TrustedAlgorithm] = []
     /// Kubernetes executor: a `ReadOnlyMany` PersistentVolumeClaim in the jobs namespace holding the publisher's
     /// datasets; the configure step mounts it read-only and `path` inputs are read from it. Without it (the
     /// default) `path` inputs are refused at submit on Kubernetes.
-    public var dataVolumeClaim: String?
+    package var dataVolumeClaim: String?
     /// Container images this environment provides (`EnvironmentImage`): with the local executor the only images a
     /// workflow may name; with Kubernetes, when not empty, an allow-list. Default none.
-    public var images: [EnvironmentImage] = []
+    package var images: [EnvironmentImage] = []
     /// Kubernetes: names of Secrets (of type `kubernetes.io/dockerconfigjson`, in the jobs' namespace) the
     /// algorithm pod pulls its image with, for private registries. Default none.
-    public var imagePullSecrets: [String] = []
+    package var imagePullSecrets: [String] = []
     /// Shortest billable run of a paid job, in seconds (ocean-node's `minJobDuration`); 0 (the default): none.
-    public var minJobDuration: Int = 0
+    package var minJobDuration: Int = 0
     /// ocean-node's resource list, beyond what `cpus`, `memoryMiB` and `diskMiB` say: GPUs (with their `total`), and
     /// `min` amounts for cpu, ram and disk. Empty (the default): cpu, ram and disk only, no minimum.
-    public var resources: [ComputeResource] = []
+    package var resources: [ComputeResource] = []
     /// Prices per chain id and fee token (ocean-node's `fees`); empty (the default): no paid jobs are offered.
-    public var fees: [String: [EnvironmentFee]] = [:]
+    package var fees: [String: [EnvironmentFee]] = [:]
     /// Who may start paid jobs through the ocean-node API; open (the default): everyone.
-    public var access: AccessList = AccessList()
+    package var access: AccessList = AccessList()
     /// Jobs without payment and their own limits; nil (the default): no free tier.
-    public var free: FreeTier?
+    package var free: FreeTier?
     /// Node selector of algorithm pods that request GPUs (Kubernetes), e.g. `{"nvidia.com/gpu.present": "true"}`;
     /// empty (the default): none.
-    public var gpuNodeSelector: [String: String] = [:]
+    package var gpuNodeSelector: [String: String] = [:]
 
     /// One trusted algorithm, as Ocean's `publisherTrustedAlgorithms` entries: `did`, `filesChecksum` (the
     /// algorithm file's sha-256 hex) and `containerSectionChecksum` (sha-256 hex of the entrypoint followed by the
     /// container checksum). A missing field is `*`.
-    public struct TrustedAlgorithm: Sendable, Hashable, Codable {
-        public var did: String
-        public var filesChecksum: String
-        public var containerSectionChecksum: String
+    package struct TrustedAlgorithm: Sendable, Hashable, Codable {
+        package var did: String
+        package var filesChecksum: String
+        package var containerSectionChecksum: String
 
-        public init(did: String = "*", filesChecksum: String = "*", containerSectionChecksum: String = "*") {
+        package init(did: String = "*", filesChecksum: String = "*", containerSectionChecksum: String = "*") {
             self.did = did
             self.filesChecksum = filesChecksum
             self.containerSectionChecksum = containerSectionChecksum
         }
 
-        public init(from decoder: any Decoder) throws {
+        package init(from decoder: any Decoder) throws {
             let c = try decoder.container(keyedBy: CodingKeys.self)
             did = try c.decodeIfPresent(String.self, forKey: .did) ?? "*"
             filesChecksum = try c.decodeIfPresent(String.self, forKey: .filesChecksum) ?? "*"
@@ -76,7 +76,7 @@ public struct ComputeEnvironment: Sendable, Hashable, Codable {
         }
     }
 
-    public init(
+    package init(
         id: String, description: String = "", maxJobDuration: Int = 3600, cpus: Double = 1, memoryMiB: Int = 1024,
         diskMiB: Int = 1024, maxJobs: Int = 0, allowNetwork: Bool = false, allowRawAlgorithm: Bool = true,
         storageExpiry: Int = 0
@@ -100,7 +100,7 @@ public struct ComputeEnvironment: Sendable, Hashable, Codable {
     }
 
     /// Missing keys take the defaults above, so an environments file only states what differs.
-    public init(from decoder: any Decoder) throws {
+    package init(from decoder: any Decoder) throws {
         let c = try decoder.container(keyedBy: CodingKeys.self)
         let defaults = ComputeEnvironment(id: try c.decode(String.self, forKey: .id))
         self = defaults
@@ -138,10 +138,10 @@ public struct ComputeEnvironment: Sendable, Hashable, Codable {
     }
 
     /// The environment c2d serves when nothing else is configured.
-    public static let oceanCompute = ComputeEnvironment(id: "ocean-compute", description: "c2d default environment")
+    package static let oceanCompute = ComputeEnvironment(id: "ocean-compute", description: "c2d default environment")
 
     /// Identifiers become queue names and routing keys, so they are kept to a safe alphabet.
-    public static func isValidID(_ id: String) -> Bool {
+    package static func isValidID(_ id: String) -> Bool {
         !id.isEmpty && id.utf8.count <= 63
             && id.utf8.allSatisfy { ($0 >= 0x61 && $0 <= 0x7A) || ($0 >= 0x30 && $0 <= 0x39) || $0 == 0x2D }
     }

@@ -4,22 +4,22 @@
 
 /// What a resource is. ocean-node keeps `type` a free hint; c2d needs to know GPUs apart (they become
 /// `nvidia.com/gpu` requests on Kubernetes and are refused by the local executor).
-public enum ComputeResourceType: String, Sendable, Hashable, Codable, CaseIterable {
+package enum ComputeResourceType: String, Sendable, Hashable, Codable, CaseIterable {
     case cpu, ram, disk, gpu
 }
 
 /// One resource of an environment, as ocean-node lists it: per job at least `min` and at most `max` units (cores,
 /// GiB, GiB, devices). `total` is how many units the environment has for all its jobs at once; for cpu, ram and disk
 /// c2d derives it (per-job maximum × the jobs that may run at once), for a GPU the environments file states it.
-public struct ComputeResource: Sendable, Hashable, Codable {
-    public var id: String
-    public var type: ComputeResourceType
-    public var total: Double
-    public var min: Double
-    public var max: Double
-    public var description: String?
+package struct ComputeResource: Sendable, Hashable, Codable {
+    package var id: String
+    package var type: ComputeResourceType
+    package var total: Double
+    package var min: Double
+    package var max: Double
+    package var description: String?
 
-    public init(
+    package init(
         id: String, type: ComputeResourceType, total: Double, min: Double = 0, max: Double,
         description: String? = nil
     ) {
@@ -37,7 +37,7 @@ public struct ComputeResource: Sendable, Hashable, Codable {
 
     /// `type` defaults from the id for the three built-in resources, else it must be given; `max` defaults to
     /// `total`, `total` to `max`, `min` to 0.
-    public init(from decoder: any Decoder) throws {
+    package init(from decoder: any Decoder) throws {
         let c = try decoder.container(keyedBy: CodingKeys.self)
         id = try c.decode(String.self, forKey: .id)
         if let type = try c.decodeIfPresent(ComputeResourceType.self, forKey: .type) {
@@ -61,12 +61,12 @@ public struct ComputeResource: Sendable, Hashable, Codable {
 
 /// A per-tier override of a resource's per-job limits (ocean-node's `free.resources` entries): a resource absent
 /// from a tier's list is not available to that tier.
-public struct ResourceLimit: Sendable, Hashable, Codable {
-    public var id: String
-    public var min: Double?
-    public var max: Double?
+package struct ResourceLimit: Sendable, Hashable, Codable {
+    package var id: String
+    package var min: Double?
+    package var max: Double?
 
-    public init(id: String, min: Double? = nil, max: Double? = nil) {
+    package init(id: String, min: Double? = nil, max: Double? = nil) {
         self.id = id
         self.min = min
         self.max = max
@@ -76,18 +76,18 @@ public struct ResourceLimit: Sendable, Hashable, Codable {
 /// Who may start jobs: `addresses` (Ethereum addresses), and `accessLists` (per chain id, AccessList contract
 /// addresses whose token holders may). Both empty: everyone. Membership of an on-chain list can only be answered
 /// by a chain verifier (see README, "What is verified on chain").
-public struct AccessList: Sendable, Hashable, Codable {
-    public var addresses: [String]
-    public var accessLists: [String: [String]]
+package struct AccessList: Sendable, Hashable, Codable {
+    package var addresses: [String]
+    package var accessLists: [String: [String]]
 
-    public init(addresses: [String] = [], accessLists: [String: [String]] = [:]) {
+    package init(addresses: [String] = [], accessLists: [String: [String]] = [:]) {
         self.addresses = addresses
         self.accessLists = accessLists
     }
 
-    public var isOpen: Bool { addresses.isEmpty && accessLists.values.allSatisfy(\.isEmpty) }
+    package var isOpen: Bool { addresses.isEmpty && accessLists.values.allSatisfy(\.isEmpty) }
 
-    public init(from decoder: any Decoder) throws {
+    package init(from decoder: any Decoder) throws {
         let c = try decoder.container(keyedBy: CodingKeys.self)
         addresses = try c.decodeIfPresent([String].self, forKey: .addresses) ?? []
         // ocean-node writes `null` for "no lists".
@@ -96,42 +96,42 @@ public struct AccessList: Sendable, Hashable, Codable {
 }
 
 /// A price list for one fee token on one chain: `price` per unit of the resource per started minute.
-public struct EnvironmentFee: Sendable, Hashable, Codable {
-    public var feeToken: String
-    public var prices: [Price]
+package struct EnvironmentFee: Sendable, Hashable, Codable {
+    package var feeToken: String
+    package var prices: [Price]
 
-    public struct Price: Sendable, Hashable, Codable {
-        public var id: String
-        public var price: Double
+    package struct Price: Sendable, Hashable, Codable {
+        package var id: String
+        package var price: Double
 
-        public init(id: String, price: Double) {
+        package init(id: String, price: Double) {
             self.id = id
             self.price = price
         }
     }
 
-    public init(feeToken: String, prices: [Price]) {
+    package init(feeToken: String, prices: [Price]) {
         self.feeToken = feeToken
         self.prices = prices
     }
 }
 
 /// Jobs that run without payment, under limits of their own.
-public struct FreeTier: Sendable, Hashable, Codable {
+package struct FreeTier: Sendable, Hashable, Codable {
     /// Free jobs of the environment that may run at once across the fleet; 0: no cap of its own (the environment's
     /// `maxJobs` still applies).
-    public var maxJobs: Int
+    package var maxJobs: Int
     /// Longest run of a free job, in seconds; nil: the environment's `maxJobDuration`.
-    public var maxJobDuration: Int?
-    public var minJobDuration: Int
+    package var maxJobDuration: Int?
+    package var minJobDuration: Int
     /// Seconds results of free jobs are kept; nil: the environment's `storageExpiry`.
-    public var storageExpiry: Int?
+    package var storageExpiry: Int?
     /// The resources free jobs may use, with their limits; empty: cpu, ram and disk at the environment's limits
     /// (GPUs are then not free).
-    public var resources: [ResourceLimit]
-    public var access: AccessList
+    package var resources: [ResourceLimit]
+    package var access: AccessList
 
-    public init(
+    package init(
         maxJobs: Int = 0, maxJobDuration: Int? = nil, minJobDuration: Int = 0, storageExpiry: Int? = nil,
         resources: [ResourceLimit] = [], access: AccessList = AccessList()
     ) {
@@ -143,7 +143,7 @@ public struct FreeTier: Sendable, Hashable, Codable {
         self.access = access
     }
 
-    public init(from decoder: any Decoder) throws {
+    package init(from decoder: any Decoder) throws {
         let c = try decoder.container(keyedBy: CodingKeys.self)
         maxJobs = try c.decodeIfPresent(Int.self, forKey: .maxJobs) ?? 0
         maxJobDuration = try c.decodeIfPresent(Int.self, forKey: .maxJobDuration)
@@ -158,7 +158,7 @@ extension ComputeEnvironment {
     /// Every resource of the environment with its per-job limits: cpu, ram and disk from `cpus`, `memoryMiB` and
     /// `diskMiB` (a `resources` entry of the same id may set their `min`), then the listed extra resources (GPUs).
     /// `capacity` is the number of jobs that may run at once; the built-in resources' `total` is max × capacity.
-    public func resourceCatalog(capacity: Int) -> [ComputeResource] {
+    package func resourceCatalog(capacity: Int) -> [ComputeResource] {
         func listed(_ id: String) -> ComputeResource? { resources.first { $0.id == id } }
         let jobs = Double(Swift.max(0, capacity))
         var catalog: [ComputeResource] = [
@@ -176,7 +176,7 @@ extension ComputeEnvironment {
 
     /// The resources a tier's jobs may use, with the tier's limits: the paid tier is the catalog itself; the free tier
     /// keeps the resources its list names (all of cpu, ram and disk when the list is empty) with its overrides.
-    public func tierCatalog(free: Bool, capacity: Int) -> [ComputeResource] {
+    package func tierCatalog(free: Bool, capacity: Int) -> [ComputeResource] {
         let catalog = resourceCatalog(capacity: capacity)
         guard free, let tier = self.free else { return catalog }
         if tier.resources.isEmpty { return catalog.filter { $0.type != .gpu } }
@@ -194,7 +194,7 @@ extension ComputeEnvironment {
     /// What is wrong with the environment's ocean-node fields, if anything: a listed resource besides cpu, ram and
     /// disk must be a GPU with a positive `max` no larger than its `total`, ids are unique, and a free tier may only
     /// name resources the environment has.
-    public var configurationProblem: String? {
+    package var configurationProblem: String? {
         var seen = Set<String>()
         for resource in resources {
             guard seen.insert(resource.id).inserted else { return "resource '\(resource.id)' is listed twice" }
@@ -220,7 +220,7 @@ extension ComputeEnvironment {
     }
 
     /// GPUs a workflow asks for: the amounts of its requested resources that are GPUs of this environment.
-    public func gpuCount(of workflow: Workflow) -> Int {
+    package func gpuCount(of workflow: Workflow) -> Int {
         let gpuIDs = Set(resources.filter { $0.type == .gpu }.map(\.id))
         let amount = (workflow.stage?.compute?.resources ?? []).filter { gpuIDs.contains($0.id) }.map(\.amount)
             .reduce(0, +)
@@ -232,8 +232,8 @@ extension ComputeEnvironment {
 /// resource of the tier gets an amount — the requested one raised to the resource's `min`; when not requested, a
 /// GPU's `min` and cpu, ram or disk's `max` — and a request above `max` is refused with ocean-node's message. A request for a resource the tier does
 /// not have is refused too (ocean-node drops it silently; a job that asked for a GPU must not run without one).
-public enum ResourcePlan {
-    public static func fill(
+package enum ResourcePlan {
+    package static func fill(
         _ requests: [Workflow.ResourceRequest], environment: ComputeEnvironment, free: Bool
     ) throws(SubmissionError) -> [Workflow.ResourceRequest] {
         if free, environment.free == nil {
@@ -270,7 +270,7 @@ public enum ResourcePlan {
     }
 
     /// Numbers as JavaScript prints them (`2`, not `2.0`), so messages read like ocean-node's.
-    public static func number(_ value: Double) -> String {
+    package static func number(_ value: Double) -> String {
         if value.rounded() == value, Swift.abs(value) < 1e15 { return String(Int(value)) }
         return String(value)
     }

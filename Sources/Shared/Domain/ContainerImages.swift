@@ -1,5 +1,5 @@
 /// Where workers run jobs: which images a workflow may name depends on it.
-public enum ExecutorKind: String, Sendable, Hashable, Codable {
+package enum ExecutorKind: String, Sendable, Hashable, Codable {
     /// bubblewrap on the worker's host; images come from OCI layouts the operator provides.
     case local
     /// Kubernetes pods; the cluster pulls images.
@@ -15,22 +15,22 @@ public enum ExecutorKind: String, Sendable, Hashable, Codable {
 /// declare, with `host`, that workflows naming the image run on the worker's own system; that is shown in
 /// `GET /v1/environments` and in the job's configure log, never silent. With Kubernetes a non-empty `images` list is
 /// an allow-list (the cluster pulls the image; `layout` and `host` do not apply).
-public struct EnvironmentImage: Sendable, Hashable, Codable {
+package struct EnvironmentImage: Sendable, Hashable, Codable {
     /// The name as workflows write it, e.g. `python` or `registry.example.org/team/tool`; compared exactly.
-    public var image: String
+    package var image: String
     /// The tag; absent matches any tag. A workflow without a tag asks for `latest`.
-    public var tag: String?
+    package var tag: String?
     /// Local executor: directory of an OCI image layout, absolute or relative to `C2D_IMAGES_DIR`.
-    public var layout: String?
+    package var layout: String?
     /// Local executor: the image's reference (tag) inside the layout. Default: the tag the workflow asked for.
-    public var reference: String?
+    package var reference: String?
     /// The manifest digest (`sha256:<hex>`) the image must have. A workflow's `container.checksum` must then equal
     /// it; with a layout the worker also checks the layout holds exactly this manifest.
-    public var digest: String?
+    package var digest: String?
     /// Local executor: run workflows naming this image on the worker's own system (no image root). Default false.
-    public var host: Bool?
+    package var host: Bool?
 
-    public init(
+    package init(
         image: String, tag: String? = nil, layout: String? = nil, reference: String? = nil, digest: String? = nil,
         host: Bool? = nil
     ) {
@@ -43,13 +43,13 @@ public struct EnvironmentImage: Sendable, Hashable, Codable {
     }
 
     /// Whether this entry stands for `image:tag`.
-    public func matches(image name: String, tag requested: String) -> Bool {
+    package func matches(image name: String, tag requested: String) -> Bool {
         image == name && (tag == nil || tag == requested)
     }
 }
 
 /// How a job's image will be honoured.
-public enum ImageDecision: Sendable, Hashable {
+package enum ImageDecision: Sendable, Hashable {
     /// The workflow names no image: the local executor runs it on the worker's own system.
     case workerSystem
     /// Run in the root filesystem of this image, from its OCI layout at `reference`; `checksum` is the digest the
@@ -64,8 +64,8 @@ public enum ImageDecision: Sendable, Hashable {
 /// Decides whether an environment can honour a workflow's image, and how: the same pure decision at submit (a
 /// refusal is a 400 before anything is written) and on the worker (which never runs a job in another image than
 /// it asked for: an image it cannot provide ends the job with status 11).
-public enum ImagePolicy {
-    public static func decide(
+package enum ImagePolicy {
+    package static func decide(
         _ container: Workflow.Container?, environment: ComputeEnvironment, executor: ExecutorKind
     ) throws(SubmissionError) -> ImageDecision {
         guard let name = container?.image, !name.isEmpty else {
@@ -111,7 +111,7 @@ public enum ImagePolicy {
     }
 
     /// `sha256:<64 hex>`, lowercase; bare hex gets the prefix. Nil for no checksum.
-    public static func normalizedDigest(_ text: String?) throws(SubmissionError) -> String? {
+    package static func normalizedDigest(_ text: String?) throws(SubmissionError) -> String? {
         guard let text, !text.isEmpty else { return nil }
         let lowered = text.lowercased()
         let hex = lowered.hasPrefix("sha256:") ? String(lowered.dropFirst(7)) : lowered

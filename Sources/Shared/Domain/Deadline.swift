@@ -1,22 +1,22 @@
 import Synchronization
 
 /// Raised when an operation did not finish within its time limit.
-public struct DeadlineExceeded: Error, CustomStringConvertible, Sendable {
-    public var operation: String
-    public var limit: Duration
+package struct DeadlineExceeded: Error, CustomStringConvertible, Sendable {
+    package var operation: String
+    package var limit: Duration
 
-    public init(operation: String, limit: Duration) {
+    package init(operation: String, limit: Duration) {
         self.operation = operation
         self.limit = limit
     }
 
-    public var description: String { "\(operation) did not finish within \(limit)" }
+    package var description: String { "\(operation) did not finish within \(limit)" }
 }
 
 /// Runs `body` and returns its result, or throws `DeadlineExceeded` once `limit` has passed — whether or not
 /// `body` reacts to cancellation: every external call in c2d has a time limit, and a call stuck
 /// in a C library must not hold its caller. On timeout `body` is cancelled and left to finish on its own.
-public func withDeadline<T: Sendable>(
+package func withDeadline<T: Sendable>(
     _ limit: Duration, operation: String, _ body: @escaping @Sendable () async throws -> T
 ) async throws -> T {
     let outcome = OnceContinuation<T>()

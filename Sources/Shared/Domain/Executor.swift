@@ -12,7 +12,7 @@ import Synchronization
 /// calls `ended` in the calling task. One that follows attempts as values in a state machine (Kubernetes)
 /// implements `start` itself: it returns once the attempt is launched and calls `ended` later on a task of its
 /// own, so no task waits per attempt.
-public protocol Executor: Sendable {
+package protocol Executor: Sendable {
     /// Runs the attempt to its end in the calling task.
     func run(_ attempt: AttemptRun) async -> AttemptEnding
     /// Starts the attempt; `ended` is called exactly once with how it ended (in the calling task, or later).
@@ -23,23 +23,23 @@ public protocol Executor: Sendable {
 }
 
 extension Executor {
-    public func start(_ attempt: AttemptRun, ended: @escaping @Sendable (AttemptEnding) async -> Void) async {
+    package func start(_ attempt: AttemptRun, ended: @escaping @Sendable (AttemptEnding) async -> Void) async {
         await ended(await run(attempt))
     }
 
-    public func attemptRecorded(_ attempt: AttemptRun, ending: AttemptEnding) async {}
+    package func attemptRecorded(_ attempt: AttemptRun, ending: AttemptEnding) async {}
 }
 
 /// One claimed attempt handed to an executor. A class: it is passed down and held while the attempt runs, and a
 /// reference keeps the job and its environment once instead of in every frame that waits.
-public final class AttemptRun: Sendable {
-    public let job: Job
-    public let environment: ComputeEnvironment
+package final class AttemptRun: Sendable {
+    package let job: Job
+    package let environment: ComputeEnvironment
     /// Records a status change; throws ``AttemptSuperseded`` once the attempt no longer holds the job.
-    public let progress: @Sendable (JobStatus) async throws -> Void
-    public let control: AttemptControl
+    package let progress: @Sendable (JobStatus) async throws -> Void
+    package let control: AttemptControl
 
-    public init(
+    package init(
         job: Job, environment: ComputeEnvironment, progress: @escaping @Sendable (JobStatus) async throws -> Void,
         control: AttemptControl
     ) {
@@ -51,7 +51,7 @@ public final class AttemptRun: Sendable {
 }
 
 /// How an attempt ended, for the worker to record.
-public enum AttemptEnding: Sendable, Hashable {
+package enum AttemptEnding: Sendable, Hashable {
     /// Record this terminal result.
     case finished(ExecutionResult)
     /// Give the job back to the queue without finishing it (shutdown); with Kubernetes its objects keep running
@@ -62,7 +62,7 @@ public enum AttemptEnding: Sendable, Hashable {
 }
 
 /// What ends an attempt from outside its executor.
-public enum AttemptInterruption: Sendable, Hashable {
+package enum AttemptInterruption: Sendable, Hashable {
     /// Ocean's stopreq 1 was set: stop in whatever step, keep the logs, record `stopped`.
     case stopRequested
     /// The attempt no longer holds the job: stop without writing.
@@ -72,15 +72,15 @@ public enum AttemptInterruption: Sendable, Hashable {
 }
 
 /// A progress write was refused because the attempt no longer holds the job (the store's fencing).
-public struct AttemptSuperseded: Error, Sendable, CustomStringConvertible {
-    public var reason: String
-    public init(reason: String) { self.reason = reason }
-    public var description: String { reason }
+package struct AttemptSuperseded: Error, Sendable, CustomStringConvertible {
+    package var reason: String
+    package init(reason: String) { self.reason = reason }
+    package var description: String { reason }
 }
 
 /// Carries interruptions to one running attempt: the worker calls ``interrupt(_:)``, the executor installs a
 /// handler with ``onInterrupt(_:)``. The first interruption wins (a stop stays a stop). No task is needed to wait.
-public final class AttemptControl: Sendable {
+package final class AttemptControl: Sendable {
     private struct State {
         var interruption: AttemptInterruption?
         var handler: (@Sendable (AttemptInterruption) -> Void)?
@@ -88,12 +88,12 @@ public final class AttemptControl: Sendable {
 
     private let state = Mutex(State())
 
-    public init() {}
+    package init() {}
 
-    public var interruption: AttemptInterruption? { state.withLock { $0.interruption } }
+    package var interruption: AttemptInterruption? { state.withLock { $0.interruption } }
 
     /// Delivers `interruption` unless one was delivered already.
-    public func interrupt(_ interruption: AttemptInterruption) {
+    package func interrupt(_ interruption: AttemptInterruption) {
         let handler = state.withLock { state -> (@Sendable (AttemptInterruption) -> Void)? in
             guard state.interruption == nil else { return nil }
             state.interruption = interruption
@@ -103,7 +103,7 @@ public final class AttemptControl: Sendable {
     }
 
     /// Installs the handler; it is called at once if the attempt was already interrupted, and at most once.
-    public func onInterrupt(_ handler: @escaping @Sendable (AttemptInterruption) -> Void) {
+    package func onInterrupt(_ handler: @escaping @Sendable (AttemptInterruption) -> Void) {
         let pending = state.withLock { state -> AttemptInterruption? in
             state.handler = handler
             return state.interruption
@@ -114,7 +114,7 @@ public final class AttemptControl: Sendable {
 
 /// An executor that runs an attempt in the calling task and is stopped by cancelling that task (the local sandbox).
 /// ``run(_:)`` comes for free: the execution runs next to a wait for an interruption, which cancels it.
-public protocol TaskExecutor: Executor {
+package protocol TaskExecutor: Executor {
     /// Runs configure → algorithm → publish, calling `progress` on each status change, and returns the truthful end
     /// of it. It must not throw for a failure of the job itself (that is an `ExecutionResult`); it throws only when
     /// the execution could not be carried out at all. Cancelled, it stops the attempt and returns its stopped
@@ -125,7 +125,7 @@ public protocol TaskExecutor: Executor {
 }
 
 extension TaskExecutor {
-    public func run(_ attempt: AttemptRun) async -> AttemptEnding {
+    package func run(_ attempt: AttemptRun) async -> AttemptEnding {
         let (interruptions, continuation) = AsyncStream.makeStream(of: AttemptInterruption.self)
         attempt.control.onInterrupt { interruption in
             continuation.yield(interruption)

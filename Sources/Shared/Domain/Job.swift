@@ -1,35 +1,35 @@
 import Foundation
 
 /// A job as the source of truth (Postgres) records it.
-public struct Job: Sendable, Hashable {
-    public var id: JobID
-    public var environment: String
-    public var owner: String
+package struct Job: Sendable, Hashable {
+    package var id: JobID
+    package var environment: String
+    package var owner: String
     /// Callers besides the owner who may read the job and its results (Ocean-node's `additionalViewers`).
-    public var viewers: [String]
-    public var agreementID: String?
+    package var viewers: [String]
+    package var agreementID: String?
     /// Which API the job came through; each API sees only its own jobs.
-    public var origin: JobOrigin
-    public var status: JobStatus
-    public var outcome: JobOutcome?
-    public var failureReason: String?
-    public var exitCode: Int?
-    public var oomKilled: Bool
+    package var origin: JobOrigin
+    package var status: JobStatus
+    package var outcome: JobOutcome?
+    package var failureReason: String?
+    package var exitCode: Int?
+    package var oomKilled: Bool
     /// Ocean's `stopreq`: 0 none, 1 stop requested, 2 timed out.
-    public var stopRequest: Int
-    public var attempt: Int
+    package var stopRequest: Int
+    package var attempt: Int
     /// Claims so far, adoptions included: the holder of claim number n writes under it (``JobClaim``).
-    public var claimNumber: Int
-    public var workerID: String?
-    public var leaseUntil: Date?
-    public var createdAt: Date
-    public var startedAt: Date?
-    public var finishedAt: Date?
+    package var claimNumber: Int
+    package var workerID: String?
+    package var leaseUntil: Date?
+    package var createdAt: Date
+    package var startedAt: Date?
+    package var finishedAt: Date?
     /// 0 to 9, higher first: among waiting jobs of an environment, higher priorities are admitted first.
-    public var priority: Int
-    public var workflow: Workflow
+    package var priority: Int
+    package var workflow: Workflow
 
-    public init(
+    package init(
         id: JobID, environment: String, owner: String, viewers: [String] = [], agreementID: String? = nil,
         origin: JobOrigin = .native, status: JobStatus = .queued,
         outcome: JobOutcome? = nil, failureReason: String? = nil, exitCode: Int? = nil, oomKilled: Bool = false,
@@ -65,14 +65,14 @@ public struct Job: Sendable, Hashable {
 /// Who holds a job, as every write by its holder names it: the attempt, the claim number and the worker. A worker
 /// whose lease lapsed and whose job another worker claimed — even adopting the same attempt — holds an outdated
 /// claim, and its writes are refused.
-public struct JobClaim: Sendable, Hashable, CustomStringConvertible {
-    public var jobID: JobID
-    public var attempt: Int
-    public var number: Int
+package struct JobClaim: Sendable, Hashable, CustomStringConvertible {
+    package var jobID: JobID
+    package var attempt: Int
+    package var number: Int
     /// Nil only for a job no worker ever claimed (tools and tests that finish such a job).
-    public var workerID: String?
+    package var workerID: String?
 
-    public init(jobID: JobID, attempt: Int, number: Int, workerID: String?) {
+    package init(jobID: JobID, attempt: Int, number: Int, workerID: String?) {
         self.jobID = jobID
         self.attempt = attempt
         self.number = number
@@ -80,22 +80,22 @@ public struct JobClaim: Sendable, Hashable, CustomStringConvertible {
     }
 
     /// The claim a job row shows now.
-    public init(_ job: Job) {
+    package init(_ job: Job) {
         self.init(jobID: job.id, attempt: job.attempt, number: job.claimNumber, workerID: job.workerID)
     }
 
-    public var description: String { "job \(jobID) attempt \(attempt) claim \(number)" }
+    package var description: String { "job \(jobID) attempt \(attempt) claim \(number)" }
 }
 
 /// The API a job was submitted through.
-public enum JobOrigin: Sendable, Hashable {
+package enum JobOrigin: Sendable, Hashable {
     /// The native API (`/v1`), by a bearer token's owner (or anyone, with authentication off).
     case native
     /// Ocean's operator-service API, signed by this Provider address (lowercase `0x…`).
     case ocean(signer: String)
 
     /// The stored name (`jobs.origin`, migration 0015).
-    public var name: String {
+    package var name: String {
         switch self {
         case .native: "native"
         case .ocean: "ocean"
@@ -103,14 +103,14 @@ public enum JobOrigin: Sendable, Hashable {
     }
 
     /// The Ocean Provider that signed the start, for Ocean jobs.
-    public var oceanSigner: String? {
+    package var oceanSigner: String? {
         if case .ocean(let signer) = self { return signer }
         return nil
     }
 }
 
 /// What kind of file a result is; the raw values are Ocean's result `type`s (typo included).
-public enum ResultKind: String, Sendable, Codable, CaseIterable {
+package enum ResultKind: String, Sendable, Codable, CaseIterable {
     case output
     case algorithmLog
     case configurationLog = "configrationLog"
@@ -119,16 +119,16 @@ public enum ResultKind: String, Sendable, Codable, CaseIterable {
 
 /// One stored output or log of a job. Results are listed outputs first, then logs, then admin logs,
 /// and a result's `index` is its position in that order (Ocean's `getResult` index).
-public struct ResultFile: Sendable, Hashable, Codable {
-    public var index: Int
-    public var name: String
-    public var kind: ResultKind
-    public var size: Int64
-    public var sha256: String
+package struct ResultFile: Sendable, Hashable, Codable {
+    package var index: Int
+    package var name: String
+    package var kind: ResultKind
+    package var size: Int64
+    package var sha256: String
     /// Where the ResultStore keeps it; never shown to clients.
-    public var location: String
+    package var location: String
 
-    public init(index: Int, name: String, kind: ResultKind, size: Int64, sha256: String, location: String) {
+    package init(index: Int, name: String, kind: ResultKind, size: Int64, sha256: String, location: String) {
         self.index = index
         self.name = name
         self.kind = kind
@@ -139,18 +139,18 @@ public struct ResultFile: Sendable, Hashable, Codable {
 }
 
 /// How an execution ended, as the executor observed it.
-public struct ExecutionResult: Sendable, Hashable {
+package struct ExecutionResult: Sendable, Hashable {
     /// The terminal status to record.
-    public var status: JobStatus
-    public var outcome: JobOutcome
-    public var failureReason: String?
-    public var exitCode: Int?
-    public var oomKilled: Bool
+    package var status: JobStatus
+    package var outcome: JobOutcome
+    package var failureReason: String?
+    package var exitCode: Int?
+    package var oomKilled: Bool
     /// Ocean's `stopreq` to record (2 after a timeout).
-    public var stopRequest: Int?
-    public var results: [ResultFile]
+    package var stopRequest: Int?
+    package var results: [ResultFile]
 
-    public init(
+    package init(
         status: JobStatus, outcome: JobOutcome, failureReason: String? = nil, exitCode: Int? = nil,
         oomKilled: Bool = false, stopRequest: Int? = nil, results: [ResultFile] = []
     ) {

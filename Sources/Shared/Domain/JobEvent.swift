@@ -12,18 +12,18 @@ import Foundation
 /// `id` is the `job_events.id` of the change: monotonic, so a reader that resumes skips every id it has seen.
 /// `time` is when Postgres recorded it (ISO 8601, UTC, milliseconds). `reason`, `requestId` and `traceparent`
 /// (the submit request's `x-request-id` and W3C trace context) are left out when absent.
-public struct JobEvent: Sendable, Hashable {
-    public var id: Int
-    public var jobID: JobID
-    public var owner: String
-    public var environment: String
-    public var attempt: Int
-    public var status: JobStatus
-    public var time: Date
-    public var reason: String?
-    public var trace: RequestTrace
+package struct JobEvent: Sendable, Hashable {
+    package var id: Int
+    package var jobID: JobID
+    package var owner: String
+    package var environment: String
+    package var attempt: Int
+    package var status: JobStatus
+    package var time: Date
+    package var reason: String?
+    package var trace: RequestTrace
 
-    public init(
+    package init(
         id: Int, jobID: JobID, owner: String, environment: String, attempt: Int, status: JobStatus, time: Date,
         reason: String?, trace: RequestTrace = RequestTrace()
     ) {
@@ -39,14 +39,14 @@ public struct JobEvent: Sendable, Hashable {
     }
 
     /// The routing key on `c2d.events`: `job.<environment>.<status code>`.
-    public var routingKey: String { EventNames.routingKey(environment: environment, status: status.rawValue) }
+    package var routingKey: String { EventNames.routingKey(environment: environment, status: status.rawValue) }
 
-    public static func formatTime(_ date: Date) -> String {
+    package static func formatTime(_ date: Date) -> String {
         date.formatted(Date.ISO8601FormatStyle(includingFractionalSeconds: true))
     }
 
     /// Accepts ISO 8601 with or without fractional seconds.
-    public static func parseTime(_ text: String) -> Date? {
+    package static func parseTime(_ text: String) -> Date? {
         (try? Date.ISO8601FormatStyle(includingFractionalSeconds: true).parse(text))
             ?? (try? Date.ISO8601FormatStyle().parse(text))
     }
@@ -57,7 +57,7 @@ extension JobEvent: Codable {
         case id, jobId, owner, environment, attempt, status, statusText, time, reason, requestId, traceparent
     }
 
-    public init(from decoder: any Decoder) throws {
+    package init(from decoder: any Decoder) throws {
         let container = try decoder.container(keyedBy: CodingKeys.self)
         let code = try container.decode(Int.self, forKey: .status)
         guard let status = JobStatus(rawValue: code) else {
@@ -80,7 +80,7 @@ extension JobEvent: Codable {
                 traceparent: try container.decodeIfPresent(String.self, forKey: .traceparent)))
     }
 
-    public func encode(to encoder: any Encoder) throws {
+    package func encode(to encoder: any Encoder) throws {
         var container = encoder.container(keyedBy: CodingKeys.self)
         try container.encode(id, forKey: .id)
         try container.encode(jobID, forKey: .jobId)
@@ -97,15 +97,15 @@ extension JobEvent: Codable {
 }
 
 /// Names of the event exchange and the stream that keeps its history.
-public enum EventNames {
+package enum EventNames {
     /// Topic exchange; routing key `job.<environment>.<status code>`.
-    public static let exchange = "c2d.events"
+    package static let exchange = "c2d.events"
     /// A RabbitMQ stream bound to the exchange with `#`: every event, replayable by offset or time.
-    public static let stream = "c2d.events.stream"
+    package static let stream = "c2d.events.stream"
     /// Header carrying the event's `id`.
-    public static let eventIDHeader = "c2d-event-id"
+    package static let eventIDHeader = "c2d-event-id"
 
-    public static func routingKey(environment: String, status: Int) -> String {
+    package static func routingKey(environment: String, status: Int) -> String {
         "job.\(environment).\(status)"
     }
 }

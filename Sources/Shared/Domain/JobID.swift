@@ -5,16 +5,16 @@ import Foundation
 /// New ids are time-ordered (UUID version 7, RFC 9562: 48 bits of Unix milliseconds, then 74 random bits), so the
 /// jobs' primary key and the indexes that lead with the job id grow at their right edge instead of touching a random
 /// page of the whole history on every insert. Readers accept any UUID: ids of jobs made before (version 4) stay valid.
-public struct JobID: Hashable, Sendable, CustomStringConvertible, Codable {
-    public let uuid: UUID
+package struct JobID: Hashable, Sendable, CustomStringConvertible, Codable {
+    package let uuid: UUID
 
-    public init(uuid: UUID = JobID.timeOrderedUUID()) {
+    package init(uuid: UUID = JobID.timeOrderedUUID()) {
         self.uuid = uuid
     }
 
     /// A UUID version 7 for `now`: the timestamp in its first 48 bits, the version and variant bits, random bits in
     /// the rest.
-    public static func timeOrderedUUID(now: Date = Date()) -> UUID {
+    package static func timeOrderedUUID(now: Date = Date()) -> UUID {
         var generator = SystemRandomNumberGenerator()
         let milliseconds = UInt64(max(0, now.timeIntervalSince1970 * 1000))
         let high = (milliseconds << 16) | 0x7000 | (generator.next() & 0x0fff)
@@ -26,7 +26,7 @@ public struct JobID: Hashable, Sendable, CustomStringConvertible, Codable {
     }
 
     /// Accepts the 32-digit hex form and the dashed UUID form; anything else is not a job id.
-    public init?(_ string: String) {
+    package init?(_ string: String) {
         if let uuid = UUID(uuidString: string) {
             self.uuid = uuid
             return
@@ -41,7 +41,7 @@ public struct JobID: Hashable, Sendable, CustomStringConvertible, Codable {
     }
 
     /// 32 lowercase hex digits, written from the bytes (Foundation's string search was a visible cost per submit).
-    public var description: String {
+    package var description: String {
         withUnsafeBytes(of: uuid.uuid) { bytes in
             String(unsafeUninitializedCapacity: 32) { buffer in
                 let digits: StaticString = "0123456789abcdef"
@@ -54,7 +54,7 @@ public struct JobID: Hashable, Sendable, CustomStringConvertible, Codable {
         }
     }
 
-    public init(from decoder: any Decoder) throws {
+    package init(from decoder: any Decoder) throws {
         let string = try decoder.singleValueContainer().decode(String.self)
         guard let id = JobID(string) else {
             throw DecodingError.dataCorrupted(.init(codingPath: decoder.codingPath, debugDescription: "not a job id"))
@@ -62,7 +62,7 @@ public struct JobID: Hashable, Sendable, CustomStringConvertible, Codable {
         self = id
     }
 
-    public func encode(to encoder: any Encoder) throws {
+    package func encode(to encoder: any Encoder) throws {
         var container = encoder.singleValueContainer()
         try container.encode(description)
     }

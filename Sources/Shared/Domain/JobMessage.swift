@@ -1,31 +1,31 @@
 /// What travels on `c2d.jobs` for one job: a small JSON body; Postgres holds the workflow.
-public struct JobMessage: Sendable, Hashable, Codable {
-    public var jobId: JobID
-    public var environment: String
+package struct JobMessage: Sendable, Hashable, Codable {
+    package var jobId: JobID
+    package var environment: String
 
-    public init(jobId: JobID, environment: String) {
+    package init(jobId: JobID, environment: String) {
         self.jobId = jobId
         self.environment = environment
     }
 
     /// Header names carried on every job message.
-    public enum Header {
-        public static let jobID = "c2d-job-id"
-        public static let requestID = "x-request-id"
+    package enum Header {
+        package static let jobID = "c2d-job-id"
+        package static let requestID = "x-request-id"
         /// W3C trace context.
-        public static let traceparent = "traceparent"
+        package static let traceparent = "traceparent"
     }
 
     /// The wire format (docs/architecture.md, "Messages and events"): body `{"jobId": "<32 hex>", "environment": "<id>"}`
     /// (JSON, `application/json`), message id = the job id, headers `c2d-job-id` and, when the submit request had
     /// them, `x-request-id` and `traceparent`; published persistent to `c2d.jobs` with the environment as routing
     /// key. Every publisher (dispatcher, hand-back, republish) builds its message here.
-    public var body: [UInt8] {
+    package var body: [UInt8] {
         // Both fields are plain identifiers; no escaping is needed, and this runs once per dispatched job.
         Array("{\"jobId\":\"\(jobId)\",\"environment\":\"\(environment)\"}".utf8)
     }
 
-    public func headers(trace: RequestTrace = RequestTrace()) -> [String: String] {
+    package func headers(trace: RequestTrace = RequestTrace()) -> [String: String] {
         var headers = [Header.jobID: jobId.description]
         if let requestID = trace.requestID { headers[Header.requestID] = requestID }
         if let traceparent = trace.traceparent { headers[Header.traceparent] = traceparent }
@@ -35,18 +35,18 @@ public struct JobMessage: Sendable, Hashable, Codable {
 
 /// The request a job came from, carried on its messages so it can be followed across gateway, queue and worker
 /// logs.
-public struct RequestTrace: Sendable, Hashable {
-    public var requestID: String?
+package struct RequestTrace: Sendable, Hashable {
+    package var requestID: String?
     /// A W3C `traceparent`.
-    public var traceparent: String?
+    package var traceparent: String?
 
-    public init(requestID: String? = nil, traceparent: String? = nil) {
+    package init(requestID: String? = nil, traceparent: String? = nil) {
         self.requestID = requestID
         self.traceparent = traceparent
     }
 
     /// A fresh W3C trace context for `requestID`.
-    public static func new(requestID: String?) -> RequestTrace {
+    package static func new(requestID: String?) -> RequestTrace {
         func hex(_ count: Int) -> String {
             var text = ""
             for _ in 0..<count {
@@ -60,15 +60,15 @@ public struct RequestTrace: Sendable, Hashable {
 }
 
 /// Names of c2d's job exchanges and queues (docs/architecture.md, "Messages and events").
-public enum JobQueueNames {
+package enum JobQueueNames {
     /// Direct exchange; the routing key is the environment id.
-    public static let jobsExchange = "c2d.jobs"
+    package static let jobsExchange = "c2d.jobs"
     /// Dead-letter exchange for messages past their delivery limit.
-    public static let deadLetterExchange = "c2d.dead"
-    public static let deadLetterQueue = "c2d.jobs.dead"
+    package static let deadLetterExchange = "c2d.dead"
+    package static let deadLetterQueue = "c2d.jobs.dead"
 
     /// The quorum queue of one environment.
-    public static func queue(environment: String) -> String {
+    package static func queue(environment: String) -> String {
         "c2d.jobs.\(environment)"
     }
 }

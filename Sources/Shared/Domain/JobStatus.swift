@@ -1,6 +1,6 @@
 /// A job's status. The number is the external contract: Ocean's legacy and ocean-node codes as one set
 /// (docs/architecture.md, "Statuses and outcomes"). The texts are the legacy operator-service texts where Ocean has one.
-public enum JobStatus: Int, Sendable, Codable, CaseIterable, CustomStringConvertible {
+package enum JobStatus: Int, Sendable, Codable, CaseIterable, CustomStringConvertible {
     case queued = 1
     case expiredInQueue = 2
     case started = 10
@@ -20,7 +20,7 @@ public enum JobStatus: Int, Sendable, Codable, CaseIterable, CustomStringConvert
     case finished = 70
 
     /// The legacy operator-service text (`statusText`), trailing space of "Running algorithm " included.
-    public var text: String {
+    package var text: String {
         switch self {
         case .queued: "Warming up"
         case .expiredInQueue: "Job expired in queue"
@@ -43,7 +43,7 @@ public enum JobStatus: Int, Sendable, Codable, CaseIterable, CustomStringConvert
     }
 
     /// Terminal statuses end a job: nothing moves it again.
-    public var isTerminal: Bool {
+    package var isTerminal: Bool {
         switch self {
         case .expiredInQueue, .imagePullFailed, .volumeCreationFailed, .containerCreationFailed,
             .dataProvisioningFailed, .algorithmProvisioningFailed, .algorithmFailed, .diskQuotaExceeded,
@@ -57,7 +57,7 @@ public enum JobStatus: Int, Sendable, Codable, CaseIterable, CustomStringConvert
     /// Every status a job may move to from this one. Failures and stops are recorded after the logs are
     /// archived, so a failing step moves straight to its terminal code; a stop or timeout goes through
     /// publishing (logs first) to `finished`.
-    public var successors: Set<JobStatus> {
+    package var successors: Set<JobStatus> {
         switch self {
         case .queued: [.expiredInQueue, .started, .configuringVolumes, .finished]
         case .started: [.imagePullFailed, .configuringVolumes, .publishingResults, .finished]
@@ -75,36 +75,36 @@ public enum JobStatus: Int, Sendable, Codable, CaseIterable, CustomStringConvert
         }
     }
 
-    public func canMove(to next: JobStatus) -> Bool {
+    package func canMove(to next: JobStatus) -> Bool {
         successors.contains(next)
     }
 
-    public var description: String { "\(rawValue) (\(text.trimmingTrailingSpace))" }
+    package var description: String { "\(rawValue) (\(text.trimmingTrailingSpace))" }
 }
 
 /// An illegal status change; names both states.
-public struct IllegalTransition: Error, CustomStringConvertible, Sendable {
-    public var from: JobStatus
-    public var to: JobStatus
+package struct IllegalTransition: Error, CustomStringConvertible, Sendable {
+    package var from: JobStatus
+    package var to: JobStatus
 
-    public init(from: JobStatus, to: JobStatus) {
+    package init(from: JobStatus, to: JobStatus) {
         self.from = from
         self.to = to
     }
 
-    public var description: String { "a job cannot move from status \(from) to \(to)" }
+    package var description: String { "a job cannot move from status \(from) to \(to)" }
 }
 
 extension JobStatus {
     /// Checks a status change against the state machine.
-    public func transition(to next: JobStatus) throws(IllegalTransition) -> JobStatus {
+    package func transition(to next: JobStatus) throws(IllegalTransition) -> JobStatus {
         guard canMove(to: next) else { throw IllegalTransition(from: self, to: next) }
         return next
     }
 }
 
 /// How a terminal job ended, independent of the step it ended in.
-public enum JobOutcome: String, Sendable, Codable, CaseIterable {
+package enum JobOutcome: String, Sendable, Codable, CaseIterable {
     case succeeded
     case failed
     case stopped

@@ -1,36 +1,36 @@
 /// A request c2d refuses, with a machine-readable code and a message for people. The gateway maps these
 /// to 4xx responses `{"code", "message"}`.
-public struct SubmissionError: Error, Sendable, Hashable, CustomStringConvertible {
-    public var code: String
-    public var message: String
+package struct SubmissionError: Error, Sendable, Hashable, CustomStringConvertible {
+    package var code: String
+    package var message: String
     /// Suggested HTTP status.
-    public var httpStatus: Int
+    package var httpStatus: Int
 
-    public init(code: String, message: String, httpStatus: Int = 400) {
+    package init(code: String, message: String, httpStatus: Int = 400) {
         self.code = code
         self.message = message
         self.httpStatus = httpStatus
     }
 
-    public var description: String { "\(code): \(message)" }
+    package var description: String { "\(code): \(message)" }
 }
 
 /// Limits on what one request may carry. Every limit is configuration (README.md, "Configuration").
-public struct SubmissionLimits: Sendable, Hashable {
+package struct SubmissionLimits: Sendable, Hashable {
     /// Largest request body, in bytes. Default 1 MiB.
-    public var maxBodyBytes: Int
+    package var maxBodyBytes: Int
     /// Most inputs one workflow may name. Default 64.
-    public var maxInputs: Int
+    package var maxInputs: Int
     /// Most files one input may name. Default 64.
-    public var maxFilesPerInput: Int
+    package var maxFilesPerInput: Int
     /// Longest string field (ids, URLs, entrypoint), in bytes. Default 4096.
-    public var maxFieldBytes: Int
+    package var maxFieldBytes: Int
     /// Largest raw algorithm, in bytes. Default 512 KiB.
-    public var maxRawCodeBytes: Int
+    package var maxRawCodeBytes: Int
     /// Largest workflow, as JSON, in bytes. Default 768 KiB (room for the largest raw algorithm).
-    public var maxWorkflowBytes: Int = 768 << 10
+    package var maxWorkflowBytes: Int = 768 << 10
 
-    public init(
+    package init(
         maxBodyBytes: Int = 1 << 20, maxInputs: Int = 64, maxFilesPerInput: Int = 64, maxFieldBytes: Int = 4096,
         maxRawCodeBytes: Int = 512 << 10
     ) {

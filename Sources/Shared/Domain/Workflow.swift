@@ -1,20 +1,20 @@
 /// A compute request in Ocean's workflow shape: `{"stages": [{input, algorithm, compute, output}]}`.
 /// c2d runs one stage, as Ocean does ("Multiple stages are not supported yet").
-public struct Workflow: Sendable, Hashable, Codable {
-    public var stages: [Stage]
+package struct Workflow: Sendable, Hashable, Codable {
+    package var stages: [Stage]
 
-    public init(stages: [Stage]) {
+    package init(stages: [Stage]) {
         self.stages = stages
     }
 
-    public struct Stage: Sendable, Hashable, Codable {
-        public var index: Int?
-        public var input: [Input]
-        public var algorithm: Algorithm
-        public var compute: Compute?
-        public var output: JSONValue?
+    package struct Stage: Sendable, Hashable, Codable {
+        package var index: Int?
+        package var input: [Input]
+        package var algorithm: Algorithm
+        package var compute: Compute?
+        package var output: JSONValue?
 
-        public init(
+        package init(
             index: Int? = 0, input: [Input], algorithm: Algorithm, compute: Compute? = nil, output: JSONValue? = nil
         ) {
             self.index = index
@@ -28,16 +28,16 @@ public struct Workflow: Sendable, Hashable, Codable {
     /// One dataset. Its files come from `url` (one URL or a list), from `path` (a file under the operator's data
     /// directory, c2d's addition for data that lives next to c2d), or from `remote` (the Provider's download
     /// endpoint; not yet supported by the local executor).
-    public struct Input: Sendable, Hashable, Codable {
-        public var index: Int?
-        public var id: String
-        public var url: [String]
-        public var path: [String]
+    package struct Input: Sendable, Hashable, Codable {
+        package var index: Int?
+        package var id: String
+        package var url: [String]
+        package var path: [String]
         /// Expected sha-256 of the file(s) ("sha256:<hex>" or bare hex); one per file, or one for a single file.
-        public var checksum: [String]
-        public var remote: JSONValue?
+        package var checksum: [String]
+        package var remote: JSONValue?
 
-        public init(
+        package init(
             index: Int? = nil, id: String, url: [String] = [], path: [String] = [], checksum: [String] = [],
             remote: JSONValue? = nil
         ) {
@@ -53,7 +53,7 @@ public struct Workflow: Sendable, Hashable, Codable {
             case index, id, url, path, checksum, remote
         }
 
-        public init(from decoder: any Decoder) throws {
+        package init(from decoder: any Decoder) throws {
             let c = try decoder.container(keyedBy: CodingKeys.self)
             index = try c.decodeIfPresent(Int.self, forKey: .index)
             id = try c.decodeIfPresent(String.self, forKey: .id) ?? ""
@@ -63,7 +63,7 @@ public struct Workflow: Sendable, Hashable, Codable {
             remote = try c.decodeIfPresent(JSONValue.self, forKey: .remote)
         }
 
-        public func encode(to encoder: any Encoder) throws {
+        package func encode(to encoder: any Encoder) throws {
             var c = encoder.container(keyedBy: CodingKeys.self)
             try c.encodeIfPresent(index, forKey: .index)
             try c.encode(id, forKey: .id)
@@ -74,17 +74,17 @@ public struct Workflow: Sendable, Hashable, Codable {
         }
     }
 
-    public struct Algorithm: Sendable, Hashable, Codable {
+    package struct Algorithm: Sendable, Hashable, Codable {
         /// The algorithm's DID; empty or absent for raw code.
-        public var id: String?
-        public var url: String?
-        public var rawcode: String?
-        public var checksum: String?
-        public var container: Container?
-        public var algocustomdata: JSONValue?
-        public var remote: JSONValue?
+        package var id: String?
+        package var url: String?
+        package var rawcode: String?
+        package var checksum: String?
+        package var container: Container?
+        package var algocustomdata: JSONValue?
+        package var remote: JSONValue?
 
-        public init(
+        package init(
             id: String? = nil, url: String? = nil, rawcode: String? = nil, checksum: String? = nil,
             container: Container? = nil, algocustomdata: JSONValue? = nil, remote: JSONValue? = nil
         ) {
@@ -98,7 +98,7 @@ public struct Workflow: Sendable, Hashable, Codable {
         }
 
         /// What Ocean reports as `algoDID`: the DID, or "raw" for raw code.
-        public var didOrRaw: String {
+        package var didOrRaw: String {
             if let id, !id.isEmpty { return id }
             return "raw"
         }
@@ -106,13 +106,13 @@ public struct Workflow: Sendable, Hashable, Codable {
 
     /// Container-like description of how to start the algorithm. `entrypoint` is a command line in which
     /// `$ALGO` stands for the algorithm file, e.g. `python3 $ALGO`.
-    public struct Container: Sendable, Hashable, Codable {
-        public var entrypoint: String
-        public var image: String?
-        public var tag: String?
-        public var checksum: String?
+    package struct Container: Sendable, Hashable, Codable {
+        package var entrypoint: String
+        package var image: String?
+        package var tag: String?
+        package var checksum: String?
 
-        public init(entrypoint: String, image: String? = nil, tag: String? = nil, checksum: String? = nil) {
+        package init(entrypoint: String, image: String? = nil, tag: String? = nil, checksum: String? = nil) {
             self.entrypoint = entrypoint
             self.image = image
             self.tag = tag
@@ -120,18 +120,18 @@ public struct Workflow: Sendable, Hashable, Codable {
         }
     }
 
-    public struct Compute: Sendable, Hashable, Codable {
+    package struct Compute: Sendable, Hashable, Codable {
         /// Requested maximum run time in seconds, capped by the environment's `maxJobDuration`.
-        public var maxtime: Int?
-        public var namespace: String?
+        package var maxtime: Int?
+        package var namespace: String?
         /// Whether the algorithm asks to reach the network; granted only where the environment allows it, refused
         /// at submit where it does not. Absent or false: no network.
-        public var allowNetwork: Bool?
+        package var allowNetwork: Bool?
         /// Requested resources in ocean-node's shape, `[{"id": "cpu"|"ram"|"disk", "amount": n}]` (ram and disk in
         /// GiB); each must fit the environment's limits.
-        public var resources: [ResourceRequest]?
+        package var resources: [ResourceRequest]?
 
-        public init(
+        package init(
             maxtime: Int? = nil, namespace: String? = nil, allowNetwork: Bool? = nil,
             resources: [ResourceRequest]? = nil
         ) {
@@ -142,21 +142,21 @@ public struct Workflow: Sendable, Hashable, Codable {
         }
     }
 
-    public struct ResourceRequest: Sendable, Hashable, Codable {
-        public var id: String
-        public var amount: Double
+    package struct ResourceRequest: Sendable, Hashable, Codable {
+        package var id: String
+        package var amount: Double
 
-        public init(id: String, amount: Double) {
+        package init(id: String, amount: Double) {
             self.id = id
             self.amount = amount
         }
     }
 
     /// The stage c2d runs.
-    public var stage: Stage? { stages.first }
+    package var stage: Stage? { stages.first }
 
     /// Input DIDs in order, as Ocean's `inputDID`.
-    public var inputDIDs: [String] { stage?.input.map(\.id) ?? [] }
+    package var inputDIDs: [String] { stage?.input.map(\.id) ?? [] }
 }
 
 extension KeyedDecodingContainer {

@@ -2,21 +2,21 @@ import Foundation
 
 /// Checks a workflow against an environment and the configured limits before anything is written.
 /// Pure: the same input always gives the same verdict, and nothing is touched.
-public struct WorkflowValidator: Sendable {
-    public var limits: SubmissionLimits
+package struct WorkflowValidator: Sendable {
+    package var limits: SubmissionLimits
 
-    public init(limits: SubmissionLimits = SubmissionLimits()) {
+    package init(limits: SubmissionLimits = SubmissionLimits()) {
         self.limits = limits
     }
 
-    public func validate(_ workflow: Workflow, environment: ComputeEnvironment) throws(SubmissionError) {
+    package func validate(_ workflow: Workflow, environment: ComputeEnvironment) throws(SubmissionError) {
         _ = try validatedJSON(workflow, environment: environment)
     }
 
     /// Validates like ``validate(_:environment:)`` and returns the workflow as JSON text, the form the job store
     /// writes: the size check needs the encoding anyway, and a submit that passes it on encodes the workflow once.
     /// Nil only if the workflow cannot be encoded (then the store's own encoding reports it).
-    public func validatedJSON(_ workflow: Workflow, environment: ComputeEnvironment) throws(SubmissionError) -> String?
+    package func validatedJSON(_ workflow: Workflow, environment: ComputeEnvironment) throws(SubmissionError) -> String?
     {
         guard let stage = workflow.stages.first else {
             throw SubmissionError(code: "missing_stages", message: "the workflow has no stages")
@@ -75,7 +75,7 @@ public struct WorkflowValidator: Sendable {
 
     /// Whether JSON text holds the escape `\u0000` (how JSONEncoder writes a NUL), searched in the bytes: on the
     /// submit path a `String.contains` here went through Foundation's CFString search, a few percent of a submit.
-    public static func containsEscapedNUL(_ json: Data) -> Bool {
+    package static func containsEscapedNUL(_ json: Data) -> Bool {
         let pattern: [UInt8] = Array(#"\u0000"#.utf8)
         return json.withUnsafeBytes { bytes in
             guard bytes.count >= pattern.count else { return false }
@@ -244,7 +244,7 @@ public struct WorkflowValidator: Sendable {
 
     /// Ocean puts dataset files under `/data/inputs/<did without "did:op:">/<n>`; an input without an id
     /// uses its position.
-    public static func inputDirectoryName(_ input: Workflow.Input, position: Int) -> String {
+    package static func inputDirectoryName(_ input: Workflow.Input, position: Int) -> String {
         var id = input.id
         if id.hasPrefix("did:op:") { id.removeFirst("did:op:".count) }
         return id.isEmpty ? String(position) : id
@@ -258,7 +258,7 @@ public struct WorkflowValidator: Sendable {
             }
     }
 
-    public static func isHTTPURL(_ url: String) -> Bool {
+    package static func isHTTPURL(_ url: String) -> Bool {
         let lower = url.lowercased()
         return (lower.hasPrefix("http://") || lower.hasPrefix("https://")) && url.count > "https://".count - 1
             && !url.contains(where: \.isWhitespace)
@@ -266,13 +266,13 @@ public struct WorkflowValidator: Sendable {
 
     /// A path that cannot leave the directory it is resolved against (symbolic links are checked again when
     /// the file is opened).
-    public static func isContainedRelativePath(_ path: String) -> Bool {
+    package static func isContainedRelativePath(_ path: String) -> Bool {
         guard !path.isEmpty, !path.hasPrefix("/"), !path.contains("\0") else { return false }
         return !path.split(separator: "/", omittingEmptySubsequences: true).contains("..")
     }
 
     /// The 64 hex digits of a sha-256 written as "sha256:<hex>" or bare hex, lowercased; nil if malformed.
-    public static func sha256Hex(_ checksum: String) -> String? {
+    package static func sha256Hex(_ checksum: String) -> String? {
         var hex = checksum.lowercased()
         if hex.hasPrefix("sha256:") { hex.removeFirst("sha256:".count) }
         guard hex.utf8.count == 64, hex.unicodeScalars.allSatisfy(\.properties.isASCIIHexDigit) else { return nil }

@@ -4,30 +4,30 @@ import Logging
 import Synchronization
 
 /// An attempt of a job: the key of everything c2d creates for it.
-public struct AttemptKey: Hashable, Sendable, CustomStringConvertible {
-    public var jobID: JobID
-    public var attempt: Int
+package struct AttemptKey: Hashable, Sendable, CustomStringConvertible {
+    package var jobID: JobID
+    package var attempt: Int
 
-    public init(jobID: JobID, attempt: Int) {
+    package init(jobID: JobID, attempt: Int) {
         self.jobID = jobID
         self.attempt = attempt
     }
 
-    public var description: String { "\(jobID)/\(attempt)" }
+    package var description: String { "\(jobID)/\(attempt)" }
 }
 
 /// What the cluster shows of one attempt, kept by the ``AttemptInformer``.
-public struct ObservedAttempt: Sendable, Hashable {
-    public var key: AttemptKey
-    public var observation: AttemptObservation
+package struct ObservedAttempt: Sendable, Hashable {
+    package var key: AttemptKey
+    package var observation: AttemptObservation
     /// The root Job's creation time (else the first pod's): orphans younger than a grace period are left alone.
-    public var createdAt: Date?
+    package var createdAt: Date?
     /// The io pod's name (the Job controller picks it), for reading its containers' logs.
-    public var ioPodName: String?
+    package var ioPodName: String?
     /// When the informer first saw every object of the attempt gone.
-    public var goneSince: Date?
+    package var goneSince: Date?
 
-    public init(
+    package init(
         key: AttemptKey, observation: AttemptObservation = AttemptObservation(), createdAt: Date? = nil,
         ioPodName: String? = nil, goneSince: Date? = nil
     ) {
@@ -39,7 +39,7 @@ public struct ObservedAttempt: Sendable, Hashable {
     }
 
     /// Some object of the attempt exists and is not being deleted.
-    public var isLive: Bool {
+    package var isLive: Bool {
         let o = observation
         return (o.root == .present) || (o.ioPod.presence == .present && !o.ioPod.deleting)
             || (o.algorithmPod.presence == .present && !o.algorithmPod.deleting)
@@ -53,25 +53,25 @@ public struct ObservedAttempt: Sendable, Hashable {
 ///
 /// Objects a relist no longer shows were deleted while nobody watched: they are marked gone. Attempts whose objects
 /// are all gone are kept as tombstones (their last states decide their outcome) until ``prune(goneBefore:)``.
-public final class AttemptInformer: Sendable {
-    public struct Configuration: Sendable {
-        public var namespace: String
+package final class AttemptInformer: Sendable {
+    package struct Configuration: Sendable {
+        package var namespace: String
         /// Items per list page. Default 500.
-        public var pageSize: Int
+        package var pageSize: Int
         /// Server-side watch timeout. Default 300 s.
-        public var watchTimeoutSeconds: Int
+        package var watchTimeoutSeconds: Int
 
-        public init(namespace: String, pageSize: Int = 500, watchTimeoutSeconds: Int = 300) {
+        package init(namespace: String, pageSize: Int = 500, watchTimeoutSeconds: Int = 300) {
             self.namespace = namespace
             self.pageSize = max(1, pageSize)
             self.watchTimeoutSeconds = watchTimeoutSeconds
         }
     }
 
-    public struct Statistics: Sendable, Hashable {
-        public var jobs: Informer<Job, JobProjection>.Statistics
-        public var pods: Informer<Pod, PodProjection>.Statistics
-        public var attempts: Int
+    package struct Statistics: Sendable, Hashable {
+        package var jobs: Informer<Job, JobProjection>.Statistics
+        package var pods: Informer<Pod, PodProjection>.Statistics
+        package var attempts: Int
     }
 
     private enum Kind: Int, CaseIterable {
@@ -94,12 +94,12 @@ public final class AttemptInformer: Sendable {
         var listener: (@Sendable ([AttemptKey]) -> Void)?
     }
 
-    public let configuration: Configuration
+    package let configuration: Configuration
     private let state = Mutex(State())
     private let jobs: Informer<Job, JobProjection>
     private let pods: Informer<Pod, PodProjection>
 
-    public init(client: KubernetesClient, configuration: Configuration, logger: Logger) {
+    package init(client: KubernetesClient, configuration: Configuration, logger: Logger) {
         self.configuration = configuration
         let box = WeakBox()
         let common = { (selector: String) in
@@ -123,7 +123,7 @@ public final class AttemptInformer: Sendable {
     }
 
     /// Follows the cluster until cancelled.
-    public func run() async {
+    package func run() async {
         await withDiscardingTaskGroup { group in
             group.addTask { await self.jobs.run() }
             group.addTask { await self.pods.run() }
@@ -136,18 +136,18 @@ public final class AttemptInformer: Sendable {
     }
 
     /// Called after every change with the attempts it touched, synchronously on the informer's task: keep it short.
-    public func setListener(_ listener: @escaping @Sendable ([AttemptKey]) -> Void) {
+    package func setListener(_ listener: @escaping @Sendable ([AttemptKey]) -> Void) {
         state.withLock { $0.listener = listener }
     }
 
     /// Both kinds were listed once: what the informer holds is the cluster, not a part of it.
-    public var isSynced: Bool { state.withLock { $0.listed.jobs && $0.listed.pods } }
+    package var isSynced: Bool { state.withLock { $0.listed.jobs && $0.listed.pods } }
 
     /// Synced, and both kinds' last request succeeded: the view is current (not frozen by an outage).
-    public var isHealthy: Bool { isSynced && jobs.statistics.connected && pods.statistics.connected }
+    package var isHealthy: Bool { isSynced && jobs.statistics.connected && pods.statistics.connected }
 
     /// Returns once both kinds were listed (or the informer stopped).
-    public func waitUntilSynced() async {
+    package func waitUntilSynced() async {
         await withCheckedContinuation { continuation in
             let ready = state.withLock { state -> Bool in
                 if state.listed.jobs && state.listed.pods { return true }
@@ -158,12 +158,12 @@ public final class AttemptInformer: Sendable {
         }
     }
 
-    public func observed(_ key: AttemptKey) -> ObservedAttempt? {
+    package func observed(_ key: AttemptKey) -> ObservedAttempt? {
         state.withLock { $0.entries[key]?.observed }
     }
 
     /// Every attempt known now, tombstones included.
-    public func snapshot() -> [ObservedAttempt] {
+    package func snapshot() -> [ObservedAttempt] {
         state.withLock { state in
             var all: [ObservedAttempt] = []
             all.reserveCapacity(state.entries.count)
@@ -173,27 +173,27 @@ public final class AttemptInformer: Sendable {
     }
 
     /// The attempts with these keys (absent ones left out).
-    public func observed(_ keys: some Sequence<AttemptKey>) -> [ObservedAttempt] {
+    package func observed(_ keys: some Sequence<AttemptKey>) -> [ObservedAttempt] {
         state.withLock { state in keys.compactMap { state.entries[$0]?.observed } }
     }
 
-    public var count: Int { state.withLock { $0.entries.count } }
+    package var count: Int { state.withLock { $0.entries.count } }
 
     /// Drops tombstones of attempts whose objects were all gone before `date`.
-    public func prune(goneBefore date: Date) {
+    package func prune(goneBefore date: Date) {
         state.withLock { state in
             state.entries = state.entries.filter { $0.value.observed.goneSince.map { $0 >= date } ?? true }
         }
     }
 
     /// Drops what is known of an attempt whose end has been recorded and whose objects are gone.
-    public func forget(_ key: AttemptKey) {
+    package func forget(_ key: AttemptKey) {
         state.withLock { state in
             if let entry = state.entries[key], entry.observed.goneSince != nil { state.entries[key] = nil }
         }
     }
 
-    public var statistics: Statistics {
+    package var statistics: Statistics {
         Statistics(jobs: jobs.statistics, pods: pods.statistics, attempts: count)
     }
 
@@ -411,19 +411,19 @@ private final class WeakBox: @unchecked Sendable {
 // MARK: Projections: only the fields the outcome needs are decoded.
 
 /// The metadata an attempt's objects are read by.
-public struct ProjectedMeta: Decodable, Sendable {
-    public var name: String?
-    public var resourceVersion: String?
-    public var creationTimestamp: Date?
-    public var deletionTimestamp: Date?
-    public var labels: AttemptLabels?
+package struct ProjectedMeta: Decodable, Sendable {
+    package var name: String?
+    package var resourceVersion: String?
+    package var creationTimestamp: Date?
+    package var deletionTimestamp: Date?
+    package var labels: AttemptLabels?
 }
 
 /// The three labels that place an object in an attempt, decoded without building a dictionary of all labels.
-public struct AttemptLabels: Decodable, Sendable {
-    public var jobID: String?
-    public var attempt: String?
-    public var role: String?
+package struct AttemptLabels: Decodable, Sendable {
+    package var jobID: String?
+    package var attempt: String?
+    package var role: String?
 
     private struct Key: CodingKey {
         var stringValue: String
@@ -432,7 +432,7 @@ public struct AttemptLabels: Decodable, Sendable {
         init?(intValue: Int) { nil }
     }
 
-    public init(from decoder: any Decoder) throws {
+    package init(from decoder: any Decoder) throws {
         let container = try decoder.container(keyedBy: Key.self)
         jobID = try container.decodeIfPresent(String.self, forKey: Key(stringValue: ClusterNaming.jobIDLabel))
         attempt = try container.decodeIfPresent(String.self, forKey: Key(stringValue: ClusterNaming.attemptLabel))
@@ -441,70 +441,70 @@ public struct AttemptLabels: Decodable, Sendable {
 }
 
 /// batch/v1 Job: its terminal conditions.
-public struct JobProjection: InformerProjection {
-    public struct Status: Decodable, Sendable {
-        public struct Condition: Decodable, Sendable {
-            public var type: String
-            public var status: String
-            public var reason: String?
+package struct JobProjection: InformerProjection {
+    package struct Status: Decodable, Sendable {
+        package struct Condition: Decodable, Sendable {
+            package var type: String
+            package var status: String
+            package var reason: String?
         }
-        public var conditions: [Condition]?
+        package var conditions: [Condition]?
     }
 
-    public var metadata: ProjectedMeta
-    public var status: Status?
-    public var resourceVersion: String? { metadata.resourceVersion }
+    package var metadata: ProjectedMeta
+    package var status: Status?
+    package var resourceVersion: String? { metadata.resourceVersion }
 }
 
 /// core/v1 Pod: phase, reason, and its containers' states; from the spec, images and the memory limit.
-public struct PodProjection: InformerProjection {
-    public struct Spec: Decodable, Sendable {
-        public struct Container: Decodable, Sendable {
-            public struct Resources: Decodable, Sendable {
-                public struct Limits: Decodable, Sendable { public var memory: String? }
-                public var limits: Limits?
+package struct PodProjection: InformerProjection {
+    package struct Spec: Decodable, Sendable {
+        package struct Container: Decodable, Sendable {
+            package struct Resources: Decodable, Sendable {
+                package struct Limits: Decodable, Sendable { package var memory: String? }
+                package var limits: Limits?
             }
-            public var name: String
-            public var image: String?
-            public var resources: Resources?
+            package var name: String
+            package var image: String?
+            package var resources: Resources?
         }
-        public var containers: [Container]?
+        package var containers: [Container]?
     }
 
-    public struct Status: Decodable, Sendable {
-        public var phase: String?
-        public var reason: String?
-        public var initContainerStatuses: [ContainerStatusProjection]?
-        public var containerStatuses: [ContainerStatusProjection]?
+    package struct Status: Decodable, Sendable {
+        package var phase: String?
+        package var reason: String?
+        package var initContainerStatuses: [ContainerStatusProjection]?
+        package var containerStatuses: [ContainerStatusProjection]?
     }
 
-    public var metadata: ProjectedMeta
-    public var spec: Spec?
-    public var status: Status?
-    public var resourceVersion: String? { metadata.resourceVersion }
+    package var metadata: ProjectedMeta
+    package var spec: Spec?
+    package var status: Status?
+    package var resourceVersion: String? { metadata.resourceVersion }
 }
 
-public struct ContainerStatusProjection: Decodable, Sendable {
-    public struct State: Decodable, Sendable {
-        public struct Waiting: Decodable, Sendable {
-            public var reason: String?
-            public var message: String?
+package struct ContainerStatusProjection: Decodable, Sendable {
+    package struct State: Decodable, Sendable {
+        package struct Waiting: Decodable, Sendable {
+            package var reason: String?
+            package var message: String?
         }
-        public struct Running: Decodable, Sendable {
-            public var startedAt: Date?
+        package struct Running: Decodable, Sendable {
+            package var startedAt: Date?
         }
-        public struct Terminated: Decodable, Sendable {
-            public var exitCode: Int
-            public var reason: String?
-            public var message: String?
-            public var startedAt: Date?
-            public var finishedAt: Date?
+        package struct Terminated: Decodable, Sendable {
+            package var exitCode: Int
+            package var reason: String?
+            package var message: String?
+            package var startedAt: Date?
+            package var finishedAt: Date?
         }
-        public var waiting: Waiting?
-        public var running: Running?
-        public var terminated: Terminated?
+        package var waiting: Waiting?
+        package var running: Running?
+        package var terminated: Terminated?
     }
 
-    public var name: String
-    public var state: State?
+    package var name: String
+    package var state: State?
 }

@@ -5,19 +5,19 @@ import NIOCore
 /// to read one. The same for whoever finalizes the attempt (worker or scheduler), so a job's logs end up in the same
 /// place, under the same names, either way: `configure.log` and `publish.log` as admin logs. The algorithm writes
 /// its log to the volume (`/data/logs/algorithm.log`), which only publish can upload.
-public enum AttemptLogs {
-    public struct Missing: Sendable, Hashable {
-        public var container: String
-        public var pod: String
+package enum AttemptLogs {
+    package struct Missing: Sendable, Hashable {
+        package var container: String
+        package var pod: String
         /// The result's name and kind, as the publish step would have uploaded it.
-        public var name: String
-        public var kind: ResultKind
+        package var name: String
+        package var kind: ResultKind
     }
 
     /// The logs to fetch: a c2d step that failed (configure: publish then never runs; publish: it may not have
     /// uploaded its own log) and whose file is not among `uploaded`. A step that succeeded uploaded its log
     /// through publish, so the happy path reads nothing from the API.
-    public static func missing(_ observed: ObservedAttempt, uploaded: Set<String>) -> [Missing] {
+    package static func missing(_ observed: ObservedAttempt, uploaded: Set<String>) -> [Missing] {
         guard let pod = observed.ioPodName, observed.observation.ioPod.presence == .present else { return [] }
         var missing: [Missing] = []
         let steps: [(String, ContainerObservation, String, ResultKind)] = [
@@ -33,7 +33,7 @@ public enum AttemptLogs {
 
     /// A container's log, at most `limit` bytes; nil when there is none (empty, the pod or container is gone, or
     /// it never started).
-    public static func read(
+    package static func read(
         _ missing: Missing, client: KubernetesClient, namespace: String, limit: Int
     ) async throws -> ByteBuffer? {
         do {

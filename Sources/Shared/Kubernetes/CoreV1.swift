@@ -1,20 +1,20 @@
 import Foundation
 
 /// core/v1 Secret. `data` values are raw bytes; they travel base64-encoded, which `JSONEncoder` does for `Data`.
-public struct Secret: KubernetesResource, Hashable {
-    public static let resource = ResourceInfo(group: "", version: "v1", kind: "Secret", plural: "secrets")
+package struct Secret: KubernetesResource, Hashable {
+    package static let resource = ResourceInfo(group: "", version: "v1", kind: "Secret", plural: "secrets")
 
-    public var apiVersion: String?
-    public var kind: String?
-    public var metadata: ObjectMeta
+    package var apiVersion: String?
+    package var kind: String?
+    package var metadata: ObjectMeta
     /// `Opaque` when nil.
-    public var type: String?
-    public var data: [String: Data]?
+    package var type: String?
+    package var data: [String: Data]?
     /// Write-only convenience: merged into `data` by the server, never returned.
-    public var stringData: [String: String]?
-    public var immutable: Bool?
+    package var stringData: [String: String]?
+    package var immutable: Bool?
 
-    public init(
+    package init(
         metadata: ObjectMeta, type: String? = nil, data: [String: Data]? = nil, stringData: [String: String]? = nil,
         immutable: Bool? = nil
     ) {
@@ -29,32 +29,32 @@ public struct Secret: KubernetesResource, Hashable {
 }
 
 /// core/v1 PersistentVolumeClaim.
-public struct PersistentVolumeClaim: KubernetesResource, Hashable {
-    public static let resource = ResourceInfo(
+package struct PersistentVolumeClaim: KubernetesResource, Hashable {
+    package static let resource = ResourceInfo(
         group: "", version: "v1", kind: "PersistentVolumeClaim", plural: "persistentvolumeclaims")
 
-    public var apiVersion: String?
-    public var kind: String?
-    public var metadata: ObjectMeta
-    public var spec: Spec?
-    public var status: Status?
+    package var apiVersion: String?
+    package var kind: String?
+    package var metadata: ObjectMeta
+    package var spec: Spec?
+    package var status: Status?
 
-    public init(metadata: ObjectMeta, spec: Spec) {
+    package init(metadata: ObjectMeta, spec: Spec) {
         self.apiVersion = Self.resource.apiVersion
         self.kind = Self.resource.kind
         self.metadata = metadata
         self.spec = spec
     }
 
-    public struct Spec: Codable, Sendable, Hashable {
+    package struct Spec: Codable, Sendable, Hashable {
         /// E.g. `ReadWriteOnce`, `ReadWriteMany`.
-        public var accessModes: [String]?
-        public var resources: VolumeResourceRequirements?
-        public var storageClassName: String?
+        package var accessModes: [String]?
+        package var resources: VolumeResourceRequirements?
+        package var storageClassName: String?
         /// `Filesystem` (default) or `Block`.
-        public var volumeMode: String?
+        package var volumeMode: String?
 
-        public init(
+        package init(
             accessModes: [String]? = nil, resources: VolumeResourceRequirements? = nil,
             storageClassName: String? = nil, volumeMode: String? = nil
         ) {
@@ -65,13 +65,13 @@ public struct PersistentVolumeClaim: KubernetesResource, Hashable {
         }
     }
 
-    public struct Status: Codable, Sendable, Hashable {
+    package struct Status: Codable, Sendable, Hashable {
         /// `Pending`, `Bound` or `Lost`.
-        public var phase: String?
-        public var accessModes: [String]?
-        public var capacity: [String: String]?
+        package var phase: String?
+        package var accessModes: [String]?
+        package var capacity: [String: String]?
 
-        public init(phase: String? = nil, accessModes: [String]? = nil, capacity: [String: String]? = nil) {
+        package init(phase: String? = nil, accessModes: [String]? = nil, capacity: [String: String]? = nil) {
             self.phase = phase
             self.accessModes = accessModes
             self.capacity = capacity
@@ -80,27 +80,27 @@ public struct PersistentVolumeClaim: KubernetesResource, Hashable {
 }
 
 /// Storage requests of a claim, as quantities (`"1Gi"`).
-public struct VolumeResourceRequirements: Codable, Sendable, Hashable {
-    public var requests: [String: String]?
-    public var limits: [String: String]?
+package struct VolumeResourceRequirements: Codable, Sendable, Hashable {
+    package var requests: [String: String]?
+    package var limits: [String: String]?
 
-    public init(requests: [String: String]? = nil, limits: [String: String]? = nil) {
+    package init(requests: [String: String]? = nil, limits: [String: String]? = nil) {
         self.requests = requests
         self.limits = limits
     }
 }
 
 /// core/v1 Pod. c2d never creates bare pods; it reads those its Jobs create.
-public struct Pod: KubernetesResource, Hashable {
-    public static let resource = ResourceInfo(group: "", version: "v1", kind: "Pod", plural: "pods")
+package struct Pod: KubernetesResource, Hashable {
+    package static let resource = ResourceInfo(group: "", version: "v1", kind: "Pod", plural: "pods")
 
-    public var apiVersion: String?
-    public var kind: String?
-    public var metadata: ObjectMeta
-    public var spec: PodSpec?
-    public var status: PodStatus?
+    package var apiVersion: String?
+    package var kind: String?
+    package var metadata: ObjectMeta
+    package var spec: PodSpec?
+    package var status: PodStatus?
 
-    public init(metadata: ObjectMeta, spec: PodSpec? = nil, status: PodStatus? = nil) {
+    package init(metadata: ObjectMeta, spec: PodSpec? = nil, status: PodStatus? = nil) {
         self.apiVersion = Self.resource.apiVersion
         self.kind = Self.resource.kind
         self.metadata = metadata
@@ -109,35 +109,35 @@ public struct Pod: KubernetesResource, Hashable {
     }
 }
 
-public struct PodTemplateSpec: Codable, Sendable, Hashable {
-    public var metadata: ObjectMeta?
-    public var spec: PodSpec?
+package struct PodTemplateSpec: Codable, Sendable, Hashable {
+    package var metadata: ObjectMeta?
+    package var spec: PodSpec?
 
-    public init(metadata: ObjectMeta? = nil, spec: PodSpec? = nil) {
+    package init(metadata: ObjectMeta? = nil, spec: PodSpec? = nil) {
         self.metadata = metadata
         self.spec = spec
     }
 }
 
-public struct PodSpec: Codable, Sendable, Hashable {
-    public var containers: [Container]
-    public var initContainers: [Container]?
-    public var volumes: [Volume]?
+package struct PodSpec: Codable, Sendable, Hashable {
+    package var containers: [Container]
+    package var initContainers: [Container]?
+    package var volumes: [Volume]?
     /// `Never` or `OnFailure` for Jobs.
-    public var restartPolicy: String?
-    public var activeDeadlineSeconds: Int?
-    public var terminationGracePeriodSeconds: Int?
-    public var automountServiceAccountToken: Bool?
-    public var serviceAccountName: String?
-    public var securityContext: PodSecurityContext?
-    public var enableServiceLinks: Bool?
-    public var nodeSelector: [String: String]?
-    public var nodeName: String?
-    public var affinity: Affinity?
+    package var restartPolicy: String?
+    package var activeDeadlineSeconds: Int?
+    package var terminationGracePeriodSeconds: Int?
+    package var automountServiceAccountToken: Bool?
+    package var serviceAccountName: String?
+    package var securityContext: PodSecurityContext?
+    package var enableServiceLinks: Bool?
+    package var nodeSelector: [String: String]?
+    package var nodeName: String?
+    package var affinity: Affinity?
     /// Secrets of type `kubernetes.io/dockerconfigjson` the kubelet pulls the pod's images with.
-    public var imagePullSecrets: [LocalObjectReference]?
+    package var imagePullSecrets: [LocalObjectReference]?
 
-    public init(
+    package init(
         containers: [Container], initContainers: [Container]? = nil, volumes: [Volume]? = nil,
         restartPolicy: String? = nil, activeDeadlineSeconds: Int? = nil, terminationGracePeriodSeconds: Int? = nil,
         automountServiceAccountToken: Bool? = nil, serviceAccountName: String? = nil,
@@ -161,62 +161,62 @@ public struct PodSpec: Codable, Sendable, Hashable {
 }
 
 /// core/v1 LocalObjectReference: an object in the same namespace, by name.
-public struct LocalObjectReference: Codable, Sendable, Hashable {
-    public var name: String
+package struct LocalObjectReference: Codable, Sendable, Hashable {
+    package var name: String
 
-    public init(name: String) {
+    package init(name: String) {
         self.name = name
     }
 }
 
 /// core/v1 Affinity, the pod-affinity part c2d uses (the io pod goes where its algorithm pod is).
-public struct Affinity: Codable, Sendable, Hashable {
-    public var podAffinity: PodAffinity?
+package struct Affinity: Codable, Sendable, Hashable {
+    package var podAffinity: PodAffinity?
 
-    public init(podAffinity: PodAffinity? = nil) {
+    package init(podAffinity: PodAffinity? = nil) {
         self.podAffinity = podAffinity
     }
 
-    public struct PodAffinity: Codable, Sendable, Hashable {
-        public var requiredDuringSchedulingIgnoredDuringExecution: [PodAffinityTerm]?
+    package struct PodAffinity: Codable, Sendable, Hashable {
+        package var requiredDuringSchedulingIgnoredDuringExecution: [PodAffinityTerm]?
 
-        public init(requiredDuringSchedulingIgnoredDuringExecution: [PodAffinityTerm]? = nil) {
+        package init(requiredDuringSchedulingIgnoredDuringExecution: [PodAffinityTerm]? = nil) {
             self.requiredDuringSchedulingIgnoredDuringExecution = requiredDuringSchedulingIgnoredDuringExecution
         }
     }
 
-    public struct PodAffinityTerm: Codable, Sendable, Hashable {
-        public var labelSelector: LabelSelector?
-        public var topologyKey: String
+    package struct PodAffinityTerm: Codable, Sendable, Hashable {
+        package var labelSelector: LabelSelector?
+        package var topologyKey: String
 
-        public init(labelSelector: LabelSelector? = nil, topologyKey: String) {
+        package init(labelSelector: LabelSelector? = nil, topologyKey: String) {
             self.labelSelector = labelSelector
             self.topologyKey = topologyKey
         }
     }
 }
 
-public struct SeccompProfile: Codable, Sendable, Hashable {
+package struct SeccompProfile: Codable, Sendable, Hashable {
     /// `RuntimeDefault`, `Unconfined` or `Localhost`.
-    public var type: String
-    public var localhostProfile: String?
+    package var type: String
+    package var localhostProfile: String?
 
-    public init(type: String, localhostProfile: String? = nil) {
+    package init(type: String, localhostProfile: String? = nil) {
         self.type = type
         self.localhostProfile = localhostProfile
     }
 
-    public static let runtimeDefault = SeccompProfile(type: "RuntimeDefault")
+    package static let runtimeDefault = SeccompProfile(type: "RuntimeDefault")
 }
 
-public struct PodSecurityContext: Codable, Sendable, Hashable {
-    public var runAsNonRoot: Bool?
-    public var runAsUser: Int?
-    public var runAsGroup: Int?
-    public var fsGroup: Int?
-    public var seccompProfile: SeccompProfile?
+package struct PodSecurityContext: Codable, Sendable, Hashable {
+    package var runAsNonRoot: Bool?
+    package var runAsUser: Int?
+    package var runAsGroup: Int?
+    package var fsGroup: Int?
+    package var seccompProfile: SeccompProfile?
 
-    public init(
+    package init(
         runAsNonRoot: Bool? = nil, runAsUser: Int? = nil, runAsGroup: Int? = nil, fsGroup: Int? = nil,
         seccompProfile: SeccompProfile? = nil
     ) {
@@ -228,15 +228,15 @@ public struct PodSecurityContext: Codable, Sendable, Hashable {
     }
 }
 
-public struct Volume: Codable, Sendable, Hashable {
-    public var name: String
-    public var secret: SecretVolumeSource?
-    public var persistentVolumeClaim: PersistentVolumeClaimVolumeSource?
-    public var emptyDir: EmptyDirVolumeSource?
+package struct Volume: Codable, Sendable, Hashable {
+    package var name: String
+    package var secret: SecretVolumeSource?
+    package var persistentVolumeClaim: PersistentVolumeClaimVolumeSource?
+    package var emptyDir: EmptyDirVolumeSource?
     /// A generic ephemeral volume: Kubernetes creates the claim `<pod>-<volume>`, owned by the pod.
-    public var ephemeral: EphemeralVolumeSource?
+    package var ephemeral: EphemeralVolumeSource?
 
-    public init(
+    package init(
         name: String, secret: SecretVolumeSource? = nil,
         persistentVolumeClaim: PersistentVolumeClaimVolumeSource? = nil, emptyDir: EmptyDirVolumeSource? = nil,
         ephemeral: EphemeralVolumeSource? = nil
@@ -249,31 +249,31 @@ public struct Volume: Codable, Sendable, Hashable {
     }
 }
 
-public struct EphemeralVolumeSource: Codable, Sendable, Hashable {
-    public var volumeClaimTemplate: ClaimTemplate
+package struct EphemeralVolumeSource: Codable, Sendable, Hashable {
+    package var volumeClaimTemplate: ClaimTemplate
 
-    public init(volumeClaimTemplate: ClaimTemplate) {
+    package init(volumeClaimTemplate: ClaimTemplate) {
         self.volumeClaimTemplate = volumeClaimTemplate
     }
 
-    public struct ClaimTemplate: Codable, Sendable, Hashable {
-        public var metadata: ObjectMeta?
-        public var spec: PersistentVolumeClaim.Spec
+    package struct ClaimTemplate: Codable, Sendable, Hashable {
+        package var metadata: ObjectMeta?
+        package var spec: PersistentVolumeClaim.Spec
 
-        public init(metadata: ObjectMeta? = nil, spec: PersistentVolumeClaim.Spec) {
+        package init(metadata: ObjectMeta? = nil, spec: PersistentVolumeClaim.Spec) {
             self.metadata = metadata
             self.spec = spec
         }
     }
 }
 
-public struct SecretVolumeSource: Codable, Sendable, Hashable {
-    public var secretName: String
-    public var items: [KeyToPath]?
-    public var defaultMode: Int?
-    public var optional: Bool?
+package struct SecretVolumeSource: Codable, Sendable, Hashable {
+    package var secretName: String
+    package var items: [KeyToPath]?
+    package var defaultMode: Int?
+    package var optional: Bool?
 
-    public init(secretName: String, items: [KeyToPath]? = nil, defaultMode: Int? = nil, optional: Bool? = nil) {
+    package init(secretName: String, items: [KeyToPath]? = nil, defaultMode: Int? = nil, optional: Bool? = nil) {
         self.secretName = secretName
         self.items = items
         self.defaultMode = defaultMode
@@ -281,60 +281,60 @@ public struct SecretVolumeSource: Codable, Sendable, Hashable {
     }
 }
 
-public struct KeyToPath: Codable, Sendable, Hashable {
-    public var key: String
-    public var path: String
-    public var mode: Int?
+package struct KeyToPath: Codable, Sendable, Hashable {
+    package var key: String
+    package var path: String
+    package var mode: Int?
 
-    public init(key: String, path: String, mode: Int? = nil) {
+    package init(key: String, path: String, mode: Int? = nil) {
         self.key = key
         self.path = path
         self.mode = mode
     }
 }
 
-public struct PersistentVolumeClaimVolumeSource: Codable, Sendable, Hashable {
-    public var claimName: String
-    public var readOnly: Bool?
+package struct PersistentVolumeClaimVolumeSource: Codable, Sendable, Hashable {
+    package var claimName: String
+    package var readOnly: Bool?
 
-    public init(claimName: String, readOnly: Bool? = nil) {
+    package init(claimName: String, readOnly: Bool? = nil) {
         self.claimName = claimName
         self.readOnly = readOnly
     }
 }
 
-public struct EmptyDirVolumeSource: Codable, Sendable, Hashable {
+package struct EmptyDirVolumeSource: Codable, Sendable, Hashable {
     /// `""` (node disk) or `Memory`.
-    public var medium: String?
+    package var medium: String?
     /// A quantity, e.g. `"1Gi"`.
-    public var sizeLimit: String?
+    package var sizeLimit: String?
 
-    public init(medium: String? = nil, sizeLimit: String? = nil) {
+    package init(medium: String? = nil, sizeLimit: String? = nil) {
         self.medium = medium
         self.sizeLimit = sizeLimit
     }
 }
 
-public struct Container: Codable, Sendable, Hashable {
-    public var name: String
-    public var image: String?
+package struct Container: Codable, Sendable, Hashable {
+    package var name: String
+    package var image: String?
     /// `Always`, `IfNotPresent` or `Never`.
-    public var imagePullPolicy: String?
-    public var command: [String]?
-    public var args: [String]?
-    public var env: [EnvVar]?
-    public var workingDir: String?
-    public var resources: ResourceRequirements?
-    public var volumeMounts: [VolumeMount]?
-    public var securityContext: SecurityContext?
+    package var imagePullPolicy: String?
+    package var command: [String]?
+    package var args: [String]?
+    package var env: [EnvVar]?
+    package var workingDir: String?
+    package var resources: ResourceRequirements?
+    package var volumeMounts: [VolumeMount]?
+    package var securityContext: SecurityContext?
     /// On an init container, `Always` makes it a native sidecar (Kubernetes ≥ 1.29): started in order with the other
     /// init containers, kept running, stopped after the main containers.
-    public var restartPolicy: String?
+    package var restartPolicy: String?
     /// Hooks the kubelet runs in the container. A `postStart` hook runs right after the container started, and the
     /// kubelet starts no further container of the pod until it returned (it counts as part of starting).
-    public var lifecycle: Lifecycle?
+    package var lifecycle: Lifecycle?
 
-    public init(
+    package init(
         name: String, image: String? = nil, imagePullPolicy: String? = nil, command: [String]? = nil,
         args: [String]? = nil, env: [EnvVar]? = nil, workingDir: String? = nil, resources: ResourceRequirements? = nil,
         volumeMounts: [VolumeMount]? = nil, securityContext: SecurityContext? = nil, restartPolicy: String? = nil,
@@ -355,54 +355,54 @@ public struct Container: Codable, Sendable, Hashable {
     }
 }
 
-public struct Lifecycle: Codable, Sendable, Hashable {
-    public var postStart: LifecycleHandler?
-    public var preStop: LifecycleHandler?
+package struct Lifecycle: Codable, Sendable, Hashable {
+    package var postStart: LifecycleHandler?
+    package var preStop: LifecycleHandler?
 
-    public init(postStart: LifecycleHandler? = nil, preStop: LifecycleHandler? = nil) {
+    package init(postStart: LifecycleHandler? = nil, preStop: LifecycleHandler? = nil) {
         self.postStart = postStart
         self.preStop = preStop
     }
 }
 
-public struct LifecycleHandler: Codable, Sendable, Hashable {
-    public var exec: ExecAction?
+package struct LifecycleHandler: Codable, Sendable, Hashable {
+    package var exec: ExecAction?
 
-    public init(exec: ExecAction? = nil) { self.exec = exec }
+    package init(exec: ExecAction? = nil) { self.exec = exec }
 }
 
-public struct ExecAction: Codable, Sendable, Hashable {
-    public var command: [String]?
+package struct ExecAction: Codable, Sendable, Hashable {
+    package var command: [String]?
 
-    public init(command: [String]? = nil) { self.command = command }
+    package init(command: [String]? = nil) { self.command = command }
 }
 
-public struct EnvVar: Codable, Sendable, Hashable {
-    public var name: String
-    public var value: String?
-    public var valueFrom: EnvVarSource?
+package struct EnvVar: Codable, Sendable, Hashable {
+    package var name: String
+    package var value: String?
+    package var valueFrom: EnvVarSource?
 
-    public init(name: String, value: String? = nil, valueFrom: EnvVarSource? = nil) {
+    package init(name: String, value: String? = nil, valueFrom: EnvVarSource? = nil) {
         self.name = name
         self.value = value
         self.valueFrom = valueFrom
     }
 }
 
-public struct EnvVarSource: Codable, Sendable, Hashable {
-    public var secretKeyRef: SecretKeySelector?
+package struct EnvVarSource: Codable, Sendable, Hashable {
+    package var secretKeyRef: SecretKeySelector?
 
-    public init(secretKeyRef: SecretKeySelector? = nil) {
+    package init(secretKeyRef: SecretKeySelector? = nil) {
         self.secretKeyRef = secretKeyRef
     }
 }
 
-public struct SecretKeySelector: Codable, Sendable, Hashable {
-    public var name: String
-    public var key: String
-    public var optional: Bool?
+package struct SecretKeySelector: Codable, Sendable, Hashable {
+    package var name: String
+    package var key: String
+    package var optional: Bool?
 
-    public init(name: String, key: String, optional: Bool? = nil) {
+    package init(name: String, key: String, optional: Bool? = nil) {
         self.name = name
         self.key = key
         self.optional = optional
@@ -410,23 +410,23 @@ public struct SecretKeySelector: Codable, Sendable, Hashable {
 }
 
 /// Container resources as quantities, e.g. `["cpu": "500m", "memory": "1Gi"]`.
-public struct ResourceRequirements: Codable, Sendable, Hashable {
-    public var limits: [String: String]?
-    public var requests: [String: String]?
+package struct ResourceRequirements: Codable, Sendable, Hashable {
+    package var limits: [String: String]?
+    package var requests: [String: String]?
 
-    public init(limits: [String: String]? = nil, requests: [String: String]? = nil) {
+    package init(limits: [String: String]? = nil, requests: [String: String]? = nil) {
         self.limits = limits
         self.requests = requests
     }
 }
 
-public struct VolumeMount: Codable, Sendable, Hashable {
-    public var name: String
-    public var mountPath: String
-    public var readOnly: Bool?
-    public var subPath: String?
+package struct VolumeMount: Codable, Sendable, Hashable {
+    package var name: String
+    package var mountPath: String
+    package var readOnly: Bool?
+    package var subPath: String?
 
-    public init(name: String, mountPath: String, readOnly: Bool? = nil, subPath: String? = nil) {
+    package init(name: String, mountPath: String, readOnly: Bool? = nil, subPath: String? = nil) {
         self.name = name
         self.mountPath = mountPath
         self.readOnly = readOnly
@@ -434,27 +434,27 @@ public struct VolumeMount: Codable, Sendable, Hashable {
     }
 }
 
-public struct Capabilities: Codable, Sendable, Hashable {
-    public var add: [String]?
-    public var drop: [String]?
+package struct Capabilities: Codable, Sendable, Hashable {
+    package var add: [String]?
+    package var drop: [String]?
 
-    public init(add: [String]? = nil, drop: [String]? = nil) {
+    package init(add: [String]? = nil, drop: [String]? = nil) {
         self.add = add
         self.drop = drop
     }
 }
 
-public struct SecurityContext: Codable, Sendable, Hashable {
-    public var runAsNonRoot: Bool?
-    public var runAsUser: Int?
-    public var runAsGroup: Int?
-    public var allowPrivilegeEscalation: Bool?
-    public var readOnlyRootFilesystem: Bool?
-    public var privileged: Bool?
-    public var capabilities: Capabilities?
-    public var seccompProfile: SeccompProfile?
+package struct SecurityContext: Codable, Sendable, Hashable {
+    package var runAsNonRoot: Bool?
+    package var runAsUser: Int?
+    package var runAsGroup: Int?
+    package var allowPrivilegeEscalation: Bool?
+    package var readOnlyRootFilesystem: Bool?
+    package var privileged: Bool?
+    package var capabilities: Capabilities?
+    package var seccompProfile: SeccompProfile?
 
-    public init(
+    package init(
         runAsNonRoot: Bool? = nil, runAsUser: Int? = nil, runAsGroup: Int? = nil,
         allowPrivilegeEscalation: Bool? = nil, readOnlyRootFilesystem: Bool? = nil, privileged: Bool? = nil,
         capabilities: Capabilities? = nil, seccompProfile: SeccompProfile? = nil
@@ -470,18 +470,18 @@ public struct SecurityContext: Codable, Sendable, Hashable {
     }
 }
 
-public struct PodStatus: Codable, Sendable, Hashable {
+package struct PodStatus: Codable, Sendable, Hashable {
     /// `Pending`, `Running`, `Succeeded`, `Failed` or `Unknown`.
-    public var phase: String?
+    package var phase: String?
     /// E.g. `Evicted`, `DeadlineExceeded`.
-    public var reason: String?
-    public var message: String?
-    public var conditions: [PodCondition]?
-    public var startTime: Date?
-    public var containerStatuses: [ContainerStatus]?
-    public var initContainerStatuses: [ContainerStatus]?
+    package var reason: String?
+    package var message: String?
+    package var conditions: [PodCondition]?
+    package var startTime: Date?
+    package var containerStatuses: [ContainerStatus]?
+    package var initContainerStatuses: [ContainerStatus]?
 
-    public init(
+    package init(
         phase: String? = nil, reason: String? = nil, message: String? = nil, conditions: [PodCondition]? = nil,
         startTime: Date? = nil, containerStatuses: [ContainerStatus]? = nil,
         initContainerStatuses: [ContainerStatus]? = nil
@@ -496,16 +496,16 @@ public struct PodStatus: Codable, Sendable, Hashable {
     }
 }
 
-public struct PodCondition: Codable, Sendable, Hashable {
+package struct PodCondition: Codable, Sendable, Hashable {
     /// E.g. `PodScheduled`, `Ready`, `DisruptionTarget`.
-    public var type: String
+    package var type: String
     /// `True`, `False` or `Unknown`.
-    public var status: String
-    public var reason: String?
-    public var message: String?
-    public var lastTransitionTime: Date?
+    package var status: String
+    package var reason: String?
+    package var message: String?
+    package var lastTransitionTime: Date?
 
-    public init(
+    package init(
         type: String, status: String, reason: String? = nil, message: String? = nil, lastTransitionTime: Date? = nil
     ) {
         self.type = type
@@ -516,18 +516,18 @@ public struct PodCondition: Codable, Sendable, Hashable {
     }
 }
 
-public struct ContainerStatus: Codable, Sendable, Hashable {
-    public var name: String
-    public var state: ContainerState?
-    public var lastState: ContainerState?
-    public var ready: Bool?
-    public var restartCount: Int?
-    public var image: String?
-    public var imageID: String?
-    public var containerID: String?
-    public var started: Bool?
+package struct ContainerStatus: Codable, Sendable, Hashable {
+    package var name: String
+    package var state: ContainerState?
+    package var lastState: ContainerState?
+    package var ready: Bool?
+    package var restartCount: Int?
+    package var image: String?
+    package var imageID: String?
+    package var containerID: String?
+    package var started: Bool?
 
-    public init(
+    package init(
         name: String, state: ContainerState? = nil, lastState: ContainerState? = nil, ready: Bool? = nil,
         restartCount: Int? = nil, image: String? = nil, imageID: String? = nil, containerID: String? = nil,
         started: Bool? = nil
@@ -545,46 +545,46 @@ public struct ContainerStatus: Codable, Sendable, Hashable {
 }
 
 /// At most one of the three is set.
-public struct ContainerState: Codable, Sendable, Hashable {
-    public var waiting: Waiting?
-    public var running: Running?
-    public var terminated: Terminated?
+package struct ContainerState: Codable, Sendable, Hashable {
+    package var waiting: Waiting?
+    package var running: Running?
+    package var terminated: Terminated?
 
-    public init(waiting: Waiting? = nil, running: Running? = nil, terminated: Terminated? = nil) {
+    package init(waiting: Waiting? = nil, running: Running? = nil, terminated: Terminated? = nil) {
         self.waiting = waiting
         self.running = running
         self.terminated = terminated
     }
 
-    public struct Waiting: Codable, Sendable, Hashable {
+    package struct Waiting: Codable, Sendable, Hashable {
         /// E.g. `ContainerCreating`, `ImagePullBackOff`, `CreateContainerConfigError`.
-        public var reason: String?
-        public var message: String?
+        package var reason: String?
+        package var message: String?
 
-        public init(reason: String? = nil, message: String? = nil) {
+        package init(reason: String? = nil, message: String? = nil) {
             self.reason = reason
             self.message = message
         }
     }
 
-    public struct Running: Codable, Sendable, Hashable {
-        public var startedAt: Date?
+    package struct Running: Codable, Sendable, Hashable {
+        package var startedAt: Date?
 
-        public init(startedAt: Date? = nil) {
+        package init(startedAt: Date? = nil) {
             self.startedAt = startedAt
         }
     }
 
-    public struct Terminated: Codable, Sendable, Hashable {
-        public var exitCode: Int
-        public var signal: Int?
+    package struct Terminated: Codable, Sendable, Hashable {
+        package var exitCode: Int
+        package var signal: Int?
         /// E.g. `Completed`, `Error`, `OOMKilled`, `DeadlineExceeded`.
-        public var reason: String?
-        public var message: String?
-        public var startedAt: Date?
-        public var finishedAt: Date?
+        package var reason: String?
+        package var message: String?
+        package var startedAt: Date?
+        package var finishedAt: Date?
 
-        public init(
+        package init(
             exitCode: Int, signal: Int? = nil, reason: String? = nil, message: String? = nil,
             startedAt: Date? = nil, finishedAt: Date? = nil
         ) {

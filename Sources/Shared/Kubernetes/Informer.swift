@@ -2,12 +2,12 @@ import Logging
 import Synchronization
 
 /// A projection an ``Informer`` can follow: the few fields its consumer reads, plus the object's resourceVersion.
-public protocol InformerProjection: Decodable, Sendable {
+package protocol InformerProjection: Decodable, Sendable {
     var resourceVersion: String? { get }
 }
 
 /// What an ``Informer`` tells its consumer, in order.
-public enum InformerEvent<Projection: Sendable>: Sendable {
+package enum InformerEvent<Projection: Sendable>: Sendable {
     /// A (re)list begins: what follows as ``listed(_:)`` is the whole collection; anything the consumer holds that
     /// is not listed again before ``listFinished`` was deleted while nobody watched.
     case listStarted
@@ -25,17 +25,17 @@ public enum InformerEvent<Projection: Sendable>: Sendable {
 /// objects never holds more than one page of them.
 ///
 /// The consumer's `deliver` is called synchronously from the informer's task, one batch at a time and in order.
-public final class Informer<R: KubernetesResource, Projection: InformerProjection>: Sendable {
-    public struct Configuration: Sendable {
-        public var namespace: String?
-        public var labelSelector: String?
+package final class Informer<R: KubernetesResource, Projection: InformerProjection>: Sendable {
+    package struct Configuration: Sendable {
+        package var namespace: String?
+        package var labelSelector: String?
         /// Items per list page. Default 500.
-        public var pageSize: Int = 500
+        package var pageSize: Int = 500
         /// The server ends each watch after this long; it is then reopened from the last resourceVersion.
         /// Default 300 s.
-        public var watchTimeoutSeconds: Int = 300
+        package var watchTimeoutSeconds: Int = 300
 
-        public init(namespace: String?, labelSelector: String?, pageSize: Int = 500, watchTimeoutSeconds: Int = 300) {
+        package init(namespace: String?, labelSelector: String?, pageSize: Int = 500, watchTimeoutSeconds: Int = 300) {
             self.namespace = namespace
             self.labelSelector = labelSelector
             self.pageSize = max(1, pageSize)
@@ -44,24 +44,24 @@ public final class Informer<R: KubernetesResource, Projection: InformerProjectio
     }
 
     /// Counters for tests, benchmarks and metrics.
-    public struct Statistics: Sendable, Hashable {
-        public var lists = 0
-        public var listPages = 0
-        public var watches = 0
-        public var gone = 0
-        public var events = 0
+    package struct Statistics: Sendable, Hashable {
+        package var lists = 0
+        package var listPages = 0
+        package var watches = 0
+        package var gone = 0
+        package var events = 0
         /// The last list or watch request succeeded: what the consumer holds is current. False from the first
         /// failure until a request succeeds again (an outage: the consumer's view may be stale).
-        public var connected = false
+        package var connected = false
     }
 
-    public let configuration: Configuration
+    package let configuration: Configuration
     private let client: KubernetesClient
     private let logger: Logger
     private let deliver: @Sendable ([InformerEvent<Projection>]) -> Void
     private let counters = Mutex(Statistics())
 
-    public init(
+    package init(
         client: KubernetesClient, configuration: Configuration, logger: Logger,
         deliver: @escaping @Sendable ([InformerEvent<Projection>]) -> Void
     ) {
@@ -71,10 +71,10 @@ public final class Informer<R: KubernetesResource, Projection: InformerProjectio
         self.deliver = deliver
     }
 
-    public var statistics: Statistics { counters.withLock { $0 } }
+    package var statistics: Statistics { counters.withLock { $0 } }
 
     /// Lists and watches until cancelled.
-    public func run() async {
+    package func run() async {
         var resourceVersion: String?
         var delay = Duration.milliseconds(200)
         while !Task.isCancelled {

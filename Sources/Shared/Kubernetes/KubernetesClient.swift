@@ -15,18 +15,18 @@ import NIOSSL
 /// ``KubernetesError`` (or `CancellationError` when the calling task is cancelled).
 ///
 /// Call ``shutdown()`` before dropping the client: it owns an `HTTPClient`.
-public final class KubernetesClient: Sendable {
+package final class KubernetesClient: Sendable {
     /// Pass as `namespace` to list or watch across all namespaces.
-    public static let allNamespaces = ""
+    package static let allNamespaces = ""
 
-    public let configuration: KubernetesConfiguration
+    package let configuration: KubernetesConfiguration
     private let httpClient: HTTPClient
     private let baseURL: String
     private let limiter: PriorityRateLimiter
     private let credentials: Credentials
     private let logger: Logger
 
-    public init(
+    package init(
         configuration: KubernetesConfiguration, logger: Logger = Logger(label: "c2d.kubernetes")
     ) throws(KubernetesError) {
         let server =
@@ -57,7 +57,7 @@ public final class KubernetesClient: Sendable {
     }
 
     /// Closes connections; in-flight requests fail.
-    public func shutdown() async throws {
+    package func shutdown() async throws {
         try await httpClient.shutdown()
     }
 
@@ -65,7 +65,7 @@ public final class KubernetesClient: Sendable {
 
     /// Creates `object` (POST) and returns it as stored, with uid and resourceVersion. The namespace is `namespace`,
     /// else the object's, else the configured default.
-    public func create<R: KubernetesResource>(
+    package func create<R: KubernetesResource>(
         _ object: R, namespace: String? = nil, priority: RequestPriority = .starting
     ) async throws -> R {
         try await create(object, as: R.self, namespace: namespace, priority: priority)
@@ -73,7 +73,7 @@ public final class KubernetesClient: Sendable {
 
     /// Creates `object` and decodes the stored object as `projection` only (say its uid and labels): a launch that
     /// needs the uid should not pay for decoding the whole pod or Job the API server echoes back.
-    public func create<R: KubernetesResource, P: Decodable & Sendable>(
+    package func create<R: KubernetesResource, P: Decodable & Sendable>(
         _ object: R, as projection: P.Type, namespace: String? = nil, priority: RequestPriority = .starting
     ) async throws -> P {
         var object = object
@@ -89,12 +89,12 @@ public final class KubernetesClient: Sendable {
         return try decode(P.self, from: try await execute(call), context: call.context)
     }
 
-    public func get<R: KubernetesResource>(_ type: R.Type, name: String, namespace: String? = nil) async throws -> R {
+    package func get<R: KubernetesResource>(_ type: R.Type, name: String, namespace: String? = nil) async throws -> R {
         try await get(type, as: R.self, name: name, namespace: namespace)
     }
 
     /// Reads one object, decoded as `projection` only.
-    public func get<R: KubernetesResource, P: Decodable & Sendable>(
+    package func get<R: KubernetesResource, P: Decodable & Sendable>(
         _ type: R.Type, as projection: P.Type, name: String, namespace: String? = nil
     ) async throws -> P {
         let call = Call(
@@ -104,7 +104,7 @@ public final class KubernetesClient: Sendable {
     }
 
     /// One page of `type`, items decoded as the full kind.
-    public func list<R: KubernetesResource>(
+    package func list<R: KubernetesResource>(
         _ type: R.Type, namespace: String? = nil, options: ListOptions = ListOptions()
     ) async throws -> ObjectList<R> {
         try await list(type, as: R.self, namespace: namespace, options: options)
@@ -112,7 +112,7 @@ public final class KubernetesClient: Sendable {
 
     /// One page of `type`, items decoded as `projection`: declare only the fields you read (say `metadata.uid`,
     /// `metadata.labels`, `status.conditions`) and decoding skips the rest of each object.
-    public func list<R: KubernetesResource, P: Decodable & Sendable>(
+    package func list<R: KubernetesResource, P: Decodable & Sendable>(
         _ type: R.Type, as projection: P.Type, namespace: String? = nil, options: ListOptions = ListOptions()
     ) async throws -> ObjectList<P> {
         let call = Call(
@@ -124,7 +124,7 @@ public final class KubernetesClient: Sendable {
     /// Every page of `type`, following `continue` tokens, `pageSize` items at a time. The result carries the first
     /// page's resourceVersion (all pages are one snapshot): watch from it. A continue token that expired mid-way
     /// throws ``KubernetesError/Code-swift.struct/gone``; start again.
-    public func listAll<R: KubernetesResource, P: Decodable & Sendable>(
+    package func listAll<R: KubernetesResource, P: Decodable & Sendable>(
         _ type: R.Type, as projection: P.Type, namespace: String? = nil, options: ListOptions = ListOptions(),
         pageSize: Int = 500
     ) async throws -> ObjectList<P> {
@@ -145,7 +145,7 @@ public final class KubernetesClient: Sendable {
     }
 
     /// Every page of `type`, decoded as the full kind.
-    public func listAll<R: KubernetesResource>(
+    package func listAll<R: KubernetesResource>(
         _ type: R.Type, namespace: String? = nil, options: ListOptions = ListOptions(), pageSize: Int = 500
     ) async throws -> ObjectList<R> {
         try await listAll(type, as: R.self, namespace: namespace, options: options, pageSize: pageSize)
@@ -153,7 +153,7 @@ public final class KubernetesClient: Sendable {
 
     /// Deletes an object. The server answers with the object (when finalizers or foreground deletion keep it around
     /// for a while) or a `Status`; either is success. A missing object throws ``KubernetesError/Code-swift.struct/notFound``.
-    public func delete<R: KubernetesResource>(
+    package func delete<R: KubernetesResource>(
         _ type: R.Type, name: String, namespace: String? = nil,
         propagationPolicy: PropagationPolicy? = .background, gracePeriodSeconds: Int? = nil,
         priority: RequestPriority = .finishing
@@ -170,7 +170,7 @@ public final class KubernetesClient: Sendable {
     /// Applies a JSON merge patch (RFC 7386) and returns the updated object. Good for small changes, e.g.
     /// `["spec": ["ttlSecondsAfterFinished": 60]]` or `["metadata": ["labels": ["c2d.io/state": "done"]]]`; a nil
     /// value (encoded as `null`) removes a key.
-    public func patch<R: KubernetesResource>(
+    package func patch<R: KubernetesResource>(
         _ type: R.Type, name: String, namespace: String? = nil, mergePatch: some Encodable & Sendable
     ) async throws -> R {
         let body = try encode(mergePatch, context: "encode patch of \(R.resource.kind) \(name)")
@@ -184,7 +184,7 @@ public final class KubernetesClient: Sendable {
     /// Watches `type` from `options.resourceVersion`, decoding objects as `projection`. The sequence ends when the
     /// server closes the watch (after `timeoutSeconds`); watch again from the last resourceVersion seen. A too-old
     /// resourceVersion throws ``KubernetesError/Code-swift.struct/gone``, at the start or as an `ERROR` event: relist.
-    public func watch<R: KubernetesResource, P: Decodable & Sendable>(
+    package func watch<R: KubernetesResource, P: Decodable & Sendable>(
         _ type: R.Type, as projection: P.Type, namespace: String? = nil, options: WatchOptions = WatchOptions()
     ) async throws -> WatchStream<P> {
         // The server must end the watch before the idle timeout would, or a quiet watch would look dead.
@@ -197,14 +197,14 @@ public final class KubernetesClient: Sendable {
     }
 
     /// Watches `type`, decoding objects as the full kind.
-    public func watch<R: KubernetesResource>(
+    package func watch<R: KubernetesResource>(
         _ type: R.Type, namespace: String? = nil, options: WatchOptions = WatchOptions()
     ) async throws -> WatchStream<R> {
         try await watch(type, as: R.self, namespace: namespace, options: options)
     }
 
     /// A pod's log so far (capped by `options.limitBytes`, else by ``KubernetesConfiguration/maxResponseBytes``).
-    public func podLogs(name: String, namespace: String? = nil, options: PodLogOptions = PodLogOptions())
+    package func podLogs(name: String, namespace: String? = nil, options: PodLogOptions = PodLogOptions())
         async throws -> ByteBuffer
     {
         let call = Call(
@@ -216,7 +216,7 @@ public final class KubernetesClient: Sendable {
     /// Follows a pod's log: chunks as the container writes them, ending when the container exits. A container
     /// silent for ``KubernetesConfiguration/streamIdleTimeout`` ends the stream with a timeout; follow again with
     /// `sinceSeconds` or `timestamps` to resume.
-    public func followPodLogs(name: String, namespace: String? = nil, options: PodLogOptions = PodLogOptions())
+    package func followPodLogs(name: String, namespace: String? = nil, options: PodLogOptions = PodLogOptions())
         async throws -> PodLogStream
     {
         let call = Call(
@@ -417,7 +417,7 @@ public final class KubernetesClient: Sendable {
 }
 
 /// How a delete treats the object's dependents (Pods of a Job, objects owned by a Secret).
-public enum PropagationPolicy: String, Sendable, Hashable {
+package enum PropagationPolicy: String, Sendable, Hashable {
     /// Dependents are deleted by the garbage collector after the object is gone.
     case background = "Background"
     /// The object stays (with a deletionTimestamp) until its dependents are deleted.
@@ -426,18 +426,18 @@ public enum PropagationPolicy: String, Sendable, Hashable {
     case orphan = "Orphan"
 }
 
-public struct ListOptions: Sendable, Hashable {
+package struct ListOptions: Sendable, Hashable {
     /// E.g. `app.kubernetes.io/managed-by=c2d,c2d.io/step in (algorithm)`.
-    public var labelSelector: String?
+    package var labelSelector: String?
     /// E.g. `status.phase=Running`, `metadata.name=c2d-1`.
-    public var fieldSelector: String?
+    package var fieldSelector: String?
     /// Page size; the response then carries a continue token when more items remain.
-    public var limit: Int?
-    public var continueToken: String?
+    package var limit: Int?
+    package var continueToken: String?
     /// `"0"` lets the server answer from its watch cache (cheaper, possibly slightly stale); nil reads the latest.
-    public var resourceVersion: String?
+    package var resourceVersion: String?
 
-    public init(
+    package init(
         labelSelector: String? = nil, fieldSelector: String? = nil, limit: Int? = nil, continueToken: String? = nil,
         resourceVersion: String? = nil
     ) {
@@ -459,18 +459,18 @@ public struct ListOptions: Sendable, Hashable {
     }
 }
 
-public struct WatchOptions: Sendable, Hashable {
-    public var labelSelector: String?
-    public var fieldSelector: String?
+package struct WatchOptions: Sendable, Hashable {
+    package var labelSelector: String?
+    package var fieldSelector: String?
     /// Start after this version (a list's `metadata.resourceVersion` or the last event's); nil starts with synthetic
     /// ADDED events for every existing object.
-    public var resourceVersion: String?
+    package var resourceVersion: String?
     /// Ask for BOOKMARK events, which advance the resourceVersion without a change (default true).
-    public var allowWatchBookmarks: Bool
+    package var allowWatchBookmarks: Bool
     /// The server ends the watch after this long (default 300 s; capped below the client's stream idle timeout).
-    public var timeoutSeconds: Int
+    package var timeoutSeconds: Int
 
-    public init(
+    package init(
         labelSelector: String? = nil, fieldSelector: String? = nil, resourceVersion: String? = nil,
         allowWatchBookmarks: Bool = true, timeoutSeconds: Int = 300
     ) {
@@ -492,18 +492,18 @@ public struct WatchOptions: Sendable, Hashable {
     }
 }
 
-public struct PodLogOptions: Sendable, Hashable {
+package struct PodLogOptions: Sendable, Hashable {
     /// Required when the pod has more than one container.
-    public var container: String?
-    public var limitBytes: Int?
-    public var sinceSeconds: Int?
-    public var tailLines: Int?
+    package var container: String?
+    package var limitBytes: Int?
+    package var sinceSeconds: Int?
+    package var tailLines: Int?
     /// Prefix every line with an RFC 3339 timestamp.
-    public var timestamps: Bool
+    package var timestamps: Bool
     /// The log of the previous, terminated instance of the container.
-    public var previous: Bool
+    package var previous: Bool
 
-    public init(
+    package init(
         container: String? = nil, limitBytes: Int? = nil, sinceSeconds: Int? = nil, tailLines: Int? = nil,
         timestamps: Bool = false, previous: Bool = false
     ) {

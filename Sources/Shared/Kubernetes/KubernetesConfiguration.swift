@@ -3,9 +3,9 @@ import Yams
 
 /// How to reach the Kubernetes API server and how the client behaves. A value; build it once at startup with
 /// ``inCluster(directory:environment:)``, ``kubeconfig(path:context:)`` or ``fromEnvironment(environment:)``.
-public struct KubernetesConfiguration: Sendable {
+package struct KubernetesConfiguration: Sendable {
     /// How the client proves who it is.
-    public enum Authentication: Sendable, Hashable {
+    package enum Authentication: Sendable, Hashable {
         case none
         case bearerToken(String)
         /// A token read from a file and re-read whenever the file's modification time changes: projected
@@ -16,36 +16,36 @@ public struct KubernetesConfiguration: Sendable {
     }
 
     /// `https://host:port` (or `http://` for a loopback emulator), without a trailing path.
-    public var server: String
-    public var authentication: Authentication
+    package var server: String
+    package var authentication: Authentication
     /// PEM of the CA(s) that signed the server certificate; nil uses the system trust store.
-    public var certificateAuthorityPEM: String?
+    package var certificateAuthorityPEM: String?
     /// Skips server certificate verification. For throwaway test clusters only.
-    public var insecureSkipTLSVerify: Bool
+    package var insecureSkipTLSVerify: Bool
     /// Namespace used when a call names none (default `default`).
-    public var namespace: String
+    package var namespace: String
     /// Sustained client-side request rate (default 50/s: what a shared API server gives one controller-like
     /// client comfortably; at three writes per attempt about 16 launches a second). Zero or less disables the
     /// limit.
-    public var queriesPerSecond: Double
+    package var queriesPerSecond: Double
     /// Requests allowed at once above the sustained rate (default 100).
-    public var burst: Int
+    package var burst: Int
     /// Budget for one non-streaming request, response body included (default 10 s).
-    public var requestTimeout: Duration
+    package var requestTimeout: Duration
     /// Budget for establishing a connection, TLS included (default 5 s).
-    public var connectTimeout: Duration
+    package var connectTimeout: Duration
     /// A watch or followed log with no bytes for this long is abandoned (default 6 min). Watches ask the server to
     /// end them sooner (`timeoutSeconds`), so this only catches dead connections.
-    public var streamIdleTimeout: Duration
+    package var streamIdleTimeout: Duration
     /// Retries after 429, and after 5xx or transport failures of reads (default 5).
-    public var maxRetries: Int
+    package var maxRetries: Int
     /// Largest response body accepted (default 256 MiB); page big lists with `limit`.
-    public var maxResponseBytes: Int
+    package var maxResponseBytes: Int
     /// HTTP/1.1 connections to the API server (default 64). Watches and log follows each hold one for their whole
     /// life, and AsyncHTTPClient's default of 8 would queue a busy worker's requests behind them.
-    public var maxConnections: Int = 64
+    package var maxConnections: Int = 64
 
-    public init(
+    package init(
         server: String,
         authentication: Authentication = .none,
         certificateAuthorityPEM: String? = nil,
@@ -74,11 +74,11 @@ public struct KubernetesConfiguration: Sendable {
     }
 
     /// Where the kubelet mounts the pod's service-account credentials.
-    public static let serviceAccountDirectory = "/var/run/secrets/kubernetes.io/serviceaccount"
+    package static let serviceAccountDirectory = "/var/run/secrets/kubernetes.io/serviceaccount"
 
     /// The pod's own identity: `token`, `ca.crt` and `namespace` from `directory`, the server from
     /// `KUBERNETES_SERVICE_HOST` and `KUBERNETES_SERVICE_PORT`.
-    public static func inCluster(
+    package static func inCluster(
         directory: String = serviceAccountDirectory,
         environment: [String: String] = ProcessInfo.processInfo.environment
     ) throws(KubernetesError) -> KubernetesConfiguration {
@@ -106,7 +106,7 @@ public struct KubernetesConfiguration: Sendable {
 
     /// Reads a kubeconfig file: the named `context`, or its `current-context`. Relative file references are resolved
     /// against the file's directory, as kubectl does. Exec credential plugins and auth providers are not supported.
-    public static func kubeconfig(path: String, context: String? = nil) throws(KubernetesError)
+    package static func kubeconfig(path: String, context: String? = nil) throws(KubernetesError)
         -> KubernetesConfiguration
     {
         let yaml = try readText(path, what: "kubeconfig")
@@ -115,7 +115,7 @@ public struct KubernetesConfiguration: Sendable {
     }
 
     /// Parses kubeconfig YAML; `directory` anchors relative file references.
-    public static func kubeconfig(
+    package static func kubeconfig(
         yaml: String, directory: String, context: String? = nil, source: String = "kubeconfig"
     ) throws(KubernetesError) -> KubernetesConfiguration {
         let file: KubeconfigFile
@@ -195,7 +195,7 @@ public struct KubernetesConfiguration: Sendable {
 
     /// The first that applies: the first existing file in `KUBECONFIG` (colon-separated; files are not merged),
     /// `~/.kube/config`, then the in-cluster service account when `KUBERNETES_SERVICE_HOST` is set.
-    public static func fromEnvironment(
+    package static func fromEnvironment(
         environment: [String: String] = ProcessInfo.processInfo.environment,
         inClusterDirectory: String = serviceAccountDirectory
     ) throws(KubernetesError) -> KubernetesConfiguration {

@@ -2,8 +2,8 @@ import Foundation
 
 /// A failure of the Kubernetes client: what kind (``code``), the HTTP status, and the API server's `Status` reason and
 /// message when it sent one.
-public struct KubernetesError: Error, CustomStringConvertible, Sendable {
-    public struct Code: Hashable, Sendable, CustomStringConvertible {
+package struct KubernetesError: Error, CustomStringConvertible, Sendable {
+    package struct Code: Hashable, Sendable, CustomStringConvertible {
         private enum Base: String, Hashable, Sendable {
             case badRequest, unauthorized, forbidden, notFound, alreadyExists, conflict, gone, invalid
             case tooManyRequests, serverError, timeout, transport, decoding, configuration, unexpectedResponse
@@ -13,48 +13,48 @@ public struct KubernetesError: Error, CustomStringConvertible, Sendable {
         private init(_ base: Base) { self.base = base }
 
         /// 400: the request was malformed (bad selector, bad patch body).
-        public static let badRequest = Code(.badRequest)
+        package static let badRequest = Code(.badRequest)
         /// 401: no or wrong credentials (an expired token, a rotated certificate).
-        public static let unauthorized = Code(.unauthorized)
+        package static let unauthorized = Code(.unauthorized)
         /// 403: authenticated, but RBAC or admission denied the request.
-        public static let forbidden = Code(.forbidden)
+        package static let forbidden = Code(.forbidden)
         /// 404: the object (or namespace) does not exist.
-        public static let notFound = Code(.notFound)
+        package static let notFound = Code(.notFound)
         /// 409 with reason `AlreadyExists`: a create found an object of that name.
-        public static let alreadyExists = Code(.alreadyExists)
+        package static let alreadyExists = Code(.alreadyExists)
         /// 409 otherwise: a stale `resourceVersion` on update, or a concurrent change.
-        public static let conflict = Code(.conflict)
+        package static let conflict = Code(.conflict)
         /// 410, or a watch `ERROR` event with code 410: the resourceVersion or continue token is too old. Relist.
-        public static let gone = Code(.gone)
+        package static let gone = Code(.gone)
         /// 422: the object failed validation (``KubernetesError/status`` has the causes).
-        public static let invalid = Code(.invalid)
+        package static let invalid = Code(.invalid)
         /// 429 after the retries ran out (API Priority and Fairness, or max-requests-inflight).
-        public static let tooManyRequests = Code(.tooManyRequests)
+        package static let tooManyRequests = Code(.tooManyRequests)
         /// 5xx other than a timeout.
-        public static let serverError = Code(.serverError)
+        package static let serverError = Code(.serverError)
         /// The request deadline passed, a stream went idle, or the server answered 504 / reason `Timeout`.
-        public static let timeout = Code(.timeout)
+        package static let timeout = Code(.timeout)
         /// The server could not be reached or the connection broke; for a mutating call its outcome is unknown.
-        public static let transport = Code(.transport)
+        package static let transport = Code(.transport)
         /// The response body was not what the typed API expected.
-        public static let decoding = Code(.decoding)
+        package static let decoding = Code(.decoding)
         /// The configuration (kubeconfig, in-cluster files, URL, PEM) cannot be used.
-        public static let configuration = Code(.configuration)
+        package static let configuration = Code(.configuration)
         /// Any other HTTP status.
-        public static let unexpectedResponse = Code(.unexpectedResponse)
+        package static let unexpectedResponse = Code(.unexpectedResponse)
 
-        public var description: String { base.rawValue }
+        package var description: String { base.rawValue }
     }
 
-    public var code: Code
+    package var code: Code
     /// Says what failed, quoting the API server's message when there is one.
-    public var message: String
+    package var message: String
     /// The HTTP status of the response, or the `code` of a watch `ERROR` event; nil for local failures.
-    public var httpStatus: Int?
+    package var httpStatus: Int?
     /// The API server's `Status` body, when it sent one.
-    public var status: Status?
+    package var status: Status?
 
-    public init(code: Code, message: String, httpStatus: Int? = nil, status: Status? = nil) {
+    package init(code: Code, message: String, httpStatus: Int? = nil, status: Status? = nil) {
         self.code = code
         self.message = message
         self.httpStatus = httpStatus
@@ -62,16 +62,16 @@ public struct KubernetesError: Error, CustomStringConvertible, Sendable {
     }
 
     /// The `reason` of the API `Status` (e.g. `AlreadyExists`, `Expired`), if any.
-    public var reason: String? { status?.reason }
+    package var reason: String? { status?.reason }
 
-    public var description: String {
+    package var description: String {
         var text = "KubernetesError.\(code)"
         if let httpStatus { text += " (\(httpStatus)" + (reason.map { " \($0)" } ?? "") + ")" }
         return text + ": \(message)"
     }
 
     /// True for failures a later attempt may not repeat: throttling, server errors, timeouts, broken connections.
-    public var isTransient: Bool {
+    package var isTransient: Bool {
         switch code {
         case .tooManyRequests, .serverError, .timeout, .transport: true
         default: false
@@ -79,7 +79,7 @@ public struct KubernetesError: Error, CustomStringConvertible, Sendable {
     }
 
     /// Builds the error for a non-2xx response, decoding its body as an API `Status` when it is one.
-    public init(httpStatus: Int, body: some Collection<UInt8>, context: String) {
+    package init(httpStatus: Int, body: some Collection<UInt8>, context: String) {
         let status = try? JSONDecoder().decode(Status.self, from: Data(body))
         let parsed = status?.kind == "Status" || status?.reason != nil ? status : nil
         let detail =
@@ -95,7 +95,7 @@ public struct KubernetesError: Error, CustomStringConvertible, Sendable {
     }
 
     /// Builds the error for a watch `ERROR` event, whose object is a `Status`.
-    public init(watchStatus status: Status, context: String) {
+    package init(watchStatus status: Status, context: String) {
         let httpStatus = status.code ?? 500
         self.init(
             code: Self.code(httpStatus: httpStatus, reason: status.reason),
@@ -129,27 +129,27 @@ public struct KubernetesError: Error, CustomStringConvertible, Sendable {
 }
 
 /// The API server's `Status` object (meta/v1), returned for failures and by some deletes.
-public struct Status: Codable, Sendable, Hashable {
-    public var apiVersion: String?
-    public var kind: String?
+package struct Status: Codable, Sendable, Hashable {
+    package var apiVersion: String?
+    package var kind: String?
     /// `Success` or `Failure`.
-    public var status: String?
-    public var message: String?
+    package var status: String?
+    package var message: String?
     /// Machine-readable cause, e.g. `NotFound`, `AlreadyExists`, `Conflict`, `Invalid`, `Expired`, `TooManyRequests`.
-    public var reason: String?
-    public var details: Details?
+    package var reason: String?
+    package var details: Details?
     /// The HTTP status the server meant (also set on watch `ERROR` events).
-    public var code: Int?
+    package var code: Int?
 
-    public struct Details: Codable, Sendable, Hashable {
-        public var name: String?
-        public var group: String?
-        public var kind: String?
-        public var uid: String?
-        public var causes: [Cause]?
-        public var retryAfterSeconds: Int?
+    package struct Details: Codable, Sendable, Hashable {
+        package var name: String?
+        package var group: String?
+        package var kind: String?
+        package var uid: String?
+        package var causes: [Cause]?
+        package var retryAfterSeconds: Int?
 
-        public init(
+        package init(
             name: String? = nil, group: String? = nil, kind: String? = nil, uid: String? = nil,
             causes: [Cause]? = nil, retryAfterSeconds: Int? = nil
         ) {
@@ -162,19 +162,19 @@ public struct Status: Codable, Sendable, Hashable {
         }
     }
 
-    public struct Cause: Codable, Sendable, Hashable {
-        public var reason: String?
-        public var message: String?
-        public var field: String?
+    package struct Cause: Codable, Sendable, Hashable {
+        package var reason: String?
+        package var message: String?
+        package var field: String?
 
-        public init(reason: String? = nil, message: String? = nil, field: String? = nil) {
+        package init(reason: String? = nil, message: String? = nil, field: String? = nil) {
             self.reason = reason
             self.message = message
             self.field = field
         }
     }
 
-    public init(
+    package init(
         status: String? = nil, message: String? = nil, reason: String? = nil, details: Details? = nil,
         code: Int? = nil
     ) {

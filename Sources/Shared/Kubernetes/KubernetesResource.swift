@@ -1,16 +1,16 @@
 import Foundation
 
 /// Where a kind lives in the API: its group, version, kind and plural resource name.
-public struct ResourceInfo: Sendable, Hashable {
+package struct ResourceInfo: Sendable, Hashable {
     /// Empty for the core group (`/api/v1`).
-    public var group: String
-    public var version: String
-    public var kind: String
+    package var group: String
+    package var version: String
+    package var kind: String
     /// The plural, lower-case resource name used in paths (`jobs`, `persistentvolumeclaims`).
-    public var plural: String
-    public var isNamespaced: Bool
+    package var plural: String
+    package var isNamespaced: Bool
 
-    public init(group: String, version: String, kind: String, plural: String, isNamespaced: Bool = true) {
+    package init(group: String, version: String, kind: String, plural: String, isNamespaced: Bool = true) {
         self.group = group
         self.version = version
         self.kind = kind
@@ -19,19 +19,19 @@ public struct ResourceInfo: Sendable, Hashable {
     }
 
     /// `v1` for the core group, `group/version` otherwise.
-    public var apiVersion: String { group.isEmpty ? version : "\(group)/\(version)" }
+    package var apiVersion: String { group.isEmpty ? version : "\(group)/\(version)" }
 
     /// `/api/v1` for the core group, `/apis/<group>/<version>` otherwise.
-    public var groupPath: String { group.isEmpty ? "/api/\(version)" : "/apis/\(group)/\(version)" }
+    package var groupPath: String { group.isEmpty ? "/api/\(version)" : "/apis/\(group)/\(version)" }
 
     /// The collection path, scoped to `namespace` when the kind is namespaced and a namespace is given.
-    public func collectionPath(namespace: String?) -> String {
+    package func collectionPath(namespace: String?) -> String {
         guard isNamespaced, let namespace else { return "\(groupPath)/\(plural)" }
         return "\(groupPath)/namespaces/\(Self.escape(namespace))/\(plural)"
     }
 
     /// The path of one object.
-    public func objectPath(name: String, namespace: String?) -> String {
+    package func objectPath(name: String, namespace: String?) -> String {
         "\(collectionPath(namespace: namespace))/\(Self.escape(name))"
     }
 
@@ -43,7 +43,7 @@ public struct ResourceInfo: Sendable, Hashable {
 
 /// A kind the client can create, get, list, watch, patch and delete. Conformers carry `apiVersion` and `kind` as
 /// stored properties so that encoded manifests are complete; list items arrive without them, hence optional.
-public protocol KubernetesResource: Codable, Sendable {
+package protocol KubernetesResource: Codable, Sendable {
     static var resource: ResourceInfo { get }
     var apiVersion: String? { get set }
     var kind: String? { get set }
@@ -51,21 +51,21 @@ public protocol KubernetesResource: Codable, Sendable {
 }
 
 /// Standard object metadata (meta/v1 ObjectMeta), the subset c2d reads or writes.
-public struct ObjectMeta: Codable, Sendable, Hashable {
-    public var name: String?
-    public var generateName: String?
-    public var namespace: String?
-    public var uid: String?
-    public var resourceVersion: String?
-    public var generation: Int?
-    public var creationTimestamp: Date?
-    public var deletionTimestamp: Date?
-    public var labels: [String: String]?
-    public var annotations: [String: String]?
-    public var ownerReferences: [OwnerReference]?
-    public var finalizers: [String]?
+package struct ObjectMeta: Codable, Sendable, Hashable {
+    package var name: String?
+    package var generateName: String?
+    package var namespace: String?
+    package var uid: String?
+    package var resourceVersion: String?
+    package var generation: Int?
+    package var creationTimestamp: Date?
+    package var deletionTimestamp: Date?
+    package var labels: [String: String]?
+    package var annotations: [String: String]?
+    package var ownerReferences: [OwnerReference]?
+    package var finalizers: [String]?
 
-    public init(
+    package init(
         name: String? = nil, generateName: String? = nil, namespace: String? = nil, uid: String? = nil,
         resourceVersion: String? = nil, generation: Int? = nil, creationTimestamp: Date? = nil,
         deletionTimestamp: Date? = nil, labels: [String: String]? = nil, annotations: [String: String]? = nil,
@@ -87,15 +87,15 @@ public struct ObjectMeta: Codable, Sendable, Hashable {
 }
 
 /// Points at the owner whose deletion cascades to this object.
-public struct OwnerReference: Codable, Sendable, Hashable {
-    public var apiVersion: String
-    public var kind: String
-    public var name: String
-    public var uid: String
-    public var controller: Bool?
-    public var blockOwnerDeletion: Bool?
+package struct OwnerReference: Codable, Sendable, Hashable {
+    package var apiVersion: String
+    package var kind: String
+    package var name: String
+    package var uid: String
+    package var controller: Bool?
+    package var blockOwnerDeletion: Bool?
 
-    public init(
+    package init(
         apiVersion: String, kind: String, name: String, uid: String, controller: Bool? = nil,
         blockOwnerDeletion: Bool? = nil
     ) {
@@ -108,7 +108,7 @@ public struct OwnerReference: Codable, Sendable, Hashable {
     }
 
     /// A reference to `owner`, which must have been read back from the server (it needs the uid).
-    public init<Owner: KubernetesResource>(
+    package init<Owner: KubernetesResource>(
         to owner: Owner, controller: Bool? = nil, blockOwnerDeletion: Bool? = nil
     ) throws(KubernetesError) {
         guard let name = owner.metadata.name, let uid = owner.metadata.uid else {
@@ -122,14 +122,14 @@ public struct OwnerReference: Codable, Sendable, Hashable {
 }
 
 /// List metadata (meta/v1 ListMeta).
-public struct ListMeta: Codable, Sendable, Hashable {
+package struct ListMeta: Codable, Sendable, Hashable {
     /// The collection's version at the time of the list; start a watch from it.
-    public var resourceVersion: String?
+    package var resourceVersion: String?
     /// Present when more pages follow; pass it back as the continue token.
-    public var `continue`: String?
-    public var remainingItemCount: Int?
+    package var `continue`: String?
+    package var remainingItemCount: Int?
 
-    public init(resourceVersion: String? = nil, continue: String? = nil, remainingItemCount: Int? = nil) {
+    package init(resourceVersion: String? = nil, continue: String? = nil, remainingItemCount: Int? = nil) {
         self.resourceVersion = resourceVersion
         self.continue = `continue`
         self.remainingItemCount = remainingItemCount
@@ -137,13 +137,13 @@ public struct ListMeta: Codable, Sendable, Hashable {
 }
 
 /// A page of a list, with items decoded as `Item`: the full kind, or a caller-chosen projection of it.
-public struct ObjectList<Item: Decodable & Sendable>: Decodable, Sendable {
-    public var apiVersion: String?
-    public var kind: String?
-    public var metadata: ListMeta
-    public var items: [Item]
+package struct ObjectList<Item: Decodable & Sendable>: Decodable, Sendable {
+    package var apiVersion: String?
+    package var kind: String?
+    package var metadata: ListMeta
+    package var items: [Item]
 
-    public init(apiVersion: String? = nil, kind: String? = nil, metadata: ListMeta = ListMeta(), items: [Item]) {
+    package init(apiVersion: String? = nil, kind: String? = nil, metadata: ListMeta = ListMeta(), items: [Item]) {
         self.apiVersion = apiVersion
         self.kind = kind
         self.metadata = metadata
@@ -152,7 +152,7 @@ public struct ObjectList<Item: Decodable & Sendable>: Decodable, Sendable {
 
     private enum CodingKeys: String, CodingKey { case apiVersion, kind, metadata, items }
 
-    public init(from decoder: any Decoder) throws {
+    package init(from decoder: any Decoder) throws {
         let container = try decoder.container(keyedBy: CodingKeys.self)
         apiVersion = try container.decodeIfPresent(String.self, forKey: .apiVersion)
         kind = try container.decodeIfPresent(String.self, forKey: .kind)
@@ -163,7 +163,7 @@ public struct ObjectList<Item: Decodable & Sendable>: Decodable, Sendable {
 }
 
 extension ObjectList: Encodable where Item: Encodable {
-    public func encode(to encoder: any Encoder) throws {
+    package func encode(to encoder: any Encoder) throws {
         var container = encoder.container(keyedBy: CodingKeys.self)
         try container.encodeIfPresent(apiVersion, forKey: .apiVersion)
         try container.encodeIfPresent(kind, forKey: .kind)
@@ -173,23 +173,23 @@ extension ObjectList: Encodable where Item: Encodable {
 }
 
 /// meta/v1 LabelSelector.
-public struct LabelSelector: Codable, Sendable, Hashable {
-    public var matchLabels: [String: String]?
-    public var matchExpressions: [LabelSelectorRequirement]?
+package struct LabelSelector: Codable, Sendable, Hashable {
+    package var matchLabels: [String: String]?
+    package var matchExpressions: [LabelSelectorRequirement]?
 
-    public init(matchLabels: [String: String]? = nil, matchExpressions: [LabelSelectorRequirement]? = nil) {
+    package init(matchLabels: [String: String]? = nil, matchExpressions: [LabelSelectorRequirement]? = nil) {
         self.matchLabels = matchLabels
         self.matchExpressions = matchExpressions
     }
 }
 
-public struct LabelSelectorRequirement: Codable, Sendable, Hashable {
-    public var key: String
+package struct LabelSelectorRequirement: Codable, Sendable, Hashable {
+    package var key: String
     /// `In`, `NotIn`, `Exists` or `DoesNotExist`.
-    public var `operator`: String
-    public var values: [String]?
+    package var `operator`: String
+    package var values: [String]?
 
-    public init(key: String, operator: String, values: [String]? = nil) {
+    package init(key: String, operator: String, values: [String]? = nil) {
         self.key = key
         self.operator = `operator`
         self.values = values
@@ -197,8 +197,8 @@ public struct LabelSelectorRequirement: Codable, Sendable, Hashable {
 }
 
 /// JSON coders matching the API server's conventions: RFC 3339 times, base64 `Data`.
-public enum KubernetesJSON {
-    public static func makeEncoder() -> JSONEncoder {
+package enum KubernetesJSON {
+    package static func makeEncoder() -> JSONEncoder {
         let encoder = JSONEncoder()
         encoder.dateEncodingStrategy = .iso8601
         encoder.outputFormatting = [.withoutEscapingSlashes]
@@ -206,7 +206,7 @@ public enum KubernetesJSON {
     }
 
     /// Accepts times with and without fractional seconds: `Time` has none, `MicroTime` has six digits.
-    public static func makeDecoder() -> JSONDecoder {
+    package static func makeDecoder() -> JSONDecoder {
         let decoder = JSONDecoder()
         decoder.dateDecodingStrategy = .custom { decoder in
             let container = try decoder.singleValueContainer()

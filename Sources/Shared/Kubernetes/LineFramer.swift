@@ -2,19 +2,19 @@ import NIOCore
 
 /// Splits a streamed body into newline-delimited lines (a watch stream is one JSON object per line). Chunks split
 /// lines anywhere, so the unterminated tail is kept until its newline arrives. A pure value; I/O stays outside.
-public struct LineFramer: Sendable {
+package struct LineFramer: Sendable {
     private var pending: ByteBuffer
     /// Longest line accepted, so a peer that never sends a newline cannot grow the buffer without bound.
-    public let maximumLineLength: Int
+    package let maximumLineLength: Int
 
-    public init(maximumLineLength: Int = 64 << 20) {
+    package init(maximumLineLength: Int = 64 << 20) {
         self.pending = ByteBuffer()
         self.maximumLineLength = maximumLineLength
     }
 
     /// Appends `chunk` and returns every line it completed, without the newline (or a trailing `\r`). Blank lines
     /// are dropped.
-    public mutating func append(_ chunk: ByteBuffer) throws(KubernetesError) -> [ByteBuffer] {
+    package mutating func append(_ chunk: ByteBuffer) throws(KubernetesError) -> [ByteBuffer] {
         var chunk = chunk
         pending.writeBuffer(&chunk)
         var lines: [ByteBuffer] = []
@@ -35,7 +35,7 @@ public struct LineFramer: Sendable {
     }
 
     /// Ends the stream: returns the last line if the body did not end with a newline.
-    public mutating func finish() -> ByteBuffer? {
+    package mutating func finish() -> ByteBuffer? {
         defer { pending.clear() }
         guard pending.readableBytes > 0 else { return nil }
         var line = pending

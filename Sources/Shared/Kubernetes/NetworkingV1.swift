@@ -1,29 +1,29 @@
 /// networking.k8s.io/v1 NetworkPolicy.
-public struct NetworkPolicy: KubernetesResource, Hashable {
-    public static let resource = ResourceInfo(
+package struct NetworkPolicy: KubernetesResource, Hashable {
+    package static let resource = ResourceInfo(
         group: "networking.k8s.io", version: "v1", kind: "NetworkPolicy", plural: "networkpolicies")
 
-    public var apiVersion: String?
-    public var kind: String?
-    public var metadata: ObjectMeta
-    public var spec: Spec?
+    package var apiVersion: String?
+    package var kind: String?
+    package var metadata: ObjectMeta
+    package var spec: Spec?
 
-    public init(metadata: ObjectMeta, spec: Spec) {
+    package init(metadata: ObjectMeta, spec: Spec) {
         self.apiVersion = Self.resource.apiVersion
         self.kind = Self.resource.kind
         self.metadata = metadata
         self.spec = spec
     }
 
-    public struct Spec: Codable, Sendable, Hashable {
+    package struct Spec: Codable, Sendable, Hashable {
         /// Selects the pods the policy applies to; an empty selector selects every pod in the namespace.
-        public var podSelector: LabelSelector
+        package var podSelector: LabelSelector
         /// `Ingress`, `Egress`. Listing `Egress` with no `egress` rules denies all egress.
-        public var policyTypes: [String]?
-        public var ingress: [IngressRule]?
-        public var egress: [EgressRule]?
+        package var policyTypes: [String]?
+        package var ingress: [IngressRule]?
+        package var egress: [EgressRule]?
 
-        public init(
+        package init(
             podSelector: LabelSelector, policyTypes: [String]? = nil, ingress: [IngressRule]? = nil,
             egress: [EgressRule]? = nil
         ) {
@@ -34,32 +34,32 @@ public struct NetworkPolicy: KubernetesResource, Hashable {
         }
     }
 
-    public struct IngressRule: Codable, Sendable, Hashable {
-        public var from: [Peer]?
-        public var ports: [Port]?
+    package struct IngressRule: Codable, Sendable, Hashable {
+        package var from: [Peer]?
+        package var ports: [Port]?
 
-        public init(from: [Peer]? = nil, ports: [Port]? = nil) {
+        package init(from: [Peer]? = nil, ports: [Port]? = nil) {
             self.from = from
             self.ports = ports
         }
     }
 
-    public struct EgressRule: Codable, Sendable, Hashable {
-        public var to: [Peer]?
-        public var ports: [Port]?
+    package struct EgressRule: Codable, Sendable, Hashable {
+        package var to: [Peer]?
+        package var ports: [Port]?
 
-        public init(to: [Peer]? = nil, ports: [Port]? = nil) {
+        package init(to: [Peer]? = nil, ports: [Port]? = nil) {
             self.to = to
             self.ports = ports
         }
     }
 
-    public struct Peer: Codable, Sendable, Hashable {
-        public var podSelector: LabelSelector?
-        public var namespaceSelector: LabelSelector?
-        public var ipBlock: IPBlock?
+    package struct Peer: Codable, Sendable, Hashable {
+        package var podSelector: LabelSelector?
+        package var namespaceSelector: LabelSelector?
+        package var ipBlock: IPBlock?
 
-        public init(
+        package init(
             podSelector: LabelSelector? = nil, namespaceSelector: LabelSelector? = nil, ipBlock: IPBlock? = nil
         ) {
             self.podSelector = podSelector
@@ -68,23 +68,23 @@ public struct NetworkPolicy: KubernetesResource, Hashable {
         }
     }
 
-    public struct IPBlock: Codable, Sendable, Hashable {
-        public var cidr: String
-        public var except: [String]?
+    package struct IPBlock: Codable, Sendable, Hashable {
+        package var cidr: String
+        package var except: [String]?
 
-        public init(cidr: String, except: [String]? = nil) {
+        package init(cidr: String, except: [String]? = nil) {
             self.cidr = cidr
             self.except = except
         }
     }
 
-    public struct Port: Codable, Sendable, Hashable {
+    package struct Port: Codable, Sendable, Hashable {
         /// `TCP` (default), `UDP` or `SCTP`.
-        public var `protocol`: String?
-        public var port: IntOrString?
-        public var endPort: Int?
+        package var `protocol`: String?
+        package var port: IntOrString?
+        package var endPort: Int?
 
-        public init(protocol: String? = nil, port: IntOrString? = nil, endPort: Int? = nil) {
+        package init(protocol: String? = nil, port: IntOrString? = nil, endPort: Int? = nil) {
             self.protocol = `protocol`
             self.port = port
             self.endPort = endPort
@@ -93,11 +93,11 @@ public struct NetworkPolicy: KubernetesResource, Hashable {
 }
 
 /// A field that holds either a number or a name (a port, a percentage).
-public enum IntOrString: Codable, Sendable, Hashable {
+package enum IntOrString: Codable, Sendable, Hashable {
     case int(Int)
     case string(String)
 
-    public init(from decoder: any Decoder) throws {
+    package init(from decoder: any Decoder) throws {
         let container = try decoder.singleValueContainer()
         if let value = try? container.decode(Int.self) {
             self = .int(value)
@@ -106,7 +106,7 @@ public enum IntOrString: Codable, Sendable, Hashable {
         }
     }
 
-    public func encode(to encoder: any Encoder) throws {
+    package func encode(to encoder: any Encoder) throws {
         var container = encoder.singleValueContainer()
         switch self {
         case .int(let value): try container.encode(value)

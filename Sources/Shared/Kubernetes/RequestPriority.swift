@@ -1,7 +1,7 @@
 /// Which requests go first when the client-side rate limit makes them wait: finishing work (stopping, deleting what
 /// ended) before watching and listing, and both before starting new work. So one job's next step never queues
 /// behind every other job's launch, and a burst of submissions cannot delay a stop.
-public enum RequestPriority: Int, Sendable, Hashable, Comparable, CaseIterable {
+package enum RequestPriority: Int, Sendable, Hashable, Comparable, CaseIterable {
     /// Deletes and patches: stops, time-outs, clean-up of finished attempts.
     case finishing = 0
     /// Gets, lists and watches: what the informers and adoption read.
@@ -9,7 +9,7 @@ public enum RequestPriority: Int, Sendable, Hashable, Comparable, CaseIterable {
     /// Creates: launching new attempts.
     case starting = 2
 
-    public static func < (lhs: Self, rhs: Self) -> Bool { lhs.rawValue < rhs.rawValue }
+    package static func < (lhs: Self, rhs: Self) -> Bool { lhs.rawValue < rhs.rawValue }
 }
 
 /// The client's rate limit with priorities: one ``TokenBucket``, and callers that must wait queue per

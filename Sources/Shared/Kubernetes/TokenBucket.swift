@@ -1,21 +1,21 @@
 /// Client-side rate limit, the way client-go's token bucket works: up to `burst` requests at once, then
 /// `queriesPerSecond` on average. A pure value: given an instant it says how long the caller must wait; the caller
 /// sleeps. Each call reserves a token even when it must wait, so concurrent callers queue in arrival order.
-public struct TokenBucket: Sendable {
-    public let queriesPerSecond: Double
-    public let burst: Int
+package struct TokenBucket: Sendable {
+    package let queriesPerSecond: Double
+    package let burst: Int
     private var tokens: Double
     private var last: ContinuousClock.Instant?
 
     /// A non-positive `queriesPerSecond` disables the limit.
-    public init(queriesPerSecond: Double, burst: Int) {
+    package init(queriesPerSecond: Double, burst: Int) {
         self.queriesPerSecond = queriesPerSecond
         self.burst = max(1, burst)
         self.tokens = Double(self.burst)
     }
 
     /// Takes a token at `now` and returns how long to wait before using it (zero when one was available).
-    public mutating func reserve(at now: ContinuousClock.Instant) -> Duration {
+    package mutating func reserve(at now: ContinuousClock.Instant) -> Duration {
         guard queriesPerSecond > 0 else { return .zero }
         if let last, now > last {
             let elapsed = (now - last) / .seconds(1)
@@ -29,7 +29,7 @@ public struct TokenBucket: Sendable {
     }
 
     /// Takes a token if one is available at `now`, without going into debt.
-    public mutating func tryTake(at now: ContinuousClock.Instant) -> Bool {
+    package mutating func tryTake(at now: ContinuousClock.Instant) -> Bool {
         guard queriesPerSecond > 0 else { return true }
         refill(at: now)
         guard tokens >= 1 else { return false }
@@ -38,7 +38,7 @@ public struct TokenBucket: Sendable {
     }
 
     /// How long until a whole token is available (zero when one is).
-    public mutating func untilNextToken(at now: ContinuousClock.Instant) -> Duration {
+    package mutating func untilNextToken(at now: ContinuousClock.Instant) -> Duration {
         guard queriesPerSecond > 0 else { return .zero }
         refill(at: now)
         guard tokens < 1 else { return .zero }

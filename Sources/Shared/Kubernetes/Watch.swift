@@ -5,7 +5,7 @@ import NIOFoundationCompat
 
 /// One change seen by a watch. `ERROR` events are not elements: they end the sequence by throwing a
 /// ``KubernetesError`` carrying the `Status` (code ``KubernetesError/Code-swift.struct/gone`` for 410: relist).
-public enum WatchEvent<Object: Sendable>: Sendable {
+package enum WatchEvent<Object: Sendable>: Sendable {
     case added(Object)
     case modified(Object)
     case deleted(Object)
@@ -13,7 +13,7 @@ public enum WatchEvent<Object: Sendable>: Sendable {
     case bookmark(resourceVersion: String)
 
     /// The object of an added, modified or deleted event.
-    public var object: Object? {
+    package var object: Object? {
         switch self {
         case .added(let object), .modified(let object), .deleted(let object): object
         case .bookmark: nil
@@ -22,8 +22,8 @@ public enum WatchEvent<Object: Sendable>: Sendable {
 }
 
 /// The events of one watch request, decoded from its newline-delimited JSON body as they arrive.
-public struct WatchStream<Object: Decodable & Sendable>: AsyncSequence, Sendable {
-    public typealias Element = WatchEvent<Object>
+package struct WatchStream<Object: Decodable & Sendable>: AsyncSequence, Sendable {
+    package typealias Element = WatchEvent<Object>
 
     private let body: HTTPClientResponse.Body
     private let context: String
@@ -33,11 +33,11 @@ public struct WatchStream<Object: Decodable & Sendable>: AsyncSequence, Sendable
         self.context = context
     }
 
-    public func makeAsyncIterator() -> AsyncIterator {
+    package func makeAsyncIterator() -> AsyncIterator {
         AsyncIterator(body: body.makeAsyncIterator(), context: context)
     }
 
-    public struct AsyncIterator: AsyncIteratorProtocol {
+    package struct AsyncIterator: AsyncIteratorProtocol {
         private var body: HTTPClientResponse.Body.AsyncIterator
         private let context: String
         private var framer = LineFramer()
@@ -51,7 +51,7 @@ public struct WatchStream<Object: Decodable & Sendable>: AsyncSequence, Sendable
             self.context = context
         }
 
-        public mutating func next() async throws -> WatchEvent<Object>? {
+        package mutating func next() async throws -> WatchEvent<Object>? {
             while true {
                 if let line = pending.popLast() {
                     return try WatchEventDecoder.decode(line, as: Object.self, decoder: decoder, context: context)
@@ -129,8 +129,8 @@ enum WatchEventDecoder {
 }
 
 /// A followed pod log: byte chunks as they arrive (not split at lines).
-public struct PodLogStream: AsyncSequence, Sendable {
-    public typealias Element = ByteBuffer
+package struct PodLogStream: AsyncSequence, Sendable {
+    package typealias Element = ByteBuffer
 
     private let body: HTTPClientResponse.Body
     private let context: String
@@ -140,11 +140,11 @@ public struct PodLogStream: AsyncSequence, Sendable {
         self.context = context
     }
 
-    public func makeAsyncIterator() -> AsyncIterator {
+    package func makeAsyncIterator() -> AsyncIterator {
         AsyncIterator(body: body.makeAsyncIterator(), context: context)
     }
 
-    public struct AsyncIterator: AsyncIteratorProtocol {
+    package struct AsyncIterator: AsyncIteratorProtocol {
         private var body: HTTPClientResponse.Body.AsyncIterator
         private let context: String
 
@@ -153,7 +153,7 @@ public struct PodLogStream: AsyncSequence, Sendable {
             self.context = context
         }
 
-        public mutating func next() async throws -> ByteBuffer? {
+        package mutating func next() async throws -> ByteBuffer? {
             do {
                 return try await body.next()
             } catch {

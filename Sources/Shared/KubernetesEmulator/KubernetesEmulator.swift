@@ -7,100 +7,100 @@ import ServiceLifecycle
 /// Settings of a ``KubernetesEmulator``. Every simulated delay (pod runtimes, scheduling, retries, garbage collection,
 /// `activeDeadlineSeconds`, `ttlSecondsAfterFinished`) is multiplied by ``timeScale``; bookmark, watch-timeout and
 /// compaction times are wall-clock.
-public struct KubernetesEmulatorConfiguration: Sendable {
+package struct KubernetesEmulatorConfiguration: Sendable {
     /// How long watch history is kept; older resourceVersions answer 410 Expired.
-    public struct Compaction: Sendable {
+    package struct Compaction: Sendable {
         /// Events kept at most. Default 20,000.
-        public var maxEvents: Int = 20_000
+        package var maxEvents: Int = 20_000
         /// Age of the oldest kept event. Default 5 minutes (etcd's compaction interval).
-        public var window: Duration = .seconds(300)
+        package var window: Duration = .seconds(300)
 
-        public init() {}
+        package init() {}
     }
 
     /// Address to bind. Default `127.0.0.1`.
-    public var host = "127.0.0.1"
+    package var host = "127.0.0.1"
     /// Port to bind; 0 picks a free one. Default 0.
-    public var port = 0
+    package var port = 0
     /// Multiplier on every simulated delay; 0.01 runs a `sleep 100` pod in one second. Default 1.
-    public var timeScale: Double = 1
+    package var timeScale: Double = 1
     /// Runtime of a container with no `sim.c2d.io/duration` annotation and no `sleep` command. Default 50 ms.
-    public var defaultPodDuration: Duration = .milliseconds(50)
+    package var defaultPodDuration: Duration = .milliseconds(50)
     /// From pod creation to PodScheduled with containers creating. Default 5 ms.
-    public var schedulingDelay: Duration = .milliseconds(5)
+    package var schedulingDelay: Duration = .milliseconds(5)
     /// From ContainerCreating to Running. Default 10 ms.
-    public var containerStartDelay: Duration = .milliseconds(10)
+    package var containerStartDelay: Duration = .milliseconds(10)
     /// From a Job write to the Job controller's sync. Default 1 ms.
-    public var controllerDelay: Duration = .milliseconds(1)
+    package var controllerDelay: Duration = .milliseconds(1)
     /// Pause before a failed Job pod is replaced or a container restarted (the real back-off starts at 10 s). Default 100 ms.
-    public var podRetryDelay: Duration = .milliseconds(100)
+    package var podRetryDelay: Duration = .milliseconds(100)
     /// Time a gracefully deleted running pod takes to stop. Default 20 ms.
-    public var podTerminationDelay: Duration = .milliseconds(20)
+    package var podTerminationDelay: Duration = .milliseconds(20)
     /// Latency of the garbage collector acting on owner references. Default 5 ms.
-    public var garbageCollectionDelay: Duration = .milliseconds(5)
+    package var garbageCollectionDelay: Duration = .milliseconds(5)
     /// Interval of BOOKMARK events on watches that allow them. Default 1 s.
-    public var bookmarkInterval: Duration = .seconds(1)
+    package var bookmarkInterval: Duration = .seconds(1)
     /// Watch duration when the client sends no `timeoutSeconds`. Default 30 minutes.
-    public var defaultWatchTimeout: Duration = .seconds(1800)
+    package var defaultWatchTimeout: Duration = .seconds(1800)
     /// Watch history retention. Default 20,000 events or 5 minutes.
-    public var compaction = Compaction()
+    package var compaction = Compaction()
     /// Seed for uids, generated names and fault decisions. Default 1.
-    public var seed: UInt64 = 1
+    package var seed: UInt64 = 1
     /// Faults active from the start. Default none.
-    public var faults = KubernetesEmulatorFaults()
+    package var faults = KubernetesEmulatorFaults()
     /// Largest accepted request body (the real server's limit). Default 3 MiB.
-    public var maxRequestBodyBytes = 3 * 1024 * 1024
+    package var maxRequestBodyBytes = 3 * 1024 * 1024
     /// The first resourceVersion the emulator hands out. A real API server starts from etcd's revision, far above 1,
     /// and its watch cache begins there, so a watch from an old version such as `1` answers 410. Default 1,000.
-    public var initialResourceVersion: UInt64 = 1_000
+    package var initialResourceVersion: UInt64 = 1_000
     /// Runs c2d's own step containers (`c2d pod …`) as real processes instead of simulating them. Default nil.
-    public var stepRunner: StepRunner?
+    package var stepRunner: StepRunner?
 
     /// How c2d's step containers run for real: which binary, and where their volumes and logs live.
-    public struct StepRunner: Sendable {
+    package struct StepRunner: Sendable {
         /// The `c2d` executable.
-        public var executable: String
+        package var executable: String
         /// A directory for volumes (`volumes/<namespace>_<claim>`), logs and termination messages (`pods/<uid>`).
-        public var workDirectory: String
+        package var workDirectory: String
 
-        public init(executable: String, workDirectory: String) {
+        package init(executable: String, workDirectory: String) {
             self.executable = executable
             self.workDirectory = workDirectory
         }
     }
 
-    public init() {}
+    package init() {}
 }
 
 /// Injected faults; set at start, with ``KubernetesEmulator/setFaults(_:)``, or `POST /_emulator/faults`.
-public struct KubernetesEmulatorFaults: Sendable, Equatable {
+package struct KubernetesEmulatorFaults: Sendable, Equatable {
     /// A 429 storm: for `durationSeconds` after the faults are set, `fraction` of requests get 429.
-    public struct Throttle: Sendable, Equatable {
+    package struct Throttle: Sendable, Equatable {
         /// Share of requests answered 429 during the storm. Default 1.
-        public var fraction: Double = 1
+        package var fraction: Double = 1
         /// Length of the storm; 0 means no storm. Default 0.
-        public var durationSeconds: Double = 0
+        package var durationSeconds: Double = 0
 
-        public init(fraction: Double = 1, durationSeconds: Double = 0) {
+        package init(fraction: Double = 1, durationSeconds: Double = 0) {
             self.fraction = fraction
             self.durationSeconds = durationSeconds
         }
     }
 
     /// Added to every API request. Default 0.
-    public var latencyMilliseconds: Double = 0
+    package var latencyMilliseconds: Double = 0
     /// Share of requests answered 500 InternalError. Default 0.
-    public var serverErrorFraction: Double = 0
+    package var serverErrorFraction: Double = 0
     /// A 429 storm. Default none.
-    public var throttle = Throttle()
+    package var throttle = Throttle()
     /// `Retry-After` seconds sent with storm 429s. Default 1.
-    public var retryAfterSeconds = 1
+    package var retryAfterSeconds = 1
     /// Server-side requests per second (like API Priority and Fairness); excess gets 429. Default unlimited.
-    public var qpsLimit: Double?
+    package var qpsLimit: Double?
     /// Burst above `qpsLimit`. Default 10.
-    public var qpsBurst = 10
+    package var qpsBurst = 10
 
-    public init() {}
+    package init() {}
 
     init(json: JSON) {
         latencyMilliseconds = json["latencyMilliseconds"]?.double ?? 0
@@ -125,18 +125,18 @@ public struct KubernetesEmulatorFaults: Sendable, Equatable {
 }
 
 /// Request counts and object counts, from ``KubernetesEmulator/statistics()`` or `GET /_emulator/stats`.
-public struct KubernetesEmulatorStatistics: Sendable {
+package struct KubernetesEmulatorStatistics: Sendable {
     /// Requests by `"<verb> <resource>"`, e.g. `"create jobs"`, `"watch pods"`, `"get pods/log"`.
-    public var requests: [String: Int]
-    public var openWatches: Int
+    package var requests: [String: Int]
+    package var openWatches: Int
     /// Stored objects by resource, e.g. `"jobs"`.
-    public var objects: [String: Int]
-    public var resourceVersion: UInt64
+    package var objects: [String: Int]
+    package var resourceVersion: UInt64
     /// Watches and continue tokens from below this resourceVersion answer 410.
-    public var compactedResourceVersion: UInt64
-    public var retainedEvents: Int
+    package var compactedResourceVersion: UInt64
+    package var retainedEvents: Int
 
-    public func requests(verb: String, resource: String) -> Int { requests["\(verb) \(resource)"] ?? 0 }
+    package func requests(verb: String, resource: String) -> Int { requests["\(verb) \(resource)"] ?? 0 }
 
     var json: JSON {
         [
@@ -150,8 +150,8 @@ public struct KubernetesEmulatorStatistics: Sendable {
 }
 
 /// A failure of the emulator itself (not of an API call, which is answered with a `Status`).
-public struct KubernetesEmulatorError: Error, CustomStringConvertible, Sendable {
-    public struct Code: Hashable, Sendable, CustomStringConvertible {
+package struct KubernetesEmulatorError: Error, CustomStringConvertible, Sendable {
+    package struct Code: Hashable, Sendable, CustomStringConvertible {
         private enum Value: Hashable, Sendable {
             case startFailed, alreadyStarted, unknownResource, invalidObject
         }
@@ -159,18 +159,18 @@ public struct KubernetesEmulatorError: Error, CustomStringConvertible, Sendable 
         private let value: Value
         private init(_ value: Value) { self.value = value }
 
-        public static let startFailed = Code(.startFailed)
-        public static let alreadyStarted = Code(.alreadyStarted)
-        public static let unknownResource = Code(.unknownResource)
-        public static let invalidObject = Code(.invalidObject)
+        package static let startFailed = Code(.startFailed)
+        package static let alreadyStarted = Code(.alreadyStarted)
+        package static let unknownResource = Code(.unknownResource)
+        package static let invalidObject = Code(.invalidObject)
 
-        public var description: String { "\(value)" }
+        package var description: String { "\(value)" }
     }
 
-    public var code: Code
-    public var reason: String
+    package var code: Code
+    package var reason: String
 
-    public var description: String { "KubernetesEmulatorError.\(code): \(reason)" }
+    package var description: String { "KubernetesEmulatorError.\(code): \(reason)" }
 }
 
 /// An emulator of the Kubernetes API subset c2d uses: secrets, persistentvolumeclaims, pods (with logs),
@@ -178,13 +178,13 @@ public struct KubernetesEmulatorError: Error, CustomStringConvertible, Sendable 
 /// pagination, selectors, a Job controller over simulated pods, cascading deletion, and injected faults.
 ///
 /// Run it as a `Service` in a `ServiceGroup`, or call ``start()`` and ``shutdown()`` from tests.
-public final class KubernetesEmulator: Service, Sendable {
-    public let configuration: KubernetesEmulatorConfiguration
+package final class KubernetesEmulator: Service, Sendable {
+    package let configuration: KubernetesEmulatorConfiguration
     let cluster: Cluster
     let logger: Logger
     private let state = LockedState()
 
-    public init(
+    package init(
         configuration: KubernetesEmulatorConfiguration = KubernetesEmulatorConfiguration(),
         logger: Logger = Logger(label: "c2d.kube-sim")
     ) {
@@ -194,13 +194,13 @@ public final class KubernetesEmulator: Service, Sendable {
     }
 
     /// The bound port once the server runs.
-    public var port: Int? { state.withLock { $0.port } }
+    package var port: Int? { state.withLock { $0.port } }
 
     /// `http://host:port` once the server runs.
-    public var baseURL: String? { port.map { "http://\(configuration.host):\($0)" } }
+    package var baseURL: String? { port.map { "http://\(configuration.host):\($0)" } }
 
     /// Serves until graceful shutdown or cancellation.
-    public func run() async throws {
+    package func run() async throws {
         let application = Application(
             responder: EmulatorResponder(cluster: cluster, configuration: configuration),
             configuration: ApplicationConfiguration(
@@ -221,7 +221,7 @@ public final class KubernetesEmulator: Service, Sendable {
 
     /// Starts serving in the background and answers the bound port.
     @discardableResult
-    public func start() async throws -> Int {
+    package func start() async throws -> Int {
         let group = ServiceGroup(configuration: .init(services: [self], logger: logger))
         let task = Task { try await group.run() }
         let started = state.withLock { state -> Bool in
@@ -246,7 +246,7 @@ public final class KubernetesEmulator: Service, Sendable {
     }
 
     /// Ends streams and stops the server started by ``start()``.
-    public func shutdown() async {
+    package func shutdown() async {
         await cluster.stop()
         let running = state.withLock { state -> (ServiceGroup, Task<Void, any Error>)? in
             defer {
@@ -264,26 +264,26 @@ public final class KubernetesEmulator: Service, Sendable {
 
     // MARK: Hooks for tests and benchmarks
 
-    public func setFaults(_ faults: KubernetesEmulatorFaults) async { await cluster.setFaults(faults) }
+    package func setFaults(_ faults: KubernetesEmulatorFaults) async { await cluster.setFaults(faults) }
 
-    public func faults() async -> KubernetesEmulatorFaults { await cluster.faults }
+    package func faults() async -> KubernetesEmulatorFaults { await cluster.faults }
 
     /// Forgets all watch history now: watches and continue tokens from an older resourceVersion get 410.
-    public func compact() async { await cluster.compactAll() }
+    package func compact() async { await cluster.compactAll() }
 
     /// Ends every open watch with an `ERROR` 410 Expired event after compacting the history, as a real API server
     /// does when its watch cache is reinitialised: clients must relist.
-    public func expireWatches() async { await cluster.expireWatches() }
+    package func expireWatches() async { await cluster.expireWatches() }
 
     /// Closes every open watch, as an API server restart does.
-    public func dropWatches() async { await cluster.dropWatches() }
+    package func dropWatches() async { await cluster.dropWatches() }
 
-    public func statistics() async -> KubernetesEmulatorStatistics { await cluster.statistics() }
+    package func statistics() async -> KubernetesEmulatorStatistics { await cluster.statistics() }
 
     /// Stores objects (JSON documents) directly, without watch events or controller work, as if they predated the
     /// watch history. `resource` is the plural name, e.g. `"jobs"`. Answers the number stored.
     @discardableResult
-    public func preload(resource: String, namespace: String = "default", objects: [[UInt8]]) async throws -> Int {
+    package func preload(resource: String, namespace: String = "default", objects: [[UInt8]]) async throws -> Int {
         guard let type = ResourceType.all.first(where: { $0.name == resource }) else {
             throw KubernetesEmulatorError(code: .unknownResource, reason: "no resource \(resource)")
         }
@@ -306,7 +306,7 @@ public final class KubernetesEmulator: Service, Sendable {
 
     /// Preloads `count` minimal Jobs named `<prefix>-<n>` with `labels`, for list and watch benchmarks.
     @discardableResult
-    public func preloadJobs(
+    package func preloadJobs(
         count: Int, namespace: String = "default", prefix: String = "job", labels: [String: String] = [:]
     ) async throws -> Int {
         let labelJSON = JSON.stringMap(labels)
@@ -330,7 +330,7 @@ public final class KubernetesEmulator: Service, Sendable {
     }
 
     /// A kubeconfig for kubectl and c2d: the emulator's URL, a dummy token, and `namespace`.
-    public static func kubeconfig(server: String, namespace: String = "default") -> String {
+    package static func kubeconfig(server: String, namespace: String = "default") -> String {
         """
         apiVersion: v1
         kind: Config

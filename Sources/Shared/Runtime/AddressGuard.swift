@@ -6,16 +6,16 @@ import NIOPosix
 #endif
 
 /// An IPv4 or IPv6 address, as bytes in network order (4 or 16 of them).
-public struct IPAddress: Sendable, Hashable, CustomStringConvertible {
-    public let bytes: [UInt8]
+package struct IPAddress: Sendable, Hashable, CustomStringConvertible {
+    package let bytes: [UInt8]
 
-    public init?(bytes: [UInt8]) {
+    package init?(bytes: [UInt8]) {
         guard bytes.count == 4 || bytes.count == 16 else { return nil }
         self.bytes = bytes
     }
 
     /// Parses a numeric address (`inet_pton`: dotted quad or RFC 4291 text, no brackets, no zone).
-    public init?(_ text: String) {
+    package init?(_ text: String) {
         var v4 = in_addr()
         if inet_pton(AF_INET, text, &v4) == 1 {
             self.bytes = withUnsafeBytes(of: &v4) { Array($0) }
@@ -29,10 +29,10 @@ public struct IPAddress: Sendable, Hashable, CustomStringConvertible {
         return nil
     }
 
-    public var isIPv4: Bool { bytes.count == 4 }
+    package var isIPv4: Bool { bytes.count == 4 }
 
     /// The canonical text (`inet_ntop`), as a connection target.
-    public var description: String {
+    package var description: String {
         var buffer = [CChar](repeating: 0, count: Int(INET6_ADDRSTRLEN))
         let family = isIPv4 ? AF_INET : AF_INET6
         let written = bytes.withUnsafeBytes { inet_ntop(family, $0.baseAddress, &buffer, socklen_t(buffer.count)) }
@@ -58,12 +58,12 @@ public struct IPAddress: Sendable, Hashable, CustomStringConvertible {
 }
 
 /// A network in CIDR notation (`10.0.0.0/8`, `fd00::/8`).
-public struct IPNetwork: Sendable, Hashable, CustomStringConvertible {
-    public let address: IPAddress
-    public let prefixLength: Int
+package struct IPNetwork: Sendable, Hashable, CustomStringConvertible {
+    package let address: IPAddress
+    package let prefixLength: Int
 
     /// Parses `address/prefix`; a bare address is a network of one.
-    public init?(_ text: String) {
+    package init?(_ text: String) {
         let parts = text.trimmingCharacters(in: .whitespaces).split(separator: "/", omittingEmptySubsequences: false)
         guard parts.count <= 2, let address = IPAddress(String(parts[0])) else { return nil }
         let maximum = address.bytes.count * 8
@@ -73,7 +73,7 @@ public struct IPNetwork: Sendable, Hashable, CustomStringConvertible {
         self.prefixLength = length
     }
 
-    public func contains(_ candidate: IPAddress) -> Bool {
+    package func contains(_ candidate: IPAddress) -> Bool {
         guard candidate.bytes.count == address.bytes.count else { return false }
         var remaining = prefixLength
         for index in address.bytes.indices where remaining > 0 {
@@ -85,7 +85,7 @@ public struct IPNetwork: Sendable, Hashable, CustomStringConvertible {
         return true
     }
 
-    public var description: String { "\(address)/\(prefixLength)" }
+    package var description: String { "\(address)/\(prefixLength)" }
 }
 
 /// Which addresses the configure step's outbound requests (inputs, algorithms, DDOs, Providers) may reach: public
@@ -93,19 +93,19 @@ public struct IPNetwork: Sendable, Hashable, CustomStringConvertible {
 /// link-local (cloud metadata), carrier-grade NAT, multicast, documentation, benchmarking and reserved ranges, and
 /// the IPv6 forms that lead to them (IPv4-mapped and -translated, NAT64, 6to4, Teredo) are refused unless the
 /// operator allows all of them, or some networks by name.
-public struct OutboundAddressPolicy: Sendable, Hashable {
+package struct OutboundAddressPolicy: Sendable, Hashable {
     /// Every address may be reached (`C2D_ALLOW_PRIVATE_URLS=1`). Default false.
-    public var allowsEverything: Bool
+    package var allowsEverything: Bool
     /// Non-public networks that may be reached all the same (`C2D_ALLOWED_PRIVATE_NETWORKS`). Default none.
-    public var allowedNetworks: [IPNetwork]
+    package var allowedNetworks: [IPNetwork]
 
-    public init(allowsEverything: Bool = false, allowedNetworks: [IPNetwork] = []) {
+    package init(allowsEverything: Bool = false, allowedNetworks: [IPNetwork] = []) {
         self.allowsEverything = allowsEverything
         self.allowedNetworks = allowedNetworks
     }
 
     /// nil when `address` may be reached; otherwise the name of the range that refuses it.
-    public func refusal(for address: IPAddress) -> String? {
+    package func refusal(for address: IPAddress) -> String? {
         if allowsEverything || allowedNetworks.contains(where: { $0.contains(address) }) { return nil }
         if let inner = address.embeddedIPv4 {
             guard let reason = refusal(for: inner) else { return nil }
@@ -132,7 +132,7 @@ public struct OutboundAddressPolicy: Sendable, Hashable {
 
     /// Parses `C2D_ALLOWED_PRIVATE_NETWORKS`: comma-separated networks in CIDR notation (a bare address is a
     /// network of one). Throws a message naming the bad entry.
-    public static func parseNetworks(_ text: String?) throws -> [IPNetwork] {
+    package static func parseNetworks(_ text: String?) throws -> [IPNetwork] {
         try (text ?? "").split(separator: ",").compactMap { entry in
             let trimmed = entry.trimmingCharacters(in: .whitespaces)
             guard !trimmed.isEmpty else { return nil }
@@ -145,16 +145,16 @@ public struct OutboundAddressPolicy: Sendable, Hashable {
 }
 
 /// Resolves host names for outbound requests.
-public struct HostResolver: Sendable {
+package struct HostResolver: Sendable {
     let resolve: @Sendable (String) throws -> [IPAddress]
 
     /// `resolve` runs on a thread pool (it may block).
-    public init(_ resolve: @escaping @Sendable (String) throws -> [IPAddress]) {
+    package init(_ resolve: @escaping @Sendable (String) throws -> [IPAddress]) {
         self.resolve = resolve
     }
 
     /// The system's resolver (`getaddrinfo`).
-    public static let system = HostResolver(systemResolve)
+    package static let system = HostResolver(systemResolve)
 
     /// getaddrinfo, blocking: run on the thread pool. Addresses in the resolver's order, without duplicates.
     static func systemResolve(_ host: String) throws -> [IPAddress] {

@@ -4,13 +4,13 @@ import NIOPosix
 /// A step's own log (`adminlogs/configure.log`, `adminlogs/publish.log`): timestamped lines, appended as they
 /// happen so a crash leaves everything up to the crash. It is handed to the job's owner, so lines must never hold
 /// secrets (URLs are redacted with `AdminLog.redact`). Writes run on the thread pool.
-public actor AdminLog {
-    public nonisolated let file: URL
+package actor AdminLog {
+    package nonisolated let file: URL
     private let threadPool: NIOThreadPool
     private var handle: FileHandle?
 
     /// Opens (creating or appending to) `file`.
-    public init(file: URL, threadPool: NIOThreadPool = .singleton) async throws {
+    package init(file: URL, threadPool: NIOThreadPool = .singleton) async throws {
         self.file = file
         self.threadPool = threadPool
         handle = try await threadPool.runIfActive {
@@ -25,7 +25,7 @@ public actor AdminLog {
 
     /// Appends one line: `<ISO 8601 time> <message>`. A failing write is dropped: the log is a record of the step,
     /// and losing a line must not fail the job.
-    public func line(_ message: String) async {
+    package func line(_ message: String) async {
         guard let handle else { return }
         let text = "\(Date.now.formatted(.iso8601)) \(message.replacingOccurrences(of: "\n", with: " "))\n"
         let threadPool = self.threadPool
@@ -33,7 +33,7 @@ public actor AdminLog {
     }
 
     /// Flushes and closes the file; later lines are ignored.
-    public func close() async {
+    package func close() async {
         guard let handle else { return }
         self.handle = nil
         _ = try? await threadPool.runIfActive {
@@ -44,7 +44,7 @@ public actor AdminLog {
 
     /// A URL as it may appear in a log: scheme, host, port and path; user info, query and fragment (where signed
     /// URLs and tokens live) are dropped.
-    public static func redact(_ url: String) -> String {
+    package static func redact(_ url: String) -> String {
         guard var components = URLComponents(string: url), components.host != nil else {
             return "<unparsable URL>"
         }

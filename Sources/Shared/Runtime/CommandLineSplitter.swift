@@ -4,13 +4,13 @@
 /// `$NAME` and `${NAME}` are replaced for the names in `variables` (outside single quotes); any other `$` is kept
 /// as it is. No globbing, pipes, redirections or command substitution: those need a shell, and the algorithm can
 /// bring its own (`sh -c '…'`) if it wants one.
-public enum CommandLineSplitter {
-    public struct SplitError: Error, CustomStringConvertible, Sendable, Hashable {
-        public var message: String
-        public var description: String { message }
+package enum CommandLineSplitter {
+    package struct SplitError: Error, CustomStringConvertible, Sendable, Hashable {
+        package var message: String
+        package var description: String { message }
     }
 
-    public static func split(_ line: String, variables: [String: String] = [:]) throws -> [String] {
+    package static func split(_ line: String, variables: [String: String] = [:]) throws -> [String] {
         var words: [String] = []
         var current = ""
         var inWord = false

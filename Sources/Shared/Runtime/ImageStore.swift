@@ -3,18 +3,18 @@ import Foundation
 import NIOPosix
 
 /// Settings of the local executor's images.
-public struct ImageStoreConfiguration: Sendable, Hashable {
+package struct ImageStoreConfiguration: Sendable, Hashable {
     /// Where an environment image's relative `layout` is found. Default `.data/images`. `C2D_IMAGES_DIR`.
-    public var imagesDirectory: URL
+    package var imagesDirectory: URL
     /// Where unpacked root filesystems are kept, one per manifest digest, reused by every job of that image.
     /// Default `.data/image-cache`. `C2D_IMAGE_CACHE_DIR`.
-    public var cacheDirectory: URL
+    package var cacheDirectory: URL
     /// umoci, which unpacks an OCI layout into a root filesystem. Default `/usr/bin/umoci` (Debian's `umoci`).
-    public var umociPath: String
+    package var umociPath: String
     /// Longest time one unpack may take. Default 10 minutes.
-    public var unpackTimeout: Duration
+    package var unpackTimeout: Duration
 
-    public init(
+    package init(
         imagesDirectory: URL = URL(fileURLWithPath: ".data/images"),
         cacheDirectory: URL = URL(fileURLWithPath: ".data/image-cache"), umociPath: String = "/usr/bin/umoci",
         unpackTimeout: Duration = .seconds(600)
@@ -27,21 +27,21 @@ public struct ImageStoreConfiguration: Sendable, Hashable {
 }
 
 /// An image ready to be a sandbox's root.
-public struct PreparedImage: Sendable, Hashable {
+package struct PreparedImage: Sendable, Hashable {
     /// The unpacked root filesystem, with the sandbox's mount points in place.
-    public var rootFilesystem: URL
+    package var rootFilesystem: URL
     /// The image's manifest digest, `sha256:<hex>`.
-    public var digest: String
+    package var digest: String
     /// `PATH` from the image's configuration, if it sets one.
-    public var searchPath: String?
+    package var searchPath: String?
 }
 
 /// An image that could not be provided; the job ends with status 11 and this reason.
-public struct ImageError: Error, CustomStringConvertible, Sendable, Hashable {
-    public var reason: String
-    public var description: String { reason }
+package struct ImageError: Error, CustomStringConvertible, Sendable, Hashable {
+    package var reason: String
+    package var description: String { reason }
 
-    public init(_ reason: String) {
+    package init(_ reason: String) {
         self.reason = reason
     }
 }
@@ -53,8 +53,8 @@ public struct ImageError: Error, CustomStringConvertible, Sendable, Hashable {
 /// pin (`digest`) and the workflow's `container.checksum` before anything runs. Unpacking goes to a temporary
 /// directory that is renamed into the cache when complete, so a crash or a concurrent unpack of the same image never
 /// leaves a half-made root behind.
-public struct ImageStore: Sendable {
-    public let configuration: ImageStoreConfiguration
+package struct ImageStore: Sendable {
+    package let configuration: ImageStoreConfiguration
     private let threadPool: NIOThreadPool
 
     /// Directories the sandbox mounts over; an image may lack them and its root is read-only, so they are made
@@ -65,13 +65,13 @@ public struct ImageStore: Sendable {
     /// Files bound over for jobs with network (name resolution).
     static let networkFiles = ["etc/resolv.conf", "etc/hosts"]
 
-    public init(configuration: ImageStoreConfiguration, threadPool: NIOThreadPool = .singleton) {
+    package init(configuration: ImageStoreConfiguration, threadPool: NIOThreadPool = .singleton) {
         self.configuration = configuration
         self.threadPool = threadPool
     }
 
     /// The root filesystem of `entry` at `reference`, unpacking it first if this digest is not cached yet.
-    public func prepare(
+    package func prepare(
         _ entry: EnvironmentImage, reference: String, checksum: String?
     ) async throws(ImageError) -> PreparedImage {
         guard let layoutPath = entry.layout, !layoutPath.isEmpty else {

@@ -15,14 +15,14 @@ import NIOPosix
 /// ```
 ///
 /// The local executor keeps it at `<workRoot>/<jobID>-<attempt>/data`; a pod uses its volume (`/data`) directly.
-public struct JobWorkspace: Sendable, Hashable {
+package struct JobWorkspace: Sendable, Hashable {
     /// The directory mounted as `/data`.
-    public let data: URL
+    package let data: URL
     /// The directory that holds `outputs/` and `logs/`, what the algorithm writes: `data` itself, or the job's
     /// size-capped output volume when the local executor mounts one.
-    public let writable: URL
+    package let writable: URL
 
-    public init(data: URL) {
+    package init(data: URL) {
         self.data = data.standardizedFileURL
         self.writable = self.data
     }
@@ -33,46 +33,46 @@ public struct JobWorkspace: Sendable, Hashable {
     }
 
     /// The same workspace with `outputs/` and `logs/` under `directory`.
-    public func withWritable(_ directory: URL) -> JobWorkspace {
+    package func withWritable(_ directory: URL) -> JobWorkspace {
         JobWorkspace(data: data, writable: directory)
     }
 
     /// `<workRoot>/<jobID>-<attempt>/data`: deterministic, so a retried attempt never shares files with another.
-    public init(workRoot: URL, jobID: JobID, attempt: Int) {
+    package init(workRoot: URL, jobID: JobID, attempt: Int) {
         self.init(
             data: Self.directory(workRoot: workRoot, jobID: jobID, attempt: attempt).appendingPathComponent("data"))
     }
 
     /// The workspace of an attempt the local executor is running, as a reader outside the executor (the gateway's
     /// live logs) finds it: with `outputs/` and `logs/` on the attempt's output volume when one is mounted there.
-    public static func ofRunningAttempt(workRoot: URL, jobID: JobID, attempt: Int) -> JobWorkspace {
+    package static func ofRunningAttempt(workRoot: URL, jobID: JobID, attempt: Int) -> JobWorkspace {
         let workspace = JobWorkspace(workRoot: workRoot, jobID: jobID, attempt: attempt)
         let volume = OutputVolume(attemptDirectory: directory(workRoot: workRoot, jobID: jobID, attempt: attempt))
         return OutputVolume.isMountPoint(volume.mountPoint.path) ? workspace.withWritable(volume.mountPoint) : workspace
     }
 
     /// The per-attempt directory that holds `data`.
-    public static func directory(workRoot: URL, jobID: JobID, attempt: Int) -> URL {
+    package static func directory(workRoot: URL, jobID: JobID, attempt: Int) -> URL {
         workRoot.appendingPathComponent("\(jobID)-\(attempt)", isDirectory: true)
     }
 
     /// The directory that holds `data` (and nothing else); `remove()` deletes it.
-    public var root: URL { data.deletingLastPathComponent() }
+    package var root: URL { data.deletingLastPathComponent() }
 
-    public var inputs: URL { data.appendingPathComponent("inputs", isDirectory: true) }
-    public var algoCustomData: URL { inputs.appendingPathComponent("algoCustomData.json") }
-    public var transformations: URL { data.appendingPathComponent("transformations", isDirectory: true) }
-    public var algorithm: URL { transformations.appendingPathComponent("algorithm") }
-    public var ddos: URL { data.appendingPathComponent("ddos", isDirectory: true) }
-    public var outputs: URL { writable.appendingPathComponent("outputs", isDirectory: true) }
-    public var logs: URL { writable.appendingPathComponent("logs", isDirectory: true) }
-    public var algorithmLog: URL { logs.appendingPathComponent("algorithm.log") }
-    public var adminLogs: URL { data.appendingPathComponent("adminlogs", isDirectory: true) }
-    public var configureLog: URL { adminLogs.appendingPathComponent("configure.log") }
-    public var publishLog: URL { adminLogs.appendingPathComponent("publish.log") }
+    package var inputs: URL { data.appendingPathComponent("inputs", isDirectory: true) }
+    package var algoCustomData: URL { inputs.appendingPathComponent("algoCustomData.json") }
+    package var transformations: URL { data.appendingPathComponent("transformations", isDirectory: true) }
+    package var algorithm: URL { transformations.appendingPathComponent("algorithm") }
+    package var ddos: URL { data.appendingPathComponent("ddos", isDirectory: true) }
+    package var outputs: URL { writable.appendingPathComponent("outputs", isDirectory: true) }
+    package var logs: URL { writable.appendingPathComponent("logs", isDirectory: true) }
+    package var algorithmLog: URL { logs.appendingPathComponent("algorithm.log") }
+    package var adminLogs: URL { data.appendingPathComponent("adminlogs", isDirectory: true) }
+    package var configureLog: URL { adminLogs.appendingPathComponent("configure.log") }
+    package var publishLog: URL { adminLogs.appendingPathComponent("publish.log") }
 
     /// The host file behind a path the algorithm sees under `/data`.
-    public func hostPath(ofSandboxPath path: String) -> URL? {
+    package func hostPath(ofSandboxPath path: String) -> URL? {
         guard path.hasPrefix("/data/") else { return nil }
         let relative = String(path.dropFirst("/data/".count))
         let writableTop = ["outputs", "logs"].contains { relative == $0 || relative.hasPrefix($0 + "/") }
@@ -80,14 +80,14 @@ public struct JobWorkspace: Sendable, Hashable {
     }
 
     /// Where file `n` of an input goes: `inputs/<inputDirectoryName>/<n>`.
-    public func inputFile(_ input: Workflow.Input, position: Int, file: Int) -> URL {
+    package func inputFile(_ input: Workflow.Input, position: Int, file: Int) -> URL {
         inputs.appendingPathComponent(WorkflowValidator.inputDirectoryName(input, position: position))
             .appendingPathComponent(String(file))
     }
 
     /// Creates a fresh workspace for an attempt. Leftovers of the same attempt (a worker that died half way) are
     /// removed first, so every attempt starts from an empty volume.
-    public static func create(
+    package static func create(
         workRoot: URL, jobID: JobID, attempt: Int, threadPool: NIOThreadPool = .singleton
     ) async throws -> JobWorkspace {
         let workspace = JobWorkspace(workRoot: workRoot, jobID: jobID, attempt: attempt)
@@ -102,7 +102,7 @@ public struct JobWorkspace: Sendable, Hashable {
     }
 
     /// Creates the layout's directories (idempotent). Blocking.
-    public func createLayoutBlocking() throws {
+    package func createLayoutBlocking() throws {
         let directories = [inputs, transformations, ddos, outputs, logs, adminLogs]
         for directory in directories {
             // 0755: the sandbox maps its user to the worker's user, so owner-writable is enough for outputs/logs.
@@ -112,7 +112,7 @@ public struct JobWorkspace: Sendable, Hashable {
     }
 
     /// Deletes the attempt's directory and everything in it.
-    public func remove(threadPool: NIOThreadPool = .singleton) async throws {
+    package func remove(threadPool: NIOThreadPool = .singleton) async throws {
         let root = self.root
         try await threadPool.runIfActive {
             guard FileManager.default.fileExists(atPath: root.path) else { return }

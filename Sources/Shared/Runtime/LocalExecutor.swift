@@ -6,22 +6,22 @@ import NIOPosix
 import Storage
 
 /// Settings of the local executor (jobs as sandboxed processes on this machine).
-public struct LocalExecutorConfiguration: Sendable, Hashable {
+package struct LocalExecutorConfiguration: Sendable, Hashable {
     /// Where per-attempt workspaces live (`<workRoot>/<jobID>-<attempt>/data`). Default `<tmp>/c2d-work`.
-    public var workRoot: URL
+    package var workRoot: URL
     /// Keep workspaces after the job, for debugging. Default false.
-    public var keepWorkspaces: Bool
+    package var keepWorkspaces: Bool
     /// The configure step: data directory for `path` inputs (default none), download timeouts (connect 10 s,
     /// whole download 5 min), size cap (10 GiB), redirects (5).
-    public var provisioner: ProvisionerConfiguration
+    package var provisioner: ProvisionerConfiguration
     /// The algorithm step: bwrap and prlimit paths, process and file limits, visible system files.
-    public var sandbox: SandboxConfiguration
+    package var sandbox: SandboxConfiguration
     /// The publish step: output file count limit.
-    public var publisher: ResultPublisherConfiguration
+    package var publisher: ResultPublisherConfiguration
     /// Images: where OCI layouts are and where their unpacked roots are cached.
-    public var images: ImageStoreConfiguration = ImageStoreConfiguration()
+    package var images: ImageStoreConfiguration = ImageStoreConfiguration()
 
-    public init(
+    package init(
         workRoot: URL = FileManager.default.temporaryDirectory.appendingPathComponent("c2d-work", isDirectory: true),
         keepWorkspaces: Bool = false,
         provisioner: ProvisionerConfiguration = ProvisionerConfiguration(),
@@ -36,7 +36,7 @@ public struct LocalExecutorConfiguration: Sendable, Hashable {
     }
 
     /// The settings operators set most, by name; everything else keeps its default.
-    public init(
+    package init(
         workRoot: URL, dataDirectory: URL?, bwrapPath: String = "/usr/bin/bwrap",
         downloadConnectTimeout: Duration = .seconds(10), downloadTimeout: Duration = .seconds(300),
         keepWorkspaces: Bool = false, allowPrivateNetworks: Bool = false
@@ -53,8 +53,8 @@ public struct LocalExecutorConfiguration: Sendable, Hashable {
 /// Runs jobs on this machine: configure (Provisioner) → algorithm (Sandbox) → publish (ResultPublisher), in a
 /// workspace per attempt that is removed afterwards. Cancelling the task that awaits `execute` is a stop: the
 /// sandbox is killed, the logs are still published, and the outcome is `stopped`.
-public struct LocalExecutor: TaskExecutor {
-    public let configuration: LocalExecutorConfiguration
+package struct LocalExecutor: TaskExecutor {
+    package let configuration: LocalExecutorConfiguration
     private let provisioner: Provisioner
     private let sandbox: Sandbox
     private let publisher: ResultPublisher
@@ -63,7 +63,7 @@ public struct LocalExecutor: TaskExecutor {
     private let logger: Logger
 
     /// `httpClient` is the process's shared client (see `Provisioner.makeHTTPClient`).
-    public init(
+    package init(
         configuration: LocalExecutorConfiguration, httpClient: HTTPClient, resultStore: any ResultStore,
         threadPool: NIOThreadPool = .singleton, logger: Logger = Logger(label: "c2d.runtime")
     ) {
@@ -82,7 +82,7 @@ public struct LocalExecutor: TaskExecutor {
     /// clears what workers that died left in the work root (workspaces, mounted output volumes). Returns what the
     /// sandbox enforces on this host, for the log.
     @discardableResult
-    public func selfCheck() async throws(SandboxError) -> SandboxReport {
+    package func selfCheck() async throws(SandboxError) -> SandboxReport {
         let report = try await sandbox.selfCheck()
         let removed = await removeStaleWorkspaces()
         if removed > 0 { logger.info("removed workspaces of dead workers", metadata: ["count": "\(removed)"]) }
@@ -92,7 +92,7 @@ public struct LocalExecutor: TaskExecutor {
     /// Removes what attempts whose lock nobody holds left in the work root — workspaces, mounted output volumes,
     /// cgroups — and returns how many. A killed worker's lock is released by the kernel, so this is safe at any
     /// time, beside live attempts of this and other workers sharing the work root.
-    public func removeStaleWorkspaces() async -> Int {
+    package func removeStaleWorkspaces() async -> Int {
         let workRoot = configuration.workRoot
         let tools = OutputVolume.Tools()
         let cgroups = await sandbox.prepared()?.cgroups
@@ -102,7 +102,7 @@ public struct LocalExecutor: TaskExecutor {
             }) ?? 0
     }
 
-    public func execute(
+    package func execute(
         job: Job, environment: ComputeEnvironment, progress: @escaping @Sendable (JobStatus) async throws -> Void
     ) async throws -> ExecutionResult {
         var logger = self.logger

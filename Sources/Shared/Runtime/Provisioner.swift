@@ -12,35 +12,35 @@ import Storage
 #endif
 
 /// Settings of the configure step.
-public struct ProvisionerConfiguration: Sendable, Hashable {
+package struct ProvisionerConfiguration: Sendable, Hashable {
     /// The operator's data directory: `path` inputs name files under it. nil refuses `path` inputs. Default nil.
-    public var dataDirectory: URL?
+    package var dataDirectory: URL?
     /// Time to establish a TCP (and TLS) connection. Applied by `makeHTTPClient(configuration:)`, because
     /// AsyncHTTPClient sets it per client. Default 10 s.
-    public var connectTimeout: Duration
+    package var connectTimeout: Duration
     /// Time for one whole download, redirects and body included. Default 5 minutes.
-    public var downloadTimeout: Duration
+    package var downloadTimeout: Duration
     /// Largest file accepted from a URL or the data directory. Default 10 GiB.
-    public var maxFileBytes: Int64
+    package var maxFileBytes: Int64
     /// Redirects followed per download; only to http and https. Default 5.
-    public var maxRedirects: Int
+    package var maxRedirects: Int
     /// Whether URLs may point at loopback, private, link-local (cloud metadata) and similar addresses. Off by
     /// default, so a consumer's URL cannot make the worker fetch from the operator's own network. Default false.
     /// `C2D_ALLOW_PRIVATE_URLS=1`.
-    public var allowPrivateNetworks: Bool
+    package var allowPrivateNetworks: Bool
     /// Non-public networks URLs may reach even so, e.g. a data server inside the perimeter. Default none.
     /// `C2D_ALLOWED_PRIVATE_NETWORKS`.
-    public var allowedNetworks: [IPNetwork] = []
+    package var allowedNetworks: [IPNetwork] = []
 
     /// Where outbound requests may connect.
-    public var addressPolicy: OutboundAddressPolicy {
+    package var addressPolicy: OutboundAddressPolicy {
         OutboundAddressPolicy(allowsEverything: allowPrivateNetworks, allowedNetworks: allowedNetworks)
     }
     /// The operator's secp256k1 private key (32 bytes), which signs downloads of `remote` sources from Ocean
     /// Providers, as pod-configuration's PRIVATE_KEY does. nil refuses `remote` sources. `C2D_OPERATOR_PRIVATE_KEY`.
-    public var operatorPrivateKey: [UInt8]?
+    package var operatorPrivateKey: [UInt8]?
 
-    public init(
+    package init(
         dataDirectory: URL? = nil, connectTimeout: Duration = .seconds(10), downloadTimeout: Duration = .seconds(300),
         maxFileBytes: Int64 = 10 << 30, maxRedirects: Int = 5, allowPrivateNetworks: Bool = false
     ) {
@@ -55,8 +55,8 @@ public struct ProvisionerConfiguration: Sendable, Hashable {
 
 /// The configure step: fetches a job's inputs and algorithm into its workspace, verifying checksums, and logs
 /// every action to `adminlogs/configure.log`. Shared by the local executor and the in-pod `c2d pod configure`.
-public struct Provisioner: Sendable {
-    public let configuration: ProvisionerConfiguration
+package struct Provisioner: Sendable {
+    package let configuration: ProvisionerConfiguration
     let threadPool: NIOThreadPool
     /// Every request goes to the address its host was checked at (``PinnedHTTP``).
     let http: PinnedHTTP
@@ -65,7 +65,7 @@ public struct Provisioner: Sendable {
     /// provisioner's requests, each of which connects to the address that was checked for it. `resolver` finds
     /// hosts' addresses (default the system's). `clientConfiguration` replaces the one made from `configuration`
     /// (e.g. to trust another certificate authority); keep its redirects disallowed.
-    public init(
+    package init(
         configuration: ProvisionerConfiguration, httpClient: HTTPClient, threadPool: NIOThreadPool = .singleton,
         resolver: HostResolver = .system, clientConfiguration: HTTPClient.Configuration? = nil
     ) {
@@ -79,7 +79,7 @@ public struct Provisioner: Sendable {
     }
 
     /// A client suited to the provisioner (see ``clientConfiguration(_:)``). Shut it down when the process stops.
-    public static func makeHTTPClient(
+    package static func makeHTTPClient(
         configuration: ProvisionerConfiguration,
         eventLoopGroup: any EventLoopGroup = MultiThreadedEventLoopGroup.singleton
     ) -> HTTPClient {
@@ -88,7 +88,7 @@ public struct Provisioner: Sendable {
 
     /// Connect timeout from the configuration, redirects not followed by the client (the provisioner follows them
     /// itself, checking every hop), no decompression, no proxy.
-    public static func clientConfiguration(_ configuration: ProvisionerConfiguration) -> HTTPClient.Configuration {
+    package static func clientConfiguration(_ configuration: ProvisionerConfiguration) -> HTTPClient.Configuration {
         var clientConfiguration = HTTPClient.Configuration()
         clientConfiguration.redirectConfiguration = .disallow
         clientConfiguration.timeout = HTTPClient.Configuration.Timeout(
@@ -99,7 +99,7 @@ public struct Provisioner: Sendable {
 
     /// Runs the configure step for `workflow` into `workspace` and writes `adminlogs/configure.log`. Throws the
     /// first failure, classified as data (31) or algorithm (32) provisioning; the log says why in more detail.
-    public func provision(_ workflow: Workflow, into workspace: JobWorkspace) async throws(ProvisioningError) {
+    package func provision(_ workflow: Workflow, into workspace: JobWorkspace) async throws(ProvisioningError) {
         let log: AdminLog
         do {
             log = try await AdminLog(file: workspace.configureLog, threadPool: threadPool)

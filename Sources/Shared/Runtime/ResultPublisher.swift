@@ -4,47 +4,47 @@ import NIOPosix
 import Storage
 
 /// Settings of the publish step.
-public struct ResultPublisherConfiguration: Sendable, Hashable {
+package struct ResultPublisherConfiguration: Sendable, Hashable {
     /// Most output files one job may publish; more counts as exceeding its disk quota. Default 10 000.
-    public var maxOutputFiles: Int
+    package var maxOutputFiles: Int
 
-    public init(maxOutputFiles: Int = 10_000) {
+    package init(maxOutputFiles: Int = 10_000) {
         self.maxOutputFiles = maxOutputFiles
     }
 }
 
 /// What the publish step stored, in Ocean's result order, and whether it stored everything.
-public struct PublishReport: Sendable, Hashable {
+package struct PublishReport: Sendable, Hashable {
     /// Outputs, then logs, then admin logs; `index` is the position in this list.
-    public var results: [ResultFile]
+    package var results: [ResultFile]
     /// Why not everything was stored, if it was not.
-    public var failure: PublishError?
+    package var failure: PublishError?
 
-    public init(results: [ResultFile], failure: PublishError?) {
+    package init(results: [ResultFile], failure: PublishError?) {
         self.results = results
         self.failure = failure
     }
 }
 
 /// Files a workspace would publish, with sizes, in result order.
-public struct ResultListing: Sendable, Hashable {
-    public struct Entry: Sendable, Hashable {
+package struct ResultListing: Sendable, Hashable {
+    package struct Entry: Sendable, Hashable {
         /// Shown to clients: relative to `outputs/` or `logs/`, or the admin log's file name.
-        public var name: String
-        public var kind: ResultKind
-        public var file: URL
-        public var size: Int64
+        package var name: String
+        package var kind: ResultKind
+        package var file: URL
+        package var size: Int64
         /// Where it goes below the job in the result store: `<attempt>/<outputs|logs|adminlogs>/<name>`.
-        public var storeName: String
+        package var storeName: String
     }
 
-    public var outputs: [Entry]
-    public var logs: [Entry]
+    package var outputs: [Entry]
+    package var logs: [Entry]
     /// Regular files the listing refused (symbolic links, devices…), for the publish log.
-    public var skipped: [String]
+    package var skipped: [String]
 
-    public var outputBytes: Int64 { outputs.reduce(0) { $0 + $1.size } }
-    public var logBytes: Int64 { logs.reduce(0) { $0 + $1.size } }
+    package var outputBytes: Int64 { outputs.reduce(0) { $0 + $1.size } }
+    package var logBytes: Int64 { logs.reduce(0) { $0 + $1.size } }
 }
 
 /// The publish step: stores a job's outputs, logs and admin logs in the result store, in Ocean's order (outputs
@@ -53,12 +53,12 @@ public struct ResultListing: Sendable, Hashable {
 ///
 /// Only regular files are published, found without following symbolic links: the algorithm could otherwise plant
 /// a link to a host file and have the host-side publisher upload it.
-public struct ResultPublisher: Sendable {
-    public let configuration: ResultPublisherConfiguration
+package struct ResultPublisher: Sendable {
+    package let configuration: ResultPublisherConfiguration
     private let store: any ResultStore
     private let threadPool: NIOThreadPool
 
-    public init(
+    package init(
         store: any ResultStore, configuration: ResultPublisherConfiguration = ResultPublisherConfiguration(),
         threadPool: NIOThreadPool = .singleton
     ) {
@@ -68,7 +68,7 @@ public struct ResultPublisher: Sendable {
     }
 
     /// Lists outputs and logs (not admin logs) with their sizes.
-    public func list(_ workspace: JobWorkspace, attempt: Int) async throws -> ResultListing {
+    package func list(_ workspace: JobWorkspace, attempt: Int) async throws -> ResultListing {
         try await threadPool.runIfActive {
             var skipped: [String] = []
             let outputs = Self.regularFiles(under: workspace.outputs, skipped: &skipped).map {
@@ -90,7 +90,7 @@ public struct ResultPublisher: Sendable {
     }
 
     /// Whether the outputs and logs fit the job's disk limit; nil when they do, else the reason.
-    public func quotaProblem(_ listing: ResultListing, diskLimitBytes: Int64) -> String? {
+    package func quotaProblem(_ listing: ResultListing, diskLimitBytes: Int64) -> String? {
         if listing.outputs.count > configuration.maxOutputFiles {
             return "the algorithm wrote \(listing.outputs.count) output files; the limit is "
                 + "\(configuration.maxOutputFiles)"
@@ -107,7 +107,7 @@ public struct ResultPublisher: Sendable {
     /// configuration, a stop, a quota breach) only logs are stored. Logs beyond the disk limit are left out, except
     /// `algorithm.log` (bounded by the sandbox's file-size limit) and the admin logs (written by c2d).
     /// A store failure does not stop the others: what was stored is listed, and the failure is reported.
-    public func publish(
+    package func publish(
         jobID: JobID, attempt: Int, workspace: JobWorkspace, diskLimitBytes: Int64, includeOutputs: Bool = true
     ) async -> PublishReport {
         let log: AdminLog? = try? await AdminLog(file: workspace.publishLog, threadPool: threadPool)

@@ -2,8 +2,8 @@ import Domain
 
 /// The configure step failed: an input or the algorithm could not be fetched or verified. The `reason` is meant
 /// for the job's owner (it is recorded as the job's failure reason) and holds no secrets.
-public struct ProvisioningError: Error, CustomStringConvertible, Sendable, Hashable {
-    public struct Code: Hashable, Sendable, CustomStringConvertible {
+package struct ProvisioningError: Error, CustomStringConvertible, Sendable, Hashable {
+    package struct Code: Hashable, Sendable, CustomStringConvertible {
         private enum Base: String, Sendable {
             case dataProvisioningFailed = "data_provisioning_failed"
             case algorithmProvisioningFailed = "algorithm_provisioning_failed"
@@ -16,33 +16,33 @@ public struct ProvisioningError: Error, CustomStringConvertible, Sendable, Hasha
         }
 
         /// An input could not be fetched, was too large, failed its checksum or was outside the data directory.
-        public static let dataProvisioningFailed = Code(.dataProvisioningFailed)
+        package static let dataProvisioningFailed = Code(.dataProvisioningFailed)
         /// The algorithm (or its custom data) could not be fetched, written or verified.
-        public static let algorithmProvisioningFailed = Code(.algorithmProvisioningFailed)
+        package static let algorithmProvisioningFailed = Code(.algorithmProvisioningFailed)
 
-        public var description: String { base.rawValue }
+        package var description: String { base.rawValue }
     }
 
-    public var code: Code
-    public var reason: String
+    package var code: Code
+    package var reason: String
 
-    public init(code: Code, reason: String) {
+    package init(code: Code, reason: String) {
         self.code = code
         self.reason = reason
     }
 
     /// The terminal status to record: 31 or 32.
-    public var status: JobStatus {
+    package var status: JobStatus {
         code == .dataProvisioningFailed ? .dataProvisioningFailed : .algorithmProvisioningFailed
     }
 
-    public var description: String { "\(code): \(reason)" }
+    package var description: String { "\(code): \(reason)" }
 }
 
 /// The sandbox cannot be used on this machine (reported by `Sandbox.selfCheck()`), so the worker should refuse
 /// to start rather than fail every job.
-public struct SandboxError: Error, CustomStringConvertible, Sendable, Hashable {
-    public struct Code: Hashable, Sendable, CustomStringConvertible {
+package struct SandboxError: Error, CustomStringConvertible, Sendable, Hashable {
+    package struct Code: Hashable, Sendable, CustomStringConvertible {
         private enum Base: String, Sendable {
             case toolMissing = "tool_missing"
             case unavailable
@@ -56,31 +56,31 @@ public struct SandboxError: Error, CustomStringConvertible, Sendable, Hashable {
         }
 
         /// `bwrap` or `prlimit` is not installed where the configuration says.
-        public static let toolMissing = Code(.toolMissing)
+        package static let toolMissing = Code(.toolMissing)
         /// bubblewrap is installed but cannot build a sandbox (usually: user namespaces are disabled).
-        public static let unavailable = Code(.unavailable)
+        package static let unavailable = Code(.unavailable)
         /// `C2D_SANDBOX_ISOLATION=strict`, and a hard limit (cgroup, output volume, network namespace) cannot be
         /// enforced on this host.
-        public static let isolationUnavailable = Code(.isolationUnavailable)
+        package static let isolationUnavailable = Code(.isolationUnavailable)
 
-        public var description: String { base.rawValue }
+        package var description: String { base.rawValue }
     }
 
-    public var code: Code
-    public var message: String
+    package var code: Code
+    package var message: String
 
-    public init(code: Code, message: String) {
+    package init(code: Code, message: String) {
         self.code = code
         self.message = message
     }
 
-    public var description: String { "\(code): \(message)" }
+    package var description: String { "\(code): \(message)" }
 }
 
 /// Publishing could not store everything: the outputs were over the job's disk limit (status 42), or the result
 /// store failed (status 62).
-public struct PublishError: Error, CustomStringConvertible, Sendable, Hashable {
-    public struct Code: Hashable, Sendable, CustomStringConvertible {
+package struct PublishError: Error, CustomStringConvertible, Sendable, Hashable {
+    package struct Code: Hashable, Sendable, CustomStringConvertible {
         private enum Base: String, Sendable {
             case diskQuotaExceeded = "disk_quota_exceeded"
             case resultsUploadFailed = "results_upload_failed"
@@ -93,25 +93,25 @@ public struct PublishError: Error, CustomStringConvertible, Sendable, Hashable {
         }
 
         /// Outputs and logs together are larger than the environment's `diskMiB` (or more files than allowed).
-        public static let diskQuotaExceeded = Code(.diskQuotaExceeded)
+        package static let diskQuotaExceeded = Code(.diskQuotaExceeded)
         /// The result store refused or failed to store a file.
-        public static let resultsUploadFailed = Code(.resultsUploadFailed)
+        package static let resultsUploadFailed = Code(.resultsUploadFailed)
 
-        public var description: String { base.rawValue }
+        package var description: String { base.rawValue }
     }
 
-    public var code: Code
-    public var reason: String
+    package var code: Code
+    package var reason: String
 
-    public init(code: Code, reason: String) {
+    package init(code: Code, reason: String) {
         self.code = code
         self.reason = reason
     }
 
     /// The terminal status to record: 42 or 62.
-    public var status: JobStatus {
+    package var status: JobStatus {
         code == .diskQuotaExceeded ? .diskQuotaExceeded : .resultsUploadFailed
     }
 
-    public var description: String { "\(code): \(reason)" }
+    package var description: String { "\(code): \(reason)" }
 }

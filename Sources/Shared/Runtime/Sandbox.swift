@@ -7,34 +7,34 @@ import NIOPosix
 #endif
 
 /// Settings of the algorithm sandbox.
-public struct SandboxConfiguration: Sendable, Hashable {
+package struct SandboxConfiguration: Sendable, Hashable {
     /// bubblewrap. Default `/usr/bin/bwrap` (Debian's `bubblewrap` package).
-    public var bwrapPath: String
+    package var bwrapPath: String
     /// util-linux `prlimit`, run inside the sandbox to set resource limits. It must live under /usr (the only host
     /// tree the sandbox sees). Default `/usr/bin/prlimit`.
-    public var prlimitPath: String
+    package var prlimitPath: String
     /// Processes (and threads) of one job: `pids.max` of its cgroup, or without a cgroup `RLIMIT_NPROC` (which the
     /// kernel counts per real user and does not enforce for root). Default 1024.
-    public var maxProcesses: Int
+    package var maxProcesses: Int
     /// `RLIMIT_NOFILE`. Default 1024.
-    public var maxOpenFiles: Int
+    package var maxOpenFiles: Int
     /// Host files and directories under /etc that programs need, bound read-only when they exist. /etc as a
     /// whole is never bound: it holds the host's secrets. Default: dynamic linker cache, alternatives, time zone,
     /// TLS roots, passwd/group (no password hashes live there), nsswitch.
-    public var systemFiles: [String]
+    package var systemFiles: [String]
     /// Extra host directories bound read-only at the same place, e.g. an interpreter outside /usr. Default none.
-    public var extraReadOnlyPaths: [String]
+    package var extraReadOnlyPaths: [String]
     /// `PATH` inside the sandbox. Default `/usr/local/bin:/usr/bin:/bin`.
-    public var searchPath: String
+    package var searchPath: String
     /// Longest time `selfCheck()` waits for `bwrap … true`. Default 10 s.
-    public var selfCheckTimeout: Duration
+    package var selfCheckTimeout: Duration
     /// Hard limits beyond rlimits: a cgroup per job, a size-capped output volume, a network namespace of its own
     /// for `allowNetwork` jobs. Default: wherever the host allows (`auto`).
-    public var isolation: SandboxIsolationConfiguration
+    package var isolation: SandboxIsolationConfiguration
     /// The shell that places the sandbox in its job's cgroup before it starts. Default `/bin/sh`.
-    public var shellPath: String
+    package var shellPath: String
 
-    public init(
+    package init(
         bwrapPath: String = "/usr/bin/bwrap", prlimitPath: String = "/usr/bin/prlimit", maxProcesses: Int = 1024,
         maxOpenFiles: Int = 1024, systemFiles: [String] = SandboxConfiguration.defaultSystemFiles,
         extraReadOnlyPaths: [String] = [], searchPath: String = "/usr/local/bin:/usr/bin:/bin",
@@ -53,34 +53,34 @@ public struct SandboxConfiguration: Sendable, Hashable {
         self.selfCheckTimeout = selfCheckTimeout
     }
 
-    public static let defaultSystemFiles = [
+    package static let defaultSystemFiles = [
         "/etc/alternatives", "/etc/ld.so.cache", "/etc/ld.so.conf", "/etc/ld.so.conf.d", "/etc/localtime",
         "/etc/ssl", "/etc/ca-certificates", "/etc/passwd", "/etc/group", "/etc/nsswitch.conf", "/etc/mime.types",
     ]
 }
 
 /// What the algorithm step runs and under which limits.
-public struct SandboxSpecification: Sendable, Hashable {
-    public var workspace: JobWorkspace
+package struct SandboxSpecification: Sendable, Hashable {
+    package var workspace: JobWorkspace
     /// Command line; `$ALGO` stands for `/data/transformations/algorithm`.
-    public var entrypoint: String
+    package var entrypoint: String
     /// Input DIDs without `did:op:`, for `DIDS`.
-    public var inputDIDs: [String]
+    package var inputDIDs: [String]
     /// The algorithm's DID (empty for raw code), for `TRANSFORMATION_DID`.
-    public var transformationDID: String
+    package var transformationDID: String
     /// Wall-clock limit; the sandbox is killed when it is reached.
-    public var timeLimitSeconds: Int
+    package var timeLimitSeconds: Int
     /// Address-space limit (`RLIMIT_AS`), in MiB.
-    public var memoryMiB: Int
+    package var memoryMiB: Int
     /// Largest file the algorithm may write (`RLIMIT_FSIZE`) and size of its private /tmp, in MiB.
-    public var diskMiB: Int
+    package var diskMiB: Int
     /// CPUs the job may use (its cgroup's CPU quota).
-    public var cpus: Double
-    public var allowNetwork: Bool
+    package var cpus: Double
+    package var allowNetwork: Bool
     /// The image whose root filesystem is the sandbox's root; nil: the host's system directories (read-only).
-    public var image: PreparedImage?
+    package var image: PreparedImage?
 
-    public init(
+    package init(
         workspace: JobWorkspace, entrypoint: String, inputDIDs: [String] = [], transformationDID: String = "",
         timeLimitSeconds: Int, memoryMiB: Int, diskMiB: Int, cpus: Double = 1, allowNetwork: Bool = false,
         image: PreparedImage? = nil
@@ -98,7 +98,7 @@ public struct SandboxSpecification: Sendable, Hashable {
     }
 
     /// The job's algorithm step under its environment: time limit = min(`compute.maxtime`, `maxJobDuration`).
-    public init(job: Job, environment: ComputeEnvironment, workspace: JobWorkspace, image: PreparedImage? = nil) {
+    package init(job: Job, environment: ComputeEnvironment, workspace: JobWorkspace, image: PreparedImage? = nil) {
         let stage = job.workflow.stage
         let requested = stage?.compute?.maxtime ?? environment.maxJobDuration
         self.init(
@@ -121,7 +121,7 @@ public struct SandboxSpecification: Sendable, Hashable {
 }
 
 /// How the algorithm step ended.
-public enum SandboxTermination: Sendable, Hashable {
+package enum SandboxTermination: Sendable, Hashable {
     /// The algorithm exited with this code. bubblewrap reports a child killed by signal N as 128 + N.
     case exited(code: Int32)
     /// bubblewrap itself was killed by this signal, by someone other than c2d.
@@ -138,21 +138,21 @@ public enum SandboxTermination: Sendable, Hashable {
 }
 
 /// Which hard limits one run of the sandbox uses (what the host allows, ``SandboxHost``).
-public struct SandboxPlan: Sendable, Hashable {
+package struct SandboxPlan: Sendable, Hashable {
     /// Memory, processes and CPU are limited by the job's cgroup, so the per-process `RLIMIT_AS` and
     /// `RLIMIT_NPROC` are left out (they would only get in the way of programs that reserve address space).
-    public var cgroup: Bool
+    package var cgroup: Bool
     /// An `allowNetwork` job gets a network namespace of its own with a routed link (``SandboxNetwork``) instead
     /// of the worker's network.
-    public var isolatedNetwork: Bool
+    package var isolatedNetwork: Bool
 
-    public init(cgroup: Bool = false, isolatedNetwork: Bool = false) {
+    package init(cgroup: Bool = false, isolatedNetwork: Bool = false) {
         self.cgroup = cgroup
         self.isolatedNetwork = isolatedNetwork
     }
 
     /// rlimits only, and network jobs share the worker's network: c2d's earlier sandbox.
-    public static let basic = SandboxPlan()
+    package static let basic = SandboxPlan()
 }
 
 /// The algorithm step: runs the entrypoint in a bubblewrap sandbox. No network (unless the environment allows it),
@@ -164,16 +164,16 @@ public struct SandboxPlan: Sendable, Hashable {
 /// memory including its /tmp and /dev/shm (tmpfs pages are charged to the cgroup that writes them), process count
 /// and CPU quota — and an `allowNetwork` job gets a network namespace of its own whose only way out is to public
 /// addresses. Elsewhere memory is limited per process as address space (`RLIMIT_AS`) and CPU not at all.
-public struct Sandbox: Sendable {
-    public let configuration: SandboxConfiguration
+package struct Sandbox: Sendable {
+    package let configuration: SandboxConfiguration
     private let threadPool: NIOThreadPool
     let host: SandboxHost
 
     /// Where the algorithm sees its workspace.
-    public static let volume = "/data"
-    public static let algorithmPath = "/data/transformations/algorithm"
+    package static let volume = "/data"
+    package static let algorithmPath = "/data/transformations/algorithm"
 
-    public init(configuration: SandboxConfiguration = SandboxConfiguration(), threadPool: NIOThreadPool = .singleton) {
+    package init(configuration: SandboxConfiguration = SandboxConfiguration(), threadPool: NIOThreadPool = .singleton) {
         self.configuration = configuration
         self.threadPool = threadPool
         self.host = SandboxHost(configuration: configuration.isolation)
@@ -193,7 +193,7 @@ public struct Sandbox: Sendable {
     // MARK: Arguments
 
     /// The environment the algorithm sees: Ocean's variables plus a minimal PATH, HOME and locale.
-    public func environment(for specification: SandboxSpecification) -> [(String, String)] {
+    package func environment(for specification: SandboxSpecification) -> [(String, String)] {
         let dids = (try? JSONEncoder().encode(specification.inputDIDs)).map { String(decoding: $0, as: UTF8.self) }
         return [
             ("DIDS", dids ?? "[]"),
@@ -220,7 +220,7 @@ public struct Sandbox: Sendable {
     }
 
     /// `PATH` in an image that does not set one.
-    public static let imageSearchPath = "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin"
+    package static let imageSearchPath = "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin"
 
     /// The sandbox's root file system and namespaces, shared by jobs and the self-check. With an image, its root
     /// filesystem (read-only) is the root instead of the host's system directories.
@@ -291,7 +291,7 @@ public struct Sandbox: Sendable {
     }
 
     /// The full `bwrap` command line for a job, after the executable. `argv` is the parsed entrypoint.
-    public func arguments(
+    package func arguments(
         for specification: SandboxSpecification, argv: [String], plan: SandboxPlan = .basic
     ) -> [String] {
         let mebibyte: Int64 = 1 << 20
@@ -356,7 +356,7 @@ public struct Sandbox: Sendable {
     /// Runs the algorithm and waits for it without blocking a thread. Cancelling the calling task kills the
     /// sandbox (SIGKILL to bwrap; `--die-with-parent`, the PID namespace and the job's cgroup take everything
     /// inside with it).
-    public func run(_ specification: SandboxSpecification) async -> SandboxTermination {
+    package func run(_ specification: SandboxSpecification) async -> SandboxTermination {
         let argv: [String]
         do {
             argv = try CommandLineSplitter.split(specification.entrypoint, variables: ["ALGO": Self.algorithmPath])
@@ -605,7 +605,7 @@ public struct Sandbox: Sendable {
     /// fails, so a worker can refuse to start instead of failing every job. Then prepares the host's hard limits
     /// and returns what they are; with `strict` isolation, any that cannot be enforced is an error.
     @discardableResult
-    public func selfCheck() async throws(SandboxError) -> SandboxReport {
+    package func selfCheck() async throws(SandboxError) -> SandboxReport {
         for (tool, package) in [(configuration.bwrapPath, "bubblewrap"), (configuration.prlimitPath, "util-linux")]
         where !FileManager.default.isExecutableFile(atPath: tool) {
             throw SandboxError(

@@ -7,8 +7,8 @@ import Synchronization
 #endif
 
 /// How the local sandbox enforces a job's limits beyond bubblewrap's namespaces.
-public struct SandboxIsolationConfiguration: Sendable, Hashable {
-    public enum Mode: String, Sendable, Hashable, CaseIterable {
+package struct SandboxIsolationConfiguration: Sendable, Hashable {
+    package enum Mode: String, Sendable, Hashable, CaseIterable {
         /// Use every hard limit the host allows (cgroup, output volume, network namespace) and fall back for the
         /// others, saying so at start. A job asking for network on a host that cannot isolate it fails.
         case auto
@@ -20,20 +20,20 @@ public struct SandboxIsolationConfiguration: Sendable, Hashable {
     }
 
     /// Default `auto`. `C2D_SANDBOX_ISOLATION`.
-    public var mode: Mode
+    package var mode: Mode
     /// A cgroup v2 directory delegated to the worker for job cgroups (its controllers are enabled for children);
     /// nil uses the worker's own cgroup (v2) or its v1 hierarchies. Default nil. `C2D_SANDBOX_CGROUP`.
-    public var cgroupParent: String?
+    package var cgroupParent: String?
     /// Addresses of sandbox network links, a /30 per running job. Default `10.214.0.0/16`.
     /// `C2D_SANDBOX_NETWORK_POOL`.
-    public var networkPool: IPNetwork
+    package var networkPool: IPNetwork
     /// Resolvers sandboxes with network use; nil: the host's non-loopback nameservers. `C2D_SANDBOX_DNS`.
-    public var dnsServers: [IPAddress]?
+    package var dnsServers: [IPAddress]?
     /// Non-public networks sandboxes with network may reach even so. Default none.
     /// `C2D_SANDBOX_ALLOWED_NETWORKS`.
-    public var allowedNetworks: [IPNetwork]
+    package var allowedNetworks: [IPNetwork]
 
-    public init(
+    package init(
         mode: Mode = .auto, cgroupParent: String? = nil, networkPool: IPNetwork = IPNetwork("10.214.0.0/16")!,
         dnsServers: [IPAddress]? = nil, allowedNetworks: [IPNetwork] = []
     ) {
@@ -46,20 +46,20 @@ public struct SandboxIsolationConfiguration: Sendable, Hashable {
 }
 
 /// What this host lets the sandbox enforce, found once per process (``SandboxHost``) and logged at start.
-public struct SandboxReport: Sendable, Hashable, CustomStringConvertible {
+package struct SandboxReport: Sendable, Hashable, CustomStringConvertible {
     /// Memory (tmpfs included), processes and CPU per job; else why not.
-    public var cgroups: Result<String, Failure>
+    package var cgroups: Result<String, Failure>
     /// Outputs and logs on a size-capped volume; else why not.
-    public var outputVolume: Result<String, Failure>
+    package var outputVolume: Result<String, Failure>
     /// `allowNetwork` jobs in a network namespace of their own with egress to public addresses only; else why not.
-    public var network: Result<String, Failure>
-    public var mode: SandboxIsolationConfiguration.Mode
+    package var network: Result<String, Failure>
+    package var mode: SandboxIsolationConfiguration.Mode
 
-    public struct Failure: Error, Sendable, Hashable {
-        public var reason: String
+    package struct Failure: Error, Sendable, Hashable {
+        package var reason: String
     }
 
-    public var lines: [String] {
+    package var lines: [String] {
         func line(_ what: String, _ result: Result<String, Failure>, fallback: String) -> String {
             switch result {
             case .success(let how): "\(what): \(how)"
@@ -82,10 +82,10 @@ public struct SandboxReport: Sendable, Hashable, CustomStringConvertible {
         ]
     }
 
-    public var description: String { lines.joined(separator: "; ") }
+    package var description: String { lines.joined(separator: "; ") }
 
     /// Whether every hard limit works.
-    public var isComplete: Bool {
+    package var isComplete: Bool {
         [cgroups, outputVolume, network].allSatisfy { if case .success = $0 { true } else { false } }
     }
 }

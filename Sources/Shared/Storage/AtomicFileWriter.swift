@@ -8,12 +8,12 @@ import Foundation
 #endif
 
 /// Size and sha-256 of a file's bytes.
-public struct FileDigest: Sendable, Hashable {
-    public var size: Int64
+package struct FileDigest: Sendable, Hashable {
+    package var size: Int64
     /// 64 lowercase hex digits.
-    public var sha256: String
+    package var sha256: String
 
-    public init(size: Int64, sha256: String) {
+    package init(size: Int64, sha256: String) {
         self.size = size
         self.sha256 = sha256
     }
@@ -26,17 +26,17 @@ public struct FileDigest: Sendable, Hashable {
 /// Every method blocks: call them on a thread pool (`NIOThreadPool`), never on Swift's cooperative pool.
 /// One caller at a time: each call is awaited before the next is made, which is why `@unchecked Sendable`
 /// is sound here.
-public final class AtomicFileWriter: @unchecked Sendable {
-    public let destination: URL
+package final class AtomicFileWriter: @unchecked Sendable {
+    package let destination: URL
     /// Most bytes the file may hold; a write beyond it throws `sizeLimitExceeded` and nothing is kept.
-    public let limit: Int64?
-    public private(set) var size: Int64 = 0
+    package let limit: Int64?
+    package private(set) var size: Int64 = 0
     private let temporaryPath: String
     private var descriptor: Int32
     private var hasher = SHA256()
 
     /// Creates the destination's parent directories and opens a fresh temporary file beside the destination.
-    public init(destination: URL, limit: Int64? = nil, permissions: mode_t = 0o644) throws {
+    package init(destination: URL, limit: Int64? = nil, permissions: mode_t = 0o644) throws {
         self.destination = destination
         self.limit = limit
         let directory = destination.deletingLastPathComponent()
@@ -58,7 +58,7 @@ public final class AtomicFileWriter: @unchecked Sendable {
     }
 
     /// Appends bytes, hashing them.
-    public func write(_ bytes: UnsafeRawBufferPointer) throws {
+    package func write(_ bytes: UnsafeRawBufferPointer) throws {
         guard descriptor >= 0 else {
             throw StorageError(code: .io, message: "write to \(destination.lastPathComponent) after it was closed")
         }
@@ -72,13 +72,13 @@ public final class AtomicFileWriter: @unchecked Sendable {
         size += Int64(bytes.count)
     }
 
-    public func write(_ data: Data) throws {
+    package func write(_ data: Data) throws {
         try data.withUnsafeBytes { try write($0) }
     }
 
     /// Flushes the file to disk and renames it to `destination`, replacing what was there.
     @discardableResult
-    public func commit() throws -> FileDigest {
+    package func commit() throws -> FileDigest {
         guard descriptor >= 0 else {
             throw StorageError(code: .io, message: "commit of \(destination.lastPathComponent) after it was closed")
         }
@@ -100,7 +100,7 @@ public final class AtomicFileWriter: @unchecked Sendable {
     }
 
     /// Closes and deletes the temporary file; the destination is untouched. Safe to call more than once.
-    public func discard() {
+    package func discard() {
         guard descriptor >= 0 else { return }
         close(descriptor)
         descriptor = -1
@@ -109,14 +109,14 @@ public final class AtomicFileWriter: @unchecked Sendable {
 }
 
 /// Blocking whole-file operations built on `AtomicFileWriter`; run them on a thread pool.
-public enum FileCopy {
+package enum FileCopy {
     /// Bytes read per system call: large enough to keep the syscall count low, small enough to stay cheap.
-    public static let chunkSize = 1 << 20
+    package static let chunkSize = 1 << 20
 
     /// Copies `source` to `destination` through a temporary file, streaming and hashing, and returns the digest.
     /// With `followSymlinks == false` a symbolic link as the last component is refused (`O_NOFOLLOW`), so a link
     /// planted by an algorithm cannot make the host read a file of its choice. Only regular files are copied.
-    public static func copy(
+    package static func copy(
         from source: URL, to destination: URL, limit: Int64? = nil, followSymlinks: Bool = false
     ) throws -> FileDigest {
         let input = try openRegularFile(source, followSymlinks: followSymlinks)
@@ -133,7 +133,7 @@ public enum FileCopy {
     }
 
     /// Size and sha-256 of a file, streamed.
-    public static func digest(of file: URL, followSymlinks: Bool = false) throws -> FileDigest {
+    package static func digest(of file: URL, followSymlinks: Bool = false) throws -> FileDigest {
         let input = try openRegularFile(file, followSymlinks: followSymlinks)
         defer { close(input) }
         var hasher = SHA256()
@@ -150,7 +150,7 @@ public enum FileCopy {
     }
 
     /// Opens a file for reading and checks, on the open descriptor (no race with a swap), that it is regular.
-    public static func openRegularFile(_ file: URL, followSymlinks: Bool) throws -> Int32 {
+    package static func openRegularFile(_ file: URL, followSymlinks: Bool) throws -> Int32 {
         // O_NONBLOCK so that opening a FIFO does not hang; it is refused just below anyway.
         var flags = O_RDONLY | O_CLOEXEC | O_NONBLOCK
         if !followSymlinks { flags |= O_NOFOLLOW }

@@ -9,14 +9,14 @@ import NIOPosix
 #endif
 
 /// Settings of the filesystem result store.
-public struct FileResultStoreConfiguration: Sendable, Hashable {
+package struct FileResultStoreConfiguration: Sendable, Hashable {
     /// Directory that holds every job's results as `<root>/<jobID>/<name>`. Default `/var/lib/c2d/results`.
-    public var root: URL
+    package var root: URL
     /// Largest single object accepted, in bytes; nil for no limit (the publisher enforces the job's disk limit).
     /// Default nil.
-    public var maxObjectBytes: Int64?
+    package var maxObjectBytes: Int64?
 
-    public init(root: URL = URL(fileURLWithPath: "/var/lib/c2d/results"), maxObjectBytes: Int64? = nil) {
+    package init(root: URL = URL(fileURLWithPath: "/var/lib/c2d/results"), maxObjectBytes: Int64? = nil) {
         self.root = root
         self.maxObjectBytes = maxObjectBytes
     }
@@ -28,25 +28,25 @@ public struct FileResultStoreConfiguration: Sendable, Hashable {
 /// Objects are written under a temporary name and renamed into place, so a reader (or a crash) never sees half a
 /// file under its final name. Size and sha-256 are computed while copying, in one pass. All file I/O runs on the
 /// injected `NIOThreadPool`, never on the cooperative pool.
-public struct FileResultStore: ResultStore {
-    public let configuration: FileResultStoreConfiguration
+package struct FileResultStore: ResultStore {
+    package let configuration: FileResultStoreConfiguration
     let threadPool: NIOThreadPool
 
-    public var root: URL { configuration.root }
+    package var root: URL { configuration.root }
 
-    public init(configuration: FileResultStoreConfiguration, threadPool: NIOThreadPool = .singleton) {
+    package init(configuration: FileResultStoreConfiguration, threadPool: NIOThreadPool = .singleton) {
         self.configuration = FileResultStoreConfiguration(
             root: configuration.root.standardizedFileURL, maxObjectBytes: configuration.maxObjectBytes)
         self.threadPool = threadPool
     }
 
-    public init(root: URL, threadPool: NIOThreadPool = .singleton) {
+    package init(root: URL, threadPool: NIOThreadPool = .singleton) {
         self.init(configuration: FileResultStoreConfiguration(root: root), threadPool: threadPool)
     }
 
     /// Copies `file` (which must be a regular file, not a symbolic link) to `<root>/<jobID>/<name>`, replacing an
     /// object of the same name. The returned `location` is `<jobID>/<name>`, relative to the root.
-    public func store(jobID: JobID, name: String, from file: URL) async throws -> StoredObject {
+    package func store(jobID: JobID, name: String, from file: URL) async throws -> StoredObject {
         guard WorkflowValidator.isContainedRelativePath(name), !name.hasSuffix("/") else {
             throw StorageError(code: .invalidName, message: "result name '\(name.prefix(200))' is not a relative path")
         }
@@ -65,7 +65,7 @@ public struct FileResultStore: ResultStore {
 
     /// The stored file for a location returned by `store`. Refuses locations that leave the root, lexically or
     /// through symbolic links. This is a few `stat`s, cheap enough to run inline despite being blocking.
-    public func file(at location: String) throws -> URL {
+    package func file(at location: String) throws -> URL {
         guard WorkflowValidator.isContainedRelativePath(location) else {
             throw StorageError(
                 code: .outsideRoot, message: "location '\(location.prefix(200))' is not inside the store")
@@ -86,7 +86,7 @@ public struct FileResultStore: ResultStore {
     }
 
     /// Removes `<root>/<jobID>` and everything under it; nothing stored is not an error.
-    public func deleteAll(jobID: JobID) async throws {
+    package func deleteAll(jobID: JobID) async throws {
         let directory = root.appendingPathComponent(jobID.description)
         try await threadPool.runIfActive {
             do {

@@ -6,7 +6,7 @@ import NIOPosix
 /// A result store that also serves what it keeps: the one interface the gateway (downloads), the scheduler (log
 /// archives, expiry) and the upload endpoint use, whether results live on a filesystem (`FileResultStore`) or in
 /// an S3-compatible bucket (`S3ResultStore`). `C2D_RESULT_STORE` picks one per deployment.
-public protocol ReadableResultStore: ResultStore {
+package protocol ReadableResultStore: ResultStore {
     /// The object's bytes, or those of `range` (inclusive offsets, already checked against the object's size),
     /// streamed. Throws `StorageError` `.notFound` before any byte when nothing is stored at `location`.
     func open(location: String, range: ClosedRange<Int64>?) async throws -> ResultByteStream
@@ -22,31 +22,31 @@ public protocol ReadableResultStore: ResultStore {
 }
 
 /// Bytes of a stored object as an async sequence of buffers. Each iteration starts a new read.
-public struct ResultByteStream: AsyncSequence, Sendable {
-    public typealias Element = ByteBuffer
+package struct ResultByteStream: AsyncSequence, Sendable {
+    package typealias Element = ByteBuffer
 
     private let makeIterator: @Sendable () -> Iterator
 
     /// `makeNext` is called once per iteration and returns the function that yields the next buffer (nil at the
     /// end); that function is only ever called from the iterating task.
-    public init(_ makeNext: @escaping @Sendable () -> (() async throws -> ByteBuffer?)) {
+    package init(_ makeNext: @escaping @Sendable () -> (() async throws -> ByteBuffer?)) {
         makeIterator = { Iterator(next: makeNext()) }
     }
 
-    public func makeAsyncIterator() -> Iterator { makeIterator() }
+    package func makeAsyncIterator() -> Iterator { makeIterator() }
 
-    public struct Iterator: AsyncIteratorProtocol {
+    package struct Iterator: AsyncIteratorProtocol {
         let nextBuffer: () async throws -> ByteBuffer?
 
         init(next: @escaping () async throws -> ByteBuffer?) {
             nextBuffer = next
         }
 
-        public mutating func next() async throws -> ByteBuffer? { try await nextBuffer() }
+        package mutating func next() async throws -> ByteBuffer? { try await nextBuffer() }
     }
 
     /// All of it in one buffer; for small objects and tests.
-    public func collect(upTo limit: Int) async throws -> ByteBuffer {
+    package func collect(upTo limit: Int) async throws -> ByteBuffer {
         var all = ByteBuffer()
         for try await var buffer in self {
             guard all.readableBytes + buffer.readableBytes <= limit else {
@@ -60,7 +60,7 @@ public struct ResultByteStream: AsyncSequence, Sendable {
 
 extension FileResultStore: ReadableResultStore {
     /// Reads the file in chunks of `FileCopy.chunkSize` on the thread pool, from the range's start to its end.
-    public func open(location: String, range: ClosedRange<Int64>?) async throws -> ResultByteStream {
+    package func open(location: String, range: ClosedRange<Int64>?) async throws -> ResultByteStream {
         let file = try self.file(at: location)
         let threadPool = self.threadPool
         return ResultByteStream {
@@ -99,7 +99,7 @@ extension FileResultStore: ReadableResultStore {
         }
     }
 
-    public func describe(location: String) async throws -> StoredObject? {
+    package func describe(location: String) async throws -> StoredObject? {
         let file: URL
         do {
             file = try self.file(at: location)
@@ -111,7 +111,7 @@ extension FileResultStore: ReadableResultStore {
     }
 
     /// A filesystem has no URLs of its own: downloads go through the gateway.
-    public func presignedDownloadURL(
+    package func presignedDownloadURL(
         location: String, filename: String, contentType: String, expiresIn: Duration
     ) throws -> String? {
         nil

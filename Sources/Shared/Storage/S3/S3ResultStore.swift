@@ -15,14 +15,14 @@ import NIOPosix
 /// `partSize` go up as a multipart upload, one part in memory at a time; a failed upload is aborted so no parts
 /// linger. Downloads stream the server's answer (with `Range` passed on); presigned GET URLs let the owner fetch
 /// an object directly. Expiry lists the job's prefix and deletes in batches of 1,000.
-public struct S3ResultStore: ReadableResultStore {
-    public let configuration: S3Configuration
+package struct S3ResultStore: ReadableResultStore {
+    package let configuration: S3Configuration
     private let httpClient: HTTPClient
     private let threadPool: NIOThreadPool
     private let signer: SigV4Signer
     private let endpoint: Endpoint
 
-    public init(
+    package init(
         configuration: S3Configuration, httpClient: HTTPClient, threadPool: NIOThreadPool = .singleton
     ) throws {
         self.configuration = configuration
@@ -33,7 +33,7 @@ public struct S3ResultStore: ReadableResultStore {
     }
 
     /// A client with the configuration's connect and idle timeouts and no redirects; shut it down when done.
-    public static func makeHTTPClient(configuration: S3Configuration) -> HTTPClient {
+    package static func makeHTTPClient(configuration: S3Configuration) -> HTTPClient {
         var clientConfiguration = HTTPClient.Configuration()
         clientConfiguration.redirectConfiguration = .disallow
         clientConfiguration.timeout = HTTPClient.Configuration.Timeout(
@@ -47,7 +47,7 @@ public struct S3ResultStore: ReadableResultStore {
     // MARK: ResultStore
 
     /// Uploads `file` to `<job id>/<name>`, replacing an object of that name.
-    public func store(jobID: JobID, name: String, from file: URL) async throws -> StoredObject {
+    package func store(jobID: JobID, name: String, from file: URL) async throws -> StoredObject {
         guard WorkflowValidator.isContainedRelativePath(name), !name.hasSuffix("/") else {
             throw StorageError(code: .invalidName, message: "result name '\(name.prefix(200))' is not a relative path")
         }
@@ -62,7 +62,7 @@ public struct S3ResultStore: ReadableResultStore {
     }
 
     /// Deletes every object under `<job id>/`; nothing stored is not an error.
-    public func deleteAll(jobID: JobID) async throws {
+    package func deleteAll(jobID: JobID) async throws {
         var token: String?
         repeat {
             let page = try await list(prefix: key("\(jobID)/"), continuationToken: token)
@@ -75,7 +75,7 @@ public struct S3ResultStore: ReadableResultStore {
 
     // MARK: ReadableResultStore
 
-    public func open(location: String, range: ClosedRange<Int64>?) async throws -> ResultByteStream {
+    package func open(location: String, range: ClosedRange<Int64>?) async throws -> ResultByteStream {
         var headers: [String: String] = [:]
         if let range { headers["range"] = "bytes=\(range.lowerBound)-\(range.upperBound)" }
         let objectKey = key(location)
@@ -95,7 +95,7 @@ public struct S3ResultStore: ReadableResultStore {
         }
     }
 
-    public func describe(location: String) async throws -> StoredObject? {
+    package func describe(location: String) async throws -> StoredObject? {
         let objectKey = key(location)
         let response = try await withRetries("head \(location)") {
             try await send(
@@ -109,7 +109,7 @@ public struct S3ResultStore: ReadableResultStore {
         return StoredObject(location: location, size: size, sha256: sha256)
     }
 
-    public func presignedDownloadURL(
+    package func presignedDownloadURL(
         location: String, filename: String, contentType: String, expiresIn: Duration
     ) throws -> String? {
         let seconds = Int(min(max(expiresIn.components.seconds, 1), 604_800))

@@ -3,35 +3,35 @@ import Foundation
 
 /// Credentials of an S3-compatible store: the usual `AWS_ACCESS_KEY_ID`, `AWS_SECRET_ACCESS_KEY` and, for temporary
 /// credentials, `AWS_SESSION_TOKEN`. Never logged: `description` shows the key id only.
-public struct S3Credentials: Sendable, Hashable, CustomStringConvertible {
-    public var accessKeyID: String
-    public var secretAccessKey: String
-    public var sessionToken: String?
+package struct S3Credentials: Sendable, Hashable, CustomStringConvertible {
+    package var accessKeyID: String
+    package var secretAccessKey: String
+    package var sessionToken: String?
 
-    public init(accessKeyID: String, secretAccessKey: String, sessionToken: String? = nil) {
+    package init(accessKeyID: String, secretAccessKey: String, sessionToken: String? = nil) {
         self.accessKeyID = accessKeyID
         self.secretAccessKey = secretAccessKey
         self.sessionToken = sessionToken
     }
 
-    public var description: String { "S3Credentials(\(accessKeyID), secret redacted)" }
+    package var description: String { "S3Credentials(\(accessKeyID), secret redacted)" }
 }
 
 /// AWS Signature Version 4 for S3, on swift-crypto (HMAC-SHA256): signed request headers and presigned URLs.
 /// Pure: the same request, credentials and time always give the same signature, which is what the tests check
 /// against AWS's published examples.
-public struct SigV4Signer: Sendable {
-    public let credentials: S3Credentials
-    public let region: String
-    public let service: String
+package struct SigV4Signer: Sendable {
+    package let credentials: S3Credentials
+    package let region: String
+    package let service: String
 
     /// sha-256 of the empty string, the payload hash of bodiless requests.
-    public static let emptyPayloadHash = "e3b0c44298fc1c149afbf4c8996fb92427ae41e4649b934ca495991b7852b855"
+    package static let emptyPayloadHash = "e3b0c44298fc1c149afbf4c8996fb92427ae41e4649b934ca495991b7852b855"
     /// The payload hash of a presigned URL (the body is not known when the URL is made).
-    public static let unsignedPayload = "UNSIGNED-PAYLOAD"
+    package static let unsignedPayload = "UNSIGNED-PAYLOAD"
     static let algorithm = "AWS4-HMAC-SHA256"
 
-    public init(credentials: S3Credentials, region: String, service: String = "s3") {
+    package init(credentials: S3Credentials, region: String, service: String = "s3") {
         self.credentials = credentials
         self.region = region
         self.service = service
@@ -40,7 +40,7 @@ public struct SigV4Signer: Sendable {
     /// The headers to add to a request: `authorization`, `x-amz-date`, `x-amz-content-sha256` and, with temporary
     /// credentials, `x-amz-security-token`. `canonicalURI` is the path already percent-encoded (`/bucket/a%20b`);
     /// `query` is raw (encoded here); `headers` are every other header to sign, `host` included.
-    public func sign(
+    package func sign(
         method: String, canonicalURI: String, query: [(String, String)], headers: [String: String],
         payloadHash: String, date: Date
     ) -> [String: String] {
@@ -71,7 +71,7 @@ public struct SigV4Signer: Sendable {
     /// The query of a presigned URL for `method` on `canonicalURI` at `host`, valid for `expires` seconds (1 to
     /// 604,800) from `date`: the given `query` plus the `X-Amz-*` parameters and the signature, encoded and
     /// ready to append after `?`.
-    public func presignedQuery(
+    package func presignedQuery(
         method: String, canonicalURI: String, host: String, query: [(String, String)], expires: Int, date: Date
     ) -> String {
         let stamp = Self.timestamp(date)
@@ -107,7 +107,7 @@ public struct SigV4Signer: Sendable {
     // MARK: Encoding
 
     /// `name=value` pairs, each percent-encoded (a `/` too), sorted by name then value, joined with `&`.
-    public static func canonicalQuery(_ query: [(String, String)]) -> String {
+    package static func canonicalQuery(_ query: [(String, String)]) -> String {
         let encoded: [(name: String, value: String)] = query.map { pair in
             (uriEncode(pair.0, encodeSlash: true), uriEncode(pair.1, encodeSlash: true))
         }
@@ -119,7 +119,7 @@ public struct SigV4Signer: Sendable {
 
     /// RFC 3986 encoding as SigV4 wants it: unreserved characters kept, every other UTF-8 byte as `%XX`
     /// (uppercase); `/` kept in paths.
-    public static func uriEncode(_ text: String, encodeSlash: Bool) -> String {
+    package static func uriEncode(_ text: String, encodeSlash: Bool) -> String {
         var output = ""
         output.reserveCapacity(text.utf8.count)
         let digits = Array("0123456789ABCDEF")
@@ -164,7 +164,7 @@ public struct SigV4Signer: Sendable {
         Array(HMAC<SHA256>.authenticationCode(for: Data(message.utf8), using: SymmetricKey(data: key)))
     }
 
-    public static func sha256Hex(_ data: some DataProtocol) -> String {
+    package static func sha256Hex(_ data: some DataProtocol) -> String {
         hex(Array(SHA256.hash(data: data)))
     }
 
