@@ -87,8 +87,7 @@ private struct DatabaseBench {
     var duration: Duration { .seconds(seconds) }
 
     func run() async throws {
-        let schema = try await client.query("select to_regclass('jobs') is not null as ready")
-        guard try schema.first?.bool("ready") == true else {
+        guard try await store.hasJobsTable() else {
             throw BenchError(code: .schemaMissing, message: "no jobs table: run `c2d migrate` first")
         }
         let suffix = String(UInt32.random(in: 0...UInt32.max), radix: 16)
@@ -205,10 +204,7 @@ private struct DatabaseBench {
     /// `connections` claimers taking the bench environment's unclaimed jobs from a shared list, as workers take
     /// job messages from a queue: every `claim` is a real conditional update plus its event, and should win.
     func claimJobs(environment: ComputeEnvironment) async throws -> Rate {
-        let ids = try await client.query(
-            "select id from jobs where environment = $1 and attempt = 0 and finished_at is null",
-            [.text(environment.id)]
-        ).map { JobID(uuid: try $0.uuid("id")) }
+        let ids = try await store.unclaimedJobIDs(environment: environment.id)
         // Only admitted jobs can be claimed; no dispatcher runs here, so admit them (untimed), as one would have.
         for chunk in stride(from: 0, to: ids.count, by: 10_000) {
             try await store.markAdmitted(Array(ids[chunk..<min(ids.count, chunk + 10_000)]))

@@ -34,6 +34,19 @@ extension PostgresJobStore {
         )[0].int("n")
     }
 
+    /// Whether the migrations made the `jobs` table in this connection's schema.
+    package func hasJobsTable() async throws -> Bool {
+        try await client.query("select to_regclass('jobs') is not null as ready").first?.bool("ready") ?? false
+    }
+
+    /// The jobs of `environment` no worker ever claimed and still open.
+    package func unclaimedJobIDs(environment: String) async throws -> [JobID] {
+        try await client.query(
+            "select id from jobs where environment = $1 and attempt = 0 and finished_at is null",
+            [.text(environment)]
+        ).map { JobID(uuid: try $0.uuid("id")) }
+    }
+
     /// Workers registered for `environment`, alive or not.
     package func registeredWorkerCount(environment: String) async throws -> Int {
         try await client.query(
