@@ -136,13 +136,7 @@ private struct ReconcileBench {
             configuration: .init(leaseDuration: .seconds(60), holderID: "bench"), client: client, logger: logger)
         let leading = Task { try await leadership.run() }
         defer { leadership.stop() }
-        var epoch: Int64?
-        let deadline = ContinuousClock.now + .seconds(30)
-        while epoch == nil && ContinuousClock.now < deadline {
-            epoch = leadership.role.epoch
-            if epoch == nil { try await Task.sleep(for: .milliseconds(20)) }
-        }
-        guard let epoch else { throw BenchError(code: .noLeadership, message: "never became leader") }
+        let epoch = try await Self.epoch(of: leadership)
 
         // Cluster listing alone, for reference.
         let listStart = ContinuousClock.now
@@ -189,30 +183,10 @@ private struct ReconcileBench {
         guard let lastFull, let lastIncremental, lastFull.fullPass, !lastIncremental.fullPass else {
             throw BenchError(code: .unexpectedPass, message: "the passes were not full then incremental")
         }
-        let fullMedian = Self.median(full)
-        let fullWorst = (full.max() ?? 0) * 1000
-        let incrementalMedian = Self.median(incremental)
-        let incrementalWorst = (incremental.max() ?? 0) * 1000
-        let rss = Double(rssPeak.max() ?? 0) / 1_048_576
-        let processRSS = Double(Memory.current() ?? 0) / 1_048_576
-        let failSafe = lastFull.failSafe.map(\.description) ?? "no"
-        var line = "full pass: median \(Self.format(fullMedian * 1000)) ms, worst \(Self.format(fullWorst)) ms"
-        line += " over \(runs) (read \(lastFull.jobsRead) rows; planned \(Self.describe(lastFull.planned));"
-        line += " fail-safe \(failSafe)) (target <= 3,000 ms: \(fullMedian <= 3 ? "met" : "MISSED"))"
-        print(line)
-        line = "incremental pass after \(changes) changed rows: median \(Self.format(incrementalMedian * 1000, 1)) ms,"
-        line += " worst \(Self.format(incrementalWorst, 1)) ms (read \(lastIncremental.jobsRead) rows;"
-        line += " planned \(Self.describe(lastIncremental.planned)))"
-        line += " (target <= 50 ms: \(incrementalMedian <= 0.05 ? "met" : "MISSED"))"
-        print(line)
-        line = "  of which, measured alone: the watched listing of \(cached.count) objects"
-        line += " \(Self.format(cachedSeconds * 1000, 1)) ms; planning over \(rows.jobs.count) jobs"
-        line += " \(Self.format(planSeconds * 1000, 1)) ms"
-        print(line)
-        line = "RSS growth during the full pass: peak \(Self.format(rss, 1)) MiB above the pass's start"
-        line += " (VmHWM reset before each pass; process RSS now \(Self.format(processRSS)) MiB, including the"
-        line += " emulator's \(jobs) objects) (target <= 150 MiB: \(rss <= 150 ? "met" : "MISSED"))"
-        print(line)
+        report(
+            full: full, incremental: incremental, rssPeak: rssPeak, lastFull: lastFull,
+            lastIncremental: lastIncremental,
+            cached: cached.count, cachedSeconds: cachedSeconds, planned: rows.jobs.count, planSeconds: planSeconds)
         leadership.stop()
         _ = await leading.result
     }
@@ -268,6 +242,47 @@ private struct ReconcileBench {
             }
             try await emulator.preload(resource: "pods", namespace: namespace, objects: pods)
         }
+    }
+
+    /// The epoch of a leadership that has just started, once it leads.
+    private static func epoch(of leadership: SchedulerLeadership) async throws -> Int64 {
+        let deadline = ContinuousClock.now + .seconds(30)
+        while ContinuousClock.now < deadline {
+            if let epoch = leadership.role.epoch { return epoch }
+            try await Task.sleep(for: .milliseconds(20))
+        }
+        throw BenchError(code: .noLeadership, message: "never became leader")
+    }
+
+    /// The figures against their targets.
+    private func report(
+        full: [Double], incremental: [Double], rssPeak: [Int], lastFull: ReconcileResult,
+        lastIncremental: ReconcileResult, cached: Int, cachedSeconds: Double, planned: Int, planSeconds: Double
+    ) {
+        let fullMedian = Self.median(full)
+        let fullWorst = (full.max() ?? 0) * 1000
+        let incrementalMedian = Self.median(incremental)
+        let incrementalWorst = (incremental.max() ?? 0) * 1000
+        let rss = Double(rssPeak.max() ?? 0) / 1_048_576
+        let processRSS = Double(Memory.current() ?? 0) / 1_048_576
+        let failSafe = lastFull.failSafe.map(\.description) ?? "no"
+        var line = "full pass: median \(Self.format(fullMedian * 1000)) ms, worst \(Self.format(fullWorst)) ms"
+        line += " over \(runs) (read \(lastFull.jobsRead) rows; planned \(Self.describe(lastFull.planned));"
+        line += " fail-safe \(failSafe)) (target <= 3,000 ms: \(fullMedian <= 3 ? "met" : "MISSED"))"
+        print(line)
+        line = "incremental pass after \(changes) changed rows: median \(Self.format(incrementalMedian * 1000, 1)) ms,"
+        line += " worst \(Self.format(incrementalWorst, 1)) ms (read \(lastIncremental.jobsRead) rows;"
+        line += " planned \(Self.describe(lastIncremental.planned)))"
+        line += " (target <= 50 ms: \(incrementalMedian <= 0.05 ? "met" : "MISSED"))"
+        print(line)
+        line = "  of which, measured alone: the watched listing of \(cached) objects"
+        line += " \(Self.format(cachedSeconds * 1000, 1)) ms; planning over \(planned) jobs"
+        line += " \(Self.format(planSeconds * 1000, 1)) ms"
+        print(line)
+        line = "RSS growth during the full pass: peak \(Self.format(rss, 1)) MiB above the pass's start"
+        line += " (VmHWM reset before each pass; process RSS now \(Self.format(processRSS)) MiB, including the"
+        line += " emulator's \(jobs) objects) (target <= 150 MiB: \(rss <= 150 ? "met" : "MISSED"))"
+        print(line)
     }
 
     func cleanUp() async {
