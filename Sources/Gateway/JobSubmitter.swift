@@ -100,7 +100,6 @@ package struct JobSubmitter: Sendable {
 
     /// The validator's checks, then the environment's policy, then whether the environment can run the named image.
     /// Returns the workflow as JSON for the store (see ``WorkflowValidator/validatedJSON(_:environment:)``).
-    @discardableResult
     func validate(
         _ workflow: Workflow, environment: ComputeEnvironment, chainID: Int?
     ) throws(SubmissionError) -> String? {

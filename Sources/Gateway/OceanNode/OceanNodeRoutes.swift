@@ -164,8 +164,9 @@ struct OceanNodeRoutes: Sendable {
             algorithm: algorithm, datasets: datasets, resources: resources, maxJobDuration: maxJobDuration,
             environment: environment, free: free, resolvesDocuments: configuration.chainVerifier != nil)
         let payment = try input.decode(PaymentInput.self, "payment")
+        let workflowJSON: String?
         do {
-            try submitter.validate(workflow, environment: environment, chainID: payment?.chainId)
+            workflowJSON = try submitter.validate(workflow, environment: environment, chainID: payment?.chainId)
         } catch {
             throw OceanNodeError(.init(code: error.httpStatus), code: error.code, message: error.message)
         }
@@ -196,19 +197,22 @@ struct OceanNodeRoutes: Sendable {
             id: jobID, environment: environment.id, owner: consumer, viewers: viewers,
             agreementID: lock?.agreementID, workflow: workflow)
         let requestID = request.headers[.requestID] ?? UUID().uuidString.lowercased()
-        let record = try await insert(job, free: free, details: details, lock: lock, requestID: requestID)
+        let record = try await insert(
+            job, workflowJSON: workflowJSON, free: free, details: details, lock: lock, requestID: requestID)
         return try Self.json([OceanNodeJobView(record)], headers: [.requestID: requestID])
     }
 
     /// Records the job; if that fails, a payment locked for it is released, so a refused start costs nothing.
     private func insert(
-        _ job: Job, free: Bool, details: OceanNodeJobDetails, lock: PaymentLock?, requestID: String
+        _ job: Job, workflowJSON: String?, free: Bool, details: OceanNodeJobDetails, lock: PaymentLock?,
+        requestID: String
     ) async throws -> PostgresJobStore.OceanNodeJobRecord {
         let encodedDetails = String(decoding: try JSONEncoder().encode(details), as: UTF8.self)
         let createdEpoch: String
         do {
             createdEpoch = try await store.insertOceanNode(
-                job, freeTier: free, details: encodedDetails, trace: .new(requestID: requestID))
+                job, workflowJSON: workflowJSON, freeTier: free, details: encodedDetails,
+                trace: .new(requestID: requestID))
         } catch {
             if let lock { await lock.verifier.cancelLock(lock.agreementID, request: lock.terms) }
             if error is PostgresError { throw OceanNodeError.unavailable }

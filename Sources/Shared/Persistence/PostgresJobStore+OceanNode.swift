@@ -37,10 +37,10 @@ extension PostgresJobStore {
     /// Inserts a job started through the ocean-node API with its first event, in one statement (as
     /// ``insert(_:idempotencyKey:trace:)`` does), so the dispatcher never sees it without its tier. Returns its
     /// creation time as epoch text.
-    package func insertOceanNode(_ job: Job, freeTier: Bool, details: String, trace: RequestTrace) async throws
-        -> String
-    {
-        let workflow = String(decoding: try JSONEncoder().encode(job.workflow), as: UTF8.self)
+    package func insertOceanNode(
+        _ job: Job, workflowJSON: String? = nil, freeTier: Bool, details: String, trace: RequestTrace
+    ) async throws -> String {
+        let workflow = try workflowJSON ?? String(decoding: JSONEncoder().encode(job.workflow), as: UTF8.self)
         let rows = try await client.query(
             """
             with job as (
