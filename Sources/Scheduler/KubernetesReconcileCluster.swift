@@ -76,7 +76,7 @@ package struct KubernetesReconcileCluster: ReconcileCluster {
 
     /// The informer's attempts; throws while its view is not current (before its first list, or while the API
     /// cannot be reached), which puts the pass in fail-safe: nothing is inferred from a stale view.
-    package func listObjects() async throws -> [ObservedAttempt] {
+    package func listObjects() async throws -> ObservedAttempts {
         guard informer.isSynced else {
             throw KubernetesError(code: .transport, message: "the cluster has not been listed yet")
         }

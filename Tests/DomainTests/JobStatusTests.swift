@@ -94,6 +94,15 @@ struct JobIDTests {
         #expect(Set((0..<1000).map { _ in JobID.timeOrderedUUID(now: instant) }).count == 1000)
         #expect(JobID().uuid.uuid.6 >> 4 == 7)
     }
+
+    @Test("precedes orders ids as their texts sort")
+    func precedes() {
+        let ids = (0..<200).map { _ in JobID(uuid: UUID()) }
+        for (a, b) in zip(ids, ids.dropFirst()) {
+            #expect(a.precedes(b) == (a.description < b.description))
+        }
+        #expect(!ids[0].precedes(ids[0]))
+    }
 }
 
 extension String {

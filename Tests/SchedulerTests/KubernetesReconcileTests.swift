@@ -528,7 +528,7 @@ struct StallingCluster: ReconcileCluster {
     let inner: KubernetesReconcileCluster
     let gate: Gate
 
-    func listObjects() async throws -> [ObservedAttempt] { try await inner.listObjects() }
+    func listObjects() async throws -> ObservedAttempts { try await inner.listObjects() }
 
     func delete(_ attempts: [AttemptKey]) async throws { try await inner.delete(attempts) }
 

@@ -20,7 +20,7 @@ final class FakeCluster: ReconcileCluster {
 
     init(_ objects: [ObservedAttempt]) { self.objects = Locked(objects) }
 
-    func listObjects() async throws -> [ObservedAttempt] { objects.withLock { $0 } }
+    func listObjects() async throws -> ObservedAttempts { ObservedAttempts(objects.withLock { $0 }) }
 
     func delete(_ attempts: [AttemptKey]) async throws {
         let keys = Set(attempts)

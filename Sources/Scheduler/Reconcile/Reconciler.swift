@@ -10,9 +10,9 @@ import Synchronization
 package protocol ReconcileCluster: Sendable {
     /// c2d's attempts (label `app.kubernetes.io/managed-by=c2d`) as the shared informer folds them. Throwing puts
     /// the pass in fail-safe mode: nothing is inferred from the absence of objects.
-    func listObjects() async throws -> [ObservedAttempt]
+    func listObjects() async throws -> ObservedAttempts
     /// As ``listObjects()``; `full` may ask for a fresh reading where the implementation can give one.
-    func listObjects(full: Bool) async throws -> [ObservedAttempt]
+    func listObjects(full: Bool) async throws -> ObservedAttempts
     /// Deletes the attempts' objects (their Jobs, which take the rest); already gone counts as deleted.
     func delete(_ attempts: [AttemptKey]) async throws
     /// Stops what an attempt runs (``AttemptOutcome/Intervention``).
@@ -24,7 +24,7 @@ package protocol ReconcileCluster: Sendable {
 
 extension ReconcileCluster {
     /// Implementations without a cache list the same way either way.
-    package func listObjects(full: Bool) async throws -> [ObservedAttempt] { try await listObjects() }
+    package func listObjects(full: Bool) async throws -> ObservedAttempts { try await listObjects() }
 }
 
 /// What one ``Reconciler/runOnce(epoch:)`` did.
@@ -209,6 +209,7 @@ package final class Reconciler: Service, Sendable {
         var jobs: [JobID: ReconcileJob]
         var now: Date
         var newCursor: Int64?
+        var keptFullPass: ContinuousClock.Instant?
         if full {
             let start = try await store.currentChangeSeq()
             let read = try await store.jobs(changedAfter: nil, limit: 0)
@@ -217,7 +218,15 @@ package final class Reconciler: Service, Sendable {
             newCursor = start
             result.jobsRead += read.jobs.count
         } else {
-            jobs = state.withLock { $0.jobs }
+            // Taken out of the state rather than shared, so the changes below apply in place (a shared table would be
+            // copied whole first); until it is put back, the next pass must be a full one.
+            (jobs, keptFullPass) = state.withLock { state in
+                defer {
+                    state.jobs = [:]
+                    state.lastFullPass = nil
+                }
+                return (state.jobs, state.lastFullPass)
+            }
             newCursor = cursor
             now = Date()
             while true {
@@ -235,17 +244,22 @@ package final class Reconciler: Service, Sendable {
         state.withLock { state in
             state.jobs = cached
             state.cursor = newCursor
-            if full { state.lastFullPass = .now }
+            state.lastFullPass = full ? .now : keptFullPass
         }
         result.fullPass = full
+        // The cached table is shared with the snapshot, not copied; rows read for this pass alone are added apart.
+        var snapshotJobs = ReconcileJobs(unfinished: cached)
         // Rows of jobs the cluster names that are not unfinished (finished, or unknown).
         if case .available(let objects) = cluster {
-            let missing = Set(objects.filter(\.isLive).map(\.key.jobID)).subtracting(jobs.keys)
-            for job in try await store.jobs(ids: Array(missing)) { jobs[job.id] = job }
+            var missing = Set<JobID>()
+            for object in objects where object.isLive && cached[object.key.jobID] == nil {
+                missing.insert(object.key.jobID)
+            }
+            for job in try await store.jobs(ids: Array(missing)) { snapshotJobs.add(job) }
         }
-        for job in try await store.expiredResults(limit: configuration.batchSize) { jobs[job.id] = job }
+        for job in try await store.expiredResults(limit: configuration.batchSize) { snapshotJobs.add(job) }
         return ReconcileSnapshot(
-            now: now, jobs: Array(jobs.values), cluster: cluster, environments: try await store.environments())
+            now: now, jobs: snapshotJobs, cluster: cluster, environments: try await store.environments())
     }
 
     // MARK: Applying

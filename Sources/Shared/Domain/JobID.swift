@@ -54,6 +54,13 @@ package struct JobID: Hashable, Sendable, CustomStringConvertible, Codable {
         }
     }
 
+    /// Whether this id sorts before `other` as their texts do: the bytes compared in order, without writing either.
+    package func precedes(_ other: JobID) -> Bool {
+        withUnsafeBytes(of: uuid.uuid) { a in
+            withUnsafeBytes(of: other.uuid.uuid) { b in a.lexicographicallyPrecedes(b) }
+        }
+    }
+
     package init(from decoder: any Decoder) throws {
         let string = try decoder.singleValueContainer().decode(String.self)
         guard let id = JobID(string) else {

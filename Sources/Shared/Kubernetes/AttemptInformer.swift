@@ -46,6 +46,35 @@ package struct ObservedAttempt: Sendable, Hashable {
     }
 }
 
+/// Attempts by key, as the ``AttemptInformer`` holds them. Handed out without copying (a dictionary is copy-on-write),
+/// so a reconcile pass over 100,000 attempts neither copies them into a list nor indexes them again.
+package struct ObservedAttempts: Sendable, Hashable, Sequence, ExpressibleByArrayLiteral {
+    package private(set) var byKey: [AttemptKey: ObservedAttempt]
+
+    package init(byKey: [AttemptKey: ObservedAttempt] = [:]) {
+        self.byKey = byKey
+    }
+
+    /// From a list; a later attempt with the same key replaces an earlier one.
+    package init(_ list: some Sequence<ObservedAttempt>) {
+        var byKey: [AttemptKey: ObservedAttempt] = [:]
+        for attempt in list { byKey[attempt.key] = attempt }
+        self.byKey = byKey
+    }
+
+    package init(arrayLiteral elements: ObservedAttempt...) {
+        self.init(elements)
+    }
+
+    package subscript(key: AttemptKey) -> ObservedAttempt? { byKey[key] }
+
+    package var count: Int { byKey.count }
+
+    package func makeIterator() -> Dictionary<AttemptKey, ObservedAttempt>.Values.Iterator {
+        byKey.values.makeIterator()
+    }
+}
+
 /// The one reading of the cluster that the worker's monitor and the scheduler's reconciler share: one ``Informer``
 /// for c2d's Jobs and one for its Pods (label `app.kubernetes.io/managed-by=c2d`), folded per attempt into an
 /// ``ObservedAttempt`` — a compact projection (a few hundred bytes per attempt), never whole objects. The outcome is
@@ -80,18 +109,41 @@ package final class AttemptInformer: Sendable {
         case algorithmPod = 2
     }
 
+    /// The list generation in which each kind of an attempt's objects was last listed or watched.
+    private struct Seen {
+        var root: UInt32 = 0
+        var ioPod: UInt32 = 0
+        var algorithmPod: UInt32 = 0
+    }
+
+    /// One attempt while an event is folded into it.
     private struct Entry {
         var observed: ObservedAttempt
-        /// The list generation in which each kind of object was last listed or watched.
-        var seen: (root: UInt32, ioPod: UInt32, algorithmPod: UInt32) = (0, 0, 0)
+        var seen = Seen()
     }
 
     private struct State {
-        var entries: [AttemptKey: Entry] = [:]
+        /// What is known of each attempt; ``snapshot()`` hands it out whole, so it is kept apart from `seen`.
+        var observed: [AttemptKey: ObservedAttempt] = [:]
+        var seen: [AttemptKey: Seen] = [:]
         var listing: (jobs: UInt32, pods: UInt32) = (0, 0)
         var listed: (jobs: Bool, pods: Bool) = (false, false)
         var syncWaiters: [CheckedContinuation<Void, Never>] = []
         var listener: (@Sendable ([AttemptKey]) -> Void)?
+
+        func entry(_ key: AttemptKey) -> Entry {
+            Entry(observed: observed[key] ?? ObservedAttempt(key: key), seen: seen[key] ?? Seen())
+        }
+
+        mutating func store(_ entry: Entry) {
+            observed[entry.observed.key] = entry.observed
+            seen[entry.observed.key] = entry.seen
+        }
+
+        mutating func remove(_ key: AttemptKey) {
+            observed[key] = nil
+            seen[key] = nil
+        }
     }
 
     package let configuration: Configuration
@@ -159,37 +211,37 @@ package final class AttemptInformer: Sendable {
     }
 
     package func observed(_ key: AttemptKey) -> ObservedAttempt? {
-        state.withLock { $0.entries[key]?.observed }
+        state.withLock { $0.observed[key] }
     }
 
-    /// Every attempt known now, tombstones included.
-    package func snapshot() -> [ObservedAttempt] {
-        state.withLock { state in
-            var all: [ObservedAttempt] = []
-            all.reserveCapacity(state.entries.count)
-            for entry in state.entries.values { all.append(entry.observed) }
-            return all
-        }
+    /// Every attempt known now, tombstones included, without copying them (the next change after a snapshot copies
+    /// the table once, on the informer's task).
+    package func snapshot() -> ObservedAttempts {
+        state.withLock { ObservedAttempts(byKey: $0.observed) }
     }
 
     /// The attempts with these keys (absent ones left out).
     package func observed(_ keys: some Sequence<AttemptKey>) -> [ObservedAttempt] {
-        state.withLock { state in keys.compactMap { state.entries[$0]?.observed } }
+        state.withLock { state in keys.compactMap { state.observed[$0] } }
     }
 
-    package var count: Int { state.withLock { $0.entries.count } }
+    package var count: Int { state.withLock { $0.observed.count } }
 
     /// Drops tombstones of attempts whose objects were all gone before `date`.
     package func prune(goneBefore date: Date) {
         state.withLock { state in
-            state.entries = state.entries.filter { $0.value.observed.goneSince.map { $0 >= date } ?? true }
+            var expired: [AttemptKey] = []
+            for (key, observed) in state.observed where observed.goneSince.map({ $0 < date }) ?? false {
+                expired.append(key)
+            }
+            for key in expired { state.remove(key) }
         }
     }
 
     /// Drops what is known of an attempt whose end has been recorded and whose objects are gone.
     package func forget(_ key: AttemptKey) {
         state.withLock { state in
-            if let entry = state.entries[key], entry.observed.goneSince != nil { state.entries[key] = nil }
+            if state.observed[key]?.goneSince != nil { state.remove(key) }
         }
     }
 
@@ -271,7 +323,7 @@ package final class AttemptInformer: Sendable {
         guard let key = key(job.metadata),
             job.metadata.name == ClusterNaming.attemptName(jobID: key.jobID, attempt: key.attempt)
         else { return nil }
-        var entry = state.entries[key] ?? Entry(observed: ObservedAttempt(key: key))
+        var entry = state.entry(key)
         entry.observed.observation.root = deleted ? .gone : .present
         if let failed = job.status?.conditions?.first(where: { $0.type == "Failed" && $0.status == "True" }) {
             entry.observed.observation.rootFailure = failed.reason ?? "Failed"
@@ -279,7 +331,7 @@ package final class AttemptInformer: Sendable {
         if let created = job.metadata.creationTimestamp { entry.observed.createdAt = created }
         entry.seen.root = generation
         settle(&entry, now: now)
-        state.entries[key] = entry
+        state.store(entry)
         return key
     }
 
@@ -289,7 +341,7 @@ package final class AttemptInformer: Sendable {
         guard let key = key(pod.metadata),
             let role = pod.metadata.labels?.role.flatMap(ClusterNaming.Role.init(rawValue:))
         else { return nil }
-        var entry = state.entries[key] ?? Entry(observed: ObservedAttempt(key: key))
+        var entry = state.entry(key)
         var observation = entry.observed.observation
         var podState = PodObservation(
             presence: deleted ? .gone : .present, phase: pod.status?.phase, reason: pod.status?.reason,
@@ -331,15 +383,16 @@ package final class AttemptInformer: Sendable {
         if entry.observed.createdAt == nil { entry.observed.createdAt = pod.metadata.creationTimestamp }
         entry.observed.observation = observation
         settle(&entry, now: now)
-        state.entries[key] = entry
+        state.store(entry)
         return key
     }
 
     /// Marks objects of `kind` that the list just finished did not show as gone.
     private static func sweep(_ state: inout State, kind: Kind, generation: UInt32, now: Date) -> [AttemptKey] {
         var changed: [AttemptKey] = []
-        for (key, var entry) in state.entries {
-            let observation = entry.observed.observation
+        for (key, observed) in state.observed {
+            var entry = Entry(observed: observed, seen: state.seen[key] ?? Seen())
+            let observation = observed.observation
             switch kind {
             case .root:
                 guard observation.root == .present, entry.seen.root != generation else { continue }
@@ -354,7 +407,7 @@ package final class AttemptInformer: Sendable {
                 entry.observed.observation.algorithmPod.presence = .gone
             }
             settle(&entry, now: now)
-            state.entries[key] = entry
+            state.store(entry)
             changed.append(key)
         }
         return changed
