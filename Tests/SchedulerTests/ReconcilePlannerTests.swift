@@ -400,10 +400,9 @@ struct ReconcilePlannerTests {
         let state = ReconcilePlanner.State(
             firstSeenMissing: Dictionary(
                 uniqueKeysWithValues: (1...10).map { (.init(jobID: id($0), attempt: 1), ago(900)) }))
-        let plan = ReconcilePlanner.plan(
-            ReconcileSnapshot(
-                now: now, jobs: jobs, cluster: .available(ObservedAttempts(objects)), environments: [env]), state: state
-        )
+        let snapshot = ReconcileSnapshot(
+            now: now, jobs: jobs, cluster: .available(ObservedAttempts(objects)), environments: [env])
+        let plan = ReconcilePlanner.plan(snapshot, state: state)
         if tripped {
             #expect(plan.failSafe == .clusterNearlyEmpty(expected: 10, present: 1))
             #expect(plan.counts.isEmpty)
