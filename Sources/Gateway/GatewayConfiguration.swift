@@ -13,9 +13,6 @@ package struct GatewayConfiguration: Sendable {
     package var environments: [ComputeEnvironment]
     /// Size and count limits on requests.
     package var limits: SubmissionLimits
-    /// How long a submit waits for RabbitMQ's confirm before leaving the message to the outbox relay.
-    /// Default 2 s.
-    package var publishTimeout: Duration
     /// Ocean API: off (the default), on for the Providers listed in `C2D_ALLOWED_PROVIDERS`, or open to any signer
     /// for development (`C2D_OCEAN_OPEN_DEVELOPMENT=1`).
     package var oceanAccess: OceanAccess = .disabled
@@ -64,13 +61,12 @@ package struct GatewayConfiguration: Sendable {
 
     package init(
         host: String = "127.0.0.1", port: Int = 8080, environments: [ComputeEnvironment] = [.oceanCompute],
-        limits: SubmissionLimits = SubmissionLimits(), publishTimeout: Duration = .seconds(2)
+        limits: SubmissionLimits = SubmissionLimits()
     ) {
         self.host = host
         self.port = port
         self.environments = environments
         self.limits = limits
-        self.publishTimeout = publishTimeout
     }
 
     func environment(_ id: String) -> ComputeEnvironment? {

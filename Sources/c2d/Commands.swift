@@ -45,7 +45,7 @@ struct WorkerCommand: AsyncParsableCommand {
 
 struct SchedulerCommand: AsyncParsableCommand {
     static let configuration = CommandConfiguration(
-        commandName: "scheduler", abstract: "Relay the outbox and keep jobs moving.")
+        commandName: "scheduler", abstract: "Admit and dispatch jobs, relay events, and reconcile jobs with the cluster as the leader.")
 
     func run() async throws {
         try await Launcher.run(roles: [.scheduler], listener: nil, migrate: false)

@@ -9,8 +9,8 @@ import ServiceLifecycle
 /// confirms and closes the connection with reply 200. Each connection is owned by one dedicated thread (rabbitmq-c is blocking
 /// and not thread-safe); async callers hand it commands and are resumed when they complete.
 ///
-/// Publishing never waits for a reconnect: with no connection it throws `.notConnected` at once, so the caller can fall
-/// back to its outbox. Consumers (``consume(queue:prefetch:)``) survive reconnects.
+/// Publishing never waits for a reconnect: with no connection it throws `.notConnected` at once, so the caller can
+/// leave the message for a later try (the dispatcher republishes what it could not publish). Consumers (``consume(queue:prefetch:)``) survive reconnects.
 package final class AMQPClient: Service, Sendable {
     private struct State {
         var connection: RabbitMQConnection?

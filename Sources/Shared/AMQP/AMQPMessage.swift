@@ -27,8 +27,8 @@ package struct AMQPMessage: Sendable, Hashable {
 }
 
 /// A message received by an ``AMQPConsumer``, to be settled exactly once with ``ack()``, ``nack(requeue:)`` or
-/// ``reject(requeue:)``. Settling after the connection that delivered it was lost throws `.connectionClosed` (the
-/// broker redelivers the message anyway).
+/// ``reject(requeue:)``. A settlement for a connection or channel that was lost is dropped (the broker redelivers the
+/// message anyway); it throws only when it cannot be handed to the connection's thread at all.
 ///
 /// A settlement returns once it is queued for the connection's thread, without waiting for it to be written: the
 /// thread sends it in order with everything else on the channel. If the connection breaks before it is written, the

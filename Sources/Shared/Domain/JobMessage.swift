@@ -19,7 +19,7 @@ package struct JobMessage: Sendable, Hashable, Codable {
     /// The wire format (docs/architecture.md, "Messages and events"): body `{"jobId": "<32 hex>", "environment": "<id>"}`
     /// (JSON, `application/json`), message id = the job id, headers `c2d-job-id` and, when the submit request had
     /// them, `x-request-id` and `traceparent`; published persistent to `c2d.jobs` with the environment as routing
-    /// key. Every publisher (dispatcher, hand-back, republish) builds its message here.
+    /// key. The dispatcher, the only publisher of job messages, builds them here.
     package var body: [UInt8] {
         // Both fields are plain identifiers; no escaping is needed, and this runs once per dispatched job.
         Array("{\"jobId\":\"\(jobId)\",\"environment\":\"\(environment)\"}".utf8)
