@@ -81,7 +81,7 @@ package enum Launcher {
         var backoff = Duration.milliseconds(250)
         while true {
             do {
-                _ = try await postgres.query("select 1")
+                try await PostgresJobStore(client: postgres).ping()
                 return
             } catch let error as PostgresError where error.isTransient && ContinuousClock.now + backoff < deadline {
                 logger.warning("waiting for Postgres", metadata: ["error": "\(error)"])

@@ -1,4 +1,5 @@
 import AMQP
+import App
 import ArgumentParser
 import Foundation
 import Logging
@@ -24,7 +25,7 @@ struct BenchAMQPCommand: AsyncParsableCommand {
     func run() async throws {
         var logger = Logger(label: "c2d-bench")
         logger.logLevel = .warning
-        let base = AMQPConfiguration.fromEnvironment()
+        let base = try Settings.load().amqp
         let body = [UInt8](repeating: 0x61, count: bodySize)
         print("AMQP benchmark: \(bodySize)-byte persistent messages, quorum queues, one connection")
         print("publish (confirmed)      c2d msg/s    raw msg/s   ratio")

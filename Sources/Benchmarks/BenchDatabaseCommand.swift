@@ -1,3 +1,4 @@
+import App
 import ArgumentParser
 import Domain
 import Foundation
@@ -52,7 +53,7 @@ struct BenchDatabaseCommand: AsyncParsableCommand {
     func run() async throws {
         var logger = Logger(label: "c2d.bench")
         logger.logLevel = .warning
-        var configuration = PostgresConfiguration.fromEnvironment()
+        var configuration = try Settings.load().postgres
         configuration.minimumConnections = connections
         configuration.maximumConnections = connections
         // Clean-up deletes hundreds of thousands of rows; the default 30 s could cut it short on a slow disk.

@@ -50,7 +50,7 @@ struct BenchReconcileCommand: AsyncParsableCommand {
         let schema = ScratchSchema(prefix: "bench_reconcile")
         // libpq reads PGOPTIONS for every connection made from now on: all of them work in the bench schema.
         setenv("PGOPTIONS", "-c search_path=\(schema.name)", 1)
-        var configuration = PostgresConfiguration.fromEnvironment()
+        var configuration = try Settings.load().postgres
         configuration.statementTimeout = .seconds(300)
         configuration.maximumConnections = 4
         let client = PostgresClient(configuration: configuration, logger: logger)
