@@ -75,12 +75,10 @@ struct TokenAuthenticator: RouterMiddleware {
         let principal = Principal(
             owner: stored.owner, scopes: Set(stored.scopes.compactMap(APIScope.init(rawValue:))), tokenID: stored.id)
         if cache.insert(hash, principal: principal, now: now) {
-            let store = self.store
-            let logger = self.logger
-            Task {
-                do { try await store.touchToken(id: stored.id) } catch {
-                    logger.debug("recording token use failed", metadata: ["error": "\(error)"])
-                }
+            // In the request, not in a detached task the shutdown would not wait for: at most once a minute per
+            // token, right after the lookup that already went to Postgres. Losing it only costs the timestamp.
+            do { try await store.touchToken(id: stored.id) } catch {
+                logger.debug("recording token use failed", metadata: ["error": "\(error)"])
             }
         }
         return principal
