@@ -45,7 +45,8 @@ struct WorkerCommand: AsyncParsableCommand {
 
 struct SchedulerCommand: AsyncParsableCommand {
     static let configuration = CommandConfiguration(
-        commandName: "scheduler", abstract: "Admit and dispatch jobs, relay events, and reconcile jobs with the cluster as the leader.")
+        commandName: "scheduler",
+        abstract: "Admit and dispatch jobs, relay events, and reconcile with the cluster as the leader.")
 
     func run() async throws {
         try await Launcher.run(roles: [.scheduler], listener: nil, migrate: false)
