@@ -110,6 +110,7 @@ import Testing
             .listStarted, .listed(try Self.algorithmPod(#"{"terminated": {"exitCode": 3}}"#)), .listFinished,
         ])
         #expect(informer.observed(key)?.isLive == true)
+        #expect(informer.snapshot().isLive(key), "the snapshot's live set follows each change")
         // After a 410 the informer lists again; the objects were deleted meanwhile.
         informer.apply(jobs: [.listStarted, .listFinished])
         informer.apply(pods: [.listStarted, .listFinished])
@@ -119,8 +120,10 @@ import Testing
         #expect(gone.observation.algorithm.termination?.exitCode == 3, "the last state is kept")
         #expect(gone.goneSince != nil)
         #expect(!gone.isLive)
+        #expect(!informer.snapshot().isLive(key) && informer.snapshot()[key] == gone)
         informer.prune(goneBefore: Date().addingTimeInterval(60))
         #expect(informer.observed(key) == nil)
+        #expect(informer.snapshot().count == 0 && informer.snapshot().live.isEmpty)
     }
 }
 

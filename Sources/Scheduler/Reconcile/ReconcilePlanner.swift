@@ -121,6 +121,9 @@ private struct Planning {
     var nextState = ReconcilePlanner.State()
     /// Jobs this plan finishes: they no longer take capacity.
     var finishing: Set<JobID> = []
+    /// The current attempt of every unfinished job: objects of these attempts are never orphans, which settles most
+    /// objects with a look-up in a small set instead of in the job rows.
+    var currentAttempts: Set<AttemptKey> = []
 
     init(snapshot: ReconcileSnapshot, configuration: Configuration, previous: ReconcilePlanner.State) {
         self.snapshot = snapshot
@@ -128,17 +131,27 @@ private struct Planning {
         self.previous = previous
     }
 
+    /// One walk over the jobs does the per-job duties (a walk over 100,000 rows costs more than the rules it applies),
+    /// then the duties over objects and environments follow.
     mutating func run() -> ReconcilePlan {
         assessCluster()
         let environments = Dictionary(snapshot.environments.map { ($0.id, $0) }, uniquingKeysWith: { a, _ in a })
-        for job in snapshot.jobs where !job.isTerminal {
+        var capacity = CapacityTally(environments: environments)
+        var expired: [JobID] = []
+        currentAttempts.reserveCapacity(snapshot.jobs.count)
+        for job in snapshot.jobs {
+            guard !job.isTerminal else {
+                if storageExpired(job, environments: environments) { expired.append(job.id) }
+                continue
+            }
             planUnfinished(job, environment: environments[job.environment])
+            currentAttempts.insert(AttemptKey(jobID: job.id, attempt: job.attempt))
+            if !finishing.contains(job.id) { capacity.count(job) }
         }
-        let capacity = reportCapacity(environments: environments)
         planOrphans()
-        planStorageExpiry(environments: environments)
+        for id in expired { actions.append(.removeResults(jobID: id)) }
         planEnvironments()
-        return ReconcilePlan(actions: actions, failSafe: failSafe, capacity: capacity, nextState: nextState)
+        return ReconcilePlan(actions: actions, failSafe: failSafe, capacity: capacity.report(), nextState: nextState)
     }
 
     // MARK: Cluster view and fail-safe
@@ -168,17 +181,20 @@ private struct Planning {
     }
 
     /// Whether some object of the attempt exists and is not being deleted.
-    func live(_ key: AttemptKey) -> Bool { objects?[key]?.isLive ?? false }
+    func live(_ key: AttemptKey) -> Bool { objects?.isLive(key) ?? false }
 
     // MARK: Unfinished jobs
 
     mutating func planUnfinished(_ job: ReconcileJob, environment: ReconcileEnvironment?) {
         let key = Attempt(jobID: job.id, attempt: job.attempt)
-        let observed = objects?[AttemptKey(jobID: job.id, attempt: job.attempt)]
-        let live = observed?.isLive ?? false
+        let attemptKey = AttemptKey(jobID: job.id, attempt: job.attempt)
+        let live = self.live(attemptKey)
         // Nobody holds the job: no worker, or its lease lapsed past the grace (a slow renewal is not a death).
         let workerGone =
             job.workerID == nil || job.leaseUntil.map { $0.plus(configuration.leaseGrace) <= now } ?? true
+        // The attempt's whole record is read only where a rule needs more than its liveness: reading it for every
+        // job was most of a large pass (random reads of records far larger than a cache line).
+        let observed = workerGone || (job.isLaunched && !live) ? objects?[attemptKey] : nil
 
         if workerGone, let observed, job.attempt > 0 {
             if planFromCluster(job, key: key, observed: observed) { return }
@@ -272,12 +288,18 @@ private struct Planning {
 
     /// Per environment with unfinished jobs: jobs running (claimed), admitted but not yet claimed, and waiting for
     /// admission, after this plan's finalizations. The dispatcher decides admission; this is what `/metrics` shows.
-    func reportCapacity(environments: [String: ReconcileEnvironment]) -> [String: EnvironmentCapacity] {
+    struct CapacityTally {
+        let environments: [String: ReconcileEnvironment]
         var capacity: [String: EnvironmentCapacity] = [:]
-        // Only jobs not yet running are listed, in creation order; running ones are only counted, so a pass over
-        // many running jobs sorts nothing.
+        /// Only jobs not yet running are listed, in creation order; running ones are only counted, so a pass over
+        /// many running jobs sorts nothing.
         var notRunning: [(createdAt: Date, id: JobID, environment: String, admitted: Bool)] = []
-        for job in snapshot.jobs where !job.isTerminal && !finishing.contains(job.id) {
+
+        init(environments: [String: ReconcileEnvironment]) {
+            self.environments = environments
+        }
+
+        mutating func count(_ job: ReconcileJob) {
             if capacity[job.environment] == nil {
                 capacity[job.environment] = EnvironmentCapacity(
                     environment: job.environment, maxJobs: environments[job.environment]?.maxJobs.positive,
@@ -289,16 +311,22 @@ private struct Planning {
                 notRunning.append((job.createdAt, job.id, job.environment, job.admitted))
             }
         }
-        // Ids are compared as bytes, which orders them as their text does (lowercase hex), without formatting each.
-        notRunning.sort { a, b in a.createdAt != b.createdAt ? a.createdAt < b.createdAt : a.id.precedes(b.id) }
-        for job in notRunning {
-            if job.admitted {
-                capacity[job.environment]?.admitted.append(job.id)
-            } else {
-                capacity[job.environment]?.waiting.append(job.id)
+
+        func report() -> [String: EnvironmentCapacity] {
+            var capacity = self.capacity
+            // Ids compared as bytes order as their texts do (lowercase hex), without formatting each.
+            let ordered = notRunning.sorted { a, b in
+                a.createdAt != b.createdAt ? a.createdAt < b.createdAt : a.id.precedes(b.id)
             }
+            for job in ordered {
+                if job.admitted {
+                    capacity[job.environment]?.admitted.append(job.id)
+                } else {
+                    capacity[job.environment]?.waiting.append(job.id)
+                }
+            }
+            return capacity
         }
-        return capacity
     }
 
     // MARK: Duty 4: orphans
@@ -306,9 +334,10 @@ private struct Planning {
     mutating func planOrphans() {
         guard failSafe == nil, let objects else { return }
         var orphans: [(AttemptKey, OrphanReason)] = []
-        for attempt in objects where attempt.isLive {
-            guard (attempt.createdAt ?? .distantPast).plus(configuration.orphanGrace) <= now else { continue }
-            let key = attempt.key
+        for key in objects.live where !currentAttempts.contains(key) {
+            guard let attempt = objects[key],
+                (attempt.createdAt ?? .distantPast).plus(configuration.orphanGrace) <= now
+            else { continue }
             let reason: OrphanReason
             if let job = snapshot.jobs[key.jobID] {
                 if job.isTerminal {
@@ -332,13 +361,12 @@ private struct Planning {
 
     // MARK: Duty 11 and 12
 
-    mutating func planStorageExpiry(environments: [String: ReconcileEnvironment]) {
-        for job in snapshot.jobs where job.isTerminal && !job.removed {
-            guard let finished = job.finishedAt, let expiry = environments[job.environment]?.storageExpiry,
-                expiry > .zero, finished.plus(expiry) <= now
-            else { continue }
-            actions.append(.removeResults(jobID: job.id))
-        }
+    /// A finished job whose results outlived its environment's storage expiry.
+    func storageExpired(_ job: ReconcileJob, environments: [String: ReconcileEnvironment]) -> Bool {
+        guard !job.removed, let finished = job.finishedAt, let expiry = environments[job.environment]?.storageExpiry,
+            expiry > .zero
+        else { return false }
+        return finished.plus(expiry) <= now
     }
 
     mutating func planEnvironments() {

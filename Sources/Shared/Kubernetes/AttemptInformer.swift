@@ -50,9 +50,13 @@ package struct ObservedAttempt: Sendable, Hashable {
 /// so a reconcile pass over 100,000 attempts neither copies them into a list nor indexes them again.
 package struct ObservedAttempts: Sendable, Hashable, Sequence, ExpressibleByArrayLiteral {
     package private(set) var byKey: [AttemptKey: ObservedAttempt]
+    /// The attempts with a live object (``ObservedAttempt/isLive``), kept apart: a pass asks it of every launched
+    /// job, and a small set answers from the cache where reading each attempt's whole record would not.
+    package private(set) var live: Set<AttemptKey>
 
-    package init(byKey: [AttemptKey: ObservedAttempt] = [:]) {
+    package init(byKey: [AttemptKey: ObservedAttempt] = [:], live: Set<AttemptKey>) {
         self.byKey = byKey
+        self.live = live
     }
 
     /// From a list; a later attempt with the same key replaces an earlier one.
@@ -60,6 +64,7 @@ package struct ObservedAttempts: Sendable, Hashable, Sequence, ExpressibleByArra
         var byKey: [AttemptKey: ObservedAttempt] = [:]
         for attempt in list { byKey[attempt.key] = attempt }
         self.byKey = byKey
+        self.live = Set(byKey.values.lazy.filter(\.isLive).map(\.key))
     }
 
     package init(arrayLiteral elements: ObservedAttempt...) {
@@ -67,6 +72,9 @@ package struct ObservedAttempts: Sendable, Hashable, Sequence, ExpressibleByArra
     }
 
     package subscript(key: AttemptKey) -> ObservedAttempt? { byKey[key] }
+
+    /// Whether some object of the attempt exists and is not being deleted.
+    package func isLive(_ key: AttemptKey) -> Bool { live.contains(key) }
 
     package var count: Int { byKey.count }
 
@@ -125,6 +133,7 @@ package final class AttemptInformer: Sendable {
     private struct State {
         /// What is known of each attempt; ``snapshot()`` hands it out whole, so it is kept apart from `seen`.
         var observed: [AttemptKey: ObservedAttempt] = [:]
+        var live: Set<AttemptKey> = []
         var seen: [AttemptKey: Seen] = [:]
         var listing: (jobs: UInt32, pods: UInt32) = (0, 0)
         var listed: (jobs: Bool, pods: Bool) = (false, false)
@@ -136,13 +145,16 @@ package final class AttemptInformer: Sendable {
         }
 
         mutating func store(_ entry: Entry) {
-            observed[entry.observed.key] = entry.observed
-            seen[entry.observed.key] = entry.seen
+            let key = entry.observed.key
+            observed[key] = entry.observed
+            seen[key] = entry.seen
+            if entry.observed.isLive { live.insert(key) } else { live.remove(key) }
         }
 
         mutating func remove(_ key: AttemptKey) {
             observed[key] = nil
             seen[key] = nil
+            live.remove(key)
         }
     }
 
@@ -217,7 +229,7 @@ package final class AttemptInformer: Sendable {
     /// Every attempt known now, tombstones included, without copying them (the next change after a snapshot copies
     /// the table once, on the informer's task).
     package func snapshot() -> ObservedAttempts {
-        state.withLock { ObservedAttempts(byKey: $0.observed) }
+        state.withLock { ObservedAttempts(byKey: $0.observed, live: $0.live) }
     }
 
     /// The attempts with these keys (absent ones left out).
