@@ -160,6 +160,27 @@ struct AttemptOutcomeTests {
             status: .imagePullFailed, outcome: .failed, reason: "pulling c2d's image c2d:1 failed: ErrImagePull",
             settled: false, intervention: .deleteAttempt),
         Row(
+            name: "configure's container that cannot be created past the time-out is 22; the attempt is deleted",
+            observed: attempt(
+                configure: .waiting(reason: "CreateContainerConfigError", message: "secret not found", since: t0),
+                algorithm: .pending, publish: .pending, ioPod: PodObservation(presence: .present, phase: "Pending")),
+            status: .containerCreationFailed, outcome: .failed,
+            reason: "the configure container could not be created: CreateContainerConfigError: secret not found",
+            settled: false, intervention: .deleteAttempt),
+        Row(
+            name: "the io pod over while the algorithm still runs is 62; the algorithm is not awaited but deleted",
+            observed: attempt(
+                algorithm: .running(startedAt: t0.addingTimeInterval(90)), publish: .pending,
+                ioPod: PodObservation(presence: .gone)),
+            status: .resultsUploadFailed, outcome: .failed,
+            reason: "publishing results failed: the publish step's pod ended before the algorithm did",
+            settled: false, intervention: .deleteAttempt),
+        Row(
+            name: "publish still pending when the io pod is gone after the algorithm ended is 62, exit code kept",
+            observed: attempt(publish: .pending, ioPod: PodObservation(presence: .gone)),
+            status: .resultsUploadFailed, outcome: .failed, exitCode: 0,
+            reason: "publishing results failed: the publish step's pod ended early"),
+        Row(
             name: "a stop while the algorithm runs: stopped, logs only, delete the attempt, wait for publish",
             observed: attempt(algorithm: .running(startedAt: t0), publish: .pending),
             context: context(stop: true), status: .finished, outcome: .stopped, stopRequest: 1,

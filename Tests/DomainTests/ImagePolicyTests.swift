@@ -29,6 +29,9 @@ struct ImagePolicyTests {
             (container(nil), [EnvironmentImage](), ExecutorKind.local, ImageDecision.workerSystem),
             (container(""), [], .local, .workerSystem),
             (container(nil), [], .kubernetes, .cluster),
+            // No image on Kubernetes runs the default image, which an allow-list must allow like a named one.
+            (container(nil), [EnvironmentImage(image: "python")], .kubernetes, .cluster),
+            (container(""), [python311, EnvironmentImage(image: "python", tag: "latest")], .kubernetes, .cluster),
             // A listed layout; an exact tag wins over any tag; a missing tag is "latest".
             (
                 container("python", "3.11"), [pythonAny, python311], .local,
@@ -67,6 +70,8 @@ struct ImagePolicyTests {
             (container("python", "3.12"), [python311], .local, "image_not_available"),
             (container("python"), [EnvironmentImage(image: "python")], .local, "image_not_available"),
             (container("node", "20"), [python311], .kubernetes, "image_not_allowed"),
+            (container(nil), [python311], .kubernetes, "image_not_allowed"),
+            (container(""), [EnvironmentImage(image: "node")], .kubernetes, "image_not_allowed"),
             (container("python", "3.11", checksum: "sha256:123"), [python311], .local, "invalid_image_checksum"),
             (
                 container("python", "3.11", checksum: other),
@@ -86,6 +91,20 @@ struct ImagePolicyTests {
             try ImagePolicy.decide(container, environment: Self.environment(images), executor: executor)
         } throws: { error in
             (error as? SubmissionError)?.code == code
+        }
+    }
+
+    @Test("a workflow without an image is refused on Kubernetes when the allow-list lacks the default, saying why")
+    func defaultImageRefusal() {
+        #expect {
+            try ImagePolicy.decide(
+                Self.container(nil), environment: Self.environment([Self.python311]), executor: .kubernetes)
+        } throws: { error in
+            let refusal = error as? SubmissionError
+            return refusal?.code == "image_not_allowed"
+                && refusal?.message
+                    == "environment 'env' does not run image 'python:latest'; it allows python:3.11; a workflow "
+                    + "without container.image runs 'python' on Kubernetes"
         }
     }
 

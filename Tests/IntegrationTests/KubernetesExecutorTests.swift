@@ -358,6 +358,27 @@ struct KubernetesExecutorTests {
         }
     }
 
+    @Test("a workflow naming no image runs python, so an allow-list without it refuses the workflow at submit")
+    func defaultImageAllowList() async throws {
+        try await Self.withKubernetesDeployment(environmentFields: #""images": [{"image": "node", "tag": "20"}]"#) {
+            deployment, _ in
+            var request = Self.request(deployment, entrypoint: "true")
+            request["workflow"] = [
+                "stages": [
+                    [
+                        "index": 0, "input": [Any](),
+                        "algorithm": ["rawcode": "print(1)", "container": ["entrypoint": "true"]],
+                    ]
+                ]
+            ]
+            let refused = try await deployment.post("/v1/jobs", json: request)
+            #expect(refused.status == 400)
+            #expect(refused.json["code"] as? String == "image_not_allowed", "\(refused.text)")
+            #expect((refused.json["message"] as? String ?? "").contains("without container.image runs 'python'"))
+            #expect(try await deployment.jobCount() == 0)
+        }
+    }
+
     @Test("a worker killed mid-run: another worker adopts the attempt, its publish step's token stays valid")
     func adoption() async throws {
         try await Self.withKubernetesDeployment(

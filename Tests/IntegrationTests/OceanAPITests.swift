@@ -271,7 +271,17 @@ struct OceanAPITests {
             #expect(duplicate.json["error"] as? String == "`agreementId` already in use for other job.")
 
             let running = try await client.call(.GET, "/api/v1/operator/runningjobs", query: client.signed())
-            #expect(running.list.contains { $0["jobId"] as? String == jobID && $0["namespace"] is String })
+            let listed = try #require(running.list.first { $0["jobId"] as? String == jobID }, "\(running.text)")
+            #expect(listed["namespace"] is String)
+            let details = listed["terminationDetails"] as? [String: Any]
+            #expect(details?["exitCode"] is NSNull && details?["OOMKilled"] is NSNull, "\(listed)")
+            // While it runs (admitted, not finished), the legacy environment counts it.
+            let counted = try await eventually(within: .seconds(10), every: .milliseconds(100)) {
+                let environments = try await deployment.get("/api/v1/operator/environments")
+                let list = try JSONSerialization.jsonObject(with: environments.body) as? [[String: Any]] ?? []
+                return list.first { $0["id"] as? String == deployment.environmentID }?["currentJobs"] as? Int == 1
+            }
+            #expect(counted, "currentJobs never read 1 while the job ran")
 
             // Status by jobId (query string), by agreementId (GET with a JSON body, signed over `None` + nonce as
             // the Provider signs a call without an owner), by owner (GET with a JSON body).

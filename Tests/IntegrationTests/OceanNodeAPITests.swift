@@ -410,6 +410,32 @@ struct OceanNodeAPITests {
         #expect(step.phase(of: job, attempt: 1) == expected)
     }
 
+    @Test("an access list refuses a consumer not on it with 403 Access denied and lets a listed one start")
+    func accessList() async throws {
+        let consumer = try Consumer(key: Self.consumerKey)
+        let outsider = try Consumer(key: Self.otherKey)
+        // Listed in upper case: addresses are compared without regard to case.
+        let listed = "0x" + consumer.address.dropFirst(2).uppercased()
+        let fields = """
+            "free": {"maxJobs": 2, "access": {"addresses": ["\(listed)"]},
+                     "resources": [{"id": "cpu", "max": 1}, {"id": "ram", "max": 1}, {"id": "disk", "max": 1}]}
+            """
+        try await Deployment.with(environmentFields: fields) { deployment in
+            try await deployment.startDev()
+            let before = try await deployment.jobCount()
+            let refused = try await post(
+                deployment, "/api/services/freeCompute",
+                try startBody(deployment, outsider, algorithm: Self.algorithm(lines: 1, interval: 0)))
+            #expect(refused.status == 403, "\(refused.text)")
+            #expect(errorText(refused) == "Access denied")
+            #expect(try await deployment.jobCount() == before, "a refused start wrote no job")
+            let accepted = try await post(
+                deployment, "/api/services/freeCompute",
+                try startBody(deployment, consumer, algorithm: Self.algorithm(lines: 1, interval: 0)))
+            #expect(accepted.status == 200, "\(accepted.text)")
+        }
+    }
+
     @Test("a GPU request is refused on the local executor with gpu_not_available")
     func gpuRefusedLocally() async throws {
         let consumer = try Consumer(key: Self.consumerKey)
@@ -417,7 +443,8 @@ struct OceanNodeAPITests {
             "resources": [{"id": "gpu0", "type": "gpu", "total": 1, "max": 1}],
             "free": {"maxJobs": 1, "resources": [{"id": "cpu"}, {"id": "ram"}, {"id": "disk"}, {"id": "gpu0"}]}
             """
-        try await Deployment.with(environmentFields: fields) { deployment in
+        // With the legacy operator API on, which lists the environment's GPUs too.
+        try await Deployment.with(extraEnvironment: OceanAPITests.providers, environmentFields: fields) { deployment in
             try await deployment.startDev()
             let refused = try await post(
                 deployment, "/api/services/freeCompute",
@@ -426,6 +453,13 @@ struct OceanNodeAPITests {
                     extra: ["resources": [["id": "gpu0", "amount": 1]]]))
             #expect(refused.status == 400)
             #expect(refused.headers.first { $0.0.lowercased() == "x-c2d-error-code" }?.1 == "gpu_not_available")
+            // The legacy operator API announces the environment's GPUs too.
+            let legacy = try await deployment.get("/api/v1/operator/environments")
+            let list = try JSONSerialization.jsonObject(with: legacy.body) as? [[String: Any]] ?? []
+            let environment = try #require(
+                list.first { $0["id"] as? String == deployment.environmentID }, "\(legacy.text)")
+            #expect(
+                environment["gpuNumber"] as? Int == 1 && environment["gpuType"] as? String == "gpu0", "\(legacy.text)")
         }
     }
 

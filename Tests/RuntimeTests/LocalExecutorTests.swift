@@ -324,6 +324,21 @@ struct LocalExecutorTests {
         }
     }
 
+    @Test("a GPU job that reached a local worker anyway ends with 22 before anything runs")
+    func gpuFallback() async throws {
+        try await RuntimeFixture.with { fixture in
+            var environment = RuntimeFixture.environment
+            environment.resources = [ComputeResource(id: "gpu0", type: .gpu, total: 1, max: 1)]
+            var workflow = RuntimeFixture.workflow(rawcode: "open('/data/outputs/ran', 'w').write('1')")
+            workflow.stages[0].compute?.resources = [.init(id: "gpu0", amount: 1)]
+            let (result, statuses) = try await fixture.run(workflow, environment: environment)
+            #expect(result.status == .containerCreationFailed && result.outcome == .failed)
+            #expect(result.failureReason == "gpu_not_available: the local executor has no GPUs")
+            #expect(result.results.isEmpty && statuses.isEmpty)
+            #expect(try FileManager.default.contentsOfDirectory(atPath: fixture.workRoot.path).isEmpty)
+        }
+    }
+
     @Test("a symbolic link planted in the outputs is not followed by the publisher")
     func plantedLink() async throws {
         try await RuntimeFixture.with { fixture in

@@ -252,7 +252,6 @@ struct KubernetesReconcileTests {
             let file = FileManager.default.temporaryDirectory.appendingPathComponent("c2d-result-\(UUID().uuidString)")
             try Data("result".utf8).write(to: file)
             let stored = try await world.results.store(jobID: old.id, name: "0/outputs/out.txt", from: file)
-            try? FileManager.default.removeItem(at: file)
             try await store.finish(
                 JobClaim(old),
                 result: ExecutionResult(
@@ -263,6 +262,27 @@ struct KubernetesReconcileTests {
                             location: stored.location)
                     ]))
             try await world.sql("update jobs set finished_at = now() - interval '4000 s' where id = $1", old)
+            // Duty 11 also removes uploads that never became results: a job stopped after its publish uploaded an
+            // output (only logs are copied then), and a retried attempt's upload; their rows and tokens go too.
+            let oldStopped = try await world.insert()
+            var uploads: [StoredObject] = []
+            for (attempt, name) in [(1, "out.csv"), (2, "out.csv")] {
+                try Data("partial".utf8).write(to: file)
+                uploads.append(
+                    try await world.results.store(jobID: oldStopped.id, name: "\(attempt)/outputs/\(name)", from: file))
+                try await world.client.execute(
+                    """
+                    insert into attempt_uploads (job_id, attempt, name, kind, size, sha256, location)
+                    values ($1, $2, 'out.csv', 'output', 7, 'ab', $3)
+                    """, [.uuid(oldStopped.id.uuid), .int(Int64(attempt)), .text(uploads.last!.location)])
+                try await world.client.execute(
+                    "insert into attempt_tokens (job_id, attempt, token_hash) values ($1, $2, '\\x00'::bytea)",
+                    [.uuid(oldStopped.id.uuid), .int(Int64(attempt))])
+            }
+            try? FileManager.default.removeItem(at: file)
+            try await store.finish(
+                JobClaim(oldStopped), result: ExecutionResult(status: .finished, outcome: .stopped, results: []))
+            try await world.sql("update jobs set finished_at = now() - interval '4000 s' where id = $1", oldStopped)
             // The succeeded attempt's publish step uploaded its output before the worker died.
             try await world.client.execute(
                 """
@@ -282,7 +302,7 @@ struct KubernetesReconcileTests {
             #expect(
                 first.applied == [
                     .deleteOrphan: 1, .finalizeFromCluster: 4, .intervene: 1, .timeOut: 1, .handOver: 1,
-                    .expireInQueue: 1, .removeResults: 1, .hideEnvironment: 1,
+                    .expireInQueue: 1, .removeResults: 2, .hideEnvironment: 1,
                 ], "\(first)")
             #expect(first.capacity["cap"]?.running == 1)
             #expect(first.capacity["cap"]?.waiting == capWaiting.map(\.id))
@@ -334,6 +354,17 @@ struct KubernetesReconcileTests {
             #expect(
                 !FileManager.default.fileExists(atPath: world.results.root.appendingPathComponent(stored.location).path)
             )
+            #expect(try await world.row(oldStopped).bool("removed"))
+            for upload in uploads {
+                let path = world.results.root.appendingPathComponent(upload.location).path
+                #expect(!FileManager.default.fileExists(atPath: path), "\(path)")
+            }
+            for table in ["attempt_uploads", "attempt_tokens", "job_results"] {
+                let left = try await world.client.query(
+                    "select count(*) as n from \(table) where job_id = any($1::text[]::uuid[])",
+                    [.textArray([old.id.uuid.uuidString, oldStopped.id.uuid.uuidString])])
+                #expect(try left[0].int("n") == 0, "\(table)")
+            }
             #expect(try await world.client.query("select hidden from environments where id = 'old'")[0].bool("hidden"))
 
             // The cluster keeps only the objects of live attempts: the handed-over job's and the capacity runner's.

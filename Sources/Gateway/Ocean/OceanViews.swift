@@ -116,21 +116,25 @@ struct OceanRunningJobView: Encodable {
         try c.encode(namespace, forKey: .namespace)
         try c.encode(algoDID, forKey: .algoDID)
         try c.encode(inputDID, forKey: .inputDID)
+        try c.encode(terminationDetails, forKey: .terminationDetails)
     }
 
     enum CodingKeys: String, CodingKey {
         case agreementId, jobId, owner, status, statusText, dateCreated, namespace, algoDID, inputDID
+        case terminationDetails
     }
 }
 
-/// The legacy environment object the operator-engine announced (ocean-c2d.md §7.1), derived from c2d's
-/// environment. c2d has no GPUs and no pricing, hence the zeros.
+/// The legacy environment object the operator-engine announced, derived from c2d's
+/// environment. The legacy API has no pricing, hence the zero price; GPUs are the environment's `gpu` resources.
 struct OceanEnvironmentView: Encodable {
     var id: String
     var cpuNumber: Double
     var cpuType = ""
-    var gpuNumber = 0
-    var gpuType = ""
+    /// The GPUs one job may use (the `max` of the environment's `gpu` resources, as `cpuNumber` is per job).
+    var gpuNumber: Double
+    /// Their descriptions (or ids when undescribed), comma-separated; empty without GPUs.
+    var gpuType: String
     var ramGB: Double
     var diskGB: Double
     var priceMin = 0
@@ -150,6 +154,9 @@ struct OceanEnvironmentView: Encodable {
     ) {
         id = environment.id
         cpuNumber = environment.cpus
+        let gpus = environment.resources.filter { $0.type == .gpu }
+        gpuNumber = gpus.map(\.max).reduce(0, +)
+        gpuType = gpus.map { $0.description ?? $0.id }.joined(separator: ", ")
         ramGB = Double(environment.memoryMiB) / 1024
         diskGB = Double(environment.diskMiB) / 1024
         desc = environment.description
@@ -171,7 +178,7 @@ struct OceanEnvironmentView: Encodable {
         try c.encode(id, forKey: .id)
         try Self.encodeNumber(cpuNumber, forKey: .cpuNumber, in: &c)
         try c.encode(cpuType, forKey: .cpuType)
-        try c.encode(gpuNumber, forKey: .gpuNumber)
+        try Self.encodeNumber(gpuNumber, forKey: .gpuNumber, in: &c)
         try c.encode(gpuType, forKey: .gpuType)
         try Self.encodeNumber(ramGB, forKey: .ramGB, in: &c)
         try Self.encodeNumber(diskGB, forKey: .diskGB, in: &c)

@@ -50,14 +50,15 @@ package struct EnvironmentImage: Sendable, Hashable, Codable {
 
 /// How a job's image will be honoured.
 package enum ImageDecision: Sendable, Hashable {
-    /// The workflow names no image: the local executor runs it on the worker's own system.
+    /// The workflow names no image: the local executor runs it on the worker's own system (Kubernetes runs
+    /// ``ImagePolicy/kubernetesDefaultImage``).
     case workerSystem
     /// Run in the root filesystem of this image, from its OCI layout at `reference`; `checksum` is the digest the
     /// workflow pinned, if any, to be checked against the layout.
     case layout(EnvironmentImage, reference: String, checksum: String?)
     /// Run on the worker's own system, as the environment declares for this image.
     case hostMapped(EnvironmentImage)
-    /// The cluster pulls the image (Kubernetes).
+    /// The cluster pulls the image (Kubernetes): the workflow's, or ``ImagePolicy/kubernetesDefaultImage``.
     case cluster
 }
 
@@ -65,12 +66,17 @@ package enum ImageDecision: Sendable, Hashable {
 /// refusal is a 400 before anything is written) and on the worker (which never runs a job in another image than
 /// it asked for: an image it cannot provide ends the job with status 11).
 package enum ImagePolicy {
+    /// The image a Kubernetes algorithm pod runs when the workflow names none (with the workflow's `tag`, default
+    /// `latest`). It is held to the environment's allow-list like a named image: an environment whose `images` do
+    /// not allow it refuses such workflows at submit (`image_not_allowed`), as the local executor refuses an image
+    /// it does not provide.
+    package static let kubernetesDefaultImage = "python"
+
     package static func decide(
         _ container: Workflow.Container?, environment: ComputeEnvironment, executor: ExecutorKind
     ) throws(SubmissionError) -> ImageDecision {
-        guard let name = container?.image, !name.isEmpty else {
-            return executor == .kubernetes ? .cluster : .workerSystem
-        }
+        let named = container?.image.flatMap { $0.isEmpty ? nil : $0 }
+        guard let name = named ?? (executor == .kubernetes ? kubernetesDefaultImage : nil) else { return .workerSystem }
         let tag = container?.tag.flatMap { $0.isEmpty ? nil : $0 } ?? "latest"
         let checksum = try normalizedDigest(container?.checksum)
         let candidates = environment.images.filter { $0.matches(image: name, tag: tag) }
@@ -78,7 +84,13 @@ package enum ImagePolicy {
         let entry = candidates.first { $0.tag != nil } ?? candidates.first
         if executor == .kubernetes {
             guard !environment.images.isEmpty else { return .cluster }
-            guard let entry else { throw notAllowed(name, tag, environment) }
+            guard let entry else {
+                var refusal = notAllowed(name, tag, environment)
+                if named == nil {
+                    refusal.message += "; a workflow without container.image runs '\(name)' on Kubernetes"
+                }
+                throw refusal
+            }
             try checkPinned(checksum, entry, name: name, tag: tag)
             return .cluster
         }

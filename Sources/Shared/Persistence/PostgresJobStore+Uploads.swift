@@ -91,16 +91,12 @@ extension PostgresJobStore {
             ]) == 1
     }
 
-    /// The attempt's uploaded files in Ocean's result order, indexed 0..n-1: outputs, then the algorithm's logs
-    /// (`algorithm.log` first, as the local publisher orders them), then `configrationLog`, then `publishLog`;
-    /// by name in byte order within a kind.
+    /// The attempt's uploaded files in Ocean's result order (``UploadOrder``), indexed 0..n-1.
     package func uploads(jobID: JobID, attempt: Int) async throws -> [ResultFile] {
         let rows = try await client.query(
             """
             select name, kind, size, sha256, location from attempt_uploads where job_id = $1 and attempt = $2
-            order by
-                case kind when 'output' then 0 when 'algorithmLog' then 1 when 'configrationLog' then 2 else 3 end,
-                kind = 'algorithmLog' and name <> 'algorithm.log', name collate "C"
+            order by \(UploadOrder.orderBy(table: "attempt_uploads"))
             """,
             [.uuid(jobID.uuid), .int(Int64(attempt))])
         return try rows.enumerated().map { index, row in
@@ -109,5 +105,19 @@ extension PostgresJobStore {
                 kind: ResultKind(rawValue: try row.string("kind")) ?? .output, size: Int64(try row.int("size")),
                 sha256: try row.string("sha256"), location: try row.string("location"))
         }
+    }
+}
+
+/// Ocean's result order for uploaded files, the one definition the worker's `finish` (through
+/// ``PostgresJobStore/uploads(jobID:attempt:)``) and the scheduler's ``PostgresReconcileStore/terminate(_:in:)`` use:
+/// outputs, then the algorithm's logs (`algorithm.log` first, as the local publisher orders them), then
+/// `configrationLog`, then `publishLog`; by name in byte order within a kind.
+enum UploadOrder {
+    /// An `order by` list over `table`'s `kind` and `name` columns (an `attempt_uploads` row or an alias of one).
+    static func orderBy(table: String) -> String {
+        """
+        case \(table).kind when 'output' then 0 when 'algorithmLog' then 1 when 'configrationLog' then 2 else 3 end, \
+        \(table).kind = 'algorithmLog' and \(table).name <> 'algorithm.log', \(table).name collate "C"
+        """
     }
 }

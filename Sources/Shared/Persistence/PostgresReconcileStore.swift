@@ -234,7 +234,7 @@ package struct PostgresReconcileStore: Sendable {
     }
 
     /// Finishes each job whose attempt is still current and unfinished, with an event, and copies the attempt's
-    /// uploads into its results in Ocean's order (what the worker's `finish` records from the same rows): one
+    /// uploads into its results in Ocean's order (``UploadOrder``, as the worker's `finish` records them): one
     /// result path whoever finalizes. Returns the jobs finished.
     package func terminate(_ terminations: [Termination], in tx: PostgresTransaction) async throws -> [JobID] {
         guard !terminations.isEmpty else { return [] }
@@ -255,13 +255,7 @@ package struct PostgresReconcileStore: Sendable {
             ), results as (
                 insert into job_results (job_id, position, attempt, name, kind, size, sha256, location)
                 select u.job_id,
-                    row_number() over (
-                        partition by u.job_id
-                        order by
-                            case u.kind when 'output' then 0 when 'algorithmLog' then 1
-                                when 'configrationLog' then 2 else 3 end,
-                            u.kind = 'algorithmLog' and u.name <> 'algorithm.log', u.name collate "C"
-                    ) - 1,
+                    row_number() over (partition by u.job_id order by \(UploadOrder.orderBy(table: "u"))) - 1,
                     u.attempt, u.name, u.kind, u.size, u.sha256, u.location
                 from attempt_uploads u join done d on u.job_id = d.id and u.attempt = d.attempt
                 where d.copy = 'all' or (d.copy = 'logs' and u.kind <> 'output')
@@ -283,7 +277,8 @@ package struct PostgresReconcileStore: Sendable {
         return try rows.map { JobID(uuid: try $0.uuid("job_id")) }
     }
 
-    /// Duty 11: hands the jobs' result and log locations to `removeFiles`, then deletes their rows and marks the
+    /// Duty 11: hands the jobs' result, log and upload locations to `removeFiles`, then deletes their rows (and the
+    /// attempts' upload tokens) and marks the
     /// jobs removed. If `removeFiles` throws, the transaction rolls back and the next pass tries again (so it must
     /// accept locations that are already gone).
     package func removeResults(
@@ -299,17 +294,23 @@ package struct PostgresReconcileStore: Sendable {
             [idArray])
         guard !locked.isEmpty else { return [] }
         let lockedIDs = PostgresValue.textArray(try locked.map { try $0.uuid("id").uuidString })
+        // Every attempt's uploads too, not only those copied into results: a stopped job's outputs, and the
+        // uploads of retried, lost or poisoned attempts, are nowhere else. `union` because results share their
+        // upload's location.
         let locations = try await tx.query(
             """
             select location from job_results where job_id = any($1::text[]::uuid[])
-            union all
+            union
             select location from job_logs where job_id = any($1::text[]::uuid[])
+            union
+            select location from attempt_uploads where job_id = any($1::text[]::uuid[])
             """,
             [lockedIDs]
         ).map { try $0.string("location") }
         if !locations.isEmpty { try await removeFiles(locations) }
-        try await tx.execute("delete from job_results where job_id = any($1::text[]::uuid[])", [lockedIDs])
-        try await tx.execute("delete from job_logs where job_id = any($1::text[]::uuid[])", [lockedIDs])
+        for table in ["job_results", "job_logs", "attempt_uploads", "attempt_tokens"] {
+            try await tx.execute("delete from \(table) where job_id = any($1::text[]::uuid[])", [lockedIDs])
+        }
         return try await tx.query(
             "update jobs set removed = true where id = any($1::text[]::uuid[]) returning id", [lockedIDs]
         ).map { JobID(uuid: try $0.uuid("id")) }

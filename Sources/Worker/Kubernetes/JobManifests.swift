@@ -56,7 +56,7 @@ package struct JobManifests: Sendable {
 
     package var algorithmImage: String {
         let algorithm = job.workflow.stage?.algorithm
-        let image = algorithm?.container?.image ?? "python"
+        let image = algorithm?.container?.image.flatMap { $0.isEmpty ? nil : $0 } ?? ImagePolicy.kubernetesDefaultImage
         let tag = algorithm?.container?.tag.flatMap { $0.isEmpty ? nil : $0 }
         if let checksum = algorithm?.container?.checksum, checksum.hasPrefix("sha256:") {
             return "\(image)@\(checksum)"
