@@ -4,8 +4,8 @@ import Signatures
 import TestSupport
 import Testing
 
-/// Ocean's operator-service API (ocean-c2d.md §2.2) against the real `c2d` binary: Ocean's error texts and
-/// codes, the status object, a signed start → status → result → stop flow, and the signature rules c2d adds
+/// Ocean's operator-service API (docs/ocean-operator-service.md) against the real `c2d` binary: Ocean's error texts
+/// and codes, the status object, a signed start → status → result → stop flow, and the signature rules c2d adds
 /// (nonce included in the message, strictly increasing nonces, allowed providers). The API is off unless Providers
 /// are listed, so every deployment here lists the test Provider (`providers`).
 @Suite("Ocean operator-service API", .serialized)

@@ -30,7 +30,7 @@ struct OceanError: HTTPResponseError, Sendable, CustomStringConvertible {
             body: .init(byteBuffer: ByteBuffer(bytes: data)))
     }
 
-    // MARK: Ocean's texts (ocean-c2d.md §2.2), verbatim
+    // MARK: Ocean's texts (docs/ocean-operator-service.md, "Errors"), verbatim
 
     static let payloadEmpty = OceanError(code: "payload_empty", message: "payload seems empty.")
 

@@ -9,9 +9,9 @@ import NIOFoundationCompat
 import Persistence
 import Storage
 
-/// Ocean's operator-service API under `/api/v1/operator`, plus `GET /` (ocean-c2d.md §2.1, §2.2), so Ocean's
-/// Provider can use c2d by pointing `OPERATOR_SERVICE_URL` at it. Routes, parameters, error texts, codes and the
-/// status object are Ocean's. Unlike Ocean's, every route but `GET /` and `/environments` needs a Provider's
+/// Ocean's operator-service API under `/api/v1/operator`, plus `GET /` (docs/ocean-operator-service.md, "Routes"),
+/// so Ocean's Provider can use c2d by pointing `OPERATOR_SERVICE_URL` at it. Routes, parameters, error texts, codes
+/// and the status object are Ocean's. Unlike Ocean's, every route but `GET /` and `/environments` needs a Provider's
 /// signature with a fresh nonce (``OceanAuthenticator``), and the routes see only jobs started through this API.
 /// Off unless the operator lists the Providers allowed to use it (``OceanAccess``).
 struct OceanRoutes: Sendable {

@@ -2,7 +2,8 @@ import Domain
 import Foundation
 import Persistence
 
-/// The operator-service's status object (ocean-c2d.md §2.2), field for field and type for type.
+/// The operator-service's status object (docs/ocean-operator-service.md, "Status object"), field for field and
+/// type for type.
 struct OceanStatusView: Encodable {
     var agreementId: String?
     var jobId: String

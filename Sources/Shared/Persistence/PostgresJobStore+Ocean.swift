@@ -1,7 +1,7 @@
 import Domain
 import Foundation
 
-/// The reads and writes behind Ocean's operator-service API (ocean-c2d.md §2.2).
+/// The reads and writes behind Ocean's operator-service API (docs/ocean-operator-service.md, "Routes").
 extension PostgresJobStore {
     /// A job as the operator-service's status object needs it. Dates are Postgres's own `extract(epoch …)` text,
     /// as the operator-service sends them (seconds with a fraction, as a string).

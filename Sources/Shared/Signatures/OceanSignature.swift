@@ -1,6 +1,6 @@
-/// Ocean Protocol's request signature, as Ocean's Provider makes and checks it (ocean-c2d.md §6.1, §6.2),
-/// with the nonce included — Ocean's operator-service recovers from the message *without* the nonce and
-/// so never gets the Provider's address back.
+/// Ocean Protocol's request signature, as Ocean's Provider makes and checks it (docs/ocean-operator-service.md,
+/// "Authentication"), with the nonce included — Ocean's operator-service recovers from the message *without* the
+/// nonce and so never gets the Provider's address back.
 ///
 /// The exact bytes, for `message` = the endpoint's fields concatenated (for the Provider's calls to the
 /// operator-service: `owner`, or `owner + jobId`) and `nonce` = the nonce exactly as sent (Python's
