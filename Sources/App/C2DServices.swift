@@ -188,8 +188,7 @@ package struct C2DServices {
             configuration.liveLogSource = WorkspaceLogSource(workRoot: settings.workDirectory)
         }
         services += Gateway.buildServices(
-            configuration: configuration, store: store, resultStore: resultStore, logger: logger
-        ).map { $0 as any Service }
+            configuration: configuration, store: store, resultStore: resultStore, logger: logger)
     }
 
     /// Shuts every owned client down, for a start that failed before the group ran.

@@ -129,9 +129,11 @@ extension EventRoutes {
     /// every event up to then has been sent; a batch without jobs ends at once.
     func batchStream(after start: Int, batchID: UUID) throws -> Response {
         let store = self.store
-        let pollInterval = self.pollInterval
         let heartbeat = self.heartbeat
+        let pause = pause()
         let body = ResponseBody { writer in
+            let doorbell = pause.join()
+            defer { pause.leave(doorbell) }
             var last = start
             var horizon = SettledEvents(settled: start)
             var quietSince = ContinuousClock.now
@@ -170,7 +172,7 @@ extension EventRoutes {
                     try await writer.write(ByteBuffer(string: ": heartbeat\n\n"))
                     quietSince = ContinuousClock.now
                 }
-                try await Task.sleep(for: pollInterval)
+                try await pause.wait(doorbell)
             }
             try await writer.finish(nil)
         }

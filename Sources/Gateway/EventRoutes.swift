@@ -9,11 +9,13 @@ import Persistence
 /// `GET /v1/jobs/{id}/events`. Each event carries its `job_events` id, so a client that reconnects with
 /// `Last-Event-ID` (or `?after=`) resumes with no gap and no duplicate. A comment line every `heartbeat` keeps
 /// proxies and clients from timing out; a job's stream ends after its terminal event. Open streams are bounded per
-/// caller and in total (``EventStreamLimiter``).
+/// caller and in total (``EventStreamLimiter``). With a ``EventStreamBell``, a stream looks again as soon as events
+/// commit; its poll interval is then only the fallback.
 struct EventRoutes: Sendable {
     let store: PostgresJobStore
     let limiter: EventStreamLimiter
-    /// How often the stream looks for new events. Default 250 ms.
+    var bell: EventStreamBell?
+    /// How often the stream looks for new events when nothing rings. Default 250 ms.
     var pollInterval: Duration = .milliseconds(250)
     /// Time between heartbeat comments when nothing happens. Default 15 s.
     var heartbeat: Duration = .seconds(15)
@@ -56,10 +58,12 @@ struct EventRoutes: Sendable {
         after start: Int, jobID: JobID?, environment: String?, endAtTerminal: Bool, lease: EventStreamLimiter.Lease
     ) -> Response {
         let store = self.store
-        let pollInterval = self.pollInterval
         let heartbeat = self.heartbeat
+        let pause = pause()
         let body = ResponseBody { writer in
             defer { lease.end() }
+            let doorbell = pause.join()
+            defer { pause.leave(doorbell) }
             var last = start
             var quietSince = ContinuousClock.now
             let encoder = StatusEventFrame.encoder()
@@ -77,7 +81,7 @@ struct EventRoutes: Sendable {
                         try await writer.write(ByteBuffer(string: ": heartbeat\n\n"))
                         quietSince = ContinuousClock.now
                     }
-                    try await Task.sleep(for: pollInterval)
+                    try await pause.wait(doorbell)
                 } else {
                     quietSince = ContinuousClock.now
                 }
@@ -86,6 +90,30 @@ struct EventRoutes: Sendable {
         }
         return Response(
             status: .ok, headers: [.contentType: "text/event-stream", .cacheControl: "no-cache"], body: body)
+    }
+
+    func pause() -> StreamPause { StreamPause(bell: bell, pollInterval: pollInterval) }
+}
+
+/// How a stream waits for more events: until the bell rings or the poll interval passes, or the interval alone
+/// without a bell.
+struct StreamPause: Sendable {
+    let bell: EventStreamBell?
+    let pollInterval: Duration
+
+    func join() -> (id: Int, wakeup: Wakeup)? { bell?.join() }
+
+    func leave(_ doorbell: (id: Int, wakeup: Wakeup)?) {
+        if let doorbell { bell?.leave(doorbell.id) }
+    }
+
+    func wait(_ doorbell: (id: Int, wakeup: Wakeup)?) async throws {
+        if let doorbell {
+            await doorbell.wakeup.wait(upTo: pollInterval)
+            try Task.checkCancellation()
+        } else {
+            try await Task.sleep(for: pollInterval)
+        }
     }
 }
 

@@ -5,6 +5,7 @@ import Hummingbird
 import Logging
 import NIOCore
 import Persistence
+import ServiceLifecycle
 import Storage
 
 /// Builds the gateway's HTTP application: the native API under `/v1`, the Ocean API, health checks and the internal
@@ -20,17 +21,20 @@ package enum Gateway {
             logger: logger)
     }
 
-    /// The gateway's servers: the API, and `/metrics` on its own listener when `metricsListener` is set.
+    /// The gateway's services: the bell of its event streams, the API, and `/metrics` on its own listener when
+    /// `metricsListener` is set.
     package static func buildServices(
         configuration: GatewayConfiguration, store: PostgresJobStore, resultStore: any ReadableResultStore,
         logger: Logger
-    ) -> [Application<RouterResponder<GatewayRequestContext>>] {
+    ) -> [any Service] {
         let requests = RequestCounter()
-        var services = [
+        let bell = EventStreamBell(store: store, logger: logger)
+        var services: [any Service] = [
+            bell,
             Application(
                 router: buildRouter(
                     configuration: configuration, store: store, resultStore: resultStore, logger: logger,
-                    requests: requests),
+                    requests: requests, bell: bell),
                 configuration: .init(
                     address: .hostname(configuration.host, port: configuration.port), serverName: "c2d"),
                 logger: logger)
@@ -50,7 +54,7 @@ package enum Gateway {
     /// Every route the gateway serves, with its middleware; the OpenAPI agreement test reads its route table.
     package static func buildRouter(
         configuration: GatewayConfiguration, store: PostgresJobStore, resultStore: any ReadableResultStore,
-        logger: Logger, requests: RequestCounter = RequestCounter()
+        logger: Logger, requests: RequestCounter = RequestCounter(), bell: EventStreamBell? = nil
     ) -> Router<GatewayRequestContext> {
         let router = Router(context: GatewayRequestContext.self)
         router.middlewares.add(RequestIDMiddleware(requests: requests))
@@ -59,8 +63,9 @@ package enum Gateway {
                 mode: configuration.authMode, store: store, cache: TokenCache(ttl: configuration.tokenCacheTTL),
                 logger: logger))
         let submitter = JobSubmitter(configuration: configuration, store: store, logger: logger)
-        JobRoutes(configuration: configuration, submitter: submitter, store: store, resultStore: resultStore)
-            .register(on: router)
+        JobRoutes(
+            configuration: configuration, submitter: submitter, store: store, resultStore: resultStore, bell: bell
+        ).register(on: router)
         OceanRoutes(configuration: configuration, submitter: submitter, store: store, resultStore: resultStore)
             .register(on: router)
         OceanNodeRoutes(configuration: configuration, submitter: submitter, store: store, resultStore: resultStore)

@@ -14,6 +14,8 @@ struct JobRoutes: Sendable {
     let submitter: JobSubmitter
     let store: PostgresJobStore
     let resultStore: any ReadableResultStore
+    /// Wakes the event streams at each commit of events; without it they only poll.
+    var bell: EventStreamBell?
 
     func register(on router: Router<GatewayRequestContext>) {
         router.post("/v1/jobs", use: create)
@@ -25,13 +27,14 @@ struct JobRoutes: Sendable {
         router.get("/v1/jobs/{id}/results/{index}/url", use: resultURL)
         router.get("/v1/jobs/{id}/logs", use: listLogs)
         let streams = EventStreamLimiter(limits: configuration.eventStreams)
-        EventRoutes(store: store, limiter: streams).register(on: router) { try await findJob($0, for: .see) }
+        let events = EventRoutes(store: store, limiter: streams, bell: bell)
+        events.register(on: router) { try await findJob($0, for: .see) }
         LogRoutes(
             streamer: StepLogStreamer(store: store, resultStore: resultStore, source: configuration.liveLogSource)
         ).register(on: router) { try await findJob($0, for: .readResults) }
         ListRoutes(store: store).register(on: router)
         BatchRoutes(configuration: configuration, submitter: submitter).register(on: router)
-        BatchOperations(store: store, events: EventRoutes(store: store, limiter: streams)).register(on: router)
+        BatchOperations(store: store, events: events).register(on: router)
         HealthRoutes(configuration: configuration, store: store).register(on: router)
         router.get("/healthz") { _, _ in Response(status: .ok, body: .init(byteBuffer: ByteBuffer(string: "ok\n"))) }
     }

@@ -61,9 +61,6 @@ package final class EventRelay: Service, Sendable {
         self.logger = logger
     }
 
-    /// The Postgres channel the job_events trigger notifies.
-    package static let channel = "c2d_events"
-
     package func run() async throws {
         let wakeup = Wakeup()
         await cancelWhenGracefulShutdown {
@@ -77,7 +74,7 @@ package final class EventRelay: Service, Sendable {
     func listen(_ wakeup: Wakeup) async {
         while !Task.isCancelled {
             do {
-                try await store.withNotifications(channels: [Self.channel]) { events in
+                try await store.withNotifications(channels: [PostgresJobStore.eventsChannel]) { events in
                     for try await _ in events { wakeup.ring() }
                 }
             } catch is CancellationError {

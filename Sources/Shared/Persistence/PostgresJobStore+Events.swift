@@ -5,6 +5,10 @@ import Foundation
 // the event relay that publishes them to `c2d.events`. They share one select list and one row decoder.
 
 extension PostgresJobStore {
+    /// The channel notified when job events commit (migrations 0012 and 0017): the event relays and the gateways'
+    /// event streams listen on it (``withNotifications(channels:_:)``).
+    package static let eventsChannel = "c2d_events"
+
     /// The columns `JobEvent(row:)` reads, for `job_events e join jobs j`.
     static let eventColumns = """
         e.id, e.job_id, j.environment, j.owner, e.attempt, e.status, e.reason, e.created_at, j.request_id,

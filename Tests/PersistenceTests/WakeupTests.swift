@@ -1,6 +1,6 @@
 import Testing
 
-@testable import Scheduler
+import Persistence
 
 @Suite("Wakeup")
 struct WakeupTests {

@@ -1,9 +1,9 @@
-import NIOConcurrencyHelpers
+import Synchronization
 
-/// A doorbell between a notification listener and a polling loop: `ring()` from anywhere, and `wait(upTo:)` returns
-/// at the first ring since the last wait, or after the timeout, whichever comes first. Rings while nobody waits
-/// are kept as one.
-final class Wakeup: Sendable {
+/// A doorbell between a notification listener (``PostgresJobStore/withNotifications(channels:_:)``) and a polling
+/// loop: `ring()` from anywhere, and `wait(upTo:)` returns at the first ring since the last wait, or after the
+/// timeout, whichever comes first. Rings while nobody waits are kept as one.
+package final class Wakeup: Sendable {
     private struct State {
         var rung = false
         var waiter: (id: Int, continuation: CheckedContinuation<Void, Never>)?
@@ -12,10 +12,12 @@ final class Wakeup: Sendable {
         var ended: Int?
     }
 
-    private let state = NIOLockedValueBox(State())
+    private let state = Mutex(State())
 
-    func ring() {
-        let waiter = state.withLockedValue { state -> CheckedContinuation<Void, Never>? in
+    package init() {}
+
+    package func ring() {
+        let waiter = state.withLock { state -> CheckedContinuation<Void, Never>? in
             guard let waiter = state.waiter else {
                 state.rung = true
                 return nil
@@ -27,8 +29,8 @@ final class Wakeup: Sendable {
     }
 
     /// Returns at a ring, after `timeout`, or when the task is cancelled.
-    func wait(upTo timeout: Duration) async {
-        let id = state.withLockedValue { state -> Int? in
+    package func wait(upTo timeout: Duration) async {
+        let id = state.withLock { state -> Int? in
             if state.rung {
                 state.rung = false
                 return nil
@@ -45,7 +47,7 @@ final class Wakeup: Sendable {
             group.addTask {
                 await withTaskCancellationHandler {
                     await withCheckedContinuation { continuation in
-                        let resumeNow = self.state.withLockedValue { state -> Bool in
+                        let resumeNow = self.state.withLock { state -> Bool in
                             if state.rung || state.ended == id {
                                 state.rung = false
                                 return true
@@ -66,7 +68,7 @@ final class Wakeup: Sendable {
 
     /// Ends the wait `id`: now if it is waiting, else as soon as it registers.
     private func resume(_ id: Int) {
-        let waiter = state.withLockedValue { state -> CheckedContinuation<Void, Never>? in
+        let waiter = state.withLock { state -> CheckedContinuation<Void, Never>? in
             guard let waiter = state.waiter, waiter.id == id else {
                 state.ended = id
                 return nil
