@@ -247,7 +247,7 @@ extension Setting {
         """)
 
     static let leaseSeconds = Setting(
-        "C2D_LEASE_SECONDS", default: .seconds(WorkerConfiguration().leaseDuration),
+        "C2D_LEASE_SECONDS", default: .seconds(WorkerConfiguration(slots: 1).leaseDuration),
         """
         a worker's claim on a job lasts this long unless renewed (every third of it, at most every 5 s); a worker \
         that has not refreshed its registration this long no longer counts for admission
