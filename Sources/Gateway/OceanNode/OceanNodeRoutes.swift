@@ -24,7 +24,7 @@ struct OceanNodeRoutes: Sendable {
     let resultStore: any ReadableResultStore
     let authenticator: OceanNodeAuthenticator
     let logs: StepLogStreamer
-    /// The gateway's limit on open streams: a followed log holds a slot, per consumer address.
+    /// The gateway's limit on open streams: a followed log holds a slot, per consumer address (as an owner).
     let streams: EventStreamLimiter
 
     init(
@@ -442,7 +442,8 @@ struct OceanNodeRoutes: Sendable {
         }
         let lease: EventStreamLimiter.Lease
         do {
-            lease = try streams.acquire(caller: "consumer:" + consumer.lowercased())
+            // The same key as a native token of that owner: one address, one allowance across both APIs.
+            lease = try streams.acquire(caller: "owner:" + consumer.lowercased())
         } catch let error as APIError {
             throw OceanNodeError(error.status, code: error.code, message: error.message, body: .text)
         }
