@@ -444,6 +444,7 @@ let package = Package(
                 .product(name: "NIOFoundationCompat", package: "swift-nio"),
                 .product(name: "NIOHTTP1", package: "swift-nio"),
                 .product(name: "ServiceLifecycle", package: "swift-service-lifecycle"),
+                .product(name: "Yams", package: "Yams"),
             ],
             // Run by the ocean-node API tests with eth-account (scripts/install-deps), not compiled.
             exclude: ["Support/ocean_node_sign.py"],

@@ -5,6 +5,7 @@ import ChildProcesses
 import Domain
 import Foundation
 import Gateway
+import Kubernetes
 import Logging
 import NIOCore
 import NIOFoundationCompat
@@ -14,9 +15,12 @@ import Persistence
 /// `c2d bench chaos`: jobs through two gateways, two schedulers and three workers (separate processes of this
 /// binary) while a driver SIGKILLs workers, the leading scheduler and a gateway, restarts RabbitMQ and Postgres once
 /// each, and — with `--executor kubernetes` — injects 500s, a 429 storm and expired watches into the kube-sim it
-/// runs. Then it checks every accepted job: terminal exactly once, its result present and correct, nothing left
-/// behind, and prints accepted / lost / duplicated / stuck and the time to drain. Target: 0 lost, 0 duplicated,
-/// 0 stuck. RabbitMQ and Postgres are restarted with `C2D_SERVICES_SCRIPT` (`scripts/services env` exports it).
+/// runs. Then it checks every accepted job: terminal exactly once, succeeded with its own result (each job writes
+/// `result.txt` with its index; on Kubernetes kube-sim runs c2d's real configure and publish steps, so the result
+/// is uploaded through a gateway as in a cluster), nothing left behind (workspaces on disk; on Kubernetes, c2d's
+/// Jobs and Pods in kube-sim), and prints accepted / lost / duplicated / stuck / wrong / orphans and the time to
+/// drain. Target: 0 of each. RabbitMQ and Postgres are restarted with `C2D_SERVICES_SCRIPT` (`scripts/services
+/// env` exports it).
 struct BenchChaosCommand: AsyncParsableCommand {
     static let configuration = CommandConfiguration(
         commandName: "chaos",
@@ -34,6 +38,8 @@ struct BenchChaosCommand: AsyncParsableCommand {
     var seed: UInt64 = 1
     @Option(help: "Most seconds to wait for every job to end after the last submission.")
     var drainTimeout: Double = 900
+    @Option(help: "Most seconds to wait, after the drain, for workspaces and Kubernetes objects to be cleaned up.")
+    var cleanupTimeout: Double = 120
     @Option(help: "The c2d binary to run (default: this one).")
     var binary: String?
     @Option(help: "The script that stops and starts RabbitMQ and Postgres (default: $C2D_SERVICES_SCRIPT).")
@@ -128,13 +134,23 @@ final class Chaos: @unchecked Sendable {
         ]
         if kubernetes {
             let kubeconfig = work.appendingPathComponent("kube-sim.kubeconfig")
-            try start("kube-sim", ["kube-sim", "--port", "0", "--kubeconfig", kubeconfig.path, "--namespace", "chaos"])
+            // c2d's own steps run for real, so that each job's result is uploaded and can be checked; only the
+            // algorithm is simulated (its `echo … > FILE` lands in the volume).
+            try start(
+                "kube-sim",
+                [
+                    "kube-sim", "--port", "0", "--kubeconfig", kubeconfig.path, "--namespace", "chaos",
+                    "--run-c2d-steps", "--steps-directory", work.appendingPathComponent("steps").path,
+                ])
             try await BenchE2ECommand.waitFor("kube-sim's kubeconfig", timeout: .seconds(30)) {
                 FileManager.default.fileExists(atPath: kubeconfig.path)
             }
             variables["C2D_EXECUTOR"] = "kubernetes"
             variables["KUBECONFIG"] = kubeconfig.path
             variables["C2D_KUBERNETES_NAMESPACE"] = "chaos"
+            // Publish steps upload to gateway-2, which is never killed: in a cluster they reach the gateways
+            // through a Service that routes around a dead replica.
+            variables["C2D_RESULTS_URL"] = "http://127.0.0.1:\(ports[1])"
         }
         for (index, port) in ports.enumerated() { try start("gateway-\(index + 1)", ["gateway", "--port", "\(port)"]) }
         for index in 1...2 { try start("scheduler-\(index)", ["scheduler"]) }
@@ -251,10 +267,13 @@ final class Chaos: @unchecked Sendable {
     func submit(_ index: Int, port: Int) async throws -> JobID? {
         let algorithm: [String: Any]
         if kubernetes {
-            // The emulator runs no containers; it simulates the pod from its command.
+            // The emulator runs no algorithm containers; it simulates the pod from its command.
             algorithm = [
                 "rawcode": "pass",
-                "container": ["entrypoint": "sleep \(configuration.jobSeconds)", "image": "python", "tag": "3.11"],
+                "container": [
+                    "entrypoint": "sleep \(configuration.jobSeconds); echo chaos-\(index) > /data/outputs/result.txt",
+                    "image": "python", "tag": "3.11",
+                ],
             ]
         } else {
             algorithm = [
@@ -384,57 +403,119 @@ final class Chaos: @unchecked Sendable {
 
     // MARK: Verdict
 
+    /// What the run left wrong; the target is all zeros.
+    struct Verdict: Sendable, Hashable {
+        var lost = 0
+        var duplicated = 0
+        var stuck = 0
+        /// Jobs that failed, or succeeded without their own result.
+        var wrong = 0
+        /// Workspaces left on disk, and on Kubernetes c2d's Jobs and Pods left in the cluster.
+        var orphans = 0
+
+        var met: Bool { lost == 0 && duplicated == 0 && stuck == 0 && wrong == 0 && orphans == 0 }
+    }
+
     func report(accepted: [Int: JobID], drain: Duration, total: Duration) async throws {
         let audits = try await store.audits(of: Array(accepted.values), outputName: "result.txt")
         let found = Dictionary(uniqueKeysWithValues: audits.map { ($0.id, $0) })
-        var lost = 0
-        var stuck = 0
-        var duplicated = 0
-        var wrong = 0
+        var verdict = Verdict()
         var failures: [String: Int] = [:]
+        var missingResults = 0
         var attempts = 0
         let results = work.appendingPathComponent("results")
         for (index, id) in accepted {
             guard let audit = found[id] else {
-                lost += 1
+                verdict.lost += 1
                 continue
             }
             attempts += audit.attempt
             guard audit.finished else {
-                stuck += 1
+                verdict.stuck += 1
                 continue
             }
-            if audit.terminalEvents != 1 || audit.resultAttempts > 1 { duplicated += 1 }
+            if audit.terminalEvents != 1 || audit.resultAttempts > 1 { verdict.duplicated += 1 }
             guard audit.outcome == "succeeded" else {
                 failures[String(audit.failureReason.prefix(60)), default: 0] += 1
+                verdict.wrong += 1
                 continue
             }
-            if !kubernetes {
-                let content = audit.outputLocation.flatMap {
-                    try? String(contentsOf: results.appendingPathComponent($0), encoding: .utf8)
-                }
-                if content != "chaos-\(index)" { wrong += 1 }
+            // The local sandbox writes the text as is; kube-sim's simulated `echo` adds a newline.
+            let content = audit.outputLocation.flatMap {
+                try? String(contentsOf: results.appendingPathComponent($0), encoding: .utf8)
+            }
+            if content?.trimmingCharacters(in: .newlines) != "chaos-\(index)" {
+                missingResults += 1
+                verdict.wrong += 1
             }
         }
-        // Workspaces of killed workers go once their jobs were handed over, at the workers' next sweep (a minute).
-        var workspaces: [String] = []
-        let sweepDeadline = ContinuousClock.now + .seconds(90)
-        repeat {
-            workspaces =
-                (try? FileManager.default.contentsOfDirectory(atPath: work.appendingPathComponent("work").path)) ?? []
-            if workspaces.isEmpty { break }
-            try await Task.sleep(for: .seconds(1))
-        } while ContinuousClock.now < sweepDeadline
-        print("accepted \(accepted.count), lost \(lost), duplicated \(duplicated), stuck \(stuck)")
+        let leftovers = try await leftovers()
+        verdict.orphans = leftovers.workspaces + leftovers.kubernetesJobs + leftovers.kubernetesPods
+        let failed = failures.values.reduce(0, +)
         print(
-            "succeeded \(accepted.count - lost - stuck - failures.values.reduce(0, +)), "
-                + "wrong or missing results \(wrong), attempts \(attempts) (\(attempts - accepted.count) retries)")
+            "accepted \(accepted.count), lost \(verdict.lost), duplicated \(verdict.duplicated), "
+                + "stuck \(verdict.stuck), wrong \(verdict.wrong), orphans \(verdict.orphans)")
+        print(
+            "succeeded \(accepted.count - verdict.lost - verdict.stuck - failed), of them with a missing or wrong "
+                + "result \(missingResults); failed \(failed); attempts \(attempts) "
+                + "(\(attempts - accepted.count) retries)")
         for (reason, count) in failures.sorted(by: { $0.value > $1.value }) { print("  failed \(count): \(reason)") }
-        print("orphans: \(workspaces.count) workspaces left on disk")
+        var orphans = "orphans: \(leftovers.workspaces) workspaces left on disk"
+        if kubernetes {
+            orphans += ", \(leftovers.kubernetesJobs) Jobs and \(leftovers.kubernetesPods) Pods left in kube-sim"
+        }
+        print(orphans + " (after waiting up to \(format(.seconds(configuration.cleanupTimeout))) for cleanup)")
         print("time to drain after the last submission: \(format(drain)); whole run \(format(total))")
-        let met = lost == 0 && duplicated == 0 && stuck == 0
-        print("target 0 lost, 0 duplicated, 0 stuck: \(met ? "met" : "MISSED")")
+        print(
+            "target 0 lost, 0 duplicated, 0 stuck, 0 wrong, 0 orphans: \(verdict.met ? "met" : "MISSED")")
         try? await store.removeEnvironment(environment.id)
+    }
+
+    struct Leftovers: Sendable, Hashable {
+        var workspaces = 0
+        var kubernetesJobs = 0
+        var kubernetesPods = 0
+
+        var isEmpty: Bool { workspaces == 0 && kubernetesJobs == 0 && kubernetesPods == 0 }
+    }
+
+    /// What is left behind once every job ended, after the time cleanup takes: workspaces of killed workers go at
+    /// the workers' next sweep (a minute); on Kubernetes the attempts' Jobs go once their ends are recorded (by
+    /// their worker, or by the scheduler for a killed one's) and their pods with them.
+    func leftovers() async throws -> Leftovers {
+        guard kubernetes else { return try await leftovers(cluster: nil) }
+        let client = try KubernetesClient(
+            configuration: try KubernetesConfiguration.kubeconfig(
+                path: work.appendingPathComponent("kube-sim.kubeconfig").path),
+            logger: Logger(label: "c2d-bench-chaos"))
+        do {
+            let left = try await leftovers(cluster: client)
+            try? await client.shutdown()
+            return left
+        } catch {
+            try? await client.shutdown()
+            throw error
+        }
+    }
+
+    func leftovers(cluster: KubernetesClient?) async throws -> Leftovers {
+        let deadline = ContinuousClock.now + .seconds(configuration.cleanupTimeout)
+        let options = ListOptions(labelSelector: ClusterNaming.selector)
+        var left = Leftovers()
+        repeat {
+            left.workspaces =
+                (try? FileManager.default.contentsOfDirectory(atPath: work.appendingPathComponent("work").path))?
+                .count ?? 0
+            if let cluster {
+                left.kubernetesJobs =
+                    try await cluster.listAll(Kubernetes.Job.self, namespace: "chaos", options: options).items.count
+                left.kubernetesPods =
+                    try await cluster.listAll(Pod.self, namespace: "chaos", options: options).items.count
+            }
+            if left.isEmpty { break }
+            try await Task.sleep(for: .seconds(1))
+        } while ContinuousClock.now < deadline
+        return left
     }
 
     func format(_ duration: Duration) -> String {

@@ -1,10 +1,13 @@
 import Foundation
 import HTTPTypes
+import Hummingbird
 import Synchronization
 
-/// Bounds the Server-Sent Event streams a gateway keeps open: each one polls Postgres, so an unbounded number is
-/// a way to exhaust the database. A caller may hold `perCaller` streams, the gateway `total`; beyond either the
-/// request is refused with 429 `too_many_streams` and nothing is opened.
+/// Bounds the long-lived streams a gateway keeps open: Server-Sent Event streams of jobs and batches, and followed
+/// step logs (`/v1/jobs/{id}/logs/{step}?follow=true`, ocean-node's `computeStreamableLogs`). Each one polls
+/// Postgres (and a followed log may hold a pod-log stream on Kubernetes), so an unbounded number is a way to exhaust
+/// the database. One instance per gateway is shared by all of them: a caller may hold `perCaller` streams, the
+/// gateway `total`; beyond either the request is refused with 429 `too_many_streams` and nothing is opened.
 package final class EventStreamLimiter: Sendable {
     package struct Limits: Sendable, Hashable {
         /// Streams open at once on this gateway. Default 256. `C2D_SSE_MAX_STREAMS`.
@@ -76,6 +79,18 @@ package final class EventStreamLimiter: Sendable {
         }
     }
 
-    /// Streams open now, for /metrics.
+    /// Streams open now on this gateway (read by tests; /metrics does not show it, since it is per gateway and
+    /// /metrics reports what Postgres holds).
     var openStreams: Int { state.withLock { $0.open } }
+}
+
+extension ResponseBody {
+    /// This body, giving `lease` back once it has been written, has failed, or is dropped unwritten.
+    func holding(_ lease: EventStreamLimiter.Lease) -> ResponseBody {
+        let body = self
+        return ResponseBody(contentLength: contentLength) { writer in
+            defer { lease.end() }
+            try await body.write(writer)
+        }
+    }
 }

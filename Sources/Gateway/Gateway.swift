@@ -63,13 +63,17 @@ package enum Gateway {
                 mode: configuration.authMode, store: store, cache: TokenCache(ttl: configuration.tokenCacheTTL),
                 logger: logger))
         let submitter = JobSubmitter(configuration: configuration, store: store, logger: logger)
+        let streams = EventStreamLimiter(limits: configuration.eventStreams)
         JobRoutes(
-            configuration: configuration, submitter: submitter, store: store, resultStore: resultStore, bell: bell
+            configuration: configuration, submitter: submitter, store: store, resultStore: resultStore,
+            streams: streams, bell: bell
         ).register(on: router)
         OceanRoutes(configuration: configuration, submitter: submitter, store: store, resultStore: resultStore)
             .register(on: router)
-        OceanNodeRoutes(configuration: configuration, submitter: submitter, store: store, resultStore: resultStore)
-            .register(on: router)
+        OceanNodeRoutes(
+            configuration: configuration, submitter: submitter, store: store, resultStore: resultStore,
+            streams: streams
+        ).register(on: router)
         if configuration.metricsListener == nil {
             MetricsRoutes(store: store, requests: requests, token: configuration.metricsToken).register(on: router)
         }

@@ -14,6 +14,8 @@ struct JobRoutes: Sendable {
     let submitter: JobSubmitter
     let store: PostgresJobStore
     let resultStore: any ReadableResultStore
+    /// The gateway's one limit on open streams, shared with ocean-node's followed logs.
+    let streams: EventStreamLimiter
     /// Wakes the event streams at each commit of events; without it they only poll.
     var bell: EventStreamBell?
 
@@ -26,11 +28,11 @@ struct JobRoutes: Sendable {
         router.get("/v1/jobs/{id}/results/{index}", use: downloadResult)
         router.get("/v1/jobs/{id}/results/{index}/url", use: resultURL)
         router.get("/v1/jobs/{id}/logs", use: listLogs)
-        let streams = EventStreamLimiter(limits: configuration.eventStreams)
         let events = EventRoutes(store: store, limiter: streams, bell: bell)
         events.register(on: router) { try await findJob($0, for: .see) }
         LogRoutes(
-            streamer: StepLogStreamer(store: store, resultStore: resultStore, source: configuration.liveLogSource)
+            streamer: StepLogStreamer(store: store, resultStore: resultStore, source: configuration.liveLogSource),
+            limiter: streams
         ).register(on: router) { try await findJob($0, for: .readResults) }
         ListRoutes(store: store).register(on: router)
         BatchRoutes(configuration: configuration, submitter: submitter).register(on: router)

@@ -7,9 +7,11 @@ import Persistence
 
 /// `GET /v1/jobs/{id}/logs/{step}`: one step's log (`configure`, `algorithm`, `publish`). With `follow=true` the
 /// response streams the step's output while it runs and ends when the step does; without it, the archived log of a
-/// step that is over. Log contents follow the rules of results: owner, viewers and admins only.
+/// step that is over. Log contents follow the rules of results: owner, viewers and admins only. A followed log holds
+/// a slot of the gateway's stream limits (``EventStreamLimiter``) while it is open.
 struct LogRoutes: Sendable {
     let streamer: StepLogStreamer
+    let limiter: EventStreamLimiter
 
     func register(
         on router: Router<GatewayRequestContext>,
@@ -29,8 +31,10 @@ struct LogRoutes: Sendable {
                     .conflict, code: "step_not_over",
                     message: "the \(step.rawValue) step of job \(job.id) has not ended; add follow=true to stream it")
             }
+            let lease = follow ? try limiter.acquire(caller: context.callerKey) : nil
             do {
-                let body = try await streamer.body(job: job, step: step)
+                var body = try await streamer.body(job: job, step: step)
+                if let lease { body = body.holding(lease) }
                 return Response(
                     status: .ok,
                     headers: [.contentType: "text/plain; charset=utf-8", .cacheControl: "no-cache"], body: body)

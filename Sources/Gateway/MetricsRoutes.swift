@@ -112,8 +112,11 @@ struct MetricsRoutes: Sendable {
             ("c2d_scheduler_fail_safe", "gauge", "1 while the last pass withheld destructive actions (fail-safe)."),
             ("c2d_scheduler_fail_safe_reason", "gauge", "Why the last pass was in fail-safe mode."),
             ("c2d_scheduler_jobs_running", "gauge", "Claimed unfinished jobs per environment (capacity in use)."),
-            ("c2d_scheduler_jobs_admitted", "gauge", "Queued jobs the environment's capacity admits now."),
-            ("c2d_scheduler_jobs_waiting_for_capacity", "gauge", "Queued jobs held back by the environment's maxJobs."),
+            ("c2d_scheduler_jobs_admitted", "gauge", "Jobs admitted to run but not yet claimed by a worker."),
+            (
+                "c2d_scheduler_jobs_waiting_for_capacity", "gauge",
+                "Queued jobs waiting for admission (the environment's maxJobs or free worker slots)."
+            ),
             ("c2d_scheduler_environment_max_jobs", "gauge", "The environment's maxJobs (absent: no limit)."),
         ]
         var text = PrometheusText()

@@ -7,7 +7,8 @@ package struct WorkerConfiguration: Sendable {
     package var workerID: String
     /// The environments whose queues this worker consumes.
     package var environments: [ComputeEnvironment]
-    /// Jobs this worker runs (or, on Kubernetes, monitors) at once; registered for the dispatcher. Default 2.
+    /// Jobs this worker runs (or, on Kubernetes, monitors) at once; registered for the dispatcher. No default here:
+    /// `C2D_WORKER_SLOTS`'s default depends on the executor (the machine's cores locally, 10,000 on Kubernetes).
     package var slots: Int
     /// Most deliveries a consumer is sent before its claims are acknowledged; at most the free slots. Default 64.
     package var maximumPrefetch: Int
@@ -23,7 +24,7 @@ package struct WorkerConfiguration: Sendable {
 
     package init(
         workerID: String = WorkerConfiguration.defaultWorkerID(), environments: [ComputeEnvironment] = [.oceanCompute],
-        slots: Int = 2, maximumPrefetch: Int = 64, executorKind: String = "local",
+        slots: Int, maximumPrefetch: Int = 64, executorKind: String = "local",
         leaseDuration: Duration = .seconds(30), shutdownGracePeriod: Duration = .seconds(20),
         exitAfterClaimForTesting: Bool = false
     ) {

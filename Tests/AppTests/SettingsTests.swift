@@ -142,6 +142,25 @@ import Worker
         #expect(upload.variables["AWS_SECRET_ACCESS_KEY"] == nil)
     }
 
+    /// A worker takes as many jobs as the machine has cores (at least 2) locally, and 10,000 on Kubernetes, where it
+    /// only follows pods; `C2D_WORKER_SLOTS` overrides either.
+    @Test func workerSlotsFollowTheExecutor() throws {
+        let cores = ProcessInfo.processInfo.activeProcessorCount
+        #expect(try Settings.load([:]).workerSlots == max(2, cores))
+        #expect(try Settings.load(["C2D_WORKER_SLOTS": "7"]).workerSlots == 7)
+        let kubeconfig = FileManager.default.temporaryDirectory.appendingPathComponent("c2d-kubeconfig-\(UUID())")
+        try """
+        current-context: a
+        clusters: [{name: c, cluster: {server: "https://k"}}]
+        contexts: [{name: a, context: {cluster: c, user: u}}]
+        users: [{name: u, user: {token: t}}]
+        """.write(to: kubeconfig, atomically: true, encoding: .utf8)
+        defer { try? FileManager.default.removeItem(at: kubeconfig) }
+        let kubernetes = ["C2D_EXECUTOR": "kubernetes", "KUBECONFIG": kubeconfig.path]
+        #expect(try Settings.load(kubernetes).workerSlots == 10_000)
+        #expect(try Settings.load(kubernetes.merging(["C2D_WORKER_SLOTS": "16"]) { $1 }).workerSlots == 16)
+    }
+
     @Test func openDevelopmentAndProvidersConflict() {
         #expect(throws: ConfigurationError.self) {
             try Settings.load([

@@ -88,6 +88,8 @@ struct DispatchTests {
             #expect(Self.mostAtOnce(runs) == 2, "both slots were used")
             // Twelve half-second jobs over two slots take at least three seconds; admission adds no timer.
             #expect(elapsed >= .seconds(3))
+            // Wall time is only loosely bounded: on a loaded 2-core machine the same drain takes 4 s or 18 s. The
+            // median gap below is what pins dispatch to the slot's release rather than to a timer.
             #expect(elapsed < .seconds(30), "drained in \(elapsed)")
             // Every job that waited for a slot started soon after one freed: the gap between an end and the next
             // claim stays far below any polling period.
@@ -99,6 +101,10 @@ struct DispatchTests {
             }
             #expect(gaps.count == 10)
             #expect((gaps.max() ?? 0) < 1.0, "slot freed → next job claimed: \(gaps)")
+            // Typically 20–30 ms, even under load: the NOTIFY, one admission and one delivery, never a polling
+            // period (the dispatcher's safety-net sweep is every 2 s).
+            let median = gaps.sorted()[gaps.count / 2]
+            #expect(median <= 0.3, "slot freed → next job claimed, median \(median) s: \(gaps)")
             // All workers stay registered, with their slots.
             let slots = try await deployment.postgres.query(
                 "select coalesce(sum(slots), 0) as n from workers where $1 = any(environments)",

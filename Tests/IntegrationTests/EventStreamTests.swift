@@ -100,6 +100,67 @@ struct EventStreamTests {
             _ = all
         }
     }
+
+    @Test("followed logs hold a slot of the same caps as event streams; an archived log read does not")
+    func followedLogsAreCapped() async throws {
+        let caps = ["C2D_SSE_MAX_STREAMS": "3", "C2D_SSE_MAX_STREAMS_PER_CALLER": "2"]
+        try await Deployment.with(extraEnvironment: caps) { deployment in
+            try await deployment.startDev()
+            let alice = try await deployment.token(owner: "alice", scopes: [.submit, .read])
+            let bob = try await deployment.token(owner: "bob", scopes: [.submit, .read])
+            var request = deployment.jobRequest(
+                code: "import time\nfor i in range(4):\n    print('tick', i, flush=True)\n    time.sleep(1)\n")
+            request["owner"] = nil
+            let created = try await deployment.post("/v1/jobs", json: request, token: alice)
+            let id = try #require(created.json["id"] as? String, "\(created.text)")
+            let follow = "/v1/jobs/\(id)/logs/algorithm?follow=true"
+
+            let first = try await Self.open(deployment, follow, token: alice)
+            let second = try await Self.open(deployment, "/v1/jobs/\(id)/events", token: alice)
+            #expect(first.status == .ok && second.status == .ok)
+            // Followed logs and event streams count together, per caller…
+            let perCaller = try await deployment.get(follow, token: alice)
+            #expect(perCaller.status == 429, "\(perCaller.text)")
+            #expect(perCaller.json["code"] as? String == "too_many_streams")
+            #expect(perCaller.header("retry-after") == "5")
+            // …and in total: bob's own job's log takes the last slot, then nobody gets one.
+            let bobs = try await deployment.post("/v1/jobs", json: request, token: bob)
+            let bobID = try #require(bobs.json["id"] as? String, "\(bobs.text)")
+            let third = try await Self.open(deployment, "/v1/jobs/\(bobID)/logs/algorithm?follow=true", token: bob)
+            #expect(third.status == .ok)
+            let total = try await deployment.get("/v1/jobs/\(bobID)/logs/algorithm?follow=true", token: bob)
+            #expect(total.status == 429, "\(total.text)")
+            #expect((total.json["message"] as? String ?? "").contains("limit of 3"))
+
+            // Streams give their slots back when they end (a followed log ends with its step).
+            for response in [first, second, third] {
+                var text = ""
+                for try await chunk in response.body { text += String(buffer: chunk) }
+                #expect(!text.isEmpty)
+            }
+            for job in [id, bobID] { _ = try await deployment.waitForJob(job, timeout: .seconds(60)) }
+            let deadline = ContinuousClock.now + .seconds(10)
+            var again = try await deployment.get(follow, token: alice)
+            while again.status == 429, ContinuousClock.now < deadline {
+                try await Task.sleep(for: .milliseconds(100))
+                again = try await deployment.get(follow, token: alice)
+            }
+            #expect(again.status == 200 && again.text.contains("tick 3"), "\(again.status) \(again.text)")
+            // Reading an archived log holds no slot: with both of alice's slots taken by a new job's streams, she
+            // may still read the finished job's log, but not follow it.
+            var slow = deployment.jobRequest(code: "import time\ntime.sleep(4)")
+            slow["owner"] = nil
+            let next = try await deployment.post("/v1/jobs", json: slow, token: alice)
+            let nextID = try #require(next.json["id"] as? String, "\(next.text)")
+            var held: [HTTPClientResponse] = []
+            for _ in 0..<2 { held.append(try await Self.open(deployment, "/v1/jobs/\(nextID)/events", token: alice)) }
+            #expect(held.allSatisfy { $0.status == .ok })
+            #expect(try await deployment.get(follow, token: alice).status == 429)
+            let archived = try await deployment.get("/v1/jobs/\(id)/logs/algorithm", token: alice)
+            #expect(archived.status == 200 && archived.text.contains("tick 3"), "\(archived.text)")
+            for response in held { for try await _ in response.body {} }
+        }
+    }
 }
 
 @Suite("Metrics", .serialized)

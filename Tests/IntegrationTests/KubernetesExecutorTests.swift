@@ -8,6 +8,7 @@ import NIOHTTP1
 import Persistence
 import TestSupport
 import Testing
+import Worker
 
 /// The Kubernetes executor end to end: real Postgres and RabbitMQ, real `c2d` processes, and the Kubernetes API
 /// emulator in this process standing in for the cluster. The emulator runs c2d's own steps (`c2d pod configure`,
@@ -166,6 +167,14 @@ struct KubernetesExecutorTests {
             #expect(kinds == ["output", "algorithmLog", "configrationLog", "publishLog"], "Ocean's order: \(kinds)")
             // The happy path: the attempt's Job and its algorithm pod created, the Job deleted once recorded.
             #expect(writes == 3, "API writes for one job: \(writes)")
+            // The worker made sure of the namespace's algorithm policies at start: isolation, and egress for pods
+            // with network allowed.
+            let policies = try await cluster.client.listAll(NetworkPolicy.self, namespace: cluster.namespace).items
+            #expect(
+                Set(policies.compactMap(\.metadata.name))
+                    == [JobManifests.algorithmIsolationName, JobManifests.algorithmEgressName])
+            let egress = policies.first { $0.metadata.name == JobManifests.algorithmEgressName }
+            #expect(egress?.spec == JobManifests.algorithmEgress(namespace: cluster.namespace).spec)
 
             let failed = try await deployment.waitForJob(failing)
             #expect(failed["status"] as? Int == 70)

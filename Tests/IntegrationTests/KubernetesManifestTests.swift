@@ -5,6 +5,7 @@ import Kubernetes
 import TestSupport
 import Testing
 import Worker
+import Yams
 
 /// Every object the Kubernetes executor creates is valid against the official Kubernetes schemas (PyPI
 /// `kubernetes-validate`, strict mode: unknown fields are errors), the algorithm pod is hardened and isolated, and
@@ -58,7 +59,8 @@ struct KubernetesManifestTests {
         }
         try write(Self.directUploadManifests().rootJob(uploadToken: "c2d_token"), "job-direct-upload")
         try write(JobManifests.algorithmIsolation(namespace: "c2d-jobs"), "isolation")
-        #expect(files.count == 6)
+        try write(JobManifests.algorithmEgress(namespace: "c2d-jobs"), "egress")
+        #expect(files.count == 7)
         let validator = try C2DProcess(
             name: "kubernetes-validate", program: "kubernetes-validate",
             arguments: ["--strict", "--kubernetes-version", "1.30.0"] + files, logDirectory: directory)
@@ -83,6 +85,79 @@ struct KubernetesManifestTests {
             arguments: ["--strict", "--kubernetes-version", "1.30.0"] + files, logDirectory: directory)
         #expect(await validator.waitForExit(timeout: .seconds(120)))
         #expect(validator.exitCode == 0, "kubernetes-validate rejected deploy/:\n\(validator.log)")
+    }
+
+    /// Every document of every YAML file in deploy/, as plain values.
+    static func deployDocuments() throws -> [[String: Any]] {
+        let deploy = URL(fileURLWithPath: #filePath).deletingLastPathComponent().deletingLastPathComponent()
+            .deletingLastPathComponent().appendingPathComponent("deploy")
+        var documents: [[String: Any]] = []
+        for file in try FileManager.default.contentsOfDirectory(atPath: deploy.path) where file.hasSuffix(".yaml") {
+            let text = try String(contentsOf: deploy.appendingPathComponent(file), encoding: .utf8)
+            for document in try Yams.load_all(yaml: text) {
+                if let object = document as? [String: Any] { documents.append(object) }
+            }
+        }
+        return documents
+    }
+
+    /// The `except` lists of a policy's egress ipBlocks whose cidr is `cidr`.
+    static func excepts(_ policy: [String: Any], cidr: String) -> [[String]] {
+        let rules = (policy["spec"] as? [String: Any])?["egress"] as? [[String: Any]] ?? []
+        return rules.flatMap { $0["to"] as? [[String: Any]] ?? [] }.compactMap { $0["ipBlock"] as? [String: Any] }
+            .filter { $0["cidr"] as? String == cidr }.map { $0["except"] as? [String] ?? [] }
+    }
+
+    static let privateRanges = ["10.0.0.0/8", "172.16.0.0/12", "192.168.0.0/16", "169.254.0.0/16"]
+
+    @Test("no Role in deploy/ grants anything on Secrets")
+    func rolesGrantNoSecrets() throws {
+        let roles = try Self.deployDocuments().filter { ["Role", "ClusterRole"].contains($0["kind"] as? String) }
+        #expect(roles.count >= 2)
+        for role in roles {
+            let name = (role["metadata"] as? [String: Any])?["name"] as? String ?? "?"
+            let resources = (role["rules"] as? [[String: Any]] ?? []).flatMap { $0["resources"] as? [String] ?? [] }
+            #expect(!resources.isEmpty, "\(name) has no rules")
+            #expect(!resources.contains { $0 == "secrets" || $0.hasPrefix("secrets/") || $0 == "*" }, "\(name)")
+        }
+    }
+
+    @Test("pods that may reach the network (io pods, algorithm pods with network allowed) cannot reach private ranges")
+    func egressExcludesPrivateRanges() throws {
+        let policies = Dictionary(
+            try Self.deployDocuments().filter { $0["kind"] as? String == "NetworkPolicy" }.map {
+                (($0["metadata"] as? [String: Any])?["name"] as? String ?? "", $0)
+            }
+        ) { first, _ in first }
+        for name in ["c2d-io", JobManifests.algorithmEgressName] {
+            let policy = try #require(policies[name], "deploy/ has no NetworkPolicy \(name)")
+            let open = Self.excepts(policy, cidr: "0.0.0.0/0")
+            #expect(open.count == 1, "\(name): one IPv4 rule to the outside world")
+            for except in open {
+                for range in Self.privateRanges { #expect(except.contains(range), "\(name) lets pods reach \(range)") }
+            }
+            for except in Self.excepts(policy, cidr: "::/0") {
+                #expect(except.contains("fc00::/7") && except.contains("fe80::/10"), "\(name)")
+            }
+            let spec = try #require(policy["spec"] as? [String: Any])
+            #expect(spec["policyTypes"] as? [String] == ["Ingress", "Egress"])
+            #expect((spec["ingress"] as? [Any])?.isEmpty == true, "\(name) allows no ingress")
+        }
+        let allowed = try #require(policies[JobManifests.algorithmEgressName]?["spec"] as? [String: Any])
+        let labels = (allowed["podSelector"] as? [String: Any])?["matchLabels"] as? [String: String]
+        #expect(labels?[ClusterNaming.roleLabel] == "algorithm" && labels?[ClusterNaming.networkLabel] == "allowed")
+
+        // The policy every worker makes sure of says the same as deploy/.
+        let ensured = try JSONSerialization.jsonObject(
+            with: KubernetesJSON.makeEncoder().encode(JobManifests.algorithmEgress(namespace: "c2d-jobs")))
+        let mine = try #require(ensured as? [String: Any])
+        let deployed = try #require(policies[JobManifests.algorithmEgressName])
+        for cidr in ["0.0.0.0/0", "::/0"] {
+            #expect(Self.excepts(mine, cidr: cidr) == Self.excepts(deployed, cidr: cidr))
+        }
+        #expect(
+            JobManifests.namespacePolicies(namespace: "c2d-jobs").compactMap(\.metadata.name)
+                == [JobManifests.algorithmIsolationName, JobManifests.algorithmEgressName])
     }
 
     @Test("the algorithm pod is hardened and isolated; network only where allowed and asked for")

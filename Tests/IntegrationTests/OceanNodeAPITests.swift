@@ -317,6 +317,36 @@ struct OceanNodeAPITests {
         }
     }
 
+    @Test("a followed computeStreamableLogs holds a slot of the gateway's stream caps, per consumer: 429 beyond")
+    func streamableLogsAreCapped() async throws {
+        let consumer = try Consumer(key: Self.consumerKey)
+        let caps = ["C2D_SSE_MAX_STREAMS": "4", "C2D_SSE_MAX_STREAMS_PER_CALLER": "1"]
+        try await Deployment.with(extraEnvironment: caps, environmentFields: Self.environmentFields) { deployment in
+            try await deployment.startDev()
+            let accepted = try await post(
+                deployment, "/api/services/freeCompute",
+                try startBody(deployment, consumer, algorithm: Self.algorithm(lines: 4, interval: 1)))
+            let jobID = try #require(jobs(accepted).first?["jobId"] as? String, "\(accepted.text)")
+            _ = try await waitForStatus(deployment, jobID) { $0["status"] as? Int == 40 }
+            func follow() async throws -> HTTPClientResponse {
+                var query = try consumer.credentials("getComputeStreamableLogs")
+                query["jobId"] = jobID
+                let url = deployment.baseURL + "/api/services/computeStreamableLogs?" + Self.query(query)
+                return try await HTTPClient.shared.execute(HTTPClientRequest(url: url), timeout: .seconds(60))
+            }
+            let first = try await follow()
+            #expect(first.status == .ok)
+            let second = try await follow()
+            #expect(second.status == .tooManyRequests)
+            #expect(second.headers.first(name: "x-c2d-error-code") == "too_many_streams")
+            let text = String(buffer: try await second.body.collect(upTo: 1 << 16))
+            #expect(text.contains("close one first"), "\(text)")
+            var streamed = ""
+            for try await chunk in first.body { streamed += String(buffer: chunk) }
+            #expect(streamed.contains("tick 3"), "\(streamed)")
+        }
+    }
+
     @Test("free.maxJobs caps free jobs fleet-wide: the second waits until the first ends; capacity is reported")
     func freeTierCap() async throws {
         let consumer = try Consumer(key: Self.consumerKey)

@@ -68,11 +68,13 @@ extension Setting {
 
     static let sseMaxStreams = Setting(
         "C2D_SSE_MAX_STREAMS", default: .value(String(EventStreamLimiter.Limits().total)),
-        "event streams (`/v1/events`, `/v1/jobs/{id}/events`) one gateway keeps open; 429 `too_many_streams` above")
+        "event streams and followed logs (`/v1/events`, `/v1/jobs/{id}/events`, `…/logs/{step}?follow=true`, "
+            + "`computeStreamableLogs`) one gateway keeps open; 429 `too_many_streams` above")
 
     static let sseMaxStreamsPerCaller = Setting(
         "C2D_SSE_MAX_STREAMS_PER_CALLER", default: .value(String(EventStreamLimiter.Limits().perCaller)),
-        "event streams one caller (token owner; with `C2D_API_AUTH=none` the IP address) may hold on one gateway")
+        "event streams and followed logs one caller (token owner; with `C2D_API_AUTH=none` the IP address) may "
+            + "hold on one gateway")
 
     static let metricsAddress = Setting(
         "C2D_METRICS_ADDRESS", default: .described("unset"),
@@ -247,7 +249,7 @@ extension Setting {
         """)
 
     static let leaseSeconds = Setting(
-        "C2D_LEASE_SECONDS", default: .seconds(WorkerConfiguration().leaseDuration),
+        "C2D_LEASE_SECONDS", default: .seconds(WorkerConfiguration(slots: 1).leaseDuration),
         """
         a worker's claim on a job lasts this long unless renewed (every third of it, at most every 5 s); a worker \
         that has not refreshed its registration this long no longer counts for admission

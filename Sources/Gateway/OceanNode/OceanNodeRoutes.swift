@@ -24,11 +24,14 @@ struct OceanNodeRoutes: Sendable {
     let resultStore: any ReadableResultStore
     let authenticator: OceanNodeAuthenticator
     let logs: StepLogStreamer
+    /// The gateway's limit on open streams: a followed log holds a slot, per consumer address (as an owner).
+    let streams: EventStreamLimiter
 
     init(
         configuration: GatewayConfiguration, submitter: JobSubmitter, store: PostgresJobStore,
-        resultStore: any ReadableResultStore
+        resultStore: any ReadableResultStore, streams: EventStreamLimiter
     ) {
+        self.streams = streams
         self.configuration = configuration
         self.submitter = submitter
         self.store = store
@@ -437,8 +440,15 @@ struct OceanNodeRoutes: Sendable {
             throw OceanNodeError(
                 .notFound, code: "not_running", message: "Job not found or not running", body: .text)
         }
+        let lease: EventStreamLimiter.Lease
         do {
-            let body = try await logs.body(job: job, step: .algorithm)
+            // The same key as a native token of that owner: one address, one allowance across both APIs.
+            lease = try streams.acquire(caller: "owner:" + consumer.lowercased())
+        } catch let error as APIError {
+            throw OceanNodeError(error.status, code: error.code, message: error.message, body: .text)
+        }
+        do {
+            let body = try await logs.body(job: job, step: .algorithm).holding(lease)
             return Response(
                 status: .ok, headers: [.contentType: "text/plain; charset=utf-8", .cacheControl: "no-cache"],
                 body: body)

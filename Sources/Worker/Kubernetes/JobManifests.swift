@@ -235,6 +235,48 @@ package struct JobManifests: Sendable {
 
     package static let algorithmIsolationName = "c2d-algorithm-isolation"
 
+    /// Lets algorithm pods labelled `c2d.io/network=allowed` reach DNS and public addresses only: no ingress, and
+    /// nothing cluster-internal, private or link-local (where cloud metadata answers), as the io pods' `c2d-io`
+    /// policy in deploy/ and the local executor's sandbox network.
+    package static func algorithmEgress(namespace: String) -> NetworkPolicy {
+        let dns = NetworkPolicy.Peer(
+            podSelector: LabelSelector(matchLabels: ["k8s-app": "kube-dns"]),
+            namespaceSelector: LabelSelector(matchLabels: ["kubernetes.io/metadata.name": "kube-system"]))
+        return NetworkPolicy(
+            metadata: ObjectMeta(
+                name: algorithmEgressName, namespace: namespace,
+                labels: [ClusterNaming.managedByLabel: ClusterNaming.managedByValue]),
+            spec: .init(
+                podSelector: LabelSelector(matchLabels: [
+                    ClusterNaming.managedByLabel: ClusterNaming.managedByValue,
+                    ClusterNaming.roleLabel: ClusterNaming.Role.algorithm.rawValue,
+                    ClusterNaming.networkLabel: "allowed",
+                ]), policyTypes: ["Ingress", "Egress"], ingress: [],
+                egress: [
+                    .init(
+                        to: [dns],
+                        ports: [.init(protocol: "UDP", port: .int(53)), .init(protocol: "TCP", port: .int(53))]),
+                    .init(to: [
+                        .init(ipBlock: .init(cidr: "0.0.0.0/0", except: nonPublicIPv4)),
+                        .init(ipBlock: .init(cidr: "::/0", except: nonPublicIPv6)),
+                    ]),
+                ]))
+    }
+
+    package static let algorithmEgressName = "c2d-algorithm-egress"
+
+    /// Private, shared (CGNAT), link-local and loopback ranges: pod and service networks live in the first ones,
+    /// cloud metadata services at 169.254.169.254.
+    package static let nonPublicIPv4 = [
+        "10.0.0.0/8", "172.16.0.0/12", "192.168.0.0/16", "100.64.0.0/10", "169.254.0.0/16", "127.0.0.0/8",
+    ]
+    package static let nonPublicIPv6 = ["fc00::/7", "fe80::/10", "::1/128"]
+
+    /// The namespace's policies every worker makes sure of at start.
+    package static func namespacePolicies(namespace: String) -> [NetworkPolicy] {
+        [algorithmIsolation(namespace: namespace), algorithmEgress(namespace: namespace)]
+    }
+
     // MARK: Pieces
 
     private func hardenedPod(containers: [Container], initContainers: [Container], volumes: [Volume]) -> PodSpec {

@@ -35,19 +35,20 @@ package final class KubernetesExecutor: Executor {
         self.logger = logger
     }
 
-    /// Makes sure the namespace's algorithm isolation policy exists and says what it should (create, else replace):
-    /// one policy selects every algorithm pod by label, so no attempt needs its own. Call before taking jobs.
+    /// Makes sure the namespace's algorithm network policies exist and say what they should (create, else
+    /// replace): each selects algorithm pods by label, so no attempt needs its own. Call before taking jobs.
     package func prepare() async throws {
-        let policy = JobManifests.algorithmIsolation(namespace: configuration.namespace)
-        do {
-            _ = try await client.create(policy, namespace: configuration.namespace, priority: .finishing)
-        } catch let error as KubernetesError where error.code == .alreadyExists {
-            let existing = try await client.get(
-                NetworkPolicy.self, name: JobManifests.algorithmIsolationName, namespace: configuration.namespace)
-            guard existing.spec != policy.spec else { return }
-            _ = try await client.patch(
-                NetworkPolicy.self, name: JobManifests.algorithmIsolationName, namespace: configuration.namespace,
-                mergePatch: ["spec": policy.spec])
+        for policy in JobManifests.namespacePolicies(namespace: configuration.namespace) {
+            let name = policy.metadata.name ?? ""
+            do {
+                _ = try await client.create(policy, namespace: configuration.namespace, priority: .finishing)
+            } catch let error as KubernetesError where error.code == .alreadyExists {
+                let existing = try await client.get(NetworkPolicy.self, name: name, namespace: configuration.namespace)
+                guard existing.spec != policy.spec else { continue }
+                _ = try await client.patch(
+                    NetworkPolicy.self, name: name, namespace: configuration.namespace,
+                    mergePatch: ["spec": policy.spec])
+            }
         }
     }
 
