@@ -53,18 +53,27 @@ struct WorkspaceLogSource: StepLogSource {
 
 /// Follows a running step on Kubernetes through the API server: waits for the step's pod to start, then streams its
 /// container's log with `follow`, which ends when the container exits. configure and publish are containers of the
-/// attempt's io pod; the algorithm writes to `algorithm.log` on the attempt's volume, not to its container log, so
-/// for it this source shows nothing and the streamer answers with the archived log once the job ended.
+/// attempt's io pod; the algorithm writes to `algorithm.log` on the attempt's volume, which the algorithm pod's
+/// `algorithm-log` sidecar relays to its container log until the algorithm ended, so that log is followed instead.
 struct PodLogSource: StepLogSource {
     let client: KubernetesClient
     let namespace: String
 
+    /// The pod role and container that show `step`'s output.
+    static func container(of step: LogStep) -> (role: ClusterNaming.Role, name: String) {
+        switch step {
+        case .configure: (.io, ClusterNaming.Container.configure)
+        case .algorithm: (.algorithm, ClusterNaming.Container.algorithmLog)
+        case .publish: (.io, ClusterNaming.Container.publish)
+        }
+    }
+
     func follow(
         job: Domain.Job, step: LogStep, phase: @escaping @Sendable () async -> LogStep.Phase
     ) -> AsyncThrowingStream<ByteBuffer, any Error> {
-        guard step != .algorithm else { return AsyncThrowingStream { $0.finish() } }
+        let (role, container) = Self.container(of: step)
         let selector = ClusterNaming.labels(
-            jobID: job.id, attempt: job.attempt, environment: job.environment, role: .io
+            jobID: job.id, attempt: job.attempt, environment: job.environment, role: role
         )
         .filter { $0.key != ClusterNaming.environmentLabel }
         .sorted { $0.key < $1.key }.map { "\($0.key)=\($0.value)" }.joined(separator: ",")
@@ -75,12 +84,13 @@ struct PodLogSource: StepLogSource {
                 while !Task.isCancelled {
                     let pods = try? await client.list(
                         Pod.self, namespace: namespace, options: ListOptions(labelSelector: selector))
-                    // configure is an init container, so its pod is still Pending while it runs: try the log
-                    // whatever the phase; a container that has not started answers an error and is tried again.
+                    // configure and algorithm-log are init containers, so their pod is still Pending while they run:
+                    // try the log whatever the phase; a container that has not started answers an error and is
+                    // tried again.
                     if let name = pods?.items.first?.metadata.name {
                         do {
                             let stream = try await client.followPodLogs(
-                                name: name, namespace: namespace, options: PodLogOptions(container: step.rawValue))
+                                name: name, namespace: namespace, options: PodLogOptions(container: container))
                             for try await chunk in stream { continuation.yield(chunk) }
                             break
                         } catch is CancellationError {

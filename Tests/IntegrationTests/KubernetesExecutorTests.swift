@@ -1,9 +1,11 @@
+import AsyncHTTPClient
 import ChildProcesses
 import Domain
 import Foundation
 import Kubernetes
 import KubernetesEmulator
 import Logging
+import NIOCore
 import NIOHTTP1
 import Persistence
 import TestSupport
@@ -277,6 +279,69 @@ struct KubernetesExecutorTests {
         }
     }
 
+    @Test("a follow of the algorithm step receives its output while it runs, through the algorithm-log sidecar")
+    func liveAlgorithmLog() async throws {
+        try await Self.withKubernetesDeployment { deployment, cluster in
+            let id = try await deployment.submit(
+                Self.request(deployment, entrypoint: "echo live from the algorithm; sleep 6; echo done; exit 0"))
+            try await Self.waitForStatus(deployment, id, 40)
+            // The relay is c2d's own command, reads the logs read-only and holds no credentials.
+            let pod = try await cluster.client.get(
+                Pod.self, name: ClusterNaming.algorithmPodName(jobID: try #require(JobID(id)), attempt: 1),
+                namespace: cluster.namespace)
+            let relay = try #require(
+                pod.spec?.initContainers?.first { $0.name == ClusterNaming.Container.algorithmLog })
+            #expect(relay.command == ["c2d", "pod", "relay-log"])
+            #expect(relay.restartPolicy == "Always")
+            #expect(relay.volumeMounts?.allSatisfy { $0.readOnly == true } == true)
+            #expect(relay.env?.contains { $0.valueFrom != nil } == false)
+            var request = HTTPClientRequest(url: deployment.baseURL + "/v1/jobs/\(id)/logs/algorithm?follow=true")
+            request.headers.add(name: "authorization", value: try await deployment.defaultAuthorization())
+            let response = try await HTTPClient.shared.execute(request, timeout: .seconds(60))
+            #expect(response.status == .ok)
+            var iterator = response.body.makeAsyncIterator()
+            var seen = ""
+            while !seen.contains("live from the algorithm"), let chunk = try await iterator.next() {
+                seen += String(buffer: chunk)
+            }
+            #expect(seen.contains("live from the algorithm"), "\(seen)\n\(deployment.logs)")
+            // The first line arrived while the algorithm still ran, not from the archive at the job's end.
+            let running = try await deployment.get("/v1/jobs/\(id)").json
+            #expect(running["status"] as? Int == 40, "\(running)")
+            #expect(!(running["dateFinished"] is String), "\(running)")
+            // The follow ends with the step, the sidecar having relayed what the algorithm wrote last.
+            while let chunk = try await iterator.next() { seen += String(buffer: chunk) }
+            #expect(seen.contains("done"), "\(seen)")
+            let job = try await deployment.waitForJob(id)
+            #expect(job["outcome"] as? String == "succeeded", "\(job)\n\(deployment.logs)")
+            // What publish uploaded is the same file, so the archive and the live stream agree.
+            #expect(try await deployment.download(id, name: "algorithm.log") == "live from the algorithm\ndone\n")
+        }
+    }
+
+    @Test("publish fails (62): the worker archives the algorithm's output from the algorithm-log sidecar")
+    func publishFailureKeepsTheAlgorithmLog() async throws {
+        // The gateway refuses files above 3,000 bytes (413): the algorithm's log is the one file over it.
+        try await Self.withKubernetesDeployment(environment: ["C2D_MAX_UPLOAD_BYTES": "3000"]) { deployment, _ in
+            let id = try await deployment.submit(
+                Self.request(deployment, entrypoint: Self.oversizedLogEntrypoint(sleep: 0.2)))
+            let job = try await deployment.waitForJob(id)
+            #expect(job["status"] as? Int == 62, "\(job)\n\(deployment.logs)")
+            let log = try await deployment.download(id, name: "algorithm.log")
+            #expect(log.contains("first line") && log.contains(Self.longLine) && log.contains("last line"), "\(log)")
+            #expect(try await deployment.download(id, name: "publish.log").contains("failed to store algorithm.log"))
+            let kinds = try await deployment.results(id).compactMap { $0["type"] as? String }
+            #expect(kinds == ["output", "algorithmLog", "configrationLog", "publishLog"], "Ocean's order: \(kinds)")
+        }
+    }
+
+    /// 4,000 bytes on one line: above the upload limit of the publish-failure tests.
+    static let longLine = String(repeating: "x", count: 4000)
+
+    static func oversizedLogEntrypoint(sleep seconds: Double) -> String {
+        "echo first line; sleep \(seconds); echo \(longLine); echo 1 > /data/outputs/one.txt; echo last line; exit 0"
+    }
+
     @Test("a stopped attempt's publish step uploads the logs on SIGTERM, not the outputs")
     func stopKeepsTheLogs() async throws {
         try await Self.withKubernetesDeployment(environment: ["C2D_LEASE_SECONDS": "3"]) { deployment, cluster in
@@ -429,6 +494,33 @@ struct KubernetesExecutorTests {
             // The same results: what publish uploaded, served by the same routes.
             #expect(try await deployment.download(id, name: "seven.txt") == "7\n")
             #expect(try await deployment.download(id, name: "algorithm.log").contains("done"))
+            #expect(try await cluster.waitUntilGone(id).isEmpty)
+        }
+    }
+
+    @Test("publish fails (62) with no worker left: the scheduler archives the algorithm's output from its sidecar")
+    func schedulerKeepsTheAlgorithmLog() async throws {
+        try await Self.withKubernetesDeployment(
+            environment: [
+                "C2D_LEASE_SECONDS": "3", "C2D_LEASE_GRACE_SECONDS": "1", "C2D_MAX_UPLOAD_BYTES": "3000",
+            ], dev: false
+        ) { deployment, cluster in
+            let migrate = try deployment.start("migrate", ["migrate"])
+            #expect(await migrate.waitForExit(timeout: .seconds(60)))
+            try deployment.start("gateway", ["gateway", "--port", String(deployment.port)])
+            try await deployment.waitUntilHealthy()
+            try deployment.start("scheduler", ["scheduler"])
+            let worker = try deployment.start("worker", ["worker"])
+            let id = try await deployment.submit(
+                Self.request(deployment, entrypoint: Self.oversizedLogEntrypoint(sleep: 4)))
+            try await Self.waitForStatus(deployment, id, 40)
+            await worker.kill9()
+
+            let job = try await deployment.waitForJob(id, timeout: .seconds(60))
+            #expect(job["status"] as? Int == 62, "\(job)\n\(deployment.logs)")
+            let log = try await deployment.download(id, name: "algorithm.log")
+            #expect(log.contains("first line") && log.contains(Self.longLine) && log.contains("last line"), "\(log)")
+            #expect(try await deployment.download(id, name: "one.txt") == "1\n")
             #expect(try await cluster.waitUntilGone(id).isEmpty)
         }
     }
