@@ -302,6 +302,8 @@ let package = Package(
                 "App",
                 "ChildProcesses",
                 "Gateway",
+                "Kubernetes",
+                "KubernetesEmulator",
                 "Persistence",
                 "Scheduler",
                 "TestSupport",

@@ -77,10 +77,22 @@ struct PodLogSource: StepLogSource {
         )
         .filter { $0.key != ClusterNaming.environmentLabel }
         .sorted { $0.key < $1.key }.map { "\($0.key)=\($0.value)" }.joined(separator: ",")
+        return follow(podsMatching: selector, container: container, phase: phase)
+    }
+
+    /// Follows `container` of the first pod `selector` finds. A follow that breaks off (a container silent for the
+    /// client's stream idle timeout, a dropped connection) is opened again, which serves the log from its start:
+    /// the bytes already passed on are skipped, so a follower never sees a line twice — also when a restarted
+    /// sidecar relays its file again from the start. (After the kubelet rotated the log, the API serves only its
+    /// newest file, and that many bytes of it are skipped: a break-off then loses some lines, never repeats them.)
+    func follow(
+        podsMatching selector: String, container: String, phase: @escaping @Sendable () async -> LogStep.Phase
+    ) -> AsyncThrowingStream<ByteBuffer, any Error> {
         let client = self.client
         let namespace = self.namespace
         return AsyncThrowingStream { continuation in
             let task = Task {
+                var passedOn = 0
                 while !Task.isCancelled {
                     let pods = try? await client.list(
                         Pod.self, namespace: namespace, options: ListOptions(labelSelector: selector))
@@ -91,12 +103,20 @@ struct PodLogSource: StepLogSource {
                         do {
                             let stream = try await client.followPodLogs(
                                 name: name, namespace: namespace, options: PodLogOptions(container: container))
-                            for try await chunk in stream { continuation.yield(chunk) }
+                            var skip = passedOn
+                            for try await var chunk in stream {
+                                let dropped = min(skip, chunk.readableBytes)
+                                chunk.moveReaderIndex(forwardBy: dropped)
+                                skip -= dropped
+                                guard chunk.readableBytes > 0 else { continue }
+                                passedOn += chunk.readableBytes
+                                continuation.yield(chunk)
+                            }
                             break
                         } catch is CancellationError {
                             break
                         } catch {
-                            // The container is not ready to serve its log yet: wait and look again.
+                            // The container is not ready to serve its log yet, or the follow broke off: look again.
                         }
                     }
                     if await phase() == .after { break }
