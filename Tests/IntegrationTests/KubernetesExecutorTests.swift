@@ -319,6 +319,47 @@ struct KubernetesExecutorTests {
         }
     }
 
+    @Test("ocean-node's computeStreamableLogs streams the running algorithm's output on Kubernetes")
+    func oceanNodeStreamableLogs() async throws {
+        let ocean = OceanNodeAPITests()
+        // A fresh key: nonces are kept per signer, and runs share the nonces table.
+        let key = (UUID().uuidString + UUID().uuidString).replacingOccurrences(of: "-", with: "").lowercased()
+        let consumer = try OceanNodeAPITests.Consumer(key: "0x" + key)
+        let fields = """
+            "free": {"maxJobs": 1, "maxJobDuration": 60,
+                     "resources": [{"id": "cpu", "max": 1}, {"id": "ram", "max": 1}, {"id": "disk", "max": 1}]}
+            """
+        try await Self.withKubernetesDeployment(environmentFields: fields) { deployment, _ in
+            let algorithm: [String: Any] = [
+                "meta": [
+                    "rawcode": "print(1)",
+                    "container": ["entrypoint": "echo live from the node; sleep 6; echo done", "image": "python"],
+                ]
+            ]
+            let accepted = try await ocean.post(
+                deployment, "/api/services/freeCompute", try ocean.startBody(deployment, consumer, algorithm: algorithm)
+            )
+            let jobID = try #require(ocean.jobs(accepted).first?["jobId"] as? String, "\(accepted.text)")
+            _ = try await ocean.waitForStatus(deployment, jobID) { $0["status"] as? Int == 40 }
+            var query = try consumer.credentials("getComputeStreamableLogs", form: "text")
+            query["jobId"] = jobID
+            let request = HTTPClientRequest(
+                url: deployment.baseURL + "/api/services/computeStreamableLogs?" + OceanNodeAPITests.query(query))
+            let response = try await HTTPClient.shared.execute(request, timeout: .seconds(60))
+            #expect(response.status == .ok)
+            var streamed = ""
+            var statusAtFirstLine: Int?
+            for try await chunk in response.body {
+                streamed += String(buffer: chunk)
+                if statusAtFirstLine == nil, streamed.contains("live from the node") {
+                    statusAtFirstLine = try await ocean.status(deployment, ["jobId": jobID]).first?["status"] as? Int
+                }
+            }
+            #expect(statusAtFirstLine == 40, "the first line came while the job was at \(statusAtFirstLine ?? -1)")
+            #expect(streamed == "live from the node\ndone\n", "\(streamed)")
+        }
+    }
+
     @Test("publish fails (62): the worker archives the algorithm's output from the algorithm-log sidecar")
     func publishFailureKeepsTheAlgorithmLog() async throws {
         // The gateway refuses files above 3,000 bytes (413): the algorithm's log is the one file over it.
