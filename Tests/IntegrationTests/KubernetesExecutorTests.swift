@@ -13,9 +13,9 @@ import Testing
 
 /// The Kubernetes executor end to end: real Postgres and RabbitMQ, real `c2d` processes, and the Kubernetes API
 /// emulator in this process standing in for the cluster. The emulator runs c2d's own steps (`c2d pod configure`,
-/// `await-inputs`, `signal-end`, `publish`) as real processes of the test's `c2d` binary, so the workflow download,
-/// the coordination through the volume and the uploads to the gateway are the real thing; only the algorithm is
-/// simulated (its `echo … > FILE` lines land in the volume).
+/// `await-inputs`, `signal-end`, `relay-log`, `publish`) as real processes of the test's `c2d` binary, so the
+/// workflow download, the coordination through the volume, the relayed algorithm log and the uploads to the gateway
+/// are the real thing; only the algorithm is simulated (its `echo … > FILE` lines land in the volume).
 @Suite("Kubernetes executor", .serialized)
 struct KubernetesExecutorTests {
     /// An emulator, a kubeconfig for it, and a client to look at what c2d created.
