@@ -303,6 +303,8 @@ let package = Package(
                 "App",
                 "ChildProcesses",
                 "Gateway",
+                "Kubernetes",
+                "KubernetesEmulator",
                 "Persistence",
                 "Scheduler",
                 "TestSupport",

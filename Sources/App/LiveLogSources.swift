@@ -53,40 +53,70 @@ struct WorkspaceLogSource: StepLogSource {
 
 /// Follows a running step on Kubernetes through the API server: waits for the step's pod to start, then streams its
 /// container's log with `follow`, which ends when the container exits. configure and publish are containers of the
-/// attempt's io pod; the algorithm writes to `algorithm.log` on the attempt's volume, not to its container log, so
-/// for it this source shows nothing and the streamer answers with the archived log once the job ended.
+/// attempt's io pod; the algorithm writes to `algorithm.log` on the attempt's volume, which the algorithm pod's
+/// `algorithm-log` sidecar relays to its container log until the algorithm ended, so that log is followed instead.
 struct PodLogSource: StepLogSource {
     let client: KubernetesClient
     let namespace: String
 
+    /// The pod role and container that show `step`'s output.
+    static func container(of step: LogStep) -> (role: ClusterNaming.Role, name: String) {
+        switch step {
+        case .configure: (.io, ClusterNaming.Container.configure)
+        case .algorithm: (.algorithm, ClusterNaming.Container.algorithmLog)
+        case .publish: (.io, ClusterNaming.Container.publish)
+        }
+    }
+
     func follow(
         job: Domain.Job, step: LogStep, phase: @escaping @Sendable () async -> LogStep.Phase
     ) -> AsyncThrowingStream<ByteBuffer, any Error> {
-        guard step != .algorithm else { return AsyncThrowingStream { $0.finish() } }
+        let (role, container) = Self.container(of: step)
         let selector = ClusterNaming.labels(
-            jobID: job.id, attempt: job.attempt, environment: job.environment, role: .io
+            jobID: job.id, attempt: job.attempt, environment: job.environment, role: role
         )
         .filter { $0.key != ClusterNaming.environmentLabel }
         .sorted { $0.key < $1.key }.map { "\($0.key)=\($0.value)" }.joined(separator: ",")
+        return follow(podsMatching: selector, container: container, phase: phase)
+    }
+
+    /// Follows `container` of the first pod `selector` finds. A follow that breaks off (a container silent for the
+    /// client's stream idle timeout, a dropped connection) is opened again, which serves the log from its start:
+    /// the bytes already passed on are skipped, so a follower never sees a line twice — also when a restarted
+    /// sidecar relays its file again from the start. (After the kubelet rotated the log, the API serves only its
+    /// newest file, and that many bytes of it are skipped: a break-off then loses some lines, never repeats them.)
+    func follow(
+        podsMatching selector: String, container: String, phase: @escaping @Sendable () async -> LogStep.Phase
+    ) -> AsyncThrowingStream<ByteBuffer, any Error> {
         let client = self.client
         let namespace = self.namespace
         return AsyncThrowingStream { continuation in
             let task = Task {
+                var passedOn = 0
                 while !Task.isCancelled {
                     let pods = try? await client.list(
                         Pod.self, namespace: namespace, options: ListOptions(labelSelector: selector))
-                    // configure is an init container, so its pod is still Pending while it runs: try the log
-                    // whatever the phase; a container that has not started answers an error and is tried again.
+                    // configure and algorithm-log are init containers, so their pod is still Pending while they run:
+                    // try the log whatever the phase; a container that has not started answers an error and is
+                    // tried again.
                     if let name = pods?.items.first?.metadata.name {
                         do {
                             let stream = try await client.followPodLogs(
-                                name: name, namespace: namespace, options: PodLogOptions(container: step.rawValue))
-                            for try await chunk in stream { continuation.yield(chunk) }
+                                name: name, namespace: namespace, options: PodLogOptions(container: container))
+                            var skip = passedOn
+                            for try await var chunk in stream {
+                                let dropped = min(skip, chunk.readableBytes)
+                                chunk.moveReaderIndex(forwardBy: dropped)
+                                skip -= dropped
+                                guard chunk.readableBytes > 0 else { continue }
+                                passedOn += chunk.readableBytes
+                                continuation.yield(chunk)
+                            }
                             break
                         } catch is CancellationError {
                             break
                         } catch {
-                            // The container is not ready to serve its log yet: wait and look again.
+                            // The container is not ready to serve its log yet, or the follow broke off: look again.
                         }
                     }
                     if await phase() == .after { break }

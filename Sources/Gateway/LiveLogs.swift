@@ -102,8 +102,8 @@ struct StepLogStreamer: Sendable {
                 try await writer.write(chunk)
             }
             if !followed {
-                // The source could not show the step while it ran (on Kubernetes the algorithm writes to a file on
-                // the attempt's volume, not to its container log): answer with the archived log once the job ended.
+                // The source showed nothing while the step ran (it wrote nothing, or its log could not be read
+                // live): answer with the archived log once the job ended.
                 while current.finishedAt == nil {
                     try await Task.sleep(for: interval)
                     current = try await store.job(job.id) ?? current

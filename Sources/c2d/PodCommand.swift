@@ -8,17 +8,17 @@ import Runtime
 import Storage
 import UnixSignals
 
-/// `c2d pod configure|await-inputs|signal-end|publish`: the steps the Kubernetes executor runs in an attempt's two
-/// pods, on the attempt's `/data` volume (Ocean's layout, `JobWorkspace`). They need neither Postgres nor RabbitMQ.
-/// The io pod runs `configure`, then `publish`; the algorithm pod runs `await-inputs`, the `signal-end` sidecar and
-/// the algorithm. The pods coordinate through marks in `/data/.c2d`, which the algorithm container never sees. A
-/// failure exits with the Ocean status code it stands for and writes its one-line reason to the container's
-/// termination message file (`--termination-log`, else `$C2D_TERMINATION_LOG`, else `/dev/termination-log`), which
-/// the worker and the scheduler read back from the pod's `terminated.message`.
+/// `c2d pod configure|await-inputs|signal-end|relay-log|publish`: the steps the Kubernetes executor runs in an
+/// attempt's two pods, on the attempt's `/data` volume (Ocean's layout, `JobWorkspace`). They need neither Postgres
+/// nor RabbitMQ. The io pod runs `configure`, then `publish`; the algorithm pod runs `await-inputs`, the
+/// `signal-end` and `relay-log` sidecars and the algorithm. The pods coordinate through marks in `/data/.c2d`, which
+/// the algorithm container never sees. A failure exits with the Ocean status code it stands for and writes its
+/// one-line reason to the container's termination message file (`--termination-log`, else `$C2D_TERMINATION_LOG`,
+/// else `/dev/termination-log`), which the worker and the scheduler read back from the pod's `terminated.message`.
 struct PodCommand: AsyncParsableCommand {
     static let configuration = CommandConfiguration(
         commandName: "pod", abstract: "Job steps that run inside the Kubernetes executor's pods.",
-        subcommands: [Configure.self, AwaitInputs.self, SignalEnd.self, Publish.self])
+        subcommands: [Configure.self, AwaitInputs.self, SignalEnd.self, RelayLog.self, Publish.self])
 
     /// Kubernetes reads at most 4096 bytes of a termination message.
     static let terminationMessageLimit = 4000

@@ -1,9 +1,11 @@
+import AsyncHTTPClient
 import ChildProcesses
 import Domain
 import Foundation
 import Kubernetes
 import KubernetesEmulator
 import Logging
+import NIOCore
 import NIOHTTP1
 import Persistence
 import TestSupport
@@ -12,9 +14,9 @@ import Worker
 
 /// The Kubernetes executor end to end: real Postgres and RabbitMQ, real `c2d` processes, and the Kubernetes API
 /// emulator in this process standing in for the cluster. The emulator runs c2d's own steps (`c2d pod configure`,
-/// `await-inputs`, `signal-end`, `publish`) as real processes of the test's `c2d` binary, so the workflow download,
-/// the coordination through the volume and the uploads to the gateway are the real thing; only the algorithm is
-/// simulated (its `echo … > FILE` lines land in the volume).
+/// `await-inputs`, `signal-end`, `relay-log`, `publish`) as real processes of the test's `c2d` binary, so the
+/// workflow download, the coordination through the volume, the relayed algorithm log and the uploads to the gateway
+/// are the real thing; only the algorithm is simulated (its `echo … > FILE` lines land in the volume).
 @Suite("Kubernetes executor", .serialized)
 struct KubernetesExecutorTests {
     /// An emulator, a kubeconfig for it, and a client to look at what c2d created.
@@ -286,6 +288,110 @@ struct KubernetesExecutorTests {
         }
     }
 
+    @Test("a follow of the algorithm step receives its output while it runs, through the algorithm-log sidecar")
+    func liveAlgorithmLog() async throws {
+        try await Self.withKubernetesDeployment { deployment, cluster in
+            let id = try await deployment.submit(
+                Self.request(deployment, entrypoint: "echo live from the algorithm; sleep 6; echo done; exit 0"))
+            try await Self.waitForStatus(deployment, id, 40)
+            // The relay is c2d's own command, reads the logs read-only and holds no credentials.
+            let pod = try await cluster.client.get(
+                Pod.self, name: ClusterNaming.algorithmPodName(jobID: try #require(JobID(id)), attempt: 1),
+                namespace: cluster.namespace)
+            let relay = try #require(
+                pod.spec?.initContainers?.first { $0.name == ClusterNaming.Container.algorithmLog })
+            #expect(relay.command == ["c2d", "pod", "relay-log"])
+            #expect(relay.restartPolicy == "Always")
+            #expect(relay.volumeMounts?.allSatisfy { $0.readOnly == true } == true)
+            #expect(relay.env?.contains { $0.valueFrom != nil } == false)
+            var request = HTTPClientRequest(url: deployment.baseURL + "/v1/jobs/\(id)/logs/algorithm?follow=true")
+            request.headers.add(name: "authorization", value: try await deployment.defaultAuthorization())
+            let response = try await HTTPClient.shared.execute(request, timeout: .seconds(60))
+            #expect(response.status == .ok)
+            var iterator = response.body.makeAsyncIterator()
+            var seen = ""
+            while !seen.contains("live from the algorithm"), let chunk = try await iterator.next() {
+                seen += String(buffer: chunk)
+            }
+            #expect(seen.contains("live from the algorithm"), "\(seen)\n\(deployment.logs)")
+            // The first line arrived while the algorithm still ran, not from the archive at the job's end.
+            let running = try await deployment.get("/v1/jobs/\(id)").json
+            #expect(running["status"] as? Int == 40, "\(running)")
+            #expect(!(running["dateFinished"] is String), "\(running)")
+            // The follow ends with the step, the sidecar having relayed what the algorithm wrote last.
+            while let chunk = try await iterator.next() { seen += String(buffer: chunk) }
+            #expect(seen.contains("done"), "\(seen)")
+            let job = try await deployment.waitForJob(id)
+            #expect(job["outcome"] as? String == "succeeded", "\(job)\n\(deployment.logs)")
+            // What publish uploaded is the same file, so the archive and the live stream agree.
+            #expect(try await deployment.download(id, name: "algorithm.log") == "live from the algorithm\ndone\n")
+        }
+    }
+
+    @Test("ocean-node's computeStreamableLogs streams the running algorithm's output on Kubernetes")
+    func oceanNodeStreamableLogs() async throws {
+        let ocean = OceanNodeAPITests()
+        // A fresh key: nonces are kept per signer, and runs share the nonces table.
+        let key = (UUID().uuidString + UUID().uuidString).replacingOccurrences(of: "-", with: "").lowercased()
+        let consumer = try OceanNodeAPITests.Consumer(key: "0x" + key)
+        let fields = """
+            "free": {"maxJobs": 1, "maxJobDuration": 60,
+                     "resources": [{"id": "cpu", "max": 1}, {"id": "ram", "max": 1}, {"id": "disk", "max": 1}]}
+            """
+        try await Self.withKubernetesDeployment(environmentFields: fields) { deployment, _ in
+            let algorithm: [String: Any] = [
+                "meta": [
+                    "rawcode": "print(1)",
+                    "container": ["entrypoint": "echo live from the node; sleep 6; echo done", "image": "python"],
+                ]
+            ]
+            let accepted = try await ocean.post(
+                deployment, "/api/services/freeCompute", try ocean.startBody(deployment, consumer, algorithm: algorithm)
+            )
+            let jobID = try #require(ocean.jobs(accepted).first?["jobId"] as? String, "\(accepted.text)")
+            _ = try await ocean.waitForStatus(deployment, jobID) { $0["status"] as? Int == 40 }
+            var query = try consumer.credentials("getComputeStreamableLogs", form: "text")
+            query["jobId"] = jobID
+            let request = HTTPClientRequest(
+                url: deployment.baseURL + "/api/services/computeStreamableLogs?" + OceanNodeAPITests.query(query))
+            let response = try await HTTPClient.shared.execute(request, timeout: .seconds(60))
+            #expect(response.status == .ok)
+            var streamed = ""
+            var statusAtFirstLine: Int?
+            for try await chunk in response.body {
+                streamed += String(buffer: chunk)
+                if statusAtFirstLine == nil, streamed.contains("live from the node") {
+                    statusAtFirstLine = try await ocean.status(deployment, ["jobId": jobID]).first?["status"] as? Int
+                }
+            }
+            #expect(statusAtFirstLine == 40, "the first line came while the job was at \(statusAtFirstLine ?? -1)")
+            #expect(streamed == "live from the node\ndone\n", "\(streamed)")
+        }
+    }
+
+    @Test("publish fails (62): the worker archives the algorithm's output from the algorithm-log sidecar")
+    func publishFailureKeepsTheAlgorithmLog() async throws {
+        // The gateway refuses files above 3,000 bytes (413): the algorithm's log is the one file over it.
+        try await Self.withKubernetesDeployment(environment: ["C2D_MAX_UPLOAD_BYTES": "3000"]) { deployment, _ in
+            let id = try await deployment.submit(
+                Self.request(deployment, entrypoint: Self.oversizedLogEntrypoint(sleep: 0.2)))
+            let job = try await deployment.waitForJob(id)
+            #expect(job["status"] as? Int == 62, "\(job)\n\(deployment.logs)")
+            let log = try await deployment.download(id, name: "algorithm.log")
+            #expect(log.contains("first line") && log.contains(Self.longLine) && log.contains("last line"), "\(log)")
+            #expect(try await deployment.download(id, name: "publish.log").contains("failed to store algorithm.log"))
+            let kinds = try await deployment.results(id).compactMap { $0["type"] as? String }
+            #expect(kinds == ["output", "algorithmLog", "configrationLog", "publishLog"], "Ocean's order: \(kinds)")
+        }
+    }
+
+    /// 4,000 bytes on one line: above the upload limit of the publish-failure tests.
+    static let longLine = String(repeating: "x", count: 4000)
+
+    static func oversizedLogEntrypoint(sleep seconds: Double) -> String {
+        "echo first line; sleep \(seconds); echo \(longLine); echo 1 > /data/outputs/one.txt; echo last line; exit 0"
+    }
+
     @Test("a stopped attempt's publish step uploads the logs on SIGTERM, not the outputs")
     func stopKeepsTheLogs() async throws {
         try await Self.withKubernetesDeployment(environment: ["C2D_LEASE_SECONDS": "3"]) { deployment, cluster in
@@ -459,6 +565,33 @@ struct KubernetesExecutorTests {
             // The same results: what publish uploaded, served by the same routes.
             #expect(try await deployment.download(id, name: "seven.txt") == "7\n")
             #expect(try await deployment.download(id, name: "algorithm.log").contains("done"))
+            #expect(try await cluster.waitUntilGone(id).isEmpty)
+        }
+    }
+
+    @Test("publish fails (62) with no worker left: the scheduler archives the algorithm's output from its sidecar")
+    func schedulerKeepsTheAlgorithmLog() async throws {
+        try await Self.withKubernetesDeployment(
+            environment: [
+                "C2D_LEASE_SECONDS": "3", "C2D_LEASE_GRACE_SECONDS": "1", "C2D_MAX_UPLOAD_BYTES": "3000",
+            ], dev: false
+        ) { deployment, cluster in
+            let migrate = try deployment.start("migrate", ["migrate"])
+            #expect(await migrate.waitForExit(timeout: .seconds(60)))
+            try deployment.start("gateway", ["gateway", "--port", String(deployment.port)])
+            try await deployment.waitUntilHealthy()
+            try deployment.start("scheduler", ["scheduler"])
+            let worker = try deployment.start("worker", ["worker"])
+            let id = try await deployment.submit(
+                Self.request(deployment, entrypoint: Self.oversizedLogEntrypoint(sleep: 4)))
+            try await Self.waitForStatus(deployment, id, 40)
+            await worker.kill9()
+
+            let job = try await deployment.waitForJob(id, timeout: .seconds(60))
+            #expect(job["status"] as? Int == 62, "\(job)\n\(deployment.logs)")
+            let log = try await deployment.download(id, name: "algorithm.log")
+            #expect(log.contains("first line") && log.contains(Self.longLine) && log.contains("last line"), "\(log)")
+            #expect(try await deployment.download(id, name: "one.txt") == "1\n")
             #expect(try await cluster.waitUntilGone(id).isEmpty)
         }
     }

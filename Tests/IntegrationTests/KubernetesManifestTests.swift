@@ -176,9 +176,17 @@ struct KubernetesManifestTests {
         #expect(spec.restartPolicy == "Never")
         #expect(spec.securityContext?.runAsNonRoot == true)
         #expect(spec.securityContext?.seccompProfile?.type == "RuntimeDefault")
-        // Init containers in order: wait for the inputs, then the sidecar that marks the algorithm's end.
-        #expect(spec.initContainers?.map(\.name) == ["await-inputs", "signal-end"])
-        #expect(spec.initContainers?.map(\.restartPolicy) == [nil, "Always"])
+        // Init containers in order: wait for the inputs, then the sidecars that mark the algorithm's end and relay
+        // its log.
+        #expect(spec.initContainers?.map(\.name) == ["await-inputs", "signal-end", "algorithm-log"])
+        #expect(spec.initContainers?.map(\.restartPolicy) == [nil, "Always", "Always"])
+        // The relay sees the logs directory only, read-only, and is as hardened as the algorithm.
+        let relay = try #require(spec.initContainers?.last)
+        #expect(relay.command == ["c2d", "pod", "relay-log"])
+        #expect(relay.volumeMounts?.map(\.mountPath) == ["/data/logs"])
+        #expect(relay.volumeMounts?.first?.subPath == "logs" && relay.volumeMounts?.first?.readOnly == true)
+        #expect(relay.securityContext?.capabilities?.drop == ["ALL"])
+        #expect(relay.resources?.limits == relay.resources?.requests)
         let container = try #require(spec.containers.first)
         #expect(spec.containers.count == 1)
         #expect(container.securityContext?.allowPrivilegeEscalation == false)

@@ -349,4 +349,41 @@ struct PodCommandTests {
             #expect(kept == ["algorithm.log", "publish.log"], "\(kept)")
         }
     }
+
+    @Test("relay-log copies the algorithm's log as it grows, starts over when it shrank, drains it on SIGTERM")
+    func relayLog() async throws {
+        let directory = FileManager.default.temporaryDirectory.appendingPathComponent("c2d-relay-\(UUID())")
+        defer { try? FileManager.default.removeItem(at: directory) }
+        try FileManager.default.createDirectory(at: directory, withIntermediateDirectories: true)
+        let file = directory.appendingPathComponent("logs/algorithm.log")
+        let relay = try C2DProcess(
+            name: "relay", arguments: ["pod", "relay-log", "--interval-milliseconds", "20"],
+            environment: ["C2D_RELAYED_LOG": file.path], logDirectory: directory)
+        func waitFor(_ text: String) async throws {
+            let deadline = ContinuousClock.now + .seconds(10)
+            while !relay.log.contains(text), ContinuousClock.now < deadline {
+                try await Task.sleep(for: .milliseconds(20))
+            }
+            #expect(relay.log.contains(text), "\(relay.log)")
+        }
+        // The file does not exist until the algorithm starts: the relay waits for it.
+        try await Task.sleep(for: .milliseconds(200))
+        #expect(relay.isRunning, "\(relay.log)")
+        try Self.write("one\n", to: file)
+        try await waitFor("one\n")
+        let handle = try FileHandle(forWritingTo: file)
+        try handle.seekToEnd()
+        try handle.write(contentsOf: Data("two\n".utf8))
+        try await waitFor("one\ntwo\n")
+        // Truncated and rewritten: read again from the start.
+        try handle.truncate(atOffset: 0)
+        try handle.write(contentsOf: Data("3\n".utf8))
+        try await waitFor("one\ntwo\n3\n")
+        // Written just before the algorithm's end: relayed once the sidecar is stopped.
+        try handle.write(contentsOf: Data("last\n".utf8))
+        try handle.close()
+        await relay.stop()
+        #expect(relay.exitCode == 0, "\(relay.log)")
+        #expect(relay.log.hasSuffix("3\nlast\n"), "\(relay.log)")
+    }
 }

@@ -370,7 +370,7 @@ extension Setting {
 
     static let podImage = Setting(
         "C2D_POD_IMAGE", default: .value(KubernetesExecutorConfiguration().podImage),
-        "the image of c2d's own step containers (configure, publish, await-inputs, signal-end)")
+        "the image of c2d's own step containers (configure, publish, await-inputs, signal-end, algorithm-log)")
 
     static let resultsUrl = Setting(
         "C2D_RESULTS_URL", default: .value(KubernetesExecutorConfiguration().resultsURL),

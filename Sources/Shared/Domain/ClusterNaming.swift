@@ -7,7 +7,8 @@
 /// - the *io* pod, from the batch/v1 Job `c2d-<id>-<attempt>` (the attempt's root object): init container
 ///   `configure` fetches inputs and algorithm, main container `publish` uploads results once the algorithm ended;
 /// - the *algorithm* pod `c2d-<id>-<attempt>-algorithm` (owned by the Job): init container `await-inputs` waits for
-///   configure, native sidecar `signal-end` marks the algorithm's end on the volume, main container `algorithm`.
+///   configure, native sidecars `signal-end` (marks the algorithm's end on the volume) and `algorithm-log` (relays
+///   `algorithm.log` to its container log, for live logs), main container `algorithm`.
 ///
 /// The volume is the algorithm pod's generic ephemeral volume, claim `c2d-<id>-<attempt>-algorithm-data`, which the
 /// io pod mounts by name. Deleting the Job deletes everything (owner references).
@@ -43,6 +44,8 @@ package enum ClusterNaming {
         package static let publish = "publish"
         package static let awaitInputs = "await-inputs"
         package static let signalEnd = "signal-end"
+        /// The algorithm pod's native sidecar that relays `algorithm.log` to its own container log (live logs).
+        package static let algorithmLog = "algorithm-log"
         package static let algorithm = "algorithm"
     }
 
@@ -116,5 +119,7 @@ package enum ClusterNaming {
         case terminationLog = "C2D_TERMINATION_LOG"
         /// configure: a workflow file to use instead of downloading the job's.
         case workflowFile = "C2D_WORKFLOW_FILE"
+        /// relay-log: the file to relay to the container's log (the algorithm's `algorithm.log`).
+        case relayedLog = "C2D_RELAYED_LOG"
     }
 }

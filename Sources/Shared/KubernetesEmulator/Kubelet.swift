@@ -6,17 +6,18 @@ import Foundation
 
 /// What a simulated container does. Generic containers follow `sim.c2d.io/*` annotations (first main container
 /// only) or else their command: `sleep N` runs N seconds, `exit N` exits N, `echo x` logs x, `echo x > PATH` writes a
-/// file (into the volume when steps run for real), `exec >>FILE 2>&1` sends what follows to FILE instead of the log,
+/// file (into the volume when steps run for real; those before the first `sleep` at the start, the others at the
+/// end), `exec >>FILE 2>&1` sends what follows to FILE instead of the log,
 /// `head -c <N>M /dev/zero | tail` holds N MiB (above the memory limit: OOMKilled); an image whose registry host ends
 /// in `.invalid` (a reserved TLD, so no real registry answers) never pulls.
 ///
 /// c2d's own steps (`c2d pod …`) are simulated by what they do to each other through the shared volume: `configure`
 /// marks the inputs ready, `await-inputs` waits for that, the `signal-end` sidecar marks the algorithm's end when it
-/// is stopped, and `publish` waits for that mark (or SIGTERM: then it uploads the logs only) before it ends. With a
-/// step runner they run for real instead.
+/// is stopped, `relay-log` runs until stopped, and `publish` waits for that mark (or SIGTERM: then it uploads the logs
+/// only) before it ends. With a step runner they run for real instead.
 struct ContainerPlan: Sendable {
     enum Behavior: Sendable, Equatable {
-        case run, configure, awaitInputs, signalEnd, publish, process
+        case run, configure, awaitInputs, signalEnd, relayLog, publish, process
     }
 
     struct FileWrite: Sendable {
@@ -34,6 +35,10 @@ struct ContainerPlan: Sendable {
     /// `exec >>FILE 2>&1`: the log goes to FILE (a path inside the container).
     var redirect: String?
     var writes: [FileWrite] = []
+    /// How many of `logs` and `writes` come before the script's first `sleep`: they happen when the container
+    /// starts (a follower sees them while it runs), the rest when it ends.
+    var earlyLogs = 0
+    var earlyWrites = 0
     var words: [String] = []
     /// The `lifecycle.postStart.exec` command, if any.
     var postStart: [String]?
@@ -68,6 +73,7 @@ struct ContainerPlan: Sendable {
                 case "configure": behavior = .configure
                 case "await-inputs": behavior = .awaitInputs
                 case "signal-end": behavior = .signalEnd
+                case "relay-log": behavior = .relayLog
                 case "publish": behavior = .publish
                 default: behavior = .run
                 }
@@ -99,8 +105,10 @@ struct ContainerPlan: Sendable {
                 let (text, target, append) = Self.echo(String(statement.dropFirst(5)))
                 if let target {
                     writes.append(FileWrite(path: target, text: text, append: append))
+                    if duration == nil { earlyWrites = writes.count }
                 } else {
                     logs.append(text)
+                    if duration == nil { earlyLogs = logs.count }
                 }
             }
         }
@@ -605,7 +613,8 @@ extension Cluster {
             let duration = plan.duration.map { scaled($0) } ?? scaled(configuration.defaultPodDuration)
             container.runSeconds = Double(duration.components.seconds) + Double(duration.components.attoseconds) / 1e18
             container.due = now + duration
-        case .awaitInputs, .publish, .signalEnd:
+            if plan.behavior == .run { writeFiles(plan, container: container, runtime: runtime, uid: uid, early: true) }
+        case .awaitInputs, .publish, .signalEnd, .relayLog:
             // They run until a mark appears on the volume, or until stopped.
             container.runSeconds = 0
             container.due = nil
@@ -788,7 +797,7 @@ extension Cluster {
                 code = 137
                 reason = "OOMKilled"
             }
-            writeFiles(plan, container: container, runtime: runtime, uid: uid)
+            writeFiles(plan, container: container, runtime: runtime, uid: uid, early: false)
         case .configure:
             if container.signalled {
                 code = 143
@@ -807,7 +816,7 @@ extension Cluster {
             setMarker(runtime.dataClaim, "algorithm-ended")
             code = 0
             reason = "Completed"
-        case .publish:
+        case .relayLog, .publish:
             code = 0
             reason = "Completed"
         case .process:
@@ -820,8 +829,11 @@ extension Cluster {
         runtime.containers[index] = container
     }
 
-    /// In step-runner mode a simulated container's `echo … > FILE` and redirected log land in the volume.
-    func writeFiles(_ plan: ContainerPlan, container: ContainerRuntime, runtime: PodRuntime, uid: String) {
+    /// In step-runner mode a simulated container's `echo … > FILE` and redirected log land in the volume: those
+    /// before the script's first `sleep` when it starts (`early`), the others when it ends.
+    func writeFiles(
+        _ plan: ContainerPlan, container: ContainerRuntime, runtime: PodRuntime, uid: String, early: Bool
+    ) {
         guard let processes else { return }
         func host(_ path: String) -> URL? {
             var best: (length: Int, url: URL)?
@@ -851,11 +863,13 @@ extension Cluster {
                 try? data.write(to: url)
             }
         }
-        for file in plan.writes {
+        let writes = early ? plan.writes.prefix(plan.earlyWrites) : plan.writes.dropFirst(plan.earlyWrites)
+        for file in writes {
             if let url = host(file.path) { write(file.text, to: url, append: file.append) }
         }
-        if let redirect = plan.redirect, let url = host(redirect), !plan.logs.isEmpty {
-            write(plan.logs.joined(separator: "\n"), to: url, append: true)
+        let logs = early ? plan.logs.prefix(plan.earlyLogs) : plan.logs.dropFirst(plan.earlyLogs)
+        if let redirect = plan.redirect, let url = host(redirect), !logs.isEmpty {
+            write(logs.joined(separator: "\n"), to: url, append: true)
         }
     }
 

@@ -4,11 +4,11 @@ import Foundation
     import Glibc
 #endif
 
-/// Runs the containers of c2d's own steps (`c2d pod configure|await-inputs|signal-end|publish`) as real processes of
-/// the `c2d` binary, when ``KubernetesEmulatorConfiguration/stepRunner`` is set: the emulator then behaves like a
-/// kubelet for them — their volumes are directories, their environment is resolved from the pod spec (literal
-/// values and Secret references), SIGTERM and SIGKILL stop them, their exit status and termination message become
-/// the container's terminated state, and their output is the container's log. The algorithm stays simulated.
+/// Runs the containers of c2d's own steps (`c2d pod configure|await-inputs|signal-end|relay-log|publish`) as real
+/// processes of the `c2d` binary, when ``KubernetesEmulatorConfiguration/stepRunner`` is set: the emulator then
+/// behaves like a kubelet for them — their volumes are directories, their environment is resolved from the pod spec
+/// (literal values and Secret references), SIGTERM and SIGKILL stop them, their exit status and termination message
+/// become the container's terminated state, and their output is the container's log. The algorithm stays simulated.
 final class StepProcesses: @unchecked Sendable {
     // Processes are touched only under `lock`; the Cluster actor is the only caller besides termination handlers.
     private let lock = NSLock()

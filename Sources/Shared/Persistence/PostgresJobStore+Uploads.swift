@@ -37,7 +37,8 @@ extension PostgresJobStore {
     }
 
     /// Stores a step's log read from the API as one of the attempt's uploads, under the name the publish step would
-    /// have used (`configure.log`, `publish.log`), so it is listed and served like every other result whoever
+    /// have used (`configure.log`, `publish.log`, `algorithm.log`) and in the same place of the store (`logs/` for
+    /// the algorithm's, `adminlogs/` for c2d's), so it is listed and served like every other result whoever
     /// finalizes the job. Fenced like every upload.
     package func archiveStepLog(
         _ bytes: ByteBuffer, name: String, kind: ResultKind, jobID: JobID, attempt: Int, resultStore: any ResultStore
@@ -46,7 +47,8 @@ extension PostgresJobStore {
         let file = FileManager.default.temporaryDirectory.appendingPathComponent("c2d-log-\(UUID().uuidString)")
         try await NIOThreadPool.singleton.runIfActive { try Data(bytes.readableBytesView).write(to: file) }
         defer { try? FileManager.default.removeItem(at: file) }
-        let stored = try await resultStore.store(jobID: jobID, name: "\(attempt)/adminlogs/\(name)", from: file)
+        let directory = kind == .algorithmLog ? "logs" : "adminlogs"
+        let stored = try await resultStore.store(jobID: jobID, name: "\(attempt)/\(directory)/\(name)", from: file)
         try await recordUpload(jobID: jobID, attempt: attempt, name: name, kind: kind, stored: stored)
     }
 

@@ -11,8 +11,9 @@ import Kubernetes
 ///    to reach the gateway (the `c2d-io` NetworkPolicy of deploy/ narrows that), and the upload token in its env;
 /// 2. the Pod `c2d-<id>-<n>-algorithm`, owned by the Job: `await-inputs` (init) waits for configure, the
 ///    `signal-end` native sidecar marks the algorithm's end on the volume when Kubernetes stops it after the
-///    algorithm, and the algorithm runs in the consumer's image with no network (the namespace's
-///    `c2d-algorithm-isolation` policy selects it by label) and no credentials of any kind.
+///    algorithm, the `algorithm-log` native sidecar relays `algorithm.log` to its container log, and the algorithm
+///    runs in the consumer's image with no network (the namespace's `c2d-algorithm-isolation` policy selects it by
+///    label) and no credentials of any kind.
 ///
 /// The data volume is the algorithm pod's generic ephemeral volume (sized to the environment's disk); the io pod
 /// mounts its claim by name and follows the algorithm pod onto its node. Ocean's layout: `/data/inputs/<did>/<n>`,
@@ -150,6 +151,18 @@ package struct JobManifests: Sendable {
             lifecycle: Lifecycle(
                 postStart: LifecycleHandler(
                     exec: ExecAction(command: ["c2d", "pod", "signal-end", "--wait-until-ready"]))))
+        // Relays algorithm.log to its own container log (live logs; the archive when publish failed): it only
+        // reads the logs directory, and runs outside the algorithm's container, so nothing is added to the
+        // algorithm's process tree, image or memory.
+        let algorithmLog = Container(
+            name: ClusterNaming.Container.algorithmLog, image: configuration.podImage,
+            command: ["c2d", "pod", "relay-log"],
+            env: [EnvVar(.relayedLog, value: "/data/logs/algorithm.log")],
+            resources: markerResources,
+            volumeMounts: [
+                VolumeMount(name: ClusterNaming.dataVolume, mountPath: "/data/logs", readOnly: true, subPath: "logs")
+            ],
+            securityContext: Self.hardened, restartPolicy: "Always")
         let claim = EphemeralVolumeSource(
             volumeClaimTemplate: .init(
                 metadata: ObjectMeta(labels: labels(nil)),
@@ -158,7 +171,7 @@ package struct JobManifests: Sendable {
                     resources: VolumeResourceRequirements(requests: ["storage": "\(max(1, environment.diskMiB))Mi"]),
                     storageClassName: configuration.storageClassName)))
         var pod = hardenedPod(
-            containers: [algorithmContainer()], initContainers: [awaitInputs, signalEnd],
+            containers: [algorithmContainer()], initContainers: [awaitInputs, signalEnd, algorithmLog],
             volumes: [Volume(name: ClusterNaming.dataVolume, ephemeral: claim)])
         // A backstop (the pod's clock includes waiting for the inputs); the monitor ends the algorithm at its limit.
         pod.activeDeadlineSeconds = configuration.configureDeadlineSeconds + algorithmDeadlineSeconds
@@ -321,7 +334,7 @@ package struct JobManifests: Sendable {
         return ResourceRequirements(limits: amounts, requests: amounts)
     }
 
-    /// `await-inputs` and `signal-end` only watch files.
+    /// `await-inputs`, `signal-end` and `algorithm-log` only watch and copy files.
     private var markerResources: ResourceRequirements {
         let amounts = ["cpu": "10m", "memory": "64Mi"]
         return ResourceRequirements(limits: amounts, requests: amounts)

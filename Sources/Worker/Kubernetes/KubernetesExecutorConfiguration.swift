@@ -5,7 +5,7 @@ package struct KubernetesExecutorConfiguration: Sendable, Hashable {
     /// Namespace of every job object. `C2D_KUBERNETES_NAMESPACE`; unset, the kubeconfig context's namespace (or the
     /// in-cluster service account's). The value struct's own default is `c2d-jobs`.
     package var namespace: String
-    /// The image that runs `c2d pod configure|publish|await-inputs|signal-end`. Default `c2d:latest`.
+    /// The image that runs `c2d pod configure|publish|await-inputs|signal-end|relay-log`. Default `c2d:latest`.
     /// `C2D_POD_IMAGE`.
     package var podImage: String
     /// The gateway's base URL as pods reach it: configure downloads the workflow from it, publish uploads to it.
