@@ -15,7 +15,7 @@ struct EventRoutes: Sendable {
     let store: PostgresJobStore
     let limiter: EventStreamLimiter
     var bell: EventStreamBell?
-    /// How often the stream looks for new events when nothing rings. Default 250 ms.
+    /// How often the stream looks for new events when nothing rings (`GatewayConfiguration.eventPollInterval`).
     var pollInterval: Duration = .milliseconds(250)
     /// Time between heartbeat comments when nothing happens. Default 15 s.
     var heartbeat: Duration = .seconds(15)

@@ -26,6 +26,9 @@ package struct GatewayConfiguration: Sendable {
     package var maxBatchBodyBytes: Int = 64 << 20
     /// Native API: Server-Sent Event streams open at once, per caller and in total (429 `too_many_streams` above).
     package var eventStreams = EventStreamLimiter.Limits()
+    /// Native API: how often an event stream looks for new events when no commit notification woke it (the
+    /// gateway's `LISTEN` on job events is down, or it was built without one). Default 250 ms.
+    package var eventPollInterval: Duration = .milliseconds(250)
     /// `/metrics`: when set, served only by a separate listener on this host and port (e.g. an interface that
     /// only the monitoring network reaches), not on the API's port. Default none. `C2D_METRICS_ADDRESS`.
     package var metricsListener: (host: String, port: Int)?

@@ -28,7 +28,8 @@ struct JobRoutes: Sendable {
         router.get("/v1/jobs/{id}/results/{index}", use: downloadResult)
         router.get("/v1/jobs/{id}/results/{index}/url", use: resultURL)
         router.get("/v1/jobs/{id}/logs", use: listLogs)
-        let events = EventRoutes(store: store, limiter: streams, bell: bell)
+        let events = EventRoutes(
+            store: store, limiter: streams, bell: bell, pollInterval: configuration.eventPollInterval)
         events.register(on: router) { try await findJob($0, for: .see) }
         LogRoutes(
             streamer: StepLogStreamer(store: store, resultStore: resultStore, source: configuration.liveLogSource),

@@ -180,8 +180,30 @@ import Testing
     // MARK: Support
 
     /// Runs `body` against an in-process gateway on a freshly migrated schema.
+    @Test("an event stream sends a status change when it commits, not at its next poll")
+    func eventStreamWakesAtCommit() async throws {
+        // Polling every 60 s: only the bell (LISTEN on job events) can bring the stop's event within the test.
+        try await withGateway({ $0.eventPollInterval = .seconds(60) }, bell: true) { client, gateway in
+            let alice = try await gateway.token(owner: "alice", scopes: [.submit, .read, .operate])
+            let created = try await client.execute(
+                uri: "/v1/jobs", method: .post, headers: alice, body: Self.body(GatewayHarness.jobRequest()))
+            let id = try #require(try Self.json(created)["id"] as? String)
+            let started = ContinuousClock.now
+            async let stream = client.execute(uri: "/v1/jobs/\(id)/events", method: .get, headers: alice)
+            // The stream has sent the queued event and is waiting when the stop commits.
+            try await Task.sleep(for: .seconds(1))
+            let stop = try await client.execute(uri: "/v1/jobs/\(id)/stop", method: .post, headers: alice)
+            #expect(stop.status == .ok || stop.status == .accepted, "\(String(buffer: stop.body))")
+            let events = try await stream
+            let elapsed = ContinuousClock.now - started
+            let text = String(buffer: events.body)
+            #expect(text.components(separatedBy: "event: status").count - 1 == 2, "queued, then stopped: \(text)")
+            #expect(elapsed < .seconds(30), "the stream ended \(elapsed) after it started, so it waited for a poll")
+        }
+    }
+
     private func withGateway(
-        _ configure: (inout GatewayConfiguration) -> Void = { _ in },
+        _ configure: (inout GatewayConfiguration) -> Void = { _ in }, bell: Bool = false,
         _ body: @Sendable (any TestClientProtocol, GatewayHarness) async throws -> Void
     ) async throws {
         try await TestDatabase.withMigratedSchema { clients in
@@ -189,10 +211,13 @@ import Testing
             try await store.upsertEnvironments([GatewayHarness.environment])
             var configuration = GatewayConfiguration(environments: [GatewayHarness.environment])
             configure(&configuration)
+            let eventBell = bell ? EventStreamBell(store: store, logger: TestDatabase.logger) : nil
             let router = Gateway.buildRouter(
                 configuration: configuration, store: store, resultStore: GatewayHarness.resultStore,
-                logger: TestDatabase.logger)
+                logger: TestDatabase.logger, bell: eventBell)
             let gateway = GatewayHarness(store: store)
+            let ringing = Task { try await eventBell?.run() }
+            defer { ringing.cancel() }
             try await Application(router: router).test(.router) { client in try await body(client, gateway) }
         }
     }
