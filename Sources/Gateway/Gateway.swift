@@ -37,7 +37,7 @@ package enum Gateway {
                     requests: requests, bell: bell),
                 configuration: .init(
                     address: .hostname(configuration.host, port: configuration.port), serverName: "c2d"),
-                logger: logger)
+                logger: logger),
         ]
         if let listener = configuration.metricsListener {
             let router = Router(context: GatewayRequestContext.self)

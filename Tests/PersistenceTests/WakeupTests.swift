@@ -1,6 +1,5 @@
-import Testing
-
 import Persistence
+import Testing
 
 @Suite("Wakeup")
 struct WakeupTests {
