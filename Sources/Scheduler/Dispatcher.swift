@@ -52,6 +52,7 @@ package final class Dispatcher: Service, Sendable {
     let amqp: AMQPClient
     let logger: Logger
     private let pending = NIOLockedValueBox(PendingEnvironments())
+    private let noRoute = NIOLockedValueBox(UnroutableBackoff())
     private let wakeups: AsyncStream<Void>
     private let wake: AsyncStream<Void>.Continuation
 
@@ -144,21 +145,47 @@ package final class Dispatcher: Service, Sendable {
         }
         for environment in environments.sorted() {
             guard !Task.isCancelled else { return }
-            do {
-                let pass = try await runOnce(environment: environment)
-                if pass.busy {
-                    // Another dispatcher is in a pass; ours may have seen a change it did not, so try again.
-                    mark(environment)
-                    try? await Task.sleep(for: .milliseconds(10))
-                } else if pass.admitted.count + pass.redispatched.count >= configuration.batchSize {
-                    mark(environment)
-                }
-            } catch {
-                logger.warning(
-                    "dispatch pass failed", metadata: ["environment": "\(environment)", "error": "\(error)"])
+            // What notifications named since goes first: a sweep over many environments must not hold back one
+            // whose slot just freed (it would wait for the whole sweep, seconds with hundreds of environments).
+            if due.all { await dispatchNamed() }
+            await pass(environment)
+        }
+    }
+
+    /// Passes over the environments that notifications named since the last look, taken from what is pending.
+    private func dispatchNamed() async {
+        let named = pending.withLockedValue { pending -> Set<String> in
+            defer { pending.environments = [] }
+            return pending.environments
+        }
+        for environment in named.sorted() where !Task.isCancelled { await pass(environment) }
+    }
+
+    /// One environment's pass; one that could not finish, or may have more to admit, is marked again. An
+    /// environment whose messages no queue takes waits out its back-off without holding back the others.
+    private func pass(_ environment: String) async {
+        guard !noRoute.withLockedValue({ $0.isWaiting(environment, now: .now) }) else { return }
+        do {
+            let pass = try await runOnce(environment: environment)
+            noRoute.withLockedValue { $0.succeeded(environment) }
+            if pass.busy {
+                // Another dispatcher is in a pass; ours may have seen a change it did not, so try again.
                 mark(environment)
-                try? await Task.sleep(for: .seconds(1))
+                try? await Task.sleep(for: .milliseconds(10))
+            } else if pass.admitted.count + pass.redispatched.count >= configuration.batchSize {
+                mark(environment)
             }
+        } catch let error as AMQPError where error.code == .unroutable {
+            // Nothing declared the environment's queue (no running worker serves it, or it was deleted): its jobs
+            // stay owed, and it is tried again after the back-off rather than at every pass.
+            let backoff = noRoute.withLockedValue { $0.failed(environment, now: .now) }
+            logger.warning(
+                "no queue takes this environment's job messages; trying again later",
+                metadata: ["environment": "\(environment)", "retry_in": "\(backoff)", "error": "\(error)"])
+        } catch {
+            logger.warning("dispatch pass failed", metadata: ["environment": "\(environment)", "error": "\(error)"])
+            mark(environment)
+            try? await Task.sleep(for: .seconds(1))
         }
     }
 
@@ -205,6 +232,32 @@ package final class Dispatcher: Service, Sendable {
 }
 
 /// Environments marked for a dispatch pass.
+/// When each environment whose job messages had no queue to go to may be tried again: from 1 s, doubling to
+/// `maximum`, reset by a pass that goes through.
+struct UnroutableBackoff: Sendable {
+    var maximum: Duration
+    private var waiting: [String: (until: ContinuousClock.Instant, backoff: Duration)] = [:]
+
+    init(maximum: Duration = .seconds(60)) {
+        self.maximum = maximum
+    }
+
+    func isWaiting(_ environment: String, now: ContinuousClock.Instant) -> Bool {
+        waiting[environment].map { now < $0.until } ?? false
+    }
+
+    /// Records a failure; returns how long the environment is left alone.
+    mutating func failed(_ environment: String, now: ContinuousClock.Instant) -> Duration {
+        let backoff = waiting[environment].map { min($0.backoff * 2, maximum) } ?? .seconds(1)
+        waiting[environment] = (now + backoff, backoff)
+        return backoff
+    }
+
+    mutating func succeeded(_ environment: String) {
+        waiting[environment] = nil
+    }
+}
+
 struct PendingEnvironments: Sendable {
     var environments: Set<String> = []
     /// Every environment with unfinished jobs.
