@@ -95,6 +95,15 @@ struct KubernetesExecutorTests {
     }
 
     /// A job whose algorithm runs `entrypoint` in `image`.
+    /// Migrates, then starts a gateway and a scheduler as processes of their own (workers are the test's).
+    static func startGatewayAndScheduler(_ deployment: Deployment) async throws {
+        let migrate = try deployment.start("migrate", ["migrate"])
+        #expect(await migrate.waitForExit(timeout: .seconds(60)))
+        try deployment.start("gateway", ["gateway", "--port", String(deployment.port)])
+        try await deployment.waitUntilHealthy()
+        try deployment.start("scheduler", ["scheduler"])
+    }
+
     static func request(
         _ deployment: Deployment, entrypoint: String, image: String = "python", maxtime: Int? = nil,
         inputs: [[String: Any]] = []
@@ -499,11 +508,7 @@ struct KubernetesExecutorTests {
         try await Self.withKubernetesDeployment(
             environment: ["C2D_LEASE_SECONDS": "3", "C2D_LEASE_GRACE_SECONDS": "1"], dev: false
         ) { deployment, cluster in
-            let migrate = try deployment.start("migrate", ["migrate"])
-            #expect(await migrate.waitForExit(timeout: .seconds(60)))
-            try deployment.start("gateway", ["gateway", "--port", String(deployment.port)])
-            try await deployment.waitUntilHealthy()
-            try deployment.start("scheduler", ["scheduler"])
+            try await Self.startGatewayAndScheduler(deployment)
             let first = try deployment.start("worker-1", ["worker"])
             // Only the first worker runs at first, so it is the one that claims.
             try await Task.sleep(for: .seconds(1))
@@ -546,11 +551,7 @@ struct KubernetesExecutorTests {
         try await Self.withKubernetesDeployment(
             environment: ["C2D_LEASE_SECONDS": "3", "C2D_LEASE_GRACE_SECONDS": "1"], dev: false
         ) { deployment, cluster in
-            let migrate = try deployment.start("migrate", ["migrate"])
-            #expect(await migrate.waitForExit(timeout: .seconds(60)))
-            try deployment.start("gateway", ["gateway", "--port", String(deployment.port)])
-            try await deployment.waitUntilHealthy()
-            try deployment.start("scheduler", ["scheduler"])
+            try await Self.startGatewayAndScheduler(deployment)
             let worker = try deployment.start("worker", ["worker"])
             let id = try await deployment.submit(
                 Self.request(deployment, entrypoint: "sleep 4; echo done; echo 7 > /data/outputs/seven.txt; exit 5"))
@@ -576,11 +577,7 @@ struct KubernetesExecutorTests {
                 "C2D_LEASE_SECONDS": "3", "C2D_LEASE_GRACE_SECONDS": "1", "C2D_MAX_UPLOAD_BYTES": "3000",
             ], dev: false
         ) { deployment, cluster in
-            let migrate = try deployment.start("migrate", ["migrate"])
-            #expect(await migrate.waitForExit(timeout: .seconds(60)))
-            try deployment.start("gateway", ["gateway", "--port", String(deployment.port)])
-            try await deployment.waitUntilHealthy()
-            try deployment.start("scheduler", ["scheduler"])
+            try await Self.startGatewayAndScheduler(deployment)
             let worker = try deployment.start("worker", ["worker"])
             let id = try await deployment.submit(
                 Self.request(deployment, entrypoint: Self.oversizedLogEntrypoint(sleep: 4)))

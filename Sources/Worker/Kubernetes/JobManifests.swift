@@ -234,16 +234,22 @@ package struct JobManifests: Sendable {
 
     /// Denies every algorithm pod labelled `c2d.io/network=none` all ingress and egress.
     package static func algorithmIsolation(namespace: String) -> NetworkPolicy {
+        algorithmPolicy(algorithmIsolationName, namespace: namespace, network: "none", egress: [])
+    }
+
+    /// A namespace policy over c2d's algorithm pods with one `c2d.io/network` label: no ingress, `egress` only.
+    private static func algorithmPolicy(
+        _ name: String, namespace: String, network: String, egress: [NetworkPolicy.EgressRule]
+    ) -> NetworkPolicy {
         NetworkPolicy(
             metadata: ObjectMeta(
-                name: algorithmIsolationName, namespace: namespace,
-                labels: [ClusterNaming.managedByLabel: ClusterNaming.managedByValue]),
+                name: name, namespace: namespace, labels: [ClusterNaming.managedByLabel: ClusterNaming.managedByValue]),
             spec: .init(
                 podSelector: LabelSelector(matchLabels: [
                     ClusterNaming.managedByLabel: ClusterNaming.managedByValue,
                     ClusterNaming.roleLabel: ClusterNaming.Role.algorithm.rawValue,
-                    ClusterNaming.networkLabel: "none",
-                ]), policyTypes: ["Ingress", "Egress"], ingress: [], egress: []))
+                    ClusterNaming.networkLabel: network,
+                ]), policyTypes: ["Ingress", "Egress"], ingress: [], egress: egress))
     }
 
     package static let algorithmIsolationName = "c2d-algorithm-isolation"
@@ -255,25 +261,16 @@ package struct JobManifests: Sendable {
         let dns = NetworkPolicy.Peer(
             podSelector: LabelSelector(matchLabels: ["k8s-app": "kube-dns"]),
             namespaceSelector: LabelSelector(matchLabels: ["kubernetes.io/metadata.name": "kube-system"]))
-        return NetworkPolicy(
-            metadata: ObjectMeta(
-                name: algorithmEgressName, namespace: namespace,
-                labels: [ClusterNaming.managedByLabel: ClusterNaming.managedByValue]),
-            spec: .init(
-                podSelector: LabelSelector(matchLabels: [
-                    ClusterNaming.managedByLabel: ClusterNaming.managedByValue,
-                    ClusterNaming.roleLabel: ClusterNaming.Role.algorithm.rawValue,
-                    ClusterNaming.networkLabel: "allowed",
-                ]), policyTypes: ["Ingress", "Egress"], ingress: [],
-                egress: [
-                    .init(
-                        to: [dns],
-                        ports: [.init(protocol: "UDP", port: .int(53)), .init(protocol: "TCP", port: .int(53))]),
-                    .init(to: [
-                        .init(ipBlock: .init(cidr: "0.0.0.0/0", except: nonPublicIPv4)),
-                        .init(ipBlock: .init(cidr: "::/0", except: nonPublicIPv6)),
-                    ]),
-                ]))
+        return algorithmPolicy(
+            algorithmEgressName, namespace: namespace, network: "allowed",
+            egress: [
+                .init(
+                    to: [dns], ports: [.init(protocol: "UDP", port: .int(53)), .init(protocol: "TCP", port: .int(53))]),
+                .init(to: [
+                    .init(ipBlock: .init(cidr: "0.0.0.0/0", except: nonPublicIPv4)),
+                    .init(ipBlock: .init(cidr: "::/0", except: nonPublicIPv6)),
+                ]),
+            ])
     }
 
     package static let algorithmEgressName = "c2d-algorithm-egress"
