@@ -110,7 +110,9 @@ struct StreamPause: Sendable {
     func wait(_ doorbell: (id: Int, wakeup: Wakeup)?) async throws {
         if let doorbell {
             await doorbell.wakeup.wait(upTo: pollInterval)
-            try Task.checkCancellation()
+            // Commits come in bursts and every one rings every stream: a short pause answers a burst with one read
+            // per stream (at most 20 a second), not one per commit.
+            try await Task.sleep(for: .milliseconds(50))
         } else {
             try await Task.sleep(for: pollInterval)
         }

@@ -113,6 +113,12 @@ package final class Dispatcher: Service, Sendable {
         wake.yield()
     }
 
+    /// Marks an environment for another pass in the next round.
+    func retry(_ environment: String) {
+        pending.withLockedValue { _ = $0.retries.insert(environment) }
+        wake.yield()
+    }
+
     func dispatchLoop() async {
         for await _ in wakeups {
             while !Task.isCancelled {
@@ -167,13 +173,14 @@ package final class Dispatcher: Service, Sendable {
         guard !noRoute.withLockedValue({ $0.isWaiting(environment, now: .now) }) else { return }
         do {
             let pass = try await runOnce(environment: environment)
-            noRoute.withLockedValue { $0.succeeded(environment) }
+            let published = pass.admitted.count + pass.redispatched.count
+            if !pass.busy && published > 0 { noRoute.withLockedValue { $0.succeeded(environment) } }
             if pass.busy {
                 // Another dispatcher is in a pass; ours may have seen a change it did not, so try again.
-                mark(environment)
+                retry(environment)
                 try? await Task.sleep(for: .milliseconds(10))
-            } else if pass.admitted.count + pass.redispatched.count >= configuration.batchSize {
-                mark(environment)
+            } else if published >= configuration.batchSize {
+                retry(environment)
             }
         } catch let error as AMQPError where error.code == .unroutable {
             // Nothing declared the environment's queue (no running worker serves it, or it was deleted): its jobs
@@ -184,7 +191,7 @@ package final class Dispatcher: Service, Sendable {
                 metadata: ["environment": "\(environment)", "retry_in": "\(backoff)", "error": "\(error)"])
         } catch {
             logger.warning("dispatch pass failed", metadata: ["environment": "\(environment)", "error": "\(error)"])
-            mark(environment)
+            retry(environment)
             try? await Task.sleep(for: .seconds(1))
         }
     }
@@ -231,7 +238,6 @@ package final class Dispatcher: Service, Sendable {
     }
 }
 
-/// Environments marked for a dispatch pass.
 /// When each environment whose job messages had no queue to go to may be tried again: from 1 s, doubling to
 /// `maximum`, reset by a pass that goes through.
 struct UnroutableBackoff: Sendable {
@@ -258,20 +264,30 @@ struct UnroutableBackoff: Sendable {
     }
 }
 
+/// Environments marked for a dispatch pass.
 struct PendingEnvironments: Sendable {
+    /// Named by notifications: these go before the rest of a sweep.
     var environments: Set<String> = []
+    /// Passes to run again (another dispatcher was busy, a pass failed, or more is left to admit): in the next
+    /// round, not before every step of a sweep, so one that keeps failing cannot stall the sweep.
+    var retries: Set<String> = []
     /// Every environment with unfinished jobs.
     var all = false
 
-    var isEmpty: Bool { environments.isEmpty && !all }
+    var isEmpty: Bool { environments.isEmpty && retries.isEmpty && !all }
 
     mutating func merge(_ other: PendingEnvironments) {
         environments.formUnion(other.environments)
+        retries.formUnion(other.retries)
         all = all || other.all
     }
 
+    /// Everything pending, retries folded into the environments to pass over.
     mutating func take() -> PendingEnvironments {
         defer { self = PendingEnvironments() }
-        return self
+        var due = self
+        due.environments.formUnion(due.retries)
+        due.retries = []
+        return due
     }
 }

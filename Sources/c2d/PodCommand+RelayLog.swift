@@ -34,7 +34,12 @@ extension PodCommand {
                 group.addTask {
                     var offset: UInt64 = 0
                     while !Task.isCancelled {
-                        offset = try await LogRelay.copy(url, from: offset)
+                        do {
+                            offset = try await LogRelay.copy(url, from: offset)
+                        } catch {
+                            // Keep relaying: a failed look (the volume busy, stdout briefly blocked) is retried.
+                            FileHandle.standardError.write(Data("relay-log: \(error)\n".utf8))
+                        }
                         try? await Task.sleep(for: interval)
                     }
                     return offset
@@ -54,16 +59,25 @@ enum LogRelay {
     /// Bytes read at a time: a chatty algorithm is relayed in pieces, never held in memory whole.
     static let chunkBytes = 256 << 10
 
-    /// Copies the file from `offset` to its current end to stdout and answers the new offset; a missing file
+    /// Copies the file from `offset` to its size at this look to stdout and answers the new offset; a missing file
     /// (the algorithm has not started) answers `offset`, a file shorter than `offset` is read from its start.
+    ///
+    /// The algorithm owns the directory, so the path is opened without following a symbolic link and without
+    /// blocking, and only a regular file is read, up to the size it had when opened: a link to `/dev/zero` or to
+    /// this container's own files, or a FIFO, relays nothing and never hangs the sidecar.
     static func copy(_ file: URL, from offset: UInt64) async throws -> UInt64 {
         try await NIOThreadPool.singleton.runIfActive {
-            guard let handle = try? FileHandle(forReadingFrom: file) else { return offset }
-            defer { try? handle.close() }
-            var position = offset
-            if let end = try? handle.seekToEnd(), end < position { position = 0 }
+            let descriptor = open(file.path, O_RDONLY | O_NOFOLLOW | O_NONBLOCK | O_CLOEXEC)
+            guard descriptor >= 0 else { return offset }
+            let handle = FileHandle(fileDescriptor: descriptor, closeOnDealloc: true)
+            var status = stat()
+            guard fstat(descriptor, &status) == 0, status.st_mode & S_IFMT == S_IFREG else { return offset }
+            let end = UInt64(status.st_size)
+            var position = end < offset ? 0 : offset
             try handle.seek(toOffset: position)
-            while let data = try handle.read(upToCount: chunkBytes), !data.isEmpty {
+            while position < end {
+                let count = Int(min(UInt64(chunkBytes), end - position))
+                guard let data = try handle.read(upToCount: count), !data.isEmpty else { break }
                 try FileHandle.standardOutput.write(contentsOf: data)
                 position += UInt64(data.count)
             }

@@ -176,12 +176,12 @@ struct KubernetesManifestTests {
         #expect(spec.restartPolicy == "Never")
         #expect(spec.securityContext?.runAsNonRoot == true)
         #expect(spec.securityContext?.seccompProfile?.type == "RuntimeDefault")
-        // Init containers in order: wait for the inputs, then the sidecars that mark the algorithm's end and relay
-        // its log.
-        #expect(spec.initContainers?.map(\.name) == ["await-inputs", "signal-end", "algorithm-log"])
+        // Init containers in order: wait for the inputs, then the sidecars that relay the algorithm's log and mark
+        // its end (stopped in reverse order: the end mark does not wait for the relay's last copy).
+        #expect(spec.initContainers?.map(\.name) == ["await-inputs", "algorithm-log", "signal-end"])
         #expect(spec.initContainers?.map(\.restartPolicy) == [nil, "Always", "Always"])
         // The relay sees the logs directory only, read-only, and is as hardened as the algorithm.
-        let relay = try #require(spec.initContainers?.last)
+        let relay = try #require(spec.initContainers?.first { $0.name == "algorithm-log" })
         #expect(relay.command == ["c2d", "pod", "relay-log"])
         #expect(relay.volumeMounts?.map(\.mountPath) == ["/data/logs"])
         #expect(relay.volumeMounts?.first?.subPath == "logs" && relay.volumeMounts?.first?.readOnly == true)

@@ -170,8 +170,10 @@ package struct JobManifests: Sendable {
                     accessModes: ["ReadWriteOnce"],
                     resources: VolumeResourceRequirements(requests: ["storage": "\(max(1, environment.diskMiB))Mi"]),
                     storageClassName: configuration.storageClassName)))
+        // The log relay before signal-end: the kubelet stops sidecars in reverse order, so signal-end marks the end
+        // (publish waits for it) without waiting for the relay's last copy.
         var pod = hardenedPod(
-            containers: [algorithmContainer()], initContainers: [awaitInputs, signalEnd, algorithmLog],
+            containers: [algorithmContainer()], initContainers: [awaitInputs, algorithmLog, signalEnd],
             volumes: [Volume(name: ClusterNaming.dataVolume, ephemeral: claim)])
         // A backstop (the pod's clock includes waiting for the inputs); the monitor ends the algorithm at its limit.
         pod.activeDeadlineSeconds = configuration.configureDeadlineSeconds + algorithmDeadlineSeconds
