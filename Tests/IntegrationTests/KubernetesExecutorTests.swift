@@ -359,20 +359,8 @@ struct KubernetesExecutorTests {
             )
             let jobID = try #require(ocean.jobs(accepted).first?["jobId"] as? String, "\(accepted.text)")
             _ = try await ocean.waitForStatus(deployment, jobID) { $0["status"] as? Int == 40 }
-            var query = try consumer.credentials("getComputeStreamableLogs", form: "text")
-            query["jobId"] = jobID
-            let request = HTTPClientRequest(
-                url: deployment.baseURL + "/api/services/computeStreamableLogs?" + OceanNodeAPITests.query(query))
-            let response = try await HTTPClient.shared.execute(request, timeout: .seconds(60))
-            #expect(response.status == .ok)
-            var streamed = ""
-            var statusAtFirstLine: Int?
-            for try await chunk in response.body {
-                streamed += String(buffer: chunk)
-                if statusAtFirstLine == nil, streamed.contains("live from the node") {
-                    statusAtFirstLine = try await ocean.status(deployment, ["jobId": jobID]).first?["status"] as? Int
-                }
-            }
+            let (streamed, statusAtFirstLine) = try await ocean.followStreamableLogs(
+                deployment, consumer, jobID: jobID, firstLine: "live from the node")
             #expect(statusAtFirstLine == 40, "the first line came while the job was at \(statusAtFirstLine ?? -1)")
             #expect(streamed == "live from the node\ndone\n", "\(streamed)")
         }

@@ -140,6 +140,28 @@ struct OceanNodeAPITests {
         throw TestFailure("job \(jobID) did not get there:\n\(deployment.logs)")
     }
 
+    /// Follows `computeStreamableLogs` of `jobID` as `consumer` to its end: what was streamed, and the job's status
+    /// when `firstLine` had arrived (a line seen while the job runs is live, not the archive).
+    func followStreamableLogs(
+        _ deployment: Deployment, _ consumer: Consumer, jobID: String, firstLine: String
+    ) async throws -> (streamed: String, statusAtFirstLine: Int?) {
+        var query = try consumer.credentials("getComputeStreamableLogs", form: "text")
+        query["jobId"] = jobID
+        let request = HTTPClientRequest(
+            url: deployment.baseURL + "/api/services/computeStreamableLogs?" + Self.query(query))
+        let response = try await HTTPClient.shared.execute(request, timeout: .seconds(60))
+        #expect(response.status == .ok)
+        var streamed = ""
+        var statusAtFirstLine: Int?
+        for try await chunk in response.body {
+            streamed += String(buffer: chunk)
+            if statusAtFirstLine == nil, streamed.contains(firstLine) {
+                statusAtFirstLine = try await status(deployment, ["jobId": jobID]).first?["status"] as? Int
+            }
+        }
+        return (streamed, statusAtFirstLine)
+    }
+
     // MARK: The suite
 
     @Test("environments, refusals, a free job end to end with live logs, results by index, and ownership")
@@ -236,21 +258,8 @@ struct OceanNodeAPITests {
             // The owner follows the algorithm's output while it runs: the first line arrives before the job ends,
             // and the stream ends with the algorithm.
             _ = try await waitForStatus(deployment, jobID) { $0["status"] as? Int ?? 0 >= 30 }
-            var logQuery = try consumer.credentials("getComputeStreamableLogs", form: "text")
-            logQuery["jobId"] = jobID
-            var request = HTTPClientRequest(
-                url: deployment.baseURL + "/api/services/computeStreamableLogs?" + Self.query(logQuery))
-            request.method = .GET
-            let response = try await HTTPClient.shared.execute(request, timeout: .seconds(60))
-            #expect(response.status == .ok)
-            var streamed = ""
-            var statusAtFirstLine: Int?
-            for try await chunk in response.body {
-                streamed += String(buffer: chunk)
-                if statusAtFirstLine == nil, streamed.contains("tick 0") {
-                    statusAtFirstLine = try await status(deployment, ["jobId": jobID]).first?["status"] as? Int
-                }
-            }
+            let (streamed, statusAtFirstLine) = try await followStreamableLogs(
+                deployment, consumer, jobID: jobID, firstLine: "tick 0")
             #expect(statusAtFirstLine == 40, "the first line came while the job was at \(statusAtFirstLine ?? -1)")
             #expect((0..<5).allSatisfy { streamed.contains("tick \($0)") }, "\(streamed)")
 
