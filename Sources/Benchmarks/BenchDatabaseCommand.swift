@@ -105,6 +105,7 @@ private struct DatabaseBench {
             let pgbenchRate = try await pgbenchInserts(table: scratchTable, payload: workflowJSON)
             let oneStatement = try await singleInserts(environment: environment, workflow: workflow, oneStatement: true)
             let batch = try await batchInserts(environment: environment, workflow: workflow)
+            let admission = try await admitBacklog(environment: environment)
             let claims = try await claimJobs(environment: environment)
 
             let ratio = single.rate / pgbenchRate
@@ -127,6 +128,11 @@ private struct DatabaseBench {
                     + "\(Self.format(batch.rate)) jobs/s (\(batch.count) in \(Self.format(batch.elapsed, 2)) s; "
                     + "per batch p50 \(Self.format(batch.p50 * 1000)) ms, max \(Self.format(batch.max * 1000)) ms) "
                     + "(target >= 50,000: \(batch.rate >= 50_000 ? "met" : "MISSED"))")
+            print(
+                "admission (one dispatcher's passes of 256 over one owner's backlog of \(admission.backlog) waiting "
+                    + "jobs): \(Self.format(admission.rate.rate)) jobs/s (\(admission.rate.count) in "
+                    + "\(Self.format(admission.rate.elapsed, 2)) s; per pass p50 \(Self.format(admission.p50 * 1000, 1)) ms, "
+                    + "max \(Self.format(admission.max * 1000, 1)) ms)")
             print(
                 "claims (\(connections) concurrent claimers, conditional update + event per claim): "
                     + "\(Self.format(claims.rate)) claims/s (\(claims.count) in \(Self.format(claims.elapsed, 2)) s)")
@@ -200,6 +206,42 @@ private struct DatabaseBench {
         let inserted = durations.count * batchSize
         let sorted = durations.sorted()
         return (inserted, elapsed, Double(inserted) / elapsed, sorted[sorted.count / 2], sorted.last ?? 0)
+    }
+
+    /// A dispatcher's passes (``PostgresJobStore/dispatch(environment:limit:redispatchAfter:workerStaleAfter:maximumGroups:)``,
+    /// 256 jobs each, as the scheduler runs them) over the jobs the insert phases left waiting, all of one owner —
+    /// a batch submitter's backlog — for the phase's time, with a registered worker whose slots leave room for all.
+    func admitBacklog(
+        environment: ComputeEnvironment
+    ) async throws -> (backlog: Int, rate: Rate, p50: Double, max: Double) {
+        let backlog = try await store.counts(environment: environment.id).unfinished
+        let workerID = "\(environment.id)-admission"
+        try await store.registerWorker(
+            id: workerID, environments: [environment.id], slots: 10_000_000, executor: "bench")
+        var durations: [Double] = []
+        var admitted = 0
+        let start = ContinuousClock.now
+        let deadline = start + duration
+        do {
+            while ContinuousClock.now < deadline {
+                var pass: PostgresJobStore.DispatchPass?
+                let elapsed = try await ContinuousClock().measure {
+                    pass = try await store.dispatch(
+                        environment: environment.id, limit: 256, redispatchAfter: .seconds(3600),
+                        workerStaleAfter: .seconds(3600))
+                }
+                guard let pass, !pass.admitted.isEmpty else { break }
+                durations.append(elapsed.inSeconds)
+                admitted += pass.admitted.count
+            }
+        } catch {
+            try? await store.unregisterWorker(id: workerID)
+            throw error
+        }
+        let rate = Rate(count: admitted, elapsed: (ContinuousClock.now - start).inSeconds)
+        try await store.unregisterWorker(id: workerID)
+        let sorted = durations.sorted()
+        return (backlog, rate, sorted.isEmpty ? 0 : sorted[sorted.count / 2], sorted.last ?? 0)
     }
 
     /// `connections` claimers taking the bench environment's unclaimed jobs from a shared list, as workers take
