@@ -21,7 +21,9 @@ import Storage
 /// `c2d bench submit`: a load generator with keep-alive connections against the gateway on real services. By
 /// default it runs a gateway in this process, on a fresh environment of its own (jobs queue and stay queued: no
 /// worker runs), and removes its jobs, queue and token afterwards; `--url` and `--token` aim it at a running c2d
-/// instead. Prints single-submit accepted/s with p50/p99, batch jobs/s, and the time of one large batch.
+/// instead. Prints single-submit accepted/s with p50/p99 (connections sending back to back, then an open-loop rate),
+/// batch jobs/s, the time of one large batch, and the same-run ceiling: the same client against a route that only
+/// reads the body and answers 201, so the gateway's figures can be read against what HTTP alone allows here.
 struct BenchSubmitCommand: AsyncParsableCommand {
     static let configuration = CommandConfiguration(
         commandName: "submit", abstract: "Measure job submissions per second through the native API.")
@@ -42,6 +44,8 @@ struct BenchSubmitCommand: AsyncParsableCommand {
     var batchSize: Int = 500
     @Option(help: "Jobs in the single large batch (0 skips it).")
     var largeBatch: Int = 10_000
+    @Option(help: "Offered rate (submits/s) of the open-loop latency phase (0 skips it).")
+    var openRate: Int = 1_000
 
     func run() async throws {
         let settings = try Launcher.settings()
@@ -103,9 +107,22 @@ struct BenchSubmitCommand: AsyncParsableCommand {
             client, url: url + "/v1/jobs", token: token, body: single, connections: connections,
             seconds: Double(duration))
         print(
-            "single submits, \(connections) connections: \(Self.rate(singles.count, singles.elapsed)) accepted/s, "
-                + "p50 \(Self.ms(singles.percentile(0.5))) ms, p99 \(Self.ms(singles.percentile(0.99))) ms, "
-                + "\(singles.errors) errors  (target ≥ 2,000/s, p99 ≤ 25 ms)")
+            "single submits, \(connections) connections back to back: \(Self.rate(singles.count, singles.elapsed)) "
+                + "accepted/s, p50 \(Self.ms(singles.percentile(0.5))) ms, p99 \(Self.ms(singles.percentile(0.99))) ms, "
+                + "\(singles.errors) errors  (target ≥ 2,000/s)")
+        if openRate > 0 {
+            let open = try await openLoop(
+                client, url: url + "/v1/jobs", token: token, body: single, rate: openRate, seconds: Double(duration))
+            print(
+                "single submits offered at \(openRate)/s (open loop, latency from each submit's scheduled time): "
+                    + "\(Self.rate(open.count, open.elapsed)) accepted/s, p50 \(Self.ms(open.percentile(0.5))) ms, "
+                    + "p99 \(Self.ms(open.percentile(0.99))) ms, \(open.errors) errors  (target p99 ≤ 25 ms)")
+        }
+        let ceiling = try await httpCeiling(client, body: single)
+        print(
+            "ceiling: the same client and \(connections) connections against a route that only reads the body and "
+                + "answers 201: \(Self.rate(ceiling.count, ceiling.elapsed)) answers/s, "
+                + "p50 \(Self.ms(ceiling.percentile(0.5))) ms, p99 \(Self.ms(ceiling.percentile(0.99))) ms")
 
         let batch = try Self.body([
             "environment": environment,
@@ -183,6 +200,70 @@ struct BenchSubmitCommand: AsyncParsableCommand {
         return total
     }
 
+    /// Submits at `rate` per second for `seconds`, each at its scheduled time whether or not earlier ones were
+    /// answered; a latency counts from the scheduled time, so a stall shows in every submit it delays.
+    func openLoop(
+        _ client: HTTPClient, url: String, token: String, body: [UInt8], rate: Int, seconds: Double
+    ) async throws -> Samples {
+        let started = ContinuousClock.now
+        let count = Int(Double(rate) * seconds)
+        var total = Samples()
+        try await withThrowingTaskGroup(of: Duration?.self) { group in
+            for index in 0..<count {
+                let scheduled = started + .nanoseconds(Int64(index) * 1_000_000_000 / Int64(rate))
+                try await Task.sleep(until: scheduled, clock: .continuous)
+                group.addTask {
+                    let status = try await Self.post(client, url: url, token: token, body: body)
+                    return status == 201 ? ContinuousClock.now - scheduled : nil
+                }
+            }
+            for try await latency in group {
+                if let latency { total.latencies.append(latency) } else { total.errors += 1 }
+            }
+        }
+        total.elapsed = ContinuousClock.now - started
+        return total
+    }
+
+    /// The single-submit load against an HTTP server in this process whose one route reads the body and answers 201
+    /// with a small JSON body: no authentication, validation or database.
+    func httpCeiling(_ client: HTTPClient, body: [UInt8]) async throws -> Samples {
+        let port = try LoopbackPort.free()
+        let router = Router()
+        router.get("/healthz") { _, _ in HTTPResponse.Status.ok }
+        router.post("/v1/jobs") { request, _ -> Response in
+            _ = try await request.body.collect(upTo: 1 << 20)
+            let answer = #"{"id":"00000000-0000-0000-0000-000000000000","status":1}"#
+            return Response(
+                status: .created, headers: [.contentType: "application/json"],
+                body: .init(byteBuffer: ByteBuffer(string: answer)))
+        }
+        var logger = Logger(label: "c2d-bench-ceiling")
+        logger.logLevel = .warning
+        let server = Application(
+            router: router, configuration: .init(address: .hostname("127.0.0.1", port: port)), logger: logger)
+        let group = ServiceGroup(services: [server], logger: logger)
+        return try await withThrowingTaskGroup(of: Void.self) { tasks in
+            tasks.addTask { try await group.run() }
+            defer { tasks.cancelAll() }
+            let url = "http://127.0.0.1:\(port)"
+            do {
+                try await Self.waitUntilHealthy(url)
+                _ = try await load(
+                    client, url: url + "/v1/jobs", token: "", body: body, connections: connections, seconds: 1)
+                let samples = try await load(
+                    client, url: url + "/v1/jobs", token: "", body: body, connections: connections,
+                    seconds: Double(duration))
+                await group.triggerGracefulShutdown()
+                try await tasks.waitForAll()
+                return samples
+            } catch {
+                await group.triggerGracefulShutdown()
+                throw error
+            }
+        }
+    }
+
     static func post(_ client: HTTPClient, url: String, token: String, body: [UInt8]) async throws -> Int {
         var request = HTTPClientRequest(url: url)
         request.method = .POST
@@ -247,7 +328,7 @@ struct BenchSubmitCommand: AsyncParsableCommand {
             }
             try await Task.sleep(for: .milliseconds(100))
         }
-        throw ValidationError("the gateway did not start")
+        throw ValidationError("\(url) did not start")
     }
 
     static func cleanUp(_ environment: String, token: UUID, store: PostgresJobStore) async throws {
