@@ -183,6 +183,9 @@ struct BenchClusterCommand: AsyncParsableCommand {
         Self.emit(
             "API requests per job: \(String(format: "%.2f", writesPerJob)) writes, \(String(format: "%.2f", Double(all) / Double(jobs))) in all "
                 + "(\(byVerb.sorted { $0.key < $1.key }.map { "\($0.key) \($0.value)" }.joined(separator: ", "))) (target ≤ 3 writes)"
+                + (finished < submitted.ids.count
+                    ? "; over by the creates of the \(submitted.ids.count - finished) jobs still unfinished at the drain's end"
+                    : "")
         )
         Self.emit(
             "client rate limit: C2D_KUBERNETES_QPS \(qps) / \(String(format: "%.2f", writesPerJob)) writes per job = "
