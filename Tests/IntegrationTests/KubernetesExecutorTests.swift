@@ -354,13 +354,13 @@ struct KubernetesExecutorTests {
                     "container": ["entrypoint": "echo live from the node; sleep 6; echo done", "image": "python"],
                 ]
             ]
-            let accepted = try await ocean.post(
-                deployment, "/api/services/freeCompute", try ocean.startBody(deployment, consumer, algorithm: algorithm)
-            )
+            let start = try ocean.startBody(deployment, consumer, algorithm: algorithm)
+            let credentials = try consumer.credentials("getComputeStreamableLogs", form: "text")
+            let accepted = try await ocean.post(deployment, "/api/services/freeCompute", start)
             let jobID = try #require(ocean.jobs(accepted).first?["jobId"] as? String, "\(accepted.text)")
             _ = try await ocean.waitForStatus(deployment, jobID) { $0["status"] as? Int == 40 }
             let (streamed, statusAtFirstLine) = try await ocean.followStreamableLogs(
-                deployment, consumer, jobID: jobID, firstLine: "live from the node")
+                deployment, credentials: credentials, jobID: jobID, firstLine: "live from the node")
             #expect(statusAtFirstLine == 40, "the first line came while the job was at \(statusAtFirstLine ?? -1)")
             #expect(streamed == "live from the node\ndone\n", "\(streamed)")
         }

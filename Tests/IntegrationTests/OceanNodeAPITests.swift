@@ -142,10 +142,12 @@ struct OceanNodeAPITests {
 
     /// Follows `computeStreamableLogs` of `jobID` as `consumer` to its end: what was streamed, and the job's status
     /// when `firstLine` had arrived (a line seen while the job runs is live, not the archive).
+    /// `credentials` are signed before the job starts: signing runs Python, which on a loaded machine can take
+    /// longer than the job.
     func followStreamableLogs(
-        _ deployment: Deployment, _ consumer: Consumer, jobID: String, firstLine: String
+        _ deployment: Deployment, credentials: [String: String], jobID: String, firstLine: String
     ) async throws -> (streamed: String, statusAtFirstLine: Int?) {
-        var query = try consumer.credentials("getComputeStreamableLogs", form: "text")
+        var query = credentials
         query["jobId"] = jobID
         let request = HTTPClientRequest(
             url: deployment.baseURL + "/api/services/computeStreamableLogs?" + Self.query(query))
@@ -220,6 +222,10 @@ struct OceanNodeAPITests {
             let start = try startBody(
                 deployment, consumer, algorithm: Self.algorithm(lines: 5, interval: 1),
                 extra: ["metadata": ["purpose": "test"], "additionalViewers": [] as [String]])
+            // Signed now (nonces rise in this order): signing takes longer than the job on a loaded machine.
+            let ownerLogs = try consumer.credentials("getComputeStreamableLogs", form: "text")
+            var otherLogs = try other.credentials("getComputeStreamableLogs")
+            var otherStop = try other.credentials("stopCompute")
             let accepted = try await post(deployment, "/api/services/freeCompute", start)
             #expect(accepted.status == 200, "\(accepted.text)")
             let created = try #require(jobs(accepted).first)
@@ -246,11 +252,9 @@ struct OceanNodeAPITests {
             #expect(unselected.status == 400)
 
             // Another consumer may neither follow its logs nor stop it.
-            var otherLogs = try other.credentials("getComputeStreamableLogs")
             otherLogs["jobId"] = jobID
             let refusedLogs = try await deployment.get("/api/services/computeStreamableLogs?" + Self.query(otherLogs))
             #expect(refusedLogs.status == 403)
-            var otherStop = try other.credentials("stopCompute")
             otherStop["jobId"] = jobID
             let refusedStop = try await deployment.request(.PUT, "/api/services/compute?" + Self.query(otherStop))
             #expect(refusedStop.status == 200 && jobs(refusedStop).isEmpty)
@@ -259,7 +263,7 @@ struct OceanNodeAPITests {
             // and the stream ends with the algorithm.
             _ = try await waitForStatus(deployment, jobID) { $0["status"] as? Int ?? 0 >= 30 }
             let (streamed, statusAtFirstLine) = try await followStreamableLogs(
-                deployment, consumer, jobID: jobID, firstLine: "tick 0")
+                deployment, credentials: ownerLogs, jobID: jobID, firstLine: "tick 0")
             #expect(statusAtFirstLine == 40, "the first line came while the job was at \(statusAtFirstLine ?? -1)")
             #expect((0..<5).allSatisfy { streamed.contains("tick \($0)") }, "\(streamed)")
 
@@ -332,13 +336,17 @@ struct OceanNodeAPITests {
         let caps = ["C2D_SSE_MAX_STREAMS": "4", "C2D_SSE_MAX_STREAMS_PER_CALLER": "1"]
         try await Deployment.with(extraEnvironment: caps, environmentFields: Self.environmentFields) { deployment in
             try await deployment.startDev()
-            let accepted = try await post(
-                deployment, "/api/services/freeCompute",
-                try startBody(deployment, consumer, algorithm: Self.algorithm(lines: 4, interval: 1)))
+            let start = try startBody(deployment, consumer, algorithm: Self.algorithm(lines: 4, interval: 1))
+            // Signed before the job starts: signing runs Python, which on a loaded machine can outlast the job.
+            var credentials = [
+                try consumer.credentials("getComputeStreamableLogs"),
+                try consumer.credentials("getComputeStreamableLogs"),
+            ]
+            let accepted = try await post(deployment, "/api/services/freeCompute", start)
             let jobID = try #require(jobs(accepted).first?["jobId"] as? String, "\(accepted.text)")
             _ = try await waitForStatus(deployment, jobID) { $0["status"] as? Int == 40 }
             func follow() async throws -> HTTPClientResponse {
-                var query = try consumer.credentials("getComputeStreamableLogs")
+                var query = credentials.removeFirst()
                 query["jobId"] = jobID
                 let url = deployment.baseURL + "/api/services/computeStreamableLogs?" + Self.query(query)
                 return try await HTTPClient.shared.execute(HTTPClientRequest(url: url), timeout: .seconds(60))
@@ -348,6 +356,7 @@ struct OceanNodeAPITests {
             let second = try await follow()
             #expect(second.status == .tooManyRequests)
             #expect(second.headers.first(name: "x-c2d-error-code") == "too_many_streams")
+            #expect(second.headers.first(name: "retry-after") == "5")
             let text = String(buffer: try await second.body.collect(upTo: 1 << 16))
             #expect(text.contains("close one first"), "\(text)")
             var streamed = ""

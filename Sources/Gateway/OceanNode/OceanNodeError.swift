@@ -15,18 +15,25 @@ struct OceanNodeError: HTTPResponseError, Sendable, CustomStringConvertible {
     var code: String
     var message: String
     var body: Body
+    /// Headers the answer needs besides the body (e.g. `Retry-After` on a 429).
+    var headers: HTTPFields
 
-    init(_ status: HTTPResponse.Status = .badRequest, code: String, message: String, body: Body = .jsonString) {
+    init(
+        _ status: HTTPResponse.Status = .badRequest, code: String, message: String, body: Body = .jsonString,
+        headers: HTTPFields = [:]
+    ) {
         self.status = status
         self.code = code
         self.message = message
         self.body = body
+        self.headers = headers
     }
 
     var description: String { "\(status.code) \(code): \(message)" }
 
     func response(from request: Request, context: some RequestContext) throws -> Response {
-        var headers: HTTPFields = [.c2dErrorCode: code]
+        var headers = headers
+        headers[.c2dErrorCode] = code
         let bytes: Data
         switch body {
         case .jsonString:

@@ -445,7 +445,8 @@ struct OceanNodeRoutes: Sendable {
             // The same key as a native token of that owner: one address, one allowance across both APIs.
             lease = try streams.acquire(caller: "owner:" + consumer.lowercased())
         } catch let error as APIError {
-            throw OceanNodeError(error.status, code: error.code, message: error.message, body: .text)
+            throw OceanNodeError(
+                error.status, code: error.code, message: error.message, body: .text, headers: error.headers)
         }
         do {
             let body = try await logs.body(job: job, step: .algorithm).holding(lease)
