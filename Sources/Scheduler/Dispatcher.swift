@@ -52,7 +52,9 @@ package final class Dispatcher: Service, Sendable {
     let amqp: AMQPClient
     let logger: Logger
     private let pending = NIOLockedValueBox(PendingEnvironments())
-    private let noRoute = NIOLockedValueBox(UnroutableBackoff())
+    /// Environments whose messages no queue takes, and environments whose passes fail otherwise.
+    private let noRoute = NIOLockedValueBox(EnvironmentBackoff(maximum: .seconds(60)))
+    private let failing = NIOLockedValueBox(EnvironmentBackoff(maximum: .seconds(5)))
     private let wakeups: AsyncStream<Void>
     private let wake: AsyncStream<Void>.Continuation
 
@@ -167,12 +169,17 @@ package final class Dispatcher: Service, Sendable {
         for environment in named.sorted() where !Task.isCancelled { await pass(environment) }
     }
 
-    /// One environment's pass; one that could not finish, or may have more to admit, is marked again. An
-    /// environment whose messages no queue takes waits out its back-off without holding back the others.
+    /// One environment's pass; one another dispatcher kept busy, or that may have more to admit, is marked again.
+    /// An environment whose messages no queue takes, or whose pass failed, waits out its back-off (a sweep tries it
+    /// again after) without holding back the others.
     private func pass(_ environment: String) async {
-        guard !noRoute.withLockedValue({ $0.isWaiting(environment, now: .now) }) else { return }
+        let now = ContinuousClock.now
+        guard !noRoute.withLockedValue({ $0.isWaiting(environment, now: now) }),
+            !failing.withLockedValue({ $0.isWaiting(environment, now: now) })
+        else { return }
         do {
             let pass = try await runOnce(environment: environment)
+            failing.withLockedValue { $0.succeeded(environment) }
             let published = pass.admitted.count + pass.redispatched.count
             if !pass.busy && published > 0 { noRoute.withLockedValue { $0.succeeded(environment) } }
             if pass.busy {
@@ -190,9 +197,10 @@ package final class Dispatcher: Service, Sendable {
                 "no queue takes this environment's job messages; trying again later",
                 metadata: ["environment": "\(environment)", "retry_in": "\(backoff)", "error": "\(error)"])
         } catch {
-            logger.warning("dispatch pass failed", metadata: ["environment": "\(environment)", "error": "\(error)"])
-            retry(environment)
-            try? await Task.sleep(for: .seconds(1))
+            let backoff = failing.withLockedValue { $0.failed(environment, now: .now) }
+            logger.warning(
+                "dispatch pass failed; trying again later",
+                metadata: ["environment": "\(environment)", "retry_in": "\(backoff)", "error": "\(error)"])
         }
     }
 
@@ -238,13 +246,13 @@ package final class Dispatcher: Service, Sendable {
     }
 }
 
-/// When each environment whose job messages had no queue to go to may be tried again: from 1 s, doubling to
-/// `maximum`, reset by a pass that goes through.
-struct UnroutableBackoff: Sendable {
+/// When each environment whose dispatch passes keep failing (its job messages had no queue to go to, or the pass
+/// itself failed) may be tried again: from 1 s, doubling to `maximum`, reset by a pass that goes through.
+struct EnvironmentBackoff: Sendable {
     var maximum: Duration
     private var waiting: [String: (until: ContinuousClock.Instant, backoff: Duration)] = [:]
 
-    init(maximum: Duration = .seconds(60)) {
+    init(maximum: Duration) {
         self.maximum = maximum
     }
 
@@ -268,8 +276,8 @@ struct UnroutableBackoff: Sendable {
 struct PendingEnvironments: Sendable {
     /// Named by notifications: these go before the rest of a sweep.
     var environments: Set<String> = []
-    /// Passes to run again (another dispatcher was busy, a pass failed, or more is left to admit): in the next
-    /// round, not before every step of a sweep, so one that keeps failing cannot stall the sweep.
+    /// Passes to run again (another dispatcher was busy, or more is left to admit): in the next round, not before
+    /// every step of a sweep, so one that keeps coming back cannot stall the sweep.
     var retries: Set<String> = []
     /// Every environment with unfinished jobs.
     var all = false

@@ -2,12 +2,12 @@ import Testing
 
 @testable import Scheduler
 
-@Suite("Dispatch back-off of an environment no queue takes")
-struct UnroutableBackoffTests {
+@Suite("Dispatch back-off of an environment whose passes fail")
+struct EnvironmentBackoffTests {
     @Test("waits 1 s, then twice as long after each failure up to the maximum; a pass that goes through resets it")
     func backoff() {
         let start = ContinuousClock.now
-        var backoff = UnroutableBackoff(maximum: .seconds(4))
+        var backoff = EnvironmentBackoff(maximum: .seconds(4))
         #expect(!backoff.isWaiting("stale", now: start))
         #expect(backoff.failed("stale", now: start) == .seconds(1))
         #expect(backoff.isWaiting("stale", now: start + .milliseconds(999)))
