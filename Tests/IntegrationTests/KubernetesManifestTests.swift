@@ -138,6 +138,13 @@ struct KubernetesManifestTests {
             }
             for except in Self.excepts(policy, cidr: "::/0") {
                 #expect(except.contains("fc00::/7") && except.contains("fe80::/10"), "\(name)")
+                // The same private ranges through a NAT64 gateway (64:ff9b::/96): 10/8, 172.16/12, 192.168/16,
+                // 169.254/16.
+                for range in [
+                    "64:ff9b::a00:0/104", "64:ff9b::ac10:0/108", "64:ff9b::c0a8:0/112", "64:ff9b::a9fe:0/112",
+                ] {
+                    #expect(except.contains(range), "\(name) lets pods reach \(range)")
+                }
             }
             let spec = try #require(policy["spec"] as? [String: Any])
             #expect(spec["policyTypes"] as? [String] == ["Ingress", "Egress"])

@@ -282,7 +282,22 @@ package struct JobManifests: Sendable {
     package static let nonPublicIPv4 = [
         "10.0.0.0/8", "172.16.0.0/12", "192.168.0.0/16", "100.64.0.0/10", "169.254.0.0/16", "127.0.0.0/8",
     ]
-    package static let nonPublicIPv6 = ["fc00::/7", "fe80::/10", "::1/128"]
+    /// Unique local, link-local and loopback, the local-use NAT64 prefix, and the non-public IPv4 ranges in the
+    /// well-known NAT64 prefix 64:ff9b::/96 (RFC 6052): on an IPv6-only cluster a NAT64 gateway would carry
+    /// 64:ff9b::a00:1 to 10.0.0.1. IPv4-mapped forms (::ffff:0:0/96) are not listed: Kubernetes reads them as IPv4
+    /// addresses, which the IPv4 rule covers.
+    package static let nonPublicIPv6 =
+        ["fc00::/7", "fe80::/10", "::1/128", "64:ff9b:1::/48"] + nonPublicIPv4.map(nat64)
+
+    /// `a.b.c.d/n` inside 64:ff9b::/96, as `64:ff9b::abcd:abcd/(96 + n)`.
+    static func nat64(_ ipv4: String) -> String {
+        let parts = ipv4.split(separator: "/")
+        let octets = parts[0].split(separator: ".").compactMap { Int($0) }
+        precondition(parts.count == 2 && octets.count == 4, "not an IPv4 network: \(ipv4)")
+        let high = String(octets[0] << 8 | octets[1], radix: 16)
+        let low = String(octets[2] << 8 | octets[3], radix: 16)
+        return "64:ff9b::\(high):\(low)/\(96 + (Int(parts[1]) ?? 32))"
+    }
 
     /// The namespace's policies every worker makes sure of at start.
     package static func namespacePolicies(namespace: String) -> [NetworkPolicy] {
