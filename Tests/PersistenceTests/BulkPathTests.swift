@@ -256,6 +256,44 @@ extension PostgresIntegrationTests {
             }
         }
 
+        @Test("a plain insert writes the job and its first event; a duplicate id writes nothing")
+        func plainInsert() async throws {
+            try await Self.withStore { store, environment in
+                let job = Self.job(environment)
+                guard case .inserted = try await store.insert(job) else {
+                    throw TestFailure("a plain insert must insert")
+                }
+                #expect(try await store.job(job.id)?.workflow == job.workflow)
+                let events = try await store.events(of: job.id)
+                #expect(events.map(\.status) == [.queued])
+                #expect(events.map(\.attempt) == [0])
+
+                var duplicate = Self.job(environment)
+                duplicate.id = job.id
+                let error = await #expect(throws: PostgresError.self) { try await store.insert(duplicate) }
+                #expect(error?.isUniqueViolation == true)
+                #expect(try await store.events(of: job.id).count == 1)
+            }
+        }
+
+        @Test("deleting jobs deletes their events, whatever deletes them (the cascade without a foreign key)")
+        func deletingJobsDeletesEvents() async throws {
+            try await Self.withStore { store, environment in
+                let jobs = (0..<3).map { _ in Self.job(environment) }
+                for job in jobs { try await store.insert(job) }
+                try await store.insertBatch((0..<5).map { _ in Self.job(environment) }, batchID: nil)
+                try await store.client.execute(
+                    "DELETE FROM jobs WHERE id = any($1::text[]::uuid[])",
+                    [.textArray(jobs.prefix(2).map(\.id.uuid.uuidString))])
+                #expect(try await store.events(of: jobs[0].id).isEmpty)
+                #expect(try await store.events(of: jobs[1].id).isEmpty)
+                #expect(try await store.events(of: jobs[2].id).count == 1)
+                try await store.removeEnvironment(environment.id)
+                let left = try await store.client.query("SELECT count(*) AS n FROM job_events")
+                #expect(try left[0].int("n") == 0)
+            }
+        }
+
         // MARK: Helpers
 
         static func withStore(_ body: (PostgresJobStore, ComputeEnvironment) async throws -> Void) async throws {

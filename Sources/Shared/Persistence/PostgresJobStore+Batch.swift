@@ -96,19 +96,7 @@ extension PostgresJobStore {
     ) async throws -> IdempotentInsert {
         let workflow = try workflowJSON ?? String(decoding: JSONEncoder().encode(job.workflow), as: UTF8.self)
         let rows = try await client.query(
-            """
-            with job as (
-                insert into jobs (
-                    id, environment, owner, agreement_id, idempotency_key, status, created_at, workflow, viewers,
-                    priority, request_id, traceparent, origin, ocean_signer)
-                values ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14)
-                on conflict (owner, idempotency_key) where idempotency_key is not null do nothing
-                returning id, status, extract(epoch from created_at)::text as created_epoch
-            ), event as (
-                insert into job_events (job_id, attempt, status) select id, 0, status from job
-            )
-            select created_epoch from job
-            """,
+            idempotencyKey == nil ? Self.insertStatement : Self.idempotentInsertStatement,
             [
                 .uuid(job.id.uuid), .text(job.environment), .text(job.owner), .optional(job.agreementID),
                 .optional(idempotencyKey), .int(Int64(job.status.rawValue)), .timestamp(job.createdAt),
@@ -126,6 +114,30 @@ extension PostgresJobStore {
         }
         return .existing(existing)
     }
+
+    /// The job and its first event in one data-modifying CTE, with `onConflict` after the job's values.
+    private static func jobInsert(onConflict: String) -> String {
+        """
+        with job as (
+            insert into jobs (
+                id, environment, owner, agreement_id, idempotency_key, status, created_at, workflow, viewers,
+                priority, request_id, traceparent, origin, ocean_signer)
+            values ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14)
+            \(onConflict)
+            returning id, status, extract(epoch from created_at)::text as created_epoch
+        ), event as (
+            insert into job_events (job_id, attempt, status) select id, 0, status from job
+        )
+        select created_epoch from job
+        """
+    }
+
+    /// Without a key, a plain insert: `on conflict` would make every insert speculative (Postgres inserts the row,
+    /// checks the arbiter index, then confirms it with one more WAL record), for a conflict that cannot happen on a
+    /// null key. A duplicate job id fails the same way in both.
+    static let insertStatement = jobInsert(onConflict: "")
+    static let idempotentInsertStatement = jobInsert(
+        onConflict: "on conflict (owner, idempotency_key) where idempotency_key is not null do nothing")
 
     /// Admits jobs directly, without the dispatcher's room check or a message: for tools and tests that drive
     /// claims themselves. Production admission goes through ``admit(environment:limit:workerStaleAfter:maximumGroups:)``.
