@@ -29,7 +29,7 @@ package enum FreeMemory {
     /// over many arenas, between the freed transients of launches that no trim can return: on 2 cores a worker
     /// monitoring 10,000 Kubernetes jobs measured 4.95 KiB per job with the default and 4.0 with this limit (arenas
     /// created before the call remain; `MALLOC_ARENA_MAX=2` in the environment, which applies from the start, gave
-    /// 3.2; docs/operations.md, "Kubernetes executor"). Call first thing, before the process starts its work.
+    /// 3.2–3.9; docs/operations.md, "Kubernetes executor"). Call first thing, before the process starts its work.
     package static func limitArenas(toCores cores: Int) {
         #if canImport(Glibc)
             _ = option?(arenaMaximum, Int32(clamping: max(2, cores)))
