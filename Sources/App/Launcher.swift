@@ -4,6 +4,7 @@ import Logging
 import Persistence
 import ServiceLifecycle
 import UnixSignals
+import Worker
 
 /// Starts c2d's processes: loads the settings, checks Postgres, builds the roles' services (``C2DServices``) and runs
 /// them in one ``ServiceGroup`` that stops gracefully on SIGTERM/SIGINT.
@@ -41,6 +42,11 @@ package enum Launcher {
 
     /// Runs `roles` until SIGTERM or SIGINT; `listener` is the gateway's, `migrate` applies pending migrations first.
     package static func run(roles: Set<Role>, listener: (host: String, port: Int)?, migrate: Bool) async throws {
+        if roles.contains(.worker) {
+            // First, before threads allocate: a worker keeps thousands of small long-lived values (monitored
+            // attempts) among the transients of their launches, and fewer malloc arenas fragment less.
+            FreeMemory.limitArenas(toCores: ProcessInfo.processInfo.activeProcessorCount)
+        }
         let settings = try settings()
         let logger = logger(settings)
         let postgres = PostgresClient(configuration: settings.postgres, logger: logger)

@@ -125,10 +125,7 @@ package final class JobWorker: Service, Sendable {
                         }
                         if let job = claimed {
                             // Returns once the attempt started; its slot is freed once its end is recorded.
-                            await self.runJob(job, environment: environment) {
-                                self.slots.stopRunning(job.id)
-                                self.slots.release()
-                            }
+                            await self.runJob(job, environment: environment)
                         } else {
                             self.slots.release()
                         }
@@ -224,14 +221,20 @@ package final class JobWorker: Service, Sendable {
     /// attempt's ``AttemptControl``. A stop request (seen at lease renewal) ends it as stopped with its logs; a lost
     /// lease ends it without writing; at shutdown, an attempt still running after the grace period is handed back to
     /// the queue. Returns once the executor started the attempt: with the local executor that is its end, with
-    /// Kubernetes its launch, so no task waits per monitored attempt. `released` runs once the ending is recorded.
-    func runJob(_ job: Job, environment: ComputeEnvironment, released: @escaping @Sendable () async -> Void) async {
+    /// Kubernetes its launch, so no task waits per monitored attempt. The job's slot is freed once its ending is
+    /// recorded.
+    func runJob(_ job: Job, environment: ComputeEnvironment) async {
         let run = prepare(job, environment: environment)
+        // The end handler lives as long as the attempt: it keeps the claim and the control, not the run (the job's
+        // workflow and environment are needed only to launch).
+        let claim = JobClaim(job)
+        let control = run.control
         await executor.start(run) { [self] ending in
-            await leases.release(JobClaim(run.job))
-            await record(ending, of: run)
-            attempts.unregister(run.job.id, run.control)
-            await released()
+            await leases.release(claim)
+            await record(ending, of: claim, control: control)
+            attempts.unregister(claim.jobID, control)
+            slots.stopRunning(claim.jobID)
+            slots.release()
         }
     }
 
@@ -266,21 +269,20 @@ package final class JobWorker: Service, Sendable {
     }
 
     /// Records how the attempt ended: its result (then the executor may clean up), a hand-back, or nothing.
-    private func record(_ ending: AttemptEnding, of run: AttemptRun) async {
-        let job = run.job
+    private func record(_ ending: AttemptEnding, of claim: JobClaim, control: AttemptControl) async {
         var logger = self.logger
-        logger[metadataKey: "job"] = "\(job.id)"
-        logger[metadataKey: "attempt"] = "\(job.attempt)"
-        if run.control.interruption == .stopRequested { logger.info("stop requested; the job was stopped") }
+        logger[metadataKey: "job"] = "\(claim.jobID)"
+        logger[metadataKey: "attempt"] = "\(claim.attempt)"
+        if control.interruption == .stopRequested { logger.info("stop requested; the job was stopped") }
         switch ending {
         case .finished(let result):
-            if await finish(job, result: result, logger: logger) {
-                await executor.attemptRecorded(run, ending: ending)
+            if await finish(claim, result: result, logger: logger) {
+                await executor.attemptRecorded(claim, ending: ending)
             }
         case .lostLease(let reason):
             logger.warning("job attempt lost its claim; stopped without writing", metadata: ["reason": "\(reason)"])
         case .handBack:
-            await handBack(job, logger: logger)
+            await handBack(claim, logger: logger)
         }
     }
 
@@ -307,26 +309,18 @@ package final class JobWorker: Service, Sendable {
     /// Has the ``LeaseKeeper`` renew the attempt's lease with all the others and interrupt it when a stop is requested
     /// or the attempt no longer holds the job.
     func keepLease(_ job: Job, control: AttemptControl) {
-        leases.hold(JobClaim(job)) { state in
-            switch state {
-            case .held: break
-            case .stopRequested: control.interrupt(.stopRequested)
-            case .lost:
-                control.interrupt(
-                    .leaseLost("the claim was refused at renewal, or could not be renewed for a whole lease"))
-            }
-        }
+        leases.hold(JobClaim(job), control)
     }
 
     /// Writes the terminal status, retrying while Postgres is unavailable (for up to a lease period: after that
     /// another worker may take the job over, and our write would be refused anyway). True once it is recorded.
     @discardableResult
-    func finish(_ job: Job, result: ExecutionResult, logger: Logger) async -> Bool {
+    func finish(_ claim: JobClaim, result: ExecutionResult, logger: Logger) async -> Bool {
         let deadline = ContinuousClock.now + configuration.leaseDuration
         var delay = Duration.milliseconds(200)
         while true {
             do {
-                try await store.finish(JobClaim(job), result: result)
+                try await store.finish(claim, result: result)
                 logger.info(
                     "job finished",
                     metadata: [
@@ -348,9 +342,9 @@ package final class JobWorker: Service, Sendable {
         }
     }
 
-    func handBack(_ job: Job, logger: Logger) async {
+    func handBack(_ claim: JobClaim, logger: Logger) async {
         do {
-            try await store.release(JobClaim(job))
+            try await store.release(claim)
             logger.info("job handed back at shutdown")
         } catch {
             logger.warning("hand-back failed; the lease will expire instead", metadata: ["error": "\(error)"])

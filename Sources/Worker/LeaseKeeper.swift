@@ -5,17 +5,17 @@ import Persistence
 
 /// Renews the leases of every job a worker holds in one statement every third of the lease (at most every 5 s, so a
 /// stop request is seen promptly), instead of one write per job: a worker monitoring thousands of Kubernetes jobs
-/// then costs the database a few statements a second, not thousands. A held job costs an entry here, not a task: its
-/// handler is called once, when its claim is refused (another worker claimed the job, or it finished), a stop is
-/// requested, or the worker could not renew for a whole lease: then the job may already be another worker's, so
-/// this one must stop touching it at once.
+/// then costs the database a few statements a second, not thousands. A held job costs an entry here, not a task nor
+/// a closure: its attempt's control is interrupted once, when its claim is refused (another worker claimed the job,
+/// or it finished), a stop is requested, or the worker could not renew for a whole lease: then the job may already be
+/// another worker's, so this one must stop touching it at once.
 actor LeaseKeeper {
     private let store: PostgresJobStore
     private let workerID: String
     private let lease: Duration
     private let logger: Logger
     private var book: LeaseBook
-    private var handlers: [JobID: @Sendable (PostgresJobStore.LeaseState) -> Void] = [:]
+    private var controls: [JobID: AttemptControl] = [:]
     /// Releases that arrived before their registration (``hold(_:_:)`` queues it): each cancels it. Kept for a lease
     /// at most, so a release after the handler was called does not stay here.
     private var releasedEarly: [JobClaim: ContinuousClock.Instant] = [:]
@@ -28,22 +28,32 @@ actor LeaseKeeper {
         self.book = LeaseBook(lease: lease)
     }
 
-    /// Renews the claim's lease from now on; `handler` hears `.stopRequested` or `.lost` (once, after which the job is
-    /// no longer renewed). Callable from synchronous code: the registration is queued on the actor.
-    nonisolated func hold(_ claim: JobClaim, _ handler: @escaping @Sendable (PostgresJobStore.LeaseState) -> Void) {
-        Task { await self.register(claim, handler) }
+    /// Renews the claim's lease from now on; `control` is interrupted with ``interruption(_:)`` when a stop is
+    /// requested or the lease is lost (once, after which the job is no longer renewed). Callable from synchronous
+    /// code: the registration is queued on the actor.
+    nonisolated func hold(_ claim: JobClaim, _ control: AttemptControl) {
+        Task { await self.register(claim, control) }
     }
 
-    private func register(_ claim: JobClaim, _ handler: @escaping @Sendable (PostgresJobStore.LeaseState) -> Void) {
+    private func register(_ claim: JobClaim, _ control: AttemptControl) {
         if releasedEarly.removeValue(forKey: claim) != nil { return }
         book.hold(claim, at: .now)
-        handlers[claim.jobID] = handler
+        controls[claim.jobID] = control
+    }
+
+    /// What a renewal's answer means for the attempt: nothing while held, else how it must end.
+    static func interruption(_ state: PostgresJobStore.LeaseState) -> AttemptInterruption? {
+        switch state {
+        case .held: nil
+        case .stopRequested: .stopRequested
+        case .lost: .leaseLost("the claim was refused at renewal, or could not be renewed for a whole lease")
+        }
     }
 
     /// Stops renewing the claim's lease (its attempt ended).
     func release(_ claim: JobClaim) {
         if book.release(claim) {
-            handlers[claim.jobID] = nil
+            controls[claim.jobID] = nil
         } else {
             releasedEarly[claim] = .now
         }
@@ -59,7 +69,7 @@ actor LeaseKeeper {
             }
             await renewAll()
         }
-        handlers.removeAll()
+        controls.removeAll()
     }
 
     private func renewAll() async {
@@ -80,7 +90,10 @@ actor LeaseKeeper {
                 metadata: ["jobs": "\(claims.count)", "given_up": "\(ended.count)", "error": "\(error)"])
         }
         for (jobID, state) in ended {
-            handlers.removeValue(forKey: jobID)?(state)
+            guard let control = controls.removeValue(forKey: jobID), let interruption = Self.interruption(state) else {
+                continue
+            }
+            control.interrupt(interruption)
         }
     }
 }

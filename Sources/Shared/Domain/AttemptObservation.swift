@@ -1,14 +1,18 @@
 import Foundation
 
 /// What one container of an attempt was last seen doing, as its pod's container status says.
+///
+/// The states with several fields are boxed (`indirect`): an informer keeps three of these per attempt for every
+/// attempt in the cluster, and inline they would take 72 bytes each where a box is only paid for by containers
+/// waiting or ended.
 package enum ContainerObservation: Sendable, Hashable {
     /// No status yet: the pod does not exist, is not scheduled, or has not reached this container.
     case pending
     /// Waiting to start; `reason` is the kubelet's (`PodInitializing`, `ContainerCreating`, `ErrImagePull`,
     /// `ImagePullBackOff`, `CreateContainerConfigError` …) and `since` when a start problem was first seen.
-    case waiting(reason: String, message: String?, since: Date?)
+    indirect case waiting(reason: String, message: String?, since: Date?)
     case running(startedAt: Date?)
-    case terminated(ContainerTermination)
+    indirect case terminated(ContainerTermination)
 
     package var termination: ContainerTermination? {
         if case .terminated(let termination) = self { return termination }

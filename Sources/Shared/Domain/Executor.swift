@@ -19,7 +19,7 @@ package protocol Executor: Sendable {
     func start(_ attempt: AttemptRun, ended: @escaping @Sendable (AttemptEnding) async -> Void) async
     /// Called after the worker recorded the ending (a finished attempt's terminal status committed), for clean-up
     /// that must not happen before it.
-    func attemptRecorded(_ attempt: AttemptRun, ending: AttemptEnding) async
+    func attemptRecorded(_ claim: JobClaim, ending: AttemptEnding) async
 }
 
 extension Executor {
@@ -27,7 +27,7 @@ extension Executor {
         await ended(await run(attempt))
     }
 
-    package func attemptRecorded(_ attempt: AttemptRun, ending: AttemptEnding) async {}
+    package func attemptRecorded(_ claim: JobClaim, ending: AttemptEnding) async {}
 }
 
 /// One claimed attempt handed to an executor. A class: it is passed down and held while the attempt runs, and a

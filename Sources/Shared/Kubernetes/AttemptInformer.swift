@@ -22,10 +22,13 @@ package struct ObservedAttempt: Sendable, Hashable {
     package var observation: AttemptObservation
     /// The root Job's creation time (else the first pod's): orphans younger than a grace period are left alone.
     package var createdAt: Date?
-    /// The io pod's name (the Job controller picks it), for reading its containers' logs.
-    package var ioPodName: String?
     /// When the informer first saw every object of the attempt gone.
     package var goneSince: Date?
+    /// The io pod's name without the attempt's name it starts with (the Job controller appends `-` and five
+    /// characters), or the whole name if it does not: a short string is stored inline, with no allocation per
+    /// attempt.
+    private var ioPodNameTail: String?
+    private var ioPodNameIsWhole = false
 
     package init(
         key: AttemptKey, observation: AttemptObservation = AttemptObservation(), createdAt: Date? = nil,
@@ -34,8 +37,26 @@ package struct ObservedAttempt: Sendable, Hashable {
         self.key = key
         self.observation = observation
         self.createdAt = createdAt
-        self.ioPodName = ioPodName
         self.goneSince = goneSince
+        self.ioPodName = ioPodName
+    }
+
+    /// The io pod's name (the Job controller picks it), for reading its containers' logs.
+    package var ioPodName: String? {
+        get {
+            guard let tail = ioPodNameTail else { return nil }
+            return ioPodNameIsWhole ? tail : ClusterNaming.attemptName(jobID: key.jobID, attempt: key.attempt) + tail
+        }
+        set {
+            let prefix = ClusterNaming.attemptName(jobID: key.jobID, attempt: key.attempt)
+            if let name = newValue, name.hasPrefix(prefix) {
+                ioPodNameTail = String(name.dropFirst(prefix.count))
+                ioPodNameIsWhole = false
+            } else {
+                ioPodNameTail = newValue
+                ioPodNameIsWhole = true
+            }
+        }
     }
 
     /// Some object of the attempt exists and is not being deleted.

@@ -136,9 +136,9 @@ package final class KubernetesExecutor: Executor {
         return logger
     }
 
-    package func attemptRecorded(_ attempt: AttemptRun, ending: AttemptEnding) async {
+    package func attemptRecorded(_ claim: JobClaim, ending: AttemptEnding) async {
         guard case .finished = ending else { return }
-        await monitor.deleteRecorded(AttemptKey(jobID: attempt.job.id, attempt: attempt.job.attempt))
+        await monitor.deleteRecorded(AttemptKey(jobID: claim.jobID, attempt: claim.attempt))
     }
 
     static func ending(_ interruption: AttemptInterruption) -> AttemptEnding {
