@@ -128,7 +128,8 @@ private struct World {
             return
         }
         let observation = AttemptObservation(
-            root: random.pick([PodObservation.Presence.present, .present, .gone, .notSeen]), ioPod: pod(), algorithmPod: pod(),
+            root: random.pick([PodObservation.Presence.present, .present, .gone, .notSeen]), ioPod: pod(),
+            algorithmPod: pod(),
             configure: random.chance(0.8) ? .terminated(ContainerTermination(exitCode: 0)) : container(),
             algorithm: container(), publish: container(), stepImage: "c2d")
         attempts[key] = ObservedAttempt(

@@ -95,7 +95,9 @@ package struct ReconcileFocus: Sendable {
 
     static func rules(_ environments: [ReconcileEnvironment]) -> [String: EnvironmentRules] {
         Dictionary(
-            environments.map { ($0.id, EnvironmentRules(maxQueueWait: $0.maxQueueWait, storageExpiry: $0.storageExpiry)) },
+            environments.map {
+                ($0.id, EnvironmentRules(maxQueueWait: $0.maxQueueWait, storageExpiry: $0.storageExpiry))
+            },
             uniquingKeysWith: { a, _ in a })
     }
 
@@ -346,7 +348,8 @@ extension Planning {
             guard slot == .admitted || slot == .waiting else { continue }
             capacity.notRunning.append((row.createdAt, row.id, row.environment, slot == .admitted))
         }
-        return ReconcilePlan(actions: actions, failSafe: nil, capacity: capacity.report(), nextState: nextState)
+        return ReconcilePlan(
+            actions: actions, failSafe: nil, capacity: capacity.report(), nextState: nextState, focused: true)
     }
 
     static func memo(_ job: ReconcileJob, present: Bool) -> ReconcileFocus.Memo {

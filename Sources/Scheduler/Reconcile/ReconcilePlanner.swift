@@ -22,6 +22,9 @@ import Persistence
 /// Then objects with no live job are orphans (duty 4), finished jobs past their storage expiry lose their results
 /// (duty 11), and stale environments are hidden (duty 12).
 ///
+/// ``plan(_:configuration:state:focus:changes:)`` gives the same plan from the jobs and objects that can have changed
+/// only (``ReconcileFocus``), which keeps a pass over 1,000 changes among 100,000 jobs from walking them all.
+///
 /// Fail-safe: when the cluster cannot be listed, or shows objects for at most a small share of many launched jobs,
 /// orphan deletion and lost-job handling are withheld and the missing-since clock restarts, while the Postgres-only
 /// duties go on.

@@ -60,6 +60,8 @@ package struct ReconcileResult: Sendable, Hashable {
     package var failSafe: FailSafeReason?
     /// Whether this pass re-read every unfinished job rather than the changes since the cursor.
     package var fullPass: Bool = false
+    /// Whether this pass planned over what changed only (``ReconcileFocus``) rather than walking every job.
+    package var focused: Bool = false
     package var jobsRead: Int = 0
     /// Per environment: running, admitted and waiting jobs (duty 10).
     package var capacity: [String: EnvironmentCapacity] = [:]
@@ -74,7 +76,9 @@ package struct ReconcileResult: Sendable, Hashable {
 /// 2. Read the jobs: every unfinished one on a full pass (at leadership start and every
 ///    ``Configuration/fullPassInterval``), else those changed after the `change_seq` cursor, merged into the cached
 ///    set; plus the rows of jobs that objects name, finished jobs past storage expiry, and the environments.
-/// 3. Plan with ``ReconcilePlanner`` (pure).
+/// 3. Plan with ``ReconcilePlanner`` (pure): on an incremental pass whose cluster reading tells what changed, over
+///    the jobs and objects that can have changed only (``ReconcileFocus``); otherwise by walking every job, which
+///    rebuilds the focus.
 /// 4. Apply in batches, each in a fenced transaction; cluster effects go through ``ReconcileCluster`` (logs archived
 ///    before a terminal record, objects deleted after it).
 ///
@@ -196,6 +200,7 @@ package final class Reconciler: Service, Sendable {
             state.clusterPosition = reading.clusterPosition
         }
         result.planned = plan.counts
+        result.focused = plan.focused
         result.failSafe = plan.failSafe
         result.capacity = plan.capacity
         try await apply(plan, epoch: epoch, result: &result)
