@@ -54,6 +54,11 @@ package struct ReconcileFocus: Sendable {
     struct Count: Sendable, Hashable {
         var jobs = 0
         var running = 0
+
+        mutating func add(_ slot: Slot, _ sign: Int) {
+            jobs += sign
+            if slot == .running { running += sign }
+        }
     }
 
     /// The rules of an environment that the per-job rules read (its job limit is only reported).
@@ -136,10 +141,15 @@ package struct ReconcileFocus: Sendable {
         memos[id] = memo
     }
 
-    /// A row of the table and its due time, while a full walk builds the focus.
+    /// A row of the table and its due time, while a full walk builds the focus (each row once).
     mutating func record(_ job: ReconcileJob, due: Date?, present: Bool) {
-        update(job, id: job.id, present: present)
-        setDue(job.id, due)
+        let memo = Memo(
+            environment: job.environment, createdAt: job.createdAt, attempt: job.attempt, slot: Self.slot(job),
+            launched: job.isLaunched, present: present, due: due)
+        Self.add(memo, to: &counts, launched: &launched, present: &self.present)
+        if memo.slot == .admitted || memo.slot == .waiting { notRunning.insert(job.id) }
+        if let due { dueJobs.push(due, job.id) }
+        memos[job.id] = memo
     }
 
     mutating func setDue(_ id: JobID, _ due: Date?) {
@@ -162,16 +172,14 @@ package struct ReconcileFocus: Sendable {
         if memo.launched { launched += 1 }
         if memo.launched && memo.present { present += 1 }
         guard memo.slot != .none else { return }
-        counts[memo.environment, default: Count()].jobs += 1
-        if memo.slot == .running { counts[memo.environment, default: Count()].running += 1 }
+        counts[memo.environment, default: Count()].add(memo.slot, 1)
     }
 
     static func remove(_ memo: Memo, from counts: inout [String: Count], launched: inout Int, present: inout Int) {
         if memo.launched { launched -= 1 }
         if memo.launched && memo.present { present -= 1 }
         guard memo.slot != .none else { return }
-        counts[memo.environment, default: Count()].jobs -= 1
-        if memo.slot == .running { counts[memo.environment, default: Count()].running -= 1 }
+        counts[memo.environment, default: Count()].add(memo.slot, -1)
         if counts[memo.environment]?.jobs == 0 { counts[memo.environment] = nil }
     }
 }
@@ -376,10 +384,19 @@ extension Planning {
         if let started = job.attemptStartedAt, let limit = job.maxDuration {
             consider(started.plus(limit).plus(configuration.timeoutGrace))
         }
-        let waits = [job.maxQueueWait, environment?.maxQueueWait].compactMap { $0 }
-        if job.isQueued, let wait = waits.min() { consider(job.createdAt.plus(wait)) }
+        if job.isQueued, let wait = Self.queueWait(job, environment) { consider(job.createdAt.plus(wait)) }
         if let reassessAt { consider(reassessAt) }
         return earliest
+    }
+
+    /// The shorter of the job's own queue wait and its environment's (as ``planUnfinished(_:environment:)`` reads it).
+    static func queueWait(_ job: ReconcileJob, _ environment: ReconcileEnvironment?) -> Duration? {
+        switch (job.maxQueueWait, environment?.maxQueueWait) {
+        case (let own?, let shared?): min(own, shared)
+        case (let own?, nil): own
+        case (nil, let shared?): shared
+        case (nil, nil): nil
+        }
     }
 
     /// When a finished job's results expire, if later than now.
