@@ -16,7 +16,7 @@ package struct ReconcileChanges: Sendable, Hashable {
     }
 }
 
-/// What a focused plan carries from one pass to the next (docs/operations.md, "Reconcile at scale").
+/// What a focused plan carries from one pass to the next (docs/architecture.md, "Focused passes").
 ///
 /// A rule can only change its answer for a job when the job's row changes (the cursor reads it), when its attempt
 /// changes in the cluster (the informer reports it), when the planner's own state about it changes, or when the clock
