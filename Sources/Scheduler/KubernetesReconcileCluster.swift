@@ -56,6 +56,9 @@ package struct KubernetesReconcileCluster: ReconcileCluster {
             client: client,
             configuration: .init(namespace: configuration.namespace, pageSize: configuration.pageSize),
             logger: logger)
+        // The reconciler plans over the attempts that changed between its passes; more than this unread and it
+        // walks everything instead.
+        informer.recordChanges(limit: 65_536)
     }
 
     /// Follows the cluster until cancelled (run it as long as the scheduler runs).
@@ -77,13 +80,25 @@ package struct KubernetesReconcileCluster: ReconcileCluster {
     /// The informer's attempts; throws while its view is not current (before its first list, or while the API
     /// cannot be reached), which puts the pass in fail-safe: nothing is inferred from a stale view.
     package func listObjects() async throws -> ObservedAttempts {
+        try checkCurrent()
+        return informer.snapshot()
+    }
+
+    private func checkCurrent() throws {
         guard informer.isSynced else {
             throw KubernetesError(code: .transport, message: "the cluster has not been listed yet")
         }
         guard informer.isHealthy else {
             throw KubernetesError(code: .transport, message: "the cluster's watches are failing")
         }
-        return informer.snapshot()
+    }
+
+    package func listObjects(changedSince start: AttemptChangePosition?) async throws -> ClusterReading {
+        try checkCurrent()
+        // The objects and their position from one reading: the next pass asks for the changes after exactly these.
+        let (objects, end) = informer.snapshotWithPosition()
+        return ClusterReading(
+            objects: objects, position: end, changed: start.flatMap { informer.changes(after: $0, through: end) })
     }
 
     // MARK: Deleting

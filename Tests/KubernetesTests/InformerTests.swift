@@ -125,6 +125,37 @@ import Testing
         #expect(informer.observed(key) == nil)
         #expect(informer.snapshot().count == 0 && informer.snapshot().live.isEmpty)
     }
+
+    @Test func tellsWhichAttemptsChangedBetweenTwoReadings() async throws {
+        try await withInformer { informer in try await journals(informer) }
+    }
+
+    func journals(_ informer: AttemptInformer) async throws {
+        let key = AttemptKey(jobID: Self.id, attempt: 1)
+        informer.recordChanges(limit: 4)
+        informer.apply(jobs: [.listStarted, .listed(try Self.root()), .listFinished])
+        informer.apply(pods: [.listStarted, .listFinished])
+        let (_, first) = informer.snapshotWithPosition()
+        let (_, same) = informer.snapshotWithPosition()
+        #expect(informer.changes(after: first, through: same) == [])
+        informer.apply(pods: [.added(try Self.algorithmPod(#"{"running": {}}"#))])
+        let (seen, second) = informer.snapshotWithPosition()
+        #expect(seen.isLive(key))
+        #expect(informer.changes(after: first, through: second) == [key])
+        // Forgetting counts as a change: the reader's view of the attempt changed.
+        informer.apply(jobs: [.deleted(try Self.root())])
+        informer.apply(pods: [.deleted(try Self.algorithmPod(#"{"running": {}}"#))])
+        informer.prune(goneBefore: Date().addingTimeInterval(60))
+        let (_, third) = informer.snapshotWithPosition()
+        #expect(informer.changes(after: second, through: third) == [key])
+        // Past the limit unread, or across a relist, the changes cannot be told.
+        for _ in 0..<5 { informer.apply(jobs: [.modified(try Self.root())]) }
+        let (_, fourth) = informer.snapshotWithPosition()
+        #expect(informer.changes(after: third, through: fourth) == nil)
+        informer.apply(jobs: [.listStarted, .listFinished])
+        let (_, fifth) = informer.snapshotWithPosition()
+        #expect(informer.changes(after: fourth, through: fifth) == nil)
+    }
 }
 
 @Suite struct PriorityRateLimiterTests {

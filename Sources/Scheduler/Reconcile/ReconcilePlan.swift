@@ -166,6 +166,8 @@ package struct ReconcilePlan: Sendable, Hashable {
     /// Per environment with queued or running jobs, by id.
     package var capacity: [String: EnvironmentCapacity]
     package var nextState: ReconcilePlanner.State
+    /// Planned over the jobs and objects that can have changed only (``ReconcileFocus``), not by walking every job.
+    package var focused = false
 
     /// How many actions of each kind (kinds with none are absent).
     package var counts: [ReconcileAction.Kind: Int] {

@@ -13,6 +13,8 @@ package protocol ReconcileCluster: Sendable {
     func listObjects() async throws -> ObservedAttempts
     /// As ``listObjects()``; `full` may ask for a fresh reading where the implementation can give one.
     func listObjects(full: Bool) async throws -> ObservedAttempts
+    /// As ``listObjects(full:)`` (full when `start` is nil), with the attempts changed since the reading at `start`.
+    func listObjects(changedSince start: AttemptChangePosition?) async throws -> ClusterReading
     /// Deletes the attempts' objects (their Jobs, which take the rest); already gone counts as deleted.
     func delete(_ attempts: [AttemptKey]) async throws
     /// Stops what an attempt runs (``AttemptOutcome/Intervention``).
@@ -25,6 +27,26 @@ package protocol ReconcileCluster: Sendable {
 extension ReconcileCluster {
     /// Implementations without a cache list the same way either way.
     package func listObjects(full: Bool) async throws -> ObservedAttempts { try await listObjects() }
+
+    /// Implementations that cannot tell what changed make every pass plan over every job.
+    package func listObjects(changedSince start: AttemptChangePosition?) async throws -> ClusterReading {
+        ClusterReading(objects: try await listObjects(full: start == nil), position: nil, changed: nil)
+    }
+}
+
+/// The cluster as one pass reads it, with what changed since the former reading.
+package struct ClusterReading: Sendable {
+    package var objects: ObservedAttempts
+    /// Where this reading stands, to ask for the changes after it next pass; nil when changes cannot be told.
+    package var position: AttemptChangePosition?
+    /// The attempts changed since the position asked for; nil when they cannot be told (everything may have).
+    package var changed: Set<AttemptKey>?
+
+    package init(objects: ObservedAttempts, position: AttemptChangePosition?, changed: Set<AttemptKey>?) {
+        self.objects = objects
+        self.position = position
+        self.changed = changed
+    }
 }
 
 /// What one ``Reconciler/runOnce(epoch:)`` did.
@@ -38,6 +60,8 @@ package struct ReconcileResult: Sendable, Hashable {
     package var failSafe: FailSafeReason?
     /// Whether this pass re-read every unfinished job rather than the changes since the cursor.
     package var fullPass: Bool = false
+    /// Whether this pass planned over what changed only (``ReconcileFocus``) rather than walking every job.
+    package var focused: Bool = false
     package var jobsRead: Int = 0
     /// Per environment: running, admitted and waiting jobs (duty 10).
     package var capacity: [String: EnvironmentCapacity] = [:]
@@ -52,7 +76,9 @@ package struct ReconcileResult: Sendable, Hashable {
 /// 2. Read the jobs: every unfinished one on a full pass (at leadership start and every
 ///    ``Configuration/fullPassInterval``), else those changed after the `change_seq` cursor, merged into the cached
 ///    set; plus the rows of jobs that objects name, finished jobs past storage expiry, and the environments.
-/// 3. Plan with ``ReconcilePlanner`` (pure).
+/// 3. Plan with ``ReconcilePlanner`` (pure): on an incremental pass whose cluster reading tells what changed, over
+///    the jobs and objects that can have changed only (``ReconcileFocus``); otherwise by walking every job, which
+///    rebuilds the focus.
 /// 4. Apply in batches, each in a fenced transaction; cluster effects go through ``ReconcileCluster`` (logs archived
 ///    before a terminal record, objects deleted after it).
 ///
@@ -90,6 +116,18 @@ package final class Reconciler: Service, Sendable {
         var jobs: [JobID: ReconcileJob] = [:]
         var plannerState = ReconcilePlanner.State()
         var lastFullPass: ContinuousClock.Instant?
+        /// What a focused plan carries between passes (``ReconcileFocus``); empty (unsure) after a failed pass.
+        var focus = ReconcileFocus()
+        /// Where the last planned reading of the cluster stood among the informer's changes.
+        var clusterPosition: AttemptChangePosition?
+    }
+
+    /// One pass's reading, and what changed since the pass before.
+    private struct Reading {
+        var snapshot: ReconcileSnapshot
+        /// Nil: plan over every job.
+        var changes: ReconcileChanges?
+        var clusterPosition: AttemptChangePosition?
     }
 
     let configuration: Configuration
@@ -144,11 +182,25 @@ package final class Reconciler: Service, Sendable {
     package func runOnce(epoch: Int64) async throws -> ReconcileResult {
         let started = ContinuousClock.now
         var result = ReconcileResult()
-        let snapshot = try await readSnapshot(epoch: epoch, result: &result)
+        // Taken out of the state for the pass (so it changes in place), and put back only once the pass planned: a
+        // pass that fails before leaves it empty, and the next pass walks every job.
+        var focus = state.withLock { state in
+            if state.epoch != epoch { state = State(epoch: epoch) }
+            defer { state.focus = ReconcileFocus() }
+            return state.focus
+        }
+        let reading = try await readSnapshot(epoch: epoch, focus: focus, result: &result)
         let previous = state.withLock { $0.plannerState }
-        let plan = ReconcilePlanner.plan(snapshot, configuration: configuration.planner, state: previous)
-        state.withLock { $0.plannerState = plan.nextState }
+        let plan = ReconcilePlanner.plan(
+            reading.snapshot, configuration: configuration.planner, state: previous, focus: &focus,
+            changes: reading.changes)
+        state.withLock { state in
+            state.plannerState = plan.nextState
+            state.focus = focus
+            state.clusterPosition = reading.clusterPosition
+        }
         result.planned = plan.counts
+        result.focused = plan.focused
         result.failSafe = plan.failSafe
         result.capacity = plan.capacity
         try await apply(plan, epoch: epoch, result: &result)
@@ -188,24 +240,30 @@ package final class Reconciler: Service, Sendable {
 
     // MARK: Reading
 
-    private func readSnapshot(epoch: Int64, result: inout ReconcileResult) async throws -> ReconcileSnapshot {
-        let (cursor, full) = state.withLock { state -> (Int64?, Bool) in
+    private func readSnapshot(
+        epoch: Int64, focus: ReconcileFocus, result: inout ReconcileResult
+    ) async throws -> Reading {
+        let (cursor, full, position) = state.withLock { state -> (Int64?, Bool, AttemptChangePosition?) in
             if state.epoch != epoch {
                 state = State(epoch: epoch)
             }
             let due = state.lastFullPass.map { ContinuousClock.now - $0 >= configuration.fullPassInterval } ?? true
-            return (due ? nil : state.cursor, due)
+            return (due ? nil : state.cursor, due, state.clusterPosition)
         }
         let cluster: ClusterSnapshot
+        var clusterReading: ClusterReading?
         if let source = self.cluster {
             do {
-                cluster = .available(try await source.listObjects(full: full))
+                let reading = try await source.listObjects(changedSince: full ? nil : position)
+                cluster = .available(reading.objects)
+                clusterReading = reading
             } catch {
                 cluster = .unavailable(reason: "\(error)")
             }
         } else {
             cluster = .notConfigured
         }
+        var changedJobs = Set<JobID>()
         var jobs: [JobID: ReconcileJob]
         var now: Date
         var newCursor: Int64?
@@ -233,6 +291,7 @@ package final class Reconciler: Service, Sendable {
                 let read = try await store.jobs(changedAfter: newCursor, limit: configuration.batchSize)
                 for job in read.jobs {
                     if job.isTerminal { jobs[job.id] = nil } else { jobs[job.id] = job }
+                    changedJobs.insert(job.id)
                 }
                 now = read.now
                 newCursor = read.cursor ?? newCursor
@@ -249,17 +308,29 @@ package final class Reconciler: Service, Sendable {
         result.fullPass = full
         // The cached table is shared with the snapshot, not copied; rows read for this pass alone are added apart.
         var snapshotJobs = ReconcileJobs(unfinished: cached)
-        // Rows of jobs the cluster names that are not unfinished (finished, or unknown).
+        // A focused plan needs the changed jobs and attempts; without both it walks every job.
+        var changes: ReconcileChanges?
+        if !full, let changed = clusterReading?.changed {
+            changes = ReconcileChanges(jobs: changedJobs, attempts: changed)
+        }
+        // Rows of jobs the cluster names that are not unfinished (finished, or unknown): of every live object for a
+        // full walk, of the objects the focused plan looks at otherwise.
         if case .available(let objects) = cluster {
             var missing = Set<JobID>()
-            for object in objects where object.isLive && cached[object.key.jobID] == nil {
-                missing.insert(object.key.jobID)
+            if let changes {
+                for key in focus.attemptsToExamine(changes, jobs: snapshotJobs, now: now)
+                where objects.isLive(key) && cached[key.jobID] == nil {
+                    missing.insert(key.jobID)
+                }
+            } else {
+                for key in objects.live where cached[key.jobID] == nil { missing.insert(key.jobID) }
             }
             for job in try await store.jobs(ids: Array(missing)) { snapshotJobs.add(job) }
         }
         for job in try await store.expiredResults(limit: configuration.batchSize) { snapshotJobs.add(job) }
-        return ReconcileSnapshot(
+        let snapshot = ReconcileSnapshot(
             now: now, jobs: snapshotJobs, cluster: cluster, environments: try await store.environments())
+        return Reading(snapshot: snapshot, changes: changes, clusterPosition: clusterReading?.position)
     }
 
     // MARK: Applying

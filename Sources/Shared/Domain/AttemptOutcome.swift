@@ -174,9 +174,10 @@ private struct Reading {
             status: .finished, outcome: .stopped, failureReason: "the job was stopped on request", stopRequest: 1,
             logsOnly: true)
         let over = ioDone && algorithmDone
+        // The natural end may still become settled by time alone (a start time-out), and then it is kept.
         return .init(
             progress: natural.progress, verdict: verdict, settled: ioDone, intervention: over ? .none : .deleteAttempt,
-            reassessAt: nil)
+            reassessAt: natural.reassessAt)
     }
 
     mutating func naturalEnd() -> AttemptOutcome.Assessment {

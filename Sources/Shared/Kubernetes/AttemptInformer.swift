@@ -104,6 +104,13 @@ package struct ObservedAttempts: Sendable, Hashable, Sequence, ExpressibleByArra
     }
 }
 
+/// Where a reading of the ``AttemptInformer`` stands among its changes (see ``AttemptInformer/recordChanges(limit:)``).
+package struct AttemptChangePosition: Sendable, Hashable {
+    /// Lists finished so far: a relist starts a new count, and positions across it are not compared.
+    package var listings: UInt64
+    package var sequence: UInt64
+}
+
 /// The one reading of the cluster that the worker's monitor and the scheduler's reconciler share: one ``Informer``
 /// for c2d's Jobs and one for its Pods (label `app.kubernetes.io/managed-by=c2d`), folded per attempt into an
 /// ``ObservedAttempt`` — a compact projection (a few hundred bytes per attempt), never whole objects. The outcome is
@@ -160,6 +167,25 @@ package final class AttemptInformer: Sendable {
         var listed: (jobs: Bool, pods: Bool) = (false, false)
         var syncWaiters: [CheckedContinuation<Void, Never>] = []
         var listener: (@Sendable ([AttemptKey]) -> Void)?
+        /// The changed attempts in order, numbered from `journalStart`, while someone reads them (0: not recorded).
+        var journalLimit = 0
+        var journal: [AttemptKey] = []
+        var journalStart: UInt64 = 0
+        var listings: UInt64 = 0
+
+        var position: AttemptChangePosition {
+            AttemptChangePosition(listings: listings, sequence: journalStart + UInt64(journal.count))
+        }
+
+        mutating func noteChange(_ key: AttemptKey) {
+            guard journalLimit > 0 else { return }
+            if journal.count >= journalLimit {
+                // Too many changes unread: whoever reads them next is told they are lost.
+                journalStart += UInt64(journal.count)
+                journal.removeAll(keepingCapacity: true)
+            }
+            journal.append(key)
+        }
 
         func entry(_ key: AttemptKey) -> Entry {
             Entry(observed: observed[key] ?? ObservedAttempt(key: key), seen: seen[key] ?? Seen())
@@ -170,12 +196,14 @@ package final class AttemptInformer: Sendable {
             observed[key] = entry.observed
             seen[key] = entry.seen
             if entry.observed.isLive { live.insert(key) } else { live.remove(key) }
+            noteChange(key)
         }
 
         mutating func remove(_ key: AttemptKey) {
             observed[key] = nil
             seen[key] = nil
             live.remove(key)
+            noteChange(key)
         }
     }
 
@@ -253,6 +281,33 @@ package final class AttemptInformer: Sendable {
         state.withLock { ObservedAttempts(byKey: $0.observed, live: $0.live) }
     }
 
+    /// As ``snapshot()``, with where it stands among the changes (when they are recorded).
+    package func snapshotWithPosition() -> (ObservedAttempts, AttemptChangePosition) {
+        state.withLock { (ObservedAttempts(byKey: $0.observed, live: $0.live), $0.position) }
+    }
+
+    /// From now on, keeps the keys of changed (and forgotten) attempts, up to `limit` unread, for
+    /// ``changes(after:through:)``: a reader that plans over what changed only. Off by default (the worker reads
+    /// none).
+    package func recordChanges(limit: Int) {
+        state.withLock { $0.journalLimit = max(1, limit) }
+    }
+
+    /// The attempts changed after `start` up to `end` (positions of two readings), and forgets those up to `start`
+    /// (there is one reader). Nil when they cannot be told: not recorded, lost to the limit, or a relist between.
+    package func changes(after start: AttemptChangePosition, through end: AttemptChangePosition) -> Set<AttemptKey>? {
+        state.withLock { state in
+            guard state.journalLimit > 0, start.listings == state.listings, end.listings == state.listings,
+                start.sequence >= state.journalStart, start.sequence <= end.sequence,
+                end.sequence <= state.journalStart + UInt64(state.journal.count)
+            else { return nil }
+            let dropped = Int(start.sequence - state.journalStart)
+            state.journal.removeFirst(dropped)
+            state.journalStart = start.sequence
+            return Set(state.journal[0..<Int(end.sequence - start.sequence)])
+        }
+    }
+
     /// The attempts with these keys (absent ones left out).
     package func observed(_ keys: some Sequence<AttemptKey>) -> [ObservedAttempt] {
         state.withLock { state in keys.compactMap { state.observed[$0] } }
@@ -324,6 +379,8 @@ package final class AttemptInformer: Sendable {
                     for kind in source.swept {
                         changed += Self.sweep(&state, kind: kind, generation: generation, now: now)
                     }
+                    // A reader of changes looks at everything again after a relist (a 410 Gone, a lost watch).
+                    state.listings &+= 1
                     let synced = state.listed.jobs && state.listed.pods
                     if source == .jobs { state.listed.jobs = true } else { state.listed.pods = true }
                     if !synced, state.listed.jobs && state.listed.pods {
