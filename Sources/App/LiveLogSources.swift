@@ -80,8 +80,15 @@ struct PodLogSource: StepLogSource {
         return follow(podsMatching: selector, container: container, phase: phase)
     }
 
+    static func hasTerminated(_ container: String, in pod: Pod) -> Bool {
+        let statuses = (pod.status?.initContainerStatuses ?? []) + (pod.status?.containerStatuses ?? [])
+        return statuses.first { $0.name == container }?.state?.terminated != nil
+    }
+
     /// Follows `container` of the first pod `selector` finds. A follow that breaks off (a container silent for the
-    /// client's stream idle timeout, a dropped connection) is opened again, which serves the log from its start:
+    /// client's stream idle timeout, a dropped connection), or ends while the step still runs (the API server ends
+    /// a follow when the container exits, but also when the kubelet restarts), is opened again, which serves the
+    /// log from its start:
     /// the bytes already passed on are skipped, so a follower never sees a line twice — also when a restarted
     /// sidecar relays its file again from the start. (After the kubelet rotated the log, the API serves only its
     /// newest file, and that many bytes of it are skipped: a break-off then loses some lines, never repeats them.)
@@ -112,7 +119,9 @@ struct PodLogSource: StepLogSource {
                                 passedOn += chunk.readableBytes
                                 continuation.yield(chunk)
                             }
-                            break
+                            // The follow ended: done if the container has, or its pod is gone.
+                            let pod = try? await client.get(Pod.self, name: name, namespace: namespace)
+                            if pod.map({ Self.hasTerminated(container, in: $0) }) ?? true { break }
                         } catch is CancellationError {
                             break
                         } catch {
