@@ -65,7 +65,8 @@ package final class AttemptMonitor: Service, Sendable {
 
     private struct State {
         var tracked: [AttemptKey: Tracked] = [:]
-        var timers = DeadlineHeap()
+        /// Attempts to look at again, by time; stale entries are harmless (an evaluation that changes nothing).
+        var timers = DueHeap<AttemptKey>()
         // Queues that may hold thousands after a burst: O(1) at both ends.
         var records = CircularBuffer<Effect>()
         var deletes = CircularBuffer<Effect>()
@@ -256,8 +257,9 @@ package final class AttemptMonitor: Service, Sendable {
     }
 
     /// Puts the attempt on the timer for `due` unless it is already due earlier.
-    static func wake(_ tracked: inout Tracked, _ timers: inout DeadlineHeap, _ key: AttemptKey, _ due: Date, now: Date)
-    {
+    static func wake(
+        _ tracked: inout Tracked, _ timers: inout DueHeap<AttemptKey>, _ key: AttemptKey, _ due: Date, now: Date
+    ) {
         if let scheduled = tracked.wakeAt, scheduled > now, scheduled <= due { return }
         tracked.wakeAt = due
         timers.push(due, key)
@@ -419,42 +421,5 @@ package final class AttemptMonitor: Service, Sendable {
                 FreeMemory.returnToSystem()
             }
         }
-    }
-}
-
-/// Attempts to look at again, by time; stale entries are harmless (an evaluation that changes nothing).
-struct DeadlineHeap {
-    private var heap: [(due: Date, key: AttemptKey)] = []
-
-    mutating func push(_ due: Date, _ key: AttemptKey) {
-        heap.append((due, key))
-        var child = heap.count - 1
-        while child > 0 {
-            let parent = (child - 1) / 2
-            guard heap[child].due < heap[parent].due else { break }
-            heap.swapAt(child, parent)
-            child = parent
-        }
-    }
-
-    mutating func popDue(_ now: Date) -> [AttemptKey] {
-        var due: [AttemptKey] = []
-        while let first = heap.first, first.due <= now {
-            due.append(first.key)
-            heap.swapAt(0, heap.count - 1)
-            heap.removeLast()
-            var parent = 0
-            while true {
-                let left = 2 * parent + 1
-                let right = left + 1
-                var smallest = parent
-                if left < heap.count && heap[left].due < heap[smallest].due { smallest = left }
-                if right < heap.count && heap[right].due < heap[smallest].due { smallest = right }
-                if smallest == parent { break }
-                heap.swapAt(parent, smallest)
-                parent = smallest
-            }
-        }
-        return due
     }
 }
