@@ -182,6 +182,44 @@ import Testing
     }
 }
 
+@Suite struct PriorityPermitsTests {
+    @Test("at most the limit in flight; a released permit goes to finishing work before starting work")
+    func finishingWorkGoesFirst() async throws {
+        let permits = PriorityPermits(limit: 2)
+        try await permits.acquire(.starting)
+        try await permits.acquire(.starting)
+        let order = Locked<[RequestPriority]>([])
+        try await withThrowingTaskGroup(of: Void.self) { group in
+            for priority in [RequestPriority.starting, .starting, .observing, .finishing] {
+                group.addTask {
+                    try await permits.acquire(priority)
+                    order.withLock { $0.append(priority) }
+                }
+                try await Task.sleep(for: .milliseconds(10))
+            }
+            #expect(order.withLock { $0.isEmpty }, "nobody goes past the limit")
+            for expected in 1...4 {
+                await permits.release()
+                while order.withLock({ $0.count }) < expected { try await Task.sleep(for: .milliseconds(1)) }
+            }
+            try await group.waitForAll()
+        }
+        #expect(order.withLock { $0 } == [.finishing, .observing, .starting, .starting])
+    }
+
+    @Test("a cancelled waiter leaves the queue, and its permit is not lost")
+    func cancelledWaiter() async throws {
+        let permits = PriorityPermits(limit: 1)
+        try await permits.acquire(.starting)
+        let waiter = Task { try await permits.acquire(.starting) }
+        try await Task.sleep(for: .milliseconds(10))
+        waiter.cancel()
+        await #expect(throws: CancellationError.self) { try await waiter.value }
+        await permits.release()
+        try await permits.acquire(.finishing)
+    }
+}
+
 /// A value behind a lock, for test bookkeeping across tasks.
 final class Locked<Value: Sendable>: @unchecked Sendable {
     private let lock = NSLock()

@@ -23,6 +23,7 @@ package final class KubernetesClient: Sendable {
     private let httpClient: HTTPClient
     private let baseURL: String
     private let limiter: PriorityRateLimiter
+    private let permits: PriorityPermits
     private let credentials: Credentials
     private let logger: Logger
 
@@ -52,6 +53,8 @@ package final class KubernetesClient: Sendable {
             backgroundActivityLogger: logger)
         self.limiter = PriorityRateLimiter(
             TokenBucket(queriesPerSecond: configuration.queriesPerSecond, burst: configuration.burst))
+        // A quarter of the connections stays for watches and log follows, which hold one each for their life.
+        self.permits = PriorityPermits(limit: max(1, configuration.maxConnections * 3 / 4))
         self.credentials = Credentials(configuration.authentication)
         self.logger = logger
     }
@@ -237,7 +240,7 @@ package final class KubernetesClient: Sendable {
     private func execute(_ call: Call) async throws -> ByteBuffer {
         let timeout = configuration.requestTimeout
         let maxBytes = configuration.maxResponseBytes
-        return try await withRetries(call) { request in
+        return try await withRetries(call, holdingPermit: true) { request in
             try await Self.withTimeout(timeout, context: call.context) { [httpClient, logger] in
                 let response = try await httpClient.execute(
                     request, deadline: .now() + TimeAmount(timeout), logger: logger)
@@ -253,7 +256,7 @@ package final class KubernetesClient: Sendable {
     /// Sends `call` and returns the response once a 2xx head arrived, for the caller to stream the body.
     private func open(_ call: Call) async throws -> HTTPClientResponse {
         let timeout = configuration.requestTimeout
-        return try await withRetries(call) { [httpClient, logger] request in
+        return try await withRetries(call, holdingPermit: false) { [httpClient, logger] request in
             let response = try await httpClient.execute(
                 request, deadline: .now() + TimeAmount(timeout), logger: logger)
             guard (200..<300).contains(response.status.code) else {
@@ -266,21 +269,31 @@ package final class KubernetesClient: Sendable {
         }
     }
 
+    /// Sends `call` through the rate limit, retrying what may be retried. With `holdingPermit`, each try also holds
+    /// one of the short requests' permits while it runs (not while it waits to retry).
     private func withRetries<T: Sendable>(
-        _ call: Call, attempt operation: (HTTPClientRequest) async throws -> T
+        _ call: Call, holdingPermit: Bool, attempt operation: (HTTPClientRequest) async throws -> T
     ) async throws -> T {
         var attempt = 0
         while true {
             attempt += 1
-            try await limiter.acquire(call.priority)
             let request = try await makeRequest(call)
+            if holdingPermit { try await permits.acquire(call.priority) }
+            let outcome: Result<T, any Error>
+            do {
+                try await limiter.acquire(call.priority)
+                outcome = .success(try await operation(request))
+            } catch {
+                outcome = .failure(error)
+            }
+            if holdingPermit { await permits.release() }
             var logger = self.logger
             logger[metadataKey: "k8s.request"] = "\(call.method) \(call.path)"
             logger[metadataKey: "k8s.attempt"] = "\(attempt)"
             let delay: Duration
             let failed: KubernetesError
             do {
-                let result = try await operation(request)
+                let result = try outcome.get()
                 logger.debug("kubernetes request succeeded")
                 return result
             } catch let failure as HTTPFailure {

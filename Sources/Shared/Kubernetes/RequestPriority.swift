@@ -1,3 +1,5 @@
+import NIOCore
+
 /// Which requests go first when the client-side rate limit makes them wait: finishing work (stopping, deleting what
 /// ended) before watching and listing, and both before starting new work. So one job's next step never queues
 /// behind every other job's launch, and a burst of submissions cannot delay a stop.
@@ -82,5 +84,56 @@ actor PriorityRateLimiter {
             waiter.continuation.resume()
         }
         pumping = false
+    }
+}
+
+/// At most `limit` short requests in flight at once, handed out highest priority first. Without it, a worker that
+/// claimed thousands of jobs had thousands of creates queued in the HTTP client's connection pool, first come first
+/// served, and every request alike (the deletes that finish jobs too) waited there until the pool timed it out.
+/// Watches and log follows hold a connection for their whole life and do not take a permit.
+actor PriorityPermits {
+    private let limit: Int
+    private var inUse = 0
+    private var waiting: [CircularBuffer<Waiter>] = Array(repeating: [], count: RequestPriority.allCases.count)
+    private var nextID: UInt64 = 0
+
+    private struct Waiter {
+        var id: UInt64
+        var continuation: CheckedContinuation<Void, any Error>
+    }
+
+    init(limit: Int) { self.limit = max(1, limit) }
+
+    /// Waits for a permit; cancelling the caller ends the wait with `CancellationError`. Give it back with
+    /// ``release()``.
+    func acquire(_ priority: RequestPriority) async throws {
+        if inUse < limit, waiting.allSatisfy(\.isEmpty) {
+            inUse += 1
+            return
+        }
+        nextID += 1
+        let id = nextID
+        try await withTaskCancellationHandler {
+            try await withCheckedThrowingContinuation { continuation in
+                waiting[priority.rawValue].append(Waiter(id: id, continuation: continuation))
+            }
+        } onCancel: {
+            Task { await self.cancel(id, priority) }
+        }
+    }
+
+    /// Passes the permit to the first waiter of the highest priority, or puts it back.
+    func release() {
+        if let queue = waiting.indices.first(where: { !waiting[$0].isEmpty }) {
+            waiting[queue].removeFirst().continuation.resume()
+        } else {
+            inUse -= 1
+        }
+    }
+
+    private func cancel(_ id: UInt64, _ priority: RequestPriority) {
+        let queue = priority.rawValue
+        guard let index = waiting[queue].firstIndex(where: { $0.id == id }) else { return }
+        waiting[queue].remove(at: index).continuation.resume(throwing: CancellationError())
     }
 }
