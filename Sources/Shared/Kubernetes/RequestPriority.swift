@@ -14,31 +14,62 @@ package enum RequestPriority: Int, Sendable, Hashable, Comparable, CaseIterable 
     package static func < (lhs: Self, rhs: Self) -> Bool { lhs.rawValue < rhs.rawValue }
 }
 
-/// The client's rate limit with priorities: one ``TokenBucket``, and callers that must wait queue per
-/// ``RequestPriority``; each token that comes due goes to the oldest caller of the highest priority. One timer task
-/// serves every waiter.
-actor PriorityRateLimiter {
-    private var bucket: TokenBucket
-    private var waiting: [[Waiter]] = Array(repeating: [], count: RequestPriority.allCases.count)
-    private var heads: [Int] = Array(repeating: 0, count: RequestPriority.allCases.count)
-    private var pumping = false
-    private var nextID: UInt64 = 0
-
+/// Callers waiting per ``RequestPriority``, oldest first within a priority; the rate limiter and the permits each
+/// keep one.
+struct PriorityWaiters {
     private struct Waiter {
         var id: UInt64
         var continuation: CheckedContinuation<Void, any Error>
     }
 
+    private var queues: [CircularBuffer<Waiter>] = Array(repeating: [], count: RequestPriority.allCases.count)
+    private var nextID: UInt64 = 0
+
+    var isEmpty: Bool { queues.allSatisfy(\.isEmpty) }
+
+    /// An id for the next caller to queue, which ``remove(_:_:)`` takes to cancel it.
+    mutating func makeID() -> UInt64 {
+        nextID += 1
+        return nextID
+    }
+
+    mutating func append(
+        _ id: UInt64, _ priority: RequestPriority, _ continuation: CheckedContinuation<Void, any Error>
+    ) {
+        queues[priority.rawValue].append(Waiter(id: id, continuation: continuation))
+    }
+
+    /// Takes out the oldest caller of the highest priority.
+    mutating func removeFirst() -> CheckedContinuation<Void, any Error>? {
+        guard let queue = queues.indices.first(where: { !queues[$0].isEmpty }) else { return nil }
+        return queues[queue].removeFirst().continuation
+    }
+
+    /// Takes out the caller `id` if it still waits.
+    mutating func remove(_ id: UInt64, _ priority: RequestPriority) -> CheckedContinuation<Void, any Error>? {
+        let queue = priority.rawValue
+        guard let index = queues[queue].firstIndex(where: { $0.id == id }) else { return nil }
+        return queues[queue].remove(at: index).continuation
+    }
+}
+
+/// The client's rate limit with priorities: one ``TokenBucket``, and callers that must wait queue per
+/// ``RequestPriority``; each token that comes due goes to the oldest caller of the highest priority. One timer task
+/// serves every waiter.
+actor PriorityRateLimiter {
+    private var bucket: TokenBucket
+    private var waiters = PriorityWaiters()
+    private var pumping = false
+
     init(_ bucket: TokenBucket) { self.bucket = bucket }
 
     /// Waits for a token; cancelling the caller ends the wait with `CancellationError`.
     func acquire(_ priority: RequestPriority) async throws {
-        if waitingCount == 0, bucket.tryTake(at: .now) { return }
-        nextID += 1
-        let id = nextID
+        if waiters.isEmpty, bucket.tryTake(at: .now) { return }
+        let id = waiters.makeID()
         try await withTaskCancellationHandler {
             try await withCheckedThrowingContinuation { continuation in
-                waiting[priority.rawValue].append(Waiter(id: id, continuation: continuation))
+                waiters.append(id, priority, continuation)
                 startPumping()
             }
         } onCancel: {
@@ -46,17 +77,8 @@ actor PriorityRateLimiter {
         }
     }
 
-    private var waitingCount: Int {
-        var count = 0
-        for index in waiting.indices { count += waiting[index].count - heads[index] }
-        return count
-    }
-
     private func cancel(_ id: UInt64, _ priority: RequestPriority) {
-        let queue = priority.rawValue
-        guard let index = waiting[queue][heads[queue]...].firstIndex(where: { $0.id == id }) else { return }
-        let waiter = waiting[queue].remove(at: index)
-        waiter.continuation.resume(throwing: CancellationError())
+        waiters.remove(id, priority)?.resume(throwing: CancellationError())
     }
 
     private func startPumping() {
@@ -67,21 +89,14 @@ actor PriorityRateLimiter {
 
     /// Hands out tokens as they come due, highest priority first, until nobody waits.
     private func pump() async {
-        while true {
-            guard let queue = waiting.indices.first(where: { waiting[$0].count > heads[$0] }) else { break }
+        while !waiters.isEmpty {
             let wait = bucket.untilNextToken(at: .now)
             if wait > .zero {
                 try? await Task.sleep(for: wait)
                 continue
             }
             guard bucket.tryTake(at: .now) else { continue }
-            let waiter = waiting[queue][heads[queue]]
-            heads[queue] += 1
-            if heads[queue] > 64 && heads[queue] * 2 > waiting[queue].count {
-                waiting[queue].removeFirst(heads[queue])
-                heads[queue] = 0
-            }
-            waiter.continuation.resume()
+            waiters.removeFirst()?.resume()
         }
         pumping = false
     }
@@ -94,28 +109,21 @@ actor PriorityRateLimiter {
 actor PriorityPermits {
     private let limit: Int
     private var inUse = 0
-    private var waiting: [CircularBuffer<Waiter>] = Array(repeating: [], count: RequestPriority.allCases.count)
-    private var nextID: UInt64 = 0
-
-    private struct Waiter {
-        var id: UInt64
-        var continuation: CheckedContinuation<Void, any Error>
-    }
+    private var waiters = PriorityWaiters()
 
     init(limit: Int) { self.limit = max(1, limit) }
 
     /// Waits for a permit; cancelling the caller ends the wait with `CancellationError`. Give it back with
     /// ``release()``.
     func acquire(_ priority: RequestPriority) async throws {
-        if inUse < limit, waiting.allSatisfy(\.isEmpty) {
+        if inUse < limit, waiters.isEmpty {
             inUse += 1
             return
         }
-        nextID += 1
-        let id = nextID
+        let id = waiters.makeID()
         try await withTaskCancellationHandler {
             try await withCheckedThrowingContinuation { continuation in
-                waiting[priority.rawValue].append(Waiter(id: id, continuation: continuation))
+                waiters.append(id, priority, continuation)
             }
         } onCancel: {
             Task { await self.cancel(id, priority) }
@@ -124,16 +132,14 @@ actor PriorityPermits {
 
     /// Passes the permit to the first waiter of the highest priority, or puts it back.
     func release() {
-        if let queue = waiting.indices.first(where: { !waiting[$0].isEmpty }) {
-            waiting[queue].removeFirst().continuation.resume()
+        if let next = waiters.removeFirst() {
+            next.resume()
         } else {
             inUse -= 1
         }
     }
 
     private func cancel(_ id: UInt64, _ priority: RequestPriority) {
-        let queue = priority.rawValue
-        guard let index = waiting[queue].firstIndex(where: { $0.id == id }) else { return }
-        waiting[queue].remove(at: index).continuation.resume(throwing: CancellationError())
+        waiters.remove(id, priority)?.resume(throwing: CancellationError())
     }
 }
