@@ -347,10 +347,6 @@ extension Planning {
 
     /// When a finished job's results expire, if later than now.
     func storageDue(_ job: ReconcileJob, environments: [String: ReconcileEnvironment]) -> Date? {
-        guard !job.removed, let finished = job.finishedAt, let expiry = environments[job.environment]?.storageExpiry,
-            expiry > .zero
-        else { return nil }
-        let due = finished.plus(expiry)
-        return due > now ? due : nil
+        storageExpiry(job, environments: environments).flatMap { $0 > now ? $0 : nil }
     }
 }

@@ -304,8 +304,7 @@ struct Planning {
         }
         if job.leaseUntil.map({ $0 > now }) ?? false { return }
         // The job's own wait (ocean-node's queueMaxWaitTime) within the environment's, whichever ends first.
-        let waits = [job.maxQueueWait, environment?.maxQueueWait].compactMap { $0 }
-        if job.isQueued, let wait = waits.min(), job.createdAt.plus(wait) <= now {
+        if job.isQueued, let wait = Self.queueWait(job, environment), job.createdAt.plus(wait) <= now {
             finish(job, .expireInQueue(jobID: job.id))
         }
     }
@@ -446,10 +445,15 @@ struct Planning {
 
     /// A finished job whose results outlived its environment's storage expiry.
     func storageExpired(_ job: ReconcileJob, environments: [String: ReconcileEnvironment]) -> Bool {
+        storageExpiry(job, environments: environments).map { $0 <= now } ?? false
+    }
+
+    /// When a finished job's results expire, if they are kept and expire at all.
+    func storageExpiry(_ job: ReconcileJob, environments: [String: ReconcileEnvironment]) -> Date? {
         guard !job.removed, let finished = job.finishedAt, let expiry = environments[job.environment]?.storageExpiry,
             expiry > .zero
-        else { return false }
-        return finished.plus(expiry) <= now
+        else { return nil }
+        return finished.plus(expiry)
     }
 
     mutating func planEnvironments() {
