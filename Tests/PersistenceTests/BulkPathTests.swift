@@ -276,6 +276,54 @@ extension PostgresIntegrationTests {
             }
         }
 
+        @Test("concurrent plain inserts share statements; a duplicate among them fails alone")
+        func coalescedInserts() async throws {
+            try await Self.withStore { store, environment in
+                let existing = Self.job(environment)
+                try await store.insert(existing)
+                // Far more callers than write slots, so most wait and go out with others.
+                var jobs = (0..<300).map { index in
+                    var job = Self.job(environment)
+                    job.owner = "owner-\(index % 7)"
+                    job.priority = index % 10
+                    return job
+                }
+                jobs[150].id = existing.id
+                let outcomes = await withTaskGroup(of: (Int, Result<String, any Error>).self) { group in
+                    for (index, job) in jobs.enumerated() {
+                        group.addTask {
+                            do {
+                                guard case .inserted(let createdEpoch) = try await store.insert(job) else {
+                                    return (index, .failure(TestFailure("a plain insert must insert")))
+                                }
+                                return (index, .success(createdEpoch))
+                            } catch {
+                                return (index, .failure(error))
+                            }
+                        }
+                    }
+                    return await group.reduce(into: [Int: Result<String, any Error>]()) { $0[$1.0] = $1.1 }
+                }
+                for (index, job) in jobs.enumerated() where index != 150 {
+                    let createdEpoch = try #require(try outcomes[index]?.get())
+                    let stored = try #require(try await store.job(job.id))
+                    #expect(stored.owner == job.owner && stored.priority == job.priority)
+                    #expect(abs(try #require(Double(createdEpoch)) - job.createdAt.timeIntervalSince1970) < 0.001)
+                }
+                guard case .failure(let error as PostgresError) = outcomes[150] else {
+                    throw TestFailure("the duplicate id must fail with a Postgres error")
+                }
+                #expect(error.isUniqueViolation)
+                let counts = try await store.client.query(
+                    "SELECT (SELECT count(*) FROM jobs) AS jobs, (SELECT count(*) FROM job_events) AS events")
+                #expect(try counts[0].int("jobs") == 300)
+                #expect(try counts[0].int("events") == 300)
+                // Rows written by one statement share its transaction id.
+                let transactions = try await store.client.query("SELECT count(DISTINCT xmin::text) AS n FROM jobs")
+                #expect(try transactions[0].int("n") < 100)
+            }
+        }
+
         @Test("deleting jobs deletes their events, whatever deletes them (the cascade without a foreign key)")
         func deletingJobsDeletesEvents() async throws {
             try await Self.withStore { store, environment in

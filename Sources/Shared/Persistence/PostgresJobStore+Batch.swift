@@ -87,57 +87,74 @@ extension PostgresJobStore {
     /// when given, is the job's workflow already encoded (``WorkflowValidator/validatedJSON(_:environment:)``).
     ///
     /// One statement (a data-modifying CTE) rather than a transaction of two: a single round trip and an implicit
-    /// transaction, so it is just as atomic and commits with one fsync. Concurrent submissions with the same key
-    /// are safe: the unique index on (owner, idempotency_key) lets one through, `on conflict do nothing` makes the
+    /// transaction, so it is just as atomic and commits with one fsync. Plain inserts made concurrently share that
+    /// statement (``CoalescedJobInserts``). Concurrent submissions with the same key are safe: the unique index on (owner, idempotency_key) lets one through, `on conflict do nothing` makes the
     /// other wait for it and write nothing, and the follow-up read (a new statement) then sees the winner's job.
     @discardableResult
     package func insert(
         _ job: Job, workflowJSON: String? = nil, idempotencyKey: String? = nil, trace: RequestTrace = RequestTrace()
     ) async throws -> IdempotentInsert {
         let workflow = try workflowJSON ?? String(decoding: JSONEncoder().encode(job.workflow), as: UTF8.self)
-        let rows = try await client.query(
-            idempotencyKey == nil ? Self.insertStatement : Self.idempotentInsertStatement,
-            [
-                .uuid(job.id.uuid), .text(job.environment), .text(job.owner), .optional(job.agreementID),
-                .optional(idempotencyKey), .int(Int64(job.status.rawValue)), .timestamp(job.createdAt),
-                .json(workflow), .textArray(job.viewers), .int(Int64(job.priority)), .optional(trace.requestID),
-                .optional(trace.traceparent), .text(job.origin.name), .optional(job.origin.oceanSigner),
-            ])
-        if let row = rows.first {
+        let parameters: [PostgresValue] = [
+            .uuid(job.id.uuid), .text(job.environment), .text(job.owner), .optional(job.agreementID),
+            .optional(idempotencyKey), .int(Int64(job.status.rawValue)), .timestamp(job.createdAt),
+            .json(workflow), .textArray(job.viewers), .int(Int64(job.priority)), .optional(trace.requestID),
+            .optional(trace.traceparent), .text(job.origin.name), .optional(job.origin.oceanSigner),
+        ]
+        guard let idempotencyKey else {
+            let createdEpoch = try await coalescedInserts.insert(
+                CoalescedJobInserts.Row(jobID: job.id.uuid, environment: job.environment, parameters: parameters))
+            wakeups.wake([job.environment])
+            return .inserted(createdEpoch: createdEpoch)
+        }
+        if let row = try await client.query(Self.idempotentInsertStatement, parameters).first {
             wakeups.wake([job.environment])
             return .inserted(createdEpoch: try row.string("created_epoch"))
         }
-        guard let idempotencyKey, let existing = try await self.job(owner: job.owner, idempotencyKey: idempotencyKey)
-        else {
+        guard let existing = try await self.job(owner: job.owner, idempotencyKey: idempotencyKey) else {
             // Only possible if the conflicting job was deleted in between (retention); the caller may retry.
             throw PostgresError(code: .server, message: "idempotency key conflict, but the existing job is gone")
         }
         return .existing(existing)
     }
 
-    /// The job and its first event in one data-modifying CTE, with `onConflict` after the job's values.
-    private static func jobInsert(onConflict: String) -> String {
-        """
-        with job as (
-            insert into jobs (
-                id, environment, owner, agreement_id, idempotency_key, status, created_at, workflow, viewers,
-                priority, request_id, traceparent, origin, ocean_signer)
-            values ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14)
-            \(onConflict)
-            returning id, status, extract(epoch from created_at)::text as created_epoch
-        ), event as (
-            insert into job_events (job_id, attempt, status) select id, 0, status from job
-        )
-        select created_epoch from job
-        """
-    }
-
+    /// The first event of each inserted job goes in with it, in one data-modifying CTE over `rows` rows of 14
+    /// parameters each; `onConflict` follows the values.
+    ///
     /// Without a key, a plain insert: `on conflict` would make every insert speculative (Postgres inserts the row,
     /// checks the arbiter index, then confirms it with one more WAL record), for a conflict that cannot happen on a
     /// null key. A duplicate job id fails the same way in both.
-    static let insertStatement = jobInsert(onConflict: "")
+    static func jobInsert(rows: Int, onConflict: String = "") -> String {
+        if onConflict.isEmpty, rows <= plainInsertStatements.count { return plainInsertStatements[rows - 1] }
+        return jobInsertText(rows: rows, onConflict: onConflict)
+    }
+
+    private static func jobInsertText(rows: Int, onConflict: String) -> String {
+        let values = (0..<rows).map { row in
+            "(" + (1...14).map { "$\(row * 14 + $0)" }.joined(separator: ", ") + ")"
+        }
+        return """
+            with job as (
+                insert into jobs (
+                    id, environment, owner, agreement_id, idempotency_key, status, created_at, workflow, viewers,
+                    priority, request_id, traceparent, origin, ocean_signer)
+                values \(values.joined(separator: ", "))
+                \(onConflict)
+                returning id, status, extract(epoch from created_at)::text as created_epoch
+            ), event as (
+                insert into job_events (job_id, attempt, status) select id, 0, status from job
+            )
+            select id, created_epoch from job
+            """
+    }
+
+    /// The plain inserts of 1 to ``CoalescedJobInserts/maximumRows`` jobs, built once.
+    private static let plainInsertStatements = (1...CoalescedJobInserts.maximumRows).map {
+        jobInsertText(rows: $0, onConflict: "")
+    }
+
     static let idempotentInsertStatement = jobInsert(
-        onConflict: "on conflict (owner, idempotency_key) where idempotency_key is not null do nothing")
+        rows: 1, onConflict: "on conflict (owner, idempotency_key) where idempotency_key is not null do nothing")
 
     /// Admits jobs directly, without the dispatcher's room check or a message: for tools and tests that drive
     /// claims themselves. Production admission goes through ``admit(environment:limit:workerStaleAfter:maximumGroups:)``.

@@ -8,10 +8,13 @@ package struct PostgresJobStore: Sendable {
     let client: PostgresClient
     /// Wakes the dispatchers after a submit committed; shared by the copies of this store.
     let wakeups: SubmitWakeups
+    /// Writes concurrent plain inserts together; shared by the copies of this store.
+    let coalescedInserts: CoalescedJobInserts
 
     package init(client: PostgresClient) {
         self.client = client
         self.wakeups = SubmitWakeups(client: client)
+        self.coalescedInserts = CoalescedJobInserts(client: client)
     }
 
     /// Runs `body` with the notifications of `channels` (see `PostgresClient.withNotifications`): how the

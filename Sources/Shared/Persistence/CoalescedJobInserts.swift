@@ -1,0 +1,160 @@
+import Foundation
+import Synchronization
+
+/// Plain job inserts (no idempotency key) that arrive while earlier ones are being written go out together, as one
+/// multi-row statement with one commit: group commit done by the client.
+///
+/// Each single insert cost the server a statement and a commit, and the client two thread hand-overs (to the
+/// connection's thread and back): at 8 concurrent submitters the client used a third of the machine's two cores and
+/// inserts ran at a third of pgbench's rate for a bare single-row insert (docs/operations.md, "Where a submit's time
+/// goes"). Now at most ``maximumConcurrentWrites`` statements are in flight; a caller who finds them all busy waits,
+/// and when one finishes, the first waiter writes its own job together with up to ``maximumRows`` − 1 of those
+/// waiting behind it. A lone caller goes straight through, as before.
+///
+/// The guarantees of a single insert hold for every caller: its call returns only after the statement holding its
+/// job committed, and it fails only for its own job. A batch the server rejects for one job's data (SQLSTATE classes
+/// 22 and 23; nothing of it was written) is written again one job at a time, so only that job's caller gets the
+/// error. A batch cancelled with its writer's task was not written either (``PostgresConnection`` reports
+/// `CancellationError` only when the server aborted the statement, or when nothing was sent): the writer's own job
+/// fails with the cancellation, and the others wait for the next writer.
+final class CoalescedJobInserts: Sendable {
+    /// Statements in flight at once. Two per core of the machine this was measured on (docs/operations.md): enough
+    /// to keep the server busy while results travel back, few enough that concurrent submitters share statements.
+    static let maximumConcurrentWrites = 4
+    /// Jobs per statement at most; the waiting ones beyond it go in the next statement.
+    static let maximumRows = 64
+
+    /// One caller's job: the 14 parameters of ``PostgresJobStore/jobInsert(rows:onConflict:)``'s row.
+    struct Row: Sendable {
+        var jobID: UUID
+        var environment: String
+        var parameters: [PostgresValue]
+    }
+
+    private enum Turn: Sendable {
+        /// The job was written (its creation time as `extract(epoch …)` text).
+        case written(createdEpoch: String)
+        /// This caller writes now: its own job and `others`.
+        case write(others: [Waiter])
+    }
+
+    private struct Waiter: Sendable {
+        var row: Row
+        var continuation: CheckedContinuation<Turn, any Error>
+
+        /// Resumes the waiting caller with its job's outcome.
+        func answer(_ outcome: Result<String, any Error>) {
+            continuation.resume(with: outcome.map { .written(createdEpoch: $0) })
+        }
+    }
+
+    private struct State {
+        var writing = 0
+        var waiting: [Waiter] = []
+
+        /// Takes a write slot and the waiters that go with it, or nil when every slot is busy.
+        mutating func startWrite() -> [Waiter]? {
+            guard writing < CoalescedJobInserts.maximumConcurrentWrites else { return nil }
+            writing += 1
+            let count = min(waiting.count, CoalescedJobInserts.maximumRows - 1)
+            defer { waiting.removeFirst(count) }
+            return Array(waiting.prefix(count))
+        }
+    }
+
+    private let state = Mutex(State())
+    private let client: PostgresClient
+
+    init(client: PostgresClient) {
+        self.client = client
+    }
+
+    /// Writes `row` (alone or with others) and returns its creation time as `extract(epoch …)` text.
+    func insert(_ row: Row) async throws -> String {
+        var others = state.withLock { $0.startWrite() }
+        if others == nil {
+            let turn = try await withCheckedThrowingContinuation { continuation in
+                let start = state.withLock { state -> [Waiter]? in
+                    // A slot may have freed since the first look; its writer found nobody waiting.
+                    if let others = state.startWrite() { return others }
+                    state.waiting.append(Waiter(row: row, continuation: continuation))
+                    return nil
+                }
+                if let start { continuation.resume(returning: .write(others: start)) }
+            }
+            switch turn {
+            case .written(let createdEpoch): return createdEpoch
+            case .write(let waiters): others = waiters
+            }
+        }
+        let result = await write(row, with: others ?? [])
+        finishWrite()
+        return try result.get()
+    }
+
+    /// Frees the write slot; when callers wait, the first of them takes it and writes.
+    private func finishWrite() {
+        let next = state.withLock { state -> (Waiter, [Waiter])? in
+            state.writing -= 1
+            guard !state.waiting.isEmpty else { return nil }
+            let first = state.waiting.removeFirst()
+            guard let others = state.startWrite() else {
+                state.waiting.insert(first, at: 0)
+                return nil
+            }
+            return (first, others)
+        }
+        if let (first, others) = next { first.continuation.resume(returning: .write(others: others)) }
+    }
+
+    /// Writes `own` and `others` in one statement and answers `others`; returns `own`'s outcome.
+    private func write(_ own: Row, with others: [Waiter]) async -> Result<String, any Error> {
+        let rows = [own] + others.map(\.row)
+        do {
+            let written = try await client.query(
+                PostgresJobStore.jobInsert(rows: rows.count), rows.flatMap(\.parameters))
+            var epochs: [UUID: String] = [:]
+            for row in written { epochs[try row.uuid("id")] = try row.string("created_epoch") }
+            for waiter in others { waiter.answer(Self.outcome(of: waiter.row, in: epochs)) }
+            return Self.outcome(of: own, in: epochs)
+        } catch let error as PostgresError where !others.isEmpty && error.rejectsData {
+            // Nothing was written: each job again on its own, so only the offending one fails.
+            for waiter in others { waiter.answer(await writeAlone(waiter.row)) }
+            return await writeAlone(own)
+        } catch is CancellationError where !others.isEmpty {
+            // Nothing was written, and only this writer was cancelled: the others go back to the front of the line.
+            state.withLock { $0.waiting.insert(contentsOf: others, at: 0) }
+            return .failure(CancellationError())
+        } catch {
+            for waiter in others { waiter.answer(.failure(error)) }
+            return .failure(error)
+        }
+    }
+
+    private func writeAlone(_ row: Row) async -> Result<String, any Error> {
+        do {
+            let written = try await client.query(PostgresJobStore.jobInsert(rows: 1), row.parameters)
+            guard let first = written.first else { throw Self.missing(row) }
+            return .success(try first.string("created_epoch"))
+        } catch {
+            return .failure(error)
+        }
+    }
+
+    private static func outcome(of row: Row, in epochs: [UUID: String]) -> Result<String, any Error> {
+        epochs[row.jobID].map { .success($0) } ?? .failure(missing(row))
+    }
+
+    private static func missing(_ row: Row) -> PostgresError {
+        PostgresError(code: .server, message: "the insert returned no row for job \(row.jobID)")
+    }
+}
+
+extension PostgresError {
+    /// The server refused the statement for the data it carried (SQLSTATE class 22, data exception, or 23,
+    /// integrity constraint violation), so nothing of it was written.
+    var rejectsData: Bool {
+        guard code == .server, let sqlState else { return false }
+        return sqlState.hasPrefix("22") || sqlState.hasPrefix("23")
+    }
+}
