@@ -18,8 +18,9 @@ import Synchronization
 /// `CancellationError` only when the server aborted the statement, or when nothing was sent): the writer's own job
 /// fails with the cancellation, and the others wait for the next writer.
 final class CoalescedJobInserts: Sendable {
-    /// Statements in flight at once. Two per core of the machine this was measured on (docs/operations.md): enough
-    /// to keep the server busy while results travel back, few enough that concurrent submitters share statements.
+    /// Statements in flight at once: enough to keep the server busy while results travel back, few enough that
+    /// concurrent submitters share statements. On two cores 1, 2 and 4 gave the same rate within noise and 8 (no
+    /// sharing among 8 submitters) 40% less (docs/operations.md); 4 leaves room for a larger server.
     static let maximumConcurrentWrites = 4
     /// Jobs per statement at most; the waiting ones beyond it go in the next statement.
     static let maximumRows = 64
