@@ -99,6 +99,9 @@ package struct KubernetesEmulatorFaults: Sendable, Equatable {
     package var qpsLimit: Double?
     /// Burst above `qpsLimit`. Default 10.
     package var qpsBurst = 10
+    /// Ends every log follow this many seconds after it opened, while its container may still run, as an API
+    /// server does when the kubelet serving the stream restarts. Default never.
+    package var endFollowsAfterSeconds: Double?
 
     package init() {}
 
@@ -111,6 +114,7 @@ package struct KubernetesEmulatorFaults: Sendable, Equatable {
         retryAfterSeconds = Int(json["retryAfterSeconds"]?.int ?? 1)
         qpsLimit = json["qpsLimit"]?.double
         qpsBurst = Int(json["qpsBurst"]?.int ?? 10)
+        endFollowsAfterSeconds = json["endFollowsAfterSeconds"]?.double
     }
 
     var json: JSON {
@@ -120,6 +124,7 @@ package struct KubernetesEmulatorFaults: Sendable, Equatable {
             "retryAfterSeconds": .int(Int64(retryAfterSeconds)), "qpsBurst": .int(Int64(qpsBurst)),
         ]
         if let qpsLimit { value["qpsLimit"] = .double(qpsLimit) }
+        if let endFollowsAfterSeconds { value["endFollowsAfterSeconds"] = .double(endFollowsAfterSeconds) }
         return value
     }
 }

@@ -367,6 +367,7 @@ struct EmulatorResponder: HTTPResponder {
                 body: ResponseBody(byteBuffer: ByteBuffer(bytes: bytes)))
         }
         let cluster = self.cluster
+        let endsAt = await cluster.faults.endFollowsAfterSeconds.map { ContinuousClock.now + .seconds($0) }
         let body = ResponseBody { writer in
             var written = 0
             var next = first.lines.count
@@ -379,6 +380,7 @@ struct EmulatorResponder: HTTPResponder {
                     written += chunk.count
                 }
                 if finished || (limit.map { written >= $0 } ?? false) || Task.isCancelled { break }
+                if let endsAt, ContinuousClock.now >= endsAt { break }
                 try await Task.sleep(for: .milliseconds(20))
                 guard await !cluster.stopped,
                     let more = try? await cluster.podLog(
