@@ -324,6 +324,31 @@ extension PostgresIntegrationTests {
             }
         }
 
+        @Test("concurrent inserts under shared idempotency keys: one job per key, and every caller gets it")
+        func coalescedIdempotentInserts() async throws {
+            try await Self.withStore { store, environment in
+                // 240 callers over 40 keys: calls with one key often share a statement.
+                let candidates = (0..<240).map { index in (key: "key-\(index % 40)", job: Self.job(environment)) }
+                let outcomes = try await withThrowingTaskGroup(of: (String, JobID).self) { group in
+                    for candidate in candidates {
+                        group.addTask {
+                            switch try await store.insert(candidate.job, idempotencyKey: candidate.key) {
+                            case .inserted: (candidate.key, candidate.job.id)
+                            case .existing(let job): (candidate.key, job.id)
+                            }
+                        }
+                    }
+                    return try await group.reduce(into: [String: Set<JobID>]()) { $0[$1.0, default: []].insert($1.1) }
+                }
+                #expect(outcomes.count == 40)
+                #expect(outcomes.values.allSatisfy { $0.count == 1 })
+                let counts = try await store.client.query(
+                    "SELECT (SELECT count(*) FROM jobs) AS jobs, (SELECT count(*) FROM job_events) AS events")
+                #expect(try counts[0].int("jobs") == 40)
+                #expect(try counts[0].int("events") == 40)
+            }
+        }
+
         @Test("deleting jobs deletes their events, whatever deletes them (the cascade without a foreign key)")
         func deletingJobsDeletesEvents() async throws {
             try await Self.withStore { store, environment in

@@ -1,8 +1,10 @@
 import Foundation
 import Synchronization
 
-/// Plain job inserts (no idempotency key) that arrive while earlier ones are being written go out together, as one
-/// multi-row statement with one commit: group commit done by the client.
+/// Job inserts that arrive while earlier ones are being written go out together, as one multi-row statement with one
+/// commit: group commit done by the client. A store has two of these, one for plain inserts and one for inserts
+/// under an idempotency key (whose statement skips a job whose owner already used its key), so that plain inserts
+/// stay non-speculative (see ``PostgresJobStore/jobInsert(rows:idempotent:)``).
 ///
 /// Each single insert cost the server a statement and a commit, and the client two thread hand-overs (to the
 /// connection's thread and back): at 8 concurrent submitters the client used a third of the machine's two cores and
@@ -12,7 +14,8 @@ import Synchronization
 /// waiting behind it. A lone caller goes straight through, as before.
 ///
 /// The guarantees of a single insert hold for every caller: its call returns only after the statement holding its
-/// job committed, and it fails only for its own job. A batch the server rejects for one job's data (SQLSTATE classes
+/// job committed, and it fails only for its own job. Two jobs under one owner and key in one statement are one
+/// insert and one skip, as in two statements. A batch the server rejects for one job's data (SQLSTATE classes
 /// 22 and 23; nothing of it was written) is written again one job at a time, so only that job's caller gets the
 /// error. A batch cancelled with its writer's task was not written either (``PostgresConnection`` reports
 /// `CancellationError` only when the server aborted the statement, or when nothing was sent): the writer's own job
@@ -25,7 +28,7 @@ final class CoalescedJobInserts: Sendable {
     /// Jobs per statement at most; the waiting ones beyond it go in the next statement.
     static let maximumRows = 64
 
-    /// One caller's job: the 14 parameters of ``PostgresJobStore/jobInsert(rows:onConflict:)``'s row.
+    /// One caller's job: the 14 parameters of ``PostgresJobStore/jobInsert(rows:idempotent:)``'s row.
     struct Row: Sendable {
         var jobID: UUID
         var environment: String
@@ -33,8 +36,9 @@ final class CoalescedJobInserts: Sendable {
     }
 
     private enum Turn: Sendable {
-        /// The job was written (its creation time as `extract(epoch …)` text).
-        case written(createdEpoch: String)
+        /// The statement committed: the job's creation time as `extract(epoch …)` text, or nil when the job was
+        /// skipped because its owner already has a job under its idempotency key.
+        case written(createdEpoch: String?)
         /// This caller writes now: its own job and `others`.
         case write(others: [Waiter])
     }
@@ -44,7 +48,7 @@ final class CoalescedJobInserts: Sendable {
         var continuation: CheckedContinuation<Turn, any Error>
 
         /// Resumes the waiting caller with its job's outcome.
-        func answer(_ outcome: Result<String, any Error>) {
+        func answer(_ outcome: Result<String?, any Error>) {
             continuation.resume(with: outcome.map { .written(createdEpoch: $0) })
         }
     }
@@ -65,13 +69,17 @@ final class CoalescedJobInserts: Sendable {
 
     private let state = Mutex(State())
     private let client: PostgresClient
+    /// Whether the statement skips jobs whose owner already used their idempotency key.
+    private let idempotent: Bool
 
-    init(client: PostgresClient) {
+    init(client: PostgresClient, idempotent: Bool) {
         self.client = client
+        self.idempotent = idempotent
     }
 
-    /// Writes `row` (alone or with others) and returns its creation time as `extract(epoch …)` text.
-    func insert(_ row: Row) async throws -> String {
+    /// Writes `row` (alone or with others) and returns its creation time as `extract(epoch …)` text, or nil when
+    /// the job was skipped for its idempotency key (never for a plain insert).
+    func insert(_ row: Row) async throws -> String? {
         var others = state.withLock { $0.startWrite() }
         if others == nil {
             let turn = try await withCheckedThrowingContinuation { continuation in
@@ -109,15 +117,15 @@ final class CoalescedJobInserts: Sendable {
     }
 
     /// Writes `own` and `others` in one statement and answers `others`; returns `own`'s outcome.
-    private func write(_ own: Row, with others: [Waiter]) async -> Result<String, any Error> {
+    private func write(_ own: Row, with others: [Waiter]) async -> Result<String?, any Error> {
         let rows = [own] + others.map(\.row)
         do {
             let written = try await client.query(
-                PostgresJobStore.jobInsert(rows: rows.count), rows.flatMap(\.parameters))
+                PostgresJobStore.jobInsert(rows: rows.count, idempotent: idempotent), rows.flatMap(\.parameters))
             var epochs: [UUID: String] = [:]
             for row in written { epochs[try row.uuid("id")] = try row.string("created_epoch") }
-            for waiter in others { waiter.answer(Self.outcome(of: waiter.row, in: epochs)) }
-            return Self.outcome(of: own, in: epochs)
+            for waiter in others { waiter.answer(outcome(of: waiter.row, in: epochs)) }
+            return outcome(of: own, in: epochs)
         } catch let error as PostgresError where !others.isEmpty && error.rejectsData {
             // Nothing was written: each job again on its own, so only the offending one fails.
             for waiter in others { waiter.answer(await writeAlone(waiter.row)) }
@@ -132,18 +140,21 @@ final class CoalescedJobInserts: Sendable {
         }
     }
 
-    private func writeAlone(_ row: Row) async -> Result<String, any Error> {
+    private func writeAlone(_ row: Row) async -> Result<String?, any Error> {
         do {
-            let written = try await client.query(PostgresJobStore.jobInsert(rows: 1), row.parameters)
-            guard let first = written.first else { throw Self.missing(row) }
+            let written = try await client.query(
+                PostgresJobStore.jobInsert(rows: 1, idempotent: idempotent), row.parameters)
+            guard let first = written.first else { return idempotent ? .success(nil) : .failure(Self.missing(row)) }
             return .success(try first.string("created_epoch"))
         } catch {
             return .failure(error)
         }
     }
 
-    private static func outcome(of row: Row, in epochs: [UUID: String]) -> Result<String, any Error> {
-        epochs[row.jobID].map { .success($0) } ?? .failure(missing(row))
+    /// The row's creation time if the statement returned it; else skipped (idempotent) or an error (plain).
+    private func outcome(of row: Row, in epochs: [UUID: String]) -> Result<String?, any Error> {
+        if let epoch = epochs[row.jobID] { return .success(epoch) }
+        return idempotent ? .success(nil) : .failure(Self.missing(row))
     }
 
     private static func missing(_ row: Row) -> PostgresError {

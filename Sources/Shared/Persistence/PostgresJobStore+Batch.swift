@@ -87,9 +87,11 @@ extension PostgresJobStore {
     /// when given, is the job's workflow already encoded (``WorkflowValidator/validatedJSON(_:environment:)``).
     ///
     /// One statement (a data-modifying CTE) rather than a transaction of two: a single round trip and an implicit
-    /// transaction, so it is just as atomic and commits with one fsync. Plain inserts made concurrently share that
-    /// statement (``CoalescedJobInserts``). Concurrent submissions with the same key are safe: the unique index on (owner, idempotency_key) lets one through, `on conflict do nothing` makes the
-    /// other wait for it and write nothing, and the follow-up read (a new statement) then sees the winner's job.
+    /// transaction, so it is just as atomic and commits with one fsync. Inserts made concurrently share that
+    /// statement (``CoalescedJobInserts``). Concurrent submissions with the same key are safe: the unique index on
+    /// (owner, idempotency_key) lets one through, `on conflict do nothing` makes the others wait for it (or skips
+    /// them, in the same statement) and write nothing, and the follow-up read (a new statement) then sees the
+    /// winner's job.
     @discardableResult
     package func insert(
         _ job: Job, workflowJSON: String? = nil, idempotencyKey: String? = nil, trace: RequestTrace = RequestTrace()
@@ -101,17 +103,15 @@ extension PostgresJobStore {
             .json(workflow), .textArray(job.viewers), .int(Int64(job.priority)), .optional(trace.requestID),
             .optional(trace.traceparent), .text(job.origin.name), .optional(job.origin.oceanSigner),
         ]
-        guard let idempotencyKey else {
-            let createdEpoch = try await coalescedInserts.insert(
-                CoalescedJobInserts.Row(jobID: job.id.uuid, environment: job.environment, parameters: parameters))
+        let inserts = idempotencyKey == nil ? coalescedInserts : coalescedIdempotentInserts
+        let createdEpoch = try await inserts.insert(
+            CoalescedJobInserts.Row(jobID: job.id.uuid, environment: job.environment, parameters: parameters))
+        if let createdEpoch {
             wakeups.wake([job.environment])
             return .inserted(createdEpoch: createdEpoch)
         }
-        if let row = try await client.query(Self.idempotentInsertStatement, parameters).first {
-            wakeups.wake([job.environment])
-            return .inserted(createdEpoch: try row.string("created_epoch"))
-        }
-        guard let existing = try await self.job(owner: job.owner, idempotencyKey: idempotencyKey) else {
+        guard let idempotencyKey, let existing = try await self.job(owner: job.owner, idempotencyKey: idempotencyKey)
+        else {
             // Only possible if the conflicting job was deleted in between (retention); the caller may retry.
             throw PostgresError(code: .server, message: "idempotency key conflict, but the existing job is gone")
         }
@@ -119,17 +119,18 @@ extension PostgresJobStore {
     }
 
     /// The first event of each inserted job goes in with it, in one data-modifying CTE over `rows` rows of 14
-    /// parameters each; `onConflict` follows the values.
+    /// parameters each. With `idempotent`, a job whose owner already has a job under its key is skipped (`on
+    /// conflict do nothing`), and returns no row.
     ///
     /// Without a key, a plain insert: `on conflict` would make every insert speculative (Postgres inserts the row,
     /// checks the arbiter index, then confirms it with one more WAL record), for a conflict that cannot happen on a
     /// null key. A duplicate job id fails the same way in both.
-    static func jobInsert(rows: Int, onConflict: String = "") -> String {
-        if onConflict.isEmpty, rows <= plainInsertStatements.count { return plainInsertStatements[rows - 1] }
-        return jobInsertText(rows: rows, onConflict: onConflict)
+    static func jobInsert(rows: Int, idempotent: Bool) -> String {
+        let built = idempotent ? idempotentInsertStatements : plainInsertStatements
+        return rows <= built.count ? built[rows - 1] : jobInsertText(rows: rows, idempotent: idempotent)
     }
 
-    private static func jobInsertText(rows: Int, onConflict: String) -> String {
+    private static func jobInsertText(rows: Int, idempotent: Bool) -> String {
         let values = (0..<rows).map { row in
             "(" + (1...14).map { "$\(row * 14 + $0)" }.joined(separator: ", ") + ")"
         }
@@ -139,7 +140,7 @@ extension PostgresJobStore {
                     id, environment, owner, agreement_id, idempotency_key, status, created_at, workflow, viewers,
                     priority, request_id, traceparent, origin, ocean_signer)
                 values \(values.joined(separator: ", "))
-                \(onConflict)
+                \(idempotent ? "on conflict (owner, idempotency_key) where idempotency_key is not null do nothing" : "")
                 returning id, status, extract(epoch from created_at)::text as created_epoch
             ), event as (
                 insert into job_events (job_id, attempt, status) select id, 0, status from job
@@ -148,13 +149,13 @@ extension PostgresJobStore {
             """
     }
 
-    /// The plain inserts of 1 to ``CoalescedJobInserts/maximumRows`` jobs, built once.
+    /// The inserts of 1 to ``CoalescedJobInserts/maximumRows`` jobs, built once.
     private static let plainInsertStatements = (1...CoalescedJobInserts.maximumRows).map {
-        jobInsertText(rows: $0, onConflict: "")
+        jobInsertText(rows: $0, idempotent: false)
     }
-
-    static let idempotentInsertStatement = jobInsert(
-        rows: 1, onConflict: "on conflict (owner, idempotency_key) where idempotency_key is not null do nothing")
+    private static let idempotentInsertStatements = (1...CoalescedJobInserts.maximumRows).map {
+        jobInsertText(rows: $0, idempotent: true)
+    }
 
     /// Admits jobs directly, without the dispatcher's room check or a message: for tools and tests that drive
     /// claims themselves. Production admission goes through ``admit(environment:limit:workerStaleAfter:maximumGroups:)``.

@@ -8,13 +8,16 @@ package struct PostgresJobStore: Sendable {
     let client: PostgresClient
     /// Wakes the dispatchers after a submit committed; shared by the copies of this store.
     let wakeups: SubmitWakeups
-    /// Writes concurrent plain inserts together; shared by the copies of this store.
+    /// Write concurrent inserts together, plain ones and those under an idempotency key; shared by the copies of
+    /// this store.
     let coalescedInserts: CoalescedJobInserts
+    let coalescedIdempotentInserts: CoalescedJobInserts
 
     package init(client: PostgresClient) {
         self.client = client
         self.wakeups = SubmitWakeups(client: client)
-        self.coalescedInserts = CoalescedJobInserts(client: client)
+        self.coalescedInserts = CoalescedJobInserts(client: client, idempotent: false)
+        self.coalescedIdempotentInserts = CoalescedJobInserts(client: client, idempotent: true)
     }
 
     /// Runs `body` with the notifications of `channels` (see `PostgresClient.withNotifications`): how the
