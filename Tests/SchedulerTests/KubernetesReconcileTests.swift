@@ -279,10 +279,17 @@ struct KubernetesReconcileTests {
                     "insert into attempt_tokens (job_id, attempt, token_hash) values ($1, $2, '\\x00'::bytea)",
                     [.uuid(oldStopped.id.uuid), .int(Int64(attempt))])
             }
+            // And a job whose only file was uploaded by an attempt that died before registering it: recorded nowhere.
+            let oldUnrecorded = try await world.insert()
+            try Data("unregistered".utf8).write(to: file)
+            uploads.append(
+                try await world.results.store(jobID: oldUnrecorded.id, name: "1/outputs/late.csv", from: file))
             try? FileManager.default.removeItem(at: file)
-            try await store.finish(
-                JobClaim(oldStopped), result: ExecutionResult(status: .finished, outcome: .stopped, results: []))
-            try await world.sql("update jobs set finished_at = now() - interval '4000 s' where id = $1", oldStopped)
+            for job in [oldStopped, oldUnrecorded] {
+                try await store.finish(
+                    JobClaim(job), result: ExecutionResult(status: .finished, outcome: .stopped, results: []))
+                try await world.sql("update jobs set finished_at = now() - interval '4000 s' where id = $1", job)
+            }
             // The succeeded attempt's publish step uploaded its output before the worker died.
             try await world.client.execute(
                 """
@@ -302,7 +309,7 @@ struct KubernetesReconcileTests {
             #expect(
                 first.applied == [
                     .deleteOrphan: 1, .finalizeFromCluster: 4, .intervene: 1, .timeOut: 1, .handOver: 1,
-                    .expireInQueue: 1, .removeResults: 2, .hideEnvironment: 1,
+                    .expireInQueue: 1, .removeResults: 3, .hideEnvironment: 1,
                 ], "\(first)")
             #expect(first.capacity["cap"]?.running == 1)
             #expect(first.capacity["cap"]?.waiting == capWaiting.map(\.id))

@@ -138,10 +138,10 @@ struct ReconcilerTests {
             let leading = Task { try await leadership.run() }
             #expect(await eventually(within: .seconds(10)) { leadership.role.epoch != nil })
             let epoch = try #require(leadership.role.epoch)
-            let removed = Locked<[String]>([])
+            let removed = Locked<[JobID]>([])
             let reconciler = Reconciler(
                 store: PostgresReconcileStore(client: makeClient()), leadership: leadership, cluster: cluster,
-                removeFiles: { locations in removed.withLock { $0 += locations } }, logger: TestDatabase.logger
+                removeFiles: { jobs in removed.withLock { $0 += jobs } }, logger: TestDatabase.logger
             )
 
             let first = try await reconciler.runOnce(epoch: epoch)
@@ -183,7 +183,7 @@ struct ReconcilerTests {
             // Waiting for admission is the dispatcher's business, not the reconciler's.
             r = try await row(waiting)
             #expect(try !r.bool("admitted") && !r.bool("owed"))
-            #expect(removed.withLock { $0 } == ["r/1"])
+            #expect(removed.withLock { $0 } == [old.id])
             #expect(try await client.query("select hidden from environments where id = 'old'")[0].bool("hidden"))
             let calls = cluster.calls.withLock { $0 }
             #expect(calls.archived == [failed.id])

@@ -134,13 +134,13 @@ package final class Reconciler: Service, Sendable {
     let store: PostgresReconcileStore
     let leadership: SchedulerLeadership
     let cluster: (any ReconcileCluster)?
-    let removeFiles: @Sendable ([String]) async throws -> Void
+    let removeFiles: @Sendable ([JobID]) async throws -> Void
     let logger: Logger
     private let state = Mutex(State())
 
     package init(
         configuration: Configuration = Configuration(), store: PostgresReconcileStore, leadership: SchedulerLeadership,
-        cluster: (any ReconcileCluster)?, removeFiles: @escaping @Sendable ([String]) async throws -> Void,
+        cluster: (any ReconcileCluster)?, removeFiles: @escaping @Sendable ([JobID]) async throws -> Void,
         logger: Logger
     ) {
         self.configuration = configuration

@@ -277,12 +277,14 @@ package struct PostgresReconcileStore: Sendable {
         return try rows.map { JobID(uuid: try $0.uuid("job_id")) }
     }
 
-    /// Duty 11: hands the jobs' result, log and upload locations to `removeFiles`, then deletes their rows (and the
-    /// attempts' upload tokens) and marks the
-    /// jobs removed. If `removeFiles` throws, the transaction rolls back and the next pass tries again (so it must
-    /// accept locations that are already gone).
+    /// Duty 11: hands the jobs to `removeFiles`, which removes everything stored under each of them, then deletes
+    /// their rows (and the attempts' upload tokens) and marks the jobs removed. By job, not by the locations
+    /// recorded: a file uploaded by an attempt that died before registering it (a publish pod killed between its
+    /// direct upload and the registration) is recorded nowhere, and every file of a job is under the job. If
+    /// `removeFiles` throws, the transaction rolls back and the next pass tries again (so it must accept jobs whose
+    /// files are already gone).
     package func removeResults(
-        _ ids: [JobID], removeFiles: @Sendable ([String]) async throws -> Void, in tx: PostgresTransaction
+        _ ids: [JobID], removeFiles: @Sendable ([JobID]) async throws -> Void, in tx: PostgresTransaction
     ) async throws -> [JobID] {
         guard !ids.isEmpty else { return [] }
         let idArray = PostgresValue.textArray(ids.map { $0.uuid.uuidString })
@@ -294,20 +296,7 @@ package struct PostgresReconcileStore: Sendable {
             [idArray])
         guard !locked.isEmpty else { return [] }
         let lockedIDs = PostgresValue.textArray(try locked.map { try $0.uuid("id").uuidString })
-        // Every attempt's uploads too, not only those copied into results: a stopped job's outputs, and the
-        // uploads of retried, lost or poisoned attempts, are nowhere else. `union` because results share their
-        // upload's location.
-        let locations = try await tx.query(
-            """
-            select location from job_results where job_id = any($1::text[]::uuid[])
-            union
-            select location from job_logs where job_id = any($1::text[]::uuid[])
-            union
-            select location from attempt_uploads where job_id = any($1::text[]::uuid[])
-            """,
-            [lockedIDs]
-        ).map { try $0.string("location") }
-        if !locations.isEmpty { try await removeFiles(locations) }
+        try await removeFiles(try locked.map { JobID(uuid: try $0.uuid("id")) })
         for table in ["job_results", "job_logs", "attempt_uploads", "attempt_tokens"] {
             try await tx.execute("delete from \(table) where job_id = any($1::text[]::uuid[])", [lockedIDs])
         }
