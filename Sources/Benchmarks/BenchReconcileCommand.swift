@@ -169,6 +169,7 @@ private struct ReconcileBench {
             lastIncremental = try await reconciler.runOnce(epoch: epoch)
             incremental.append((ContinuousClock.now - incrementalStart).seconds)
         }
+        try await localExecutorPasses(store: store, leadership: leadership, epoch: epoch)
         // For reference: the watched listing, and the planner's full walk over every cached job and object.
         let cachedStart = ContinuousClock.now
         let cached = try await cluster.listObjects(full: false)
@@ -195,6 +196,38 @@ private struct ReconcileBench {
             buildSeconds: buildSeconds)
         leadership.stop()
         _ = await leading.result
+    }
+
+    /// The same passes by the local executor's reconciler, which has no cluster: its incremental pass plans the
+    /// changed rows and whatever the clock made due.
+    private func localExecutorPasses(
+        store: PostgresJobStore, leadership: SchedulerLeadership, epoch: Int64
+    ) async throws {
+        var full: [Double] = []
+        var incremental: [Double] = []
+        var lastIncremental: ReconcileResult?
+        for _ in 0..<runs {
+            let reconciler = Reconciler(
+                configuration: .init(fullPassInterval: .seconds(3600)), store: PostgresReconcileStore(client: client),
+                leadership: leadership, cluster: nil, removeFiles: { _ in }, logger: logger)
+            let start = ContinuousClock.now
+            let first = try await reconciler.runOnce(epoch: epoch)
+            full.append((ContinuousClock.now - start).seconds)
+            try await store.extendRandomLeases(count: changes, by: .seconds(7_200))
+            let incrementalStart = ContinuousClock.now
+            let next = try await reconciler.runOnce(epoch: epoch)
+            incremental.append((ContinuousClock.now - incrementalStart).seconds)
+            guard first.fullPass, !next.fullPass else {
+                throw BenchError(code: .unexpectedPass, message: "the local passes were not full then incremental")
+            }
+            lastIncremental = next
+        }
+        var line = "local executor (no cluster): full pass median \(Self.format(Self.median(full) * 1000)) ms;"
+        line += " incremental pass after \(changes) changed rows median"
+        line += " \(Self.format(Self.median(incremental) * 1000, 1)) ms, worst"
+        line += " \(Self.format((incremental.max() ?? 0) * 1000, 1)) ms"
+        line += lastIncremental?.focused == true ? " (focused)" : " (walked every job)"
+        print(line)
     }
 
     /// `jobs` rows through the batch insert (COPY), then one UPDATE makes them launched and running.

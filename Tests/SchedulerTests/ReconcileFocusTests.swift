@@ -45,6 +45,8 @@ private struct World {
         ReconcileEnvironment(id: "b", maxJobs: 0, lastSeen: start),
     ]
     var unavailable = false
+    /// The local executor: no cluster at all, so the plans see rows and the clock only.
+    var noCluster = false
 
     init(seed: UInt64) {
         random = SeededRandom(state: seed)
@@ -148,7 +150,9 @@ private struct World {
         for (n, row) in rows where row.isTerminal || uncached.contains(n) { jobs.add(row) }
         return ReconcileSnapshot(
             now: now, jobs: jobs,
-            cluster: unavailable ? .unavailable(reason: "down") : .available(ObservedAttempts(attempts.values)),
+            cluster: noCluster
+                ? .notConfigured
+                : unavailable ? .unavailable(reason: "down") : .available(ObservedAttempts(attempts.values)),
             environments: environments)
     }
 
@@ -178,7 +182,7 @@ private struct World {
         for key in Set(attemptsBefore.keys).union(attempts.keys) where attemptsBefore[key] != attempts[key] {
             keys.insert(key)
         }
-        return ReconcileChanges(jobs: changed, attempts: keys)
+        return ReconcileChanges(jobs: changed, attempts: noCluster ? [] : keys)
     }
 }
 
@@ -193,7 +197,19 @@ struct ReconcileFocusTests {
     /// at every step: the same actions, capacity report, fail-safe and state for the next pass.
     @Test(arguments: 0..<40)
     func focusedPlanEqualsFullPlan(seed: Int) {
-        var world = World(seed: UInt64(seed))
+        checkFocusedPlans(World(seed: UInt64(seed)), seed: seed)
+    }
+
+    /// The same with the local executor, which has no cluster: rows and the clock are all that change.
+    @Test(arguments: 0..<40)
+    func focusedPlanEqualsFullPlanWithoutACluster(seed: Int) {
+        var world = World(seed: UInt64(500 + seed))
+        world.noCluster = true
+        checkFocusedPlans(world, seed: seed)
+    }
+
+    private func checkFocusedPlans(_ start: World, seed: Int) {
+        var world = start
         var focus = ReconcileFocus()
         var state = ReconcilePlanner.State()
         var changes: ReconcileChanges?
@@ -201,7 +217,7 @@ struct ReconcileFocusTests {
         for step in 0..<60 {
             let snapshot = world.snapshot
             let full = ReconcilePlanner.plan(snapshot, state: state)
-            let wasSure = focus.sure && !world.unavailable
+            let wasSure = focus.sure && (world.noCluster || !world.unavailable)
             let focused = ReconcilePlanner.plan(snapshot, state: state, focus: &focus, changes: changes)
             if changes != nil && wasSure && focused.failSafe == nil { focusedSteps += 1 }
             #expect(ordered(focused.actions) == ordered(full.actions), "seed \(seed) step \(step)")

@@ -189,10 +189,13 @@ package struct ReconcileFocus: Sendable {
 extension Planning {
     /// The focused pass (``ReconcileFocus``); nil when it cannot be trusted, and the caller walks everything.
     mutating func runFocused(_ focus: inout ReconcileFocus, changes: ReconcileChanges) -> ReconcilePlan? {
-        guard focus.isSure(configuration: configuration, environments: snapshot.environments),
-            case .available(let list) = snapshot.cluster
-        else { return nil }
-        objects = list
+        guard focus.isSure(configuration: configuration, environments: snapshot.environments) else { return nil }
+        switch snapshot.cluster {
+        case .available(let list): objects = list
+        // The local executor: no objects, so no fail-safe and no orphans; the rules over rows and time remain.
+        case .notConfigured: objects = nil
+        case .unavailable: return nil
+        }
         let table = snapshot.jobs.unfinished
         let others = snapshot.jobs.others
         let environments = Dictionary(snapshot.environments.map { ($0.id, $0) }, uniquingKeysWith: { a, _ in a })
@@ -229,7 +232,7 @@ extension Planning {
             ReconcileFocus.add(
                 Self.memo(row, present: livePresent), to: &counts, launched: &launched, present: &present)
         }
-        if launched >= configuration.failSafeMinimumExpected,
+        if objects != nil, launched >= configuration.failSafeMinimumExpected,
             Double(present) <= Double(launched) * configuration.failSafeMaximumPresentShare
         {
             // Worth no shortcut: the full walk decides what to withhold.
@@ -268,12 +271,13 @@ extension Planning {
         }
 
         var orphans: [(AttemptKey, OrphanReason)] = []
-        for key in examined where list.isLive(key) {
+        for key in examined {
+            guard let objects, objects.isLive(key) else { continue }
             if let job = snapshot.jobs[key.jobID], !job.isTerminal, job.attempt == key.attempt {
                 if others[key.jobID] != nil { focus.carriedObjects.insert(key) }
                 continue
             }
-            switch orphanReading(key, objects: list) {
+            switch orphanReading(key, objects: objects) {
             case .young(let until): focus.objectsDue.push(until, key)
             case .kept: focus.carriedObjects.insert(key)
             case .orphan(let reason):

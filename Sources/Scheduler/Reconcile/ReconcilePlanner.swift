@@ -208,7 +208,7 @@ struct Planning {
         planOrphans(focus: &focus)
         for id in expired { actions.append(.removeResults(jobID: id)) }
         planEnvironments()
-        if failSafe != nil || objects == nil {
+        if failSafe != nil || objects == nil && snapshot.cluster != .notConfigured {
             focus = nil
         } else if focus != nil {
             // Rows that replace the table's for this pass are planned again next pass.

@@ -312,6 +312,9 @@ package final class Reconciler: Service, Sendable {
         var changes: ReconcileChanges?
         if !full, let changed = clusterReading?.changed {
             changes = ReconcileChanges(jobs: changedJobs, attempts: changed)
+        } else if !full, self.cluster == nil {
+            // The local executor: nothing changes but rows and the clock.
+            changes = ReconcileChanges(jobs: changedJobs)
         }
         // Rows of jobs the cluster names that are not unfinished (finished, or unknown): of every live object for a
         // full walk, of the objects the focused plan looks at otherwise.
