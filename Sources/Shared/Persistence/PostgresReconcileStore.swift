@@ -34,31 +34,49 @@ package struct PostgresReconcileStore: Sendable {
     package func jobs(changedAfter cursor: Int64?, limit: Int) async throws -> (
         jobs: [ReconcileJob], cursor: Int64?, now: Date
     ) {
-        let rows: [PostgresRow]
+        var jobs: [ReconcileJob] = []
+        var now: Date?
         if let cursor {
-            rows = try await client.query(
+            let rows = try await client.query(
                 """
                 select \(Self.jobColumns), now() as db_now
                 from jobs j left join environments e on e.id = j.environment
                 where j.change_seq > $1 order by j.change_seq limit $2
                 """,
                 [.int(cursor), .int(limit)])
+            jobs = try rows.map(Self.job(from:))
+            now = try rows.first?.date("db_now")
         } else {
-            rows = try await client.query(
+            (jobs, now) = try await unfinishedJobs()
+        }
+        let databaseTime: Date
+        if let now { databaseTime = now } else { databaseTime = try await databaseNow() }
+        return (jobs, jobs.map(\.changeSeq).max(), databaseTime)
+    }
+
+    /// Rows fetched per round trip by ``unfinishedJobs()``.
+    static let unfinishedPage = 5_000
+
+    /// Every unfinished job, through a cursor a page at a time: one snapshot, as one statement would read, but only a
+    /// page of raw rows is held at once (all of them at once were most of a full pass's memory at 100,000 jobs).
+    private func unfinishedJobs() async throws -> ([ReconcileJob], Date?) {
+        try await client.withTransaction { tx in
+            try await tx.execute(
                 """
+                declare unfinished_jobs no scroll cursor for
                 select \(Self.jobColumns), now() as db_now
                 from jobs j left join environments e on e.id = j.environment
                 where j.finished_at is null
                 """)
+            var jobs: [ReconcileJob] = []
+            var now: Date?
+            while true {
+                let page = try await tx.query("fetch \(Self.unfinishedPage) from unfinished_jobs")
+                if now == nil { now = try page.first?.date("db_now") }
+                jobs.append(contentsOf: try page.map(Self.job(from:)))
+                if page.count < Self.unfinishedPage { return (jobs, now) }
+            }
         }
-        let jobs = try rows.map(Self.job(from:))
-        let now: Date
-        if let row = rows.first {
-            now = try row.date("db_now")
-        } else {
-            now = try await databaseNow()
-        }
-        return (jobs, jobs.map(\.changeSeq).max(), now)
     }
 
     /// The highest change_seq now: where an incremental reader starts after a full pass. Read before the full pass,
