@@ -105,6 +105,7 @@ private struct DatabaseBench {
             let pgbenchRate = try await pgbenchInserts(table: scratchTable, payload: workflowJSON)
             let oneStatement = try await singleInserts(environment: environment, workflow: workflow, oneStatement: true)
             let batch = try await batchInserts(environment: environment, workflow: workflow)
+            let copyCeiling = try await bareCopies(table: scratchTable, payload: workflowJSON)
             let admission = try await admitBacklog(environment: environment)
             let claims = try await claimJobs(environment: environment)
 
@@ -128,6 +129,11 @@ private struct DatabaseBench {
                     + "\(Self.format(batch.rate)) jobs/s (\(batch.count) in \(Self.format(batch.elapsed, 2)) s; "
                     + "per batch p50 \(Self.format(batch.p50 * 1000)) ms, max \(Self.format(batch.max * 1000)) ms) "
                     + "(target >= 50,000: \(batch.rate >= 50_000 ? "met" : "MISSED"))")
+            print(
+                "ceiling: the same payload COPYed into a table of (uuid primary key, text, jsonb), \(batchSize) rows "
+                    + "per transaction, \(batchClients) connection\(batchClients == 1 ? "" : "s"): "
+                    + "\(Self.format(copyCeiling.rate)) rows/s (ratio \(Self.format(batch.rate / copyCeiling.rate, 2)))"
+            )
             print(
                 "admission (one dispatcher's passes of 256 over one owner's backlog of \(admission.backlog) waiting "
                     + "jobs): \(Self.format(admission.rate.rate)) jobs/s (\(admission.rate.count) in "
@@ -206,6 +212,29 @@ private struct DatabaseBench {
         let inserted = durations.count * batchSize
         let sorted = durations.sorted()
         return (inserted, elapsed, Double(inserted) / elapsed, sorted[sorted.count / 2], sorted.last ?? 0)
+    }
+
+    /// The batch phase's ceiling: `batchClients` connections COPYing `batchSize` rows per transaction of the same
+    /// workflow into the bare scratch table pgbench used, for the phase's time; rows over wall time.
+    func bareCopies(table: String, payload: String) async throws -> Rate {
+        let client = client
+        let batchSize = batchSize
+        let start = ContinuousClock.now
+        let deadline = start + duration
+        let counts = try await Self.concurrently(batchClients) { _ in
+            var copied = 0
+            while ContinuousClock.now < deadline {
+                let rows: [[PostgresValue]] = (0..<batchSize).map { _ in
+                    [.uuid(UUID()), .text("bench"), .json(payload)]
+                }
+                try await client.withTransaction { tx in
+                    _ = try await tx.copy(into: table, columns: ["id", "owner", "workflow"], rows: rows)
+                }
+                copied += batchSize
+            }
+            return copied
+        }
+        return Rate(count: counts.reduce(0, +), elapsed: (ContinuousClock.now - start).inSeconds)
     }
 
     /// A dispatcher's passes (``PostgresJobStore/dispatch(environment:limit:redispatchAfter:workerStaleAfter:maximumGroups:)``,
