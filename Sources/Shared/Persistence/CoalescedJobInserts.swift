@@ -13,13 +13,20 @@ import Synchronization
 /// and when one finishes, the first waiter writes its own job together with up to ``maximumRows`` − 1 of those
 /// waiting behind it. A lone caller goes straight through, as before.
 ///
-/// The guarantees of a single insert hold for every caller: its call returns only after the statement holding its
-/// job committed, and it fails only for its own job. Two jobs under one owner and key in one statement are one
-/// insert and one skip, as in two statements. A batch the server rejects for one job's data (SQLSTATE classes
-/// 22 and 23; nothing of it was written) is written again one job at a time, so only that job's caller gets the
-/// error. A batch cancelled with its writer's task was not written either (``PostgresConnection`` reports
-/// `CancellationError` only when the server aborted the statement, or when nothing was sent): the writer's own job
-/// fails with the cancellation, and the others wait for the next writer.
+/// Every caller's call returns only after the statement holding its job committed. Two jobs under one owner and key
+/// in one statement are one insert and one skip, as in two statements. What fails:
+/// - A statement the server rejects for one job's data (SQLSTATE classes 22 and 23), or ends in a deadlock with
+///   another shared statement (40P01), wrote nothing: its jobs are written again one at a time, so only the
+///   offending job's caller gets an error. Rows go in a fixed order (agreement, owner, key), so two shared
+///   statements take the unique indexes' locks in the same order and rarely deadlock at all.
+/// - A statement cancelled with its writer's task wrote nothing either (``PostgresConnection`` reports
+///   `CancellationError` only when the server aborted the statement, or when nothing was sent): the writer's own
+///   job fails with the cancellation, and the jobs not yet written wait for the next writer.
+/// - Anything else (the connection lost, the statement timeout) fails every caller of the statement, as it would
+///   have failed each of their own statements.
+///
+/// A waiting caller whose task is cancelled stays in line: its job is written with the others, and its call
+/// returns normally. (When the cancelled caller's turn is to write, its own job fails with the cancellation.)
 final class CoalescedJobInserts: Sendable {
     /// Statements in flight at once: enough to keep the server busy while results travel back, few enough that
     /// concurrent submitters share statements. On two cores 1, 2 and 4 gave the same rate within noise and 8 (no
@@ -31,8 +38,16 @@ final class CoalescedJobInserts: Sendable {
     /// One caller's job: the 14 parameters of ``PostgresJobStore/jobInsert(rows:idempotent:)``'s row.
     struct Row: Sendable {
         var jobID: UUID
-        var environment: String
+        /// Where the row goes in a shared statement: its values in the unique indexes it may conflict in
+        /// (agreement, owner and idempotency key), so every statement locks them in one order.
+        var lockOrder: String
         var parameters: [PostgresValue]
+
+        init(jobID: UUID, agreementID: String?, owner: String, idempotencyKey: String?, parameters: [PostgresValue]) {
+            self.jobID = jobID
+            self.lockOrder = [agreementID ?? "", owner, idempotencyKey ?? ""].joined(separator: "\u{0}")
+            self.parameters = parameters
+        }
     }
 
     private enum Turn: Sendable {
@@ -118,7 +133,7 @@ final class CoalescedJobInserts: Sendable {
 
     /// Writes `own` and `others` in one statement and answers `others`; returns `own`'s outcome.
     private func write(_ own: Row, with others: [Waiter]) async -> Result<String?, any Error> {
-        let rows = [own] + others.map(\.row)
+        let rows = ([own] + others.map(\.row)).sorted { $0.lockOrder < $1.lockOrder }
         do {
             let written = try await client.query(
                 PostgresJobStore.jobInsert(rows: rows.count, idempotent: idempotent), rows.flatMap(\.parameters))
@@ -126,9 +141,18 @@ final class CoalescedJobInserts: Sendable {
             for row in written { epochs[try row.uuid("id")] = try row.string("created_epoch") }
             for waiter in others { waiter.answer(outcome(of: waiter.row, in: epochs)) }
             return outcome(of: own, in: epochs)
-        } catch let error as PostgresError where !others.isEmpty && error.rejectsData {
-            // Nothing was written: each job again on its own, so only the offending one fails.
-            for waiter in others { waiter.answer(await writeAlone(waiter.row)) }
+        } catch let error as PostgresError where !others.isEmpty && (error.rejectsData || error.sqlState == "40P01") {
+            // Nothing was written: each job again on its own, so only the offending one fails (and single rows
+            // cannot deadlock with each other).
+            for (index, waiter) in others.enumerated() {
+                let outcome = await writeAlone(waiter.row)
+                if case .failure(let failure) = outcome, failure is CancellationError {
+                    // This writer was cancelled: the jobs it has not written wait for the next writer.
+                    state.withLock { $0.waiting.insert(contentsOf: others[index...], at: 0) }
+                    return .failure(CancellationError())
+                }
+                waiter.answer(outcome)
+            }
             return await writeAlone(own)
         } catch is CancellationError where !others.isEmpty {
             // Nothing was written, and only this writer was cancelled: the others go back to the front of the line.

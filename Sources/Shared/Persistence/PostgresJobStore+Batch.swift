@@ -105,7 +105,9 @@ extension PostgresJobStore {
         ]
         let inserts = idempotencyKey == nil ? coalescedInserts : coalescedIdempotentInserts
         let createdEpoch = try await inserts.insert(
-            CoalescedJobInserts.Row(jobID: job.id.uuid, environment: job.environment, parameters: parameters))
+            CoalescedJobInserts.Row(
+                jobID: job.id.uuid, agreementID: job.agreementID, owner: job.owner, idempotencyKey: idempotencyKey,
+                parameters: parameters))
         if let createdEpoch {
             wakeups.wake([job.environment])
             return .inserted(createdEpoch: createdEpoch)
