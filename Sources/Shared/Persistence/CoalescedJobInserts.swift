@@ -15,10 +15,10 @@ import Synchronization
 ///
 /// Every caller's call returns only after the statement holding its job committed. Two jobs under one owner and key
 /// in one statement are one insert and one skip, as in two statements. What fails:
-/// - A statement the server rejects for one job's data (SQLSTATE classes 22 and 23), or ends in a deadlock with
-///   another shared statement (40P01), wrote nothing: its jobs are written again one at a time, so only the
-///   offending job's caller gets an error. Rows go in a fixed order (agreement, owner, key), so two shared
-///   statements take the unique indexes' locks in the same order and rarely deadlock at all.
+/// - A statement the server rejects for one job's data (SQLSTATE classes 22 and 23), or that ends in a deadlock
+///   with another shared statement (``PostgresError/isSerializationFailure``), wrote nothing: its jobs are written
+///   again one at a time, so only the offending job's caller gets an error. Rows go in a fixed order (agreement,
+///   owner, key), so two shared statements take the unique indexes' locks in the same order and rarely deadlock.
 /// - A statement cancelled with its writer's task wrote nothing either (``PostgresConnection`` reports
 ///   `CancellationError` only when the server aborted the statement, or when nothing was sent): the writer's own
 ///   job fails with the cancellation, and the jobs not yet written wait for the next writer.
@@ -141,7 +141,7 @@ final class CoalescedJobInserts: Sendable {
             for row in written { epochs[try row.uuid("id")] = try row.string("created_epoch") }
             for waiter in others { waiter.answer(outcome(of: waiter.row, in: epochs)) }
             return outcome(of: own, in: epochs)
-        } catch let error as PostgresError where !others.isEmpty && (error.rejectsData || error.sqlState == "40P01") {
+        } catch let error as PostgresError where !others.isEmpty && Self.writtenAgainAlone(error) {
             // Nothing was written: each job again on its own, so only the offending one fails (and single rows
             // cannot deadlock with each other).
             for (index, waiter) in others.enumerated() {
@@ -164,6 +164,12 @@ final class CoalescedJobInserts: Sendable {
         }
     }
 
+    /// Whether a shared statement that failed with `error` is written again one job at a time: it wrote nothing, and
+    /// single rows would not fail the same way together.
+    private static func writtenAgainAlone(_ error: PostgresError) -> Bool {
+        error.rejectsData || error.isSerializationFailure
+    }
+
     private func writeAlone(_ row: Row) async -> Result<String?, any Error> {
         do {
             let written = try await client.query(
@@ -183,14 +189,5 @@ final class CoalescedJobInserts: Sendable {
 
     private static func missing(_ row: Row) -> PostgresError {
         PostgresError(code: .server, message: "the insert returned no row for job \(row.jobID)")
-    }
-}
-
-extension PostgresError {
-    /// The server refused the statement for the data it carried (SQLSTATE class 22, data exception, or 23,
-    /// integrity constraint violation), so nothing of it was written.
-    var rejectsData: Bool {
-        guard code == .server, let sqlState else { return false }
-        return sqlState.hasPrefix("22") || sqlState.hasPrefix("23")
     }
 }

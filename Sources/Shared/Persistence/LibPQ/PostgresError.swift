@@ -58,6 +58,13 @@ package struct PostgresError: Error, CustomStringConvertible, Sendable {
     /// 23505 unique_violation.
     package var isUniqueViolation: Bool { sqlState == "23505" }
 
+    /// The server refused the statement for the data it carried (SQLSTATE class 22, data exception, or 23,
+    /// integrity constraint violation), so nothing of it was written.
+    var rejectsData: Bool {
+        guard code == .server, let sqlState else { return false }
+        return sqlState.hasPrefix("22") || sqlState.hasPrefix("23")
+    }
+
     /// 40001 serialization_failure or 40P01 deadlock_detected: the transaction can be retried as a whole.
     package var isSerializationFailure: Bool { sqlState == "40001" || sqlState == "40P01" }
 
