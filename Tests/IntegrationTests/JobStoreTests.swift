@@ -310,6 +310,34 @@ struct JobStoreTests {
         }
     }
 
+    @Test("a pass first analyzes jobs when the table holds over twice the rows its statistics counted")
+    func passAnalyzesOutgrownStatistics() async throws {
+        try await Self.withStore { store, environment in
+            let client = store.client
+            func counted() async throws -> Int {
+                try await client.query(
+                    "select greatest(reltuples, 0)::bigint as n from pg_class where oid = 'jobs'::regclass")[0].int("n")
+            }
+            try await client.execute("analyze jobs")
+            let before = try await counted()
+            let added = before + Int(PostgresJobStore.statisticsSlack) + 1_000
+            for start in stride(from: 0, to: added, by: 5_000) {
+                let jobs = (start..<min(added, start + 5_000)).map { _ in Self.newJob(environment) }
+                try await store.insertBatch(jobs, batchID: nil)
+            }
+            // The server counts live rows a moment after the inserting backend reports them.
+            let deadline = ContinuousClock.now + .seconds(20)
+            while try await client.query("select pg_stat_get_live_tuples('jobs'::regclass) as n")[0].int("n")
+                <= 2 * before + Int(PostgresJobStore.statisticsSlack)
+            {
+                guard ContinuousClock.now < deadline else { throw TestFailure("live rows were never reported") }
+                try await Task.sleep(for: .milliseconds(100))
+            }
+            _ = try await Self.dispatch(store, environment)
+            #expect(try await counted() >= before + added)
+        }
+    }
+
     @Test("migrations applied twice are a no-op")
     func migrationsTwice() async throws {
         try await Self.withStore { store, _ in

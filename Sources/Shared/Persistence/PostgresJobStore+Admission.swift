@@ -32,9 +32,13 @@ extension PostgresJobStore {
     /// worker may serve several, and two passes counting the same free slots at once would admit twice into them.
     static let dispatchLockKey: Int64 = 0x6332_645f_6469_7370  // "c2d_disp"
 
+    /// Rows `jobs` may hold beyond twice what its statistics last counted before a pass analyzes it.
+    static let statisticsSlack: Int64 = 10_000
+
     /// One dispatch pass over `environment`, in one transaction:
     ///
-    /// 1. take the dispatch lock (`pg_try_advisory_xact_lock`); if another pass holds it, return `.busy`;
+    /// 1. take the dispatch lock (`pg_try_advisory_xact_lock`); if another pass holds it, return `.busy`; if `jobs`
+    ///    holds more than twice the rows its statistics counted (plus ``statisticsSlack``), analyze it first;
     /// 2. redispatch admitted jobs no worker holds whose dispatch was cleared (hand-over, hand-back) or is older
     ///    than `redispatchAfter`;
     /// 3. room = min(maxJobs − admitted unfinished jobs, free slots of live workers serving the environment −
@@ -53,8 +57,15 @@ extension PostgresJobStore {
     ) async throws -> DispatchPass {
         try await client.withTransaction { tx in
             let locked = try await tx.query(
-                "select pg_try_advisory_xact_lock($1) as locked", [.int(Self.dispatchLockKey)])
-            guard try locked.first?.bool("locked") == true else { return .busy }
+                """
+                select pg_try_advisory_xact_lock($1) as locked,
+                    pg_stat_get_live_tuples(c.oid) > 2 * greatest(c.reltuples, 0) + $2 as outgrown
+                from pg_class c where c.oid = 'jobs'::regclass
+                """,
+                [.int(Self.dispatchLockKey), .int(Self.statisticsSlack)])
+            guard let lock = locked.first, try lock.bool("locked") else { return .busy }
+            if try lock.bool("outgrown") { try await tx.executeScript("analyze jobs") }
+            try await Self.planForIndexOrder(tx)
             let redispatched = try await Self.redispatch(tx, environment: environment, after: redispatchAfter)
             guard let room = try await Self.room(tx, environment: environment, workerStaleAfter: workerStaleAfter)
             else { return .busy }
@@ -68,6 +79,27 @@ extension PostgresJobStore {
                 admitted: admitted, redispatched: redispatched, busy: false, active: room.active,
                 freeWorkerSlots: room.freeWorkerSlots)
         }
+    }
+
+    /// Makes every part of the pass walk an index in the order it reads, whatever the statistics say; the settings
+    /// last until the transaction ends.
+    ///
+    /// A pass must read only what it takes, but the planner picks its paths from estimates, and two were wrong:
+    /// - a (priority, owner) group's waiting jobs estimated as the table's average per owner, so one owner's backlog
+    ///   of 20,000 was read and sorted whole through a bitmap scan to take its oldest 256 (0.1–0.25 s a pass);
+    /// - an environment the statistics have not seen yet (its backlog filled faster than autovacuum analyzes)
+    ///   estimated at one row, so a pass walked the environment's whole backlog through `jobs_environment_created`
+    ///   or `jobs_active` and sorted it, once for each group: 75–150 ms a pass at 150,000 waiting, and 28 s once.
+    /// With sequential and bitmap scans and sorts off, only `jobs_pending` yields a group's jobs in the order the
+    /// pass takes them (the head orders by the index's own columns for that). Sorts that no path avoids (the
+    /// fair-share ranking of at most `count` rows per group) still run. JIT is off because the disabled paths' cost
+    /// penalty would otherwise make every pass compile itself: 0.35 s for a pass that runs in 10 ms.
+    private static func planForIndexOrder(_ tx: PostgresTransaction) async throws {
+        _ = try await tx.query(
+            """
+            select set_config('enable_bitmapscan', 'off', true), set_config('enable_seqscan', 'off', true),
+                set_config('enable_sort', 'off', true), set_config('jit', 'off', true)
+            """)
     }
 
     /// Admitted, unfinished jobs that no live worker holds and whose message went out more than `after` ago (or
@@ -152,12 +184,6 @@ extension PostgresJobStore {
     private static func admit(
         _ tx: PostgresTransaction, environment: String, count: Int, freeCount: Int, maximumGroups: Int
     ) async throws -> [DispatchedJob] {
-        // The planner estimates a (priority, owner) group's waiting jobs as the table's average per owner, so for
-        // one owner's backlog of tens of thousands it read and sorted the whole backlog (a bitmap scan) to take its
-        // oldest `count`: a pass took 0.1–0.25 s at 20,000 waiting jobs, and grew with the backlog. Walking the
-        // indexes in order reads only the rows taken. The settings last until this transaction ends.
-        _ = try await tx.query(
-            "select set_config('enable_bitmapscan', 'off', true), set_config('enable_seqscan', 'off', true)")
         let rows = try await tx.query(
             """
             with recursive groups (priority, owner, n) as (
@@ -183,10 +209,12 @@ extension PostgresJobStore {
                 from groups
                 left join usage on usage.owner = groups.owner
                 cross join lateral (
-                    select id, free_tier, created_at, row_number() over (order by created_at, id) as rank from jobs
+                    select id, free_tier, created_at,
+                        row_number() over (order by priority, owner, created_at, id) as rank
+                    from jobs
                     where environment = $1 and admitted_at is null and finished_at is null
                         and priority = groups.priority and owner = groups.owner and (not free_tier or $4 > 0)
-                    order by created_at, id limit $2
+                    order by priority, owner, created_at, id limit $2
                 ) head
             ), ranked as (
                 select *, count(*) filter (where free_tier)
