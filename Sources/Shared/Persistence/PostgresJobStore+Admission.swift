@@ -256,10 +256,12 @@ extension PostgresJobStore {
     /// Every environment that has unfinished jobs (the dispatcher's periodic sweep).
     package func environmentsWithUnfinishedJobs() async throws -> [String] {
         // A loose index scan over jobs_active (environment, created_at) where unfinished: one probe per environment.
+        // The first probe names no environment, so it says `environment is not null` to match the index (0021).
         try await client.query(
             """
             with recursive environments (id) as (
-                (select environment from jobs where finished_at is null order by environment limit 1)
+                (select environment from jobs where finished_at is null and environment is not null
+                 order by environment limit 1)
                 union all
                 select (select environment from jobs
                         where finished_at is null and environment > environments.id order by environment limit 1)

@@ -52,11 +52,14 @@ package struct MetricsSnapshot: Sendable {
 }
 
 extension PostgresJobStore {
-    /// Reads the snapshot; the job counts use the partial indexes over unfinished jobs.
+    /// Reads the snapshot; the job counts use the partial index over unfinished jobs, which a query must name an
+    /// environment to use (migration 0021): hence `environment is not null`.
     package func metricsSnapshot() async throws -> MetricsSnapshot {
         let jobs = try await client.query(
-            "select environment, status, count(*) as n from jobs where finished_at is null group by 1, 2 order by 1, 2"
-        )
+            """
+            select environment, status, count(*) as n from jobs
+            where finished_at is null and environment is not null group by 1, 2 order by 1, 2
+            """)
         let workers = try await client.query(
             """
             select count(*) as n, coalesce(sum(slots), 0) as slots from workers

@@ -188,6 +188,7 @@ extension PostgresJobStore {
             entry.queueRemainingSecondsFree = try row.double("queue_remaining_free")
             usage[try row.string("id")] = entry
         }
+        // `environment is not null` lets the partial index over admitted jobs serve it (migration 0021).
         let resourceRows = try await client.query(
             """
             select j.environment, r ->> 'id' as id, j.free_tier,
@@ -196,7 +197,8 @@ extension PostgresJobStore {
             cross join lateral jsonb_array_elements(
                 case when jsonb_typeof(j.workflow -> 'stages' -> 0 -> 'compute' -> 'resources') = 'array'
                     then j.workflow -> 'stages' -> 0 -> 'compute' -> 'resources' else '[]'::jsonb end) r
-            where j.admitted_at is not null and j.finished_at is null and jsonb_typeof(r -> 'amount') = 'number'
+            where j.admitted_at is not null and j.finished_at is null and j.environment is not null
+                and jsonb_typeof(r -> 'amount') = 'number'
             group by j.environment, r ->> 'id', j.free_tier
             """)
         for row in resourceRows {

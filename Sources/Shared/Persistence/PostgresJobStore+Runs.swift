@@ -141,10 +141,12 @@ extension PostgresJobStore {
     /// Extends the leases of `count` random unfinished jobs by `lease`: a batch of changes for an incremental
     /// reconcile pass to find.
     package func extendRandomLeases(count: Int, by lease: Duration) async throws {
+        // `environment is not null` lets the partial index over unfinished jobs serve it (migration 0021).
         try await client.execute(
             """
             update jobs set lease_until = now() + make_interval(secs => $2)
-            where id in (select id from jobs where finished_at is null order by random() limit $1)
+            where id in (
+                select id from jobs where finished_at is null and environment is not null order by random() limit $1)
             """,
             [.int(count), .double(lease.seconds)])
     }

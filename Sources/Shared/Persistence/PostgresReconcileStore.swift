@@ -61,12 +61,13 @@ package struct PostgresReconcileStore: Sendable {
     /// page of raw rows is held at once (all of them at once were most of a full pass's memory at 100,000 jobs).
     private func unfinishedJobs() async throws -> ([ReconcileJob], Date?) {
         try await client.withTransaction { tx in
+            // `environment is not null` lets the partial index over unfinished jobs serve it (migration 0021).
             try await tx.execute(
                 """
                 declare unfinished_jobs no scroll cursor for
                 select \(Self.jobColumns), now() as db_now
                 from jobs j left join environments e on e.id = j.environment
-                where j.finished_at is null
+                where j.finished_at is null and j.environment is not null
                 """)
             var jobs: [ReconcileJob] = []
             var now: Date?
