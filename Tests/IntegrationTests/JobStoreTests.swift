@@ -338,6 +338,58 @@ struct JobStoreTests {
         }
     }
 
+    @Test("statements about one job probe jobs_pkey even when the statistics saw the partial indexes empty")
+    func oneJobStatementsProbeThePrimaryKey() async throws {
+        try await Self.withStore { store, environment in
+            let statements = [
+                // a claim
+                """
+                update jobs set worker_id = 'w' where id = $1 and finished_at is null and admitted_at is not null
+                    and (lease_until is null or lease_until < now())
+                """,
+                // a priority change
+                "update jobs set priority = 1 where id = $1 and admitted_at is null and finished_at is null",
+                // a status write
+                "update jobs set status = 30 where id = $1 and finished_at is null",
+                // result expiry's lock
+                "select id from jobs where id = any($1::uuid[]) and finished_at is not null and not removed",
+            ]
+            let plans = try await store.client.withSession { session in
+                // Inside a transaction that is rolled back: the statistics see an empty table (as after a quiet
+                // spell), then 30,000 waiting, admitted and finished jobs arrive, unanalyzed.
+                try await session.executeScript("begin")
+                do {
+                    try await session.executeScript(
+                        """
+                        delete from jobs;
+                        analyze jobs;
+                        insert into jobs (id, environment, owner, workflow, admitted_at, finished_at, outcome)
+                        select gen_random_uuid(), '\(environment.id)', 'tester', '{}',
+                            case when n % 3 > 0 then now() end, case when n % 3 = 2 then now() end,
+                            case when n % 3 = 2 then 'succeeded' end
+                        from generate_series(1, 30000) n;
+                        """)
+                    let id = UUID().uuidString.lowercased()
+                    var plans: [String] = []
+                    for statement in statements {
+                        let explained = statement.replacingOccurrences(
+                            of: "$1", with: statement.contains("any($1") ? "array['\(id)']" : "'\(id)'")
+                        let rows = try await session.query("explain (costs off) \(explained)")
+                        plans.append(try rows.map { try $0.string("QUERY PLAN") }.joined(separator: "\n"))
+                    }
+                    try await session.executeScript("rollback")
+                    return plans
+                } catch {
+                    try? await session.executeScript("rollback")
+                    throw error
+                }
+            }
+            for (statement, plan) in zip(statements, plans) {
+                #expect(plan.contains("jobs_pkey"), "\(statement)\n\(plan)")
+            }
+        }
+    }
+
     @Test("migrations applied twice are a no-op")
     func migrationsTwice() async throws {
         try await Self.withStore { store, _ in
