@@ -64,7 +64,8 @@ extension PostgresJobStore {
                 """,
                 [.int(Self.dispatchLockKey), .int(Self.statisticsSlack)])
             guard let lock = locked.first, try lock.bool("locked") else { return .busy }
-            // skip_locked: a VACUUM or ANALYZE of jobs already running (an operator's, say) must not hold up the pass.
+            // skip_locked: a VACUUM or ANALYZE of jobs already running must not hold up the pass (an autovacuum of a
+            // table this outgrown analyzes it when its VACUUM is done); the next pass checks again.
             if try lock.bool("outgrown") { try await tx.executeScript("analyze (skip_locked) jobs") }
             try await Self.planForIndexOrder(tx)
             let redispatched = try await Self.redispatch(tx, environment: environment, after: redispatchAfter)
