@@ -39,16 +39,17 @@ package struct WorkflowValidator: Sendable {
                     code: "duplicate_input", message: "input \(position) repeats the dataset id '\(input.id)'")
             }
         }
-        let encoded = try? JSONEncoder().encode(workflow)
+        let encoded = try? WorkflowJSON(workflow)
         if let encoded {
-            guard encoded.count <= limits.maxWorkflowBytes else {
+            guard encoded.bytes.count <= limits.maxWorkflowBytes else {
                 throw SubmissionError(
                     code: "workflow_too_large",
-                    message: "the workflow is \(encoded.count) bytes as JSON; the limit is \(limits.maxWorkflowBytes)",
+                    message:
+                        "the workflow is \(encoded.bytes.count) bytes as JSON; the limit is \(limits.maxWorkflowBytes)",
                     httpStatus: 413)
             }
             // Postgres's jsonb cannot hold NUL characters; refuse them here rather than fail at the insert.
-            guard !Self.containsEscapedNUL(encoded) else {
+            guard !encoded.containsNUL else {
                 throw SubmissionError(
                     code: "invalid_character", message: "text in the workflow may not contain NUL (\\u0000) characters")
             }
@@ -70,20 +71,7 @@ package struct WorkflowValidator: Sendable {
                         + "maxJobDuration \(environment.maxJobDuration) s")
             }
         }
-        return encoded.map { String(decoding: $0, as: UTF8.self) }
-    }
-
-    /// Whether JSON text holds the escape `\u0000` (how JSONEncoder writes a NUL), searched in the bytes: on the
-    /// submit path a `String.contains` here went through Foundation's CFString search, a few percent of a submit.
-    package static func containsEscapedNUL(_ json: Data) -> Bool {
-        let pattern: [UInt8] = Array(#"\u0000"#.utf8)
-        return json.withUnsafeBytes { bytes in
-            guard bytes.count >= pattern.count else { return false }
-            for start in 0...(bytes.count - pattern.count) where bytes[start] == pattern[0] {
-                if (1..<pattern.count).allSatisfy({ bytes[start + $0] == pattern[$0] }) { return true }
-            }
-            return false
-        }
+        return encoded?.text
     }
 
     private func validate(_ algorithm: Workflow.Algorithm, environment: ComputeEnvironment) throws(SubmissionError) {

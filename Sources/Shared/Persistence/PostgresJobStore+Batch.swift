@@ -56,11 +56,9 @@ extension PostgresJobStore {
     private static func jobRows(
         _ jobs: ArraySlice<Job>, workflowJSON: ArraySlice<String>?, batch: PostgresValue, trace: RequestTrace
     ) throws -> [[PostgresValue]] {
-        let encoder = JSONEncoder()
-        return try jobs.indices.map { index in
+        try jobs.indices.map { index in
             let job = jobs[index]
-            let workflow =
-                try workflowJSON?[index] ?? String(decoding: encoder.encode(job.workflow), as: UTF8.self)
+            let workflow = try workflowJSON?[index] ?? WorkflowJSON(job.workflow).text
             return [
                 .uuid(job.id.uuid), .text(job.environment), .text(job.owner), .textArray(job.viewers),
                 .optional(job.agreementID), batch,
@@ -96,7 +94,7 @@ extension PostgresJobStore {
     package func insert(
         _ job: Job, workflowJSON: String? = nil, idempotencyKey: String? = nil, trace: RequestTrace = RequestTrace()
     ) async throws -> IdempotentInsert {
-        let workflow = try workflowJSON ?? String(decoding: JSONEncoder().encode(job.workflow), as: UTF8.self)
+        let workflow = try workflowJSON ?? WorkflowJSON(job.workflow).text
         let parameters: [PostgresValue] = [
             .uuid(job.id.uuid), .text(job.environment), .text(job.owner), .optional(job.agreementID),
             .optional(idempotencyKey), .int(Int64(job.status.rawValue)), .timestamp(job.createdAt),

@@ -40,7 +40,7 @@ extension PostgresJobStore {
     package func insertOceanNode(
         _ job: Job, workflowJSON: String? = nil, freeTier: Bool, details: String, trace: RequestTrace
     ) async throws -> String {
-        let workflow = try workflowJSON ?? String(decoding: JSONEncoder().encode(job.workflow), as: UTF8.self)
+        let workflow = try workflowJSON ?? WorkflowJSON(job.workflow).text
         let rows = try await client.query(
             """
             with job as (
