@@ -137,8 +137,13 @@ final class CoalescedJobInserts: Sendable {
         do {
             let written = try await client.query(
                 PostgresJobStore.jobInsert(rows: rows.count, idempotent: idempotent), rows.flatMap(\.parameters))
+            // The statement committed: a row that cannot be read fails only its own caller (as a missing row),
+            // never the others, whose jobs are stored.
             var epochs: [UUID: String] = [:]
-            for row in written { epochs[try row.uuid("id")] = try row.string("created_epoch") }
+            for row in written {
+                guard let id = try? row.uuid("id"), let epoch = try? row.string("created_epoch") else { continue }
+                epochs[id] = epoch
+            }
             for waiter in others { waiter.answer(outcome(of: waiter.row, in: epochs)) }
             return outcome(of: own, in: epochs)
         } catch let error as PostgresError where !others.isEmpty && Self.writtenAgainAlone(error) {
