@@ -71,6 +71,26 @@ struct WorkflowJSONTests {
                 + #""input":[{"id":"d","url":["https:\/\/e.org\/a"]}]}]}"#)
     }
 
+    @Test("knows every stored field of the workflow's types, so that a new one cannot be left out of the store")
+    func coversEveryField() {
+        func fields(_ value: Any) -> [String] { Mirror(reflecting: value).children.compactMap(\.label) }
+        let written: [(Any, [String])] = [
+            (Workflow(stages: []), ["stages"]),
+            (Workflow.Stage(input: [], algorithm: .init()), ["index", "input", "algorithm", "compute", "output"]),
+            (Workflow.Input(id: ""), ["index", "id", "url", "path", "checksum", "remote"]),
+            (
+                Workflow.Algorithm(),
+                ["id", "url", "rawcode", "checksum", "container", "algocustomdata", "remote"]
+            ),
+            (Workflow.Container(entrypoint: ""), ["entrypoint", "image", "tag", "checksum"]),
+            (Workflow.Compute(), ["maxtime", "namespace", "allowNetwork", "resources"]),
+            (Workflow.ResourceRequest(id: "", amount: 0), ["id", "amount"]),
+        ]
+        for (value, names) in written {
+            #expect(fields(value) == names, "\(type(of: value)) changed: WorkflowJSON must write its new fields")
+        }
+    }
+
     @Test("notices a NUL character in any string, and only then")
     func noticesNUL() throws {
         #expect(try WorkflowJSON(Self.samples[2]).containsNUL)
