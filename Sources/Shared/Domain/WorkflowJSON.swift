@@ -108,8 +108,7 @@ package struct WorkflowJSON: Sendable {
         case .object(let members):
             var object = ObjectState()
             for (name, member) in members.sorted(by: { $0.key < $1.key }) {
-                if object.hasMembers { bytes.append(UInt8(ascii: ",")) } else { bytes.append(UInt8(ascii: "{")) }
-                object.hasMembers = true
+                startMember(&object)
                 string(name)
                 bytes.append(UInt8(ascii: ":"))
                 try write(member)
@@ -126,10 +125,15 @@ package struct WorkflowJSON: Sendable {
         var hasMembers = false
     }
 
-    /// Writes `{` or `,`, then `"name":`. `name` must need no escaping.
-    private mutating func key(_ name: StaticString, _ object: inout ObjectState) {
+    /// Writes `{` before an object's first member, `,` before the others.
+    private mutating func startMember(_ object: inout ObjectState) {
         bytes.append(object.hasMembers ? UInt8(ascii: ",") : UInt8(ascii: "{"))
         object.hasMembers = true
+    }
+
+    /// Starts a member and writes `"name":`. `name` must need no escaping.
+    private mutating func key(_ name: StaticString, _ object: inout ObjectState) {
+        startMember(&object)
         bytes.append(UInt8(ascii: "\""))
         name.withUTF8Buffer { bytes.append(contentsOf: $0) }
         bytes.append(UInt8(ascii: "\""))
