@@ -241,6 +241,85 @@ extension PostgresIntegrationTests {
             }
         }
 
+        // A statement already prepared on its connection is sent from the task and its results are collected by
+        // SocketPoller's thread; each test below runs its statement once first, so that the second run takes that
+        // path.
+
+        @Test("a prepared statement sent from the task: results, errors, and a parameter of 8 MiB")
+        func sentFromTask() async throws {
+            try await TestDatabase.withSchema({ $0.maximumConnections = 1 }) { client, _ in
+                try await client.executeScript("CREATE TABLE sent (id int primary key, body text)")
+                let insert = "INSERT INTO sent (id, body) VALUES ($1, $2) RETURNING id, length(body) AS length"
+                // 8 MiB is more than a loopback socket takes at once, so the rest is written when it can take more.
+                let large = String(repeating: "x", count: 8 << 20)
+                for id in 1...3 {
+                    let row = try await client.query(insert, [.int(Int64(id)), .text(id == 3 ? large : "a")])[0]
+                    #expect(try row.int("length") == (id == 3 ? 8 << 20 : 1))
+                }
+                let duplicate = try await #require(throws: PostgresError.self) {
+                    try await client.query(insert, [.int(2), .text("b")])
+                }
+                #expect(duplicate.isUniqueViolation)
+                let rows = try await client.query("SELECT count(*) AS n FROM sent WHERE id > $1", [.int(0)])
+                #expect(try rows[0].int("n") == 3)
+                // In a transaction, the failed statement's error ends it, and it is rolled back.
+                let failed = await #expect(throws: PostgresError.self) {
+                    try await client.withTransaction { transaction in
+                        _ = try await transaction.query(insert, [.int(4), .text("c")])
+                        _ = try await transaction.query(insert, [.int(4), .text("c")])
+                    }
+                }
+                #expect(failed?.isUniqueViolation == true)
+                let after = try await client.query("SELECT count(*) AS n FROM sent WHERE id > $1", [.int(0)])
+                #expect(try after[0].int("n") == 3)
+            }
+        }
+
+        @Test("a prepared statement sent from the task: timeout, cancellation, overlapping calls, a killed backend")
+        func sentFromTaskFaults() async throws {
+            try await TestDatabase.withSchema({
+                $0.maximumConnections = 1
+                $0.statementTimeout = .milliseconds(500)
+            }) { client, _ in
+                let sleep = "SELECT pg_sleep($1) AS slept, pg_backend_pid() AS pid"
+                _ = try await client.query(sleep, [.double(0)])
+                let timeout = try await #require(throws: PostgresError.self) {
+                    try await client.query(sleep, [.double(2)])
+                }
+                #expect(timeout.code == .timeout)
+
+                let started = ContinuousClock.now
+                let task = Task { try await client.query(sleep, [.double(0.4)]) }
+                try await Task.sleep(for: .milliseconds(100))
+                task.cancel()
+                await #expect(throws: CancellationError.self) { try await task.value }
+                #expect(ContinuousClock.now - started < .milliseconds(400))
+
+                // libpq cannot run two statements at once on one connection: the later call is refused. (In a
+                // transaction block, statements run on the connection's thread, one after the other.)
+                try await client.withSession { session in
+                    _ = try await session.query(sleep, [.double(0)])
+                    async let first = session.query(sleep, [.double(0.2)])
+                    try await Task.sleep(for: .milliseconds(50))
+                    let overlapping = try await #require(throws: PostgresError.self) {
+                        try await session.query("SELECT 1 AS one")
+                    }
+                    #expect(overlapping.code == .invalidArgument)
+                    _ = try await first
+                }
+
+                let pid = try await client.query(sleep, [.double(0)])[0].int("pid")
+                let killer = PostgresClient(configuration: client.configuration, logger: client.logger)
+                let victim = Task { try await client.query(sleep, [.double(0.45)]) }
+                try await Task.sleep(for: .milliseconds(100))
+                _ = try await killer.query("SELECT pg_terminate_backend($1::int)", [.int(Int64(pid))])
+                await killer.shutdown()
+                let lost = await #expect(throws: PostgresError.self) { try await victim.value }
+                #expect(lost?.code == .connectionLost)
+                #expect(try await client.query("SELECT 3 AS three")[0].int("three") == 3)
+            }
+        }
+
         /// Restarting the shared server would break other test targets running in the same process, so this one
         /// runs only when `C2D_TEST_POSTGRES_RESTART=1` (e.g. `swift test --filter PersistenceTests`).
         @Test(

@@ -6,9 +6,12 @@ import NIOPosix
 
 /// One libpq connection and the OS thread that owns it.
 ///
-/// libpq calls block, and a `PGconn` must not be used from two threads at once, so every call on the connection
-/// runs on its own single-thread `NIOThreadPool`; async callers suspend on a continuation meanwhile and the Swift
-/// cooperative pool never blocks. Only this file imports CLibPQ.
+/// libpq calls block, and a `PGconn` must not be used from two threads at once, so calls on the connection run on
+/// its own single-thread `NIOThreadPool`; async callers suspend on a continuation meanwhile and the Swift
+/// cooperative pool never blocks. The exception is the hot path, a statement already prepared on the connection:
+/// the caller's task sends it with libpq's non-blocking calls and ``SocketPoller``'s thread collects its results,
+/// which saves a thread wake-up per statement. One call at a time either way (``SharedState/Flags/inUse``), each
+/// handing the connection to the next through a lock or a continuation. Only this file calls libpq.
 final class PostgresConnection: Sendable {
     let id: Int
     private let thread: NIOThreadPool
@@ -71,9 +74,34 @@ final class PostgresConnection: Sendable {
     /// Runs one statement with bound parameters through the per-connection prepared-statement cache.
     /// Throws ``StaleConnectionError`` (nothing was sent) if the idle connection turns out to be closed.
     func query(_ sql: String, _ parameters: [PostgresValue]) async throws -> QueryResult {
-        try await cancellable { [shared] handle in
-            try handle.run(sql: sql, parameters: parameters, shared: shared)
+        try await cancellable { [shared] in
+            if let result = try await queryWithoutThread(sql, parameters) { return result }
+            return try await onThread { handle in
+                try handle.run(sql: sql, parameters: parameters, shared: shared)
+            }
         }
+    }
+
+    /// Sends a statement already prepared on this connection from the calling task, and waits while
+    /// ``SocketPoller``'s thread collects its results. Nil, and nothing sent, when the owner thread must run it
+    /// instead: the statement is not prepared here yet (or the server dropped it), the connection is inside a
+    /// transaction block (whose statements stay on the owner thread, with BEGIN and COMMIT), or another call is
+    /// using the connection.
+    private func queryWithoutThread(_ sql: String, _ parameters: [PostgresValue]) async throws -> QueryResult? {
+        let taken = shared.withLock { flags in
+            guard !flags.inUse, !flags.inTransaction else { return false }
+            flags.inUse = true
+            return true
+        }
+        guard taken else { return nil }
+        defer { shared.withLock { $0.inUse = false } }
+        guard let statement = try handle.send(sql: sql, parameters: parameters, shared: shared) else { return nil }
+        // Not cancellable as such: a cancelled task's statement is cancelled on the server (see `cancellable`), and
+        // its error result still has to be read before the connection can be used again.
+        await withCheckedContinuation { (continuation: CheckedContinuation<Void, Never>) in
+            handle.collect(shared: shared, reading: false) { continuation.resume() }
+        }
+        return try handle.finish(statement, shared: shared)
     }
 
     /// Runs SQL without parameters and without preparing it (`PQexec`): scripts with several statements, and
@@ -86,16 +114,16 @@ final class PostgresConnection: Sendable {
 
     /// Like ``simpleQuery(_:)`` but sends a cancel request to the server if the task is cancelled.
     func script(_ sql: String) async throws {
-        try await cancellable { [shared] handle in
-            try handle.simple(sql: sql, shared: shared)
+        try await cancellable { [shared] in
+            try await onThread { handle in try handle.simple(sql: sql, shared: shared) }
         }
     }
 
     /// Runs `COPY … FROM STDIN` and streams `data`, which must already be in COPY's text format, on the owner
     /// thread; returns the number of rows copied. Cancelled with the task like ``query(_:_:)``.
     func copyIn(_ sql: String, data: [UInt8]) async throws -> Int {
-        try await cancellable { [shared] handle in
-            try handle.copyIn(sql: sql, data: data, shared: shared)
+        try await cancellable { [shared] in
+            try await onThread { handle in try handle.copyIn(sql: sql, data: data, shared: shared) }
         }
     }
 
@@ -133,26 +161,36 @@ final class PostgresConnection: Sendable {
         _ body: @escaping @Sendable (ConnectionHandle) throws -> T
     ) async throws -> T {
         try await withCheckedThrowingContinuation { continuation in
-            thread.submit { [handle] state in
+            thread.submit { [handle, shared] state in
                 guard case .active = state else {
                     continuation.resume(throwing: PostgresError.poolClosed)
                     return
                 }
-                continuation.resume(with: Result { try body(handle) })
+                let taken = shared.withLock { flags in
+                    guard !flags.inUse else { return false }
+                    flags.inUse = true
+                    return true
+                }
+                guard taken else {
+                    continuation.resume(throwing: PostgresError.overlappingCalls)
+                    return
+                }
+                let result = Result { try body(handle) }
+                // Free before resuming: the resumed caller's next call may come at once, from another thread.
+                shared.withLock { $0.inUse = false }
+                continuation.resume(with: result)
             }
         }
     }
 
-    /// Runs `body` on the owner thread; if the task is cancelled meanwhile, asks the server to cancel the running
-    /// statement (`PQcancel`, from a dispatch queue, since it opens a connection of its own), and reports the
-    /// resulting "canceling statement due to user request" as `CancellationError`.
-    private func cancellable<T: Sendable>(
-        _ body: @escaping @Sendable (ConnectionHandle) throws -> T
-    ) async throws -> T {
+    /// Runs `operation`; if the task is cancelled meanwhile, asks the server to cancel the running statement
+    /// (`PQcancel`, from a dispatch queue, since it opens a connection of its own), and reports the resulting
+    /// "canceling statement due to user request" as `CancellationError`.
+    private func cancellable<T: Sendable>(_ operation: () async throws -> T) async throws -> T {
         try Task.checkCancellation()
         do {
             return try await withTaskCancellationHandler {
-                try await onThread(body)
+                try await operation()
             } onCancel: { [shared] in
                 DispatchQueue.global().async { shared.sendCancel() }
             }
@@ -184,6 +222,8 @@ private final class SharedState: @unchecked Sendable {
         var cancelSent = false
         var inTransaction = false
         var checkBeforeUse = false
+        /// A call is using the connection: on the owner thread, or sent from a task and awaiting its results.
+        var inUse = false
     }
 
     private let lock = NSLock()
@@ -223,13 +263,22 @@ private final class SharedState: @unchecked Sendable {
 
 /// Owns the `PGconn*` and the prepared-statement cache.
 ///
-/// `@unchecked Sendable` because the box is handed to the connection's thread pool; the invariant that makes this
-/// safe is that every method runs on that pool's single thread, one at a time, so nothing here is shared.
+/// `@unchecked Sendable` because the box is handed between threads: the connection's own thread, a task sending a
+/// prepared statement, and ``SocketPoller``'s thread collecting its results. The invariant that makes this safe is
+/// that one call uses it at a time (``SharedState/Flags/inUse``), and each hands it on through a lock or a
+/// continuation, so nothing here is touched by two threads at once.
 private final class ConnectionHandle: @unchecked Sendable {
     private var connection: OpaquePointer?  // PGconn*, PQfinish'ed by finish()
     /// Statement name by SQL text plus parameter type OIDs (the types are fixed when a statement is prepared).
     private var statements: [String: String] = [:]
     private var nextStatementNumber = 1
+    /// Prepared statements the server would no longer run (a schema change altered their result type); deallocated
+    /// on the owner thread before the next one is prepared.
+    private var unusableStatements: [String] = []
+    /// The results of a statement sent by ``send(sql:parameters:shared:)``, as ``collect(shared:reading:then:)``
+    /// reads them, and what ended the collecting if the connection failed; taken by ``finish(_:shared:)``.
+    private var collected: [OpaquePointer] = []
+    private var collectFailure: PostgresError?
     /// A bound on the cache, far above the number of distinct statements the application has.
     private static let maximumCachedStatements = 1000
 
@@ -322,7 +371,7 @@ private final class ConnectionHandle: @unchecked Sendable {
     func run(sql: String, parameters: [PostgresValue], shared: SharedState) throws -> QueryResult {
         let connection = try requireConnection(shared)
         let types = parameters.map(\.typeOID)
-        let key = types.isEmpty ? sql : sql + "\u{0}" + types.map(String.init).joined(separator: ",")
+        let key = Self.cacheKey(sql, types)
         let values = parameters.map { $0.textEncoding.map { strdup($0) } ?? nil }
         defer { values.forEach { free($0) } }
 
@@ -355,6 +404,11 @@ private final class ConnectionHandle: @unchecked Sendable {
         }
     }
 
+    /// The statement cache's key: the SQL text plus the parameters' type OIDs.
+    private static func cacheKey(_ sql: String, _ types: [UInt32]) -> String {
+        types.isEmpty ? sql : sql + "\u{0}" + types.map(String.init).joined(separator: ",")
+    }
+
     private func prepared(
         key: String,
         sql: String,
@@ -363,6 +417,10 @@ private final class ConnectionHandle: @unchecked Sendable {
         shared: SharedState
     ) throws -> String {
         if let name = statements[key] { return name }
+        if !unusableStatements.isEmpty, PQtransactionStatus(connection) == PQTRANS_IDLE {
+            for name in unusableStatements { try? simple(sql: "DEALLOCATE \(name)", shared: shared) }
+            unusableStatements.removeAll()
+        }
         if statements.count >= Self.maximumCachedStatements, PQtransactionStatus(connection) == PQTRANS_IDLE {
             try simple(sql: "DEALLOCATE ALL", shared: shared)
             statements.removeAll()
@@ -378,6 +436,124 @@ private final class ConnectionHandle: @unchecked Sendable {
         }
         statements[key] = name
         return name
+    }
+
+    // MARK: Prepared statements sent from a task
+
+    /// A statement ``send(sql:parameters:shared:)`` sent: its cache key and prepared name.
+    struct SentStatement {
+        var key: String
+        var name: String
+    }
+
+    /// Sends `sql` as the statement already prepared for it on this connection, in libpq's non-blocking mode, from
+    /// the calling thread. Nil, and nothing sent, when it is not prepared here yet. Throws ``StaleConnectionError``
+    /// like ``run(sql:parameters:shared:)``.
+    func send(sql: String, parameters: [PostgresValue], shared: SharedState) throws -> SentStatement? {
+        let key = Self.cacheKey(sql, parameters.map(\.typeOID))
+        guard let name = statements[key] else { return nil }
+        let connection = try requireConnection(shared)
+        let values = parameters.map { $0.textEncoding.map { strdup($0) } ?? nil }
+        defer { values.forEach { free($0) } }
+        // Non-blocking, the call only queues the message (libpq's buffer grows as needed); `collect` writes it out.
+        guard PQsetnonblocking(connection, 1) == 0 else {
+            throw Self.error(from: nil, connection: connection, shared: shared)
+        }
+        let queued = values.withUnsafeBufferPointer { values in
+            values.withMemoryRebound(to: UnsafePointer<CChar>?.self) { values in
+                PQsendQueryPrepared(connection, name, Int32(values.count), values.baseAddress, nil, nil, 0)
+            }
+        }
+        guard queued == 1 else {
+            let error = Self.error(from: nil, connection: connection, shared: shared)
+            PQsetnonblocking(connection, 0)
+            updateTransactionState(connection, shared)
+            throw error
+        }
+        return SentStatement(key: key, name: name)
+    }
+
+    /// Writes out what is left of the sent statement and reads what has arrived (`reading`), keeping each complete
+    /// result; calls `done` once the last result is in or the connection failed, and otherwise waits on
+    /// ``SocketPoller`` for the socket and carries on from its thread.
+    func collect(shared: SharedState, reading: Bool, then done: @escaping @Sendable () -> Void) {
+        guard let connection else {
+            collectFailure = PostgresError(code: .connectionLost, message: "the connection is closed")
+            return done()
+        }
+        func fail() {
+            shared.withLock { $0.broken = true }
+            collectFailure = PostgresError(code: .connectionLost, message: Self.errorMessage(connection))
+            done()
+        }
+        if reading, PQconsumeInput(connection) == 0 { return fail() }
+        let readiness: SocketPoller.Readiness
+        switch PQflush(connection) {
+        case 0:
+            while PQisBusy(connection) == 0 {
+                guard let result = PQgetResult(connection) else { return done() }
+                collected.append(result)
+                let status = PQresultStatus(result)
+                if status == PGRES_COPY_IN || status == PGRES_COPY_OUT || status == PGRES_COPY_BOTH {
+                    // A COPY sent as a statement (``copyIn(sql:data:shared:)`` is the way): libpq would return this
+                    // result forever, and the connection stays in the COPY, so it is not used again.
+                    shared.withLock { $0.broken = true }
+                    collectFailure = PostgresError(
+                        code: .invalidArgument, message: "COPY runs through copyIn, not as a statement")
+                    return done()
+                }
+            }
+            readiness = .readable
+        case 1:
+            // libpq's rule: wait until the socket can take more; a server that is sending meanwhile is read then.
+            readiness = .writable
+        default:
+            return fail()
+        }
+        do {
+            try SocketPoller.shared.whenReady(PQsocket(connection), for: readiness) { [self] (_: UInt32) in
+                collect(shared: shared, reading: true, then: done)
+            }
+        } catch {
+            shared.withLock { $0.broken = true }
+            collectFailure = error
+            done()
+        }
+    }
+
+    /// The outcome of a statement ``collect(shared:reading:then:)`` has finished collecting, as
+    /// ``run(sql:parameters:shared:)`` reports it; nil when the server no longer accepts the cached statement and
+    /// it must be prepared again, outside a transaction block (on the owner thread).
+    func finish(_ statement: SentStatement, shared: SharedState) throws -> QueryResult? {
+        let results = collected
+        collected = []
+        defer { results.forEach { PQclear($0) } }
+        guard let connection else {
+            throw PostgresError(code: .connectionLost, message: "the connection is closed")
+        }
+        PQsetnonblocking(connection, 0)
+        updateTransactionState(connection, shared)
+        if let failure = collectFailure {
+            collectFailure = nil
+            throw failure
+        }
+        // One statement of the extended protocol: one result (an error result when it failed).
+        guard let result = results.first else {
+            throw Self.error(from: nil, connection: connection, shared: shared)
+        }
+        switch PQresultStatus(result) {
+        case PGRES_TUPLES_OK, PGRES_COMMAND_OK, PGRES_EMPTY_QUERY:
+            return Self.decode(result)
+        default:
+            let error = Self.error(from: result, connection: connection, shared: shared)
+            let invalidated =
+                error.sqlState == "26000" || (error.sqlState == "0A000" && error.message.contains("cached plan"))
+            guard invalidated else { throw error }
+            statements[statement.key] = nil
+            if error.sqlState == "0A000" { unusableStatements.append(statement.name) }
+            guard PQtransactionStatus(connection) == PQTRANS_IDLE else { throw error }
+            return nil
+        }
     }
 
     /// PQexec: no parameters, any number of statements; the result of the last one is checked.

@@ -95,6 +95,11 @@ extension PostgresError {
 
     static let poolClosed = PostgresError(code: .poolClosed, message: "the Postgres client is shut down")
 
+    /// Two calls at once on one connection (e.g. concurrent statements in one transaction), which libpq cannot run;
+    /// the later one is refused before anything is sent.
+    static let overlappingCalls = PostgresError(
+        code: .invalidArgument, message: "another statement is still running on this connection; run them in turn")
+
     /// Builds the error for a server-reported failure from its fields, leaving out data the server echoes.
     /// `connectionBroken` says whether libpq reports the connection as bad afterwards.
     static func fromServer(
