@@ -505,13 +505,13 @@ private final class ConnectionHandle: @unchecked Sendable {
             }
             readiness = .readable
         case 1:
-            // libpq's rule: wait until the socket can take more; a server that is sending meanwhile is read then.
-            readiness = .writable
+            // More to write: wait until the socket takes more, or the server sent something to read first.
+            readiness = .writableOrReadable
         default:
             return fail()
         }
         do {
-            try SocketPoller.shared.whenReady(PQsocket(connection), for: readiness) { [self] (_: UInt32) in
+            try SocketPoller.shared.whenReady(PQsocket(connection), for: readiness) { [self] in
                 collect(shared: shared, reading: true, then: done)
             }
         } catch {

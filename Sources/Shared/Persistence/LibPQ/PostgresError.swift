@@ -95,8 +95,8 @@ extension PostgresError {
 
     static let poolClosed = PostgresError(code: .poolClosed, message: "the Postgres client is shut down")
 
-    /// Two calls at once on one connection (e.g. concurrent statements in one transaction), which libpq cannot run;
-    /// the later one is refused before anything is sent.
+    /// Two calls at once on one connection (concurrent statements in one `withSession`), which libpq cannot run; the
+    /// later one is refused before anything is sent.
     static let overlappingCalls = PostgresError(
         code: .invalidArgument, message: "another statement is still running on this connection; run them in turn")
 

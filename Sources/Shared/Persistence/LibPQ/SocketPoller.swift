@@ -19,13 +19,15 @@ final class SocketPoller: Sendable {
 
     /// What a handler waits for.
     enum Readiness: Sendable {
+        /// Data to read (or end of file, or an error).
         case readable
-        case writable
+        /// Room to write, or data to read: while a client writes, the server may be writing too, and waits for it to
+        /// read (libpq's rule for `PQflush`).
+        case writableOrReadable
     }
 
-    /// A handler gets the `epoll` event bits: readable, writable, or hang-up and error, which the handler learns
-    /// about from its next read or write.
-    typealias Handler = @Sendable (_ events: UInt32) -> Void
+    /// A handler learns what is ready from its own next read or write: a hang-up or an error shows there too.
+    typealias Handler = @Sendable () -> Void
 
     private let epoll: Int32
     private let handlers = Mutex<[Int32: Handler]>([:])
@@ -43,7 +45,7 @@ final class SocketPoller: Sendable {
     /// descriptor cannot be watched; the handler then never runs.
     func whenReady(_ descriptor: Int32, for readiness: Readiness, handler: @escaping Handler) throws(PostgresError) {
         handlers.withLock { $0[descriptor] = handler }
-        let wanted = readiness == .readable ? EPOLLIN.rawValue : EPOLLOUT.rawValue
+        let wanted = readiness == .readable ? EPOLLIN.rawValue : EPOLLIN.rawValue | EPOLLOUT.rawValue
         var event = epoll_event()
         event.events = wanted | EPOLLONESHOT.rawValue
         event.data.fd = descriptor
@@ -66,7 +68,7 @@ final class SocketPoller: Sendable {
             for index in 0..<Int(count) {
                 let event = events[index]
                 let handler = handlers.withLock { $0.removeValue(forKey: event.data.fd) }
-                handler?(event.events)
+                handler?()
             }
         }
     }
