@@ -372,16 +372,12 @@ private final class ConnectionHandle: @unchecked Sendable {
         let connection = try requireConnection(shared)
         let types = parameters.map(\.typeOID)
         let key = Self.cacheKey(sql, types)
-        let values = parameters.map { $0.textEncoding.map { strdup($0) } ?? nil }
-        defer { values.forEach { free($0) } }
 
         var retried = false
         while true {
             let name = try prepared(key: key, sql: sql, types: types, connection: connection, shared: shared)
-            let result = values.withUnsafeBufferPointer { values in
-                values.withMemoryRebound(to: UnsafePointer<CChar>?.self) { values in
-                    PQexecPrepared(connection, name, Int32(values.count), values.baseAddress, nil, nil, 0)
-                }
+            let result = Self.withParameterValues(parameters) { count, values in
+                PQexecPrepared(connection, name, count, values, nil, nil, 0)
             }
             defer { PQclear(result) }
             let status = result.map { PQresultStatus($0) } ?? PGRES_FATAL_ERROR
@@ -392,13 +388,9 @@ private final class ConnectionHandle: @unchecked Sendable {
             default:
                 let error = Self.error(from: result, connection: connection, shared: shared)
                 updateTransactionState(connection, shared)
-                let invalidated =
-                    error.sqlState == "26000"
-                    || (error.sqlState == "0A000" && error.message.contains("cached plan"))
-                guard invalidated, !retried else { throw error }
-                statements[key] = nil
-                guard PQtransactionStatus(connection) == PQTRANS_IDLE else { throw error }
-                if error.sqlState == "0A000" { try? simple(sql: "DEALLOCATE \(name)", shared: shared) }
+                guard !retried, forgetIfInvalidated(key: key, name: name, by: error),
+                    PQtransactionStatus(connection) == PQTRANS_IDLE
+                else { throw error }
                 retried = true
             }
         }
@@ -407,6 +399,29 @@ private final class ConnectionHandle: @unchecked Sendable {
     /// The statement cache's key: the SQL text plus the parameters' type OIDs.
     private static func cacheKey(_ sql: String, _ types: [UInt32]) -> String {
         types.isEmpty ? sql : sql + "\u{0}" + types.map(String.init).joined(separator: ",")
+    }
+
+    /// Calls `body` with the parameters' text encodings as the C array libpq takes (NULL for SQL NULL), and their
+    /// count.
+    private static func withParameterValues<R>(
+        _ parameters: [PostgresValue], _ body: (Int32, UnsafePointer<UnsafePointer<CChar>?>?) -> R
+    ) -> R {
+        let values = parameters.map { $0.textEncoding.map { strdup($0) } ?? nil }
+        defer { values.forEach { free($0) } }
+        return values.withUnsafeBufferPointer { values in
+            values.withMemoryRebound(to: UnsafePointer<CChar>?.self) { body(Int32($0.count), $0.baseAddress) }
+        }
+    }
+
+    /// Whether `error` says the server no longer accepts the cached statement `name` (26000 after DEALLOCATE or
+    /// DISCARD, 0A000 "cached plan must not change result type" after a schema change). If so, the statement leaves
+    /// the cache, to be prepared again; after a 0A000 the old one is deallocated before the next prepare.
+    private func forgetIfInvalidated(key: String, name: String, by error: PostgresError) -> Bool {
+        let changedResult = error.sqlState == "0A000" && error.message.contains("cached plan")
+        guard error.sqlState == "26000" || changedResult else { return false }
+        statements[key] = nil
+        if changedResult { unusableStatements.append(name) }
+        return true
     }
 
     private func prepared(
@@ -453,16 +468,12 @@ private final class ConnectionHandle: @unchecked Sendable {
         let key = Self.cacheKey(sql, parameters.map(\.typeOID))
         guard let name = statements[key] else { return nil }
         let connection = try requireConnection(shared)
-        let values = parameters.map { $0.textEncoding.map { strdup($0) } ?? nil }
-        defer { values.forEach { free($0) } }
         // Non-blocking, the call only queues the message (libpq's buffer grows as needed); `collect` writes it out.
         guard PQsetnonblocking(connection, 1) == 0 else {
             throw Self.error(from: nil, connection: connection, shared: shared)
         }
-        let queued = values.withUnsafeBufferPointer { values in
-            values.withMemoryRebound(to: UnsafePointer<CChar>?.self) { values in
-                PQsendQueryPrepared(connection, name, Int32(values.count), values.baseAddress, nil, nil, 0)
-            }
+        let queued = Self.withParameterValues(parameters) { count, values in
+            PQsendQueryPrepared(connection, name, count, values, nil, nil, 0)
         }
         guard queued == 1 else {
             let error = Self.error(from: nil, connection: connection, shared: shared)
@@ -546,12 +557,9 @@ private final class ConnectionHandle: @unchecked Sendable {
             return Self.decode(result)
         default:
             let error = Self.error(from: result, connection: connection, shared: shared)
-            let invalidated =
-                error.sqlState == "26000" || (error.sqlState == "0A000" && error.message.contains("cached plan"))
-            guard invalidated else { throw error }
-            statements[statement.key] = nil
-            if error.sqlState == "0A000" { unusableStatements.append(statement.name) }
-            guard PQtransactionStatus(connection) == PQTRANS_IDLE else { throw error }
+            guard forgetIfInvalidated(key: statement.key, name: statement.name, by: error),
+                PQtransactionStatus(connection) == PQTRANS_IDLE
+            else { throw error }
             return nil
         }
     }
