@@ -9,11 +9,13 @@ import Synchronization
 /// Each single insert cost the server a statement and a commit, and the client two thread hand-overs (to the
 /// connection's thread and back): at 8 concurrent submitters the client used a third of the machine's two cores and
 /// inserts ran at a third of pgbench's rate for a bare single-row insert (docs/operations.md, "Where a submit's time
-/// goes"). Now at most ``maximumConcurrentWrites`` statements are in flight; a caller who finds them all busy waits.
-/// When a caller's statement finishes and others wait, its slot passes to a task that writes for the waiting, up to
-/// ``maximumRows`` of them a statement, until none waits: each further statement then starts as soon as the last
-/// one's result is in, without first handing the slot to a waiting caller's task (that cost an executor hand-over per
-/// statement, about a tenth of the client's CPU per insert in `c2d bench db`). A lone caller goes straight through.
+/// goes"). Now at most ``maximumConcurrentWrites`` statements are in flight, and a further one starts only when it
+/// carries at least as many jobs as those in flight do on average; a caller whose statement would not start waits.
+/// When a caller's statement finishes and the waiting make one that starts, its slot passes to a task that writes
+/// for them, up to ``maximumRows`` a statement, while they do: each further statement then starts as soon as the
+/// last one's result is in, without first handing the slot to a waiting caller's task (that cost an executor
+/// hand-over per statement, about a tenth of the client's CPU per insert in `c2d bench db`). A lone caller goes
+/// straight through.
 ///
 /// Every caller's call returns only after the statement holding its job committed. Two jobs under one owner and key
 /// in one statement are one insert and one skip, as in two statements. What fails:
@@ -72,14 +74,38 @@ final class CoalescedJobInserts: Sendable {
     }
 
     private struct State {
+        /// Statements in flight, and the jobs they carry.
         var writing = 0
+        var rowsInFlight = 0
         var waiting: [Waiter] = []
 
-        /// Takes a write slot and the waiters that go with it, or nil when every slot is busy.
+        /// Whether a statement of `rows` jobs starts now: at once when none is in flight (a lone caller goes
+        /// straight through), otherwise only if a slot is free and it carries at least as many jobs as the
+        /// statements in flight do on average. Callers that return together then split into statements of even
+        /// size, instead of one that takes whoever waits at that instant and a trail of single-job ones behind it.
+        func starts(rows: Int) -> Bool {
+            writing == 0 || (writing < CoalescedJobInserts.maximumConcurrentWrites && rows * writing >= rowsInFlight)
+        }
+
+        /// Takes a slot and the waiters that go with the caller's job in a statement, or nil when it does not start
+        /// now (see ``starts(rows:)``).
         mutating func startWrite() -> [Waiter]? {
-            guard writing < CoalescedJobInserts.maximumConcurrentWrites else { return nil }
+            take(own: 1)
+        }
+
+        /// Frees the slot of a statement of `rows` jobs that finished, and takes it again with the waiters that go
+        /// in the next statement, or returns nil (nobody waits, or too few while others are in flight).
+        mutating func nextWrite(afterWriting rows: Int) -> [Waiter]? {
+            writing -= 1
+            rowsInFlight -= rows
+            return take(own: 0)
+        }
+
+        private mutating func take(own: Int) -> [Waiter]? {
+            let count = min(waiting.count, CoalescedJobInserts.maximumRows - own)
+            guard count + own > 0, starts(rows: count + own) else { return nil }
             writing += 1
-            let count = min(waiting.count, CoalescedJobInserts.maximumRows - 1)
+            rowsInFlight += count + own
             defer { waiting.removeFirst(count) }
             return Array(waiting.prefix(count))
         }
@@ -114,36 +140,28 @@ final class CoalescedJobInserts: Sendable {
             case .write(let waiters): others = waiters
             }
         }
-        let result = await write(row, with: others ?? [])
-        finishWrite()
+        let group = others ?? []
+        let result = await write(row, with: group)
+        finishWrite(rows: 1 + group.count)
         return try result.get()
     }
 
-    /// Frees the write slot, unless callers wait: then the slot passes to a task that writes for them.
-    private func finishWrite() {
-        let drain = state.withLock { state -> Bool in
-            guard state.waiting.isEmpty else { return true }
-            state.writing -= 1
-            return false
-        }
-        if drain { Task { await self.drain() } }
+    /// Frees the write slot of a statement of `rows` jobs, unless callers wait who go in the next statement: then
+    /// the slot passes to a task that writes for them.
+    private func finishWrite(rows: Int) {
+        guard let next = state.withLock({ $0.nextWrite(afterWriting: rows) }) else { return }
+        Task { await self.drain(next) }
     }
 
-    /// Writes for the waiting callers, up to ``maximumRows`` of them a statement, until none waits; then frees the
-    /// slot it holds.
-    private func drain() async {
-        while true {
-            let group = state.withLock { state -> [Waiter]? in
-                guard !state.waiting.isEmpty else {
-                    state.writing -= 1
-                    return nil
-                }
-                let count = min(state.waiting.count, Self.maximumRows)
-                defer { state.waiting.removeFirst(count) }
-                return Array(state.waiting.prefix(count))
-            }
-            guard let group, let first = group.first else { return }
-            first.answer(await write(first.row, with: Array(group.dropFirst())))
+    /// Writes `group` for the waiting callers, then the next group while one goes in the next statement, up to
+    /// ``maximumRows`` a statement; then frees the slot it holds.
+    private func drain(_ group: [Waiter]) async {
+        var group = group
+        while let writer = group.first {
+            writer.answer(await write(writer.row, with: Array(group.dropFirst())))
+            let rows = group.count
+            guard let next = state.withLock({ $0.nextWrite(afterWriting: rows) }) else { return }
+            group = next
         }
     }
 
