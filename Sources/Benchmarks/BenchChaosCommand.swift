@@ -67,15 +67,23 @@ struct BenchChaosCommand: AsyncParsableCommand {
             configuration: self, binary: binary ?? CommandLine.arguments[0], script: script, store: store,
             token: token.value)
         do {
-            try await run.execute()
+            try await BenchInterruption.cancellingOnSignals { try await run.execute() }
         } catch {
-            await run.stopAll()
-            _ = try? await store.revokeToken(id: token.id)
+            await BenchInterruption.cleaningUp {
+                await run.stopAll()
+                // A failed run keeps its jobs for a look at what went wrong; an interrupted one is removed.
+                if (error as? BenchError)?.code == .interrupted {
+                    try? await store.removeEnvironment(run.environment.id)
+                }
+                _ = try? await store.revokeToken(id: token.id)
+            }
             await postgres.shutdown()
             throw error
         }
-        await run.stopAll()
-        _ = try? await store.revokeToken(id: token.id)
+        await BenchInterruption.cleaningUp {
+            await run.stopAll()
+            _ = try? await store.revokeToken(id: token.id)
+        }
         await postgres.shutdown()
     }
 }

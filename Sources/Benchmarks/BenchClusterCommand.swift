@@ -58,15 +58,17 @@ struct BenchClusterCommand: AsyncParsableCommand {
             binary: binary ?? CommandLine.arguments[0], qps: qps,
             slots: max(monitored.max() ?? 0, rate * 10, 2_000) + 1_000)
         do {
-            try await rig.start(store: store)
-            try await measure(rig: rig, store: store)
+            try await BenchInterruption.cancellingOnSignals {
+                try await rig.start(store: store)
+                try await measure(rig: rig, store: store)
+            }
         } catch {
             Self.emit("benchmark failed: \(error)\nlogs in \(rig.directory.path)")
-            await rig.stop(store: store)
+            await BenchInterruption.cleaningUp { await rig.stop(store: store) }
             await postgres.shutdown()
             throw ExitCode.failure
         }
-        await rig.stop(store: store)
+        await BenchInterruption.cleaningUp { await rig.stop(store: store) }
         await postgres.shutdown()
         try? FileManager.default.removeItem(at: rig.directory)
     }

@@ -9,7 +9,7 @@ package struct BenchCommand: AsyncParsableCommand {
         subcommands: [
             BenchDatabaseCommand.self, BenchAMQPCommand.self, BenchSubmitCommand.self, BenchClusterCommand.self,
             BenchSandboxCommand.self,
-            BenchReconcileCommand.self, BenchE2ECommand.self, BenchChaosCommand.self,
+            BenchReconcileCommand.self, BenchE2ECommand.self, BenchChaosCommand.self, BenchCleanCommand.self,
         ]
     )
 }

@@ -65,9 +65,11 @@ struct BenchDatabaseCommand: AsyncParsableCommand {
             batchClients: batchClients, pgbenchThreads: pgbenchThreads, pgbenchPath: pgbench,
             connectionString: configuration.connectionString)
         do {
-            try await bench.run()
+            try await BenchInterruption.cancellingOnSignals { try await bench.run() }
         } catch {
             await client.shutdown()
+            // An interruption is no misuse of the command: its message, without the usage text.
+            if let error = error as? BenchError, error.code == .interrupted { throw error }
             throw ValidationError("bench db: \(error)")
         }
         await client.shutdown()
@@ -92,6 +94,7 @@ private struct DatabaseBench {
         guard try await store.hasJobsTable() else {
             throw BenchError(code: .schemaMissing, message: "no jobs table: run `c2d migrate` first")
         }
+        await BenchCleanCommand.warnAboutLeftovers(store)
         let suffix = String(UInt32.random(in: 0...UInt32.max), radix: 16)
         let environment = ComputeEnvironment(id: "bench-\(suffix)", description: "c2d bench db, removed afterwards")
         let scratchTable = "c2d_bench_pgbench_\(suffix)"
@@ -144,10 +147,14 @@ private struct DatabaseBench {
                 "claims (\(connections) concurrent claimers, conditional update + event per claim): "
                     + "\(Self.format(claims.rate)) claims/s (\(claims.count) in \(Self.format(claims.elapsed, 2)) s)")
         } catch {
-            try? await cleanUp(environment: environment, scratchTable: scratchTable)
+            _ = try? await BenchInterruption.cleaningUp {
+                try await self.cleanUp(environment: environment, scratchTable: scratchTable)
+            }
             throw error
         }
-        try await cleanUp(environment: environment, scratchTable: scratchTable)
+        try await BenchInterruption.cleaningUp {
+            try await self.cleanUp(environment: environment, scratchTable: scratchTable)
+        }
     }
 
     // MARK: Phases
@@ -481,6 +488,8 @@ struct BenchError: Error, CustomStringConvertible {
         static let schemaMissing = Code(description: "schemaMissing")
         static let pgbenchMissing = Code(description: "pgbenchMissing")
         static let pgbenchFailed = Code(description: "pgbenchFailed")
+        /// SIGINT or SIGTERM stopped the bench (``BenchInterruption``).
+        static let interrupted = Code(description: "interrupted")
     }
 
     var code: Code

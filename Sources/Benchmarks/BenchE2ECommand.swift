@@ -70,6 +70,7 @@ struct BenchE2ECommand: AsyncParsableCommand {
         let store = PostgresJobStore(client: postgres)
         let work = FileManager.default.temporaryDirectory.appendingPathComponent("c2d-bench-e2e-\(UUID())")
         try FileManager.default.createDirectory(at: work, withIntermediateDirectories: true)
+        await BenchCleanCommand.warnAboutLeftovers(store)
         let token = try await BenchSubmitCommand.createToken(store)
         var cluster: ChildProcess?
         var extra: [String: String] = ["LOG_LEVEL": "warning"]
@@ -80,44 +81,47 @@ struct BenchE2ECommand: AsyncParsableCommand {
                 cluster = process
                 extra.merge(variables) { $1 }
             }
-            print(
-                "c2d bench e2e: executor \(executor), \(jobs) jobs per run sleeping \(jobSeconds) s, "
-                    + "\(ProcessInfo.processInfo.activeProcessorCount) cores shared by every process")
-            print(
-                "profile  maxJobs  slots/worker  workers  jobs/s   x one worker  failed  wait→run p50    p99"
-                    + "        event p50   p99")
-            var verdicts: [String] = []
-            var allEventDelays: [Double] = []
-            for profile in chosen {
-                var baseline: Double?
-                for count in counts {
-                    let figures = try await measure(
-                        profile: profile, workers: count, binary: binary, extra: extra, work: work, store: store,
-                        token: token.value, amqp: settings.amqp)
-                    baseline = baseline ?? figures.jobsPerSecond
-                    let ratio = figures.jobsPerSecond / max(baseline ?? 1, 0.0001)
-                    let waits = figures.waits.sorted()
-                    allEventDelays += figures.eventDelays
-                    print(Self.row(profile: profile, workers: count, figures: figures, ratio: ratio))
-                    if count == 3, let target = profile.target {
-                        verdicts.append(
-                            "\(profile.name): 3 workers \(Self.format(ratio, 2))× one (target ≥ \(target): "
-                                + "\(ratio >= target ? "met" : "MISSED"))")
-                    }
-                    if let p99 = waits.isEmpty ? nil : Self.percentile(waits, 0.99) {
-                        verdicts.append(
-                            "\(profile.name), \(count) worker\(count == 1 ? "" : "s"): waiting → running p99 "
-                                + "\(Self.format(p99 * 1000)) ms (target ≤ 100: \(p99 <= 0.1 ? "met" : "MISSED"))")
+            let extra = extra
+            try await BenchInterruption.cancellingOnSignals {
+                print(
+                    "c2d bench e2e: executor \(executor), \(jobs) jobs per run sleeping \(jobSeconds) s, "
+                        + "\(ProcessInfo.processInfo.activeProcessorCount) cores shared by every process")
+                print(
+                    "profile  maxJobs  slots/worker  workers  jobs/s   x one worker  failed  wait→run p50    p99"
+                        + "        event p50   p99")
+                var verdicts: [String] = []
+                var allEventDelays: [Double] = []
+                for profile in chosen {
+                    var baseline: Double?
+                    for count in counts {
+                        let figures = try await measure(
+                            profile: profile, workers: count, binary: binary, extra: extra, work: work, store: store,
+                            token: token.value, amqp: settings.amqp)
+                        baseline = baseline ?? figures.jobsPerSecond
+                        let ratio = figures.jobsPerSecond / max(baseline ?? 1, 0.0001)
+                        let waits = figures.waits.sorted()
+                        allEventDelays += figures.eventDelays
+                        print(Self.row(profile: profile, workers: count, figures: figures, ratio: ratio))
+                        if count == 3, let target = profile.target {
+                            verdicts.append(
+                                "\(profile.name): 3 workers \(Self.format(ratio, 2))× one (target ≥ \(target): "
+                                    + "\(ratio >= target ? "met" : "MISSED"))")
+                        }
+                        if let p99 = waits.isEmpty ? nil : Self.percentile(waits, 0.99) {
+                            verdicts.append(
+                                "\(profile.name), \(count) worker\(count == 1 ? "" : "s"): waiting → running p99 "
+                                    + "\(Self.format(p99 * 1000)) ms (target ≤ 100: \(p99 <= 0.1 ? "met" : "MISSED"))")
+                        }
                     }
                 }
+                if !allEventDelays.isEmpty {
+                    let p99 = Self.percentile(allEventDelays.sorted(), 0.99)
+                    verdicts.append(
+                        "status change → c2d.events over \(allEventDelays.count) events: p99 \(Self.format(p99 * 1000)) ms "
+                            + "(target ≤ 50: \(p99 <= 0.05 ? "met" : "MISSED"))")
+                }
+                for verdict in verdicts { print(verdict) }
             }
-            if !allEventDelays.isEmpty {
-                let p99 = Self.percentile(allEventDelays.sorted(), 0.99)
-                verdicts.append(
-                    "status change → c2d.events over \(allEventDelays.count) events: p99 \(Self.format(p99 * 1000)) ms "
-                        + "(target ≤ 50: \(p99 <= 0.05 ? "met" : "MISSED"))")
-            }
-            for verdict in verdicts { print(verdict) }
         } catch {
             if let cluster { await cluster.stop() }
             _ = try? await store.revokeToken(id: token.id)
@@ -252,8 +256,11 @@ struct BenchE2ECommand: AsyncParsableCommand {
             try await Self.cleanUp(environment.id, store: store)
             return figures
         } catch {
-            for process in processes { await process.stop() }
-            try? await Self.cleanUp(environment.id, store: store)
+            let processes = processes
+            await BenchInterruption.cleaningUp {
+                for process in processes { await process.stop() }
+                try? await Self.cleanUp(environment.id, store: store)
+            }
             throw error
         }
     }

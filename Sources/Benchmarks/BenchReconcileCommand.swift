@@ -58,13 +58,15 @@ struct BenchReconcileCommand: AsyncParsableCommand {
             client: client, schema: schema, jobs: jobs, changes: changes, runs: runs, pageSize: pageSize, logger: logger
         )
         do {
-            try await bench.run()
+            try await BenchInterruption.cancellingOnSignals { try await bench.run() }
         } catch {
-            await bench.cleanUp()
+            await BenchInterruption.cleaningUp { await bench.cleanUp() }
             await client.shutdown()
+            // An interruption is no misuse of the command: its message, without the usage text.
+            if let error = error as? BenchError, error.code == .interrupted { throw error }
             throw ValidationError("bench reconcile: \(error)")
         }
-        await bench.cleanUp()
+        await BenchInterruption.cleaningUp { await bench.cleanUp() }
         await client.shutdown()
     }
 }

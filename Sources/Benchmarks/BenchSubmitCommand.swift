@@ -62,6 +62,7 @@ struct BenchSubmitCommand: AsyncParsableCommand {
             try await measure(url: url, token: token ?? "", environment: environment ?? "")
             return
         }
+        await BenchCleanCommand.warnAboutLeftovers(store)
         let environment = ComputeEnvironment(id: "bench-\(UInt32.random(in: 0...UInt32.max))")
         try await store.upsertEnvironments([environment])
         let port = try LoopbackPort.free()
@@ -79,13 +80,19 @@ struct BenchSubmitCommand: AsyncParsableCommand {
             do {
                 let url = "http://127.0.0.1:\(port)"
                 try await Self.waitUntilHealthy(url)
-                try await measure(url: url, token: token.value, environment: environment.id)
+                try await BenchInterruption.cancellingOnSignals {
+                    try await measure(url: url, token: token.value, environment: environment.id)
+                }
             } catch {
                 await group.triggerGracefulShutdown()
-                try? await Self.cleanUp(environment.id, token: token.id, store: store)
+                _ = try? await BenchInterruption.cleaningUp {
+                    try await Self.cleanUp(environment.id, token: token.id, store: store)
+                }
                 throw error
             }
-            try await Self.cleanUp(environment.id, token: token.id, store: store)
+            try await BenchInterruption.cleaningUp {
+                try await Self.cleanUp(environment.id, token: token.id, store: store)
+            }
             await group.triggerGracefulShutdown()
             try await tasks.waitForAll()
         }

@@ -54,6 +54,26 @@ extension PostgresJobStore {
         )[0].int("n")
     }
 
+    /// An environment a benchmark made (its id starts with `bench-`), with what it holds.
+    package struct BenchEnvironment: Sendable, Hashable {
+        package var id: String
+        package var jobs: Int
+        package var lastSeen: Date
+    }
+
+    /// The environments benchmarks made and did not remove: a bench removes its own at the end, so these are left
+    /// by runs that were killed (or that run now). Oldest first.
+    package func benchEnvironments() async throws -> [BenchEnvironment] {
+        try await client.query(
+            """
+            select e.id, e.last_seen, (select count(*) from jobs j where j.environment = e.id) as jobs
+            from environments e where e.id like 'bench-%' order by e.last_seen, e.id
+            """
+        ).map {
+            BenchEnvironment(id: try $0.string("id"), jobs: try $0.int("jobs"), lastSeen: try $0.date("last_seen"))
+        }
+    }
+
     /// Forgets the workers registered for `environment` (a benchmark's fleet after it stopped).
     package func removeWorkers(environment: String) async throws {
         try await client.execute("delete from workers where $1 = any(environments)", [.text(environment)])
