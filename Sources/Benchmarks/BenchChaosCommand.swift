@@ -69,21 +69,15 @@ struct BenchChaosCommand: AsyncParsableCommand {
         do {
             try await BenchInterruption.cancellingOnSignals { try await run.execute() }
         } catch {
-            await BenchInterruption.cleaningUp {
-                await run.stopAll()
-                // A failed run keeps its jobs for a look at what went wrong; an interrupted one is removed.
-                if (error as? BenchError)?.code == .interrupted {
-                    try? await store.removeEnvironment(run.environment.id)
-                }
-                _ = try? await store.revokeToken(id: token.id)
-            }
+            await run.stopAll()
+            // A failed run keeps its jobs for a look at what went wrong; an interrupted one is removed.
+            if (error as? BenchError)?.code == .interrupted { try? await store.removeEnvironment(run.environment.id) }
+            _ = try? await store.revokeToken(id: token.id)
             await postgres.shutdown()
             throw error
         }
-        await BenchInterruption.cleaningUp {
-            await run.stopAll()
-            _ = try? await store.revokeToken(id: token.id)
-        }
+        await run.stopAll()
+        _ = try? await store.revokeToken(id: token.id)
         await postgres.shutdown()
     }
 }

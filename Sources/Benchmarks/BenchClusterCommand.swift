@@ -64,11 +64,11 @@ struct BenchClusterCommand: AsyncParsableCommand {
             }
         } catch {
             Self.emit("benchmark failed: \(error)\nlogs in \(rig.directory.path)")
-            await BenchInterruption.cleaningUp { await rig.stop(store: store) }
+            await rig.stop(store: store)
             await postgres.shutdown()
             throw ExitCode.failure
         }
-        await BenchInterruption.cleaningUp { await rig.stop(store: store) }
+        await rig.stop(store: store)
         await postgres.shutdown()
         try? FileManager.default.removeItem(at: rig.directory)
     }

@@ -47,8 +47,9 @@ enum BenchInterruption {
         }
     }
 
-    /// Runs `cleanUp` in a task of its own, so that it still reaches the database when the bench's task was
-    /// cancelled (a cancelled task's statements are refused before they are sent).
+    /// Runs `cleanUp` in a task of its own, so that it still reaches the database from inside `body` of
+    /// ``cancellingOnSignals(_:)``, whose task a signal cancelled (a cancelled task's statements are refused before
+    /// they are sent). After ``cancellingOnSignals(_:)`` returns, the caller's task is not cancelled and needs none.
     static func cleaningUp<T: Sendable, Failure: Error>(
         _ cleanUp: @escaping @Sendable () async throws(Failure) -> T
     ) async throws(Failure) -> T {

@@ -60,13 +60,13 @@ struct BenchReconcileCommand: AsyncParsableCommand {
         do {
             try await BenchInterruption.cancellingOnSignals { try await bench.run() }
         } catch {
-            await BenchInterruption.cleaningUp { await bench.cleanUp() }
+            await bench.cleanUp()
             await client.shutdown()
             // An interruption is no misuse of the command: its message, without the usage text.
             if let error = error as? BenchError, error.code == .interrupted { throw error }
             throw ValidationError("bench reconcile: \(error)")
         }
-        await BenchInterruption.cleaningUp { await bench.cleanUp() }
+        await bench.cleanUp()
         await client.shutdown()
     }
 }

@@ -85,14 +85,10 @@ struct BenchSubmitCommand: AsyncParsableCommand {
                 }
             } catch {
                 await group.triggerGracefulShutdown()
-                _ = try? await BenchInterruption.cleaningUp {
-                    try await Self.cleanUp(environment.id, token: token.id, store: store)
-                }
+                try? await Self.cleanUp(environment.id, token: token.id, store: store)
                 throw error
             }
-            try await BenchInterruption.cleaningUp {
-                try await Self.cleanUp(environment.id, token: token.id, store: store)
-            }
+            try await Self.cleanUp(environment.id, token: token.id, store: store)
             await group.triggerGracefulShutdown()
             try await tasks.waitForAll()
         }
