@@ -84,7 +84,10 @@ struct BenchSubmitCommand: AsyncParsableCommand {
                     try await measure(url: url, token: token.value, environment: environment.id)
                 }
             } catch {
+                // The gateway first finishes the submits it is still serving: one that committed after the clean-up
+                // would leave a job behind.
                 await group.triggerGracefulShutdown()
+                try? await tasks.waitForAll()
                 try? await Self.cleanUp(environment.id, token: token.id, store: store)
                 throw error
             }
