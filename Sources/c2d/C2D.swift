@@ -1,5 +1,7 @@
 import ArgumentParser
 import Benchmarks
+// `stdout` is a C global; Swift 6 would refuse to read it from any context without this.
+@preconcurrency import Glibc
 
 @main
 struct C2D: AsyncParsableCommand {
@@ -15,4 +17,21 @@ struct C2D: AsyncParsableCommand {
             PodCommand.self, JobCommand.self, BatchCommand.self,
         ]
     )
+
+    /// ArgumentParser's own `main`, after making standard output line-buffered: into a pipe or a file (`c2d bench db
+    /// | tee`, a CI log) stdio buffers whole blocks, so a bench's figures appeared only when it ended, and after lines
+    /// written straight to the file descriptor.
+    static func main() async {
+        setvbuf(stdout, nil, _IOLBF, 0)
+        do {
+            var command = try parseAsRoot()
+            if var command = command as? any AsyncParsableCommand {
+                try await command.run()
+            } else {
+                try command.run()
+            }
+        } catch {
+            exit(withError: error)
+        }
+    }
 }
