@@ -9,15 +9,16 @@ import Persistence
 /// Every bench removes its environment and jobs when it ends, also when SIGINT or SIGTERM stops it
 /// (``BenchInterruption``); a run killed outright (SIGKILL, a lost machine) leaves them. They are not harmless: one
 /// such leftover of 183,000 jobs, with the dead rows of the runs after it, bloated `jobs` to 2.3 GB and halved what
-/// `bench db` measured.
+/// `bench db` measured. A bench that still runs holds a lock on its environment
+/// (``PostgresJobStore/holdBenchEnvironment(_:)``), which Postgres drops when the bench dies: those are kept.
 struct BenchCleanCommand: AsyncParsableCommand {
     static let configuration = CommandConfiguration(
         commandName: "clean",
         abstract: "Remove the environments, jobs and scratch tables that killed bench runs left in the database.",
         discussion: """
             Removes every environment whose id starts with bench- (with its jobs, batches and workers) and every \
-            scratch table of bench db. Run it when no bench runs against the same database: a running bench's \
-            environment looks the same. Connects like every c2d command (DATABASE_URL, else the PG* variables).
+            scratch table of bench db, except those of benches still running. Connects like every c2d command \
+            (DATABASE_URL, else the PG* variables).
             """
     )
 
@@ -40,18 +41,24 @@ struct BenchCleanCommand: AsyncParsableCommand {
     private func clean(client: PostgresClient) async throws {
         let store = PostgresJobStore(client: client)
         let environments = try await store.benchEnvironments()
-        for environment in environments {
+        for environment in environments where environment.running {
+            print("kept environment \(environment.id) and its \(environment.jobs) jobs: its bench is running")
+        }
+        let abandoned = environments.filter { !$0.running }
+        for environment in abandoned {
             try await store.removeEnvironment(environment.id)
             print(
                 "removed environment \(environment.id) (last seen \(environment.lastSeen.formatted(.iso8601))) "
                     + "and its \(environment.jobs) jobs")
         }
+        // bench db's scratch table is named after its environment (bench-<suffix>, c2d_bench_pgbench_<suffix>).
+        let running = Set(environments.filter(\.running).map { $0.id.dropFirst("bench-".count) })
         let tables = try await client.query(
             """
             select tablename from pg_tables
             where schemaname = current_schema() and tablename like 'c2d\\_bench\\_pgbench\\_%'
             """
-        ).map { try $0.string("tablename") }
+        ).map { try $0.string("tablename") }.filter { !running.contains($0.dropFirst(Self.scratchTablePrefix.count)) }
         for table in tables {
             let quoted = "\"" + table.replacingOccurrences(of: "\"", with: "\"\"") + "\""
             try await client.executeScript("drop table if exists \(quoted)")
@@ -60,15 +67,31 @@ struct BenchCleanCommand: AsyncParsableCommand {
         if environments.isEmpty && tables.isEmpty { print("nothing to remove") }
     }
 
-    /// Warns when earlier bench runs left environments in the database: their jobs slow what this run measures.
+    /// The start of `bench db`'s scratch tables' names, before its environment's suffix.
+    static let scratchTablePrefix = "c2d_bench_pgbench_"
+
+    /// Warns when earlier bench runs left environments in the database, or other benches run now: their jobs slow
+    /// what this run measures.
     static func warnAboutLeftovers(_ store: PostgresJobStore) async {
-        guard let leftovers = try? await store.benchEnvironments(), !leftovers.isEmpty else { return }
-        let jobs = leftovers.reduce(0) { $0 + $1.jobs }
-        let names = leftovers.prefix(3).map(\.id).joined(separator: ", ") + (leftovers.count > 3 ? ", …" : "")
-        let message =
-            "warning: \(leftovers.count) environment\(leftovers.count == 1 ? "" : "s") of earlier bench runs "
-            + "(\(names)) still \(leftovers.count == 1 ? "holds" : "hold") \(jobs) jobs, which slow what this run measures; `c2d bench clean` removes "
-            + "them (when no other bench runs)\n"
-        FileHandle.standardError.write(Data(message.utf8))
+        guard let environments = try? await store.benchEnvironments() else { return }
+        var message = ""
+        let leftovers = environments.filter { !$0.running }
+        if !leftovers.isEmpty {
+            message +=
+                "warning: \(describe(leftovers)) of earlier bench runs, which slow what this run measures; "
+                + "`c2d bench clean` removes them\n"
+        }
+        let running = environments.filter(\.running)
+        if !running.isEmpty {
+            message += "warning: another bench runs against this database (\(describe(running))): it shares the cores\n"
+        }
+        if !message.isEmpty { FileHandle.standardError.write(Data(message.utf8)) }
+    }
+
+    /// "2 environments (bench-1, bench-2) with 1200 jobs"
+    private static func describe(_ environments: [PostgresJobStore.BenchEnvironment]) -> String {
+        let jobs = environments.reduce(0) { $0 + $1.jobs }
+        let names = environments.prefix(3).map(\.id).joined(separator: ", ") + (environments.count > 3 ? ", …" : "")
+        return "\(environments.count) environment\(environments.count == 1 ? "" : "s") (\(names)) with \(jobs) jobs"
     }
 }

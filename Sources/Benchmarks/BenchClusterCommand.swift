@@ -315,6 +315,7 @@ final class Rig: @unchecked Sendable {
         let migrate = try launch("migrate", ["migrate"])
         migrate.waitUntilExit()
         guard migrate.terminationStatus == 0 else { throw ValidationError("c2d migrate failed") }
+        try await store.holdBenchEnvironment(environment.id)
         try await store.upsertEnvironments([environment])
         token = try await BenchSubmitCommand.createToken(store)
         try launch(Self.kubeSim, ["kube-sim", "--port", "0", "--kubeconfig", kubeconfig.path, "--namespace", "bench"])

@@ -97,9 +97,10 @@ private struct DatabaseBench {
         await BenchCleanCommand.warnAboutLeftovers(store)
         let suffix = String(UInt32.random(in: 0...UInt32.max), radix: 16)
         let environment = ComputeEnvironment(id: "bench-\(suffix)", description: "c2d bench db, removed afterwards")
-        let scratchTable = "c2d_bench_pgbench_\(suffix)"
+        let scratchTable = BenchCleanCommand.scratchTablePrefix + suffix
         let workflow = Self.workflow()
         let workflowJSON = String(decoding: try JSONEncoder().encode(workflow), as: UTF8.self)
+        try await store.holdBenchEnvironment(environment.id)
         try await store.upsertEnvironments([environment])
         do {
             print(

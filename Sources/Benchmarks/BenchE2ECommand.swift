@@ -201,6 +201,8 @@ struct BenchE2ECommand: AsyncParsableCommand {
     ) async throws -> Figures {
         let environment = ComputeEnvironment(
             id: "bench-e2e-\(UInt32.random(in: 0...UInt32.max))", maxJobDuration: 600, maxJobs: profile.maxJobs)
+        // Before the gateway and scheduler make the environment, so that `bench clean` never sees it unheld.
+        try await store.holdBenchEnvironment(environment.id)
         let directory = work.appendingPathComponent(environment.id)
         try FileManager.default.createDirectory(at: directory, withIntermediateDirectories: true)
         let environments = directory.appendingPathComponent("environments.json")

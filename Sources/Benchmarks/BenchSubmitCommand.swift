@@ -64,6 +64,7 @@ struct BenchSubmitCommand: AsyncParsableCommand {
         }
         await BenchCleanCommand.warnAboutLeftovers(store)
         let environment = ComputeEnvironment(id: "bench-\(UInt32.random(in: 0...UInt32.max))")
+        try await store.holdBenchEnvironment(environment.id)
         try await store.upsertEnvironments([environment])
         let port = try LoopbackPort.free()
         var configuration = GatewayConfiguration(

@@ -21,7 +21,7 @@ struct BenchInterruptionTests {
             name: "bench", arguments: ["bench", "submit", "--duration", "60"], environment: [:],
             logDirectory: directory)
         do {
-            // Its output is buffered (a file, not a terminal): the bench's environment is found in the database.
+            // Its environment's id is random: the bench's is the new one in the database.
             var environment = ""
             try await waitUntil("the bench wrote its first jobs", timeout: .seconds(60)) {
                 guard let new = try await store.benchEnvironments().first(where: { !before.contains($0.id) }) else {
@@ -43,6 +43,53 @@ struct BenchInterruptionTests {
             throw error
         }
         await bench.stop()
+        await postgres.shutdown()
+    }
+
+    @Test("bench clean keeps a running bench's environment, and removes it once the bench was killed")
+    func cleanKeepsRunningBenches() async throws {
+        let directory = FileManager.default.temporaryDirectory.appendingPathComponent("c2d-it-bench-\(UUID())")
+        try FileManager.default.createDirectory(at: directory, withIntermediateDirectories: true)
+        defer { try? FileManager.default.removeItem(at: directory) }
+        let postgres = PostgresClient(configuration: .fromEnvironment(), logger: Logger(label: "test"))
+        let store = PostgresJobStore(client: postgres)
+        let before = Set(try await store.benchEnvironments().map(\.id))
+        let bench = try C2DProcess(
+            name: "bench", arguments: ["bench", "submit", "--duration", "60"], environment: [:],
+            logDirectory: directory)
+        @Sendable func clean(_ name: String) async throws -> String {
+            let clean = try C2DProcess(
+                name: name, arguments: ["bench", "clean"], environment: [:], logDirectory: directory)
+            #expect(await clean.waitForExit(timeout: .seconds(120)))
+            #expect(clean.exitCode == 0)
+            return clean.log
+        }
+        do {
+            var environment = ""
+            try await waitUntil("the bench wrote its first jobs", timeout: .seconds(60)) {
+                guard let new = try await store.benchEnvironments().first(where: { !before.contains($0.id) }) else {
+                    return false
+                }
+                environment = new.id
+                return new.jobs > 0
+            }
+            #expect(try await clean("clean-while-running").contains("kept environment \(environment)"))
+            #expect(try await store.benchEnvironments().contains { $0.id == environment && $0.running })
+
+            // SIGKILL: no clean-up of its own, and Postgres drops its lock with its connections.
+            await bench.kill9()
+            try await waitUntil("Postgres saw the bench's connections close", timeout: .seconds(30)) {
+                try await store.benchEnvironments().contains { $0.id == environment && !$0.running }
+            }
+            #expect(try await clean("clean-after-kill").contains("removed environment \(environment)"))
+            #expect(try await !store.benchEnvironments().contains { $0.id == environment })
+            let counts = try await store.counts(environment: environment)
+            #expect(counts.unfinished + counts.finished == 0)
+        } catch {
+            await bench.kill9()
+            await postgres.shutdown()
+            throw error
+        }
         await postgres.shutdown()
     }
 }

@@ -59,20 +59,41 @@ extension PostgresJobStore {
         package var id: String
         package var jobs: Int
         package var lastSeen: Date
+        /// Whether the bench that made it still runs (``holdBenchEnvironment(_:)``); if not, it was killed.
+        package var running: Bool
     }
 
     /// The environments benchmarks made and did not remove: a bench removes its own at the end, so these are left
-    /// by runs that were killed (or that run now). Oldest first.
+    /// by runs that were killed, or belong to runs going on now (`running`). Oldest first.
     package func benchEnvironments() async throws -> [BenchEnvironment] {
         try await client.query(
             """
-            select e.id, e.last_seen, (select count(*) from jobs j where j.environment = e.id) as jobs
+            select e.id, e.last_seen, (select count(*) from jobs j where j.environment = e.id) as jobs,
+                exists (
+                    select from pg_locks l
+                    where l.locktype = 'advisory' and l.objsubid = 2 and l.granted
+                        and l.classid = \(Self.benchLockClass)::oid and l.objid = hashtext(e.id)::oid
+                ) as running
             from environments e where e.id like 'bench-%' order by e.last_seen, e.id
             """
         ).map {
-            BenchEnvironment(id: try $0.string("id"), jobs: try $0.int("jobs"), lastSeen: try $0.date("last_seen"))
+            BenchEnvironment(
+                id: try $0.string("id"), jobs: try $0.int("jobs"), lastSeen: try $0.date("last_seen"),
+                running: try $0.bool("running"))
         }
     }
+
+    /// Marks environment `id` as a running bench's, before the bench makes it: a session advisory lock, which
+    /// ``benchEnvironments()`` reports as `running`. Postgres drops the lock when the connection that took it closes:
+    /// when the bench's client shuts down, or its process dies however it dies, so a killed bench's environment is
+    /// not reported as running. (A connection lost to a Postgres restart drops it too, while the bench goes on.)
+    package func holdBenchEnvironment(_ id: String) async throws {
+        try await client.execute("select pg_advisory_lock(\(Self.benchLockClass), hashtext($1))", [.text(id)])
+    }
+
+    /// First key of the benches' advisory locks ("c2db"); the second is the hash of the environment id. Locks of
+    /// two 32-bit keys never collide with the 64-bit keys of the dispatch and migration locks.
+    private static let benchLockClass: Int32 = 0x6332_6462
 
     /// Forgets the workers registered for `environment` (a benchmark's fleet after it stopped).
     package func removeWorkers(environment: String) async throws {
