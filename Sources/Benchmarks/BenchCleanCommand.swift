@@ -9,8 +9,9 @@ import Persistence
 /// Every bench removes its environment and jobs when it ends, also when SIGINT or SIGTERM stops it
 /// (``BenchInterruption``); a run killed outright (SIGKILL, a lost machine) leaves them. They are not harmless: one
 /// such leftover of 183,000 jobs, with the dead rows of the runs after it, bloated `jobs` to 2.3 GB and halved what
-/// `bench db` measured. A bench that still runs holds a lock on its environment
-/// (``PostgresJobStore/holdBenchEnvironment(_:)``), which Postgres drops when the bench dies: those are kept.
+/// `bench db` measured. A bench that still runs holds a lock named after its environment (``BenchEnvironmentLock``),
+/// which Postgres drops when the bench dies: those environments are kept. A Postgres restart drops the locks of
+/// benches that go on; a clean-up run just after one would take their environments.
 struct BenchCleanCommand: AsyncParsableCommand {
     static let configuration = CommandConfiguration(
         commandName: "clean",
@@ -40,50 +41,57 @@ struct BenchCleanCommand: AsyncParsableCommand {
 
     private func clean(client: PostgresClient) async throws {
         let store = PostgresJobStore(client: client)
-        let environments = try await store.benchEnvironments()
-        for environment in environments where environment.running {
+        let (running, abandoned) = Self.partition(try await store.benchEnvironments())
+        for environment in running {
             print("kept environment \(environment.id) and its \(environment.jobs) jobs: its bench is running")
         }
-        let abandoned = environments.filter { !$0.running }
         for environment in abandoned {
             try await store.removeEnvironment(environment.id)
             print(
                 "removed environment \(environment.id) (last seen \(environment.lastSeen.formatted(.iso8601))) "
                     + "and its \(environment.jobs) jobs")
         }
-        // bench db's scratch table is named after its environment (bench-<suffix>, c2d_bench_pgbench_<suffix>).
-        let running = Set(environments.filter(\.running).map { $0.id.dropFirst("bench-".count) })
+        let kept = Set(running.map { Self.scratchTable(ofEnvironment: $0.id) })
         let tables = try await client.query(
             """
             select tablename from pg_tables
             where schemaname = current_schema() and tablename like 'c2d\\_bench\\_pgbench\\_%'
             """
-        ).map { try $0.string("tablename") }.filter { !running.contains($0.dropFirst(Self.scratchTablePrefix.count)) }
+        ).map { try $0.string("tablename") }.filter { !kept.contains($0) }
         for table in tables {
             let quoted = "\"" + table.replacingOccurrences(of: "\"", with: "\"\"") + "\""
             try await client.executeScript("drop table if exists \(quoted)")
             print("dropped scratch table \(table)")
         }
-        if environments.isEmpty && tables.isEmpty { print("nothing to remove") }
+        if abandoned.isEmpty && tables.isEmpty { print("nothing to remove") }
     }
 
-    /// The start of `bench db`'s scratch tables' names, before its environment's suffix.
-    static let scratchTablePrefix = "c2d_bench_pgbench_"
+    /// `bench db`'s scratch table, named after its environment: `bench-<suffix>` has `c2d_bench_pgbench_<suffix>`.
+    static func scratchTable(ofEnvironment id: String) -> String {
+        "c2d_bench_pgbench_" + id.dropFirst("bench-".count)
+    }
+
+    private static func partition(
+        _ environments: [PostgresJobStore.BenchEnvironment]
+    ) -> (running: [PostgresJobStore.BenchEnvironment], abandoned: [PostgresJobStore.BenchEnvironment]) {
+        (environments.filter(\.running), environments.filter { !$0.running })
+    }
 
     /// Warns when earlier bench runs left environments in the database, or other benches run now: their jobs slow
     /// what this run measures.
     static func warnAboutLeftovers(_ store: PostgresJobStore) async {
         guard let environments = try? await store.benchEnvironments() else { return }
+        let (running, abandoned) = partition(environments)
         var message = ""
-        let leftovers = environments.filter { !$0.running }
-        if !leftovers.isEmpty {
+        if !abandoned.isEmpty {
             message +=
-                "warning: \(describe(leftovers)) of earlier bench runs, which slow what this run measures; "
+                "warning: \(describe(abandoned)) of earlier bench runs, which slow what this run measures; "
                 + "`c2d bench clean` removes them\n"
         }
-        let running = environments.filter(\.running)
         if !running.isEmpty {
-            message += "warning: another bench runs against this database (\(describe(running))): it shares the cores\n"
+            message +=
+                "warning: another bench runs against this database (\(describe(running))): it shares the database "
+                + "server\n"
         }
         if !message.isEmpty { FileHandle.standardError.write(Data(message.utf8)) }
     }

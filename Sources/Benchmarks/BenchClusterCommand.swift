@@ -59,7 +59,7 @@ struct BenchClusterCommand: AsyncParsableCommand {
             slots: max(monitored.max() ?? 0, rate * 10, 2_000) + 1_000)
         do {
             try await BenchInterruption.cancellingOnSignals {
-                try await rig.start(store: store)
+                try await rig.start(store: store, postgres: settings.postgres)
                 try await measure(rig: rig, store: store)
             }
         } catch {
@@ -299,6 +299,7 @@ final class Rig: @unchecked Sendable {
     var gatewayURL: String { "http://127.0.0.1:\(port)" }
     var emulatorURL = ""
     var token: (id: UUID, value: String)?
+    var lock: BenchEnvironmentLock?
 
     init(binary: String, qps: Int, slots: Int) throws {
         self.binary = binary
@@ -310,12 +311,12 @@ final class Rig: @unchecked Sendable {
         try FileManager.default.createDirectory(at: directory, withIntermediateDirectories: true)
     }
 
-    func start(store: PostgresJobStore) async throws {
+    func start(store: PostgresJobStore, postgres: PostgresConfiguration) async throws {
         try JSONEncoder().encode([environment]).write(to: directory.appendingPathComponent("environments.json"))
         let migrate = try launch("migrate", ["migrate"])
         migrate.waitUntilExit()
         guard migrate.terminationStatus == 0 else { throw ValidationError("c2d migrate failed") }
-        try await store.holdBenchEnvironment(environment.id)
+        lock = try await BenchEnvironmentLock.take(environment.id, postgres: postgres)
         try await store.upsertEnvironments([environment])
         token = try await BenchSubmitCommand.createToken(store)
         try launch(Self.kubeSim, ["kube-sim", "--port", "0", "--kubeconfig", kubeconfig.path, "--namespace", "bench"])
@@ -376,6 +377,7 @@ final class Rig: @unchecked Sendable {
             process.waitUntilExit()
         }
         try? await store.removeEnvironment(environment.id)
+        await lock?.release()
         if let token { _ = try? await store.revokeToken(id: token.id) }
     }
 

@@ -63,7 +63,7 @@ struct BenchDatabaseCommand: AsyncParsableCommand {
         let bench = DatabaseBench(
             client: client, seconds: seconds, batchSize: batchSize, connections: connections,
             batchClients: batchClients, pgbenchThreads: pgbenchThreads, pgbenchPath: pgbench,
-            connectionString: configuration.connectionString)
+            postgres: configuration)
         do {
             try await BenchInterruption.cancellingOnSignals { try await bench.run() }
         } catch {
@@ -85,7 +85,7 @@ private struct DatabaseBench {
     let batchClients: Int
     let pgbenchThreads: Int
     let pgbenchPath: String?
-    let connectionString: String
+    let postgres: PostgresConfiguration
 
     var store: PostgresJobStore { PostgresJobStore(client: client) }
     var duration: Duration { .seconds(seconds) }
@@ -97,10 +97,10 @@ private struct DatabaseBench {
         await BenchCleanCommand.warnAboutLeftovers(store)
         let suffix = String(UInt32.random(in: 0...UInt32.max), radix: 16)
         let environment = ComputeEnvironment(id: "bench-\(suffix)", description: "c2d bench db, removed afterwards")
-        let scratchTable = BenchCleanCommand.scratchTablePrefix + suffix
+        let scratchTable = BenchCleanCommand.scratchTable(ofEnvironment: environment.id)
         let workflow = Self.workflow()
         let workflowJSON = String(decoding: try JSONEncoder().encode(workflow), as: UTF8.self)
-        try await store.holdBenchEnvironment(environment.id)
+        let lock = try await BenchEnvironmentLock.take(environment.id, postgres: postgres)
         try await store.upsertEnvironments([environment])
         do {
             print(
@@ -151,11 +151,13 @@ private struct DatabaseBench {
             _ = try? await BenchInterruption.cleaningUp {
                 try await self.cleanUp(environment: environment, scratchTable: scratchTable)
             }
+            await lock.release()
             throw error
         }
         try await BenchInterruption.cleaningUp {
             try await self.cleanUp(environment: environment, scratchTable: scratchTable)
         }
+        await lock.release()
     }
 
     // MARK: Phases
@@ -325,7 +327,7 @@ private struct DatabaseBench {
             "-f", script.path,
         ]
         // pgbench expands a connection string given as the database name, and reads PG* itself otherwise.
-        if !connectionString.isEmpty { arguments.append(connectionString) }
+        if !postgres.connectionString.isEmpty { arguments.append(postgres.connectionString) }
         let output = try await Self.runProcess(try pgbenchExecutable(), arguments, outputIn: directory)
         guard let rate = Self.parseTPS(output) else {
             throw BenchError(code: .pgbenchFailed, message: "no tps in pgbench's output:\n\(output)")
@@ -491,6 +493,9 @@ struct BenchError: Error, CustomStringConvertible {
         static let pgbenchFailed = Code(description: "pgbenchFailed")
         /// SIGINT or SIGTERM stopped the bench (``BenchInterruption``).
         static let interrupted = Code(description: "interrupted")
+        /// Another running bench holds the lock of the environment this one was about to make
+        /// (``BenchEnvironmentLock``).
+        static let environmentLocked = Code(description: "environmentLocked")
     }
 
     var code: Code

@@ -96,7 +96,7 @@ struct BenchE2ECommand: AsyncParsableCommand {
                     for count in counts {
                         let figures = try await measure(
                             profile: profile, workers: count, binary: binary, extra: extra, work: work, store: store,
-                            token: token.value, amqp: settings.amqp)
+                            token: token.value, postgres: settings.postgres, amqp: settings.amqp)
                         baseline = baseline ?? figures.jobsPerSecond
                         let ratio = figures.jobsPerSecond / max(baseline ?? 1, 0.0001)
                         let waits = figures.waits.sorted()
@@ -197,12 +197,10 @@ struct BenchE2ECommand: AsyncParsableCommand {
     /// One run: a fresh environment, its processes, one batch of jobs, the figures, and clean-up.
     func measure(
         profile: Profile, workers count: Int, binary: String, extra: [String: String], work: URL,
-        store: PostgresJobStore, token: String, amqp: AMQPConfiguration
+        store: PostgresJobStore, token: String, postgres: PostgresConfiguration, amqp: AMQPConfiguration
     ) async throws -> Figures {
         let environment = ComputeEnvironment(
             id: "bench-e2e-\(UInt32.random(in: 0...UInt32.max))", maxJobDuration: 600, maxJobs: profile.maxJobs)
-        // Before the gateway and scheduler make the environment, so that `bench clean` never sees it unheld.
-        try await store.holdBenchEnvironment(environment.id)
         let directory = work.appendingPathComponent(environment.id)
         try FileManager.default.createDirectory(at: directory, withIntermediateDirectories: true)
         let environments = directory.appendingPathComponent("environments.json")
@@ -220,6 +218,8 @@ struct BenchE2ECommand: AsyncParsableCommand {
                     name: name, executable: binary, arguments: arguments, environment: variables,
                     log: directory.appendingPathComponent("\(name).log")))
         }
+        // Before the gateway and scheduler make the environment, so that `bench clean` never sees it unheld.
+        let lock = try await BenchEnvironmentLock.take(environment.id, postgres: postgres)
         do {
             try start("gateway", ["gateway", "--port", String(port)])
             try start("scheduler", ["scheduler"])
@@ -256,12 +256,14 @@ struct BenchE2ECommand: AsyncParsableCommand {
             figures.eventDelays = delays
             for process in processes { await process.stop() }
             try await Self.cleanUp(environment.id, store: store)
+            await lock.release()
             return figures
         } catch {
             let processes = processes
             await BenchInterruption.cleaningUp {
                 for process in processes { await process.stop() }
                 try? await Self.cleanUp(environment.id, store: store)
+                await lock.release()
             }
             throw error
         }

@@ -64,7 +64,7 @@ struct BenchSubmitCommand: AsyncParsableCommand {
         }
         await BenchCleanCommand.warnAboutLeftovers(store)
         let environment = ComputeEnvironment(id: "bench-\(UInt32.random(in: 0...UInt32.max))")
-        try await store.holdBenchEnvironment(environment.id)
+        let lock = try await BenchEnvironmentLock.take(environment.id, postgres: settings.postgres)
         try await store.upsertEnvironments([environment])
         let port = try LoopbackPort.free()
         var configuration = GatewayConfiguration(
@@ -90,9 +90,11 @@ struct BenchSubmitCommand: AsyncParsableCommand {
                 await group.triggerGracefulShutdown()
                 try? await tasks.waitForAll()
                 try? await Self.cleanUp(environment.id, token: token.id, store: store)
+                await lock.release()
                 throw error
             }
             try await Self.cleanUp(environment.id, token: token.id, store: store)
+            await lock.release()
             await group.triggerGracefulShutdown()
             try await tasks.waitForAll()
         }

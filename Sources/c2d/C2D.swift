@@ -1,7 +1,12 @@
 import ArgumentParser
 import Benchmarks
-// `stdout` is a C global; Swift 6 would refuse to read it from any context without this.
-@preconcurrency import Glibc
+
+// `stdout` is a C global; Swift 6 would refuse to read it from any context without `@preconcurrency`.
+#if canImport(Glibc)
+    @preconcurrency import Glibc
+#elseif canImport(Darwin)
+    @preconcurrency import Darwin
+#endif
 
 @main
 struct C2D: AsyncParsableCommand {
@@ -23,15 +28,6 @@ struct C2D: AsyncParsableCommand {
     /// written straight to the file descriptor.
     static func main() async {
         setvbuf(stdout, nil, _IOLBF, 0)
-        do {
-            var command = try parseAsRoot()
-            if var command = command as? any AsyncParsableCommand {
-                try await command.run()
-            } else {
-                try command.run()
-            }
-        } catch {
-            exit(withError: error)
-        }
+        await main(nil)
     }
 }

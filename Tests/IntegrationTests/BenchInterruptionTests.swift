@@ -32,7 +32,7 @@ struct BenchInterruptionTests {
                 #expect(clean.exitCode == 0)
                 return clean.log
             }
-            #expect(try await clean("clean-while-running").contains("kept environment \(environment)"))
+            #expect(try await clean("clean-while-running").contains("kept environment \(environment) "))
             #expect(try await store.benchEnvironments().contains { $0.id == environment && $0.running })
 
             // SIGKILL: no clean-up of its own, and Postgres drops its lock with its connections.
@@ -40,7 +40,7 @@ struct BenchInterruptionTests {
             try await waitUntil("Postgres saw the bench's connections close", timeout: .seconds(30)) {
                 try await store.benchEnvironments().contains { $0.id == environment && !$0.running }
             }
-            #expect(try await clean("clean-after-kill").contains("removed environment \(environment)"))
+            #expect(try await clean("clean-after-kill").contains("removed environment \(environment) "))
             #expect(try await !store.benchEnvironments().contains { $0.id == environment })
             let counts = try await store.counts(environment: environment)
             #expect(counts.unfinished + counts.finished == 0)

@@ -59,7 +59,8 @@ extension PostgresJobStore {
         package var id: String
         package var jobs: Int
         package var lastSeen: Date
-        /// Whether the bench that made it still runs (``holdBenchEnvironment(_:)``); if not, it was killed.
+        /// Whether the bench that made it holds its lock (``holdBenchEnvironment(_:)``): it still runs. If not, it
+        /// was killed (or, rarely, lost its connection to a Postgres restart).
         package var running: Bool
     }
 
@@ -72,6 +73,7 @@ extension PostgresJobStore {
                 exists (
                     select from pg_locks l
                     where l.locktype = 'advisory' and l.objsubid = 2 and l.granted
+                        and l.database = (select oid from pg_database where datname = current_database())
                         and l.classid = \(Self.benchLockClass)::oid and l.objid = hashtext(e.id)::oid
                 ) as running
             from environments e where e.id like 'bench-%' order by e.last_seen, e.id
@@ -84,11 +86,23 @@ extension PostgresJobStore {
     }
 
     /// Marks environment `id` as a running bench's, before the bench makes it: a session advisory lock, which
-    /// ``benchEnvironments()`` reports as `running`. Postgres drops the lock when the connection that took it closes:
-    /// when the bench's client shuts down, or its process dies however it dies, so a killed bench's environment is
-    /// not reported as running. (A connection lost to a Postgres restart drops it too, while the bench goes on.)
-    package func holdBenchEnvironment(_ id: String) async throws {
-        try await client.execute("select pg_advisory_lock(\(Self.benchLockClass), hashtext($1))", [.text(id)])
+    /// ``benchEnvironments()`` reports as `running`. False when another session holds it: a running bench whose id
+    /// has the same hash.
+    ///
+    /// The lock lives as long as the connection that took it, so call this on a client of one connection that does
+    /// nothing else, and shut that client down when the bench has removed its environment. (A pool closes a
+    /// connection after a cancelled statement, which would drop the lock while the bench cleans up.) When the bench
+    /// dies, Postgres drops the lock as soon as it sees the connection close; the session asks the server to probe
+    /// the client every few seconds, so a bench on a machine that vanished does not keep it for the kernel's two
+    /// hours. A Postgres restart drops it too, while the bench goes on.
+    package func holdBenchEnvironment(_ id: String) async throws -> Bool {
+        try await client.withSession { session in
+            try await session.executeScript(
+                "set tcp_keepalives_idle = 10; set tcp_keepalives_interval = 5; set tcp_keepalives_count = 3")
+            return try await session.query(
+                "select pg_try_advisory_lock(\(Self.benchLockClass), hashtext($1)) as taken", [.text(id)]
+            ).first?.bool("taken") ?? false
+        }
     }
 
     /// First key of the benches' advisory locks ("c2db"); the second is the hash of the environment id. Locks of
