@@ -27,20 +27,23 @@ struct WorkspaceLogSource: StepLogSource {
         return AsyncThrowingStream { continuation in
             let task = Task {
                 var offset: UInt64 = 0
-                func readMore() {
-                    guard let handle = try? FileHandle(forReadingFrom: file) else { return }
+                /// Whether it read something.
+                func readMore() -> Bool {
+                    guard let handle = try? FileHandle(forReadingFrom: file) else { return false }
                     defer { try? handle.close() }
                     // At most 1 MiB per poll: a chatty algorithm is streamed over several polls, not held in memory.
                     guard (try? handle.seek(toOffset: offset)) != nil,
                         let data = try? handle.read(upToCount: 1 << 20), !data.isEmpty
-                    else { return }
+                    else { return false }
                     offset += UInt64(data.count)
                     continuation.yield(ByteBuffer(bytes: data))
+                    return true
                 }
                 while !Task.isCancelled {
-                    readMore()
+                    _ = readMore()
                     if await phase() == .after {
-                        readMore()
+                        // The rest, however long: the step wrote its last line.
+                        while !Task.isCancelled, readMore() {}
                         break
                     }
                 }

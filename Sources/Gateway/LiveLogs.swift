@@ -73,6 +73,14 @@ struct StepLogStreamer: Sendable {
     /// no worker has claimed yet is waited for inside the body (its attempt, and so its log, is not known before).
     func body(job: Job, step: LogStep) async throws -> ResponseBody {
         if job.status != .queued, step.phase(of: job, attempt: job.attempt) == .after {
+            if job.finishedAt == nil, let source {
+                // A step that is over while its attempt goes on (configure, while the algorithm runs): its log is
+                // archived with the results, at the end of publish, so until then it is read where it was written.
+                return ResponseBody { writer in
+                    try await writeEndedStep(job: job, step: step, source: source, to: &writer)
+                    try await writer.finish(nil)
+                }
+            }
             let log = try await archived(job: job, step: step)
             return ResponseBody(byteBuffer: log)
         }
@@ -87,7 +95,7 @@ struct StepLogStreamer: Sendable {
             }
             let attempt = current.attempt
             if step.phase(of: current, attempt: attempt) == .after {
-                if let log = try? await archived(job: current, step: step) { try await writer.write(log) }
+                try await writeEndedStep(job: current, step: step, source: source, to: &writer)
                 try await writer.finish(nil)
                 return
             }
@@ -113,6 +121,27 @@ struct StepLogStreamer: Sendable {
                 }
             }
             try await writer.finish(nil)
+        }
+    }
+
+    /// Writes the log of a step that is over: what the source still shows of it while the job has not finished
+    /// (the attempt's workspace, or its pod), else the archived log.
+    private func writeEndedStep(
+        job: Job, step: LogStep, source: any StepLogSource, to writer: inout some ResponseBodyWriter
+    ) async throws {
+        var current = job
+        if job.finishedAt == nil {
+            var written = false
+            for try await chunk in source.follow(job: job, step: step, phase: { .after }) {
+                written = true
+                try await writer.write(chunk)
+            }
+            // Nothing shown: the step wrote nothing, or the job finished meanwhile and took its workspace along.
+            guard !written, let latest = try await store.job(job.id), latest.finishedAt != nil else { return }
+            current = latest
+        }
+        if current.attempt == job.attempt, let log = try? await archived(job: current, step: step) {
+            try await writer.write(log)
         }
     }
 

@@ -114,6 +114,16 @@ struct CLITests {
             #expect(long.code == 0, "\(long.output)")
             let gaveUp = try await Self.run(deployment, ["job", "watch", longID, "--timeout", "1"], token: token)
             #expect(gaveUp.code == 8, "\(gaveUp.output)")
+            // Its configure step is over while it runs: -f shows that log (archived only at the job's end) from the
+            // workspace, then follows the algorithm until --timeout.
+            try await waitUntil("the long job runs its algorithm", timeout: .seconds(60)) {
+                let status = try await Self.run(deployment, ["job", "status", longID, "--json"], token: token)
+                return Self.lastJSON(status.output)["status"] as? Int == 40
+            }
+            let configured = try await Self.run(
+                deployment, ["job", "logs", "-f", longID, "--timeout", "2"], token: token)
+            #expect(configured.code == 8, "\(configured.output)")
+            #expect(configured.output.contains("configuration finished"), "\(configured.output)")
             let stop = try await Self.run(deployment, ["job", "stop", longID], token: token)
             #expect(stop.code == 0, "\(stop.output)")
             let stopped = try await Self.run(deployment, ["job", "watch", longID], token: token)
