@@ -78,7 +78,8 @@ struct BatchCommand: AsyncParsableCommand {
                 guard !batch.items.isEmpty else { throw ClientFailure(.invalid, "\(file) holds no jobs") }
                 let prefix = idempotencyKey ?? Self.derivedPrefix(environment: environment, items: batch.items)
                 let submitter = ChunkedSubmission(
-                    api: api, environment: environment, items: batch.items, chunkSize: chunkSize, prefix: prefix,
+                    api: api, environment: environment, environmentOption: self.environment, items: batch.items,
+                    chunkSize: chunkSize, prefix: prefix,
                     file: file, progress: client.json ? .none : (ClientOutput.standardErrorIsTerminal ? .bar : .lines))
                 let result = try await submitter.run()
                 if client.json && !wait {
@@ -329,6 +330,8 @@ struct ChunkedSubmission {
 
     let api: JobClient
     let environment: String
+    /// The `--environment` given, if any: a resume command repeats it.
+    let environmentOption: String?
     let items: [BatchFile.Item]
     let chunkSize: Int
     let prefix: String
@@ -424,11 +427,30 @@ struct ChunkedSubmission {
         throw ClientFailure(.unavailable, "unreachable")
     }
 
+    /// `text` as one word for a POSIX shell: as it is when it has only characters no shell treats specially, else
+    /// in single quotes.
+    static func shellQuoted(_ text: String) -> String {
+        let plain =
+            !text.isEmpty
+            && text.unicodeScalars.allSatisfy {
+                ("a"..."z").contains($0) || ("A"..."Z").contains($0) || ("0"..."9").contains($0)
+                    || "-_./=:,+@%".unicodeScalars.contains($0)
+            }
+        return plain ? text : "'" + text.replacingOccurrences(of: "'", with: "'\\''") + "'"
+    }
+
     /// What went wrong with a chunk, in terms of the file, and how to go on.
     private func explain(
         _ failure: ClientFailure, chunk: [BatchFile.Item], position: Int, batchID: String?
     ) -> ClientFailure {
-        let resume = "c2d batch submit -f \(file) --idempotency-key \(prefix) --chunk-size \(chunkSize)"
+        // Every option that decides what goes in, so the line runs as printed.
+        let resume =
+            "c2d batch submit -f \(Self.shellQuoted(file))"
+            + (environmentOption.map { " --environment \(Self.shellQuoted($0))" } ?? "")
+            + " --idempotency-key \(Self.shellQuoted(prefix)) --chunk-size \(chunkSize)"
+        let fix =
+            failure.code != "unknown_environment"
+            ? "Fix the file" : environmentOption == nil ? "Fix the file's environment" : "Fix --environment"
         let done =
             position == 0
             ? "nothing was submitted"
@@ -450,7 +472,7 @@ struct ChunkedSubmission {
             if message.contains("batch_chunk_overlap") {
                 message += "\nResume with the --chunk-size of the first run."
             }
-            return ClientFailure(.invalid, "\(message)\n\(done). Fix the file, then resume with: \(resume)")
+            return ClientFailure(.invalid, "\(message)\n\(done). \(fix), then resume with: \(resume)")
         default:
             return failure
         }

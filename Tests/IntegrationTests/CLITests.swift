@@ -234,6 +234,15 @@ struct CLITests {
                 deployment, ["batch", "submit", "-f", bad, "--environment", deployment.environmentID], token: token)
             #expect(refused.code == 5, "\(refused.output)")
             #expect(refused.output.contains("bad.jsonl:2: invalid_input_url"), "\(refused.output)")
+            // The resume line runs as printed: it repeats --environment.
+            #expect(
+                refused.output.contains(
+                    "Fix the file, then resume with: c2d batch submit -f \(bad) --environment \(deployment.environmentID) "
+                        + "--idempotency-key auto-"), "\(refused.output)")
+            let nowhere = try await Self.run(
+                deployment, ["batch", "submit", "-f", bad, "--environment", "nowhere"], token: token)
+            #expect(nowhere.code == 5, "\(nowhere.output)")
+            #expect(nowhere.output.contains("Fix --environment, then resume with:"), "\(nowhere.output)")
         }
     }
 }
