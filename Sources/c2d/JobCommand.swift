@@ -306,14 +306,17 @@ struct JobCommand: AsyncParsableCommand {
 
         func validate() throws {
             guard (1...100_000).contains(limit) else { throw ValidationError("--limit must be 1 to 100000") }
-            for code in statusCodes where JobStatus(rawValue: code) == nil {
-                throw ValidationError("--status \(code) is not a job status code (1, 2, 11, 20, 30, …, 70)")
+            for word in statusWords where Int(word).flatMap(JobStatus.init(rawValue:)) == nil {
+                throw ValidationError("--status \(word) is not a job status code (1, 2, 11, 20, 30, …, 70)")
             }
         }
 
-        var statusCodes: [Int] {
-            status.flatMap { $0.split(separator: ",") }.compactMap { Int($0.trimmingCharacters(in: .whitespaces)) }
+        private var statusWords: [String] {
+            status.flatMap { $0.split(separator: ",") }.map { $0.trimmingCharacters(in: .whitespaces) }
         }
+
+        /// Valid once `validate` passed.
+        var statusCodes: [Int] { statusWords.compactMap { Int($0) } }
 
         func run() async throws {
             try await JobClient.run(client) { api in
