@@ -251,6 +251,7 @@ struct BatchCommand: AsyncParsableCommand {
     /// Follows the batch's events until every job has ended, drawing progress (a bar on a terminal, a line per
     /// second otherwise, JSON lines of events with `json`), then returns the exit for the worst outcome.
     static func watch(_ api: JobClient, id: String, json: Bool, timeout: Int?) async throws -> ClientExit {
+        ClientInterruption.onStop(say: "batch \(id) goes on (`c2d batch watch \(id)` follows it)")
         let path = "/v1/batches/\(JobClient.pathSegment(id))"
         let initial = try await api.getJSON(path).object
         let total = initial["total"] as? Int ?? 0
@@ -354,6 +355,9 @@ struct ChunkedSubmission {
         var replayed = 0
         let total = items.count
         for position in stride(from: 0, to: total, by: chunkSize) {
+            ClientInterruption.onStop(
+                say: "\(position) of \(total) jobs are in\(batchID.map { " batch \($0)" } ?? ""); run the same command "
+                    + "again to go on: nothing is submitted twice")
             let chunk = Array(items[position..<min(position + chunkSize, total)])
             let (status, reply) = try await send(chunk, position: position, batchID: batchID)
             guard let id = reply["batchId"] as? String, let ids = reply["jobs"] as? [String], ids.count == chunk.count
@@ -365,6 +369,7 @@ struct ChunkedSubmission {
             if status == 200 { replayed += ids.count } else { created += ids.count }
             report(done: jobIDs.count, total: total, batchID: id, replayed: status == 200)
         }
+        ClientInterruption.onStop(say: nil)
         if progress == .bar { FileHandle.standardError.write(Data("\n".utf8)) }
         if replayed > 0 && progress != .none {
             ClientOutput.note(

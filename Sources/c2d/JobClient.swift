@@ -111,6 +111,7 @@ struct JobClient: Sendable {
     /// Runs `body` with a client for `options`; the HTTP client is shut down afterwards, and a `ClientFailure` ends
     /// the process with its line and exit code.
     static func run(_ options: ClientOptions, _ body: (JobClient) async throws -> ClientExit) async throws {
+        ClientInterruption.install()
         var configuration = HTTPClient.Configuration()
         configuration.redirectConfiguration = .disallow
         // Event streams send a heartbeat every 15 s; a minute of silence is a dead connection.
@@ -388,6 +389,7 @@ struct JobClient: Sendable {
                 throw ClientFailure(.invalid, "cannot write \(file); check the directory exists and is writable")
             }
             handle = opened
+            ClientInterruption.downloading(to: temporary)
         }
         var written: Int64 = 0
         do {
@@ -407,6 +409,7 @@ struct JobClient: Sendable {
             try handle.close()
             if FileManager.default.fileExists(atPath: file) { try? FileManager.default.removeItem(atPath: file) }
             try FileManager.default.moveItem(atPath: temporary, toPath: file)
+            ClientInterruption.downloading(to: nil)
         }
         return written
     }

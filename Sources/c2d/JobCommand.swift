@@ -168,6 +168,7 @@ struct JobCommand: AsyncParsableCommand {
         /// Streams the steps' logs as they are written; nil when this gateway cannot follow running steps.
         private func stream(_ api: JobClient) async throws -> ClientExit? {
             let deadline = ContinuousClock.now + .seconds(timeout ?? 6 * 3600)
+            ClientInterruption.onStop(say: "job \(id) goes on (`c2d job logs -f \(id)` follows it)")
             for step in ["configure", "algorithm", "publish"] {
                 ClientOutput.note("==> \(step) <==")
                 let path = "/v1/jobs/\(JobClient.pathSegment(id))/logs/\(step)?follow=true"
@@ -376,6 +377,7 @@ struct JobCommand: AsyncParsableCommand {
         _ api: JobClient, id: String, json: Bool, timeout: Int?, quiet: Bool, finished: (Data) -> Void
     ) async throws -> ClientExit {
         let deadline = timeout.map { ContinuousClock.now + .seconds($0) }
+        ClientInterruption.onStop(say: "job \(id) goes on (`c2d job watch \(id)` follows it)")
         do {
             try await api.follow("/v1/jobs/\(JobClient.pathSegment(id))/events", deadline: deadline) { event in
                 guard !quiet else { return }

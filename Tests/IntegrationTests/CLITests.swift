@@ -124,6 +124,17 @@ struct CLITests {
                 deployment, ["job", "logs", "-f", longID, "--timeout", "2"], token: token)
             #expect(configured.code == 8, "\(configured.output)")
             #expect(configured.output.contains("configuration finished"), "\(configured.output)")
+            // Ctrl-C stops watching, not the job, and says so.
+            let watcher = try C2DProcess(
+                name: "cli-interrupted", arguments: ["job", "watch", longID, "--json"],
+                environment: ["C2D_URL": deployment.baseURL, "C2D_TOKEN": token], logDirectory: deployment.directory)
+            try await waitUntil("the watch printed the job's first event", timeout: .seconds(30)) {
+                watcher.log.contains("\"status\"")
+            }
+            kill(watcher.pid, SIGINT)
+            #expect(await watcher.waitForExit(timeout: .seconds(10)))
+            #expect(watcher.exitCode == 130, "\(watcher.log)")
+            #expect(watcher.log.contains("c2d: stopped; job \(longID) goes on"), "\(watcher.log)")
             let stop = try await Self.run(deployment, ["job", "stop", longID], token: token)
             #expect(stop.code == 0, "\(stop.output)")
             let stopped = try await Self.run(deployment, ["job", "watch", longID], token: token)

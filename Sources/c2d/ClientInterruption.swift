@@ -1,0 +1,50 @@
+import Dispatch
+import Foundation
+import Synchronization
+
+/// What a client command leaves behind when Ctrl-C (or SIGTERM) stops it: the job or batch it was waiting for goes
+/// on, and says so on standard error with the command that picks it up again (in `--json` mode too, where standard
+/// output may not have shown the id yet); a download in progress removes its partial file. Without this the
+/// process just died with 130, and a user could not tell whether the job had stopped too.
+enum ClientInterruption {
+    private struct State {
+        var note: String?
+        var partialFile: String?
+        var sources: [any DispatchSourceSignal] = []
+    }
+
+    private static let state = Mutex(State())
+
+    /// Takes SIGINT and SIGTERM over for the rest of the process (once). Each then writes the current note,
+    /// removes a partial download, and exits as the signal would have: 130 or 143.
+    static func install() {
+        state.withLock { state in
+            guard state.sources.isEmpty else { return }
+            for signalNumber in [SIGINT, SIGTERM] {
+                signal(signalNumber, SIG_IGN)
+                let source = DispatchSource.makeSignalSource(signal: signalNumber, queue: .global())
+                source.setEventHandler { stop(signalNumber) }
+                source.resume()
+                state.sources.append(source)
+            }
+        }
+    }
+
+    /// What to say if the command is stopped from now on; nil says nothing.
+    static func onStop(say note: String?) {
+        state.withLock { $0.note = note }
+    }
+
+    /// The file a download is writing; removed if the command is stopped before it is renamed to its name.
+    static func downloading(to partialFile: String?) {
+        state.withLock { $0.partialFile = partialFile }
+    }
+
+    private static func stop(_ signalNumber: Int32) -> Never {
+        let (note, partialFile) = state.withLock { ($0.note, $0.partialFile) }
+        if let partialFile { try? FileManager.default.removeItem(atPath: partialFile) }
+        fflush(nil)
+        if let note { FileHandle.standardError.write(Data("\nc2d: stopped; \(note)\n".utf8)) }
+        exit(128 + signalNumber)
+    }
+}
