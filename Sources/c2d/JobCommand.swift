@@ -14,7 +14,7 @@ struct JobCommand: AsyncParsableCommand {
             C2D_TOKEN (or --token). Every command has --json. Exit codes: 0 done (with --wait or watch: the job \
             succeeded), 1 the job failed, 2 stopped, 3 timed out, 4 no such job, 5 refused (invalid file or \
             request; nothing was written), 6 token missing or not allowed, 7 gateway unreachable or failing, 8 \
-            --timeout passed (the job goes on), 64 bad command line.
+            --timeout passed (the job goes on), 64 bad command line, 130 Ctrl-C (the job goes on).
             """,
         subcommands: [
             Submit.self, Status.self, Watch.self, Logs.self, Stop.self, Results.self, List.self,
