@@ -186,6 +186,16 @@ struct JobClient: Sendable {
 
     private func describedFailure(_ reply: Reply, method: HTTPMethod, path: String) -> ClientFailure {
         let object = reply.object
+        // Every 4xx of the gateway's API carries its JSON error; one without it came from something else (a wrong
+        // --url), and "check the id" would send the user looking in the wrong place.
+        if (400..<500).contains(reply.status), object["code"] == nil {
+            let body = String(decoding: reply.body.prefix(200), as: UTF8.self)
+            return ClientFailure(
+                .unavailable,
+                "\(method.rawValue) \(baseURL)\(path) answered HTTP \(reply.status) without a c2d error"
+                    + (body.isEmpty ? "" : " (\(body))") + ": is \(baseURL) (C2D_URL or --url) a c2d gateway of this "
+                    + "version?")
+        }
         let code = object["code"] as? String ?? "http_\(reply.status)"
         let message = object["message"] as? String ?? String(decoding: reply.body.prefix(300), as: UTF8.self)
         var text = "\(message) (\(code), HTTP \(reply.status))"

@@ -148,6 +148,23 @@ struct CLITests {
             let notAStatus = try await Self.run(deployment, ["job", "list", "--status", "70,abc"], token: token)
             #expect(notAStatus.code == 64, "\(notAStatus.output)")
             #expect(notAStatus.output.contains("--status abc is not a job status code"), "\(notAStatus.output)")
+            // A --url that is no c2d gateway: a web server's 404 is not "no such job".
+            let port = try TestEnvironment.freePort()
+            let webServer = try C2DProcess(
+                name: "web-server", program: "python3",
+                arguments: ["-m", "http.server", String(port), "--bind", "127.0.0.1"],
+                logDirectory: deployment.directory)
+            defer { Task { await webServer.kill9() } }
+            var notC2D: (code: Int32, output: String) = (0, "")
+            try await waitUntil("the web server answers", timeout: .seconds(30)) {
+                notC2D = try await Self.run(
+                    deployment, ["job", "status", id], token: token, url: "http://127.0.0.1:\(port)")
+                return !notC2D.output.contains("cannot reach the gateway")
+            }
+            await webServer.kill9()
+            #expect(notC2D.code == 7, "\(notC2D.output)")
+            #expect(notC2D.output.contains("without a c2d error"), "\(notC2D.output)")
+            #expect(notC2D.output.contains("a c2d gateway of this version?"), "\(notC2D.output)")
             let missing = try await Self.run(deployment, ["job", "status", "0123"], token: token)
             #expect(missing.code == 4, "\(missing.output)")
             let anonymous = try await Self.run(deployment, ["job", "status", id], token: nil)
