@@ -255,21 +255,25 @@ struct BatchCommand: AsyncParsableCommand {
         let path = "/v1/batches/\(JobClient.pathSegment(id))"
         let initial = try await api.getJSON(path).object
         let total = initial["total"] as? Int ?? 0
+        // The stream replays the batch's events from its start: counting only what it has shown so far would start
+        // a finished batch at 0.
+        let endedBefore = total - (initial["unfinished"] as? Int ?? total)
         var ended = Set<String>()
+        var endedCount: Int { max(ended.count, endedBefore) }
         let terminal = ClientOutput.standardErrorIsTerminal && !json
         var lastDrawn = ContinuousClock.now - .seconds(10)
         var lastCount = -1
         func draw(force: Bool) {
-            guard !json, force || lastCount != ended.count else { return }
+            guard !json, force || lastCount != endedCount else { return }
             let now = ContinuousClock.now
             guard force || now - lastDrawn >= (terminal ? .milliseconds(100) : .seconds(1)) else { return }
             lastDrawn = now
-            lastCount = ended.count
-            let line = ClientOutput.bar(ended.count, max(total, ended.count), "jobs ended")
+            lastCount = endedCount
+            let line = ClientOutput.bar(endedCount, max(total, endedCount), "jobs ended")
             if terminal {
                 FileHandle.standardError.write(Data("\r\(line)".utf8))
             } else {
-                ClientOutput.note("batch \(id): \(ended.count)/\(max(total, ended.count)) jobs ended")
+                ClientOutput.note("batch \(id): \(endedCount)/\(max(total, endedCount)) jobs ended")
             }
         }
         let deadline = timeout.map { ContinuousClock.now + .seconds($0) }

@@ -138,7 +138,14 @@ struct JobCommand: AsyncParsableCommand {
                     }
                 }
                 let reply = try await api.getJSON("/v1/jobs/\(JobClient.pathSegment(id))/logs")
-                let results = reply.object["results"] as? [[String: Any]] ?? []
+                // In the order the steps ran (the API lists them as results are indexed: algorithm logs first).
+                let steps = ["configrationLog", "algorithmLog", "publishLog"]
+                func rank(_ result: [String: Any]) -> Int {
+                    steps.firstIndex(of: result["type"] as? String ?? "") ?? steps.count
+                }
+                let results = (reply.object["results"] as? [[String: Any]] ?? []).enumerated().sorted {
+                    (rank($0.element), $0.offset) < (rank($1.element), $1.offset)
+                }.map(\.element)
                 if client.json {
                     var logs: [[String: Any]] = []
                     for result in results {
@@ -152,7 +159,10 @@ struct JobCommand: AsyncParsableCommand {
                     ClientOutput.printJSON(["jobId": id, "logs": logs])
                     return exit
                 }
-                if results.isEmpty { ClientOutput.note("job \(id) has no archived logs yet") }
+                if results.isEmpty {
+                    ClientOutput.note(
+                        "job \(id) has no archived logs yet (they are archived when it ends; -f follows it)")
+                }
                 for result in results {
                     guard let index = result["index"] as? Int else { continue }
                     let name = result["filename"] as? String ?? "log \(index)"

@@ -70,9 +70,8 @@ struct TokenCommand: AsyncParsableCommand {
         func run() async throws {
             let tokens = try await TokenCommand.withStore { try await $0.tokens(owner: owner) }
             let format = ISO8601DateFormatter()
-            print(
-                "ID                                    NAME                 OWNER                SCOPES                    STATE"
-            )
+            let header = [pad("ID", 36), pad("NAME", 20), pad("OWNER", 20), pad("SCOPES", 25), "STATE"]
+            print(header.joined(separator: " "))
             for token in tokens {
                 let state =
                     token.revokedAt.map { "revoked \(format.string(from: $0))" }
@@ -97,10 +96,18 @@ struct TokenCommand: AsyncParsableCommand {
         @Argument(help: "The token's id (from `c2d token list`).")
         var id: String
 
+        func validate() throws {
+            guard UUID(uuidString: id) != nil else { throw ValidationError("'\(id)' is not a token id") }
+        }
+
         func run() async throws {
-            guard let uuid = UUID(uuidString: id) else { throw ValidationError("'\(id)' is not a token id") }
+            let uuid = UUID(uuidString: id)!  // checked by validate()
             let revoked = try await TokenCommand.withStore { try await $0.revokeToken(id: uuid) }
-            guard revoked else { throw ValidationError("no unrevoked token has id \(id)") }
+            guard revoked else {
+                // Not a mistake in the command line (no usage text): the exit code of the job commands' "no such".
+                FileHandle.standardError.write(Data("c2d: no unrevoked token has id \(id); see c2d token list\n".utf8))
+                throw ExitCode(4)
+            }
             print("revoked \(uuid.uuidString.lowercased())")
         }
     }

@@ -73,6 +73,11 @@ struct CLITests {
             #expect(status.output.contains("outcome:      succeeded"), "\(status.output)")
             let logs = try await Self.run(deployment, ["job", "logs", id], token: token)
             #expect(logs.output.contains("hello from the cli"), "\(logs.output)")
+            // In the order the steps ran.
+            let headers = ["configure.log", "algorithm.log", "publish.log"].compactMap {
+                logs.output.range(of: "==> \($0) <==")?.lowerBound
+            }
+            #expect(headers.count == 3 && headers == headers.sorted(), "\(logs.output)")
             let target = deployment.directory.appendingPathComponent("answer.txt").path
             let download = try await Self.run(
                 deployment, ["job", "results", id, "--get", "0", "-o", target], token: token)
