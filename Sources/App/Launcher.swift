@@ -22,10 +22,15 @@ package enum Launcher {
         }
     }
 
-    package static func logger(_ settings: Settings) -> Logger {
+    /// `toolLevel`: the level when LOG_LEVEL is not set, for a command whose output is the point (`c2d tail`), so
+    /// that its standard error does not fill with a service's info lines.
+    package static func logger(_ settings: Settings, unlessSet toolLevel: Logger.Level? = nil) -> Logger {
+        let level =
+            ProcessInfo.processInfo.environment[Setting.logLevel.name] == nil
+            ? (toolLevel ?? settings.logLevel) : settings.logLevel
         LoggingSystem.bootstrap { label in
             var handler = StreamLogHandler.standardError(label: label)
-            handler.logLevel = settings.logLevel
+            handler.logLevel = level
             return handler
         }
         return Logger(label: "c2d")

@@ -33,7 +33,7 @@ struct QueuesShowCommand: AsyncParsableCommand {
 
     func run() async throws {
         let settings = try Launcher.settings()
-        let logger = Launcher.logger(settings)
+        let logger = Launcher.logger(settings, unlessSet: .warning)
         let rows = try await Launcher.failClearly("queues") {
             try await AMQPClient.withConnectedClient(configuration: settings.amqp, logger: logger) { client in
                 var rows: [Row] = []
@@ -97,7 +97,7 @@ struct RequeueDeadCommand: AsyncParsableCommand {
 
     func run() async throws {
         let settings = try Launcher.settings()
-        let logger = Launcher.logger(settings)
+        let logger = Launcher.logger(settings, unlessSet: .warning)
         let idle = Duration.seconds(idleSeconds)
         let (moved, failed) = try await Launcher.failClearly("requeue-dead") {
             try await AMQPClient.withConnectedClient(configuration: settings.amqp, logger: logger) { client in

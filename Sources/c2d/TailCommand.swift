@@ -41,7 +41,7 @@ struct TailCommand: AsyncParsableCommand {
 
     func run() async throws {
         let settings = try Launcher.settings()
-        let logger = Launcher.logger(settings)
+        let logger = Launcher.logger(settings, unlessSet: .warning)
         var skipThroughID = 0
         var notBefore: Date?
         var offset: AMQPArgument = .string("next")

@@ -2,6 +2,7 @@ import App
 import ArgumentParser
 import Foundation
 import Gateway
+import Logging
 import Persistence
 
 /// `c2d token create|list|revoke`: API tokens for batch clients and operators (docs/architecture.md, "Authorization and policy"). The token itself is
@@ -114,7 +115,7 @@ struct TokenCommand: AsyncParsableCommand {
 
     static func withStore<T: Sendable>(_ body: (PostgresJobStore) async throws -> T) async throws -> T {
         let settings = try Launcher.settings()
-        let logger = Launcher.logger(settings)
+        let logger = Launcher.logger(settings, unlessSet: .warning)
         let client = PostgresClient(configuration: settings.postgres, logger: logger)
         do {
             let value = try await Launcher.failClearly("token") { try await body(PostgresJobStore(client: client)) }

@@ -168,6 +168,8 @@ package final class Reconciler: Service, Sendable {
                         }
                     } catch is LeadershipError {
                         return
+                    } catch is CancellationError {
+                        return  // shutting down
                     } catch {
                         self.logger.warning("reconcile pass failed", metadata: ["error": "\(error)"])
                     }
