@@ -235,6 +235,8 @@ package final class Reconciler: Service, Sendable {
             }
         } catch let error as LeadershipError {
             throw error
+        } catch let error as CancellationError {
+            throw error  // shutting down
         } catch {
             logger.warning("recording the reconcile pass failed", metadata: ["error": "\(error)"])
         }
