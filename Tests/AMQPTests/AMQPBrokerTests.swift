@@ -152,6 +152,31 @@ struct AMQPBrokerTests {
 
     // MARK: 3
 
+    @Test("a batch larger than the confirm window is sent as confirms free the window, without sleeping")
+    func batchBeyondTheConfirmWindow() async throws {
+        let queue = uniqueName("windows")
+        var configuration = Self.configuration
+        // A window of one makes every message wait for the previous one's confirm.
+        configuration.confirmWindow = 1
+        try await withClient(
+            configuration: configuration, topology: AMQPTopology(queues: [.quorum(queue)]), cleanupQueues: [queue]
+        ) { client in
+            let batch = (0..<20).map { (message: AMQPMessage(body: Array("\($0)".utf8)), routingKey: queue) }
+            let start = ContinuousClock.now
+            try await client.publish(batch, exchange: "")
+            // The pump used to read the confirm that freed the window and then sleep in poll() for its whole
+            // interval (1 s) before sending the next message: 19 s here. A stall, not a speed target.
+            #expect(ContinuousClock.now - start < .seconds(5))
+            var received = 0
+            for try await delivery in client.consume(queue: queue, prefetch: 20) {
+                try await delivery.ack()
+                received += 1
+                if received == batch.count { break }
+            }
+            #expect(received == batch.count)
+        }
+    }
+
     @Test("nack with requeue redelivers; after x-delivery-limit the message is dead-lettered")
     func redeliveryAndDeadLetter() async throws {
         let queue = uniqueName("limit")

@@ -224,7 +224,10 @@ private final class ConnectionPump {
                 {
                     return closeCleanly()
                 }
-                if idle {
+                // Confirms just read may have made room for waiting publishes: send them before sleeping, or a
+                // batch larger than the window would wait a whole poll interval (up to 1 s) per window.
+                let canSend = !waitingPublishes.isEmpty && confirms.inFlight < configuration.confirmWindow
+                if idle && !canSend {
                     try waitForActivity()
                 }
             }
