@@ -40,6 +40,10 @@ package enum Launcher {
     package static func failClearly<T>(_ what: String, _ body: () async throws -> T) async throws -> T {
         do {
             return try await body()
+        } catch let error as PostgresError where error.code == .connectionFailed {
+            throw StartupError(
+                description: "\(what): \(error)\nc2d connects where DATABASE_URL, else the PG* variables, point "
+                    + "(`c2d settings` shows them); for the project's own services: eval \"$(scripts/services env)\"")
         } catch {
             throw StartupError(description: "\(what): \(error)")
         }
