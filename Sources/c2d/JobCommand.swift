@@ -264,15 +264,23 @@ struct JobCommand: AsyncParsableCommand {
                     if client.json {
                         ClientOutput.printJSON(reply.body)
                     } else {
-                        print("INDEX  TYPE             SIZE  NAME")
-                        for result in results {
+                        guard !results.isEmpty else {
+                            ClientOutput.note("job \(id) has no results (yet: they are stored when it ends)")
+                            return .success
+                        }
+                        let sizes = results.map { String($0["filesize"] as? Int ?? 0) }
+                        // Sizes right-aligned in a column as wide as the largest.
+                        let width = max(4, sizes.map(\.count).max() ?? 0)
+                        func right(_ text: String) -> String {
+                            String(repeating: " ", count: width - text.count) + text
+                        }
+                        print("INDEX  TYPE             \(right("SIZE"))  NAME")
+                        for (result, size) in zip(results, sizes) {
                             let index = String(result["index"] as? Int ?? -1)
                             let type = result["type"] as? String ?? ""
-                            let size = String(result["filesize"] as? Int ?? 0)
                             print(
                                 index.padding(toLength: 7, withPad: " ", startingAt: 0)
-                                    + type.padding(toLength: 15, withPad: " ", startingAt: 0)
-                                    + String(repeating: " ", count: max(0, 6 - size.count)) + size + "  "
+                                    + type.padding(toLength: 17, withPad: " ", startingAt: 0) + right(size) + "  "
                                     + (result["filename"] as? String ?? ""))
                         }
                     }
