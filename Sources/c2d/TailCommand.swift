@@ -39,6 +39,9 @@ struct TailCommand: AsyncParsableCommand {
     /// time: starting this much earlier never misses an event; what comes before the point is skipped by id or time.
     static let replayMargin: TimeInterval = 5
 
+    /// How old an event shown "from now on" may be before the command says the stream is behind.
+    static let behindAfter: TimeInterval = 30
+
     func run() async throws {
         let settings = try Launcher.settings()
         let logger = Launcher.logger(settings, unlessSet: .warning)
@@ -63,6 +66,7 @@ struct TailCommand: AsyncParsableCommand {
                 let consumer = client.consume(
                     queue: EventNames.stream, prefetch: 500, arguments: ["x-stream-offset": offset])
                 var lastID = skipThroughID
+                var saidBehind = from != nil  // a replay from a point in the past is old by request
                 for try await delivery in consumer {
                     try? await delivery.ack()
                     guard let event = try? JSONDecoder().decode(JobEvent.self, from: Data(delivery.message.body))
@@ -75,6 +79,16 @@ struct TailCommand: AsyncParsableCommand {
                     if !statuses.isEmpty && !statuses.contains(event.status.rawValue) { continue }
                     if let jobFilter, event.jobID.description != jobFilter {
                         continue
+                    }
+                    // "From now on" shows what the relay publishes now; after a backlog (schedulers down, a large
+                    // batch) that is old news, and the user should know the stream is behind, not the jobs.
+                    let age = -event.time.timeIntervalSinceNow
+                    if !saidBehind, age > Self.behindAfter {
+                        saidBehind = true
+                        FileHandle.standardError.write(
+                            Data(
+                                "c2d tail: the event relay is catching up: events \(Int(age)) s old come first\n"
+                                    .utf8))
                     }
                     print(json ? Self.jsonLine(event) : Self.humanLine(event))
                     // Line by line even into a pipe or file: a reader resumes from the last id it saw.
