@@ -52,15 +52,9 @@ struct BenchCleanCommand: AsyncParsableCommand {
                     + "and its \(environment.jobs) jobs")
         }
         let kept = Set(running.map { Self.scratchTable(ofEnvironment: $0.id) })
-        let tables = try await client.query(
-            """
-            select tablename from pg_tables
-            where schemaname = current_schema() and tablename like 'c2d\\_bench\\_pgbench\\_%'
-            """
-        ).map { try $0.string("tablename") }.filter { !kept.contains($0) }
+        let tables = try await store.benchScratchTables().filter { !kept.contains($0) }
         for table in tables {
-            let quoted = "\"" + table.replacingOccurrences(of: "\"", with: "\"\"") + "\""
-            try await client.executeScript("drop table if exists \(quoted)")
+            try await store.dropBenchScratchTable(table)
             print("dropped scratch table \(table)")
         }
         if abandoned.isEmpty && tables.isEmpty { print("nothing to remove") }

@@ -340,7 +340,7 @@ private struct DatabaseBench {
     /// Deletes the bench's environment with its jobs, and the scratch table.
     func cleanUp(environment: ComputeEnvironment, scratchTable: String) async throws {
         try await store.removeEnvironment(environment.id)
-        try await client.executeScript("drop table if exists \(scratchTable)")
+        try await store.dropBenchScratchTable(scratchTable)
     }
 
     // MARK: Helpers

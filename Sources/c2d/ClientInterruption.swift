@@ -1,6 +1,6 @@
-import Dispatch
 import Foundation
 import Synchronization
+import UnixSignals
 
 /// What a client command leaves behind when Ctrl-C (or SIGTERM) stops it: the job or batch it was waiting for goes
 /// on, and says so on standard error with the command that picks it up again (in `--json` mode too, where standard
@@ -10,23 +10,23 @@ enum ClientInterruption {
     private struct State {
         var note: String?
         var partialFile: String?
-        var sources: [any DispatchSourceSignal] = []
+        var installed = false
     }
 
     private static let state = Mutex(State())
 
     /// Takes SIGINT and SIGTERM over for the rest of the process (once). Each then writes the current note,
     /// removes a partial download, and exits as the signal would have: 130 or 143.
-    static func install() {
-        state.withLock { state in
-            guard state.sources.isEmpty else { return }
-            for signalNumber in [SIGINT, SIGTERM] {
-                signal(signalNumber, SIG_IGN)
-                let source = DispatchSource.makeSignalSource(signal: signalNumber, queue: .global())
-                source.setEventHandler { stop(signalNumber) }
-                source.resume()
-                state.sources.append(source)
-            }
+    static func install() async {
+        let first = state.withLock { state in
+            defer { state.installed = true }
+            return !state.installed
+        }
+        guard first else { return }
+        // The handlers are in place once the sequence exists, before the command sends anything.
+        let signals = await UnixSignalsSequence(trapping: .sigint, .sigterm)
+        Task {
+            for await signal in signals { stop(signal.rawValue) }
         }
     }
 

@@ -111,7 +111,7 @@ struct JobClient: Sendable {
     /// Runs `body` with a client for `options`; the HTTP client is shut down afterwards, and a `ClientFailure` ends
     /// the process with its line and exit code.
     static func run(_ options: ClientOptions, _ body: (JobClient) async throws -> ClientExit) async throws {
-        ClientInterruption.install()
+        await ClientInterruption.install()
         var configuration = HTTPClient.Configuration()
         configuration.redirectConfiguration = .disallow
         // Event streams send a heartbeat every 15 s; a minute of silence is a dead connection.

@@ -105,6 +105,22 @@ extension PostgresJobStore {
         }
     }
 
+    /// `bench db`'s scratch tables (`c2d_bench_pgbench_<suffix>`, beside its environment `bench-<suffix>`) in this
+    /// schema: a bench drops its own at the end, so these are left by runs that were killed, or run now.
+    package func benchScratchTables() async throws -> [String] {
+        try await client.query(
+            """
+            select tablename from pg_tables
+            where schemaname = current_schema() and tablename like 'c2d\\_bench\\_pgbench\\_%'
+            """
+        ).map { try $0.string("tablename") }
+    }
+
+    /// Drops one of `bench db`'s scratch tables, if it exists.
+    package func dropBenchScratchTable(_ name: String) async throws {
+        try await client.executeScript("drop table if exists \(PostgresIdentifier.quoted(name))")
+    }
+
     /// First key of the benches' advisory locks ("c2db"); the second is the hash of the environment id. Locks of
     /// two 32-bit keys never collide with the 64-bit keys of the dispatch and migration locks.
     private static let benchLockClass: Int32 = 0x6332_6462
