@@ -185,6 +185,9 @@ struct ReconcilerTests {
             #expect(try !r.bool("admitted") && !r.bool("owed"))
             #expect(removed.withLock { $0 } == [old.id])
             #expect(try await client.query("select hidden from environments where id = 'old'")[0].bool("hidden"))
+            // A process that serves it again shows it at once, without waiting for a pass of the reconciler.
+            try await store.upsertEnvironments([ComputeEnvironment(id: "old")])
+            #expect(try await !client.query("select hidden from environments where id = 'old'")[0].bool("hidden"))
             let calls = cluster.calls.withLock { $0 }
             #expect(calls.archived == [failed.id])
             #expect(calls.deleted.count == 2)

@@ -30,14 +30,16 @@ package struct PostgresJobStore: Sendable {
 
     // MARK: Environments
 
-    /// Records the environments this process serves (insert or refresh), so jobs can reference them.
+    /// Records the environments this process serves (insert or refresh), so jobs can reference them. A refreshed
+    /// environment is served, so it is shown again at once: waiting for the reconciler's duty 12 would leave it out
+    /// of listings after a restart until this process's scheduler holds the lease.
     package func upsertEnvironments(_ environments: [ComputeEnvironment]) async throws {
         for environment in environments {
             let definition = String(decoding: try JSONEncoder().encode(environment), as: UTF8.self)
             try await client.execute(
                 """
                 insert into environments (id, definition, last_seen) values ($1, $2, now())
-                on conflict (id) do update set definition = excluded.definition, last_seen = now()
+                on conflict (id) do update set definition = excluded.definition, last_seen = now(), hidden = false
                 """,
                 [.text(environment.id), .json(definition)])
         }
