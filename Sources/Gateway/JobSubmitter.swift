@@ -43,7 +43,8 @@ package struct JobSubmitter: Sendable {
     static let maxIdempotencyKeyLength = 200
 
     /// Submits like ``submit(_:requestID:)``, unless the owner already submitted a job under `idempotencyKey`:
-    /// then that job is returned with `created` false, and nothing is written or published.
+    /// then that job is returned with `created` false, and nothing is written or published; if that job has another
+    /// environment or workflow, the request is refused (422 `idempotency_key_reused`).
     package func submit(
         _ request: Request, principal: Principal, requestID: String, idempotencyKey: String?
     ) async throws -> (job: Job, created: Bool) {
@@ -85,6 +86,15 @@ package struct JobSubmitter: Sendable {
         case .inserted:
             return (job, true)
         case .existing(let existing):
+            // A retry sends the same job; different content under a used key is a client's mistake, and answering
+            // with the first job would hide it (as batches, and the IETF Idempotency-Key draft, answer 422). The
+            // priority can have been changed since, and is not compared.
+            guard existing.environment == job.environment, existing.workflow == job.workflow else {
+                throw APIError(
+                    .unprocessableContent, code: "idempotency_key_reused",
+                    message: "this Idempotency-Key was used for job \(existing.id) with another environment or "
+                        + "workflow; use a new key for a new job")
+            }
             return (existing, false)
         }
     }

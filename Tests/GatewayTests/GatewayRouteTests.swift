@@ -137,7 +137,7 @@ import Testing
         }
     }
 
-    @Test("a repeated Idempotency-Key returns the first job with 200 and writes nothing")
+    @Test("a repeated Idempotency-Key returns the first job with 200 and writes nothing; another job under it is 422")
     func idempotentSubmit() async throws {
         try await withGateway { client, gateway in
             var headers = try await gateway.token(owner: "alice", scopes: [.submit, .read])
@@ -151,6 +151,21 @@ import Testing
             let firstJob = try Self.json(first)
             let againJob = try Self.json(again)
             #expect(againJob["id"] as? String == firstJob["id"] as? String)
+
+            // The same key for another workflow is a mistake to report, not the first job to return.
+            var other = GatewayHarness.jobRequest()
+            other["workflow"] = [
+                "stages": [
+                    [
+                        "index": 0, "input": [[String: Any]](),
+                        "algorithm": ["rawcode": "print(2)", "container": ["entrypoint": "python3 $ALGO"]],
+                    ]
+                ]
+            ]
+            let reused = try await client.execute(
+                uri: "/v1/jobs", method: .post, headers: headers, body: Self.body(other))
+            #expect(reused.status == .unprocessableContent, "\(String(buffer: reused.body))")
+            #expect(try Self.json(reused)["code"] as? String == "idempotency_key_reused")
             let written = try await gateway.jobs()
             #expect(written.count == 1)
         }
