@@ -62,6 +62,7 @@ struct BatchCommand: AsyncParsableCommand {
 
         func validate() throws {
             guard (1...10_000).contains(chunkSize) else { throw ValidationError("--chunk-size must be 1 to 10000") }
+            if timeout != nil && !wait { throw ValidationError("--timeout applies only with --wait") }
             if let idempotencyKey, idempotencyKey.isEmpty || idempotencyKey.count > 100 || idempotencyKey.contains(":")
             {
                 throw ValidationError("--idempotency-key must be 1 to 100 characters without ':'")
@@ -82,7 +83,8 @@ struct BatchCommand: AsyncParsableCommand {
                     chunkSize: chunkSize, prefix: prefix,
                     file: file, progress: client.json ? .none : (ClientOutput.standardErrorIsTerminal ? .bar : .lines))
                 let result = try await submitter.run()
-                if client.json && !wait {
+                // With --wait too: the job ids are only here, and the events and final status follow as more lines.
+                if client.json {
                     ClientOutput.printJSON([
                         "batchId": result.batchID, "jobs": result.jobIDs, "submitted": result.created,
                         "alreadySubmitted": result.replayed, "idempotencyKey": prefix,

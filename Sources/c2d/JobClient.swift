@@ -81,8 +81,12 @@ struct ClientOptions: ParsableArguments {
     @Flag(help: "Print JSON (one object, or one per line for streams) instead of text, for scripts.")
     var json = false
 
-    @Option(help: "Seconds one request may take.")
+    @Option(help: "Seconds one request may take (at least 1).")
     var requestTimeout: Int = 30
+
+    func validate() throws {
+        guard requestTimeout >= 1 else { throw ValidationError("--request-timeout must be at least 1 second") }
+    }
 
     func baseURL() throws -> String {
         let text = url ?? EnvironmentReader().text(.url)!
@@ -121,7 +125,7 @@ struct JobClient: Sendable {
         do {
             let client = JobClient(
                 baseURL: try options.baseURL(), token: options.resolvedToken, http: http,
-                requestTimeout: .seconds(max(1, options.requestTimeout)))
+                requestTimeout: .seconds(options.requestTimeout))
             exit = try await body(client)
         } catch let failure as ClientFailure {
             try? await http.shutdown()

@@ -51,6 +51,10 @@ struct JobCommand: AsyncParsableCommand {
         @Option(help: "With --wait: seconds to wait before giving up (exit 8; the job goes on).")
         var timeout: Int?
 
+        func validate() throws {
+            if timeout != nil && !wait { throw ValidationError("--timeout applies only with --wait") }
+        }
+
         func run() async throws {
             try await JobClient.run(client) { api in
                 let body = try JobFile.request(path: file, environment: environment)
@@ -127,6 +131,10 @@ struct JobCommand: AsyncParsableCommand {
         @Flag(name: [.customShort("f"), .long], help: "Stream each step's output while it runs, until the job ends.")
         var follow = false
         @Option(help: "With -f: seconds to wait before giving up (exit 8).") var timeout: Int?
+
+        func validate() throws {
+            if timeout != nil && !follow { throw ValidationError("--timeout applies only with -f") }
+        }
 
         func run() async throws {
             try await JobClient.run(client) { api in
