@@ -57,7 +57,7 @@ struct QueuesShowCommand: AsyncParsableCommand {
         }
         if json {
             let encoder = JSONEncoder()
-            encoder.outputFormatting = [.sortedKeys, .prettyPrinted]
+            encoder.outputFormatting = .sortedKeys  // one line, like every other --json
             let dead = rows.first { $0.queue == JobQueueNames.deadLetterQueue }?.messages
             struct Output: Codable {
                 var queues: [Row]
