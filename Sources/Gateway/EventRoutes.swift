@@ -45,12 +45,21 @@ struct EventRoutes: Sendable {
         }
     }
 
+    /// Where a stream starts: after `Last-Event-ID` (what a reconnecting client sends), else after `after`, else at
+    /// the start. Both are checked when both are sent, so a bad `after` is reported even behind a good header.
     static func startID(_ request: Request) throws -> Int {
-        let text = request.headers[.lastEventID] ?? request.uri.queryParameters.get("after") ?? "0"
-        guard let id = Int(text), id >= 0 else {
-            throw APIError(.badRequest, code: "invalid_event_id", message: "Last-Event-ID or after must be an event id")
+        func parsed(_ text: String?, _ name: String) throws -> Int? {
+            guard let text else { return nil }
+            guard let id = Int(text), id >= 0 else {
+                throw APIError(
+                    .badRequest, code: "invalid_event_id",
+                    message: "\(name) must be an event id (an integer of 0 or more)")
+            }
+            return id
         }
-        return id
+        let header = try parsed(request.headers[.lastEventID], "Last-Event-ID")
+        let after = try parsed(request.uri.queryParameters.get("after"), "after")
+        return header ?? after ?? 0
     }
 
     /// The stream's response; `lease` is its slot, given back when the body ends (or is never written).

@@ -195,6 +195,21 @@ import Testing
     // MARK: Support
 
     /// Runs `body` against an in-process gateway on a freshly migrated schema.
+    @Test("an event stream refuses a start that is no event id, in the header or in after")
+    func badStreamStart() async throws {
+        try await withGateway { client, gateway in
+            let token = try await gateway.token(owner: "ops", scopes: [.operate])
+            for (header, after) in [("x", nil), (nil, "-1"), ("0", "-1"), ("", nil)] as [(String?, String?)] {
+                var headers = token
+                if let header { headers[HTTPField.Name("last-event-id")!] = header }
+                let uri = "/v1/events" + (after.map { "?after=\($0)" } ?? "")
+                let response = try await client.execute(uri: uri, method: .get, headers: headers)
+                #expect(response.status == .badRequest, "\(header ?? "-") \(after ?? "-")")
+                #expect(try Self.json(response)["code"] as? String == "invalid_event_id")
+            }
+        }
+    }
+
     @Test("an event stream sends a status change when it commits, not at its next poll")
     func eventStreamWakesAtCommit() async throws {
         // Polling every 60 s: only the bell (LISTEN on job events) can bring the stop's event within the test.
