@@ -83,6 +83,8 @@ package enum Gateway {
                 status: .ok, headers: [.contentType: "application/json"],
                 body: .init(byteBuffer: ByteBuffer(bytes: try OpenAPIDocument.bytes())))
         }
+        // Last: it applies only to requests no route above matched.
+        router.middlewares.add(UnmatchedRouteMiddleware(routes: router.routes))
         return router
     }
 }

@@ -195,6 +195,29 @@ import Testing
     // MARK: Support
 
     /// Runs `body` against an in-process gateway on a freshly migrated schema.
+    @Test("a request no route serves gets a JSON error: 405 with Allow for another method of a served path, else 404")
+    func unmatchedRoutes() async throws {
+        try await withGateway { client, gateway in
+            let token = try await gateway.token(owner: "alice", scopes: [.submit, .read])
+            let id = "0123456789abcdef0123456789abcdef"
+            let delete = try await client.execute(uri: "/v1/jobs/\(id)", method: .delete, headers: token)
+            #expect(delete.status == .methodNotAllowed)
+            #expect(delete.headers[.allow] == "GET, PATCH")
+            #expect(try Self.json(delete)["code"] as? String == "method_not_allowed")
+            let put = try await client.execute(uri: "/v1/jobs", method: .put, headers: token)
+            #expect(put.status == .methodNotAllowed)
+            #expect(put.headers[.allow] == "GET, POST")
+            for uri in ["/v1/nothing", "/v1/jobs/\(id)/nothing", "/nothing"] {
+                let missing = try await client.execute(uri: uri, method: .get, headers: token)
+                #expect(missing.status == .notFound, "\(uri)")
+                #expect(try Self.json(missing)["code"] as? String == "route_not_found", "\(uri)")
+            }
+            // Authentication still comes first on /v1.
+            let anonymous = try await client.execute(uri: "/v1/jobs/\(id)", method: .delete)
+            #expect(anonymous.status == .unauthorized)
+        }
+    }
+
     @Test("an event stream refuses a start that is no event id, in the header or in after")
     func badStreamStart() async throws {
         try await withGateway { client, gateway in
