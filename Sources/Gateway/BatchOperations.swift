@@ -137,7 +137,6 @@ extension EventRoutes {
             var last = start
             var horizon = SettledEvents(settled: start)
             var quietSince = ContinuousClock.now
-            let encoder = StatusEventFrame.encoder()
             let pageSize = 500
             /// Sends the settled events after `last`; returns how many.
             func sendSettled() async throws -> Int {
@@ -146,7 +145,7 @@ extension EventRoutes {
                 let events = try await store.batchStatusEvents(
                     after: last, upTo: bound, batchID: batchID, limit: pageSize)
                 for event in events {
-                    try await writer.write(try StatusEventFrame.frame(event, encoder: encoder))
+                    try await writer.write(StatusEventFrame.frame(event))
                     last = event.id
                 }
                 // A short page means the batch has nothing more up to the bound.

@@ -75,12 +75,11 @@ struct EventRoutes: Sendable {
             defer { pause.leave(doorbell) }
             var last = start
             var quietSince = ContinuousClock.now
-            let encoder = StatusEventFrame.encoder()
             while !Task.isCancelled {
                 let events = try await store.statusEvents(after: last, jobID: jobID, environment: environment)
                 var finished = false
                 for event in events {
-                    try await writer.write(try StatusEventFrame.frame(event, encoder: encoder))
+                    try await writer.write(StatusEventFrame.frame(event))
                     last = event.id
                     finished = finished || (endAtTerminal && event.status.isTerminal)
                 }
@@ -131,15 +130,9 @@ struct StreamPause: Sendable {
 /// One status change as a Server-Sent Event: `id:` the event id (what `Last-Event-ID` resumes after), `event:
 /// status`, `data:` the `JobEvent` JSON, the same object `c2d.events` carries.
 enum StatusEventFrame {
-    static func encoder() -> JSONEncoder {
-        let encoder = JSONEncoder()
-        encoder.outputFormatting = [.sortedKeys]
-        return encoder
-    }
-
-    static func frame(_ event: JobEvent, encoder: JSONEncoder) throws -> ByteBuffer {
+    static func frame(_ event: JobEvent) -> ByteBuffer {
         var buffer = ByteBuffer(string: "id: \(event.id)\nevent: status\ndata: ")
-        buffer.writeBytes(try encoder.encode(event))
+        buffer.writeBytes(event.json)
         buffer.writeString("\n\n")
         return buffer
     }

@@ -111,9 +111,7 @@ package final class EventRelay: Service, Sendable {
         { batch in
             let publishable = Self.contiguous(batch, settledGap: gap)
             if !publishable.isEmpty {
-                let messages = try publishable.map { event in
-                    (message: try Self.message(for: event), routingKey: event.routingKey)
-                }
+                let messages = publishable.map { (message: Self.message(for: $0), routingKey: $0.routingKey) }
                 // One batch on one channel: the broker stores them in this order. Not mandatory, since an event
                 // nobody listens to is not an error (the stream is always bound).
                 try await withDeadline(timeout, operation: "publishing \(messages.count) events") {
@@ -150,14 +148,14 @@ package final class EventRelay: Service, Sendable {
         return result
     }
 
-    static func message(for event: JobEvent) throws -> AMQPMessage {
+    static func message(for event: JobEvent) -> AMQPMessage {
         var headers = [
             EventNames.eventIDHeader: String(event.id), JobMessage.Header.jobID: event.jobID.description,
         ]
         if let requestID = event.trace.requestID { headers[JobMessage.Header.requestID] = requestID }
         if let traceparent = event.trace.traceparent { headers[JobMessage.Header.traceparent] = traceparent }
         return AMQPMessage(
-            body: Array(try JSONEncoder().encode(event)), headers: headers, contentType: "application/json",
+            body: event.json, headers: headers, contentType: "application/json",
             messageID: "event-\(event.id)")
     }
 }

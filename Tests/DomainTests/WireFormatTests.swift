@@ -26,6 +26,49 @@ struct WireFormatTests {
         #expect(event.routingKey == "job.cpu.40")
     }
 
+    @Test("a status event's hand-written JSON is byte for byte what JSONEncoder with sorted keys writes")
+    func jobEventJSONMatchesTheEncoder() throws {
+        let encoder = JSONEncoder()
+        encoder.outputFormatting = [.sortedKeys]
+        let controls = String(String.UnicodeScalarView((0..<0x20).compactMap { Unicode.Scalar(UInt32($0)) }))
+        let texts = ["alice", "", "a/b \"q\" \\ ü \u{1F600}", controls, "x\u{7F}\u{2028}y"]
+        var generator = SystemRandomNumberGenerator()
+        for (index, text) in texts.enumerated() {
+            for status in [JobStatus.queued, .runningAlgorithm, .finished] {
+                let event = JobEvent(
+                    id: Int.random(in: 1...Int.max, using: &generator), jobID: JobID(), owner: text,
+                    environment: "env-\(index)", attempt: index, status: status,
+                    time: Date(timeIntervalSince1970: Double.random(in: 0..<4_102_444_800, using: &generator)),
+                    reason: index.isMultiple(of: 2) ? text : nil,
+                    trace: RequestTrace(
+                        requestID: index == 1 ? nil : "req-\(text)", traceparent: index > 2 ? "00-\(index)-01" : nil))
+                #expect(event.json == Array(try encoder.encode(event)), "\(event)")
+                #expect(try JSONDecoder().decode(JobEvent.self, from: Data(event.json)).owner == text)
+            }
+        }
+    }
+
+    @Test("event times read their milliseconds from the microsecond, and otherwise match Foundation's ISO 8601")
+    func eventTimes() {
+        let foundation = Date.ISO8601FormatStyle(includingFractionalSeconds: true)
+        var generator = SystemRandomNumberGenerator()
+        for _ in 0..<2_000 {
+            // Microseconds since 1970 (Postgres's precision) up to 2100, where a double still holds them to half a
+            // microsecond, and off a millisecond's edge, where Foundation's reading of the binary fraction is right.
+            var microseconds = Int64.random(in: 0..<4_102_444_800_000_000, using: &generator)
+            if microseconds % 1_000 == 0 { microseconds += 1 }
+            let date = Date(timeIntervalSince1970: Double(microseconds) / 1_000_000)
+            #expect(JobEvent.formatTime(date) == date.formatted(foundation), "\(microseconds)")
+        }
+        // Exactly on a millisecond: the binary fraction of .123 is below it, and must not read .122.
+        for milliseconds in [0, 1, 123, 999] {
+            let date = Date(timeIntervalSince1970: 1_765_000_000 + Double(milliseconds) / 1_000)
+            #expect(JobEvent.formatTime(date) == "2025-12-06T05:46:40.\(String(format: "%03d", milliseconds))Z")
+        }
+        #expect(JobEvent.formatTime(Date(timeIntervalSince1970: 0)) == "1970-01-01T00:00:00.000Z")
+        #expect(JobEvent.formatTime(Date(timeIntervalSince1970: 1_709_251_199.9999)) == "2024-02-29T23:59:59.999Z")
+    }
+
     @Test("an event with an unknown status code or a malformed time is refused, not misread")
     func jobEventRefusesWhatItCannotRead() {
         let base = #"{"id":1,"jobId":"0123456789abcdef0123456789abcdef","owner":"o","environment":"e","attempt":1,"#

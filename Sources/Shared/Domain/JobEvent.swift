@@ -41,14 +41,89 @@ package struct JobEvent: Sendable, Hashable {
     /// The routing key on `c2d.events`: `job.<environment>.<status code>`.
     package var routingKey: String { EventNames.routingKey(environment: environment, status: status.rawValue) }
 
+    /// ISO 8601 in UTC with milliseconds, `2026-12-05T10:00:00.123Z`: the milliseconds of the time rounded to the
+    /// microsecond (Postgres's precision) first, so a time of exactly .123 s is not written .122 from its binary
+    /// fraction, as `Date.ISO8601FormatStyle` writes half of them. Written by hand: every event of the relay and of
+    /// every event stream needs it (docs/operations.md, "The event relay's ceiling is the broker's").
     package static func formatTime(_ date: Date) -> String {
-        date.formatted(Date.ISO8601FormatStyle(includingFractionalSeconds: true))
+        let microseconds = (date.timeIntervalSince1970 * 1_000_000).rounded()
+        // Beyond years 1970-9999 (and far beyond any event), Foundation's formatter.
+        guard microseconds >= 0, microseconds < 253_402_300_800_000_000 else {
+            return date.formatted(Date.ISO8601FormatStyle(includingFractionalSeconds: true))
+        }
+        let milliseconds = Int64(microseconds) / 1_000
+        let seconds = milliseconds / 1_000
+        let (year, month, day) = civilDate(daysSince1970: seconds / 86_400)
+        let secondOfDay = seconds % 86_400
+        var text = [UInt8]()
+        text.reserveCapacity(24)
+        func digits(_ value: Int64, _ count: Int, then separator: Character?) {
+            var divisor: Int64 = 1
+            for _ in 1..<count { divisor *= 10 }
+            while divisor > 0 {
+                text.append(UInt8(ascii: "0") + UInt8(value / divisor % 10))
+                divisor /= 10
+            }
+            if let separator { text.append(separator.asciiValue!) }
+        }
+        digits(year, 4, then: "-")
+        digits(month, 2, then: "-")
+        digits(day, 2, then: "T")
+        digits(secondOfDay / 3_600, 2, then: ":")
+        digits(secondOfDay / 60 % 60, 2, then: ":")
+        digits(secondOfDay % 60, 2, then: ".")
+        digits(milliseconds % 1_000, 3, then: "Z")
+        return String(decoding: text, as: UTF8.self)
+    }
+
+    /// Year, month and day of a day counted from 1970-01-01 (0 or later), in the proleptic Gregorian calendar
+    /// (Howard Hinnant's `civil_from_days`).
+    private static func civilDate(daysSince1970 days: Int64) -> (year: Int64, month: Int64, day: Int64) {
+        let shifted = days + 719_468  // days from 0000-03-01
+        let era = shifted / 146_097
+        let dayOfEra = shifted - era * 146_097
+        let yearOfEra = (dayOfEra - dayOfEra / 1_460 + dayOfEra / 36_524 - dayOfEra / 146_096) / 365
+        let dayOfYear = dayOfEra - (365 * yearOfEra + yearOfEra / 4 - yearOfEra / 100)
+        let monthFromMarch = (5 * dayOfYear + 2) / 153
+        let day = dayOfYear - (153 * monthFromMarch + 2) / 5 + 1
+        let month = monthFromMarch < 10 ? monthFromMarch + 3 : monthFromMarch - 9
+        return (yearOfEra + era * 400 + (month <= 2 ? 1 : 0), month, day)
     }
 
     /// Accepts ISO 8601 with or without fractional seconds.
     package static func parseTime(_ text: String) -> Date? {
         (try? Date.ISO8601FormatStyle(includingFractionalSeconds: true).parse(text))
             ?? (try? Date.ISO8601FormatStyle().parse(text))
+    }
+}
+
+extension JobEvent {
+    /// The event as JSON: the bytes `JSONEncoder` with `.sortedKeys` writes for it, written by hand because the
+    /// relay and every event stream encode every event, and the generic encoder was a quarter of the relay's CPU.
+    package var json: [UInt8] {
+        var json = JSONText(capacity: 320)
+        var object = JSONText.ObjectState()
+        json.key("attempt", &object)
+        json.integer(attempt)
+        json.key("environment", &object)
+        json.string(environment)
+        json.key("id", &object)
+        json.integer(id)
+        json.key("jobId", &object)
+        json.string(jobID.description)
+        json.key("owner", &object)
+        json.string(owner)
+        if let reason { json.key("reason", &object); json.string(reason) }
+        if let requestID = trace.requestID { json.key("requestId", &object); json.string(requestID) }
+        json.key("status", &object)
+        json.integer(status.rawValue)
+        json.key("statusText", &object)
+        json.string(status.text)
+        json.key("time", &object)
+        json.string(Self.formatTime(time))
+        if let traceparent = trace.traceparent { json.key("traceparent", &object); json.string(traceparent) }
+        json.end(object)
+        return json.bytes
     }
 }
 
