@@ -188,6 +188,12 @@ struct ReconcilerTests {
             // A process that serves it again shows it at once, without waiting for a pass of the reconciler.
             try await store.upsertEnvironments([ComputeEnvironment(id: "old")])
             #expect(try await !client.query("select hidden from environments where id = 'old'")[0].bool("hidden"))
+            // A pass that planned to hide it from a snapshot taken before that leaves it shown.
+            let reconcileStore = PostgresReconcileStore(client: client)
+            let hiddenLate = try await client.withTransaction { tx in
+                try await reconcileStore.setHidden(["old"], hidden: true, staleAfter: .seconds(600), in: tx)
+            }
+            #expect(hiddenLate == 0)
             let calls = cluster.calls.withLock { $0 }
             #expect(calls.archived == [failed.id])
             #expect(calls.deleted.count == 2)

@@ -461,7 +461,8 @@ package final class Reconciler: Service, Sendable {
         where !ids.isEmpty {
             try await attempt(kind, count: ids.count, result: &result) {
                 try await self.leadership.withFencedTransaction(epoch: epoch) { tx in
-                    try await self.store.setHidden(ids, hidden: hidden, in: tx)
+                    try await self.store.setHidden(
+                        ids, hidden: hidden, staleAfter: self.configuration.planner.environmentStaleAfter, in: tx)
                 }
             }
         }

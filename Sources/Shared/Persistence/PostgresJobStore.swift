@@ -31,8 +31,9 @@ package struct PostgresJobStore: Sendable {
     // MARK: Environments
 
     /// Records the environments this process serves (insert or refresh), so jobs can reference them. A refreshed
-    /// environment is served, so it is shown again at once: waiting for the reconciler's duty 12 would leave it out
-    /// of listings after a restart until this process's scheduler holds the lease.
+    /// environment is shown again at once, as the reconciler's next pass would show it (duty 12: it is no longer
+    /// stale); waiting for that pass left it out of listings after a restart until this process's scheduler held
+    /// the lease. Every role refreshes at start, so a gateway alone shows its environments too, as before.
     package func upsertEnvironments(_ environments: [ComputeEnvironment]) async throws {
         for environment in environments {
             let definition = String(decoding: try JSONEncoder().encode(environment), as: UTF8.self)

@@ -324,11 +324,18 @@ package struct PostgresReconcileStore: Sendable {
         ).map { JobID(uuid: try $0.uuid("id")) }
     }
 
-    /// Duty 12.
-    package func setHidden(_ ids: [String], hidden: Bool, in tx: PostgresTransaction) async throws -> Int {
+    /// Duty 12. Hides only environments still not refreshed for `staleAfter` when the statement runs: a process
+    /// that refreshed one since the pass's snapshot has shown it again, and must not see it hidden by that pass.
+    package func setHidden(
+        _ ids: [String], hidden: Bool, staleAfter: Duration, in tx: PostgresTransaction
+    ) async throws -> Int {
         guard !ids.isEmpty else { return 0 }
         return try await tx.execute(
-            "update environments set hidden = $2 where id = any($1::text[]) and hidden <> $2",
-            [.textArray(ids), .bool(hidden)])
+            """
+            update environments set hidden = $2
+            where id = any($1::text[]) and hidden <> $2
+                and (not $2 or last_seen <= now() - make_interval(secs => $3))
+            """,
+            [.textArray(ids), .bool(hidden), .double(staleAfter.seconds)])
     }
 }
