@@ -83,7 +83,7 @@ package enum Gateway {
                 status: .ok, headers: [.contentType: "application/json"],
                 body: .init(byteBuffer: ByteBuffer(bytes: try OpenAPIDocument.bytes())))
         }
-        // Last: it applies only to requests no route above matched.
+        // Last: it applies only to requests no route above matched (and would answer every route added after it).
         router.middlewares.add(UnmatchedRouteMiddleware(routes: router.routes))
         return router
     }

@@ -44,7 +44,7 @@ package struct JobSubmitter: Sendable {
 
     /// Submits like ``submit(_:requestID:)``, unless the owner already submitted a job under `idempotencyKey`:
     /// then that job is returned with `created` false, and nothing is written or published; if that job has another
-    /// environment or workflow, the request is refused (422 `idempotency_key_reused`).
+    /// environment, workflow or viewers, the request is refused (422 `idempotency_key_reused`).
     package func submit(
         _ request: Request, principal: Principal, requestID: String, idempotencyKey: String?
     ) async throws -> (job: Job, created: Bool) {
@@ -89,11 +89,13 @@ package struct JobSubmitter: Sendable {
             // A retry sends the same job; different content under a used key is a client's mistake, and answering
             // with the first job would hide it (as batches, and the IETF Idempotency-Key draft, answer 422). The
             // priority can have been changed since, and is not compared.
-            guard existing.environment == job.environment, existing.workflow == job.workflow else {
+            guard existing.environment == job.environment, existing.workflow == job.workflow,
+                Set(existing.viewers) == Set(job.viewers)
+            else {
                 throw APIError(
                     .unprocessableContent, code: "idempotency_key_reused",
-                    message: "this Idempotency-Key was used for job \(existing.id) with another environment or "
-                        + "workflow; use a new key for a new job")
+                    message: "this Idempotency-Key was used for job \(existing.id) with another environment, "
+                        + "workflow or viewers; use a new key for a new job")
             }
             return (existing, false)
         }

@@ -3,7 +3,7 @@ import Hummingbird
 
 /// Answers a request that no route matched, like every other refusal: a JSON error with a code. A path that is
 /// served with other methods answers 405 with `Allow` (RFC 9110 §15.5.6), so `DELETE /v1/jobs/<id>` does not read
-/// as "no such job"; any other path answers 404.
+/// as "no such job"; any other path answers 404. `HEAD` is served nowhere, so it answers 405 where `GET` is served.
 ///
 /// Added to the router after every route: Hummingbird applies a middleware only to the routes added after it, and
 /// to the responder of unmatched requests, so this runs for those alone (after authentication, which a `/v1` path
@@ -30,6 +30,10 @@ struct UnmatchedRouteMiddleware: RouterMiddleware {
         -> Response
     {
         let path = request.uri.path
+        // Ocean's APIs answer errors in their own shapes; an unknown path there stays Hummingbird's bare 404.
+        if path.hasPrefix(OceanRoutes.base) || path.hasPrefix(OceanNodeRoutes.base) {
+            return try await next(request, context)
+        }
         let allowed = Self.allowedMethods(path: path, served: served)
         guard !allowed.isEmpty else {
             throw APIError(.notFound, code: "route_not_found", message: "no route serves \(path.prefix(200))")

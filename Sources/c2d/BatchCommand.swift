@@ -89,7 +89,7 @@ struct BatchCommand: AsyncParsableCommand {
                         "batchId": result.batchID, "jobs": result.jobIDs, "submitted": result.created,
                         "alreadySubmitted": result.replayed, "idempotencyKey": prefix,
                     ])
-                } else if !client.json {
+                } else {
                     print(result.batchID)
                 }
                 guard wait else { return .success }

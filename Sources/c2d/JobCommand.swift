@@ -28,8 +28,8 @@ struct JobCommand: AsyncParsableCommand {
             discussion: """
                 The file is either a whole request ({"environment", "workflow", "viewers"?, "chainId"?}) or just a \
                 workflow ({"stages": [...]}). With --idempotency-key a repeated submit returns the first job \
-                instead of making another (the same key with another workflow is refused). With --wait the command follows the job to its end and exits with its \
-                outcome.
+                instead of making another (the same key with another workflow is refused). With --wait the \
+                command follows the job to its end and exits with its outcome.
                 """)
 
         @OptionGroup var client: ClientOptions

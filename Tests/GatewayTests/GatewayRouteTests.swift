@@ -192,9 +192,6 @@ import Testing
         }
     }
 
-    // MARK: Support
-
-    /// Runs `body` against an in-process gateway on a freshly migrated schema.
     @Test("a request no route serves gets a JSON error: 405 with Allow for another method of a served path, else 404")
     func unmatchedRoutes() async throws {
         try await withGateway { client, gateway in
@@ -255,6 +252,9 @@ import Testing
         }
     }
 
+    // MARK: Support
+
+    /// Runs `body` against an in-process gateway on a freshly migrated schema.
     private func withGateway(
         _ configure: (inout GatewayConfiguration) -> Void = { _ in }, bell: Bool = false,
         _ body: @Sendable (any TestClientProtocol, GatewayHarness) async throws -> Void
