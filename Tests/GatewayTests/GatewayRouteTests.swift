@@ -166,6 +166,11 @@ import Testing
                 uri: "/v1/jobs", method: .post, headers: headers, body: Self.body(other))
             #expect(reused.status == .unprocessableContent, "\(String(buffer: reused.body))")
             #expect(try Self.json(reused)["code"] as? String == "idempotency_key_reused")
+            var shared = GatewayHarness.jobRequest()
+            shared["viewers"] = ["bob"]
+            let sharedAgain = try await client.execute(
+                uri: "/v1/jobs", method: .post, headers: headers, body: Self.body(shared))
+            #expect(sharedAgain.status == .unprocessableContent, "\(String(buffer: sharedAgain.body))")
             let written = try await gateway.jobs()
             #expect(written.count == 1)
         }
