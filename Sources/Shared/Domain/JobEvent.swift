@@ -53,7 +53,7 @@ package struct JobEvent: Sendable, Hashable {
         }
         let milliseconds = Int64(microseconds) / 1_000
         let seconds = milliseconds / 1_000
-        let (year, month, day) = civilDate(daysSince1970: seconds / 86_400)
+        let (year, month, day) = CivilDate.civil(fromDays: seconds / 86_400)
         let secondOfDay = seconds % 86_400
         var text = [UInt8]()
         text.reserveCapacity(24)
@@ -74,20 +74,6 @@ package struct JobEvent: Sendable, Hashable {
         digits(secondOfDay % 60, 2, then: ".")
         digits(milliseconds % 1_000, 3, then: "Z")
         return String(decoding: text, as: UTF8.self)
-    }
-
-    /// Year, month and day of a day counted from 1970-01-01 (0 or later), in the proleptic Gregorian calendar
-    /// (Howard Hinnant's `civil_from_days`).
-    private static func civilDate(daysSince1970 days: Int64) -> (year: Int64, month: Int64, day: Int64) {
-        let shifted = days + 719_468  // days from 0000-03-01
-        let era = shifted / 146_097
-        let dayOfEra = shifted - era * 146_097
-        let yearOfEra = (dayOfEra - dayOfEra / 1_460 + dayOfEra / 36_524 - dayOfEra / 146_096) / 365
-        let dayOfYear = dayOfEra - (365 * yearOfEra + yearOfEra / 4 - yearOfEra / 100)
-        let monthFromMarch = (5 * dayOfYear + 2) / 153
-        let day = dayOfYear - (153 * monthFromMarch + 2) / 5 + 1
-        let month = monthFromMarch < 10 ? monthFromMarch + 3 : monthFromMarch - 9
-        return (yearOfEra + era * 400 + (month <= 2 ? 1 : 0), month, day)
     }
 
     /// Accepts ISO 8601 with or without fractional seconds.

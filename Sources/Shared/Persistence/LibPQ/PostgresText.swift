@@ -1,3 +1,4 @@
+import Domain
 import Foundation
 
 /// Conversions between Swift values and Postgres's text formats. Connections are set to `TimeZone = UTC`,
@@ -68,7 +69,7 @@ enum PostgresText {
         if date == .distantPast { return "-infinity" }
         let micros = Int64((date.timeIntervalSince1970 * 1_000_000).rounded())
         let (days, microsOfDay) = floorDivide(micros, 86_400_000_000)
-        let (year, month, day) = civil(fromDays: days)
+        let (year, month, day) = CivilDate.civil(fromDays: days)
         let seconds = microsOfDay / 1_000_000
         let fraction = microsOfDay % 1_000_000
         func pad(_ value: Int64, _ width: Int) -> String {
@@ -126,7 +127,7 @@ enum PostgresText {
             }
         }
         guard scanner.atEnd else { return nil }  // e.g. " BC"
-        let days = days(fromCivil: year, month, day)
+        let days = CivilDate.days(fromCivil: year, month, day)
         let total = (days * 86_400 - offsetSeconds) * 1_000_000 + micros
         let seconds = Double(floorDivide(total, 1_000_000).0)
         let fraction = Double(floorDivide(total, 1_000_000).1) / 1_000_000
@@ -136,29 +137,6 @@ enum PostgresText {
     private static func floorDivide(_ a: Int64, _ b: Int64) -> (Int64, Int64) {
         let quotient = a >= 0 ? a / b : -((-a + b - 1) / b)
         return (quotient, a - quotient * b)
-    }
-
-    /// Days since 1970-01-01 for a proleptic Gregorian date (Howard Hinnant's `days_from_civil`).
-    private static func days(fromCivil year: Int64, _ month: Int64, _ day: Int64) -> Int64 {
-        let y = month <= 2 ? year - 1 : year
-        let era = (y >= 0 ? y : y - 399) / 400
-        let yoe = y - era * 400
-        let doy = (153 * (month > 2 ? month - 3 : month + 9) + 2) / 5 + day - 1
-        let doe = yoe * 365 + yoe / 4 - yoe / 100 + doy
-        return era * 146_097 + doe - 719_468
-    }
-
-    /// The inverse of ``days(fromCivil:_:_:)``.
-    private static func civil(fromDays days: Int64) -> (Int64, Int64, Int64) {
-        let z = days + 719_468
-        let era = (z >= 0 ? z : z - 146_096) / 146_097
-        let doe = z - era * 146_097
-        let yoe = (doe - doe / 1460 + doe / 36524 - doe / 146_096) / 365
-        let doy = doe - (365 * yoe + yoe / 4 - yoe / 100)
-        let mp = (5 * doy + 2) / 153
-        let day = doy - (153 * mp + 2) / 5 + 1
-        let month = mp < 10 ? mp + 3 : mp - 9
-        return (yoe + era * 400 + (month <= 2 ? 1 : 0), month, day)
     }
 
     // MARK: Arrays
