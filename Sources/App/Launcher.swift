@@ -26,8 +26,7 @@ package enum Launcher {
     /// that its standard error does not fill with a service's info lines.
     package static func logger(_ settings: Settings, unlessSet toolLevel: Logger.Level? = nil) -> Logger {
         let level =
-            ProcessInfo.processInfo.environment[Setting.logLevel.name] == nil
-            ? (toolLevel ?? settings.logLevel) : settings.logLevel
+            EnvironmentReader().explicit(.logLevel) == nil ? (toolLevel ?? settings.logLevel) : settings.logLevel
         LoggingSystem.bootstrap { label in
             var handler = StreamLogHandler.standardError(label: label)
             handler.logLevel = level

@@ -147,9 +147,10 @@ struct JobCommand: AsyncParsableCommand {
                 }
                 let reply = try await api.getJSON("/v1/jobs/\(JobClient.pathSegment(id))/logs")
                 // In the order the steps ran (the API lists them as results are indexed: algorithm logs first).
-                let steps = ["configrationLog", "algorithmLog", "publishLog"]
+                let steps: [ResultKind] = [.configurationLog, .algorithmLog, .publishLog]
                 func rank(_ result: [String: Any]) -> Int {
-                    steps.firstIndex(of: result["type"] as? String ?? "") ?? steps.count
+                    (result["type"] as? String).flatMap(ResultKind.init(rawValue:)).flatMap(steps.firstIndex(of:))
+                        ?? steps.count
                 }
                 let results = (reply.object["results"] as? [[String: Any]] ?? []).enumerated().sorted {
                     (rank($0.element), $0.offset) < (rank($1.element), $1.offset)

@@ -107,7 +107,7 @@ struct TokenCommand: AsyncParsableCommand {
             guard revoked else {
                 // Not a mistake in the command line (no usage text): the exit code of the job commands' "no such".
                 FileHandle.standardError.write(Data("c2d: no unrevoked token has id \(id); see c2d token list\n".utf8))
-                throw ExitCode(4)
+                throw ExitCode(ClientExit.notFound.rawValue)
             }
             print("revoked \(uuid.uuidString.lowercased())")
         }

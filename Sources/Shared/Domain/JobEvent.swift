@@ -57,14 +57,14 @@ package struct JobEvent: Sendable, Hashable {
         let secondOfDay = seconds % 86_400
         var text = [UInt8]()
         text.reserveCapacity(24)
-        func digits(_ value: Int64, _ count: Int, then separator: Character?) {
+        func digits(_ value: Int64, _ count: Int, then separator: Unicode.Scalar) {
             var divisor: Int64 = 1
             for _ in 1..<count { divisor *= 10 }
             while divisor > 0 {
                 text.append(UInt8(ascii: "0") + UInt8(value / divisor % 10))
                 divisor /= 10
             }
-            if let separator { text.append(separator.asciiValue!) }
+            text.append(UInt8(ascii: separator))
         }
         digits(year, 4, then: "-")
         digits(month, 2, then: "-")
