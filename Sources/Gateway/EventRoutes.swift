@@ -30,7 +30,7 @@ struct EventRoutes: Sendable {
                     .forbidden, code: "missing_scope",
                     message: "the stream of all jobs needs 'operate'; follow your own jobs at /v1/jobs/{id}/events")
             }
-            let environment = request.uri.queryParameters.get("environment")
+            let environment = try ListRoutes.textFilter("environment", request.uri.queryParameters.get("environment"))
             let start = try Self.startID(request)
             return stream(
                 after: start, jobID: nil, environment: environment, endAtTerminal: false,
@@ -50,7 +50,8 @@ struct EventRoutes: Sendable {
     static func startID(_ request: Request) throws -> Int {
         func parsed(_ text: String?, _ name: String) throws -> Int? {
             guard let text else { return nil }
-            guard let id = Int(text), id >= 0 else {
+            // Digits only: `Int` alone would also read "+5".
+            guard !text.isEmpty, text.utf8.allSatisfy({ (0x30...0x39).contains($0) }), let id = Int(text) else {
                 throw APIError(
                     .badRequest, code: "invalid_event_id",
                     message: "\(name) must be an event id (an integer of 0 or more)")
