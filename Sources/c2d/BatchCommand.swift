@@ -63,6 +63,7 @@ struct BatchCommand: AsyncParsableCommand {
         func validate() throws {
             guard (1...10_000).contains(chunkSize) else { throw ValidationError("--chunk-size must be 1 to 10000") }
             if timeout != nil && !wait { throw ValidationError("--timeout applies only with --wait") }
+            try ClientOptions.validate(timeout: timeout)
             if let idempotencyKey, idempotencyKey.isEmpty || idempotencyKey.count > 100 || idempotencyKey.contains(":")
             {
                 throw ValidationError("--idempotency-key must be 1 to 100 characters without ':'")
@@ -140,6 +141,8 @@ struct BatchCommand: AsyncParsableCommand {
         @OptionGroup var client: ClientOptions
         @Argument(help: "The batch's id.") var id: String
         @Option(help: "Seconds to wait before giving up (exit 8; the jobs go on).") var timeout: Int?
+
+        func validate() throws { try ClientOptions.validate(timeout: timeout) }
 
         func run() async throws {
             try await JobClient.run(client) { api in

@@ -81,11 +81,22 @@ struct ClientOptions: ParsableArguments {
     @Flag(help: "Print JSON (one object, or one per line for streams) instead of text, for scripts.")
     var json = false
 
-    @Option(help: "Seconds one request may take (at least 1).")
+    @Option(help: "Seconds one request may take (1 to 86400).")
     var requestTimeout: Int = 30
 
     func validate() throws {
-        guard requestTimeout >= 1 else { throw ValidationError("--request-timeout must be at least 1 second") }
+        guard (1...86_400).contains(requestTimeout) else {
+            throw ValidationError("--request-timeout must be 1 to 86400 seconds")
+        }
+    }
+
+    /// Checks a command's `--timeout`: at least a second, and at most a year, since the deadline of a far longer
+    /// wait overflows the clock's arithmetic.
+    static func validate(timeout: Int?) throws {
+        guard let timeout else { return }
+        guard (1...31_536_000).contains(timeout) else {
+            throw ValidationError("--timeout must be 1 to 31536000 seconds (a year)")
+        }
     }
 
     func baseURL() throws -> String {

@@ -53,6 +53,7 @@ struct JobCommand: AsyncParsableCommand {
 
         func validate() throws {
             if timeout != nil && !wait { throw ValidationError("--timeout applies only with --wait") }
+            try ClientOptions.validate(timeout: timeout)
         }
 
         func run() async throws {
@@ -107,6 +108,8 @@ struct JobCommand: AsyncParsableCommand {
         @Argument(help: "The job's id.") var id: String
         @Option(help: "Seconds to wait before giving up (exit 8; the job goes on).") var timeout: Int?
 
+        func validate() throws { try ClientOptions.validate(timeout: timeout) }
+
         func run() async throws {
             try await JobClient.run(client) { api in
                 try await JobCommand.follow(api, id: id, json: client.json, timeout: timeout, quiet: false) { _ in }
@@ -134,6 +137,7 @@ struct JobCommand: AsyncParsableCommand {
 
         func validate() throws {
             if timeout != nil && !follow { throw ValidationError("--timeout applies only with -f") }
+            try ClientOptions.validate(timeout: timeout)
         }
 
         func run() async throws {
