@@ -40,7 +40,7 @@ package enum Gateway {
                 logger: logger),
         ]
         if let listener = configuration.metricsListener {
-            let router = Router(context: GatewayRequestContext.self)
+            let router = Router(context: GatewayRequestContext.self, options: .autoGenerateHeadEndpoints)
             MetricsRoutes(store: store, requests: requests, token: configuration.metricsToken).register(on: router)
             services.append(
                 Application(
@@ -56,7 +56,9 @@ package enum Gateway {
         configuration: GatewayConfiguration, store: PostgresJobStore, resultStore: any ReadableResultStore,
         logger: Logger, requests: RequestCounter = RequestCounter(), bell: EventStreamBell? = nil
     ) -> Router<GatewayRequestContext> {
-        let router = Router(context: GatewayRequestContext.self)
+        // HEAD runs the GET route and drops its body (RFC 9110 §9.3.2): an event or log stream's slot is given
+        // back as the unwritten body goes, and a download's bytes are never read.
+        let router = Router(context: GatewayRequestContext.self, options: .autoGenerateHeadEndpoints)
         router.middlewares.add(RequestIDMiddleware(requests: requests))
         router.middlewares.add(
             TokenAuthenticator(

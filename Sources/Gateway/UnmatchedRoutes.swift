@@ -3,7 +3,7 @@ import Hummingbird
 
 /// Answers a request that no route matched, like every other refusal: a JSON error with a code. A path that is
 /// served with other methods answers 405 with `Allow` (RFC 9110 §15.5.6), so `DELETE /v1/jobs/<id>` does not read
-/// as "no such job"; any other path answers 404. `HEAD` is served nowhere, so it answers 405 where `GET` is served.
+/// as "no such job"; any other path answers 404. The router answers `HEAD` wherever it serves `GET`.
 ///
 /// Added to the router after every route: Hummingbird applies a middleware only to the routes added after it, and
 /// to the responder of unmatched requests, so this runs for those alone (after authentication, which a `/v1` path
@@ -22,6 +22,11 @@ struct UnmatchedRouteMiddleware: RouterMiddleware {
             } else {
                 served.append((route.path, [route.method]))
             }
+        }
+        // The router generates a HEAD route for each GET route when it builds its responder, after this runs.
+        for index in served.indices where served[index].methods.contains(.get) && !served[index].methods.contains(.head)
+        {
+            served[index].methods.append(.head)
         }
         self.served = served
     }

@@ -204,11 +204,11 @@ import Testing
             let id = "0123456789abcdef0123456789abcdef"
             let delete = try await client.execute(uri: "/v1/jobs/\(id)", method: .delete, headers: token)
             #expect(delete.status == .methodNotAllowed)
-            #expect(delete.headers[.allow] == "GET, PATCH")
+            #expect(delete.headers[.allow] == "GET, HEAD, PATCH")
             #expect(try Self.json(delete)["code"] as? String == "method_not_allowed")
             let put = try await client.execute(uri: "/v1/jobs", method: .put, headers: token)
             #expect(put.status == .methodNotAllowed)
-            #expect(put.headers[.allow] == "GET, POST")
+            #expect(put.headers[.allow] == "GET, HEAD, POST")
             for uri in ["/v1/nothing", "/v1/jobs/\(id)/nothing", "/nothing"] {
                 let missing = try await client.execute(uri: uri, method: .get, headers: token)
                 #expect(missing.status == .notFound, "\(uri)")
@@ -220,11 +220,40 @@ import Testing
         }
     }
 
-    @Test("an event stream refuses a start that is no event id, in the header or in after")
+    @Test("HEAD answers what GET would, without a body, and gives a stream's slot back")
+    func headRequests() async throws {
+        try await withGateway({ $0.eventStreams = .init(total: 4, perCaller: 1) }) { client, gateway in
+            let alice = try await gateway.token(owner: "alice", scopes: [.submit, .read])
+            let created = try await client.execute(
+                uri: "/v1/jobs", method: .post, headers: alice, body: Self.body(GatewayHarness.jobRequest()))
+            let id = try #require(try Self.json(created)["id"] as? String)
+            let job = try await client.execute(uri: "/v1/jobs/\(id)", method: .head, headers: alice)
+            #expect(job.status == .ok)
+            #expect(job.headers[.contentType] == "application/json")
+            #expect(job.body.readableBytes == 0)
+            // One stream per caller: a slot that a HEAD kept would refuse the next.
+            for _ in 0..<3 {
+                let stream = try await client.execute(uri: "/v1/jobs/\(id)/events", method: .head, headers: alice)
+                #expect(stream.status == .ok)
+                #expect(stream.headers[.contentType] == "text/event-stream")
+            }
+            let missing = try await client.execute(
+                uri: "/v1/jobs/\(String(repeating: "0", count: 32))", method: .head, headers: alice)
+            #expect(missing.status == .notFound)
+            let anonymous = try await client.execute(uri: "/v1/jobs/\(id)", method: .head)
+            #expect(anonymous.status == .unauthorized)
+            #expect(try await client.execute(uri: "/healthz", method: .head).status == .ok)
+        }
+    }
+
+    @Test("an event stream refuses a start that is no event id, in the header or in after, and an empty filter")
     func badStreamStart() async throws {
         try await withGateway { client, gateway in
             let token = try await gateway.token(owner: "ops", scopes: [.operate])
-            for (header, after) in [("x", nil), (nil, "-1"), ("0", "-1"), ("", nil)] as [(String?, String?)] {
+            let starts: [(String?, String?)] = [
+                ("x", nil), (nil, "-1"), ("0", "-1"), ("", nil), ("+5", nil), (nil, "+5"),
+            ]
+            for (header, after) in starts {
                 var headers = token
                 if let header { headers[HTTPField.Name("last-event-id")!] = header }
                 let uri = "/v1/events" + (after.map { "?after=\($0)" } ?? "")
@@ -232,6 +261,9 @@ import Testing
                 #expect(response.status == .badRequest, "\(header ?? "-") \(after ?? "-")")
                 #expect(try Self.json(response)["code"] as? String == "invalid_event_id")
             }
+            let empty = try await client.execute(uri: "/v1/events?environment=", method: .get, headers: token)
+            #expect(empty.status == .badRequest)
+            #expect(try Self.json(empty)["code"] as? String == "invalid_filter")
         }
     }
 

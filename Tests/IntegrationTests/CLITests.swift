@@ -182,6 +182,15 @@ struct CLITests {
             #expect(unreachable.output.contains("C2D_URL"))
             let usage = try await Self.run(deployment, ["job", "results", id, "-o", "x"], token: token)
             #expect(usage.code == 64, "\(usage.output)")
+            // A wait no clock can hold is refused, not a crash.
+            for arguments in [
+                ["job", "watch", id, "--timeout", "0"], ["batch", "watch", id, "--timeout", "9223372036854775807"],
+                ["job", "list", "--request-timeout", "9223372036854775807"],
+            ] {
+                let refused = try await Self.run(deployment, arguments, token: token)
+                #expect(refused.code == 64, "\(arguments): \(refused.output)")
+                #expect(refused.output.contains("timeout must be 1 to"), "\(arguments): \(refused.output)")
+            }
         }
     }
 
