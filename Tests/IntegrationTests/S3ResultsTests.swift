@@ -92,6 +92,14 @@ struct S3ResultsTests {
                 "/v1/jobs/\(id)/results/\(index)",
                 headers: ["authorization": "Bearer \(ownerToken)", "range": "bytes=200000-"])
             #expect(beyond.status == 416)
+            // HEAD: the size without the bytes, and the store's answer dropped, not left hanging.
+            for _ in 0..<3 {
+                let head = try await deployment.request(
+                    .HEAD, "/v1/jobs/\(id)/results/\(index)", headers: ["authorization": "Bearer \(ownerToken)"])
+                #expect(head.status == 200)
+                #expect(head.body.isEmpty)
+                #expect(head.headers.contains { $0.0.lowercased() == "content-length" && $0.1 == "100000" })
+            }
             // The viewer may download through the gateway.
             #expect(try await deployment.get("/v1/jobs/\(id)/results/\(index)", token: viewer).status == 200)
 
