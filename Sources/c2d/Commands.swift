@@ -7,8 +7,13 @@ struct ServerOptions: ParsableArguments {
     @Option(help: "Address the HTTP API listens on.")
     var host: String = "127.0.0.1"
 
-    @Option(help: "Port the HTTP API listens on.")
+    @Option(help: "Port the HTTP API listens on (1 to 65535).")
     var port: Int = 8080
+
+    func validate() throws {
+        // A port past 65535 would be taken modulo 65536: the API would listen somewhere nobody looks.
+        guard (1...65_535).contains(port) else { throw ValidationError("--port must be 1 to 65535") }
+    }
 
     var listener: (host: String, port: Int) { (host, port) }
 }

@@ -23,10 +23,10 @@ struct KubeSimCommand: AsyncParsableCommand {
     @Option(help: "Namespace written into the kubeconfig.")
     var namespace: String = "default"
 
-    @Option(help: "Multiplier on simulated pod runtimes and controller delays.")
+    @Option(help: "Multiplier on simulated pod runtimes and controller delays (0 to 1000).")
     var timeScale: Double = 1
 
-    @Option(help: "Seconds between watch bookmarks.")
+    @Option(help: "Seconds between watch bookmarks (0.01 to 3600).")
     var bookmarkInterval: Double = 1
 
     @Option(help: "Seed for generated names, uids and fault decisions.")
@@ -39,6 +39,16 @@ struct KubeSimCommand: AsyncParsableCommand {
 
     @Option(help: "With --run-c2d-steps: where the steps' volumes, logs and termination messages live.")
     var stepsDirectory: String?
+
+    func validate() throws {
+        guard (0...65_535).contains(port) else { throw ValidationError("--port must be 0 to 65535") }
+        guard timeScale.isFinite, (0...1_000).contains(timeScale) else {
+            throw ValidationError("--time-scale must be 0 to 1000")
+        }
+        guard bookmarkInterval.isFinite, (0.01...3_600).contains(bookmarkInterval) else {
+            throw ValidationError("--bookmark-interval must be 0.01 to 3600 seconds")
+        }
+    }
 
     func run() async throws {
         LoggingSystem.bootstrap { label in

@@ -191,6 +191,10 @@ struct CLITests {
                 #expect(refused.code == 64, "\(arguments): \(refused.output)")
                 #expect(refused.output.contains("timeout must be 1 to"), "\(arguments): \(refused.output)")
             }
+            // A port past 65535 would have been taken modulo 65536.
+            let port70000 = try await Self.run(deployment, ["gateway", "--port", "70000"], token: token)
+            #expect(port70000.code == 64, "\(port70000.output)")
+            #expect(port70000.output.contains("--port must be 1 to 65535"), "\(port70000.output)")
         }
     }
 
