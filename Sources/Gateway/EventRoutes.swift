@@ -50,8 +50,7 @@ struct EventRoutes: Sendable {
     static func startID(_ request: Request) throws -> Int {
         func parsed(_ text: String?, _ name: String) throws -> Int? {
             guard let text else { return nil }
-            // Digits only: `Int` alone would also read "+5".
-            guard !text.isEmpty, text.utf8.allSatisfy({ (0x30...0x39).contains($0) }), let id = Int(text) else {
+            guard text.isASCIIDigits, let id = Int(text) else {
                 throw APIError(
                     .badRequest, code: "invalid_event_id",
                     message: "\(name) must be an event id (an integer of 0 or more)")

@@ -62,8 +62,7 @@ struct BatchCommand: AsyncParsableCommand {
 
         func validate() throws {
             guard (1...10_000).contains(chunkSize) else { throw ValidationError("--chunk-size must be 1 to 10000") }
-            if timeout != nil && !wait { throw ValidationError("--timeout applies only with --wait") }
-            try ClientOptions.validate(timeout: timeout)
+            try ClientOptions.validate(timeout: timeout, onlyWith: ("--wait", wait))
             if let idempotencyKey, idempotencyKey.isEmpty || idempotencyKey.count > 100 || idempotencyKey.contains(":")
             {
                 throw ValidationError("--idempotency-key must be 1 to 100 characters without ':'")

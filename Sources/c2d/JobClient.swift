@@ -90,10 +90,11 @@ struct ClientOptions: ParsableArguments {
         }
     }
 
-    /// Checks a command's `--timeout`: at least a second, and at most a year, since the deadline of a far longer
-    /// wait overflows the clock's arithmetic.
-    static func validate(timeout: Int?) throws {
+    /// Checks a command's `--timeout`: only with `flag` when the command waits only with that flag, at least a
+    /// second, and at most a year, since the deadline of a far longer wait overflows the clock's arithmetic.
+    static func validate(timeout: Int?, onlyWith flag: (name: String, isSet: Bool)? = nil) throws {
         guard let timeout else { return }
+        if let flag, !flag.isSet { throw ValidationError("--timeout applies only with \(flag.name)") }
         guard (1...31_536_000).contains(timeout) else {
             throw ValidationError("--timeout must be 1 to 31536000 seconds (a year)")
         }

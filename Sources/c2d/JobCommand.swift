@@ -52,8 +52,7 @@ struct JobCommand: AsyncParsableCommand {
         var timeout: Int?
 
         func validate() throws {
-            if timeout != nil && !wait { throw ValidationError("--timeout applies only with --wait") }
-            try ClientOptions.validate(timeout: timeout)
+            try ClientOptions.validate(timeout: timeout, onlyWith: ("--wait", wait))
         }
 
         func run() async throws {
@@ -136,8 +135,7 @@ struct JobCommand: AsyncParsableCommand {
         @Option(help: "With -f: seconds to wait before giving up (exit 8).") var timeout: Int?
 
         func validate() throws {
-            if timeout != nil && !follow { throw ValidationError("--timeout applies only with -f") }
-            try ClientOptions.validate(timeout: timeout)
+            try ClientOptions.validate(timeout: timeout, onlyWith: ("-f", follow))
         }
 
         func run() async throws {

@@ -1,3 +1,4 @@
+import Domain
 import Foundation
 import Persistence
 import Signatures
@@ -74,7 +75,7 @@ struct OceanAuthenticator: Sendable {
     static func isDecimal(_ text: String) -> Bool {
         let parts = text.split(separator: ".", maxSplits: 1, omittingEmptySubsequences: false)
         func digits(_ part: Substring) -> Bool {
-            !part.isEmpty && part.utf8.count <= 64 && part.utf8.allSatisfy { (0x30...0x39).contains($0) }
+            part.isASCIIDigits && part.utf8.count <= 64
         }
         return digits(parts[0]) && (parts.count == 1 || digits(parts[1]))
     }

@@ -1,3 +1,4 @@
+import Domain
 import Foundation
 import Persistence
 import Signatures
@@ -45,9 +46,7 @@ struct OceanNodeAuthenticator: Sendable {
     /// always fits the nonce column. Nil when it is not a whole number.
     static func canonicalNonce(_ text: String) -> String? {
         let digits = text.trimmingCharacters(in: .whitespaces)
-        guard !digits.isEmpty, digits.utf8.count <= 30, digits.utf8.allSatisfy({ (0x30...0x39).contains($0) }) else {
-            return nil
-        }
+        guard digits.isASCIIDigits, digits.utf8.count <= 30 else { return nil }
         let trimmed = digits.drop { $0 == "0" }
         return trimmed.isEmpty ? "0" : String(trimmed)
     }

@@ -1,3 +1,4 @@
+import Domain
 import Foundation
 import Logging
 
@@ -217,7 +218,7 @@ package struct MigrationRunner: Sendable {
             guard let underscore = stem.firstIndex(of: "_") else { continue }
             let version = String(stem[..<underscore])
             let name = String(stem[stem.index(after: underscore)...])
-            guard !version.isEmpty, version.allSatisfy(\.isASCIIDigitCharacter), !name.isEmpty else { continue }
+            guard version.isASCIIDigits, !name.isEmpty else { continue }
             let file = directory.appendingPathComponent(fileName)
             migrations.append(Migration(version: version, name: name, file: file))
         }
@@ -237,8 +238,4 @@ package struct MigrationRunner: Sendable {
 package struct MigrationError: Error, CustomStringConvertible, Sendable {
     package var message: String
     package var description: String { "MigrationError: \(message)" }
-}
-
-extension Character {
-    fileprivate var isASCIIDigitCharacter: Bool { isASCII && isNumber }
 }
